@@ -1,0 +1,288 @@
+//! Consent events: what a person signs (docs/FORMAT.md, "ConsentEvent").
+//!
+//! `signature = Ed25519(subject, "consentlog/v1/event\n" || bytes(ConsentEvent))`,
+//! `SignedEvent = bytes(ConsentEvent) || signature`, `event_hash = BLAKE3(bytes(SignedEvent))`.
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+use super::codec::{self, DecodeError};
+use super::hash::{hex_array, hex_array_opt, Hash};
+use super::rules::Reject;
+
+/// Domain-separation prefix of an event signature.
+pub const EVENT_DOMAIN: &[u8] = b"consentlog/v1/event\n";
+/// Context string of the state key derivation.
+pub const STATE_KEY_CONTEXT: &str = "consentlog v1 state key";
+/// The only event version.
+pub const EVENT_VERSION: u8 = 1;
+/// Length of an Ed25519 signature.
+pub const SIGNATURE_LEN: usize = 64;
+
+/// A person's decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    OptOut = 0,
+    OptIn = 1,
+}
+
+impl Decision {
+    /// The JSON spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::OptIn => "opt-in",
+            Decision::OptOut => "opt-out",
+        }
+    }
+}
+
+/// The signed content of one opt-in or opt-out (field order is the byte layout).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentEvent {
+    pub version: u8,
+    pub log: String,
+    pub subject: [u8; 32],
+    pub controller: String,
+    pub purpose: String,
+    pub decision: u8,
+    pub seq: u64,
+    pub prev: Option<[u8; 32]>,
+    pub issued_at: u64,
+    pub expires_at: Option<u64>,
+    pub notice: Option<[u8; 32]>,
+}
+
+impl ConsentEvent {
+    /// The decision, if the byte is a known one.
+    pub fn decision(&self) -> Option<Decision> {
+        match self.decision {
+            0 => Some(Decision::OptOut),
+            1 => Some(Decision::OptIn),
+            _ => None,
+        }
+    }
+
+    /// The state key of this event's (subject, controller, purpose).
+    pub fn state_key(&self) -> Hash {
+        state_key(&self.subject, &self.controller, &self.purpose)
+    }
+
+    /// The canonical bytes of this event.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        codec::encode(self)
+    }
+
+    /// The message an Ed25519 signature covers.
+    pub fn signing_message(&self) -> Vec<u8> {
+        let mut m = EVENT_DOMAIN.to_vec();
+        m.extend_from_slice(&self.to_bytes());
+        m
+    }
+
+    /// Signs with the subject's key; the key must match `subject`.
+    pub fn sign(self, key: &SigningKey) -> SignedEvent {
+        assert_eq!(
+            key.verifying_key().to_bytes(),
+            self.subject,
+            "signing key does not match the event's subject"
+        );
+        let signature = key.sign(&self.signing_message()).to_bytes();
+        SignedEvent::from_parts(self, signature)
+    }
+}
+
+/// `K = derive_key("consentlog v1 state key", subject || u64 len || controller || u64 len || purpose)`.
+pub fn state_key(subject: &[u8; 32], controller: &str, purpose: &str) -> Hash {
+    let mut h = blake3::Hasher::new_derive_key(STATE_KEY_CONTEXT);
+    h.update(subject);
+    h.update(&(controller.len() as u64).to_le_bytes());
+    h.update(controller.as_bytes());
+    h.update(&(purpose.len() as u64).to_le_bytes());
+    h.update(purpose.as_bytes());
+    *h.finalize().as_bytes()
+}
+
+/// An event with its signature and exact bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedEvent {
+    pub event: ConsentEvent,
+    pub signature: [u8; SIGNATURE_LEN],
+    bytes: Vec<u8>,
+}
+
+impl SignedEvent {
+    /// Joins an event and a signature (not checked).
+    pub fn from_parts(event: ConsentEvent, signature: [u8; SIGNATURE_LEN]) -> Self {
+        let mut bytes = event.to_bytes();
+        bytes.extend_from_slice(&signature);
+        SignedEvent {
+            event,
+            signature,
+            bytes,
+        }
+    }
+
+    /// Strictly decodes `bytes(ConsentEvent) || signature[64]`; checks nothing else.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        if bytes.len() < SIGNATURE_LEN {
+            return Err(DecodeError::Malformed(format!(
+                "signed event of {} bytes is shorter than a signature",
+                bytes.len()
+            )));
+        }
+        let (body, sig) = bytes.split_at(bytes.len() - SIGNATURE_LEN);
+        let event: ConsentEvent = codec::decode(body)?;
+        Ok(SignedEvent {
+            event,
+            signature: sig.try_into().expect("64 bytes"),
+            bytes: bytes.to_vec(),
+        })
+    }
+
+    /// The exact bytes `bytes(ConsentEvent) || signature`.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// `BLAKE3(bytes(SignedEvent))`.
+    pub fn event_hash(&self) -> Hash {
+        *blake3::hash(&self.bytes).as_bytes()
+    }
+
+    /// The checks that need no ledger state, in the order of docs/FORMAT.md "Append rules"
+    /// (version, controller, purpose, decision, weak key, signature) except `log`, which the
+    /// caller compares with its origin first via [`SignedEvent::check_log`].
+    pub fn check_self(&self) -> Result<(), Reject> {
+        let e = &self.event;
+        if e.version != EVENT_VERSION {
+            return Err(Reject::Version(e.version));
+        }
+        check_name("controller", &e.controller).map_err(Reject::Controller)?;
+        check_name("purpose", &e.purpose).map_err(Reject::Purpose)?;
+        if e.decision().is_none() {
+            return Err(Reject::Decision(e.decision));
+        }
+        self.check_signature()
+    }
+
+    /// Weak-key refusal and `verify_strict` of the signature.
+    pub fn check_signature(&self) -> Result<(), Reject> {
+        let key = VerifyingKey::from_bytes(&self.event.subject).map_err(|_| Reject::BadKey)?;
+        if key.is_weak() {
+            return Err(Reject::WeakKey);
+        }
+        let body = &self.bytes[..self.bytes.len() - SIGNATURE_LEN];
+        let mut msg = Vec::with_capacity(EVENT_DOMAIN.len() + body.len());
+        msg.extend_from_slice(EVENT_DOMAIN);
+        msg.extend_from_slice(body);
+        key.verify_strict(&msg, &Signature::from_bytes(&self.signature))
+            .map_err(|_| Reject::Signature)
+    }
+
+    /// The event names the ledger `origin`.
+    pub fn check_log(&self, origin: &str) -> Result<(), Reject> {
+        if self.event.log != origin {
+            return Err(Reject::Log {
+                got: self.event.log.clone(),
+                want: origin.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Maximum length of a controller or purpose.
+pub const MAX_NAME: usize = 128;
+
+/// Controller and purpose: 1–128 bytes of `[a-z0-9._:/-]`.
+pub fn check_name(what: &str, s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > MAX_NAME {
+        return Err(format!("{what} must be 1-{MAX_NAME} bytes, got {}", s.len()));
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '.' | '_' | ':' | '/' | '-'))
+    {
+        return Err(format!("{what} has character {c:?} outside [a-z0-9._:/-]"));
+    }
+    Ok(())
+}
+
+/// The JSON line form of a signed event (what `consentlog sign` prints and `append` reads).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventJson {
+    pub version: u8,
+    pub log: String,
+    #[serde(with = "hex_array")]
+    pub subject: [u8; 32],
+    pub controller: String,
+    pub purpose: String,
+    pub decision: String,
+    pub seq: u64,
+    #[serde(with = "hex_array_opt")]
+    pub prev: Option<[u8; 32]>,
+    pub issued_at: u64,
+    pub expires_at: Option<u64>,
+    #[serde(with = "hex_array_opt")]
+    pub notice: Option<[u8; 32]>,
+    #[serde(with = "hex_array")]
+    pub signature: [u8; 64],
+}
+
+impl From<&SignedEvent> for EventJson {
+    fn from(s: &SignedEvent) -> Self {
+        let e = &s.event;
+        EventJson {
+            version: e.version,
+            log: e.log.clone(),
+            subject: e.subject,
+            controller: e.controller.clone(),
+            purpose: e.purpose.clone(),
+            decision: match e.decision() {
+                Some(d) => d.as_str().to_string(),
+                None => e.decision.to_string(),
+            },
+            seq: e.seq,
+            prev: e.prev,
+            issued_at: e.issued_at,
+            expires_at: e.expires_at,
+            notice: e.notice,
+            signature: s.signature,
+        }
+    }
+}
+
+impl EventJson {
+    /// Converts to the binary form; refuses an unknown decision spelling.
+    pub fn to_signed(&self) -> Result<SignedEvent, Reject> {
+        let decision = match self.decision.as_str() {
+            "opt-in" => 1,
+            "opt-out" => 0,
+            other => return Err(Reject::DecisionName(other.to_string())),
+        };
+        Ok(SignedEvent::from_parts(
+            ConsentEvent {
+                version: self.version,
+                log: self.log.clone(),
+                subject: self.subject,
+                controller: self.controller.clone(),
+                purpose: self.purpose.clone(),
+                decision,
+                seq: self.seq,
+                prev: self.prev,
+                issued_at: self.issued_at,
+                expires_at: self.expires_at,
+                notice: self.notice,
+            },
+            self.signature,
+        ))
+    }
+
+    /// Parses one JSON line strictly.
+    pub fn parse(line: &str) -> Result<SignedEvent, Reject> {
+        let j: EventJson =
+            serde_json::from_str(line).map_err(|e| Reject::Malformed(e.to_string()))?;
+        j.to_signed()
+    }
+}

@@ -1,0 +1,146 @@
+//! 32-byte hashes and the strict lowercase hex used everywhere in JSON.
+//!
+//! Parsers here reject uppercase digits, odd lengths and wrong lengths, so a value has exactly
+//! one textual form (docs/FORMAT.md, "Conventions").
+
+use std::fmt;
+
+/// A BLAKE3 (or, in tests, SHA-256) digest.
+pub type Hash = [u8; 32];
+
+/// Why a hex string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HexError {
+    #[error("hex has odd length {0}")]
+    OddLength(usize),
+    #[error("hex has invalid character {0:?} (only 0-9 and a-f are allowed)")]
+    BadChar(char),
+    #[error("hex decodes to {got} bytes, expected {expected}")]
+    WrongLength { expected: usize, got: usize },
+}
+
+/// Lowercase hex of `bytes`.
+pub fn to_hex(bytes: &[u8]) -> String {
+    hex::encode(bytes)
+}
+
+/// Decodes lowercase hex of any even length.
+pub fn from_hex(s: &str) -> Result<Vec<u8>, HexError> {
+    if s.len() % 2 != 0 {
+        return Err(HexError::OddLength(s.len()));
+    }
+    if let Some(c) = s.chars().find(|c| !matches!(c, '0'..='9' | 'a'..='f')) {
+        return Err(HexError::BadChar(c));
+    }
+    Ok(hex::decode(s).expect("validated hex"))
+}
+
+/// Decodes lowercase hex of exactly `N` bytes.
+pub fn from_hex_array<const N: usize>(s: &str) -> Result<[u8; N], HexError> {
+    let v = from_hex(s)?;
+    v.try_into().map_err(|v: Vec<u8>| HexError::WrongLength {
+        expected: N,
+        got: v.len(),
+    })
+}
+
+/// A hash that (de)serializes as 64 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct HexHash(pub Hash);
+
+impl fmt::Debug for HexHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&to_hex(&self.0))
+    }
+}
+
+impl serde::Serialize for HexHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&to_hex(&self.0))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for HexHash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <String as serde::Deserialize>::deserialize(d)?;
+        from_hex_array(&s)
+            .map(HexHash)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Serde adapters for hex fields (`#[serde(with = "crate::core::hash::hex_bytes")]`).
+pub mod hex_bytes {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&to_hex(v))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = <String as serde::Deserialize>::deserialize(d)?;
+        from_hex(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Serde adapter for fixed-size byte arrays as hex.
+pub mod hex_array {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer, const N: usize>(
+        v: &[u8; N],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&to_hex(v))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>, const N: usize>(
+        d: D,
+    ) -> Result<[u8; N], D::Error> {
+        let s = <String as serde::Deserialize>::deserialize(d)?;
+        from_hex_array(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Serde adapter for optional fixed-size byte arrays as hex or null.
+pub mod hex_array_opt {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer, const N: usize>(
+        v: &Option<[u8; N]>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.serialize_some(&to_hex(v)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>, const N: usize>(
+        d: D,
+    ) -> Result<Option<[u8; N]>, D::Error> {
+        let s = <Option<String> as serde::Deserialize>::deserialize(d)?;
+        s.map(|s| from_hex_array(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_is_strict() {
+        assert_eq!(from_hex("00ff").unwrap(), vec![0, 255]);
+        assert_eq!(from_hex("00FF"), Err(HexError::BadChar('F')));
+        assert_eq!(from_hex("0"), Err(HexError::OddLength(1)));
+        assert_eq!(from_hex("0g"), Err(HexError::BadChar('g')));
+        assert_eq!(
+            from_hex_array::<2>("00"),
+            Err(HexError::WrongLength {
+                expected: 2,
+                got: 1
+            })
+        );
+    }
+}

@@ -1,0 +1,12 @@
+//! The I/O-free core: formats, hashing, Merkle and map proofs, and verification.
+//!
+//! Nothing here touches a disk, a clock or a network; the storage, ledger, server and CLI
+//! layers sit on top of it. A verifier needs only this module and a public key.
+
+pub mod codec;
+pub mod entry;
+pub mod event;
+pub mod hash;
+pub mod note;
+pub mod receipt;
+pub mod rules;

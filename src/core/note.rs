@@ -1,0 +1,223 @@
+//! Signed checkpoints as C2SP signed notes (c2sp.org/signed-note, c2sp.org/tlog-checkpoint).
+//!
+//! Body lines: origin, tree size, base64 log root, `map <base64 map root>`, `time <ms>`.
+//! The signed message is the whole body including its final newline. After a blank line
+//! come signature lines `— <origin> <base64(key id[4] || Ed25519 signature[64])>`, with
+//! key id = SHA-256(origin || "\n" || 0x01 || public key)[..4].
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+use super::hash::Hash;
+
+/// Signature-type byte of Ed25519 in signed-note key ids.
+pub const ED25519_ALG: u8 = 0x01;
+/// Largest note we parse.
+pub const MAX_NOTE: usize = 16 * 1024;
+/// Most signature lines we look through.
+pub const MAX_SIGNATURES: usize = 100;
+
+/// A checkpoint's body: what the log commits to at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint<'a> {
+    pub origin: &'a str,
+    pub size: u64,
+    pub root: Hash,
+    pub map_root: Hash,
+    pub time: u64,
+}
+
+/// An owned checkpoint, as parsed from a verified note.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedCheckpoint {
+    pub origin: String,
+    pub size: u64,
+    pub root: Hash,
+    pub map_root: Hash,
+    pub time: u64,
+    /// The full note text, byte for byte.
+    pub note: String,
+}
+
+/// Why a note was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoteError {
+    #[error("note is larger than {MAX_NOTE} bytes")]
+    TooLarge,
+    #[error("malformed note: {0}")]
+    Malformed(String),
+    #[error("malformed checkpoint body: {0}")]
+    Body(String),
+    #[error("note carries no signature by {origin:?} with key id {key_id}")]
+    NoSignature { origin: String, key_id: String },
+    #[error("checkpoint signature does not verify under the log key")]
+    BadSignature,
+    #[error("checkpoint is for origin {got:?}, expected {want:?}")]
+    WrongOrigin { got: String, want: String },
+}
+
+/// `SHA-256(name || "\n" || 0x01 || key)[..4]`.
+pub fn key_id(name: &str, key: &VerifyingKey) -> [u8; 4] {
+    let mut h = Sha256::new();
+    h.update(name.as_bytes());
+    h.update(b"\n");
+    h.update([ED25519_ALG]);
+    h.update(key.as_bytes());
+    h.finalize()[..4].try_into().expect("4 bytes")
+}
+
+/// Origins (and so key names) are 1–255 bytes of `[a-z0-9._:/-]`.
+pub fn check_origin(origin: &str) -> Result<(), String> {
+    if origin.is_empty() || origin.len() > 255 {
+        return Err(format!("origin must be 1-255 bytes, got {}", origin.len()));
+    }
+    if let Some(c) = origin
+        .chars()
+        .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '.' | '_' | ':' | '/' | '-'))
+    {
+        return Err(format!("origin has character {c:?} outside [a-z0-9._:/-]"));
+    }
+    Ok(())
+}
+
+impl Checkpoint<'_> {
+    /// The body text, ending in a newline: the bytes the log key signs.
+    pub fn body(&self) -> String {
+        format!(
+            "{}\n{}\n{}\nmap {}\ntime {}\n",
+            self.origin,
+            self.size,
+            B64.encode(self.root),
+            B64.encode(self.map_root),
+            self.time
+        )
+    }
+
+    /// Signs the body and returns the full note text.
+    pub fn sign(&self, key: &SigningKey) -> String {
+        let body = self.body();
+        let sig = key.sign(body.as_bytes()).to_bytes();
+        let mut blob = key_id(self.origin, &key.verifying_key()).to_vec();
+        blob.extend_from_slice(&sig);
+        format!("{body}\n\u{2014} {} {}\n", self.origin, B64.encode(blob))
+    }
+}
+
+fn parse_u64(s: &str, what: &str) -> Result<u64, NoteError> {
+    let canonical = !s.is_empty()
+        && s.bytes().all(|b| b.is_ascii_digit())
+        && (s == "0" || !s.starts_with('0'));
+    if !canonical {
+        return Err(NoteError::Body(format!("{what} {s:?} is not a decimal number")));
+    }
+    s.parse()
+        .map_err(|_| NoteError::Body(format!("{what} {s:?} is out of range")))
+}
+
+fn parse_b64_hash(s: &str, what: &str) -> Result<Hash, NoteError> {
+    let v = B64
+        .decode(s)
+        .map_err(|e| NoteError::Body(format!("{what} is not base64: {e}")))?;
+    if B64.encode(&v) != s {
+        return Err(NoteError::Body(format!("{what} is not canonical base64")));
+    }
+    v.try_into()
+        .map_err(|_| NoteError::Body(format!("{what} is not 32 bytes")))
+}
+
+/// Splits a note into body (with final newline) and signature lines.
+fn split(note: &str) -> Result<(&str, Vec<&str>), NoteError> {
+    if note.len() > MAX_NOTE {
+        return Err(NoteError::TooLarge);
+    }
+    let at = note
+        .find("\n\n")
+        .ok_or_else(|| NoteError::Malformed("no blank line after the body".into()))?;
+    let (body, rest) = (&note[..at + 1], &note[at + 2..]);
+    if !rest.ends_with('\n') {
+        return Err(NoteError::Malformed("note does not end with a newline".into()));
+    }
+    let sigs: Vec<&str> = rest[..rest.len() - 1].split('\n').collect();
+    if sigs.is_empty() || sigs.len() > MAX_SIGNATURES {
+        return Err(NoteError::Malformed("bad number of signature lines".into()));
+    }
+    Ok((body, sigs))
+}
+
+/// Parses a checkpoint body strictly (exactly five lines in this order).
+pub fn parse_body(body: &str) -> Result<Checkpoint<'_>, NoteError> {
+    let lines: Vec<&str> = body
+        .strip_suffix('\n')
+        .ok_or_else(|| NoteError::Body("body does not end with a newline".into()))?
+        .split('\n')
+        .collect();
+    let [origin, size, root, map, time] = lines[..] else {
+        return Err(NoteError::Body(format!(
+            "expected 5 lines (origin, size, root, map, time), got {}",
+            lines.len()
+        )));
+    };
+    check_origin(origin).map_err(NoteError::Body)?;
+    let map = map
+        .strip_prefix("map ")
+        .ok_or_else(|| NoteError::Body("fourth line is not `map <base64>`".into()))?;
+    let time = time
+        .strip_prefix("time ")
+        .ok_or_else(|| NoteError::Body("fifth line is not `time <ms>`".into()))?;
+    Ok(Checkpoint {
+        origin,
+        size: parse_u64(size, "tree size")?,
+        root: parse_b64_hash(root, "root hash")?,
+        map_root: parse_b64_hash(map, "map root")?,
+        time: parse_u64(time, "time")?,
+    })
+}
+
+/// Verifies `note` with the log key and returns its checkpoint. The note must carry a
+/// signature line named by its own origin with the key's id; other signatures (witnesses)
+/// are ignored.
+pub fn open(note: &str, key: &VerifyingKey) -> Result<SignedCheckpoint, NoteError> {
+    let (body, sigs) = split(note)?;
+    let cp = parse_body(body)?;
+    let id = key_id(cp.origin, key);
+    let mut found = false;
+    for line in sigs {
+        let rest = line
+            .strip_prefix("\u{2014} ")
+            .ok_or_else(|| NoteError::Malformed(format!("bad signature line {line:?}")))?;
+        let (name, b64) = rest
+            .split_once(' ')
+            .ok_or_else(|| NoteError::Malformed(format!("bad signature line {line:?}")))?;
+        let blob = B64
+            .decode(b64)
+            .map_err(|_| NoteError::Malformed("signature is not base64".into()))?;
+        if blob.len() < 5 {
+            return Err(NoteError::Malformed("signature too short".into()));
+        }
+        if name != cp.origin || blob[..4] != id {
+            continue;
+        }
+        let sig: [u8; 64] = blob[4..]
+            .try_into()
+            .map_err(|_| NoteError::Malformed("Ed25519 signature is not 64 bytes".into()))?;
+        key.verify_strict(body.as_bytes(), &Signature::from_bytes(&sig))
+            .map_err(|_| NoteError::BadSignature)?;
+        found = true;
+    }
+    if !found {
+        return Err(NoteError::NoSignature {
+            origin: cp.origin.to_string(),
+            key_id: hex::encode(id),
+        });
+    }
+    Ok(SignedCheckpoint {
+        origin: cp.origin.to_string(),
+        size: cp.size,
+        root: cp.root,
+        map_root: cp.map_root,
+        time: cp.time,
+        note: note.to_string(),
+    })
+}
