@@ -1,5 +1,11 @@
 //! consentlog: an append-only consent ledger with verifiable proofs.
 //!
-//! See docs/ARCHITECTURE.md for the layering and docs/FORMAT.md for every byte.
+//! Layers, bottom up (docs/ARCHITECTURE.md): [`core`] (formats, hashing, proofs, verification;
+//! no I/O), [`store`] (storage engines behind one trait), [`ledger`] (append rules, checkpoints,
+//! proof building), and the `consentlog` binary's [`cli`].
 
+pub mod cli;
 pub mod core;
+pub mod keyfile;
+pub mod ledger;
+pub mod store;

@@ -8,7 +8,7 @@
 //!
 //! Decoding is strict: every byte must be consumed and re-encoding must give the same bytes.
 
-use bincode::config::{Configuration, Fixint, LittleEndian, Limit};
+use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
 use serde::{de::DeserializeOwned, Serialize};
 
 /// Largest encoded object we accept (an event is well under 1 KiB).

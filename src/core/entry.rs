@@ -102,7 +102,9 @@ impl Opening {
     /// Parses the storage form strictly.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         if bytes.len() < 32 {
-            return Err(DecodeError::Malformed("opening shorter than its nonce".into()));
+            return Err(DecodeError::Malformed(
+                "opening shorter than its nonce".into(),
+            ));
         }
         Ok(Opening {
             nonce: bytes[..32].try_into().expect("32 bytes"),

@@ -197,7 +197,10 @@ pub const MAX_NAME: usize = 128;
 /// Controller and purpose: 1–128 bytes of `[a-z0-9._:/-]`.
 pub fn check_name(what: &str, s: &str) -> Result<(), String> {
     if s.is_empty() || s.len() > MAX_NAME {
-        return Err(format!("{what} must be 1-{MAX_NAME} bytes, got {}", s.len()));
+        return Err(format!(
+            "{what} must be 1-{MAX_NAME} bytes, got {}",
+            s.len()
+        ));
     }
     if let Some(c) = s
         .chars()

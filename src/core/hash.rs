@@ -62,10 +62,34 @@ impl serde::Serialize for HexHash {
 
 impl<'de> serde::Deserialize<'de> for HexHash {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <String as serde::Deserialize>::deserialize(d)?;
-        from_hex_array(&s)
-            .map(HexHash)
-            .map_err(serde::de::Error::custom)
+        hex_array::deserialize(d).map(HexHash)
+    }
+}
+
+impl From<Hash> for HexHash {
+    fn from(h: Hash) -> Self {
+        HexHash(h)
+    }
+}
+
+impl From<HexHash> for Hash {
+    fn from(h: HexHash) -> Self {
+        h.0
+    }
+}
+
+/// Visits a string of lowercase hex for exactly `N` bytes.
+struct ArrayVisitor<const N: usize>;
+
+impl<const N: usize> serde::de::Visitor<'_> for ArrayVisitor<N> {
+    type Value = [u8; N];
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{N} bytes as {} lowercase hex digits", 2 * N)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<[u8; N], E> {
+        from_hex_array(s).map_err(E::custom)
     }
 }
 
@@ -97,8 +121,7 @@ pub mod hex_array {
     pub fn deserialize<'de, D: serde::Deserializer<'de>, const N: usize>(
         d: D,
     ) -> Result<[u8; N], D::Error> {
-        let s = <String as serde::Deserialize>::deserialize(d)?;
-        from_hex_array(&s).map_err(serde::de::Error::custom)
+        d.deserialize_str(ArrayVisitor::<N>)
     }
 }
 

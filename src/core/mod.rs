@@ -3,10 +3,16 @@
 //! Nothing here touches a disk, a clock or a network; the storage, ledger, server and CLI
 //! layers sit on top of it. A verifier needs only this module and a public key.
 
+pub mod audit;
 pub mod codec;
 pub mod entry;
 pub mod event;
+pub mod export;
 pub mod hash;
+pub mod history;
+pub mod map;
 pub mod note;
+pub mod proof;
 pub mod receipt;
 pub mod rules;
+pub mod tlog;

@@ -106,11 +106,12 @@ impl Checkpoint<'_> {
 }
 
 fn parse_u64(s: &str, what: &str) -> Result<u64, NoteError> {
-    let canonical = !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_digit())
-        && (s == "0" || !s.starts_with('0'));
+    let canonical =
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
     if !canonical {
-        return Err(NoteError::Body(format!("{what} {s:?} is not a decimal number")));
+        return Err(NoteError::Body(format!(
+            "{what} {s:?} is not a decimal number"
+        )));
     }
     s.parse()
         .map_err(|_| NoteError::Body(format!("{what} {s:?} is out of range")))
@@ -137,7 +138,9 @@ fn split(note: &str) -> Result<(&str, Vec<&str>), NoteError> {
         .ok_or_else(|| NoteError::Malformed("no blank line after the body".into()))?;
     let (body, rest) = (&note[..at + 1], &note[at + 2..]);
     if !rest.ends_with('\n') {
-        return Err(NoteError::Malformed("note does not end with a newline".into()));
+        return Err(NoteError::Malformed(
+            "note does not end with a newline".into(),
+        ));
     }
     let sigs: Vec<&str> = rest[..rest.len() - 1].split('\n').collect();
     if sigs.is_empty() || sigs.len() > MAX_SIGNATURES {

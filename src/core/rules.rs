@@ -82,12 +82,24 @@ pub fn check_append(
     head: Option<&Head>,
     now: u64,
 ) -> Result<(), Reject> {
+    check_append_checked(ev, origin, head, now, ev.check_self())
+}
+
+/// [`check_append`] with the result of `ev.check_self()` computed beforehand (the signature
+/// check is the expensive part, done on all cores before the sequential rules).
+pub fn check_append_checked(
+    ev: &SignedEvent,
+    origin: &str,
+    head: Option<&Head>,
+    now: u64,
+    self_check: Result<(), Reject>,
+) -> Result<(), Reject> {
     let e = &ev.event;
     if e.version != super::event::EVENT_VERSION {
         return Err(Reject::Version(e.version));
     }
     ev.check_log(origin)?;
-    ev.check_self()?;
+    self_check?;
     check_chain(ev, head)?;
     if e.issued_at.abs_diff(now) > ISSUED_AT_WINDOW_MS {
         return Err(Reject::IssuedAt {

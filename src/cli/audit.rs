@@ -1,0 +1,119 @@
+//! `audit`: an auditor's full replay of a ledger directory or an export file.
+
+use std::io::{BufReader, IsTerminal};
+use std::path::PathBuf;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{fail, parse_log_key, CmdResult, Failure};
+use crate::core::audit::{Auditor, Report};
+use crate::core::entry::{Entry, Opening};
+use crate::core::export::Reader;
+use crate::ledger::{clock, raw::RawLedger};
+
+/// Arguments of `audit`.
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["dir", "file"])))]
+pub struct AuditArgs {
+    /// The log's public key (hex or file); defaults to DIR/log.pub with --dir
+    #[arg(long)]
+    pub log_key: Option<String>,
+    /// A ledger directory
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// An export file (`consentlog export`)
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+}
+
+/// Entries replayed per parallel chunk.
+const CHUNK: usize = 16384;
+
+fn bar(len: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} entries {per_sec} eta {eta}")
+            .expect("template"),
+    );
+    pb
+}
+
+pub fn audit(a: AuditArgs) -> CmdResult {
+    let key_arg = match (&a.log_key, &a.dir) {
+        (Some(k), _) => k.clone(),
+        (None, Some(d)) => d.join("log.pub").display().to_string(),
+        (None, None) => return Err(fail("--log-key is required with --file")),
+    };
+    let key = parse_log_key(&key_arg)?;
+    let now = clock::now_ms();
+    let report = if let Some(dir) = &a.dir {
+        let raw = RawLedger::open(dir).map_err(fail)?;
+        let notes = raw.checkpoints().map_err(fail)?;
+        let mut auditor = Auditor::new(&key, &raw.origin, &notes, now);
+        let size = raw.size;
+        let pb = bar(size);
+        let mut start = 0;
+        while start < size {
+            let end = (start + CHUNK as u64).min(size);
+            let chunk = raw.entries(start, end).map_err(fail)?;
+            auditor.push_chunk(chunk);
+            pb.set_position(end);
+            start = end;
+        }
+        pb.finish_and_clear();
+        auditor.finish()
+    } else {
+        let path = a.file.as_ref().expect("clap group");
+        let f = std::fs::File::open(path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        let mut r = Reader::new(BufReader::with_capacity(1 << 20, f)).map_err(fail)?;
+        if r.header.log_key != key.to_bytes() {
+            return Err(fail(
+                "the export was made by a different log key than --log-key",
+            ));
+        }
+        let mut auditor = Auditor::new(
+            &key,
+            &r.header.origin.clone(),
+            &r.header.checkpoints.clone(),
+            now,
+        );
+        let pb = bar(r.header.entries);
+        let mut chunk: Vec<(Entry, Option<Opening>)> = Vec::with_capacity(CHUNK);
+        let mut done = 0;
+        while let Some(x) = r.next_entry().map_err(fail)? {
+            chunk.push(x);
+            if chunk.len() == CHUNK {
+                done += chunk.len() as u64;
+                auditor.push_chunk(std::mem::take(&mut chunk));
+                pb.set_position(done);
+            }
+        }
+        auditor.push_chunk(chunk);
+        pb.finish_and_clear();
+        auditor.finish()
+    };
+    print_report(&report)
+}
+
+fn print_report(r: &Report) -> CmdResult {
+    println!(
+        "audited {} entries against {} checkpoints; {} openings checked, {} not available",
+        r.entries, r.checkpoints, r.openings_checked, r.openings_missing
+    );
+    for v in &r.violations {
+        println!("VIOLATION {v}");
+    }
+    if r.ok() {
+        println!("audit OK: every checkpoint recomputed, every rule holds");
+        Ok(())
+    } else {
+        Err(Failure::new(
+            1,
+            format!("audit FAILED: {} violation(s)", r.violations.len()),
+        ))
+    }
+}

@@ -1,0 +1,149 @@
+//! `demo`: a walkthrough of the three users' jobs in a temporary directory.
+
+use std::thread::sleep;
+use std::time::Duration;
+
+use super::{fail, CmdResult};
+use crate::core::audit::Auditor;
+use crate::core::event::{state_key, ConsentEvent, SignedEvent, EVENT_VERSION};
+use crate::core::hash::to_hex;
+use crate::core::history;
+use crate::core::proof::{self, Question};
+use crate::keyfile;
+use crate::ledger::{clock, raw::RawLedger, Ledger, Outcome};
+
+const CONTROLLER: &str = "example.com";
+const PURPOSE: &str = "ai-training";
+
+fn decide(
+    l: &Ledger,
+    key: &ed25519_dalek::SigningKey,
+    opt_in: bool,
+) -> Result<crate::core::receipt::Receipt, super::Failure> {
+    let subject = key.verifying_key().to_bytes();
+    let head = l
+        .head(&state_key(&subject, CONTROLLER, PURPOSE))
+        .map_err(fail)?;
+    let ev: SignedEvent = ConsentEvent {
+        version: EVENT_VERSION,
+        log: l.origin().into(),
+        subject,
+        controller: CONTROLLER.into(),
+        purpose: PURPOSE.into(),
+        decision: opt_in as u8,
+        seq: head.map_or(0, |h| h.seq + 1),
+        prev: head.map(|h| h.event_hash),
+        issued_at: clock::now_ms(),
+        expires_at: None,
+        notice: None,
+    }
+    .sign(key);
+    match l.append(vec![Ok(ev)]).map_err(fail)?.remove(0) {
+        Outcome::Accepted(r) | Outcome::Duplicate(r) => Ok(r),
+        Outcome::Rejected(r) => Err(fail(r)),
+    }
+}
+
+pub fn demo() -> CmdResult {
+    let tmp = std::env::temp_dir().join(format!("consentlog-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let dir = tmp.join("ledger");
+    println!("== consentlog demo (working in {})\n", tmp.display());
+
+    println!("1. The operator creates a ledger (embedded sled database, fresh log key).");
+    let l = Ledger::init(&dir, "demo.example/consent", "sled").map_err(fail)?;
+    let log_key = l.public_key();
+    println!(
+        "   origin {:?}, log public key {}",
+        l.origin(),
+        to_hex(log_key.as_bytes())
+    );
+
+    println!("\n2. Two people make keys and decide about {CONTROLLER} / {PURPOSE}.");
+    let alice = keyfile::generate();
+    let bob = keyfile::generate();
+    let r = decide(&l, &alice, true)?;
+    println!(
+        "   alice opts in  -> receipt: index {}, integrated at {}",
+        r.index, r.integrated_at
+    );
+    let r = decide(&l, &bob, true)?;
+    println!(
+        "   bob opts in    -> receipt: index {}, integrated at {}",
+        r.index, r.integrated_at
+    );
+    sleep(Duration::from_millis(20));
+    let t = clock::now_ms();
+    println!("   (a training job collects data at T = {t})");
+    sleep(Duration::from_millis(20));
+    let r = decide(&l, &bob, false)?;
+    println!(
+        "   bob opts out   -> receipt: index {}, integrated at {}",
+        r.index, r.integrated_at
+    );
+    let cp = l.checkpoint().map_err(fail)?;
+    println!("   the log signs a checkpoint of {} entries:\n", cp.size);
+    for line in cp.note.lines() {
+        println!("     {line}");
+    }
+
+    println!("\n3. The training job asks for proofs and anyone verifies them offline.");
+    for (name, who) in [("alice", &alice), ("bob", &bob)] {
+        let subject = who.verifying_key().to_bytes();
+        for (label, at) in [("at T ", Some(t)), ("now  ", None)] {
+            let p = l
+                .prove_consent(&subject, CONTROLLER, PURPOSE, at)
+                .map_err(fail)?;
+            let v = proof::check(&p, &log_key, &Question::default()).map_err(fail)?;
+            println!(
+                "   {name:5} {label}: proof valid, state {:9} -> consent {}",
+                v.state.as_str(),
+                if v.state.held(false) {
+                    "HELD"
+                } else {
+                    "NOT held"
+                }
+            );
+        }
+    }
+
+    println!("\n4. Bob fetches his own history and checks nothing was hidden or forged.");
+    let h = l.history(&bob.verifying_key().to_bytes()).map_err(fail)?;
+    let c = history::check(&h, &log_key, None).map_err(fail)?;
+    for (ctl, p, evs) in &c.chains {
+        println!(
+            "   {ctl} / {p}: {} events, complete from seq 0, all signed by bob and included",
+            evs.len()
+        );
+    }
+
+    println!("\n5. An auditor replays the whole ledger and recomputes every checkpoint.");
+    drop(l);
+    let raw = RawLedger::open(&dir).map_err(fail)?;
+    let notes = raw.checkpoints().map_err(fail)?;
+    let mut a = Auditor::new(&log_key, &raw.origin, &notes, clock::now_ms());
+    a.push_chunk(raw.entries(0, raw.size).map_err(fail)?);
+    let report = a.finish();
+    println!(
+        "   {} entries, {} checkpoints, {} openings checked: {}",
+        report.entries,
+        report.checkpoints,
+        report.openings_checked,
+        if report.ok() {
+            "audit OK"
+        } else {
+            "audit FAILED"
+        }
+    );
+    for v in &report.violations {
+        println!("   VIOLATION {v}");
+    }
+    drop(raw);
+    let _ = std::fs::remove_dir_all(&tmp);
+    println!("\nDone. Try it yourself: see README.md.");
+    if report.ok() {
+        Ok(())
+    } else {
+        Err(fail("audit failed"))
+    }
+}

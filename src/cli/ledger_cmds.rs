@@ -1,0 +1,198 @@
+//! Commands run by the ledger's operator on its directory.
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde_json::json;
+
+use super::{fail, print_json, read_input, CmdResult, Failure, Triple};
+use crate::core::entry::Entry;
+use crate::core::event::{ConsentEvent, EventJson, EVENT_VERSION};
+use crate::core::export::{Header, Writer};
+use crate::core::hash::to_hex;
+use crate::keyfile;
+use crate::ledger::{clock, Ledger, Outcome};
+
+/// Arguments of `grant` and `revoke`.
+#[derive(Args, Debug)]
+pub struct DecideArgs {
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// The person's key file
+    #[arg(long)]
+    pub key: PathBuf,
+    #[command(flatten)]
+    pub triple: Triple,
+    /// Opt-in only: consent lapses at this time (ms since the epoch)
+    #[arg(long)]
+    pub expires_at: Option<u64>,
+}
+
+pub fn open(dir: &Path) -> Result<Ledger, Failure> {
+    Ledger::open(dir).map_err(fail)
+}
+
+pub fn init(dir: &Path, origin: &str) -> CmdResult {
+    let l = Ledger::init(dir, origin, "sled").map_err(fail)?;
+    eprintln!("created ledger {origin:?} in {}", dir.display());
+    println!("{}", to_hex(l.public_key().as_bytes()));
+    Ok(())
+}
+
+/// Prints an outcome line; true if the event is in the log.
+pub fn print_outcome(o: &Outcome) -> bool {
+    match o {
+        Outcome::Accepted(r) | Outcome::Duplicate(r) => {
+            print_json(r);
+            true
+        }
+        Outcome::Rejected(r) => {
+            print_json(&json!({"error": r.to_string(), "rule": r.code()}));
+            false
+        }
+    }
+}
+
+pub fn decide(a: DecideArgs, opt_in: bool) -> CmdResult {
+    if !opt_in && a.expires_at.is_some() {
+        return Err(fail("--expires-at is only allowed on an opt-in (grant)"));
+    }
+    let key = keyfile::read(&a.key, true).map_err(fail)?;
+    let l = open(&a.dir)?;
+    let subject = key.verifying_key().to_bytes();
+    let state_key =
+        crate::core::event::state_key(&subject, &a.triple.controller, &a.triple.purpose);
+    let head = l.head(&state_key).map_err(fail)?;
+    let ev = ConsentEvent {
+        version: EVENT_VERSION,
+        log: l.origin().to_string(),
+        subject,
+        controller: a.triple.controller,
+        purpose: a.triple.purpose,
+        decision: opt_in as u8,
+        seq: head.map_or(0, |h| h.seq + 1),
+        prev: head.map(|h| h.event_hash),
+        issued_at: clock::now_ms(),
+        expires_at: a.expires_at,
+        notice: None,
+    }
+    .sign(&key);
+    let out = l.append(vec![Ok(ev)]).map_err(fail)?;
+    if print_outcome(&out[0]) {
+        Ok(())
+    } else {
+        Err(Failure::new(1, "event rejected"))
+    }
+}
+
+pub fn append(dir: &Path, file: &str) -> CmdResult {
+    let text = read_input(file)?;
+    let l = open(dir)?;
+    let events: Vec<_> = text
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(EventJson::parse)
+        .collect();
+    let n = events.len();
+    let out = l.append(events).map_err(fail)?;
+    let stdout = std::io::stdout();
+    let mut w = BufWriter::new(stdout.lock());
+    let mut rejected = 0;
+    for o in &out {
+        let line = match o {
+            Outcome::Accepted(r) | Outcome::Duplicate(r) => serde_json::to_string(r),
+            Outcome::Rejected(r) => {
+                rejected += 1;
+                serde_json::to_string(&json!({"error": r.to_string(), "rule": r.code()}))
+            }
+        }
+        .expect("json");
+        writeln!(w, "{line}").map_err(fail)?;
+    }
+    w.flush().map_err(fail)?;
+    if rejected > 0 {
+        return Err(Failure::new(
+            1,
+            format!("{rejected} of {n} events rejected"),
+        ));
+    }
+    Ok(())
+}
+
+pub fn checkpoint(dir: &Path) -> CmdResult {
+    let cp = open(dir)?.checkpoint().map_err(fail)?;
+    print!("{}", cp.note);
+    Ok(())
+}
+
+pub fn prove_inclusion(dir: &Path, index: u64, size: Option<u64>) -> CmdResult {
+    print_json(&open(dir)?.prove_inclusion(index, size).map_err(fail)?);
+    Ok(())
+}
+
+pub fn prove_consistency(dir: &Path, old: u64, new: Option<u64>) -> CmdResult {
+    print_json(&open(dir)?.prove_consistency(old, new).map_err(fail)?);
+    Ok(())
+}
+
+pub fn leaves(dir: &Path, start: u64, end: Option<u64>) -> CmdResult {
+    let l = open(dir)?;
+    let end = end.unwrap_or_else(|| l.size()).min(l.size());
+    let stdout = std::io::stdout();
+    let mut w = BufWriter::new(stdout.lock());
+    for i in start..end {
+        let e: Entry = l
+            .entry(i)
+            .map_err(fail)?
+            .ok_or_else(|| fail(format!("entry {i} is missing")))?;
+        let line = json!({"index": i, "entry": to_hex(&e.to_bytes()), "leaf_hash": to_hex(&e.leaf_hash())});
+        writeln!(w, "{line}").map_err(fail)?;
+    }
+    w.flush().map_err(fail)
+}
+
+pub fn export(dir: &Path, out: &Path, openings: bool) -> CmdResult {
+    let l = open(dir)?;
+    // The export ends at a checkpoint that covers it.
+    let snap = l.snapshot_for(0).map_err(fail)?;
+    let size = snap.checkpoint.size;
+    let notes = l.checkpoints().map_err(fail)?;
+    let cut = notes
+        .iter()
+        .position(|n| *n == snap.checkpoint.note)
+        .ok_or_else(|| fail("latest checkpoint is not stored"))?;
+    let f = std::fs::File::create(out).map_err(|e| fail(format!("{}: {e}", out.display())))?;
+    let header = Header {
+        origin: l.origin().to_string(),
+        log_key: l.public_key().to_bytes(),
+        openings,
+        checkpoints: notes[..=cut].to_vec(),
+        entries: size,
+    };
+    let mut w = Writer::new(BufWriter::new(f), &header).map_err(fail)?;
+    for i in 0..size {
+        let e = l
+            .entry(i)
+            .map_err(fail)?
+            .ok_or_else(|| fail(format!("entry {i} is missing")))?;
+        let o = if openings {
+            l.opening(i).map_err(fail)?
+        } else {
+            None
+        };
+        w.entry(&e, o.as_ref()).map_err(fail)?;
+    }
+    let f = w.finish().map_err(fail)?;
+    f.into_inner()
+        .map_err(|e| fail(e.to_string()))?
+        .sync_all()
+        .map_err(fail)?;
+    eprintln!(
+        "exported {size} entries and {} checkpoints{} to {}",
+        cut + 1,
+        if openings { " with openings" } else { "" },
+        out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,236 @@
+//! The `consentlog` command line: argument definitions and dispatch. Each command's work is
+//! in its own file; they all sit on the ledger and the core.
+
+mod audit;
+mod demo;
+mod ledger_cmds;
+mod loadgen;
+mod person;
+mod verify;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use ed25519_dalek::VerifyingKey;
+
+use crate::core::hash::from_hex_array;
+
+/// Exit code and message of a failed command.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: i32, message: impl std::fmt::Display) -> Self {
+        Failure {
+            code,
+            message: message.to_string(),
+        }
+    }
+}
+
+/// Turns any displayable error into exit code 1.
+pub fn fail<E: std::fmt::Display>(e: E) -> Failure {
+    Failure::new(1, e)
+}
+
+pub type CmdResult = Result<(), Failure>;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "consentlog",
+    version,
+    about = "Append-only consent ledger with verifiable proofs"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Which consent question a command is about.
+#[derive(Args, Debug, Clone)]
+pub struct Triple {
+    /// Who processes the data, e.g. example.com ([a-z0-9._:/-], 1-128 bytes)
+    #[arg(long)]
+    pub controller: String,
+    /// What for, e.g. ai-training ([a-z0-9._:/-], 1-128 bytes)
+    #[arg(long)]
+    pub purpose: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a ledger: database, log key (log.key, mode 0600) and log.pub; prints the log key
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        /// The ledger's name, in every event and checkpoint
+        #[arg(long, default_value = "consentlog.local/log")]
+        origin: String,
+    },
+    /// Create a person's key file (mode 0600); prints the public key
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign one consent event and print it as a JSON line
+    Sign(person::SignArgs),
+    /// Sign and append an opt-in for the key's next seq; prints the receipt
+    Grant(ledger_cmds::DecideArgs),
+    /// Sign and append an opt-out for the key's next seq; prints the receipt
+    Revoke(ledger_cmds::DecideArgs),
+    /// Append NDJSON signed events (file or -); one receipt or error line per event
+    Append {
+        #[arg(long)]
+        dir: PathBuf,
+        /// NDJSON file of signed events, or - for standard input
+        #[arg(default_value = "-")]
+        file: String,
+    },
+    /// Sign a checkpoint of the current tree and map; prints the note
+    Checkpoint {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Prove the consent state of (subject, controller, purpose) at a time
+    Prove(verify::ProveArgs),
+    /// Verify a consent proof offline: exit 0 held, 1 not held, 2 invalid
+    Verify(verify::VerifyArgs),
+    /// Inclusion proof of one entry
+    ProveInclusion {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        index: u64,
+        #[arg(long)]
+        size: Option<u64>,
+    },
+    /// Consistency proof between two tree sizes
+    ProveConsistency {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        old: u64,
+        #[arg(long)]
+        new: Option<u64>,
+    },
+    /// Public entries as NDJSON
+    Leaves {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        start: u64,
+        #[arg(long)]
+        end: Option<u64>,
+    },
+    /// All of a person's events with openings and proofs
+    History {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        subject: String,
+    },
+    /// Check a history: every chain complete, signed by the person, included
+    VerifyHistory {
+        #[arg(long)]
+        log_key: String,
+        /// History file, or - for standard input
+        file: String,
+        #[arg(long)]
+        subject: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replay the whole ledger (or an export) and recompute every checkpoint
+    Audit(audit::AuditArgs),
+    /// Write every entry, opening and checkpoint to a file, for auditors
+    Export {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Leave the (personal) openings out
+        #[arg(long)]
+        no_openings: bool,
+    },
+    /// Generate signed events for fresh random people, as NDJSON
+    Loadgen(loadgen::LoadgenArgs),
+    /// A walkthrough: people grant and revoke, a training job proves, an auditor replays
+    Demo,
+}
+
+/// Runs a parsed command.
+pub fn run(cli: Cli) -> CmdResult {
+    match cli.command {
+        Command::Init { dir, origin } => ledger_cmds::init(&dir, &origin),
+        Command::Keygen { out } => person::keygen(&out),
+        Command::Sign(a) => person::sign(a),
+        Command::Grant(a) => ledger_cmds::decide(a, true),
+        Command::Revoke(a) => ledger_cmds::decide(a, false),
+        Command::Append { dir, file } => ledger_cmds::append(&dir, &file),
+        Command::Checkpoint { dir } => ledger_cmds::checkpoint(&dir),
+        Command::Prove(a) => verify::prove(a),
+        Command::Verify(a) => verify::verify(a),
+        Command::ProveInclusion { dir, index, size } => {
+            ledger_cmds::prove_inclusion(&dir, index, size)
+        }
+        Command::ProveConsistency { dir, old, new } => {
+            ledger_cmds::prove_consistency(&dir, old, new)
+        }
+        Command::Leaves { dir, start, end } => ledger_cmds::leaves(&dir, start, end),
+        Command::History { dir, subject } => person::history(&dir, &subject),
+        Command::VerifyHistory {
+            log_key,
+            file,
+            subject,
+            json,
+        } => person::verify_history(&log_key, &file, subject.as_deref(), json),
+        Command::Audit(a) => audit::audit(a),
+        Command::Export {
+            dir,
+            out,
+            no_openings,
+        } => ledger_cmds::export(&dir, &out, !no_openings),
+        Command::Loadgen(a) => loadgen::loadgen(a),
+        Command::Demo => demo::demo(),
+    }
+}
+
+/// Reads a file, or standard input for `-`.
+pub fn read_input(file: &str) -> Result<String, Failure> {
+    let mut s = String::new();
+    if file == "-" {
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| fail(format!("reading standard input: {e}")))?;
+    } else {
+        s = std::fs::read_to_string(file).map_err(|e| fail(format!("{file}: {e}")))?;
+    }
+    Ok(s)
+}
+
+/// A log public key given as 64 hex digits or as a file holding them.
+pub fn parse_log_key(arg: &str) -> Result<VerifyingKey, Failure> {
+    let text = if arg.len() == 64 && !Path::new(arg).exists() {
+        arg.to_string()
+    } else {
+        std::fs::read_to_string(arg)
+            .map_err(|e| fail(format!("log key {arg}: not 64 hex digits, and {e}")))?
+    };
+    let bytes: [u8; 32] =
+        from_hex_array(text.trim()).map_err(|e| fail(format!("log key {arg}: {e}")))?;
+    VerifyingKey::from_bytes(&bytes).map_err(|_| fail(format!("log key {arg}: not an Ed25519 key")))
+}
+
+/// A subject public key in hex.
+pub fn parse_subject(s: &str) -> Result<[u8; 32], Failure> {
+    from_hex_array(s).map_err(|e| fail(format!("subject: {e}")))
+}
+
+/// Prints a value as one JSON line.
+pub fn print_json<T: serde::Serialize>(v: &T) {
+    println!("{}", serde_json::to_string(v).expect("serializable"));
+}

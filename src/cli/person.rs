@@ -1,0 +1,154 @@
+//! Commands a person runs: make a key, sign events, fetch and check their history.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde_json::json;
+
+use super::{
+    fail, parse_log_key, parse_subject, print_json, read_input, CmdResult, Failure, Triple,
+};
+use crate::core::event::{ConsentEvent, EventJson, EVENT_VERSION};
+use crate::core::hash::{from_hex_array, to_hex};
+use crate::core::history::{self, History};
+use crate::keyfile;
+use crate::ledger::{clock, Ledger};
+
+pub fn keygen(out: &Path) -> CmdResult {
+    let key = keyfile::generate();
+    keyfile::write(out, &key).map_err(fail)?;
+    eprintln!("wrote secret key to {} (mode 0600)", out.display());
+    println!("{}", to_hex(key.verifying_key().as_bytes()));
+    Ok(())
+}
+
+/// Arguments of `sign`.
+#[derive(Args, Debug)]
+pub struct SignArgs {
+    /// The person's key file
+    #[arg(long)]
+    pub key: PathBuf,
+    /// The ledger's origin (or give --dir to use a local ledger's)
+    #[arg(long, required_unless_present = "dir")]
+    pub log: Option<String>,
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub triple: Triple,
+    #[arg(long, conflicts_with = "opt_out", required_unless_present = "opt_out")]
+    pub opt_in: bool,
+    #[arg(long)]
+    pub opt_out: bool,
+    #[arg(long)]
+    pub seq: u64,
+    /// Event hash of the previous event of this key (required when seq > 0)
+    #[arg(long)]
+    pub prev: Option<String>,
+    #[arg(long)]
+    pub issued_at: Option<u64>,
+    #[arg(long)]
+    pub expires_at: Option<u64>,
+    /// BLAKE3 of the notice text shown to the person (hex)
+    #[arg(long)]
+    pub notice: Option<String>,
+}
+
+pub fn sign(a: SignArgs) -> CmdResult {
+    let key = keyfile::read(&a.key, true).map_err(fail)?;
+    let log = match (a.log, a.dir) {
+        (Some(l), _) => l,
+        (None, Some(d)) => Ledger::open(&d).map_err(fail)?.origin().to_string(),
+        (None, None) => return Err(fail("give --log ORIGIN or --dir D")),
+    };
+    let hex32 = |what: &str, s: &str| -> Result<[u8; 32], Failure> {
+        from_hex_array(s).map_err(|e| fail(format!("--{what}: {e}")))
+    };
+    let ev = ConsentEvent {
+        version: EVENT_VERSION,
+        log,
+        subject: key.verifying_key().to_bytes(),
+        controller: a.triple.controller,
+        purpose: a.triple.purpose,
+        decision: a.opt_in as u8,
+        seq: a.seq,
+        prev: a.prev.as_deref().map(|p| hex32("prev", p)).transpose()?,
+        issued_at: a.issued_at.unwrap_or_else(clock::now_ms),
+        expires_at: a.expires_at,
+        notice: a
+            .notice
+            .as_deref()
+            .map(|n| hex32("notice", n))
+            .transpose()?,
+    };
+    print_json(&EventJson::from(&ev.sign(&key)));
+    Ok(())
+}
+
+pub fn history(dir: &Path, subject: &str) -> CmdResult {
+    let subject = parse_subject(subject)?;
+    let l = Ledger::open(dir).map_err(fail)?;
+    let h = l.history(&subject).map_err(fail)?;
+    println!("{}", serde_json::to_string_pretty(&h).expect("json"));
+    Ok(())
+}
+
+pub fn verify_history(log_key: &str, file: &str, subject: Option<&str>, json: bool) -> CmdResult {
+    let key = parse_log_key(log_key).map_err(|f| Failure::new(2, f.message))?;
+    let subject = subject
+        .map(parse_subject)
+        .transpose()
+        .map_err(|f| Failure::new(2, f.message))?;
+    let text = read_input(file).map_err(|f| Failure::new(2, f.message))?;
+    let h: History = serde_json::from_str(&text)
+        .map_err(|e| Failure::new(2, format!("{file}: not a history: {e}")))?;
+    match history::check(&h, &key, subject.as_ref()) {
+        Ok(c) => {
+            if json {
+                let chains: Vec<_> = c
+                    .chains
+                    .iter()
+                    .map(|(ctl, p, evs)| {
+                        let last = &evs[evs.len() - 1].event.event;
+                        json!({"controller": ctl, "purpose": p, "events": evs.len(),
+                               "latest": if last.decision == 1 {"opt-in"} else {"opt-out"}})
+                    })
+                    .collect();
+                print_json(&json!({"valid": true, "subject": to_hex(&h.subject),
+                    "tree_size": c.checkpoint.size, "checkpoint_time": c.checkpoint.time,
+                    "chains": chains}));
+            } else {
+                println!(
+                    "history valid: {} chain(s) for {} in a log of {} entries (checkpoint at {})",
+                    c.chains.len(),
+                    to_hex(&h.subject),
+                    c.checkpoint.size,
+                    c.checkpoint.time
+                );
+                for (ctl, p, evs) in &c.chains {
+                    println!("  {ctl} / {p}: {} event(s), complete from seq 0", evs.len());
+                    for e in evs {
+                        let ev = &e.event.event;
+                        println!(
+                            "    seq {} {} integrated at {} (index {})",
+                            ev.seq,
+                            if ev.decision == 1 {
+                                "opt-in "
+                            } else {
+                                "opt-out"
+                            },
+                            e.entry.integrated_at,
+                            e.index
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if json {
+                print_json(&json!({"valid": false, "reason": e.to_string()}));
+            }
+            Err(Failure::new(2, format!("history INVALID: {e}")))
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! `prove` (a training job asks the ledger) and `verify` (anyone checks, offline).
+
+use std::path::PathBuf;
+
+use clap::Args;
+use serde_json::json;
+
+use super::{fail, parse_log_key, parse_subject, read_input, CmdResult, Failure, Triple};
+use crate::core::hash::to_hex;
+use crate::core::proof::{self, ConsentProof, Question};
+use crate::ledger::Ledger;
+
+/// Arguments of `prove`.
+#[derive(Args, Debug)]
+pub struct ProveArgs {
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// The person's public key (hex)
+    #[arg(long)]
+    pub subject: String,
+    #[command(flatten)]
+    pub triple: Triple,
+    /// The time to prove (ms since the epoch); default now
+    #[arg(long)]
+    pub at: Option<u64>,
+    /// Write the proof here instead of standard output
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+pub fn prove(a: ProveArgs) -> CmdResult {
+    let subject = parse_subject(&a.subject)?;
+    let l = Ledger::open(&a.dir).map_err(fail)?;
+    let p = l
+        .prove_consent(&subject, &a.triple.controller, &a.triple.purpose, a.at)
+        .map_err(fail)?;
+    let text = serde_json::to_string_pretty(&p).expect("json") + "\n";
+    match a.out {
+        Some(path) => {
+            std::fs::write(&path, text).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+            eprintln!(
+                "proof of state {} at {} written to {}",
+                p.state,
+                p.at,
+                path.display()
+            );
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+/// Arguments of `verify`.
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The log's public key: 64 hex digits or a file holding them
+    #[arg(long)]
+    pub log_key: String,
+    /// The proof file, or - for standard input
+    pub proof: String,
+    /// Refuse a proof about another subject
+    #[arg(long)]
+    pub subject: Option<String>,
+    #[arg(long)]
+    pub controller: Option<String>,
+    #[arg(long)]
+    pub purpose: Option<String>,
+    #[arg(long)]
+    pub at: Option<u64>,
+    /// Opt-out regime: consent holds unless the person opted out
+    #[arg(long)]
+    pub default_allow: bool,
+    /// Print {"valid","held","state","reason","subject","controller","purpose","at"}
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn verify(a: VerifyArgs) -> CmdResult {
+    let invalid = |msg: String| Failure::new(2, msg);
+    let key = parse_log_key(&a.log_key).map_err(|f| invalid(f.message))?;
+    let q = Question {
+        subject: a
+            .subject
+            .as_deref()
+            .map(parse_subject)
+            .transpose()
+            .map_err(|f| invalid(f.message))?,
+        controller: a.controller.clone(),
+        purpose: a.purpose.clone(),
+        at: a.at,
+    };
+    let text = read_input(&a.proof).map_err(|f| invalid(f.message))?;
+    let parsed: Result<ConsentProof, String> =
+        serde_json::from_str(&text).map_err(|e| format!("not a consent proof: {e}"));
+    let result = parsed.and_then(|p| {
+        proof::check(&p, &key, &q)
+            .map(|v| (p.clone(), v))
+            .map_err(|e| e.to_string())
+    });
+    match result {
+        Ok((p, v)) => {
+            let held = v.state.held(a.default_allow);
+            if a.json {
+                super::print_json(
+                    &json!({"valid": true, "held": held, "state": v.state.as_str(),
+                    "reason": null, "subject": to_hex(&p.subject), "controller": p.controller,
+                    "purpose": p.purpose, "at": p.at}),
+                );
+            } else {
+                println!(
+                    "valid proof: consent {} at {} (state {}, checkpoint of {} entries at {})",
+                    if held { "HELD" } else { "NOT held" },
+                    p.at,
+                    v.state.as_str(),
+                    v.checkpoint.size,
+                    v.checkpoint.time
+                );
+            }
+            if held {
+                Ok(())
+            } else {
+                Err(Failure::new(1, "consent did not hold"))
+            }
+        }
+        Err(reason) => {
+            if a.json {
+                super::print_json(&json!({"valid": false, "held": false, "state": null,
+                    "reason": reason, "subject": a.subject, "controller": a.controller,
+                    "purpose": a.purpose, "at": a.at}));
+            }
+            Err(invalid(format!("proof INVALID: {reason}")))
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! The export file: every entry (optionally with openings) and every checkpoint of a ledger,
+//! for auditors (docs/FORMAT.md, "Export"). Written and read as a stream; reading is strict:
+//! any malformed, truncated or trailing byte is an error, never skipped.
+//!
+//! ```text
+//! magic        "consentlog-export/v1\n"            (21 bytes)
+//! origin       u64 length || UTF-8
+//! log key      [32]
+//! openings     u8 (0: none included, 1: included)
+//! cp count     u64
+//! checkpoints  count × ( u64 length || note text )        oldest first
+//! entry count  u64
+//! entries      count × ( entry[73] || if openings == 1: u8 present (0/1) ||
+//!                        if present: nonce[32] || u64 length || SignedEvent bytes )
+//! ```
+//! All integers little-endian. The file ends right after the last entry. Checkpoints come
+//! first so that a streaming auditor knows where to compare roots.
+
+use std::io::{self, Read, Write};
+
+use super::entry::{Entry, Opening, ENTRY_LEN};
+use super::event::SignedEvent;
+
+/// First bytes of an export.
+pub const EXPORT_MAGIC: &[u8] = b"consentlog-export/v1\n";
+/// Largest SignedEvent accepted in an export.
+pub const MAX_EVENT_LEN: u64 = 4096;
+/// Largest checkpoint note accepted in an export.
+pub const MAX_NOTE_LEN: u64 = super::note::MAX_NOTE as u64;
+
+/// Why an export could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("I/O: {0}")]
+    Io(#[from] io::Error),
+    #[error("export truncated while reading {0}")]
+    Truncated(String),
+    #[error("malformed export: {0}")]
+    Malformed(String),
+}
+
+/// The header of an export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub origin: String,
+    pub log_key: [u8; 32],
+    pub openings: bool,
+    pub checkpoints: Vec<String>,
+    pub entries: u64,
+}
+
+/// Writes an export in order: header, entries, checkpoints.
+pub struct Writer<W: Write> {
+    w: W,
+    openings: bool,
+    left: u64,
+}
+
+impl<W: Write> Writer<W> {
+    pub fn new(mut w: W, h: &Header) -> io::Result<Self> {
+        w.write_all(EXPORT_MAGIC)?;
+        w.write_all(&(h.origin.len() as u64).to_le_bytes())?;
+        w.write_all(h.origin.as_bytes())?;
+        w.write_all(&h.log_key)?;
+        w.write_all(&[h.openings as u8])?;
+        w.write_all(&(h.checkpoints.len() as u64).to_le_bytes())?;
+        for c in &h.checkpoints {
+            w.write_all(&(c.len() as u64).to_le_bytes())?;
+            w.write_all(c.as_bytes())?;
+        }
+        w.write_all(&h.entries.to_le_bytes())?;
+        Ok(Writer {
+            w,
+            openings: h.openings,
+            left: h.entries,
+        })
+    }
+
+    /// Writes the next entry; `opening` is ignored in an export without openings.
+    pub fn entry(&mut self, e: &Entry, opening: Option<&Opening>) -> io::Result<()> {
+        assert!(self.left > 0, "more entries than the header announced");
+        self.left -= 1;
+        self.w.write_all(&e.to_bytes())?;
+        if self.openings {
+            match opening {
+                None => self.w.write_all(&[0])?,
+                Some(o) => {
+                    self.w.write_all(&[1])?;
+                    self.w.write_all(&o.nonce)?;
+                    let b = o.event.as_bytes();
+                    self.w.write_all(&(b.len() as u64).to_le_bytes())?;
+                    self.w.write_all(b)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes and returns the inner writer.
+    pub fn finish(mut self) -> io::Result<W> {
+        assert_eq!(self.left, 0, "fewer entries than the header announced");
+        self.w.flush()?;
+        Ok(self.w)
+    }
+}
+
+/// Reads an export strictly, as a stream.
+pub struct Reader<R: Read> {
+    r: R,
+    pub header: Header,
+    read: u64,
+}
+
+fn read_exact<R: Read>(r: &mut R, buf: &mut [u8], what: &str) -> Result<(), ExportError> {
+    r.read_exact(buf).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => ExportError::Truncated(what.to_string()),
+        _ => ExportError::Io(e),
+    })
+}
+
+fn read_u64<R: Read>(r: &mut R, what: &str) -> Result<u64, ExportError> {
+    let mut b = [0u8; 8];
+    read_exact(r, &mut b, what)?;
+    Ok(u64::from_le_bytes(b))
+}
+
+fn read_flag<R: Read>(r: &mut R, what: &str) -> Result<bool, ExportError> {
+    let mut b = [0u8; 1];
+    read_exact(r, &mut b, what)?;
+    match b[0] {
+        0 => Ok(false),
+        1 => Ok(true),
+        x => Err(ExportError::Malformed(format!(
+            "{what} flag is {x}, not 0 or 1"
+        ))),
+    }
+}
+
+fn read_bytes<R: Read>(r: &mut R, max: u64, what: &str) -> Result<Vec<u8>, ExportError> {
+    let n = read_u64(r, what)?;
+    if n > max {
+        return Err(ExportError::Malformed(format!(
+            "{what} length {n} exceeds {max}"
+        )));
+    }
+    let mut v = vec![0u8; n as usize];
+    read_exact(r, &mut v, what)?;
+    Ok(v)
+}
+
+impl<R: Read> Reader<R> {
+    /// Reads and checks the header.
+    pub fn new(mut r: R) -> Result<Self, ExportError> {
+        let mut magic = [0u8; EXPORT_MAGIC.len()];
+        read_exact(&mut r, &mut magic, "magic")?;
+        if magic != EXPORT_MAGIC {
+            return Err(ExportError::Malformed(
+                "not a consentlog export (bad magic)".into(),
+            ));
+        }
+        let origin = String::from_utf8(read_bytes(&mut r, 255, "origin")?)
+            .map_err(|_| ExportError::Malformed("origin is not UTF-8".into()))?;
+        let mut log_key = [0u8; 32];
+        read_exact(&mut r, &mut log_key, "log key")?;
+        let openings = read_flag(&mut r, "openings")?;
+        let n = read_u64(&mut r, "checkpoint count")?;
+        let mut checkpoints = Vec::new();
+        for i in 0..n {
+            let b = read_bytes(&mut r, MAX_NOTE_LEN, &format!("checkpoint {i}"))?;
+            checkpoints.push(
+                String::from_utf8(b)
+                    .map_err(|_| ExportError::Malformed(format!("checkpoint {i} is not UTF-8")))?,
+            );
+        }
+        let entries = read_u64(&mut r, "entry count")?;
+        Ok(Reader {
+            r,
+            header: Header {
+                origin,
+                log_key,
+                openings,
+                checkpoints,
+                entries,
+            },
+            read: 0,
+        })
+    }
+
+    /// The next entry and its opening (None when not included or erased); None after the
+    /// last entry, once the stream is checked to end there.
+    #[allow(clippy::type_complexity)]
+    pub fn next_entry(&mut self) -> Result<Option<(Entry, Option<Opening>)>, ExportError> {
+        if self.read == self.header.entries {
+            let mut extra = [0u8; 1];
+            if self.r.read(&mut extra)? != 0 {
+                return Err(ExportError::Malformed(
+                    "trailing bytes after the last entry".into(),
+                ));
+            }
+            return Ok(None);
+        }
+        let i = self.read;
+        let mut b = [0u8; ENTRY_LEN];
+        read_exact(&mut self.r, &mut b, &format!("entry {i}"))?;
+        let e =
+            Entry::decode(&b).map_err(|err| ExportError::Malformed(format!("entry {i}: {err}")))?;
+        let mut opening = None;
+        if self.header.openings && read_flag(&mut self.r, &format!("entry {i} opening"))? {
+            let mut nonce = [0u8; 32];
+            read_exact(&mut self.r, &mut nonce, &format!("entry {i} nonce"))?;
+            let ev = read_bytes(&mut self.r, MAX_EVENT_LEN, &format!("entry {i} event"))?;
+            let event = SignedEvent::decode(&ev)
+                .map_err(|err| ExportError::Malformed(format!("entry {i} event: {err}")))?;
+            opening = Some(Opening { nonce, event });
+        }
+        self.read += 1;
+        Ok(Some((e, opening)))
+    }
+}

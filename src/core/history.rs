@@ -1,0 +1,121 @@
+//! A person's history: every event of theirs with openings and proofs, so they can check
+//! that nothing was hidden, reordered or forged (docs/FORMAT.md, "History").
+
+use ed25519_dalek::VerifyingKey;
+use serde::{Deserialize, Serialize};
+
+use super::event::{check_name, state_key};
+use super::hash::{hex_array, to_hex};
+use super::map::MapProof;
+use super::note::{self, SignedCheckpoint};
+use super::proof::{check_event, check_link, check_map_head, CheckedEvent, ProvenEvent};
+
+/// The `format` string of a history.
+pub const HISTORY_FORMAT: &str = "consentlog-history/v1";
+
+/// A person's events under one checkpoint, grouped by (controller, purpose).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct History {
+    pub format: String,
+    pub checkpoint: String,
+    #[serde(with = "hex_array")]
+    pub subject: [u8; 32],
+    pub chains: Vec<Chain>,
+}
+
+/// All events of one (subject, controller, purpose), seq 0 first, and the map proof that the
+/// last is the key's latest entry at the checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Chain {
+    pub controller: String,
+    pub purpose: String,
+    pub events: Vec<ProvenEvent>,
+    pub map: MapProof,
+}
+
+/// What a valid history shows.
+#[derive(Debug, Clone)]
+pub struct CheckedHistory {
+    pub checkpoint: SignedCheckpoint,
+    /// Per chain: controller, purpose, its events.
+    pub chains: Vec<(String, String, Vec<CheckedEvent>)>,
+}
+
+/// Why a history is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HistoryError {
+    #[error("unknown history format {0:?}")]
+    Format(String),
+    #[error("history is for subject {got}, expected {want}")]
+    Subject { got: String, want: String },
+    #[error("checkpoint: {0}")]
+    Checkpoint(#[from] note::NoteError),
+    #[error("chain {chain} ({controller}/{purpose}): {reason}")]
+    Chain {
+        chain: usize,
+        controller: String,
+        purpose: String,
+        reason: String,
+    },
+    #[error("chain {0} repeats an earlier (controller, purpose)")]
+    Repeated(usize),
+}
+
+/// Checks every chain: complete from seq 0 to the map's head, signed by the subject, included
+/// in the checkpoint, linked by prev hashes.
+pub fn check(
+    h: &History,
+    log_key: &VerifyingKey,
+    subject: Option<&[u8; 32]>,
+) -> Result<CheckedHistory, HistoryError> {
+    if h.format != HISTORY_FORMAT {
+        return Err(HistoryError::Format(h.format.clone()));
+    }
+    if let Some(s) = subject.filter(|s| **s != h.subject) {
+        return Err(HistoryError::Subject {
+            got: to_hex(&h.subject),
+            want: to_hex(s),
+        });
+    }
+    let cp = note::open(&h.checkpoint, log_key)?;
+    let mut seen = std::collections::HashSet::new();
+    let mut chains = Vec::with_capacity(h.chains.len());
+    for (n, c) in h.chains.iter().enumerate() {
+        let fail = |reason: String| HistoryError::Chain {
+            chain: n,
+            controller: c.controller.clone(),
+            purpose: c.purpose.clone(),
+            reason,
+        };
+        check_name("controller", &c.controller).map_err(fail)?;
+        check_name("purpose", &c.purpose).map_err(fail)?;
+        let key = state_key(&h.subject, &c.controller, &c.purpose);
+        if !seen.insert(key) {
+            return Err(HistoryError::Repeated(n));
+        }
+        let mut evs: Vec<CheckedEvent> = Vec::with_capacity(c.events.len());
+        for (i, pe) in c.events.iter().enumerate() {
+            let ev = check_event(pe, &cp, &key).map_err(|r| fail(format!("event {i}: {r}")))?;
+            match evs.last() {
+                None if ev.event.event.seq != 0 => {
+                    return Err(fail("the first event does not have seq 0".into()))
+                }
+                None => {}
+                Some(prev) => check_link(prev, &ev).map_err(|r| fail(format!("event {i}: {r}")))?,
+            }
+            evs.push(ev);
+        }
+        if evs.is_empty() {
+            return Err(fail("chain has no events".into()));
+        }
+        check_map_head(Some(&c.map), &cp, &key, evs.last())
+            .map_err(|r| fail(format!("map proof: {r}")))?;
+        chains.push((c.controller.clone(), c.purpose.clone(), evs));
+    }
+    Ok(CheckedHistory {
+        checkpoint: cp,
+        chains,
+    })
+}

@@ -1,0 +1,607 @@
+//! The ledger: appends events under the rules, keeps the Merkle log and the state map, signs
+//! checkpoints and receipts, and builds proofs. It owns the log key and a [`Store`].
+//!
+//! Directory layout: `log.key` (0600), `log.pub`, `engine` (storage engine name) and `db/`.
+
+pub mod clock;
+mod nodes;
+mod prove;
+pub mod raw;
+
+pub use nodes::{node_key, NodeError, StoreNodes};
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use rayon::prelude::*;
+
+use crate::core::entry::{Entry, Opening};
+use crate::core::event::SignedEvent;
+use crate::core::hash::{to_hex, Hash};
+use crate::core::map::{MapValue, StateMap};
+use crate::core::note::{self, Checkpoint, SignedCheckpoint};
+use crate::core::receipt::Receipt;
+use crate::core::rules::{self, Head, Reject};
+use crate::core::tlog::{self, Blake3Hasher, Frontier, TreeSize};
+use crate::keyfile;
+use crate::store::{self, Store, StoreError, Table, WriteBatch};
+
+/// Default sled page cache (sled's own default is 1 GiB).
+pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// Events committed per atomic batch and sync.
+pub const CHUNK: usize = 8192;
+
+/// A ledger-level failure (not a rejected event: those are [`Reject`]).
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error(transparent)]
+    Key(#[from] keyfile::KeyFileError),
+    #[error("{0}")]
+    Io(String),
+    #[error("{0} is not a consentlog ledger (no `engine` file); run `consentlog init --dir {0}`")]
+    NotALedger(String),
+    #[error("{0} already holds a ledger")]
+    Exists(String),
+    #[error("bad origin: {0}")]
+    Origin(String),
+    #[error("ledger data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What happened to one submitted event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Newly appended; the receipt is for a durable entry.
+    Accepted(Receipt),
+    /// Identical to an event already logged; its existing receipt.
+    Duplicate(Receipt),
+    /// Refused by a rule; nothing was written.
+    Rejected(Reject),
+}
+
+/// The latest checkpoint and the state map as of it, so proofs can be answered while appends
+/// go on.
+#[derive(Clone)]
+pub struct Snapshot {
+    pub checkpoint: SignedCheckpoint,
+    pub map: StateMap,
+}
+
+struct State {
+    frontier: Frontier,
+    map: StateMap,
+    /// Latest integrated_at or checkpoint time handed out.
+    last_time: u64,
+    /// Time of the latest checkpoint; entries after it are integrated strictly later.
+    last_cp_time: u64,
+    /// Number of checkpoints stored.
+    cp_count: u64,
+}
+
+/// An open ledger.
+pub struct Ledger {
+    dir: PathBuf,
+    store: Box<dyn Store>,
+    origin: String,
+    key: SigningKey,
+    public: VerifyingKey,
+    state: Mutex<State>,
+    latest: RwLock<Arc<Snapshot>>,
+}
+
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> LedgerError {
+    LedgerError::Io(format!("{what} {}: {e}", path.display()))
+}
+
+fn be(i: u64) -> [u8; 8] {
+    i.to_be_bytes()
+}
+
+fn u64_le(v: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(v.try_into().ok()?))
+}
+
+fn encode_head(h: &Head) -> Vec<u8> {
+    let mut v = Vec::with_capacity(48);
+    v.extend_from_slice(&h.index.to_le_bytes());
+    v.extend_from_slice(&h.seq.to_le_bytes());
+    v.extend_from_slice(&h.event_hash);
+    v
+}
+
+fn decode_head(v: &[u8]) -> Option<Head> {
+    if v.len() != 48 {
+        return None;
+    }
+    Some(Head {
+        index: u64_le(&v[..8])?,
+        seq: u64_le(&v[8..16])?,
+        event_hash: v[16..].try_into().ok()?,
+    })
+}
+
+impl Ledger {
+    /// Creates a ledger in `dir` (which must not hold one) and signs the empty checkpoint.
+    pub fn init(dir: &Path, origin: &str, engine: &str) -> Result<Ledger, LedgerError> {
+        note::check_origin(origin).map_err(LedgerError::Origin)?;
+        if dir.join("engine").exists() {
+            return Err(LedgerError::Exists(dir.display().to_string()));
+        }
+        fs::create_dir_all(dir).map_err(|e| io_err("cannot create", dir, e))?;
+        let key = keyfile::generate();
+        keyfile::write(&dir.join("log.key"), &key)?;
+        let pub_path = dir.join("log.pub");
+        fs::write(
+            &pub_path,
+            format!("{}\n", to_hex(key.verifying_key().as_bytes())),
+        )
+        .map_err(|e| io_err("cannot write", &pub_path, e))?;
+        let store = store::open(engine, &dir.join("db"), DEFAULT_CACHE_BYTES)?;
+        let mut b = WriteBatch::new();
+        b.put(Table::Meta, b"origin".to_vec(), origin.as_bytes().to_vec());
+        b.put(Table::Meta, b"size".to_vec(), 0u64.to_le_bytes().to_vec());
+        store.commit(b)?;
+        drop(store);
+        // The engine file marks the directory as a complete ledger: written last.
+        let engine_path = dir.join("engine");
+        fs::write(&engine_path, format!("{engine}\n"))
+            .map_err(|e| io_err("cannot write", &engine_path, e))?;
+        let ledger = Ledger::open(dir)?;
+        ledger.checkpoint()?;
+        Ok(ledger)
+    }
+
+    /// Opens the ledger in `dir`, rebuilds the in-memory state and checks it against the
+    /// latest checkpoint.
+    pub fn open(dir: &Path) -> Result<Ledger, LedgerError> {
+        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`Ledger::open`] with an explicit storage cache size.
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Ledger, LedgerError> {
+        let engine_path = dir.join("engine");
+        let engine = fs::read_to_string(&engine_path)
+            .map_err(|_| LedgerError::NotALedger(dir.display().to_string()))?;
+        let key = keyfile::read(&dir.join("log.key"), false)?;
+        let store = store::open(engine.trim(), &dir.join("db"), cache_bytes)?;
+        let origin = store
+            .get(Table::Meta, b"origin")?
+            .and_then(|v| String::from_utf8(v).ok())
+            .ok_or_else(|| LedgerError::Corrupt("no origin recorded".into()))?;
+        let size = store
+            .get(Table::Meta, b"size")?
+            .and_then(|v| u64_le(&v))
+            .ok_or_else(|| LedgerError::Corrupt("no tree size recorded".into()))?;
+        let public = key.verifying_key();
+
+        // The latest checkpoint, verified under our own key.
+        let mut last_cp: Option<(u64, SignedCheckpoint)> = None;
+        if let Some(r) = store.scan(Table::Checkpoint, &[], None).last() {
+            let (k, v) = r?;
+            let n = u64::from_be_bytes(
+                k.try_into()
+                    .map_err(|_| LedgerError::Corrupt("bad checkpoint key".into()))?,
+            );
+            let text = String::from_utf8(v)
+                .map_err(|_| LedgerError::Corrupt(format!("checkpoint {n} is not UTF-8")))?;
+            let cp = note::open(&text, &public)
+                .map_err(|e| LedgerError::Corrupt(format!("checkpoint {n}: {e}")))?;
+            last_cp = Some((n, cp));
+        }
+
+        let frontier = Frontier::load(&StoreNodes(store.as_ref()), TreeSize(size))?;
+        let mut map = StateMap::new();
+        let mut cp_map_root = None;
+        let mut last_time = 0;
+        let cp_size = last_cp.as_ref().map(|(_, c)| c.size);
+        if cp_size == Some(0) {
+            cp_map_root = Some(map.root());
+        }
+        let mut batch = Vec::new();
+        let mut count = 0u64;
+        for (i, r) in store.scan(Table::Entry, &[], None).enumerate() {
+            count += 1;
+            let (k, v) = r?;
+            let i = i as u64;
+            if k != be(i) || i >= size {
+                return Err(LedgerError::Corrupt(format!(
+                    "entry keys are not 0..{size} (found {})",
+                    to_hex(&k)
+                )));
+            }
+            let e = Entry::decode(&v)
+                .map_err(|err| LedgerError::Corrupt(format!("entry {i}: {err}")))?;
+            last_time = last_time.max(e.integrated_at);
+            batch.push((
+                e.key,
+                MapValue {
+                    index: i,
+                    leaf_hash: e.leaf_hash(),
+                },
+            ));
+            if cp_size == Some(i + 1) || batch.len() >= 65536 {
+                map.insert_batch(&batch);
+                batch.clear();
+                if cp_size == Some(i + 1) {
+                    cp_map_root = Some(map.root());
+                }
+            }
+        }
+        map.insert_batch(&batch);
+        if count != size {
+            return Err(LedgerError::Corrupt(format!(
+                "{count} entries are stored but the tree size is {size}"
+            )));
+        }
+
+        let (cp_count, last_cp_time, snapshot_map) = match &last_cp {
+            Some((n, cp)) => {
+                if cp.origin != origin {
+                    return Err(LedgerError::Corrupt(format!(
+                        "latest checkpoint is for origin {:?}, ledger is {origin:?}",
+                        cp.origin
+                    )));
+                }
+                if cp.size > size {
+                    return Err(LedgerError::Corrupt(format!(
+                        "latest checkpoint covers {} entries but only {size} are stored",
+                        cp.size
+                    )));
+                }
+                let root = tlog::tree_hash(
+                    &Blake3Hasher,
+                    &StoreNodes(store.as_ref()),
+                    TreeSize(cp.size),
+                )?;
+                if root != cp.root {
+                    return Err(LedgerError::Corrupt(format!(
+                        "stored log root at size {} does not match the latest checkpoint",
+                        cp.size
+                    )));
+                }
+                if cp_map_root != Some(cp.map_root) {
+                    return Err(LedgerError::Corrupt(format!(
+                        "stored map root at size {} does not match the latest checkpoint",
+                        cp.size
+                    )));
+                }
+                // The snapshot map is the map at the checkpoint's size.
+                let snap = if cp.size == size {
+                    map.clone()
+                } else {
+                    map_at(store.as_ref(), cp.size)?
+                };
+                (n + 1, cp.time, snap)
+            }
+            None => (0, 0, StateMap::new()),
+        };
+        if frontier.root(&Blake3Hasher)
+            != tlog::tree_hash(&Blake3Hasher, &StoreNodes(store.as_ref()), TreeSize(size))?
+        {
+            return Err(LedgerError::Corrupt(
+                "frontier does not match stored nodes".into(),
+            ));
+        }
+        let placeholder = SignedCheckpoint {
+            origin: origin.clone(),
+            size: 0,
+            root: [0; 32],
+            map_root: [0; 32],
+            time: 0,
+            note: String::new(),
+        };
+        let latest = Snapshot {
+            checkpoint: last_cp.map(|(_, c)| c).unwrap_or(placeholder),
+            map: snapshot_map,
+        };
+        Ok(Ledger {
+            dir: dir.to_path_buf(),
+            store,
+            origin,
+            key,
+            public,
+            state: Mutex::new(State {
+                frontier,
+                map,
+                last_time: last_time.max(last_cp_time),
+                last_cp_time,
+                cp_count,
+            }),
+            latest: RwLock::new(Arc::new(latest)),
+        })
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+    pub fn public_key(&self) -> VerifyingKey {
+        self.public
+    }
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// Number of entries.
+    pub fn size(&self) -> u64 {
+        self.state.lock().expect("state").frontier.size().0
+    }
+
+    /// The latest checkpoint and the map as of it.
+    pub fn latest(&self) -> Arc<Snapshot> {
+        self.latest.read().expect("latest").clone()
+    }
+
+    /// The current head of a state key.
+    pub fn head(&self, key: &Hash) -> Result<Option<Head>, LedgerError> {
+        match self.store.get(Table::Head, key)? {
+            None => Ok(None),
+            Some(v) => decode_head(&v)
+                .map(Some)
+                .ok_or_else(|| LedgerError::Corrupt(format!("head of {} is damaged", to_hex(key)))),
+        }
+    }
+
+    /// The entry at `index`.
+    pub fn entry(&self, index: u64) -> Result<Option<Entry>, LedgerError> {
+        match self.store.get(Table::Entry, &be(index))? {
+            None => Ok(None),
+            Some(v) => Entry::decode(&v)
+                .map(Some)
+                .map_err(|e| LedgerError::Corrupt(format!("entry {index}: {e}"))),
+        }
+    }
+
+    /// The opening of `index`, if it was not erased.
+    pub fn opening(&self, index: u64) -> Result<Option<Opening>, LedgerError> {
+        match self.store.get(Table::Opening, &be(index))? {
+            None => Ok(None),
+            Some(v) => Opening::decode(&v)
+                .map(Some)
+                .map_err(|e| LedgerError::Corrupt(format!("opening {index}: {e}"))),
+        }
+    }
+
+    /// Every stored checkpoint note, oldest first.
+    pub fn checkpoints(&self) -> Result<Vec<String>, LedgerError> {
+        self.store
+            .scan(Table::Checkpoint, &[], None)
+            .map(|r| {
+                let (_, v) = r?;
+                String::from_utf8(v)
+                    .map_err(|_| LedgerError::Corrupt("checkpoint is not UTF-8".into()))
+            })
+            .collect()
+    }
+
+    fn receipt(&self, index: u64, e: &Entry) -> Receipt {
+        Receipt::sign(&self.key, index, e.leaf_hash(), e.integrated_at)
+    }
+
+    /// Appends events in order, each accepted or rejected on its own (later events may
+    /// continue the chains of earlier ones). Accepted events are committed in chunks of
+    /// [`CHUNK`], each one atomic batch followed by a sync, before any receipt is made.
+    /// On a storage error the events of the failed chunk and after it are not acknowledged.
+    pub fn append(
+        &self,
+        events: Vec<Result<SignedEvent, Reject>>,
+    ) -> Result<Vec<Outcome>, LedgerError> {
+        let mut out = Vec::with_capacity(events.len());
+        let mut events = events;
+        while !events.is_empty() {
+            let rest = events.split_off(events.len().min(CHUNK));
+            out.extend(self.append_chunk(events)?);
+            events = rest;
+        }
+        Ok(out)
+    }
+
+    fn append_chunk(
+        &self,
+        events: Vec<Result<SignedEvent, Reject>>,
+    ) -> Result<Vec<Outcome>, LedgerError> {
+        // The expensive, stateless checks on all cores, outside the lock.
+        let checked: Vec<Result<(SignedEvent, Hash, Result<(), Reject>), Reject>> = events
+            .into_par_iter()
+            .map(|r| {
+                r.map(|ev| {
+                    let h = ev.event_hash();
+                    let c = ev.check_self();
+                    (ev, h, c)
+                })
+            })
+            .collect();
+
+        enum Slot {
+            Done(Outcome),
+            /// Existing entry index.
+            Existing(u64),
+            /// Position among this chunk's accepted entries.
+            New(usize),
+        }
+        let mut st = self.state.lock().expect("state");
+        let now = clock::after(st.last_cp_time).max(st.last_time);
+        let base = st.frontier.size().0;
+        let mut frontier = st.frontier.clone();
+        let mut batch = WriteBatch::new();
+        let mut heads: HashMap<Hash, Head> = HashMap::new();
+        let mut fresh: HashMap<Hash, usize> = HashMap::new();
+        let mut accepted: Vec<(Entry, Hash)> = Vec::new();
+        let mut slots = Vec::with_capacity(checked.len());
+        for c in checked {
+            let (ev, h, self_check) = match c {
+                Err(r) => {
+                    slots.push(Slot::Done(Outcome::Rejected(r)));
+                    continue;
+                }
+                Ok(x) => x,
+            };
+            if let Some(&pos) = fresh.get(&h) {
+                slots.push(Slot::New(pos));
+                continue;
+            }
+            if let Some(v) = self.store.get(Table::EventHash, &h)? {
+                let idx = u64_le(&v)
+                    .ok_or_else(|| LedgerError::Corrupt("event hash index damaged".into()))?;
+                slots.push(Slot::Existing(idx));
+                continue;
+            }
+            let key = ev.event.state_key();
+            let head = match heads.get(&key) {
+                Some(h) => Some(*h),
+                None => self.head(&key)?,
+            };
+            if let Err(r) =
+                rules::check_append_checked(&ev, &self.origin, head.as_ref(), now, self_check)
+            {
+                slots.push(Slot::Done(Outcome::Rejected(r)));
+                continue;
+            }
+            let index = base + accepted.len() as u64;
+            let opening = Opening {
+                nonce: keyfile::random32(),
+                event: ev,
+            };
+            let entry = opening.entry(now);
+            let leaf = entry.leaf_hash();
+            frontier.append_with(&Blake3Hasher, leaf, |level, i, hash| {
+                batch.put(Table::Node, node_key(level, i).to_vec(), hash.to_vec())
+            });
+            batch.put(Table::Entry, be(index).to_vec(), entry.to_bytes().to_vec());
+            batch.put(Table::Opening, be(index).to_vec(), opening.to_bytes());
+            batch.put(Table::EventHash, h.to_vec(), index.to_le_bytes().to_vec());
+            let new_head = Head {
+                index,
+                seq: opening.event.event.seq,
+                event_hash: h,
+            };
+            batch.put(Table::Head, key.to_vec(), encode_head(&new_head));
+            let mut ki = key.to_vec();
+            ki.extend_from_slice(&be(index));
+            batch.put(Table::KeyIndex, ki, Vec::new());
+            let mut si = opening.event.event.subject.to_vec();
+            si.extend_from_slice(&key);
+            batch.put(Table::SubjectIndex, si, Vec::new());
+            heads.insert(key, new_head);
+            fresh.insert(h, accepted.len());
+            slots.push(Slot::New(accepted.len()));
+            accepted.push((entry, leaf));
+        }
+        if !accepted.is_empty() {
+            let size = base + accepted.len() as u64;
+            batch.put(Table::Meta, b"size".to_vec(), size.to_le_bytes().to_vec());
+            self.store.commit(batch)?;
+            let updates: Vec<(Hash, MapValue)> = accepted
+                .iter()
+                .enumerate()
+                .map(|(i, (e, leaf))| {
+                    (
+                        e.key,
+                        MapValue {
+                            index: base + i as u64,
+                            leaf_hash: *leaf,
+                        },
+                    )
+                })
+                .collect();
+            st.map.insert_batch(&updates);
+            st.frontier = frontier;
+            st.last_time = now;
+        }
+        drop(st);
+
+        // Durable: now make the receipts (in parallel: signing is as costly as verifying).
+        slots
+            .into_par_iter()
+            .map(|s| {
+                Ok(match s {
+                    Slot::Done(o) => o,
+                    Slot::New(pos) => {
+                        Outcome::Accepted(self.receipt(base + pos as u64, &accepted[pos].0))
+                    }
+                    Slot::Existing(idx) => {
+                        let e = self.entry(idx)?.ok_or_else(|| {
+                            LedgerError::Corrupt(format!("entry {idx} is missing"))
+                        })?;
+                        Outcome::Duplicate(self.receipt(idx, &e))
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// Signs and stores a checkpoint of the current tree and map (also when nothing changed,
+    /// with a new time). Only durable data is covered: appends commit before they update the
+    /// in-memory state this reads.
+    pub fn checkpoint(&self) -> Result<SignedCheckpoint, LedgerError> {
+        let mut st = self.state.lock().expect("state");
+        let time = clock::now_ms().max(st.last_time).max(st.last_cp_time);
+        let size = st.frontier.size().0;
+        let body = Checkpoint {
+            origin: &self.origin,
+            size,
+            root: st.frontier.root(&Blake3Hasher),
+            map_root: st.map.root(),
+            time,
+        };
+        let text = body.sign(&self.key);
+        let mut b = WriteBatch::new();
+        b.put(
+            Table::Checkpoint,
+            be(st.cp_count).to_vec(),
+            text.clone().into_bytes(),
+        );
+        self.store.commit(b)?;
+        st.cp_count += 1;
+        st.last_cp_time = time;
+        st.last_time = time;
+        let cp = SignedCheckpoint {
+            origin: self.origin.clone(),
+            size,
+            root: body.root,
+            map_root: body.map_root,
+            time,
+            note: text,
+        };
+        *self.latest.write().expect("latest") = Arc::new(Snapshot {
+            checkpoint: cp.clone(),
+            map: st.map.clone(),
+        });
+        Ok(cp)
+    }
+}
+
+/// The state map after the first `size` entries (replays them).
+fn map_at(store: &dyn Store, size: u64) -> Result<StateMap, LedgerError> {
+    let mut map = StateMap::new();
+    let mut batch = Vec::new();
+    for r in store.scan(Table::Entry, &[], Some(&be(size))) {
+        let (k, v) = r?;
+        let i = u64::from_be_bytes(
+            k.try_into()
+                .map_err(|_| LedgerError::Corrupt("bad entry key".into()))?,
+        );
+        let e =
+            Entry::decode(&v).map_err(|err| LedgerError::Corrupt(format!("entry {i}: {err}")))?;
+        batch.push((
+            e.key,
+            MapValue {
+                index: i,
+                leaf_hash: e.leaf_hash(),
+            },
+        ));
+    }
+    map.insert_batch(&batch);
+    Ok(map)
+}

@@ -1,0 +1,98 @@
+//! Read-only access to a ledger directory without rebuilding or trusting its state, for the
+//! auditor: entries, openings and checkpoints exactly as stored.
+
+use std::fs;
+use std::path::Path;
+
+use crate::core::entry::{Entry, Opening};
+use crate::store::{self, Store, Table};
+
+use super::{LedgerError, DEFAULT_CACHE_BYTES};
+
+/// A ledger's store opened for reading.
+pub struct RawLedger {
+    pub store: Box<dyn Store>,
+    pub origin: String,
+    /// The recorded tree size.
+    pub size: u64,
+}
+
+impl RawLedger {
+    pub fn open(dir: &Path) -> Result<RawLedger, LedgerError> {
+        let engine = fs::read_to_string(dir.join("engine"))
+            .map_err(|_| LedgerError::NotALedger(dir.display().to_string()))?;
+        let store = store::open(engine.trim(), &dir.join("db"), DEFAULT_CACHE_BYTES)?;
+        let origin = store
+            .get(Table::Meta, b"origin")?
+            .and_then(|v| String::from_utf8(v).ok())
+            .ok_or_else(|| LedgerError::Corrupt("no origin recorded".into()))?;
+        let size = store
+            .get(Table::Meta, b"size")?
+            .and_then(|v| Some(u64::from_le_bytes(v.try_into().ok()?)))
+            .ok_or_else(|| LedgerError::Corrupt("no tree size recorded".into()))?;
+        Ok(RawLedger {
+            store,
+            origin,
+            size,
+        })
+    }
+
+    /// Every stored checkpoint note, oldest first.
+    pub fn checkpoints(&self) -> Result<Vec<String>, LedgerError> {
+        self.store
+            .scan(Table::Checkpoint, &[], None)
+            .map(|r| {
+                let (_, v) = r?;
+                String::from_utf8(v)
+                    .map_err(|_| LedgerError::Corrupt("checkpoint is not UTF-8".into()))
+            })
+            .collect()
+    }
+
+    /// Entries `start..end` with their openings (None where erased). A missing or
+    /// undecodable entry is an error naming its index.
+    #[allow(clippy::type_complexity)]
+    pub fn entries(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<(Entry, Option<Opening>)>, LedgerError> {
+        let mut out = Vec::with_capacity((end - start) as usize);
+        let mut expect = start;
+        let mut openings = self
+            .store
+            .scan(
+                Table::Opening,
+                &start.to_be_bytes(),
+                Some(&end.to_be_bytes()),
+            )
+            .peekable();
+        for r in self
+            .store
+            .scan(Table::Entry, &start.to_be_bytes(), Some(&end.to_be_bytes()))
+        {
+            let (k, v) = r?;
+            if k != expect.to_be_bytes() {
+                return Err(LedgerError::Corrupt(format!("entry {expect} is missing")));
+            }
+            let e = Entry::decode(&v)
+                .map_err(|err| LedgerError::Corrupt(format!("entry {expect}: {err}")))?;
+            let mut opening = None;
+            if let Some(Ok((ok, _))) = openings.peek() {
+                if *ok == k {
+                    let (_, ov) = openings.next().expect("peeked")?;
+                    opening =
+                        Some(Opening::decode(&ov).map_err(|err| {
+                            LedgerError::Corrupt(format!("opening {expect}: {err}"))
+                        })?);
+                }
+            }
+            out.push((e, opening));
+            expect += 1;
+        }
+        if expect != end {
+            return Err(LedgerError::Corrupt(format!("entry {expect} is missing")));
+        }
+        Ok(out)
+    }
+}

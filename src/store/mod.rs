@@ -1,0 +1,117 @@
+//! Storage: a small trait (ordered keys, atomic batch, durable commit) and its engines.
+//!
+//! The ledger sees only [`Store`]; an engine is chosen when a ledger is created and recorded in
+//! its directory. Keys are grouped into [`Table`]s; within a table they are ordered bytewise.
+
+mod sled_store;
+
+pub use sled_store::SledStore;
+
+use std::path::Path;
+
+/// A group of keys; each engine keeps tables apart (sled: a one-byte key prefix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Table {
+    /// Ledger settings and counters (`origin`, `size`).
+    Meta = 0,
+    /// index (u64 BE) → Entry bytes.
+    Entry = 1,
+    /// index (u64 BE) → Opening bytes (nonce || SignedEvent). Erasable.
+    Opening = 2,
+    /// level (u8) || index (u64 BE) → hash of a complete subtree.
+    Node = 3,
+    /// event hash → index (u64 BE), to answer resubmissions with their receipt.
+    EventHash = 4,
+    /// state key → head: index, seq (u64 LE each), event hash.
+    Head = 5,
+    /// state key || index (u64 BE) → empty: every entry of a key, in log order.
+    KeyIndex = 6,
+    /// subject || state key → empty: every key of a person.
+    SubjectIndex = 7,
+    /// checkpoint number (u64 BE) → note text.
+    Checkpoint = 8,
+}
+
+/// A storage failure (I/O, corruption reported by the engine).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage engine error: {0}")]
+    Engine(String),
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Writes applied together or not at all.
+#[derive(Debug, Default)]
+pub struct WriteBatch {
+    pub(crate) ops: Vec<(Table, Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl WriteBatch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn put(&mut self, table: Table, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push((table, key.into(), Some(value.into())));
+    }
+    pub fn delete(&mut self, table: Table, key: impl Into<Vec<u8>>) {
+        self.ops.push((table, key.into(), None));
+    }
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// Key/value pairs of a scan, keys without their table prefix.
+pub type ScanIter<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>> + 'a>;
+
+/// What the ledger needs of a storage engine.
+pub trait Store: Send + Sync {
+    /// The value of `key` in `table`.
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Pairs with `start <= key < end` in key order (`end` None: to the table's end).
+    fn scan<'a>(&'a self, table: Table, start: &[u8], end: Option<&[u8]>) -> ScanIter<'a>;
+    /// Applies `batch` atomically and returns only once it is durable on disk.
+    fn commit(&self, batch: WriteBatch) -> Result<(), StoreError>;
+    /// Engine name as recorded in the ledger directory.
+    fn engine(&self) -> &'static str;
+    /// Bytes the engine uses on disk.
+    fn size_on_disk(&self) -> Result<u64, StoreError>;
+}
+
+/// Pairs of `table` whose key starts with `prefix`.
+pub fn scan_prefix<'a>(store: &'a dyn Store, table: Table, prefix: &[u8]) -> ScanIter<'a> {
+    match prefix_end(prefix) {
+        Some(end) => store.scan(table, prefix, Some(&end)),
+        None => store.scan(table, prefix, None),
+    }
+}
+
+/// The smallest key greater than every key starting with `prefix` (None if there is none).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// Opens the engine named `engine` in `dir`.
+pub fn open(engine: &str, dir: &Path, cache_bytes: u64) -> Result<Box<dyn Store>, StoreError> {
+    match engine {
+        "sled" => Ok(Box::new(SledStore::open(dir, cache_bytes)?)),
+        other => Err(StoreError::Engine(format!(
+            "unknown storage engine {other:?}"
+        ))),
+    }
+}
