@@ -8,4 +8,5 @@ pub mod cli;
 pub mod core;
 pub mod keyfile;
 pub mod ledger;
+pub mod server;
 pub mod store;

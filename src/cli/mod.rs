@@ -6,6 +6,7 @@ mod demo;
 mod ledger_cmds;
 mod loadgen;
 mod person;
+mod serve;
 mod verify;
 
 use std::io::Read;
@@ -160,6 +161,8 @@ pub enum Command {
     Loadgen(loadgen::LoadgenArgs),
     /// A walkthrough: people grant and revoke, a training job proves, an auditor replays
     Demo,
+    /// Serve the ledger over HTTP (creates it on first start)
+    Serve(serve::ServeArgs),
 }
 
 /// Runs a parsed command.
@@ -196,6 +199,7 @@ pub fn run(cli: Cli) -> CmdResult {
         } => ledger_cmds::export(&dir, &out, !no_openings),
         Command::Loadgen(a) => loadgen::loadgen(a),
         Command::Demo => demo::demo(),
+        Command::Serve(a) => serve::serve(a),
     }
 }
 

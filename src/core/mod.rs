@@ -14,5 +14,6 @@ pub mod map;
 pub mod note;
 pub mod proof;
 pub mod receipt;
+pub mod request;
 pub mod rules;
 pub mod tlog;

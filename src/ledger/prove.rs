@@ -279,3 +279,49 @@ impl Ledger {
         })
     }
 }
+
+impl Ledger {
+    /// Entries `start..end` (clamped to the log) with openings when asked.
+    #[allow(clippy::type_complexity)]
+    pub fn read_range(
+        &self,
+        start: u64,
+        end: u64,
+        openings: bool,
+    ) -> Result<
+        Vec<(
+            crate::core::entry::Entry,
+            Option<crate::core::entry::Opening>,
+        )>,
+        LedgerError,
+    > {
+        let end = end.min(self.size());
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        super::raw::read_range(self.store(), start, end, openings)
+    }
+
+    /// Stored checkpoint notes numbered `from..to` (clamped), oldest first, with numbers.
+    pub fn checkpoint_range(&self, from: u64, to: u64) -> Result<Vec<(u64, String)>, LedgerError> {
+        let mut out = Vec::new();
+        if from >= to {
+            return Ok(out);
+        }
+        for r in self.store().scan(
+            Table::Checkpoint,
+            &from.to_be_bytes(),
+            Some(&to.to_be_bytes()),
+        ) {
+            let (k, v) = r?;
+            let n = u64::from_be_bytes(
+                k.try_into()
+                    .map_err(|_| LedgerError::Corrupt("bad checkpoint key".into()))?,
+            );
+            let text = String::from_utf8(v)
+                .map_err(|_| LedgerError::Corrupt(format!("checkpoint {n} is not UTF-8")))?;
+            out.push((n, text));
+        }
+        Ok(out)
+    }
+}

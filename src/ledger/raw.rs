@@ -49,50 +49,63 @@ impl RawLedger {
             .collect()
     }
 
-    /// Entries `start..end` with their openings (None where erased). A missing or
-    /// undecodable entry is an error naming its index.
+    /// Entries `start..end` with their openings (None where erased).
     #[allow(clippy::type_complexity)]
     pub fn entries(
         &self,
         start: u64,
         end: u64,
     ) -> Result<Vec<(Entry, Option<Opening>)>, LedgerError> {
-        let mut out = Vec::with_capacity((end - start) as usize);
-        let mut expect = start;
-        let mut openings = self
-            .store
-            .scan(
-                Table::Opening,
-                &start.to_be_bytes(),
-                Some(&end.to_be_bytes()),
-            )
-            .peekable();
-        for r in self
-            .store
-            .scan(Table::Entry, &start.to_be_bytes(), Some(&end.to_be_bytes()))
-        {
-            let (k, v) = r?;
-            if k != expect.to_be_bytes() {
-                return Err(LedgerError::Corrupt(format!("entry {expect} is missing")));
-            }
-            let e = Entry::decode(&v)
-                .map_err(|err| LedgerError::Corrupt(format!("entry {expect}: {err}")))?;
-            let mut opening = None;
-            if let Some(Ok((ok, _))) = openings.peek() {
-                if *ok == k {
-                    let (_, ov) = openings.next().expect("peeked")?;
-                    opening =
-                        Some(Opening::decode(&ov).map_err(|err| {
-                            LedgerError::Corrupt(format!("opening {expect}: {err}"))
-                        })?);
-                }
-            }
-            out.push((e, opening));
-            expect += 1;
-        }
-        if expect != end {
+        read_range(self.store.as_ref(), start, end, true)
+    }
+}
+
+/// Entries `start..end` in order, with their openings when `openings` (None where erased). A
+/// missing or undecodable entry or opening is an error naming its index.
+#[allow(clippy::type_complexity)]
+pub fn read_range(
+    store: &dyn Store,
+    start: u64,
+    end: u64,
+    openings: bool,
+) -> Result<Vec<(Entry, Option<Opening>)>, LedgerError> {
+    let mut out = Vec::with_capacity(end.saturating_sub(start) as usize);
+    let mut expect = start;
+    let mut ops = if openings {
+        Some(
+            store
+                .scan(
+                    Table::Opening,
+                    &start.to_be_bytes(),
+                    Some(&end.to_be_bytes()),
+                )
+                .peekable(),
+        )
+    } else {
+        None
+    };
+    for r in store.scan(Table::Entry, &start.to_be_bytes(), Some(&end.to_be_bytes())) {
+        let (k, v) = r?;
+        if k != expect.to_be_bytes() {
             return Err(LedgerError::Corrupt(format!("entry {expect} is missing")));
         }
-        Ok(out)
+        let e = Entry::decode(&v)
+            .map_err(|err| LedgerError::Corrupt(format!("entry {expect}: {err}")))?;
+        let mut opening = None;
+        if let Some(ops) = ops.as_mut() {
+            if matches!(ops.peek(), Some(Ok((ok, _))) if *ok == k) {
+                let (_, ov) = ops.next().expect("peeked")?;
+                opening = Some(
+                    Opening::decode(&ov)
+                        .map_err(|err| LedgerError::Corrupt(format!("opening {expect}: {err}")))?,
+                );
+            }
+        }
+        out.push((e, opening));
+        expect += 1;
     }
+    if start < end && expect != end {
+        return Err(LedgerError::Corrupt(format!("entry {expect} is missing")));
+    }
+    Ok(out)
 }

@@ -1,0 +1,92 @@
+//! `serve`: run the HTTP server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::{fail, CmdResult};
+use crate::server::{self, Auth, BatchConfig, ServeConfig};
+
+/// Arguments of `serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Ledger directory; created and initialised on first start
+    #[arg(long, default_value = "consentlog-data")]
+    pub dir: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Origin of a newly created ledger
+    #[arg(long, default_value = "consentlog.local/log")]
+    pub origin: String,
+    /// Bearer token allowed to ask for consent proofs and heads (repeatable)
+    #[arg(long)]
+    pub reader_token: Vec<String>,
+    /// File of reader tokens: lines `TOKEN [controller,controller…]`
+    #[arg(long)]
+    pub tokens_file: Option<PathBuf>,
+    /// Bearer token allowed to export openings (repeatable)
+    #[arg(long)]
+    pub auditor_token: Vec<String>,
+    /// Most events per sequencer batch
+    #[arg(long, default_value_t = 8192)]
+    pub batch_max: usize,
+    /// Longest wait, in ms, for more events to join a batch
+    #[arg(long, default_value_t = 2)]
+    pub batch_wait_ms: u64,
+    /// Most submissions waiting for the sequencer; beyond it requests get 503
+    #[arg(long, default_value_t = 4096)]
+    pub queue: usize,
+    /// Sign a checkpoint at most this often (ms) while the tree grows
+    #[arg(long, default_value_t = 1000)]
+    pub checkpoint_interval: u64,
+    /// Sign a checkpoint at least this often (ms) even when nothing changed
+    #[arg(long, default_value_t = 60_000)]
+    pub checkpoint_max_gap: u64,
+    /// Per-request timeout (ms)
+    #[arg(long, default_value_t = 30_000)]
+    pub request_timeout: u64,
+    /// Largest request body (bytes)
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    pub body_limit: usize,
+    /// Storage cache (bytes)
+    #[arg(long, default_value_t = crate::ledger::DEFAULT_CACHE_BYTES)]
+    pub cache_bytes: u64,
+}
+
+pub fn serve(a: ServeArgs) -> CmdResult {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let mut auth = Auth::default();
+    for t in &a.reader_token {
+        auth.add_reader(t, None);
+    }
+    for t in &a.auditor_token {
+        auth.add_auditor(t);
+    }
+    if let Some(f) = &a.tokens_file {
+        auth.load_tokens_file(f).map_err(fail)?;
+    }
+    let cfg = ServeConfig {
+        dir: a.dir,
+        listen: a.listen,
+        origin: a.origin,
+        batch: BatchConfig {
+            max_events: a.batch_max.max(1),
+            max_wait_ms: a.batch_wait_ms,
+            queue: a.queue.max(1),
+        },
+        checkpoint_interval: Duration::from_millis(a.checkpoint_interval.max(1)),
+        max_checkpoint_gap: Duration::from_millis(a.checkpoint_max_gap.max(1)),
+        request_timeout: Duration::from_millis(a.request_timeout.max(1)),
+        body_limit: a.body_limit,
+        cache_bytes: a.cache_bytes,
+    };
+    server::serve(cfg, auth).map_err(fail)
+}

@@ -1,0 +1,107 @@
+//! JSON errors: `{"error": {"code", "message"}}` with a fitting status.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::core::rules::Reject;
+use crate::ledger::LedgerError;
+
+/// An error answered to a client.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: String,
+    pub message: String,
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Self {
+        ApiError {
+            status,
+            code: code.to_string(),
+            message: message.to_string(),
+            retry_after: None,
+        }
+    }
+    pub fn bad_request(message: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+    pub fn not_found(message: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "credentials required",
+        )
+    }
+    pub fn forbidden() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "these credentials do not allow this request",
+        )
+    }
+    pub fn overloaded() -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "the append queue is full; retry later",
+        );
+        e.retry_after = Some(1);
+        e
+    }
+    pub fn unavailable(message: impl std::fmt::Display) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
+        e.retry_after = Some(1);
+        e
+    }
+    /// The JSON body of this error, for per-item results in batches.
+    pub fn body(&self) -> serde_json::Value {
+        json!({"error": {"code": self.code, "message": self.message}})
+    }
+}
+
+/// The status a rejected event gets: 400 malformed, 409 chain conflicts, 422 other rules.
+pub fn reject_status(r: &Reject) -> StatusCode {
+    match r {
+        Reject::Malformed(_) => StatusCode::BAD_REQUEST,
+        r if r.is_conflict() => StatusCode::CONFLICT,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    }
+}
+
+impl From<&Reject> for ApiError {
+    fn from(r: &Reject) -> Self {
+        ApiError::new(reject_status(r), r.code(), r)
+    }
+}
+
+impl From<LedgerError> for ApiError {
+    fn from(e: LedgerError) -> Self {
+        match e {
+            LedgerError::Invalid(m) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m)
+            }
+            other => {
+                tracing::error!("ledger error: {other}");
+                ApiError::unavailable(format!("ledger unavailable: {other}"))
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, Json(self.body())).into_response();
+        if let Some(s) = self.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, s.to_string().parse().expect("digits"));
+        }
+        r
+    }
+}
