@@ -5,6 +5,7 @@
 //! proof building), and the `consentlog` binary's [`cli`].
 
 pub mod cli;
+pub mod client;
 pub mod core;
 pub mod keyfile;
 pub mod ledger;

@@ -14,7 +14,7 @@ use crate::ledger::{clock, raw::RawLedger};
 
 /// Arguments of `audit`.
 #[derive(Args, Debug)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["dir", "file"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["dir", "file", "url"])))]
 pub struct AuditArgs {
     /// The log's public key (hex or file); defaults to DIR/log.pub with --dir
     #[arg(long)]
@@ -25,12 +25,18 @@ pub struct AuditArgs {
     /// An export file (`consentlog export`)
     #[arg(long)]
     pub file: Option<PathBuf>,
+    /// A consentlog server's base URL: replay it from its public endpoints
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Auditor token for --url: also fetch and check the openings
+    #[arg(long, requires = "url")]
+    pub token: Option<String>,
 }
 
 /// Entries replayed per parallel chunk.
 const CHUNK: usize = 16384;
 
-fn bar(len: u64) -> ProgressBar {
+pub(super) fn bar(len: u64) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
@@ -46,11 +52,13 @@ pub fn audit(a: AuditArgs) -> CmdResult {
     let key_arg = match (&a.log_key, &a.dir) {
         (Some(k), _) => k.clone(),
         (None, Some(d)) => d.join("log.pub").display().to_string(),
-        (None, None) => return Err(fail("--log-key is required with --file")),
+        (None, None) => return Err(fail("--log-key is required with --file and --url")),
     };
     let key = parse_log_key(&key_arg)?;
     let now = clock::now_ms();
-    let report = if let Some(dir) = &a.dir {
+    let report = if let Some(url) = &a.url {
+        super::remote_audit::audit(url, a.token.clone(), &key, now, bar)?
+    } else if let Some(dir) = &a.dir {
         let raw = RawLedger::open(dir).map_err(fail)?;
         let notes = raw.checkpoints().map_err(fail)?;
         let mut auditor = Auditor::new(&key, &raw.origin, &notes, now);

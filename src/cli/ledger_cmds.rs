@@ -17,8 +17,12 @@ use crate::ledger::{clock, Ledger, Outcome};
 /// Arguments of `grant` and `revoke`.
 #[derive(Args, Debug)]
 pub struct DecideArgs {
+    /// A local ledger directory
+    #[arg(long, required_unless_present = "server", conflicts_with = "server")]
+    pub dir: Option<PathBuf>,
+    /// A consentlog server's base URL, e.g. http://127.0.0.1:8080
     #[arg(long)]
-    pub dir: PathBuf,
+    pub server: Option<String>,
     /// The person's key file
     #[arg(long)]
     pub key: PathBuf,
@@ -59,7 +63,10 @@ pub fn decide(a: DecideArgs, opt_in: bool) -> CmdResult {
         return Err(fail("--expires-at is only allowed on an opt-in (grant)"));
     }
     let key = keyfile::read(&a.key, true).map_err(fail)?;
-    let l = open(&a.dir)?;
+    if let Some(url) = &a.server {
+        return super::remote::decide(url, &key, &a.triple, a.expires_at, opt_in);
+    }
+    let l = open(a.dir.as_deref().expect("clap: --dir or --server"))?;
     let subject = key.verifying_key().to_bytes();
     let state_key =
         crate::core::event::state_key(&subject, &a.triple.controller, &a.triple.purpose);

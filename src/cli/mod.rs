@@ -6,6 +6,8 @@ mod demo;
 mod ledger_cmds;
 mod loadgen;
 mod person;
+mod remote;
+mod remote_audit;
 mod serve;
 mod verify;
 
@@ -129,10 +131,18 @@ pub enum Command {
     },
     /// All of a person's events with openings and proofs
     History {
+        /// A local ledger directory
+        #[arg(long, required_unless_present = "server", conflicts_with = "server")]
+        dir: Option<PathBuf>,
+        /// The person's public key (hex); with --server, taken from --key
+        #[arg(long, required_unless_present = "server")]
+        subject: Option<String>,
+        /// A consentlog server's base URL (the request is signed with --key)
+        #[arg(long, requires = "key")]
+        server: Option<String>,
+        /// The person's key file, to sign the request to --server
         #[arg(long)]
-        dir: PathBuf,
-        #[arg(long)]
-        subject: String,
+        key: Option<PathBuf>,
     },
     /// Check a history: every chain complete, signed by the person, included
     VerifyHistory {
@@ -184,7 +194,18 @@ pub fn run(cli: Cli) -> CmdResult {
             ledger_cmds::prove_consistency(&dir, old, new)
         }
         Command::Leaves { dir, start, end } => ledger_cmds::leaves(&dir, start, end),
-        Command::History { dir, subject } => person::history(&dir, &subject),
+        Command::History {
+            dir,
+            subject,
+            server,
+            key,
+        } => match (server, key) {
+            (Some(url), Some(key)) => remote::history(&url, &key, subject.as_deref()),
+            _ => person::history(
+                &dir.expect("clap: --dir or --server"),
+                &subject.expect("clap: --subject"),
+            ),
+        },
         Command::VerifyHistory {
             log_key,
             file,

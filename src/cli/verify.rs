@@ -13,8 +13,15 @@ use crate::ledger::Ledger;
 /// Arguments of `prove`.
 #[derive(Args, Debug)]
 pub struct ProveArgs {
+    /// A local ledger directory
+    #[arg(long, required_unless_present = "server", conflicts_with = "server")]
+    pub dir: Option<PathBuf>,
+    /// A consentlog server's base URL
     #[arg(long)]
-    pub dir: PathBuf,
+    pub server: Option<String>,
+    /// Reader token for --server
+    #[arg(long, requires = "server")]
+    pub token: Option<String>,
     /// The person's public key (hex)
     #[arg(long)]
     pub subject: String,
@@ -30,10 +37,13 @@ pub struct ProveArgs {
 
 pub fn prove(a: ProveArgs) -> CmdResult {
     let subject = parse_subject(&a.subject)?;
-    let l = Ledger::open(&a.dir).map_err(fail)?;
-    let p = l
-        .prove_consent(&subject, &a.triple.controller, &a.triple.purpose, a.at)
-        .map_err(fail)?;
+    let p = match &a.server {
+        Some(url) => super::remote::prove(url, a.token.clone(), &subject, &a.triple, a.at)?,
+        None => Ledger::open(a.dir.as_deref().expect("clap: --dir or --server"))
+            .map_err(fail)?
+            .prove_consent(&subject, &a.triple.controller, &a.triple.purpose, a.at)
+            .map_err(fail)?,
+    };
     let text = serde_json::to_string_pretty(&p).expect("json") + "\n";
     match a.out {
         Some(path) => {

@@ -23,8 +23,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 /// A tree hash: leaf hash, interior node hash or root.
-// NOTE: alias of crate::core::hash::Hash
-pub type Hash = [u8; 32];
+pub use super::hash::Hash;
 
 /// Domain-separation prefix of leaf hashes (RFC 9162 §2.1.1).
 const LEAF_PREFIX: u8 = 0x00;
