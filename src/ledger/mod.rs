@@ -110,22 +110,31 @@ fn u64_le(v: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(v.try_into().ok()?))
 }
 
-fn encode_head(h: &Head) -> Vec<u8> {
-    let mut v = Vec::with_capacity(48);
-    v.extend_from_slice(&h.index.to_le_bytes());
-    v.extend_from_slice(&h.seq.to_le_bytes());
-    v.extend_from_slice(&h.event_hash);
+/// `KeyIndex` key of a key's event with `seq`.
+fn key_index_key(key: &Hash, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(40);
+    k.extend_from_slice(key);
+    k.extend_from_slice(&be(seq));
+    k
+}
+
+/// `KeyIndex` value: index (u64 LE) || event hash.
+fn key_index_value(index: u64, event_hash: &Hash) -> Vec<u8> {
+    let mut v = Vec::with_capacity(40);
+    v.extend_from_slice(&index.to_le_bytes());
+    v.extend_from_slice(event_hash);
     v
 }
 
-fn decode_head(v: &[u8]) -> Option<Head> {
-    if v.len() != 48 {
+/// Decodes a `KeyIndex` pair into a head.
+fn decode_key_index(k: &[u8], v: &[u8]) -> Option<Head> {
+    if k.len() != 40 || v.len() != 40 {
         return None;
     }
     Some(Head {
+        seq: u64::from_be_bytes(k[32..].try_into().ok()?),
         index: u64_le(&v[..8])?,
-        seq: u64_le(&v[8..16])?,
-        event_hash: v[16..].try_into().ok()?,
+        event_hash: v[8..].try_into().ok()?,
     })
 }
 
@@ -345,11 +354,22 @@ impl Ledger {
 
     /// The current head of a state key.
     pub fn head(&self, key: &Hash) -> Result<Option<Head>, LedgerError> {
-        match self.store.get(Table::Head, key)? {
+        match self.store.last_with_prefix(Table::KeyIndex, key)? {
             None => Ok(None),
-            Some(v) => decode_head(&v)
+            Some((k, v)) => decode_key_index(&k, &v)
                 .map(Some)
                 .ok_or_else(|| LedgerError::Corrupt(format!("head of {} is damaged", to_hex(key)))),
+        }
+    }
+
+    /// The event of `key` with `seq`, if logged.
+    pub fn event_at_seq(&self, key: &Hash, seq: u64) -> Result<Option<Head>, LedgerError> {
+        let k = key_index_key(key, seq);
+        match self.store.get(Table::KeyIndex, &k)? {
+            None => Ok(None),
+            Some(v) => decode_key_index(&k, &v).map(Some).ok_or_else(|| {
+                LedgerError::Corrupt(format!("key index of {} is damaged", to_hex(key)))
+            }),
         }
     }
 
@@ -451,17 +471,20 @@ impl Ledger {
                 slots.push(Slot::New(pos));
                 continue;
             }
-            if let Some(v) = self.store.get(Table::EventHash, &h)? {
-                let idx = u64_le(&v)
-                    .ok_or_else(|| LedgerError::Corrupt("event hash index damaged".into()))?;
-                slots.push(Slot::Existing(idx));
-                continue;
-            }
             let key = ev.event.state_key();
             let head = match heads.get(&key) {
                 Some(h) => Some(*h),
                 None => self.head(&key)?,
             };
+            // A resubmission: an event with this seq is already logged with these bytes.
+            if head.is_some_and(|hd| ev.event.seq <= hd.seq) {
+                if let Some(old) = self.event_at_seq(&key, ev.event.seq)? {
+                    if old.event_hash == h {
+                        slots.push(Slot::Existing(old.index));
+                        continue;
+                    }
+                }
+            }
             if let Err(r) =
                 rules::check_append_checked(&ev, &self.origin, head.as_ref(), now, self_check)
             {
@@ -476,23 +499,28 @@ impl Ledger {
             let entry = opening.entry(now);
             let leaf = entry.leaf_hash();
             frontier.append_with(&Blake3Hasher, leaf, |level, i, hash| {
-                batch.put(Table::Node, node_key(level, i).to_vec(), hash.to_vec())
+                if level > 0 {
+                    batch.put(Table::Node, node_key(level, i).to_vec(), hash.to_vec())
+                }
             });
             batch.put(Table::Entry, be(index).to_vec(), entry.to_bytes().to_vec());
             batch.put(Table::Opening, be(index).to_vec(), opening.to_bytes());
-            batch.put(Table::EventHash, h.to_vec(), index.to_le_bytes().to_vec());
+            let seq = opening.event.event.seq;
             let new_head = Head {
                 index,
-                seq: opening.event.event.seq,
+                seq,
                 event_hash: h,
             };
-            batch.put(Table::Head, key.to_vec(), encode_head(&new_head));
-            let mut ki = key.to_vec();
-            ki.extend_from_slice(&be(index));
-            batch.put(Table::KeyIndex, ki, Vec::new());
-            let mut si = opening.event.event.subject.to_vec();
-            si.extend_from_slice(&key);
-            batch.put(Table::SubjectIndex, si, Vec::new());
+            batch.put(
+                Table::KeyIndex,
+                key_index_key(&key, seq),
+                key_index_value(index, &h),
+            );
+            if head.is_none() {
+                let mut si = opening.event.event.subject.to_vec();
+                si.extend_from_slice(&key);
+                batch.put(Table::SubjectIndex, si, Vec::new());
+            }
             heads.insert(key, new_head);
             fresh.insert(h, accepted.len());
             slots.push(Slot::New(accepted.len()));

@@ -1,5 +1,6 @@
 //! Stored Merkle node hashes, read through the core's [`HashReader`].
 
+use crate::core::entry::Entry;
 use crate::core::hash::Hash;
 use crate::core::tlog::HashReader;
 use crate::store::{Store, StoreError, Table};
@@ -27,6 +28,13 @@ pub enum NodeError {
 impl HashReader for StoreNodes<'_> {
     type Error = NodeError;
     fn read_node(&self, level: u8, index: u64) -> Result<Hash, NodeError> {
+        if level == 0 {
+            let v = self.0.get(Table::Entry, &index.to_be_bytes())?;
+            return v
+                .and_then(|v| Entry::decode(&v).ok())
+                .map(|e| e.leaf_hash())
+                .ok_or(NodeError::Missing { level, index });
+        }
         let v = self.0.get(Table::Node, &node_key(level, index))?;
         v.and_then(|v| v.try_into().ok())
             .ok_or(NodeError::Missing { level, index })

@@ -109,11 +109,11 @@ impl Ledger {
     fn key_indices(&self, key: &Hash, size: u64) -> Result<Vec<u64>, LedgerError> {
         let mut out = Vec::new();
         for r in scan_prefix(self.store(), Table::KeyIndex, key) {
-            let (k, _) = r?;
-            let i = u64::from_be_bytes(
-                k[32..]
-                    .try_into()
-                    .map_err(|_| LedgerError::Corrupt("bad key index".into()))?,
+            let (_, v) = r?;
+            let i = u64::from_le_bytes(
+                v.get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| LedgerError::Corrupt("bad key index".into()))?,
             );
             if i < size {
                 out.push(i);

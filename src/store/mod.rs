@@ -19,18 +19,29 @@ pub enum Table {
     Entry = 1,
     /// index (u64 BE) → Opening bytes (nonce || SignedEvent). Erasable.
     Opening = 2,
-    /// level (u8) || index (u64 BE) → hash of a complete subtree.
+    /// level (u8, ≥ 1) || index (u64 BE) → hash of a complete subtree. Level 0 (leaf hashes)
+    /// is not stored: it is the hash of the entry.
     Node = 3,
-    /// event hash → index (u64 BE), to answer resubmissions with their receipt.
-    EventHash = 4,
-    /// state key → head: index, seq (u64 LE each), event hash.
-    Head = 5,
-    /// state key || index (u64 BE) → empty: every entry of a key, in log order.
+    /// state key || seq (u64 BE) → index (u64 LE) || event hash: every event of a key in chain
+    /// order. The last one is the key's head; a lookup by seq finds resubmissions.
     KeyIndex = 6,
     /// subject || state key → empty: every key of a person.
     SubjectIndex = 7,
     /// checkpoint number (u64 BE) → note text.
     Checkpoint = 8,
+}
+
+impl Table {
+    /// Every table.
+    pub const ALL: [Table; 7] = [
+        Table::Meta,
+        Table::Entry,
+        Table::Opening,
+        Table::Node,
+        Table::KeyIndex,
+        Table::SubjectIndex,
+        Table::Checkpoint,
+    ];
 }
 
 /// A storage failure (I/O, corruption reported by the engine).
@@ -78,6 +89,13 @@ pub trait Store: Send + Sync {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Pairs with `start <= key < end` in key order (`end` None: to the table's end).
     fn scan<'a>(&'a self, table: Table, start: &[u8], end: Option<&[u8]>) -> ScanIter<'a>;
+    /// The pair with the greatest key starting with `prefix`.
+    #[allow(clippy::type_complexity)]
+    fn last_with_prefix(
+        &self,
+        table: Table,
+        prefix: &[u8],
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError>;
     /// Applies `batch` atomically and returns only once it is durable on disk.
     fn commit(&self, batch: WriteBatch) -> Result<(), StoreError>;
     /// Engine name as recorded in the ledger directory.

@@ -95,6 +95,20 @@ impl Store for SledStore {
         }))
     }
 
+    fn last_with_prefix(
+        &self,
+        table: Table,
+        prefix: &[u8],
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+        match self.tree.scan_prefix(prefixed(table, prefix)).next_back() {
+            None => Ok(None),
+            Some(r) => {
+                let (k, v) = r.map_err(engine_err)?;
+                Ok(Some((k[1..].to_vec(), v.to_vec())))
+            }
+        }
+    }
+
     fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let mut b = sled::Batch::default();
         for (table, key, value) in batch.ops {
