@@ -2,6 +2,7 @@
 //! in its own file; they all sit on the ledger and the core.
 
 mod audit;
+mod batch;
 mod demo;
 mod ledger_cmds;
 mod loadgen;

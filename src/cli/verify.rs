@@ -23,25 +23,41 @@ pub struct ProveArgs {
     #[arg(long, requires = "server")]
     pub token: Option<String>,
     /// The person's public key (hex)
-    #[arg(long)]
-    pub subject: String,
-    #[command(flatten)]
-    pub triple: Triple,
+    #[arg(long, required_unless_present = "batch")]
+    pub subject: Option<String>,
+    /// Who processes the data, e.g. example.com
+    #[arg(long, required_unless_present = "batch")]
+    pub controller: Option<String>,
+    /// What for, e.g. ai-training
+    #[arg(long, required_unless_present = "batch")]
+    pub purpose: Option<String>,
     /// The time to prove (ms since the epoch); default now
     #[arg(long)]
     pub at: Option<u64>,
+    /// NDJSON queries {"subject","controller","purpose"[,"at"]}: one proof batch against one
+    /// shared checkpoint (docs/FORMAT.md, "Proof batches")
+    #[arg(long, conflicts_with_all = ["subject", "controller", "purpose", "at", "server"], requires = "dir")]
+    pub batch: Option<PathBuf>,
     /// Write the proof here instead of standard output
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
 
 pub fn prove(a: ProveArgs) -> CmdResult {
-    let subject = parse_subject(&a.subject)?;
+    if let Some(batch) = &a.batch {
+        let dir = a.dir.as_deref().expect("clap: --batch requires --dir");
+        return super::batch::prove(dir, batch, a.out.as_deref());
+    }
+    let subject = parse_subject(a.subject.as_deref().expect("clap: --subject"))?;
+    let triple = Triple {
+        controller: a.controller.clone().expect("clap: --controller"),
+        purpose: a.purpose.clone().expect("clap: --purpose"),
+    };
     let p = match &a.server {
-        Some(url) => super::remote::prove(url, a.token.clone(), &subject, &a.triple, a.at)?,
+        Some(url) => super::remote::prove(url, a.token.clone(), &subject, &triple, a.at)?,
         None => Ledger::open(a.dir.as_deref().expect("clap: --dir or --server"))
             .map_err(fail)?
-            .prove_consent(&subject, &a.triple.controller, &a.triple.purpose, a.at)
+            .prove_consent(&subject, &triple.controller, &triple.purpose, a.at)
             .map_err(fail)?,
     };
     let text = serde_json::to_string_pretty(&p).expect("json") + "\n";
@@ -67,7 +83,12 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub log_key: String,
     /// The proof file, or - for standard input
-    pub proof: String,
+    #[arg(required_unless_present = "batch")]
+    pub proof: Option<String>,
+    /// A proof batch (`prove --batch`): one JSON line per proof as --json prints it; exit 0 if
+    /// every proof is valid, 2 if any is not
+    #[arg(long, conflicts_with = "proof")]
+    pub batch: Option<String>,
     /// Refuse a proof about another subject
     #[arg(long)]
     pub subject: Option<String>,
@@ -85,21 +106,39 @@ pub struct VerifyArgs {
     pub json: bool,
 }
 
-pub fn verify(a: VerifyArgs) -> CmdResult {
-    let invalid = |msg: String| Failure::new(2, msg);
-    let key = parse_log_key(&a.log_key).map_err(|f| invalid(f.message))?;
-    let q = Question {
-        subject: a
-            .subject
-            .as_deref()
-            .map(parse_subject)
-            .transpose()
-            .map_err(|f| invalid(f.message))?,
+/// The question given by `verify`'s flags.
+pub fn question(a: &VerifyArgs) -> Result<Question, Failure> {
+    Ok(Question {
+        subject: a.subject.as_deref().map(parse_subject).transpose()?,
         controller: a.controller.clone(),
         purpose: a.purpose.clone(),
         at: a.at,
-    };
-    let text = read_input(&a.proof).map_err(|f| invalid(f.message))?;
+    })
+}
+
+/// The `--json` verdict line of one proof.
+pub fn verdict_json(
+    a: &VerifyArgs,
+    r: &Result<(ConsentProof, proof::Verdict), String>,
+) -> serde_json::Value {
+    match r {
+        Ok((p, v)) => json!({"valid": true, "held": v.state.held(a.default_allow),
+            "state": v.state.as_str(), "reason": null, "subject": to_hex(&p.subject),
+            "controller": p.controller, "purpose": p.purpose, "at": p.at}),
+        Err(reason) => json!({"valid": false, "held": false, "state": null, "reason": reason,
+            "subject": a.subject, "controller": a.controller, "purpose": a.purpose, "at": a.at}),
+    }
+}
+
+pub fn verify(a: VerifyArgs) -> CmdResult {
+    let invalid = |msg: String| Failure::new(2, msg);
+    let key = parse_log_key(&a.log_key).map_err(|f| invalid(f.message))?;
+    if let Some(batch) = &a.batch {
+        return super::batch::verify(&key, batch, &a);
+    }
+    let q = question(&a).map_err(|f| invalid(f.message))?;
+    let text =
+        read_input(a.proof.as_deref().expect("clap: PROOF")).map_err(|f| invalid(f.message))?;
     let parsed: Result<ConsentProof, String> =
         serde_json::from_str(&text).map_err(|e| format!("not a consent proof: {e}"));
     let result = parsed.and_then(|p| {
@@ -107,16 +146,13 @@ pub fn verify(a: VerifyArgs) -> CmdResult {
             .map(|v| (p.clone(), v))
             .map_err(|e| e.to_string())
     });
+    if a.json {
+        super::print_json(&verdict_json(&a, &result));
+    }
     match result {
         Ok((p, v)) => {
             let held = v.state.held(a.default_allow);
-            if a.json {
-                super::print_json(
-                    &json!({"valid": true, "held": held, "state": v.state.as_str(),
-                    "reason": null, "subject": to_hex(&p.subject), "controller": p.controller,
-                    "purpose": p.purpose, "at": p.at}),
-                );
-            } else {
+            if !a.json {
                 println!(
                     "valid proof: consent {} at {} (state {}, checkpoint of {} entries at {})",
                     if held { "HELD" } else { "NOT held" },
@@ -132,13 +168,6 @@ pub fn verify(a: VerifyArgs) -> CmdResult {
                 Err(Failure::new(1, "consent did not hold"))
             }
         }
-        Err(reason) => {
-            if a.json {
-                super::print_json(&json!({"valid": false, "held": false, "state": null,
-                    "reason": reason, "subject": a.subject, "controller": a.controller,
-                    "purpose": a.purpose, "at": a.at}));
-            }
-            Err(invalid(format!("proof INVALID: {reason}")))
-        }
+        Err(reason) => Err(invalid(format!("proof INVALID: {reason}"))),
     }
 }

@@ -13,6 +13,7 @@ pub mod history;
 pub mod map;
 pub mod note;
 pub mod proof;
+pub mod proof_batch;
 pub mod receipt;
 pub mod request;
 pub mod rules;

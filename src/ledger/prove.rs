@@ -325,3 +325,35 @@ impl Ledger {
         Ok(out)
     }
 }
+
+impl Ledger {
+    /// Proofs for many queries against one shared checkpoint, built on all cores. `at`
+    /// defaults to now; a future `at` fails that query only.
+    pub fn prove_batch(
+        &self,
+        queries: &[crate::core::proof_batch::BatchQuery],
+    ) -> Result<
+        (
+            std::sync::Arc<Snapshot>,
+            Vec<Result<ConsentProof, LedgerError>>,
+        ),
+        LedgerError,
+    > {
+        use rayon::prelude::*;
+        let now = clock::now_ms();
+        let snap = self.snapshot_for(now)?;
+        let proofs = queries
+            .par_iter()
+            .map(|q| {
+                let at = q.at.unwrap_or(now);
+                if at > now {
+                    return Err(LedgerError::Invalid(format!(
+                        "`at` {at} is in the future (now {now})"
+                    )));
+                }
+                self.prove_consent_in(&snap, &q.subject, &q.controller, &q.purpose, at)
+            })
+            .collect();
+        Ok((snap, proofs))
+    }
+}

@@ -45,7 +45,7 @@ impl SledStore {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_bytes)
-            .mode(sled::Mode::HighThroughput)
+            .mode(sled::Mode::LowSpace)
             .flush_every_ms(None)
             .open()
             .map_err(engine_err)?;

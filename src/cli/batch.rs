@@ -1,0 +1,154 @@
+//! `prove --batch` and `verify --batch`: many proofs against one shared checkpoint, for
+//! training jobs that hold millions of records.
+
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::Path;
+
+use ed25519_dalek::VerifyingKey;
+use rayon::prelude::*;
+use serde_json::json;
+
+use super::verify::{question, verdict_json, VerifyArgs};
+use super::{fail, CmdResult, Failure};
+use crate::core::note;
+use crate::core::proof::check_with_checkpoint;
+use crate::core::proof_batch::{BatchHeader, BatchProof, BatchQuery, BATCH_FORMAT};
+use crate::ledger::Ledger;
+
+/// Queries answered per parallel round (bounds memory on huge files).
+const ROUND: usize = 65536;
+
+pub fn prove(dir: &Path, queries: &Path, out: Option<&Path>) -> CmdResult {
+    let l = Ledger::open(dir).map_err(fail)?;
+    let f =
+        std::fs::File::open(queries).map_err(|e| fail(format!("{}: {e}", queries.display())))?;
+    let lines: Vec<String> = BufReader::new(f)
+        .lines()
+        .collect::<Result<_, _>>()
+        .map_err(|e| fail(format!("{}: {e}", queries.display())))?;
+    let parsed: Vec<Result<BatchQuery, String>> = lines
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| serde_json::from_str(l).map_err(|e| format!("query line {}: {e}", i + 1)))
+        .collect();
+    let good: Vec<BatchQuery> = parsed
+        .iter()
+        .filter_map(|q| q.as_ref().ok().cloned())
+        .collect();
+    let (snap, proofs) = l.prove_batch(&good).map_err(fail)?;
+    let sink: Box<dyn Write> = match out {
+        Some(p) => {
+            Box::new(std::fs::File::create(p).map_err(|e| fail(format!("{}: {e}", p.display())))?)
+        }
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut w = BufWriter::with_capacity(1 << 20, sink);
+    let header = BatchHeader {
+        format: BATCH_FORMAT.into(),
+        checkpoint: snap.checkpoint.note.clone(),
+    };
+    serde_json::to_writer(&mut w, &header).map_err(fail)?;
+    w.write_all(b"\n").map_err(fail)?;
+    let mut proofs = proofs.into_iter();
+    let mut failed = 0;
+    for q in &parsed {
+        let line = match q {
+            Err(e) => {
+                failed += 1;
+                json!({ "error": e }).to_string()
+            }
+            Ok(_) => match proofs.next().expect("one proof per good query") {
+                Ok(p) => serde_json::to_string(&BatchProof::from_proof(p)).expect("json"),
+                Err(e) => {
+                    failed += 1;
+                    json!({ "error": e.to_string() }).to_string()
+                }
+            },
+        };
+        w.write_all(line.as_bytes()).map_err(fail)?;
+        w.write_all(b"\n").map_err(fail)?;
+    }
+    w.flush().map_err(fail)?;
+    eprintln!(
+        "{} proofs against a checkpoint of {} entries; {failed} queries failed",
+        parsed.len() - failed,
+        snap.checkpoint.size
+    );
+    if failed > 0 {
+        return Err(Failure::new(1, format!("{failed} queries failed")));
+    }
+    Ok(())
+}
+
+pub fn verify(key: &VerifyingKey, file: &str, a: &VerifyArgs) -> CmdResult {
+    let invalid = |m: String| Failure::new(2, m);
+    let q = question(a).map_err(|f| invalid(f.message))?;
+    let reader: Box<dyn BufRead> = if file == "-" {
+        Box::new(BufReader::new(std::io::stdin()))
+    } else {
+        Box::new(BufReader::with_capacity(
+            1 << 20,
+            std::fs::File::open(file).map_err(|e| invalid(format!("{file}: {e}")))?,
+        ))
+    };
+    let mut lines = reader.lines();
+    let first = lines
+        .next()
+        .ok_or_else(|| invalid(format!("{file}: empty proof batch")))?
+        .map_err(|e| invalid(format!("{file}: {e}")))?;
+    let header: BatchHeader = serde_json::from_str(&first)
+        .map_err(|e| invalid(format!("{file}: first line is not a batch header: {e}")))?;
+    if header.format != BATCH_FORMAT {
+        return Err(invalid(format!("unknown batch format {:?}", header.format)));
+    }
+    // The shared checkpoint is checked once.
+    let cp = note::open(&header.checkpoint, key)
+        .map_err(|e| invalid(format!("batch checkpoint: {e}")))?;
+    let stdout = std::io::stdout();
+    let mut w = BufWriter::with_capacity(1 << 20, stdout.lock());
+    let (mut total, mut bad) = (0usize, 0usize);
+    let mut round: Vec<String> = Vec::with_capacity(ROUND);
+    let mut flush = |round: &mut Vec<String>, w: &mut BufWriter<_>| -> CmdResult {
+        let verdicts: Vec<_> = round
+            .par_iter()
+            .map(|line| {
+                serde_json::from_str::<BatchProof>(line)
+                    .map_err(|e| format!("not a batch proof line: {e}"))
+                    .and_then(|bp| {
+                        let p = bp.into_proof(header.checkpoint.clone());
+                        check_with_checkpoint(&p, cp.clone(), &q)
+                            .map(|v| (p, v))
+                            .map_err(|e| e.to_string())
+                    })
+            })
+            .collect();
+        for v in &verdicts {
+            total += 1;
+            if v.is_err() {
+                bad += 1;
+            }
+            serde_json::to_writer(&mut *w, &verdict_json(a, v)).map_err(fail)?;
+            w.write_all(b"\n").map_err(fail)?;
+        }
+        round.clear();
+        Ok(())
+    };
+    for line in lines {
+        let line = line.map_err(|e| invalid(format!("{file}: {e}")))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        round.push(line);
+        if round.len() == ROUND {
+            flush(&mut round, &mut w)?;
+        }
+    }
+    flush(&mut round, &mut w)?;
+    w.flush().map_err(fail)?;
+    if bad > 0 {
+        return Err(invalid(format!("{bad} of {total} proofs are INVALID")));
+    }
+    eprintln!("all {total} proofs valid");
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! Bulk consent proofs: one shared checkpoint, then one proof per line (docs/FORMAT.md,
+//! "Proof batches"). Each line becomes an ordinary [`ConsentProof`] when the header's
+//! checkpoint is put back, so every proof can still be checked on its own.
+
+use serde::{Deserialize, Serialize};
+
+use super::hash::hex_array;
+use super::map::MapProof;
+use super::proof::{ConsentProof, ProvenEvent, PROOF_FORMAT};
+
+/// The `format` of a proof batch's first line.
+pub const BATCH_FORMAT: &str = "consentlog-proof-batch/v1";
+
+/// First line of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchHeader {
+    pub format: String,
+    pub checkpoint: String,
+}
+
+/// A proof line: a ConsentProof without `format` and `checkpoint`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchProof {
+    #[serde(with = "hex_array")]
+    pub subject: [u8; 32],
+    pub controller: String,
+    pub purpose: String,
+    pub at: u64,
+    pub events: Vec<ProvenEvent>,
+    pub map: Option<MapProof>,
+    pub state: String,
+}
+
+/// A query line of `prove --batch`: `{"subject","controller","purpose"}` and optionally `"at"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchQuery {
+    #[serde(with = "hex_array")]
+    pub subject: [u8; 32],
+    pub controller: String,
+    pub purpose: String,
+    #[serde(default)]
+    pub at: Option<u64>,
+}
+
+impl BatchProof {
+    /// Splits a proof into its batch line (the checkpoint goes to the header).
+    pub fn from_proof(p: ConsentProof) -> BatchProof {
+        BatchProof {
+            subject: p.subject,
+            controller: p.controller,
+            purpose: p.purpose,
+            at: p.at,
+            events: p.events,
+            map: p.map,
+            state: p.state,
+        }
+    }
+
+    /// The stand-alone proof, with the batch's checkpoint.
+    pub fn into_proof(self, checkpoint: String) -> ConsentProof {
+        ConsentProof {
+            format: PROOF_FORMAT.into(),
+            checkpoint,
+            subject: self.subject,
+            controller: self.controller,
+            purpose: self.purpose,
+            at: self.at,
+            events: self.events,
+            map: self.map,
+            state: self.state,
+        }
+    }
+}
