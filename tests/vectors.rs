@@ -164,7 +164,10 @@ fn documented() -> Vec<(String, String)> {
 fn format_md_vectors_match_the_code() {
     let doc = documented();
     let computed = vectors();
-    assert!(doc.len() >= computed.len(), "FORMAT.md lists too few vectors");
+    assert!(
+        doc.len() >= computed.len(),
+        "FORMAT.md lists too few vectors"
+    );
     for (name, value) in &computed {
         let found = doc.iter().find(|(k, _)| k == name);
         match found {

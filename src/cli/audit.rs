@@ -7,7 +7,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{fail, parse_log_key, CmdResult, Failure};
-use crate::core::audit::{Auditor, Report};
+use crate::core::audit::{Auditor, Report, Violation};
 use crate::core::entry::{Entry, Opening};
 use crate::core::export::Reader;
 use crate::ledger::{clock, raw::RawLedger};
@@ -73,7 +73,17 @@ pub fn audit(a: AuditArgs) -> CmdResult {
             start = end;
         }
         pb.finish_and_clear();
-        auditor.finish()
+        let mut report = auditor.finish();
+        let extra = raw.entries_beyond_size().map_err(fail)?;
+        if extra > 0 {
+            report.violations.push(Violation {
+                index: Some(size),
+                message: format!(
+                    "{extra} entries are stored at or past the recorded tree size {size}"
+                ),
+            });
+        }
+        report
     } else {
         let path = a.file.as_ref().expect("clap group");
         let f = std::fs::File::open(path).map_err(|e| fail(format!("{}: {e}", path.display())))?;

@@ -30,7 +30,9 @@ pub fn prove(dir: &Path, queries: &Path, out: Option<&Path>) -> CmdResult {
         .iter()
         .filter(|l| !l.trim().is_empty())
         .enumerate()
-        .map(|(i, l)| serde_json::from_str(l).map_err(|e| format!("query line {}: {e}", i + 1)))
+        .map(|(i, l)| {
+            crate::core::hash::json_object(l).map_err(|e| format!("query line {}: {e}", i + 1))
+        })
         .collect();
     let good: Vec<BatchQuery> = parsed
         .iter()
@@ -113,7 +115,7 @@ pub fn verify(key: &VerifyingKey, file: &str, a: &VerifyArgs) -> CmdResult {
         let verdicts: Vec<_> = round
             .par_iter()
             .map(|line| {
-                serde_json::from_str::<BatchProof>(line)
+                crate::core::hash::json_object::<BatchProof>(line)
                     .map_err(|e| format!("not a batch proof line: {e}"))
                     .and_then(|bp| {
                         let p = bp.into_proof(header.checkpoint.clone());

@@ -10,7 +10,7 @@ use crate::core::hash::to_hex;
 use crate::core::history;
 use crate::core::proof::{self, Question};
 use crate::keyfile;
-use crate::ledger::{clock, raw::RawLedger, Ledger, Outcome};
+use crate::ledger::{clock, Ledger, Outcome};
 
 const CONTROLLER: &str = "example.com";
 const PURPOSE: &str = "ai-training";
@@ -118,11 +118,9 @@ pub fn demo() -> CmdResult {
     }
 
     println!("\n5. An auditor replays the whole ledger and recomputes every checkpoint.");
-    drop(l);
-    let raw = RawLedger::open(&dir).map_err(fail)?;
-    let notes = raw.checkpoints().map_err(fail)?;
-    let mut a = Auditor::new(&log_key, &raw.origin, &notes, clock::now_ms());
-    a.push_chunk(raw.entries(0, raw.size).map_err(fail)?);
+    let notes = l.checkpoints().map_err(fail)?;
+    let mut a = Auditor::new(&log_key, l.origin(), &notes, clock::now_ms());
+    a.push_chunk(l.read_range(0, l.size(), true).map_err(fail)?);
     let report = a.finish();
     println!(
         "   {} entries, {} checkpoints, {} openings checked: {}",
@@ -138,7 +136,7 @@ pub fn demo() -> CmdResult {
     for v in &report.violations {
         println!("   VIOLATION {v}");
     }
-    drop(raw);
+    drop(l);
     let _ = std::fs::remove_dir_all(&tmp);
     println!("\nDone. Try it yourself: see README.md.");
     if report.ok() {

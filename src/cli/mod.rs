@@ -153,6 +153,10 @@ pub enum Command {
         file: String,
         #[arg(long)]
         subject: Option<String>,
+        /// A `controller,purpose` pair the history must contain (repeatable): the log proves
+        /// completeness per pair, so name every pair you have used
+        #[arg(long, value_name = "CONTROLLER,PURPOSE")]
+        expect: Vec<String>,
         #[arg(long)]
         json: bool,
     },
@@ -211,8 +215,9 @@ pub fn run(cli: Cli) -> CmdResult {
             log_key,
             file,
             subject,
+            expect,
             json,
-        } => person::verify_history(&log_key, &file, subject.as_deref(), json),
+        } => person::verify_history(&log_key, &file, subject.as_deref(), &expect, json),
         Command::Audit(a) => audit::audit(a),
         Command::Export {
             dir,

@@ -92,16 +92,32 @@ pub fn history(dir: &Path, subject: &str) -> CmdResult {
     Ok(())
 }
 
-pub fn verify_history(log_key: &str, file: &str, subject: Option<&str>, json: bool) -> CmdResult {
+pub fn verify_history(
+    log_key: &str,
+    file: &str,
+    subject: Option<&str>,
+    expect: &[String],
+    json: bool,
+) -> CmdResult {
+    let expected: Vec<(String, String)> = expect
+        .iter()
+        .map(|e| {
+            e.split_once(',')
+                .map(|(c, p)| (c.to_string(), p.to_string()))
+                .ok_or_else(|| Failure::new(2, format!("--expect {e:?}: use CONTROLLER,PURPOSE")))
+        })
+        .collect::<Result<_, _>>()?;
     let key = parse_log_key(log_key).map_err(|f| Failure::new(2, f.message))?;
     let subject = subject
         .map(parse_subject)
         .transpose()
         .map_err(|f| Failure::new(2, f.message))?;
     let text = read_input(file).map_err(|f| Failure::new(2, f.message))?;
-    let h: History = serde_json::from_str(&text)
+    let h: History = crate::core::hash::json_object(&text)
         .map_err(|e| Failure::new(2, format!("{file}: not a history: {e}")))?;
-    match history::check(&h, &key, subject.as_ref()) {
+    match history::check(&h, &key, subject.as_ref())
+        .and_then(|c| history::check_expected(&c, &expected).map(|()| c))
+    {
         Ok(c) => {
             if json {
                 let chains: Vec<_> = c

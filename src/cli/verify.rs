@@ -140,7 +140,7 @@ pub fn verify(a: VerifyArgs) -> CmdResult {
     let text =
         read_input(a.proof.as_deref().expect("clap: PROOF")).map_err(|f| invalid(f.message))?;
     let parsed: Result<ConsentProof, String> =
-        serde_json::from_str(&text).map_err(|e| format!("not a consent proof: {e}"));
+        crate::core::hash::json_object(&text).map_err(|e| format!("not a consent proof: {e}"));
     let result = parsed.and_then(|p| {
         proof::check(&p, &key, &q)
             .map(|v| (p.clone(), v))

@@ -46,6 +46,9 @@ impl Report {
     }
 }
 
+/// An entry, its leaf hash, and its opening with the result of the opening's own checks.
+type CheckedEntry = (Entry, Hash, Option<(Opening, Result<(), String>)>);
+
 /// A chain head known to the auditor; `None` after an erased opening.
 type AuditHead = Option<Head>;
 
@@ -189,7 +192,7 @@ impl Auditor {
     pub fn push_chunk(&mut self, chunk: Vec<(Entry, Option<Opening>)>) {
         let origin = self.origin.clone();
         // Per-entry checks that need no state, on all cores.
-        let checked: Vec<(Entry, Hash, Option<(Opening, Result<(), String>)>)> = chunk
+        let checked: Vec<CheckedEntry> = chunk
             .into_par_iter()
             .map(|(e, o)| {
                 let leaf = e.leaf_hash();

@@ -226,6 +226,8 @@ pub struct EventJson {
     #[serde(with = "hex_array_opt")]
     pub prev: Option<[u8; 32]>,
     pub issued_at: u64,
+    /// Required, as null when absent (like every field).
+    #[serde(deserialize_with = "Option::deserialize")]
     pub expires_at: Option<u64>,
     #[serde(with = "hex_array_opt")]
     pub notice: Option<[u8; 32]>,
@@ -284,8 +286,7 @@ impl EventJson {
 
     /// Parses one JSON line strictly.
     pub fn parse(line: &str) -> Result<SignedEvent, Reject> {
-        let j: EventJson =
-            serde_json::from_str(line).map_err(|e| Reject::Malformed(e.to_string()))?;
+        let j: EventJson = super::hash::json_object(line).map_err(Reject::Malformed)?;
         j.to_signed()
     }
 }

@@ -19,6 +19,15 @@ pub enum HexError {
     WrongLength { expected: usize, got: usize },
 }
 
+/// Parses a JSON object strictly: serde would also accept the positional array form of a
+/// struct, which our formats do not allow.
+pub fn json_object<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    if text.trim_start().starts_with('[') {
+        return Err("expected a JSON object, got an array".into());
+    }
+    serde_json::from_str(text).map_err(|e| e.to_string())
+}
+
 /// Lowercase hex of `bytes`.
 pub fn to_hex(bytes: &[u8]) -> String {
     hex::encode(bytes)

@@ -61,6 +61,26 @@ pub enum HistoryError {
     },
     #[error("chain {0} repeats an earlier (controller, purpose)")]
     Repeated(usize),
+    #[error("the history has no chain for {controller}/{purpose}, which the person expects")]
+    Missing { controller: String, purpose: String },
+}
+
+/// The log cannot show which (controller, purpose) pairs a person has events under without
+/// publicly linking their state keys, so a history proves completeness per pair. A person names
+/// the pairs they know they used; each must be present.
+pub fn check_expected(
+    h: &CheckedHistory,
+    expected: &[(String, String)],
+) -> Result<(), HistoryError> {
+    for (c, p) in expected {
+        if !h.chains.iter().any(|(hc, hp, _)| hc == c && hp == p) {
+            return Err(HistoryError::Missing {
+                controller: c.clone(),
+                purpose: p.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Checks every chain: complete from seq 0 to the map's head, signed by the subject, included

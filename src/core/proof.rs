@@ -30,6 +30,8 @@ pub struct ConsentProof {
     pub purpose: String,
     pub at: u64,
     pub events: Vec<ProvenEvent>,
+    /// Required, as null when absent.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub map: Option<MapProof>,
     pub state: String,
 }

@@ -29,6 +29,8 @@ pub struct BatchProof {
     pub purpose: String,
     pub at: u64,
     pub events: Vec<ProvenEvent>,
+    /// Required, as null when absent.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub map: Option<MapProof>,
     pub state: String,
 }

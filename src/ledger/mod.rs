@@ -57,6 +57,9 @@ pub enum LedgerError {
     Invalid(String),
 }
 
+/// An event, its hash, and the result of its stateless checks.
+type SelfChecked = (SignedEvent, Hash, Result<(), Reject>);
+
 /// What happened to one submitted event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -110,6 +113,23 @@ fn u64_le(v: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(v.try_into().ok()?))
 }
 
+/// Writes a small file and syncs it and its directory before returning.
+fn write_durable(path: &Path, text: &str) -> Result<(), LedgerError> {
+    use std::io::Write;
+    let mut f = fs::File::create(path).map_err(|e| io_err("cannot create", path, e))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| io_err("cannot write", path, e))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Syncs a directory, so the files created in it survive a power loss.
+fn sync_dir(dir: &Path) -> Result<(), LedgerError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err("cannot sync directory", dir, e))
+}
+
 /// `KeyIndex` key of a key's event with `seq`.
 fn key_index_key(key: &Hash, seq: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(40);
@@ -148,24 +168,19 @@ impl Ledger {
         fs::create_dir_all(dir).map_err(|e| io_err("cannot create", dir, e))?;
         let key = keyfile::generate();
         keyfile::write(&dir.join("log.key"), &key)?;
-        let pub_path = dir.join("log.pub");
-        fs::write(
-            &pub_path,
-            format!("{}\n", to_hex(key.verifying_key().as_bytes())),
-        )
-        .map_err(|e| io_err("cannot write", &pub_path, e))?;
+        write_durable(
+            &dir.join("log.pub"),
+            &format!("{}\n", to_hex(key.verifying_key().as_bytes())),
+        )?;
         let store = store::open(engine, &dir.join("db"), DEFAULT_CACHE_BYTES)?;
         let mut b = WriteBatch::new();
         b.put(Table::Meta, b"origin".to_vec(), origin.as_bytes().to_vec());
         b.put(Table::Meta, b"size".to_vec(), 0u64.to_le_bytes().to_vec());
         store.commit(b)?;
-        drop(store);
-        // The engine file marks the directory as a complete ledger: written last.
-        let engine_path = dir.join("engine");
-        fs::write(&engine_path, format!("{engine}\n"))
-            .map_err(|e| io_err("cannot write", &engine_path, e))?;
-        let ledger = Ledger::open(dir)?;
+        let ledger = Ledger::from_store(dir, store, key)?;
         ledger.checkpoint()?;
+        // The engine file marks the directory as a complete ledger: written last.
+        write_durable(&dir.join("engine"), &format!("{engine}\n"))?;
         Ok(ledger)
     }
 
@@ -182,6 +197,15 @@ impl Ledger {
             .map_err(|_| LedgerError::NotALedger(dir.display().to_string()))?;
         let key = keyfile::read(&dir.join("log.key"), false)?;
         let store = store::open(engine.trim(), &dir.join("db"), cache_bytes)?;
+        Self::from_store(dir, store, key)
+    }
+
+    /// Rebuilds the in-memory state from `store` and checks it against the latest checkpoint.
+    fn from_store(
+        dir: &Path,
+        store: Box<dyn Store>,
+        key: SigningKey,
+    ) -> Result<Ledger, LedgerError> {
         let origin = store
             .get(Table::Meta, b"origin")?
             .and_then(|v| String::from_utf8(v).ok())
@@ -432,7 +456,7 @@ impl Ledger {
         events: Vec<Result<SignedEvent, Reject>>,
     ) -> Result<Vec<Outcome>, LedgerError> {
         // The expensive, stateless checks on all cores, outside the lock.
-        let checked: Vec<Result<(SignedEvent, Hash, Result<(), Reject>), Reject>> = events
+        let checked: Vec<Result<SelfChecked, Reject>> = events
             .into_par_iter()
             .map(|r| {
                 r.map(|ev| {
@@ -449,6 +473,8 @@ impl Ledger {
             Existing(u64),
             /// Position among this chunk's accepted entries.
             New(usize),
+            /// A repeat, within this chunk, of the accepted entry at this position.
+            Repeat(usize),
         }
         let mut st = self.state.lock().expect("state");
         let now = clock::after(st.last_cp_time).max(st.last_time);
@@ -468,7 +494,7 @@ impl Ledger {
                 Ok(x) => x,
             };
             if let Some(&pos) = fresh.get(&h) {
-                slots.push(Slot::New(pos));
+                slots.push(Slot::Repeat(pos));
                 continue;
             }
             let key = ev.event.state_key();
@@ -557,6 +583,9 @@ impl Ledger {
                     Slot::Done(o) => o,
                     Slot::New(pos) => {
                         Outcome::Accepted(self.receipt(base + pos as u64, &accepted[pos].0))
+                    }
+                    Slot::Repeat(pos) => {
+                        Outcome::Duplicate(self.receipt(base + pos as u64, &accepted[pos].0))
                     }
                     Slot::Existing(idx) => {
                         let e = self.entry(idx)?.ok_or_else(|| {

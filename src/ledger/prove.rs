@@ -9,6 +9,12 @@ use crate::store::{scan_prefix, Table};
 
 use super::{clock, Ledger, LedgerError, Snapshot, StoreNodes};
 
+/// The shared snapshot of a proof batch and a proof (or why not) per query.
+pub type ProofBatch = (
+    std::sync::Arc<Snapshot>,
+    Vec<Result<ConsentProof, LedgerError>>,
+);
+
 /// Inclusion proof of one entry (the CLI's JSON shape).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -247,6 +253,11 @@ impl Ledger {
     /// All of a person's events under a fresh checkpoint.
     pub fn history(&self, subject: &[u8; 32]) -> Result<History, LedgerError> {
         let snap = self.snapshot_for(clock::now_ms())?;
+        self.history_in(&snap, subject)
+    }
+
+    /// All of a person's events under the snapshot's checkpoint.
+    pub fn history_in(&self, snap: &Snapshot, subject: &[u8; 32]) -> Result<History, LedgerError> {
         let cp = &snap.checkpoint;
         let mut chains = Vec::new();
         for r in scan_prefix(self.store(), Table::SubjectIndex, subject) {
@@ -332,13 +343,7 @@ impl Ledger {
     pub fn prove_batch(
         &self,
         queries: &[crate::core::proof_batch::BatchQuery],
-    ) -> Result<
-        (
-            std::sync::Arc<Snapshot>,
-            Vec<Result<ConsentProof, LedgerError>>,
-        ),
-        LedgerError,
-    > {
+    ) -> Result<ProofBatch, LedgerError> {
         use rayon::prelude::*;
         let now = clock::now_ms();
         let snap = self.snapshot_for(now)?;

@@ -37,6 +37,19 @@ impl RawLedger {
         })
     }
 
+    /// Entries stored at or past the recorded size (there should be none).
+    pub fn entries_beyond_size(&self) -> Result<u64, LedgerError> {
+        let mut n = 0;
+        for r in self
+            .store
+            .scan(Table::Entry, &self.size.to_be_bytes(), None)
+        {
+            r?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Every stored checkpoint note, oldest first.
     pub fn checkpoints(&self) -> Result<Vec<String>, LedgerError> {
         self.store

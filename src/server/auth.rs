@@ -44,15 +44,12 @@ impl Auth {
             }
             let mut parts = line.split_whitespace();
             let token = parts.next().expect("non-empty");
-            let controllers = match parts.next() {
-                None => None,
-                Some(list) => Some(
-                    list.split(',')
-                        .filter(|c| !c.is_empty())
-                        .map(str::to_string)
-                        .collect(),
-                ),
-            };
+            let controllers = parts.next().map(|list| {
+                list.split(',')
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            });
             if parts.next().is_some() {
                 return Err(format!(
                     "{}:{}: expected `TOKEN [controllers]`",
@@ -87,6 +84,19 @@ impl Auth {
             Some(None) => Ok(()),
             Some(Some(allowed)) if allowed.contains(controller) => Ok(()),
             _ => Err(ApiError::forbidden()),
+        }
+    }
+
+    /// Any valid reader token.
+    pub fn require_any_reader(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let token = match Self::authorization(headers)? {
+            None => return Err(ApiError::unauthorized()),
+            Some(v) => v.strip_prefix("Bearer ").ok_or_else(ApiError::forbidden)?,
+        };
+        if self.readers.contains_key(&token_id(token)) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden())
         }
     }
 

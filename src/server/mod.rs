@@ -81,6 +81,7 @@ impl std::ops::Deref for AppState {
 }
 
 fn router(state: AppState, cfg: &ServeConfig) -> Router {
+    let timeout = cfg.request_timeout;
     Router::new()
         .route("/v1/events", post(routes::post_event))
         .route("/v1/events/batch", post(routes::post_batch))
@@ -100,11 +101,11 @@ fn router(state: AppState, cfg: &ServeConfig) -> Router {
         .route("/healthz", get(routes::healthz))
         .route("/metrics", get(routes::metrics))
         .fallback(routes::fallback)
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(cfg.body_limit))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            cfg.request_timeout,
-        ))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            routes::with_timeout(timeout, req, next)
+        }))
         .with_state(state)
 }
 

@@ -26,6 +26,35 @@ pub const MAX_BATCH: usize = 10_000;
 /// Most entries or checkpoints in one page.
 pub const MAX_PAGE: u64 = 10_000;
 
+fn future_at() -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid",
+        "`at` is in the future",
+    )
+}
+
+/// Answers a request that took longer than the configured timeout.
+pub async fn with_timeout(
+    timeout: std::time::Duration,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::unavailable("the request timed out").into_response(),
+    }
+}
+
+/// A known path with a method it does not have.
+pub async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
 type Query = HashMap<String, String>;
 
 fn parse_query(raw: Option<String>) -> Result<Query, ApiError> {
@@ -205,6 +234,9 @@ pub async fn post_batch(
         items
             .into_iter()
             .map(|v| {
+                if !v.is_object() {
+                    return Err(Reject::Malformed("expected a JSON object".into()));
+                }
                 serde_json::from_value::<EventJson>(v)
                     .map_err(|e| Reject::Malformed(e.to_string()))
                     .and_then(|j| j.to_signed())
@@ -403,8 +435,19 @@ pub async fn get_consent(
     let at = q_u64(&q, "at")?;
     st.auth.require_reader(&headers, &controller)?;
     let ledger = st.ledger.clone();
-    let p =
-        blocking(move || Ok(ledger.prove_consent(&subject, &controller, &purpose, at)?)).await?;
+    let p = blocking(move || {
+        let now = clock::now_ms();
+        if at.is_some_and(|at| at > now) {
+            return Err(future_at());
+        }
+        // Without `at`, the latest checkpoint answers if it covers the whole tree: the state
+        // at its time is the state now (later entries are integrated after it), so a read
+        // signs a checkpoint only when the log grew since the last one.
+        let snap = ledger.snapshot_for(at.unwrap_or(0))?;
+        let at = at.unwrap_or(snap.checkpoint.time);
+        Ok(ledger.prove_consent_in(&snap, &subject, &controller, &purpose, at)?)
+    })
+    .await?;
     Ok(Json(p).into_response())
 }
 
@@ -436,22 +479,24 @@ pub async fn post_consent(
     if req.queries.len() > MAX_BATCH {
         return Err(too_many(req.queries.len()));
     }
+    st.auth.require_any_reader(&headers)?;
     for qu in &req.queries {
         st.auth.require_reader(&headers, &qu.controller)?;
     }
     let ledger = st.ledger.clone();
     let out = blocking(move || {
         let now = clock::now_ms();
-        for qu in &req.queries {
-            if qu.at.is_some_and(|at| at > now) {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid",
-                    "`at` is in the future",
-                ));
-            }
+        if req
+            .queries
+            .iter()
+            .any(|qu| qu.at.is_some_and(|at| at > now))
+        {
+            return Err(future_at());
         }
-        let snap = ledger.snapshot_for(now)?;
+        let latest_at = req.queries.iter().filter_map(|qu| qu.at).max().unwrap_or(0);
+        let snap = ledger.snapshot_for(latest_at)?;
+        // Queries without `at` are answered as of the shared checkpoint's time.
+        let now = snap.checkpoint.time;
         let proofs: Vec<Value> = req
             .queries
             .iter()
@@ -486,7 +531,11 @@ pub async fn get_history(
     st.auth
         .require_subject(&headers, "GET", &path_and_query(&uri), &subject)?;
     let ledger = st.ledger.clone();
-    let h = blocking(move || Ok(ledger.history(&subject)?)).await?;
+    let h = blocking(move || {
+        let snap = ledger.snapshot_for(0)?;
+        Ok(ledger.history_in(&snap, &subject)?)
+    })
+    .await?;
     Ok(Json(h).into_response())
 }
 

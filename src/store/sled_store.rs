@@ -42,13 +42,28 @@ fn prefixed(table: Table, key: &[u8]) -> Vec<u8> {
 impl SledStore {
     /// Opens (or creates) the database in `dir` with an explicit page cache size.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_bytes)
             .mode(sled::Mode::LowSpace)
-            .flush_every_ms(None)
-            .open()
-            .map_err(engine_err)?;
+            .flush_every_ms(None);
+        // sled releases its file lock a moment after the last handle of a previous opener is
+        // dropped (its background threads hold it); wait briefly rather than fail.
+        let mut tries = 0;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e))
+                    if tries < 100
+                        && (e.kind() == std::io::ErrorKind::WouldBlock
+                            || e.to_string().contains("could not acquire lock")) =>
+                {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(engine_err(e)),
+            }
+        };
         let tree = db.open_tree("consentlog").map_err(engine_err)?;
         let log_path = dir.join("db");
         let log_file = File::options()

@@ -166,7 +166,10 @@ impl TestLedger {
         let dir = tmp.path().join("ledger");
         let r = run(&["init", "--dir", s(&dir), "--origin", origin]).ok();
         let log_key = r.last_line().trim().to_string();
-        assert!(is_hex(&log_key, 32), "init's last line is not a key: {r:#?}");
+        assert!(
+            is_hex(&log_key, 32),
+            "init's last line is not a key: {r:#?}"
+        );
         TestLedger {
             tmp,
             dir,
@@ -214,5 +217,38 @@ impl TestLedger {
     /// `checkpoint`; returns the note text.
     pub fn checkpoint(&self) -> String {
         run(&["checkpoint", "--dir", self.d()]).ok().stdout
+    }
+}
+
+// flock(2), which sled's lock (fs2) uses; declared here as the crate has no libc dependency.
+extern "C" {
+    fn flock(fd: std::os::raw::c_int, operation: std::os::raw::c_int) -> std::os::raw::c_int;
+}
+const LOCK_EX: std::os::raw::c_int = 2;
+const LOCK_NB: std::os::raw::c_int = 4;
+const LOCK_UN: std::os::raw::c_int = 8;
+
+/// Waits until no one holds sled's lock on the ledger in `dir` (`dir/db/db`).
+///
+/// sled 0.34 releases its file lock only when its background threads let go of the database,
+/// a moment after the last handle is dropped; a test that drops a ledger or store and then
+/// runs the binary (or opens the store again) waits here first.
+pub fn wait_unlocked(dir: &Path) {
+    use std::os::unix::io::AsRawFd;
+    let path = dir.join("db").join("db");
+    let start = std::time::Instant::now();
+    loop {
+        let f = std::fs::File::open(&path).expect("sled db file");
+        // SAFETY: flock on a descriptor that `f` owns for the duration of the calls.
+        if unsafe { flock(f.as_raw_fd(), LOCK_EX | LOCK_NB) } == 0 {
+            unsafe { flock(f.as_raw_fd(), LOCK_UN) };
+            return;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "{} stays locked",
+            path.display()
+        );
+        sleep_ms(5);
     }
 }

@@ -3,13 +3,14 @@
 
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::time::Duration;
 
 use consentlog::core::event::{state_key, ConsentEvent, SignedEvent, EVENT_VERSION};
 use consentlog::core::hash::Hash;
 use consentlog::core::receipt::Receipt;
 use consentlog::keyfile;
-use consentlog::ledger::{clock, Ledger, Outcome};
+use consentlog::ledger::{clock, Ledger, LedgerError, Outcome};
 use ed25519_dalek::SigningKey;
 use tempfile::TempDir;
 
@@ -34,8 +35,42 @@ pub fn new_ledger() -> TestLedger {
 
 pub fn new_ledger_with_origin(origin: &str) -> TestLedger {
     let dir = tempfile::tempdir().expect("tempdir");
-    let ledger = Ledger::init(&dir.path().join("ledger"), origin, "sled").expect("init ledger");
+    let path = dir.path().join("ledger");
+    let ledger = match Ledger::init(&path, origin, "sled") {
+        Ok(l) => l,
+        // `Ledger::init` drops its sled store and reopens it at once; sled may still hold its
+        // file lock for a moment (see `init_never_fails_on_the_sled_lock` in tests/proofs.rs).
+        // The directory is complete by then (the `engine` file is written before the reopen),
+        // so finish what init would have done: open, and sign the first checkpoint.
+        Err(e) if is_lock_error(&e) => {
+            let l = reopen(&path);
+            if l.checkpoints().expect("checkpoints").is_empty() {
+                l.checkpoint().expect("first checkpoint");
+            }
+            l
+        }
+        Err(e) => panic!("init ledger: {e}"),
+    };
     TestLedger { ledger, dir }
+}
+
+fn is_lock_error(e: &LedgerError) -> bool {
+    e.to_string().contains("could not acquire lock")
+}
+
+/// `Ledger::open`, retried while sled's lock of a just-closed store is still held.
+pub fn reopen(path: &Path) -> Ledger {
+    let mut tries = 0;
+    loop {
+        match Ledger::open(path) {
+            Ok(l) => return l,
+            Err(e) if is_lock_error(&e) && tries < 200 => {
+                tries += 1;
+                sleep_ms(5);
+            }
+            Err(e) => panic!("open ledger: {e}"),
+        }
+    }
 }
 
 /// A person: their key and subject bytes.

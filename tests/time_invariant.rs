@@ -1,0 +1,382 @@
+//! The ledger's clock under concurrency: appends from several threads while another signs
+//! checkpoints in a loop. integrated_at never decreases; a checkpoint's time is at or after
+//! every entry it covers and strictly before every entry it does not; no time is in the
+//! future; and an auditor's replay of the stored ledger is clean.
+
+mod support_append;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use consentlog::core::audit::{Auditor, Report};
+use consentlog::core::event::SignedEvent;
+use consentlog::core::note::{self, SignedCheckpoint};
+use consentlog::core::receipt::Receipt;
+use consentlog::ledger::raw::RawLedger;
+use consentlog::ledger::{Ledger, Outcome, CHUNK};
+use ed25519_dalek::VerifyingKey;
+use support_append::*;
+
+/// Every entry's integrated_at, in index order.
+fn entry_times(l: &Ledger) -> Vec<u64> {
+    (0..l.size())
+        .map(|i| {
+            l.entry(i)
+                .unwrap()
+                .unwrap_or_else(|| panic!("entry {i} missing"))
+                .integrated_at
+        })
+        .collect()
+}
+
+/// Every stored checkpoint, opened under the log key.
+fn stored_checkpoints(l: &Ledger) -> Vec<SignedCheckpoint> {
+    l.checkpoints()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(n, text)| {
+            let cp = note::open(text, &l.public_key())
+                .unwrap_or_else(|e| panic!("checkpoint {n} does not open: {e}"));
+            assert_eq!(cp.origin, ORIGIN);
+            cp
+        })
+        .collect()
+}
+
+/// The time invariants over all entries and checkpoints of `l`.
+fn check_time_invariants(l: &Ledger) -> (Vec<u64>, Vec<SignedCheckpoint>) {
+    let times = entry_times(l);
+    let cps = stored_checkpoints(l);
+    let now = now_ms();
+    for (i, w) in times.windows(2).enumerate() {
+        assert!(
+            w[0] <= w[1],
+            "integrated_at decreases from entry {i} ({}) to entry {} ({})",
+            w[0],
+            i + 1,
+            w[1]
+        );
+    }
+    if let Some(last) = times.last() {
+        assert!(
+            *last <= now,
+            "entry integrated_at {last} is in the future (now {now})"
+        );
+    }
+    for (n, cp) in cps.iter().enumerate() {
+        assert!(
+            cp.time <= now,
+            "checkpoint {n} time {} is in the future (now {now})",
+            cp.time
+        );
+        assert!(
+            cp.size <= times.len() as u64,
+            "checkpoint {n} covers more than the log"
+        );
+        if n > 0 {
+            let prev = &cps[n - 1];
+            assert!(
+                cp.size >= prev.size && cp.time >= prev.time,
+                "checkpoint {n} (size {}, time {}) goes back from (size {}, time {})",
+                cp.size,
+                cp.time,
+                prev.size,
+                prev.time
+            );
+        }
+        let covered = &times[..cp.size as usize];
+        if let Some(max) = covered.iter().max() {
+            assert!(
+                cp.time >= *max,
+                "checkpoint {n} at time {} covers an entry integrated at {max}",
+                cp.time
+            );
+        }
+        if let Some((j, t)) = times[cp.size as usize..]
+            .iter()
+            .enumerate()
+            .find(|(_, t)| **t <= cp.time)
+        {
+            panic!(
+                "entry {} integrated at {t} is after checkpoint {n} (size {}) but not after its \
+                 time {}",
+                cp.size as usize + j,
+                cp.size,
+                cp.time
+            );
+        }
+        assert_eq!(
+            l.root_at(cp.size).unwrap(),
+            cp.root,
+            "checkpoint {n} root does not match the stored tree at size {}",
+            cp.size
+        );
+    }
+    (times, cps)
+}
+
+/// Retries `f` while sled's lock of a just-dropped ledger is still held (see durability.rs).
+fn retry_lock<T>(mut f: impl FnMut() -> Result<T, consentlog::ledger::LedgerError>) -> T {
+    let start = Instant::now();
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(e) if is_lock_error(&e) && start.elapsed() < Duration::from_secs(5) => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// Replays the stored ledger with the auditor, like `consentlog demo` does.
+fn audit(dir: &Path, log_key: &VerifyingKey) -> Report {
+    let raw = retry_lock(|| RawLedger::open(dir));
+    let notes = raw.checkpoints().unwrap();
+    let mut a = Auditor::new(log_key, &raw.origin, &notes, now_ms());
+    // In a few chunks, as the CLI feeds it.
+    let mut start = 0;
+    while start < raw.size {
+        let end = (start + 1000).min(raw.size);
+        a.push_chunk(raw.entries(start, end).unwrap());
+        start = end;
+    }
+    a.finish()
+}
+
+/// One appender's people and their latest events.
+struct Appender {
+    people: Vec<Person>,
+    heads: Vec<Option<SignedEvent>>,
+    receipts: Vec<Receipt>,
+}
+
+impl Appender {
+    fn new(n: usize) -> Self {
+        Appender {
+            people: (0..n).map(|_| Person::new()).collect(),
+            heads: vec![None; n],
+            receipts: Vec::new(),
+        }
+    }
+
+    /// The next event of person `i` (alternating decisions).
+    fn next_of(&self, i: usize) -> SignedEvent {
+        let p = &self.people[i];
+        match &self.heads[i] {
+            None => p.first(),
+            Some(h) => p.next(h, 1 - h.event.decision),
+        }
+    }
+
+    fn submit(&mut self, l: &Ledger, who: &[usize]) {
+        let evs: Vec<SignedEvent> = who.iter().map(|&i| self.next_of(i)).collect();
+        let out = l.append(evs.iter().cloned().map(Ok).collect()).unwrap();
+        for ((&i, ev), o) in who.iter().zip(evs).zip(out) {
+            match o {
+                Outcome::Accepted(r) => {
+                    self.receipts.push(r);
+                    self.heads[i] = Some(ev);
+                }
+                other => panic!("appender's event for person {i} not accepted: {other:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn concurrent_appends_and_checkpoints_keep_time_order() {
+    let (_tmp, dir, l) = new_ledger();
+    let log_key = l.public_key();
+    let l = Arc::new(l);
+    let done = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+
+    let checkpointer = {
+        let l = l.clone();
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut cps = Vec::new();
+            let mut n = 0u64;
+            while !done.load(Ordering::SeqCst) {
+                let cp = l.checkpoint().expect("checkpoint");
+                // The published snapshot is the checkpoint just signed (or a later one).
+                let latest = l.latest();
+                assert!(latest.checkpoint.time >= cp.time);
+                cps.push(cp);
+                n += 1;
+                // Vary the pace: back to back, or a little later.
+                if n % 3 != 0 {
+                    std::thread::sleep(Duration::from_micros(300 * (n % 5)));
+                }
+            }
+            cps
+        })
+    };
+
+    const THREADS: usize = 3;
+    const ROUNDS: usize = 40;
+    let appenders: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let l = l.clone();
+            std::thread::spawn(move || {
+                let mut a = Appender::new(6);
+                for round in 0..ROUNDS {
+                    match (round + t) % 4 {
+                        // One event.
+                        0 | 1 => a.submit(&l, &[round % 6]),
+                        // A batch of several people.
+                        2 => a.submit(&l, &[0, 2, 4]),
+                        // A batch where one person's chain continues within it.
+                        _ => {
+                            let i = (round / 4) % 6;
+                            let first = a.next_of(i);
+                            let second = a.people[i].next(&first, 1 - first.event.decision);
+                            let out = l.append(vec![Ok(first), Ok(second.clone())]).unwrap();
+                            for o in out {
+                                match o {
+                                    Outcome::Accepted(r) => a.receipts.push(r),
+                                    other => panic!("{other:?}"),
+                                }
+                            }
+                            a.heads[i] = Some(second);
+                        }
+                    }
+                }
+                a.receipts
+            })
+        })
+        .collect();
+
+    // One large batch spanning two chunks while checkpoints are being signed.
+    let big = {
+        let l = l.clone();
+        std::thread::spawn(move || {
+            let batch: Vec<_> = (0..CHUNK + 50).map(|_| Ok(Person::new().first())).collect();
+            let out = l.append(batch).unwrap();
+            out.into_iter()
+                .map(|o| match o {
+                    Outcome::Accepted(r) => r,
+                    other => panic!("{other:?}"),
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+
+    let mut receipts: Vec<Receipt> = Vec::new();
+    for h in appenders {
+        receipts.extend(h.join().unwrap());
+    }
+    receipts.extend(big.join().unwrap());
+    done.store(true, Ordering::SeqCst);
+    let returned = checkpointer.join().unwrap();
+    let last = l.checkpoint().unwrap();
+    assert_eq!(last.size, l.size());
+    eprintln!(
+        "{} entries, {} checkpoints in {:?}",
+        l.size(),
+        returned.len() + 1,
+        started.elapsed()
+    );
+    assert!(
+        returned.len() >= 3,
+        "the checkpointer ran: {}",
+        returned.len()
+    );
+    assert_eq!(receipts.len() as u64, l.size());
+
+    let (times, cps) = check_time_invariants(&l);
+    // Checkpoints interleaved with entries (some cover part of the log only).
+    assert!(
+        cps.iter().any(|c| c.size > 0 && c.size < l.size()),
+        "no checkpoint fell between appends"
+    );
+    // The checkpoints handed out are the ones stored, in order.
+    let stored: Vec<&str> = cps.iter().map(|c| c.note.as_str()).collect();
+    let mut pos = 0;
+    for cp in returned.iter().chain(std::iter::once(&last)) {
+        let at = stored[pos..]
+            .iter()
+            .position(|s| *s == cp.note)
+            .expect("a returned checkpoint is stored, in order");
+        pos += at + 1;
+    }
+    assert_eq!(
+        stored.len(),
+        returned.len() + 2,
+        "init's checkpoint + loop + last"
+    );
+    // Receipts: unique indices, matching the stored entries.
+    let mut by_index = HashMap::new();
+    for r in &receipts {
+        assert!(
+            by_index.insert(r.index, *r).is_none(),
+            "index {} twice",
+            r.index
+        );
+        assert!(r.check(&log_key));
+        assert_eq!(times[r.index as usize], r.integrated_at);
+        assert_eq!(l.entry(r.index).unwrap().unwrap().leaf_hash(), r.leaf_hash);
+    }
+
+    let l = Arc::try_unwrap(l).ok().expect("all threads are done");
+    let size = l.size();
+    drop(l);
+    let report = audit(&dir, &log_key);
+    assert!(report.ok(), "audit violations: {:?}", report.violations);
+    assert_eq!(report.entries, size);
+    assert_eq!(report.openings_checked, size);
+    assert_eq!(report.checkpoints, cps.len());
+}
+
+#[test]
+fn entries_after_a_checkpoint_are_strictly_later_also_across_reopen() {
+    let (_tmp, dir, mut l) = new_ledger();
+    let log_key = l.public_key();
+    let p = Person::new();
+    let mut head: Option<SignedEvent> = None;
+    for round in 0..12 {
+        // Checkpoint, then append at once: the entry must be integrated strictly after the
+        // checkpoint's time even within the same wall-clock millisecond.
+        let cp = l.checkpoint().unwrap();
+        let ev = match &head {
+            None => p.first(),
+            Some(h) => p.next(h, round as u8 % 2),
+        };
+        let r = accept(&l, ev.clone());
+        head = Some(ev);
+        assert!(
+            r.integrated_at > cp.time,
+            "round {round}: entry integrated at {} is not after checkpoint time {}",
+            r.integrated_at,
+            cp.time
+        );
+        // Two checkpoints in a row: the second is not earlier.
+        let cp2 = l.checkpoint().unwrap();
+        assert!(cp2.time >= r.integrated_at && cp2.time >= cp.time);
+        if round % 3 == 2 {
+            // The clock's floor comes back from disk.
+            drop(l);
+            l = open_ledger(&dir);
+            assert_eq!(l.latest().checkpoint.time, cp2.time);
+            let ev = p.next(head.as_ref().unwrap(), 1);
+            let r = accept(&l, ev.clone());
+            head = Some(ev);
+            assert!(
+                r.integrated_at > cp2.time,
+                "after reopen: entry integrated at {} is not after checkpoint time {}",
+                r.integrated_at,
+                cp2.time
+            );
+        }
+    }
+    l.checkpoint().unwrap();
+    check_time_invariants(&l);
+    drop(l);
+    let report = audit(&dir, &log_key);
+    assert!(report.ok(), "audit violations: {:?}", report.violations);
+}
