@@ -11,3 +11,4 @@ pub mod keyfile;
 pub mod ledger;
 pub mod server;
 pub mod store;
+pub mod witness;

@@ -31,6 +31,10 @@ pub struct AuditArgs {
     /// Auditor token for --url: also fetch and check the openings
     #[arg(long, requires = "url")]
     pub token: Option<String>,
+    /// With --url: file remembering the last checkpoint seen per log key (default
+    /// $CONSENTLOG_STATE or ~/.consentlog/checkpoints.json)
+    #[arg(long, requires = "url")]
+    pub state: Option<PathBuf>,
 }
 
 /// Entries replayed per parallel chunk.
@@ -57,7 +61,11 @@ pub fn audit(a: AuditArgs) -> CmdResult {
     let key = parse_log_key(&key_arg)?;
     let now = clock::now_ms();
     let report = if let Some(url) = &a.url {
-        super::remote_audit::audit(url, a.token.clone(), &key, now, bar)?
+        let (report, last) = super::remote_audit::audit(url, a.token.clone(), &key, now, bar)?;
+        if report.ok() {
+            super::consistency::remember(a.state.as_deref(), &key, &last, Some(url))?;
+        }
+        report
     } else if let Some(dir) = &a.dir {
         let raw = RawLedger::open(dir).map_err(fail)?;
         let notes = raw.checkpoints().map_err(fail)?;
@@ -114,10 +122,10 @@ pub fn audit(a: AuditArgs) -> CmdResult {
         pb.finish_and_clear();
         auditor.finish()
     };
-    print_report(&report)
+    print_report(&report, "audit")
 }
 
-fn print_report(r: &Report) -> CmdResult {
+fn print_report(r: &Report, what: &str) -> CmdResult {
     println!(
         "audited {} entries against {} checkpoints; {} openings checked, {} not available",
         r.entries, r.checkpoints, r.openings_checked, r.openings_missing
@@ -126,12 +134,23 @@ fn print_report(r: &Report) -> CmdResult {
         println!("VIOLATION {v}");
     }
     if r.ok() {
-        println!("audit OK: every checkpoint recomputed, every rule holds");
+        println!("{what} OK: every checkpoint recomputed, every rule holds");
         Ok(())
     } else {
         Err(Failure::new(
             1,
-            format!("audit FAILED: {} violation(s)", r.violations.len()),
+            format!("{what} FAILED: {} violation(s)", r.violations.len()),
         ))
     }
+}
+
+/// `fsck --dir D`: the full replay plus every stored derived structure.
+pub fn fsck(dir: &std::path::Path) -> CmdResult {
+    let key = parse_log_key(&dir.join("log.pub").display().to_string())?;
+    let raw = RawLedger::open(dir).map_err(fail)?;
+    let pb = bar(raw.size);
+    let report = crate::ledger::fsck::fsck(&raw, &key, clock::now_ms(), |n| pb.set_position(n))
+        .map_err(|e| fail(format!("fsck stopped: {e}")))?;
+    pb.finish_and_clear();
+    print_report(&report, "fsck")
 }

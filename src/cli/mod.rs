@@ -3,6 +3,7 @@
 
 mod audit;
 mod batch;
+mod consistency;
 mod demo;
 mod ledger_cmds;
 mod loadgen;
@@ -159,9 +160,46 @@ pub enum Command {
         expect: Vec<String>,
         #[arg(long)]
         json: bool,
+        /// File remembering the last checkpoint seen per log key (default
+        /// $CONSENTLOG_STATE or ~/.consentlog/checkpoints.json)
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// The log's server, to prove that this checkpoint extends the last one seen
+        #[arg(long)]
+        server: Option<String>,
     },
     /// Replay the whole ledger (or an export) and recompute every checkpoint
     Audit(audit::AuditArgs),
+    /// Check that two checkpoints of one log are consistent, or write evidence that they are not
+    CheckConsistency {
+        #[arg(long)]
+        log_key: String,
+        /// First checkpoint note (file, or - for standard input)
+        note_a: String,
+        /// Second checkpoint note (file)
+        note_b: String,
+        /// Ask this server for the consistency proof
+        #[arg(long)]
+        server: Option<String>,
+        /// Or compute it from this ledger directory
+        #[arg(long, conflicts_with = "server")]
+        dir: Option<PathBuf>,
+        /// Write the evidence here (default: standard output)
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Re-check an evidence file from check-consistency: exit 0 if it shows the log lied
+    VerifyEvidence {
+        file: String,
+        /// For `inconsistent` evidence: ask the log whether it can give a valid proof
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Check a ledger directory fully: replay, every checkpoint, and all stored derived data
+    Fsck {
+        #[arg(long)]
+        dir: PathBuf,
+    },
     /// Write every entry, opening and checkpoint to a file, for auditors
     Export {
         #[arg(long)]
@@ -217,8 +255,32 @@ pub fn run(cli: Cli) -> CmdResult {
             subject,
             expect,
             json,
-        } => person::verify_history(&log_key, &file, subject.as_deref(), &expect, json),
+            state,
+            server,
+        } => {
+            person::verify_history(&log_key, &file, subject.as_deref(), &expect, json)?;
+            consistency::remember_history(&log_key, &file, state.as_deref(), server.as_deref())
+        }
         Command::Audit(a) => audit::audit(a),
+        Command::Fsck { dir } => audit::fsck(&dir),
+        Command::CheckConsistency {
+            log_key,
+            note_a,
+            note_b,
+            server,
+            dir,
+            out,
+        } => consistency::check_consistency(
+            &log_key,
+            &note_a,
+            &note_b,
+            server.as_deref(),
+            dir.as_deref(),
+            out.as_ref(),
+        ),
+        Command::VerifyEvidence { file, server } => {
+            consistency::verify_evidence(&file, server.as_deref())
+        }
         Command::Export {
             dir,
             out,

@@ -60,7 +60,7 @@ pub fn audit(
     key: &VerifyingKey,
     now: u64,
     bar: fn(u64) -> ProgressBar,
-) -> Result<Report, Failure> {
+) -> Result<(Report, String), Failure> {
     let c = Client::new(url, token.clone());
     // Every checkpoint, oldest first.
     let mut notes = Vec::new();
@@ -95,6 +95,7 @@ pub fn audit(
         .ok_or_else(|| fail("the server has no checkpoint signed by this log key"))?;
     let origin = last.origin.clone();
     let size = last.size;
+    let last_note = last.note.clone();
     let mut auditor = Auditor::new(key, &origin, &notes, now);
     let mut extra = Vec::new();
 
@@ -176,5 +177,5 @@ pub fn audit(
     pb.finish_and_clear();
     let mut report = auditor.finish();
     report.violations.extend(extra);
-    Ok(report)
+    Ok((report, last_note))
 }

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod codec;
 pub mod entry;
 pub mod event;
+pub mod evidence;
 pub mod export;
 pub mod hash;
 pub mod history;

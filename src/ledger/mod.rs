@@ -4,6 +4,7 @@
 //! Directory layout: `log.key` (0600), `log.pub`, `engine` (storage engine name) and `db/`.
 
 pub mod clock;
+pub mod fsck;
 mod nodes;
 mod prove;
 pub mod raw;

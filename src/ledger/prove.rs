@@ -128,7 +128,15 @@ impl Ledger {
         Ok(out)
     }
 
-    fn proven_event(&self, index: u64, size: u64) -> Result<ProvenEvent, LedgerError> {
+    /// One event with its opening and inclusion proof in the tree of `cp`. Before anything is
+    /// served, the inclusion path is checked against the checkpoint root and the opening
+    /// against the entry's commitment (hashing only), so damaged storage is reported as such
+    /// instead of being handed out as a proof.
+    fn proven_event(
+        &self,
+        index: u64,
+        cp: &crate::core::note::SignedCheckpoint,
+    ) -> Result<ProvenEvent, LedgerError> {
         let entry = self
             .entry(index)?
             .ok_or_else(|| LedgerError::Corrupt(format!("entry {index} is missing")))?;
@@ -139,9 +147,27 @@ impl Ledger {
             &Blake3Hasher,
             &StoreNodes(self.store()),
             LeafIndex(index),
-            TreeSize(size),
+            TreeSize(cp.size),
         )
-        .map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+        .map_err(|e| LedgerError::Corrupt(format!("inclusion proof of entry {index}: {e}")))?;
+        tlog::check_inclusion(
+            &Blake3Hasher,
+            LeafIndex(index),
+            TreeSize(cp.size),
+            &entry.leaf_hash(),
+            &path,
+            &cp.root,
+        )
+        .map_err(|e| {
+            LedgerError::Corrupt(format!(
+                "stored data for entry {index} does not match checkpoint root: {e}"
+            ))
+        })?;
+        if opening.commitment() != entry.commitment {
+            return Err(LedgerError::Corrupt(format!(
+                "the stored opening of entry {index} does not match its commitment"
+            )));
+        }
         Ok(ProvenEvent {
             index,
             entry: entry.to_bytes().to_vec(),
@@ -221,7 +247,7 @@ impl Ledger {
         let mut events = Vec::new();
         let mut in_force_event = None;
         if let Some(p) = in_force {
-            let pe = self.proven_event(indices[p], cp.size)?;
+            let pe = self.proven_event(indices[p], cp)?;
             in_force_event = Some(
                 crate::core::event::SignedEvent::decode(&pe.opening.event)
                     .map_err(|e| LedgerError::Corrupt(e.to_string()))?
@@ -230,7 +256,7 @@ impl Ledger {
             events.push(pe);
         }
         if let Some(n) = next {
-            events.push(self.proven_event(indices[n], cp.size)?);
+            events.push(self.proven_event(indices[n], cp)?);
         }
         let map = if next.is_some() {
             None
@@ -268,7 +294,7 @@ impl Ledger {
             let indices = self.key_indices(&key, cp.size)?;
             let mut events = Vec::with_capacity(indices.len());
             for &i in &indices {
-                events.push(self.proven_event(i, cp.size)?);
+                events.push(self.proven_event(i, cp)?);
             }
             let Some(first) = events.first() else {
                 continue;

@@ -113,6 +113,8 @@ fn router(state: AppState, cfg: &ServeConfig) -> Router {
 /// or Ctrl-C; then stops accepting, finishes and flushes the queue, signs a final checkpoint.
 pub fn serve(cfg: ServeConfig, auth: Auth) -> Result<(), String> {
     let ledger = if cfg.dir.join("engine").exists() {
+        // A log key others can read is a key others may have copied: refuse to serve with it.
+        crate::keyfile::read(&cfg.dir.join("log.key"), true).map_err(|e| e.to_string())?;
         Ledger::open_with_cache(&cfg.dir, cfg.cache_bytes).map_err(|e| e.to_string())?
     } else {
         Ledger::init(&cfg.dir, &cfg.origin, "sled").map_err(|e| e.to_string())?

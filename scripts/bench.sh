@@ -1,0 +1,350 @@
+#!/usr/bin/env bash
+# End-to-end measurements of consentlog (the performance table), with the release binary.
+#
+#   scripts/bench.sh [--events N] [--proof-ledger N] [--http-events N] [--runs N]
+#                    [--threads N] [--workdir DIR] [--keep] [--no-build]
+#
+# or the same through the environment: SCALE_EVENTS (default 200000), PROOF_LEDGER (1000000),
+# HTTP_EVENTS (50000), RUNS (3), HTTP_THREADS (64), WORKDIR (target/bench-work), KEEP=1,
+# NO_BUILD=1. Each measurement prints one line with the median over RUNS and the runs.
+#
+#  (a) append: `loadgen` SCALE_EVENTS events (SCALE_EVENTS/20 people), `init`, then the whole
+#      `append` process timed -> events/s (a fresh ledger every run)
+#  (b) HTTP appends: `serve` on loopback, HTTP_THREADS connections posting single events
+#      (POST /v1/events, a stdlib Python client; each person's events on one connection, in
+#      order) -> events/s and p50/p99 latency. The client shares the machine with the server.
+#  (c) `prove --batch` for every subject of a PROOF_LEDGER-entry ledger -> proofs/s
+#      (the command opens the ledger first, which replays every entry: timed separately)
+#  (d) `verify --batch` of those proofs -> proofs/s
+#  (e) `audit --dir` (with openings), and `audit --file` of a `--no-openings` export -> entries/s
+#  (f) bytes on disk per entry (du -sb of the ledger directory / entries)
+#  (g) peak RSS of append and of serve (GNU time if present, otherwise VmHWM from /proc)
+#
+# Only loopback traffic; every server started here is stopped on exit.
+set -euo pipefail
+
+SCALE_EVENTS=${SCALE_EVENTS:-200000}
+PROOF_LEDGER=${PROOF_LEDGER:-1000000}
+HTTP_EVENTS=${HTTP_EVENTS:-50000}
+RUNS=${RUNS:-3}
+HTTP_THREADS=${HTTP_THREADS:-64}
+KEEP=${KEEP:-0}
+NO_BUILD=${NO_BUILD:-0}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORKDIR=${WORKDIR:-$ROOT/target/bench-work}
+
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
+while [[ $# -gt 0 ]]; do
+    case $1 in
+    --events) SCALE_EVENTS=$2; shift 2 ;;
+    --proof-ledger) PROOF_LEDGER=$2; shift 2 ;;
+    --http-events) HTTP_EVENTS=$2; shift 2 ;;
+    --runs) RUNS=$2; shift 2 ;;
+    --threads) HTTP_THREADS=$2; shift 2 ;;
+    --workdir) WORKDIR=$2; shift 2 ;;
+    --keep) KEEP=1; shift ;;
+    --no-build) NO_BUILD=1; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "unknown argument $1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+for v in SCALE_EVENTS PROOF_LEDGER HTTP_EVENTS RUNS HTTP_THREADS; do
+    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "$v must be a positive integer, got ${!v}" >&2; exit 2; }
+done
+command -v python3 >/dev/null || { echo "python3 is required (HTTP client, query files)" >&2; exit 2; }
+
+ORIGIN=bench.example/log
+CONTROLLER=example.com
+PURPOSE=ai-training
+BIN=$ROOT/target/release/consentlog
+
+# --- servers are always stopped, work files removed unless --keep --------------------------
+SERVER_PIDS=()
+stop_server() {
+    local pid=$1
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+    local pid
+    for pid in "${SERVER_PIDS[@]}"; do stop_server "$pid"; done
+    if [[ $KEEP != 1 && -e $WORKDIR/.consentlog-bench ]]; then rm -rf "$WORKDIR"; fi
+}
+trap cleanup EXIT
+exec 3>&2 # the script's own stderr, for messages from inside redirected calls
+trap 'exit 130' INT TERM
+
+# --- helpers ------------------------------------------------------------------------------
+log() { echo "  .. $*" >&2; }
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {m = (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2; print m}'; }
+max() { printf '%s\n' "$@" | sort -g | tail -1; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.0f", a / b}'; }
+mib() { awk -v k="$1" 'BEGIN {printf "%.0f", k / 1024}'; }
+# result NAME VALUE UNIT RUNS...: one line of the table.
+result() {
+    local name=$1 value=$2 unit=$3
+    shift 3
+    printf '%-46s %12s %-10s %s\n' "$name" "$value" "$unit" "${*:+(runs: $*)}"
+}
+
+GNU_TIME=""
+if [[ -x /usr/bin/time ]] && /usr/bin/time -f %M true >/dev/null 2>&1; then
+    GNU_TIME=/usr/bin/time
+fi
+
+# timed CMD...: runs CMD (stdio as given by the caller, which sends stderr to $ERR); sets SECS
+# and RSS_KB (peak resident set).
+timed() {
+    local t0 t1 rc=0
+    t0=$EPOCHREALTIME
+    if [[ -n $GNU_TIME ]]; then
+        "$GNU_TIME" -f %M -o "$WORKDIR/.rss" "$@" || rc=$?
+        RSS_KB=$(tail -1 "$WORKDIR/.rss")
+    else
+        "$@" &
+        local pid=$! v
+        RSS_KB=0
+        while kill -0 "$pid" 2>/dev/null; do
+            v=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
+            [[ -n $v ]] && RSS_KB=$v
+            sleep 0.05
+        done
+        wait "$pid" || rc=$?
+    fi
+    t1=$EPOCHREALTIME
+    SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
+    if [[ $rc != 0 ]]; then
+        echo "FAILED (exit $rc): $*" >&3
+        if [[ -s $ERR ]]; then tail -5 "$ERR" >&3; fi
+        exit 1
+    fi
+}
+
+# entries DIR: the ledger's size, from a fresh checkpoint note (line 2).
+entries() { "$BIN" checkpoint --dir "$1" | sed -n 2p; }
+
+# queries EVENTS_FILE OUT: one prove --batch query per subject.
+queries() {
+    python3 - "$1" "$2" "$CONTROLLER" "$PURPOSE" <<'EOF'
+import json, sys
+src, out, controller, purpose = sys.argv[1:5]
+seen = {}
+with open(src) as f:
+    for line in f:
+        if line.strip():
+            seen.setdefault(json.loads(line)["subject"], None)
+with open(out, "w") as f:
+    for s in seen:
+        f.write(json.dumps({"subject": s, "controller": controller, "purpose": purpose}) + "\n")
+print(len(seen))
+EOF
+}
+
+# --- build and machine ----------------------------------------------------------------------
+if [[ $NO_BUILD != 1 ]]; then
+    (cd "$ROOT" && cargo build --release --bin consentlog) >&2
+fi
+[[ -x $BIN ]] || { echo "no binary at $BIN" >&2; exit 1; }
+# The work directory is ours only if it is new or carries our marker: never remove anything else.
+if [[ -d $WORKDIR && -n $(ls -A "$WORKDIR") && ! -e $WORKDIR/.consentlog-bench ]]; then
+    echo "$WORKDIR exists and is not a bench work directory; pick another --workdir" >&2
+    exit 2
+fi
+rm -rf "$WORKDIR"
+mkdir -p "$WORKDIR"
+touch "$WORKDIR/.consentlog-bench"
+ERR=$WORKDIR/stderr.log
+
+echo "== machine"
+echo "cpus: $(nproc) x $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
+echo "memory: $(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
+echo "kernel: $(uname -r); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "disk: $(df -PT "$WORKDIR" | awk 'NR == 2 {print $2 " on " $1}') ($WORKDIR)"
+echo "rss: ${GNU_TIME:-VmHWM polling}"
+echo "scale: SCALE_EVENTS=$SCALE_EVENTS PROOF_LEDGER=$PROOF_LEDGER HTTP_EVENTS=$HTTP_EVENTS" \
+    "RUNS=$RUNS HTTP_THREADS=$HTTP_THREADS"
+echo "== results (median of $RUNS unless noted)"
+
+# --- (a) append through the CLI -------------------------------------------------------------
+EV=$WORKDIR/scale.ndjson
+log "loadgen $SCALE_EVENTS events"
+"$BIN" loadgen --events "$SCALE_EVENTS" --users $((SCALE_EVENTS / 20 > 0 ? SCALE_EVENTS / 20 : 1)) \
+    --log "$ORIGIN" --out "$EV" 2>/dev/null
+rates=() rss=()
+for r in $(seq "$RUNS"); do
+    D=$WORKDIR/scale-$r
+    "$BIN" init --dir "$D" --origin "$ORIGIN" >/dev/null 2>&1
+    log "append run $r"
+    timed "$BIN" append --dir "$D" "$EV" >/dev/null 2>"$ERR"
+    rates+=("$(div "$SCALE_EVENTS" "$SECS")") rss+=("$(mib "$RSS_KB")")
+    [[ $r == "$RUNS" ]] || rm -rf "$D"
+done
+D=$WORKDIR/scale-$RUNS
+n=$(entries "$D")
+[[ $n == "$SCALE_EVENTS" ]] || { echo "ledger holds $n entries, expected $SCALE_EVENTS" >&2; exit 1; }
+result "(a) append CLI, $SCALE_EVENTS events" "$(median "${rates[@]}")" events/s "${rates[@]}"
+result "(g) peak RSS of append, $SCALE_EVENTS events" "$(median "${rss[@]}")" MiB "${rss[@]}"
+result "(f) disk per entry, $SCALE_EVENTS-entry ledger" "$(div "$(du -sb "$D" | cut -f1)" "$n")" bytes
+rm -rf "$D" "$EV"
+
+# --- (b) HTTP appends -----------------------------------------------------------------------
+cat >"$WORKDIR/post.py" <<'EOF'
+"""Posts signed events one per request from N threads; prints `events/s p50_ms p99_ms errors`."""
+import http.client, json, sys, threading, time
+
+host, port, path, nthreads = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+
+deadline = time.time() + 60
+while True:  # wait for the server
+    try:
+        c = http.client.HTTPConnection(host, port, timeout=2)
+        c.request("GET", "/healthz")
+        if c.getresponse().status == 200:
+            break
+    except OSError:
+        pass
+    if time.time() > deadline:
+        sys.exit("server did not come up")
+    time.sleep(0.1)
+
+# A person's chain must arrive in order: all of one subject's events go to one connection.
+buckets = [[] for _ in range(nthreads)]
+with open(path, "rb") as f:
+    for line in f:
+        if line.strip():
+            subject = json.loads(line)["subject"]
+            buckets[int(subject[:8], 16) % nthreads].append(line.rstrip(b"\n"))
+
+results = [None] * nthreads
+start = threading.Barrier(nthreads + 1)
+
+def worker(i):
+    conn = http.client.HTTPConnection(host, port, timeout=120)
+    lat, errors, first = [], 0, None
+    start.wait()
+    for body in buckets[i]:
+        t = time.perf_counter()
+        conn.request("POST", "/v1/events", body=body, headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        data = r.read()
+        lat.append(time.perf_counter() - t)
+        if r.status not in (200, 201):
+            errors += 1
+            first = first or f"{r.status} {data[:200]!r}"
+    results[i] = (lat, errors, first)
+
+threads = [threading.Thread(target=worker, args=(i,)) for i in range(nthreads)]
+for t in threads:
+    t.start()
+start.wait()
+t0 = time.perf_counter()
+for t in threads:
+    t.join()
+wall = time.perf_counter() - t0
+lat = sorted(x for r in results for x in r[0])
+errors = sum(r[1] for r in results)
+for r in results:
+    if r[2]:
+        print("first error:", r[2], file=sys.stderr)
+        break
+pct = lambda p: 1000 * lat[min(len(lat) - 1, int(p * len(lat)))]
+print(f"{(len(lat) - errors) / wall:.0f} {pct(0.50):.2f} {pct(0.99):.2f} {errors}")
+EOF
+EV=$WORKDIR/http.ndjson
+log "loadgen $HTTP_EVENTS events for HTTP"
+"$BIN" loadgen --events "$HTTP_EVENTS" --users $((HTTP_EVENTS / 20 > 0 ? HTTP_EVENTS / 20 : 1)) \
+    --log "$ORIGIN" --out "$EV" 2>/dev/null
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+rates=() p50s=() p99s=() rss=()
+for r in $(seq "$RUNS"); do
+    D=$WORKDIR/http-$r
+    log "HTTP run $r: serve on 127.0.0.1:$PORT, $HTTP_THREADS connections"
+    RUST_LOG=warn "$BIN" serve --dir "$D" --listen "127.0.0.1:$PORT" --origin "$ORIGIN" \
+        >"$WORKDIR/serve-$r.log" 2>&1 &
+    pid=$!
+    SERVER_PIDS+=("$pid")
+    read -r rate p50 p99 errors < <(python3 "$WORKDIR/post.py" 127.0.0.1 "$PORT" "$EV" "$HTTP_THREADS")
+    hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+    stop_server "$pid"
+    [[ $errors == 0 ]] || { echo "HTTP run $r: $errors requests failed" >&2; exit 1; }
+    rates+=("$rate") p50s+=("$p50") p99s+=("$p99") rss+=("$(mib "$hwm")")
+    rm -rf "$D"
+done
+result "(b) HTTP appends, $HTTP_THREADS conns, $HTTP_EVENTS events" "$(median "${rates[@]}")" events/s "${rates[@]}"
+result "(b) HTTP append latency p50" "$(median "${p50s[@]}")" ms "${p50s[@]}"
+result "(b) HTTP append latency p99" "$(median "${p99s[@]}")" ms "${p99s[@]}"
+result "(g) peak RSS of serve" "$(median "${rss[@]}")" MiB "${rss[@]}"
+rm -f "$EV"
+
+# --- the proof ledger -----------------------------------------------------------------------
+EV=$WORKDIR/proof.ndjson
+D=$WORKDIR/proof-ledger
+log "loadgen $PROOF_LEDGER events, init, append (once)"
+"$BIN" loadgen --events "$PROOF_LEDGER" --users $((PROOF_LEDGER / 20 > 0 ? PROOF_LEDGER / 20 : 1)) \
+    --log "$ORIGIN" --out "$EV" 2>/dev/null
+"$BIN" init --dir "$D" --origin "$ORIGIN" >/dev/null 2>&1
+timed "$BIN" append --dir "$D" "$EV" >/dev/null 2>"$ERR"
+result "    append CLI, $PROOF_LEDGER events (1 run)" "$(div "$PROOF_LEDGER" "$SECS")" events/s
+result "(g) peak RSS of append, $PROOF_LEDGER events" "$(mib "$RSS_KB")" MiB
+Q=$WORKDIR/queries.ndjson
+nq=$(queries "$EV" "$Q")
+rm -f "$EV"
+
+opens=()
+for r in $(seq "$RUNS"); do
+    log "open run $r"
+    timed "$BIN" checkpoint --dir "$D" >/dev/null 2>"$ERR"
+    opens+=("$SECS")
+done
+open_s=$(median "${opens[@]}")
+result "    ledger open (+checkpoint), $PROOF_LEDGER" "$open_s" s "${opens[@]}"
+
+P=$WORKDIR/proofs.ndjson
+rates=() net=() rss=()
+for r in $(seq "$RUNS"); do
+    log "prove run $r ($nq queries)"
+    timed "$BIN" prove --dir "$D" --batch "$Q" --out "$P" 2>"$ERR"
+    rates+=("$(div "$nq" "$SECS")") rss+=("$(mib "$RSS_KB")")
+    net+=("$(awk -v n="$nq" -v s="$SECS" -v o="$open_s" 'BEGIN {printf "%.0f", (s > o) ? n / (s - o) : 0}')")
+done
+result "(c) prove --batch, $nq queries" "$(median "${rates[@]}")" proofs/s "${rates[@]}"
+result "(c)   same, without the ledger open" "$(median "${net[@]}")" proofs/s "${net[@]}"
+result "    peak RSS of prove --batch" "$(median "${rss[@]}")" MiB "${rss[@]}"
+
+rates=()
+for r in $(seq "$RUNS"); do
+    log "verify run $r"
+    timed "$BIN" verify --batch "$P" --log-key "$D/log.pub" >/dev/null 2>"$ERR"
+    rates+=("$(div "$nq" "$SECS")")
+done
+result "(d) verify --batch, $nq proofs" "$(median "${rates[@]}")" proofs/s "${rates[@]}"
+rm -f "$P" "$Q"
+
+n=$(entries "$D")
+rates=() rss=()
+for r in $(seq "$RUNS"); do
+    log "audit --dir run $r"
+    timed "$BIN" audit --dir "$D" >/dev/null 2>"$ERR"
+    rates+=("$(div "$n" "$SECS")") rss+=("$(mib "$RSS_KB")")
+done
+result "(e) audit --dir (openings), $n entries" "$(median "${rates[@]}")" entries/s "${rates[@]}"
+result "    peak RSS of audit --dir" "$(median "${rss[@]}")" MiB "${rss[@]}"
+
+X=$WORKDIR/public.export
+timed "$BIN" export --dir "$D" --out "$X" --no-openings >/dev/null 2>"$ERR"
+result "    export --no-openings (1 run)" "$(div "$n" "$SECS")" entries/s
+rates=()
+for r in $(seq "$RUNS"); do
+    log "audit --file run $r"
+    timed "$BIN" audit --file "$X" --log-key "$D/log.pub" >/dev/null 2>"$ERR"
+    rates+=("$(div "$n" "$SECS")")
+done
+result "(e) audit --file (no openings), $n entries" "$(median "${rates[@]}")" entries/s "${rates[@]}"
+result "    export size per entry (no openings)" "$(div "$(stat -c %s "$X")" "$n")" bytes
+result "(f) disk per entry, $n-entry ledger" "$(div "$(du -sb "$D" | cut -f1)" "$n")" bytes

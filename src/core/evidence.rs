@@ -1,0 +1,209 @@
+//! Evidence that a log lied: two checkpoints signed by the same key that cannot both be honest
+//! (docs/FORMAT.md, "Evidence"). Anyone holding the log's public key can re-check it.
+
+use ed25519_dalek::VerifyingKey;
+use serde::{Deserialize, Serialize};
+
+use super::hash::{hex_array, to_hex, HexHash};
+use super::note::{self, SignedCheckpoint};
+use super::tlog::{check_consistency, Blake3Hasher, TreeSize};
+
+/// The `format` of an evidence file.
+pub const EVIDENCE_FORMAT: &str = "consentlog-evidence/v1";
+
+/// Why two checkpoints cannot both be honest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Two trees of the same size with different roots (a fork).
+    SameSizeDifferentRoots,
+    /// The larger tree does not extend the smaller: the consistency proof fails.
+    Inconsistent,
+    /// The larger tree carries an earlier time (the clock went backwards).
+    TimeReversal,
+}
+
+/// A portable evidence file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Evidence {
+    pub format: String,
+    #[serde(with = "hex_array")]
+    pub log_key: [u8; 32],
+    pub kind: Kind,
+    /// The smaller (or first, for equal sizes) checkpoint.
+    pub first: String,
+    pub second: String,
+    /// For `inconsistent`: the consistency proof from first to second that was obtained.
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub proof: Option<Vec<HexHash>>,
+}
+
+/// What comparing two checkpoints shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Comparison {
+    /// One extends the other (or they are the same tree).
+    Consistent,
+    /// They cannot both be honest.
+    Fork(Evidence),
+    /// Sizes differ: a consistency proof from `old` to `new` is needed to decide.
+    NeedProof { old: u64, new: u64 },
+}
+
+/// Why checkpoints or evidence could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EvidenceError {
+    #[error("unknown evidence format {0:?}")]
+    Format(String),
+    #[error("{which} checkpoint: {err}")]
+    Note {
+        which: &'static str,
+        err: note::NoteError,
+    },
+    #[error("the two checkpoints are for different origins")]
+    Origins,
+    #[error("the evidence does not show a lie: {0}")]
+    NotEvidence(String),
+}
+
+fn open2(
+    key: &VerifyingKey,
+    a: &str,
+    b: &str,
+) -> Result<(SignedCheckpoint, SignedCheckpoint), EvidenceError> {
+    let a = note::open(a, key).map_err(|err| EvidenceError::Note {
+        which: "first",
+        err,
+    })?;
+    let b = note::open(b, key).map_err(|err| EvidenceError::Note {
+        which: "second",
+        err,
+    })?;
+    if a.origin != b.origin {
+        return Err(EvidenceError::Origins);
+    }
+    Ok((a, b))
+}
+
+fn evidence(
+    key: &VerifyingKey,
+    kind: Kind,
+    a: &SignedCheckpoint,
+    b: &SignedCheckpoint,
+    proof: Option<Vec<HexHash>>,
+) -> Evidence {
+    Evidence {
+        format: EVIDENCE_FORMAT.into(),
+        log_key: key.to_bytes(),
+        kind,
+        first: a.note.clone(),
+        second: b.note.clone(),
+        proof,
+    }
+}
+
+/// Compares two checkpoint notes signed by `key`; `proof` is a consistency proof from the
+/// smaller to the larger tree, when one was obtained.
+pub fn compare(
+    key: &VerifyingKey,
+    a: &str,
+    b: &str,
+    proof: Option<&[HexHash]>,
+) -> Result<Comparison, EvidenceError> {
+    let (a, b) = open2(key, a, b)?;
+    let (old, new) = if a.size <= b.size { (a, b) } else { (b, a) };
+    if old.size == new.size {
+        return Ok(if old.root == new.root {
+            Comparison::Consistent
+        } else {
+            Comparison::Fork(evidence(
+                key,
+                Kind::SameSizeDifferentRoots,
+                &old,
+                &new,
+                None,
+            ))
+        });
+    }
+    if old.time > new.time {
+        return Ok(Comparison::Fork(evidence(
+            key,
+            Kind::TimeReversal,
+            &old,
+            &new,
+            None,
+        )));
+    }
+    let Some(path) = proof else {
+        return Ok(Comparison::NeedProof {
+            old: old.size,
+            new: new.size,
+        });
+    };
+    let hashes: Vec<_> = path.iter().map(|h| h.0).collect();
+    match check_consistency(
+        &Blake3Hasher,
+        TreeSize(old.size),
+        TreeSize(new.size),
+        &old.root,
+        &new.root,
+        &hashes,
+    ) {
+        Ok(()) => Ok(Comparison::Consistent),
+        Err(_) => Ok(Comparison::Fork(evidence(
+            key,
+            Kind::Inconsistent,
+            &old,
+            &new,
+            Some(path.to_vec()),
+        ))),
+    }
+}
+
+/// Re-checks an evidence file: both checkpoints are signed by its key, and they show what
+/// its kind says. Returns a sentence describing the lie.
+pub fn check(e: &Evidence) -> Result<String, EvidenceError> {
+    if e.format != EVIDENCE_FORMAT {
+        return Err(EvidenceError::Format(e.format.clone()));
+    }
+    let key = VerifyingKey::from_bytes(&e.log_key)
+        .map_err(|_| EvidenceError::NotEvidence("log key is not an Ed25519 key".into()))?;
+    let (a, b) = open2(&key, &e.first, &e.second)?;
+    let who = format!("log {:?} (key {})", a.origin, to_hex(&e.log_key));
+    match e.kind {
+        Kind::SameSizeDifferentRoots if a.size == b.size && a.root != b.root => Ok(format!(
+            "{who} signed two different trees of size {}",
+            a.size
+        )),
+        Kind::TimeReversal if a.size < b.size && a.time > b.time => Ok(format!(
+            "{who} signed a tree of size {} at time {} after one of size {} at time {}",
+            a.size, a.time, b.size, b.time
+        )),
+        Kind::Inconsistent if a.size < b.size => {
+            let path = e
+                .proof
+                .as_ref()
+                .ok_or_else(|| EvidenceError::NotEvidence("no consistency proof".into()))?;
+            let hashes: Vec<_> = path.iter().map(|h| h.0).collect();
+            match check_consistency(
+                &Blake3Hasher,
+                TreeSize(a.size),
+                TreeSize(b.size),
+                &a.root,
+                &b.root,
+                &hashes,
+            ) {
+                Err(err) => Ok(format!(
+                    "{who} signed trees of sizes {} and {} whose consistency proof fails ({err})",
+                    a.size, b.size
+                )),
+                Ok(()) => Err(EvidenceError::NotEvidence(
+                    "the consistency proof verifies".into(),
+                )),
+            }
+        }
+        k => Err(EvidenceError::NotEvidence(format!(
+            "the checkpoints do not show {k:?}"
+        ))),
+    }
+}

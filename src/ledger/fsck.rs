@@ -1,0 +1,131 @@
+//! `fsck`: the full offline check of a ledger directory. It replays everything as an auditor
+//! does (every entry, opening and checkpoint) and also checks the data the ledger derives and
+//! stores for speed: Merkle node hashes, the per-key index, the per-subject index and the
+//! recorded size. Each problem is named with where it is.
+
+use std::collections::HashSet;
+
+use ed25519_dalek::VerifyingKey;
+
+use super::raw::RawLedger;
+use super::{node_key, LedgerError};
+use crate::core::audit::{Auditor, Report, Violation};
+use crate::core::hash::{to_hex, Hash};
+use crate::core::tlog::{Blake3Hasher, Frontier};
+use crate::store::Table;
+
+/// Entries checked per chunk.
+const CHUNK: u64 = 16384;
+
+/// Runs the full check; `progress` is told how many entries are done.
+pub fn fsck(
+    raw: &RawLedger,
+    log_key: &VerifyingKey,
+    now: u64,
+    mut progress: impl FnMut(u64),
+) -> Result<Report, LedgerError> {
+    let notes = raw.checkpoints()?;
+    let mut auditor = Auditor::new(log_key, &raw.origin, &notes, now);
+    let mut extra: Vec<Violation> = Vec::new();
+    let mut bad = |index: Option<u64>, message: String| {
+        if extra.len() < 1000 {
+            extra.push(Violation { index, message });
+        }
+    };
+    let store = raw.store.as_ref();
+    let mut frontier = Frontier::new();
+    let mut keys_seen: HashSet<(Hash, u64)> = HashSet::new();
+    let mut start = 0;
+    while start < raw.size {
+        let end = (start + CHUNK).min(raw.size);
+        let chunk = raw.entries(start, end)?;
+        for (i, (e, o)) in chunk.iter().enumerate() {
+            let index = start + i as u64;
+            // Stored node hashes must be the ones the tree gives.
+            let mut node_errors = Vec::new();
+            frontier.append_with(&Blake3Hasher, e.leaf_hash(), |level, at, hash| {
+                if level == 0 {
+                    return;
+                }
+                match store.get(Table::Node, &node_key(level, at)) {
+                    Ok(Some(v)) if v.as_slice() == hash.as_slice() => {}
+                    Ok(Some(_)) => node_errors.push(format!(
+                        "stored Merkle node (level {level}, index {at}) is wrong"
+                    )),
+                    Ok(None) => node_errors.push(format!(
+                        "stored Merkle node (level {level}, index {at}) is missing"
+                    )),
+                    Err(err) => node_errors.push(format!("reading node: {err}")),
+                }
+            });
+            for m in node_errors {
+                bad(Some(index), m);
+            }
+            // The key index and subject index must name this entry's event.
+            if let Some(o) = o {
+                let seq = o.event.event.seq;
+                let mut k = e.key.to_vec();
+                k.extend_from_slice(&seq.to_be_bytes());
+                let want_v: Vec<u8> = index
+                    .to_le_bytes()
+                    .iter()
+                    .chain(o.event.event_hash().iter())
+                    .copied()
+                    .collect();
+                match store.get(Table::KeyIndex, &k)? {
+                    Some(v) if v == want_v => {}
+                    Some(_) => bad(
+                        Some(index),
+                        format!("key index of seq {seq} names another entry or event"),
+                    ),
+                    None => bad(Some(index), format!("key index of seq {seq} is missing")),
+                }
+                keys_seen.insert((e.key, seq));
+                let mut s = o.event.event.subject.to_vec();
+                s.extend_from_slice(&e.key);
+                if store.get(Table::SubjectIndex, &s)?.is_none() {
+                    bad(Some(index), "subject index is missing this key".into());
+                }
+            }
+        }
+        auditor.push_chunk(chunk);
+        progress(end);
+        start = end;
+    }
+    // Nothing stored beyond the recorded size, and no key-index record naming a bad entry.
+    let beyond = raw.entries_beyond_size()?;
+    if beyond > 0 {
+        bad(
+            Some(raw.size),
+            format!("{beyond} entries are stored at or past the recorded tree size"),
+        );
+    }
+    for r in store.scan(Table::KeyIndex, &[], None) {
+        let (k, v) = r?;
+        if k.len() != 40 || v.len() != 40 {
+            bad(None, format!("malformed key index record {}", to_hex(&k)));
+            continue;
+        }
+        let key: Hash = k[..32].try_into().expect("32 bytes");
+        let seq = u64::from_be_bytes(k[32..].try_into().expect("8 bytes"));
+        let index = u64::from_le_bytes(v[..8].try_into().expect("8 bytes"));
+        if index >= raw.size {
+            bad(
+                None,
+                format!("key index record names entry {index} past the tree size"),
+            );
+        } else if !keys_seen.contains(&(key, seq)) {
+            // Entries without openings (erased) cannot be cross-checked beyond their key.
+            match raw.entries(index, index + 1)?.first() {
+                Some((e, None)) if e.key == key => {}
+                _ => bad(
+                    Some(index),
+                    format!("key index record (seq {seq}) does not match entry {index}"),
+                ),
+            }
+        }
+    }
+    let mut report = auditor.finish();
+    report.violations.extend(extra);
+    Ok(report)
+}

@@ -1,0 +1,227 @@
+//! Startup integrity and fsck: damaged stored data (an entry, an opening, a stored node hash,
+//! a checkpoint) is caught and named, and never served as a valid proof.
+
+use std::path::Path;
+use std::process::Command;
+
+use consentlog::core::event::{state_key, ConsentEvent, EVENT_VERSION};
+use consentlog::core::proof::{check, Question};
+use consentlog::keyfile;
+use consentlog::ledger::{clock, node_key, Ledger, Outcome};
+use consentlog::store::{self, Table, WriteBatch};
+use ed25519_dalek::SigningKey;
+
+const BIN: &str = env!("CARGO_BIN_EXE_consentlog");
+const C: &str = "example.com";
+const P: &str = "ai-training";
+
+fn decide(l: &Ledger, key: &SigningKey, opt_in: bool) {
+    let subject = key.verifying_key().to_bytes();
+    let head = l.head(&state_key(&subject, C, P)).unwrap();
+    let ev = ConsentEvent {
+        version: EVENT_VERSION,
+        log: l.origin().into(),
+        subject,
+        controller: C.into(),
+        purpose: P.into(),
+        decision: opt_in as u8,
+        seq: head.map_or(0, |h| h.seq + 1),
+        prev: head.map(|h| h.event_hash),
+        issued_at: clock::now_ms(),
+        expires_at: None,
+        notice: None,
+    }
+    .sign(key);
+    assert!(matches!(
+        l.append(vec![Ok(ev)]).unwrap()[0],
+        Outcome::Accepted(_)
+    ));
+}
+
+/// A ledger of 9 entries from 3 people, checkpointed; returns the people.
+fn build(dir: &Path) -> Vec<SigningKey> {
+    let l = Ledger::init(dir, "integrity.example/log", "sled").unwrap();
+    let people: Vec<SigningKey> = (0..3).map(|_| keyfile::generate()).collect();
+    for round in 0..3 {
+        for p in &people {
+            decide(&l, p, round % 2 == 0);
+        }
+    }
+    l.checkpoint().unwrap();
+    people
+}
+
+/// Changes one stored value (flips the last bit of byte `at`).
+fn damage(dir: &Path, table: Table, key: &[u8], at: usize) {
+    let s = store::open("sled", &dir.join("db"), 1 << 20).unwrap();
+    let mut v = s.get(table, key).unwrap().expect("stored value");
+    let at = at.min(v.len() - 1);
+    v[at] ^= 1;
+    let mut b = WriteBatch::new();
+    b.put(table, key.to_vec(), v);
+    s.commit(b).unwrap();
+}
+
+fn fsck(dir: &Path) -> (i32, String) {
+    let out = Command::new(BIN)
+        .args(["fsck", "--dir", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn a_clean_ledger_passes_fsck() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("l");
+    build(&dir);
+    let (code, text) = fsck(&dir);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("fsck OK"), "{text}");
+}
+
+#[test]
+fn a_damaged_entry_stops_the_ledger_from_opening_and_fsck_names_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("l");
+    build(&dir);
+    damage(&dir, Table::Entry, &4u64.to_be_bytes(), 10);
+    let err = Ledger::open(&dir)
+        .err()
+        .expect("a damaged entry must not open");
+    let msg = err.to_string();
+    assert!(msg.contains("corrupt"), "{msg}");
+    assert!(
+        msg.contains("does not match the latest checkpoint"),
+        "{msg}"
+    );
+    let (code, text) = fsck(&dir);
+    assert_ne!(code, 0, "{text}");
+    assert!(text.contains("entry 4"), "{text}");
+}
+
+#[test]
+fn a_damaged_opening_is_never_served_and_fsck_names_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("l");
+    let people = build(&dir);
+    // Entry 3 is person 0's second event; flip a byte of its nonce.
+    damage(&dir, Table::Opening, &3u64.to_be_bytes(), 5);
+    let l = Ledger::open(&dir).unwrap();
+    let subject = people[0].verifying_key().to_bytes();
+    let snap = l.latest();
+    let t = l.entry(3).unwrap().unwrap().integrated_at;
+    let err = l
+        .prove_consent_in(&snap, &subject, C, P, t)
+        .expect_err("a proof over a damaged opening must not be served");
+    assert!(err.to_string().contains("entry 3"), "{err}");
+    assert!(l.history(&subject).is_err());
+    // Other people's proofs are still served and valid.
+    let other = people[1].verifying_key().to_bytes();
+    let p = l
+        .prove_consent_in(&snap, &other, C, P, snap.checkpoint.time)
+        .unwrap();
+    check(&p, &l.public_key(), &Question::default()).unwrap();
+    drop(l);
+    let (code, text) = fsck(&dir);
+    assert_ne!(code, 0, "{text}");
+    assert!(text.contains("entry 3"), "{text}");
+    assert!(text.contains("commitment"), "{text}");
+}
+
+#[test]
+fn a_damaged_node_hash_is_never_served_and_fsck_names_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("l");
+    let people = build(&dir);
+    // In a tree of 9 leaves node (3, 0) covers entries 0..8 and is read to compute the root,
+    // so the cheap startup check already refuses.
+    damage(&dir, Table::Node, &node_key(3, 0), 0);
+    let err = Ledger::open(&dir)
+        .err()
+        .expect("damaged node must be caught at open");
+    assert!(err.to_string().contains("log root"), "{err}");
+    let (code, text) = fsck(&dir);
+    assert_ne!(code, 0, "{text}");
+    assert!(text.contains("level 3, index 0"), "{text}");
+    let _ = people;
+}
+
+#[test]
+fn a_damaged_node_off_the_frontier_is_never_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("l");
+    let l = Ledger::init(&dir, "integrity.example/log", "sled").unwrap();
+    let people: Vec<SigningKey> = (0..4).map(|_| keyfile::generate()).collect();
+    for p in &people {
+        decide(&l, p, true);
+    }
+    l.checkpoint().unwrap();
+    drop(l);
+    // In a tree of 4 leaves node (1, 0) is below the root (2, 0), which is what opening reads.
+    damage(&dir, Table::Node, &node_key(1, 0), 3);
+    let l = Ledger::open(&dir).unwrap();
+    let snap = l.latest();
+    // Entries 2 and 3 need node (1, 0) as a sibling in their inclusion paths.
+    let subject = people[2].verifying_key().to_bytes();
+    let err = l
+        .prove_consent_in(&snap, &subject, C, P, snap.checkpoint.time)
+        .expect_err("a proof over a damaged node must not be served");
+    assert!(
+        err.to_string().contains("does not match checkpoint root"),
+        "{err}"
+    );
+    drop(l);
+    let (code, text) = fsck(&dir);
+    assert_ne!(code, 0, "{text}");
+    assert!(text.contains("level 1, index 0"), "{text}");
+}
+
+#[test]
+fn a_damaged_checkpoint_stops_the_ledger_and_fsck_names_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("l");
+    build(&dir);
+    let l = Ledger::open(&dir).unwrap();
+    let n = l.checkpoints().unwrap().len() as u64;
+    drop(l);
+    // Flip a byte of the root line of the latest checkpoint.
+    damage(&dir, Table::Checkpoint, &(n - 1).to_be_bytes(), 25);
+    let err = Ledger::open(&dir)
+        .err()
+        .expect("a damaged checkpoint must not open");
+    assert!(
+        err.to_string().contains(&format!("checkpoint {}", n - 1)),
+        "{err}"
+    );
+    let (code, text) = fsck(&dir);
+    assert_ne!(code, 0, "{text}");
+    assert!(text.contains(&format!("checkpoint {}", n - 1)), "{text}");
+}
+
+#[test]
+fn serve_refuses_a_log_key_readable_by_others() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("l");
+    build(&dir);
+    std::fs::set_permissions(dir.join("log.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("readable by group or others"), "{err}");
+    // The key itself never appears in the message.
+    let key = std::fs::read_to_string(dir.join("log.key")).unwrap();
+    assert!(!err.contains(key.trim()), "{err}");
+}
