@@ -1,0 +1,285 @@
+//! A lying operator: a log that shows different histories to different people (a fork made
+//! with the same log key) is caught by check-consistency, by a person's remembered checkpoint
+//! in verify-history, and by a remembered checkpoint in a remote audit; the evidence is
+//! portable and re-checkable by anyone.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_consentlog");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+struct Fork {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    a: PathBuf,
+    b: PathBuf,
+    key: String,
+    person: PathBuf,
+    subject: String,
+}
+
+/// Two ledgers with one log key and one person, who opted in on A and out on B.
+fn fork() -> Fork {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    let a = root.join("a");
+    let b = root.join("b");
+    assert_eq!(
+        code(&run(&[
+            "init",
+            "--dir",
+            s(&a),
+            "--origin",
+            "fork.example/log"
+        ])),
+        0
+    );
+    copy_dir(&a, &b);
+    let key = std::fs::read_to_string(a.join("log.pub"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let person = root.join("me.key");
+    let out = run(&["keygen", "--out", s(&person)]);
+    let subject = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let g = [
+        "--key",
+        s(&person),
+        "--controller",
+        "example.com",
+        "--purpose",
+        "ai-training",
+    ];
+    let mut args = vec!["grant", "--dir", s(&a)];
+    args.extend(g);
+    assert_eq!(code(&run(&args)), 0);
+    let mut args = vec!["revoke", "--dir", s(&b)];
+    args.extend(g);
+    assert_eq!(code(&run(&args)), 0);
+    Fork {
+        _tmp: tmp,
+        root,
+        a,
+        b,
+        key,
+        person,
+        subject,
+    }
+}
+
+fn checkpoint(dir: &Path, out: &Path) {
+    let o = run(&["checkpoint", "--dir", s(dir)]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    std::fs::write(out, &o.stdout).unwrap();
+}
+
+#[test]
+fn a_fork_is_caught_and_the_evidence_rechecks() {
+    let f = fork();
+    let (n1, n2, n3) = (f.root.join("n1"), f.root.join("n2"), f.root.join("n3"));
+    checkpoint(&f.a, &n1);
+    checkpoint(&f.b, &n2);
+    // Same size, different roots.
+    let ev = f.root.join("ev.json");
+    let o = run(&[
+        "check-consistency",
+        "--log-key",
+        &f.key,
+        s(&n1),
+        s(&n2),
+        "--out",
+        s(&ev),
+    ]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(text(&o).contains("THE LOG LIED"), "{}", text(&o));
+    let o = run(&["verify-evidence", s(&ev)]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(
+        text(&o).contains("two different trees of size 1"),
+        "{}",
+        text(&o)
+    );
+
+    // A grows: it extends its own past, not B's.
+    let g = [
+        "--key",
+        s(&f.person),
+        "--controller",
+        "example.com",
+        "--purpose",
+        "ads",
+    ];
+    let mut args = vec!["grant", "--dir", s(&f.a)];
+    args.extend(g);
+    assert_eq!(code(&run(&args)), 0);
+    checkpoint(&f.a, &n3);
+    let o = run(&[
+        "check-consistency",
+        "--log-key",
+        &f.key,
+        s(&n1),
+        s(&n3),
+        "--dir",
+        s(&f.a),
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let ev2 = f.root.join("ev2.json");
+    let o = run(&[
+        "check-consistency",
+        "--log-key",
+        &f.key,
+        s(&n2),
+        s(&n3),
+        "--dir",
+        s(&f.a),
+        "--out",
+        s(&ev2),
+    ]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    let o = run(&["verify-evidence", s(&ev2)]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(text(&o).contains("consistency proof fails"), "{}", text(&o));
+
+    // Without a way to get a proof, differing sizes are undecided, not passed.
+    let o = run(&["check-consistency", "--log-key", &f.key, s(&n2), s(&n3)]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+
+    // Evidence that does not show a lie is refused.
+    let mut e: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&ev).unwrap()).unwrap();
+    e["second"] = e["first"].clone();
+    let bad = f.root.join("bad.json");
+    std::fs::write(&bad, e.to_string()).unwrap();
+    let o = run(&["verify-evidence", s(&bad)]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    let mut e: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&ev).unwrap()).unwrap();
+    e["kind"] = "time_reversal".into();
+    std::fs::write(&bad, e.to_string()).unwrap();
+    assert_eq!(code(&run(&["verify-evidence", s(&bad)])), 1);
+    // Notes signed by another key are not evidence against this log.
+    let other = f.root.join("other");
+    run(&["init", "--dir", s(&other), "--origin", "fork.example/log"]);
+    let n4 = f.root.join("n4");
+    checkpoint(&other, &n4);
+    let o = run(&["check-consistency", "--log-key", &f.key, s(&n1), s(&n4)]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+}
+
+#[test]
+fn a_person_who_saw_one_branch_catches_the_other() {
+    let f = fork();
+    let state = f.root.join("seen.json");
+    let (h1, h2) = (f.root.join("h1.json"), f.root.join("h2.json"));
+    let o = run(&["history", "--dir", s(&f.a), "--subject", &f.subject]);
+    std::fs::write(&h1, &o.stdout).unwrap();
+    let o = run(&["history", "--dir", s(&f.b), "--subject", &f.subject]);
+    std::fs::write(&h2, &o.stdout).unwrap();
+    let verify = |h: &Path| {
+        run(&[
+            "verify-history",
+            "--log-key",
+            &f.key,
+            s(h),
+            "--state",
+            s(&state),
+        ])
+    };
+    let o = verify(&h1);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(state.exists());
+    // Each history is valid on its own; together they show the fork.
+    let o = verify(&h2);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(text(&o).contains("THE LOG LIED"), "{}", text(&o));
+    let ev = state.with_extension("evidence.json");
+    let o = run(&["verify-evidence", s(&ev)]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    // The first branch still verifies against what was remembered.
+    assert_eq!(code(&verify(&h1)), 0);
+}
+
+struct Server(Child, String);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(dir: &Path) -> Server {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--dir", s(dir), "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let mut url = String::new();
+    for line in BufReader::new(out).lines() {
+        let line = line.unwrap();
+        if let Some(u) = line.strip_prefix("listening on ") {
+            url = u.trim().to_string();
+            break;
+        }
+    }
+    assert!(!url.is_empty(), "server did not start");
+    Server(child, url)
+}
+
+#[test]
+fn a_remote_auditor_who_saw_one_branch_catches_the_other() {
+    let f = fork();
+    let state = f.root.join("auditor.json");
+    let audit = |url: &str| {
+        run(&[
+            "audit",
+            "--url",
+            url,
+            "--log-key",
+            &f.key,
+            "--state",
+            s(&state),
+        ])
+    };
+    {
+        let srv = serve(&f.a);
+        let o = audit(&srv.1);
+        assert_eq!(code(&o), 0, "{}", text(&o));
+    }
+    let srv = serve(&f.b);
+    let o = audit(&srv.1);
+    assert_ne!(code(&o), 0, "{}", text(&o));
+    assert!(text(&o).contains("THE LOG LIED"), "{}", text(&o));
+}
