@@ -18,7 +18,12 @@ fn append(c: &mut Criterion) {
         b.iter_batched(
             || {
                 let dir = tempfile::tempdir().unwrap();
-                let ledger = Ledger::init(dir.path(), common::LOG, "sled").unwrap();
+                let ledger = Ledger::init(
+                    dir.path(),
+                    common::LOG,
+                    consentlog::ledger::default_engine(),
+                )
+                .unwrap();
                 let batch: Vec<Result<SignedEvent, Reject>> =
                     events.iter().cloned().map(Ok).collect();
                 (dir, ledger, batch)
@@ -34,7 +39,12 @@ fn append(c: &mut Criterion) {
     g.finish();
     // Outside the measurement: every event was accepted.
     let dir = tempfile::tempdir().unwrap();
-    let ledger = Ledger::init(dir.path(), common::LOG, "sled").unwrap();
+    let ledger = Ledger::init(
+        dir.path(),
+        common::LOG,
+        consentlog::ledger::default_engine(),
+    )
+    .unwrap();
     let out = ledger.append(events.into_iter().map(Ok).collect()).unwrap();
     assert!(out.iter().all(|o| matches!(o, Outcome::Accepted(_))));
 }

@@ -16,7 +16,12 @@ const USERS: u64 = EVENTS / 20;
 
 fn proof(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let ledger = Ledger::init(dir.path(), common::LOG, "sled").unwrap();
+    let ledger = Ledger::init(
+        dir.path(),
+        common::LOG,
+        consentlog::ledger::default_engine(),
+    )
+    .unwrap();
     let events = common::events(0, USERS, EVENTS, clock::now_ms());
     for o in ledger.append(events.into_iter().map(Ok).collect()).unwrap() {
         assert!(

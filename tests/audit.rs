@@ -96,7 +96,7 @@ impl Built {
 fn build(people: usize, batches: &[usize], checkpoint_last: bool) -> Built {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("ledger");
-    let l = Ledger::init(&dir, ORIGIN, "sled").expect("init");
+    let l = Ledger::init(&dir, ORIGIN, consentlog::ledger::default_engine()).expect("init");
     let mut ps: Vec<Person> = (0..people).map(|_| Person::new()).collect();
     let mut cp_sizes = vec![0];
     let mut n = 0usize;
@@ -147,7 +147,7 @@ impl Drop for Held {
 fn open_store(dir: &Path) -> Held {
     wait_unlocked(dir);
     Held {
-        st: Some(store::open("sled", &dir.join("db"), 1 << 24).expect("open store")),
+        st: Some(consentlog::ledger::open_store(&dir).expect("open store")),
         dir: dir.to_path_buf(),
     }
 }
@@ -956,7 +956,12 @@ fn uncovered_entries_fail_a_dir_audit_but_exports_end_at_a_covering_checkpoint()
     assert_caught(&b.audit_cli(), &["1 entries after it are not covered"]);
     // An empty ledger (init's checkpoint of size 0) is clean.
     let tmp = tempfile::tempdir().unwrap();
-    let l = Ledger::init(&tmp.path().join("l"), ORIGIN, "sled").unwrap();
+    let l = Ledger::init(
+        &tmp.path().join("l"),
+        ORIGIN,
+        consentlog::ledger::default_engine(),
+    )
+    .unwrap();
     drop(l);
     wait_unlocked(&tmp.path().join("l"));
     run(&["audit", "--dir", s(&tmp.path().join("l"))]).ok();

@@ -8,7 +8,7 @@ use consentlog::core::event::{state_key, ConsentEvent, EVENT_VERSION};
 use consentlog::core::proof::{check, Question};
 use consentlog::keyfile;
 use consentlog::ledger::{clock, node_key, Ledger, Outcome};
-use consentlog::store::{self, Table, WriteBatch};
+use consentlog::store::{Table, WriteBatch};
 use ed25519_dalek::SigningKey;
 
 const BIN: &str = env!("CARGO_BIN_EXE_consentlog");
@@ -40,7 +40,12 @@ fn decide(l: &Ledger, key: &SigningKey, opt_in: bool) {
 
 /// A ledger of 9 entries from 3 people, checkpointed; returns the people.
 fn build(dir: &Path) -> Vec<SigningKey> {
-    let l = Ledger::init(dir, "integrity.example/log", "sled").unwrap();
+    let l = Ledger::init(
+        dir,
+        "integrity.example/log",
+        consentlog::ledger::default_engine(),
+    )
+    .unwrap();
     let people: Vec<SigningKey> = (0..3).map(|_| keyfile::generate()).collect();
     for round in 0..3 {
         for p in &people {
@@ -53,7 +58,7 @@ fn build(dir: &Path) -> Vec<SigningKey> {
 
 /// Changes one stored value (flips the last bit of byte `at`).
 fn damage(dir: &Path, table: Table, key: &[u8], at: usize) {
-    let s = store::open("sled", &dir.join("db"), 1 << 20).unwrap();
+    let s = consentlog::ledger::open_store(dir).unwrap();
     let mut v = s.get(table, key).unwrap().expect("stored value");
     let at = at.min(v.len() - 1);
     v[at] ^= 1;
@@ -153,7 +158,12 @@ fn a_damaged_node_hash_is_never_served_and_fsck_names_it() {
 fn a_damaged_node_off_the_frontier_is_never_served() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("l");
-    let l = Ledger::init(&dir, "integrity.example/log", "sled").unwrap();
+    let l = Ledger::init(
+        &dir,
+        "integrity.example/log",
+        consentlog::ledger::default_engine(),
+    )
+    .unwrap();
     let people: Vec<SigningKey> = (0..4).map(|_| keyfile::generate()).collect();
     for p in &people {
         decide(&l, p, true);

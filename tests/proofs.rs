@@ -1290,9 +1290,13 @@ fn on_threads(n: usize, f: impl Fn() -> Result<(), String> + Sync) -> Vec<String
 fn init_never_fails_on_the_sled_lock() {
     let failures = on_threads(25, || {
         let dir = tempfile::tempdir().unwrap();
-        Ledger::init(&dir.path().join("ledger"), ORIGIN, "sled")
-            .map(drop)
-            .map_err(|e| e.to_string())
+        Ledger::init(
+            &dir.path().join("ledger"),
+            ORIGIN,
+            consentlog::ledger::default_engine(),
+        )
+        .map(drop)
+        .map_err(|e| e.to_string())
     });
     assert!(
         failures.is_empty(),
@@ -1312,7 +1316,7 @@ fn reopen_never_fails_on_the_sled_lock() {
     let failures = on_threads(40, || {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger");
-        let l = match Ledger::init(&path, ORIGIN, "sled") {
+        let l = match Ledger::init(&path, ORIGIN, consentlog::ledger::default_engine()) {
             Ok(l) => l,
             Err(e) => return Err(format!("init: {e}")),
         };

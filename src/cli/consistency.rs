@@ -165,16 +165,3 @@ pub fn remember(
         }
     }
 }
-
-/// After a history verified: compare its checkpoint with the last one seen for this log.
-pub fn remember_history(
-    log_key: &str,
-    file: &str,
-    state: Option<&Path>,
-    server: Option<&str>,
-) -> CmdResult {
-    let key = parse_log_key(log_key)?;
-    let text = read_input(file)?;
-    let h: crate::core::history::History = crate::core::hash::json_object(&text).map_err(fail)?;
-    remember(state, &key, &h.checkpoint, server)
-}

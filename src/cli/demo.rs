@@ -51,7 +51,12 @@ pub fn demo() -> CmdResult {
     println!("== consentlog demo (working in {})\n", tmp.display());
 
     println!("1. The operator creates a ledger (embedded sled database, fresh log key).");
-    let l = Ledger::init(&dir, "demo.example/consent", "sled").map_err(fail)?;
+    let l = Ledger::init(
+        &dir,
+        "demo.example/consent",
+        crate::ledger::default_engine(),
+    )
+    .map_err(fail)?;
     let log_key = l.public_key();
     println!(
         "   origin {:?}, log public key {}",

@@ -37,8 +37,8 @@ pub fn open(dir: &Path) -> Result<Ledger, Failure> {
     Ledger::open(dir).map_err(fail)
 }
 
-pub fn init(dir: &Path, origin: &str) -> CmdResult {
-    let l = Ledger::init(dir, origin, "sled").map_err(fail)?;
+pub fn init(dir: &Path, origin: &str, engine: &str) -> CmdResult {
+    let l = Ledger::init(dir, origin, engine).map_err(fail)?;
     eprintln!("created ledger {origin:?} in {}", dir.display());
     println!("{}", to_hex(l.public_key().as_bytes()));
     Ok(())

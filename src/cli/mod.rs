@@ -75,6 +75,9 @@ pub enum Command {
         /// The ledger's name, in every event and checkpoint
         #[arg(long, default_value = "consentlog.local/log")]
         origin: String,
+        /// Storage engine, recorded in the directory (default: sled, or $CONSENTLOG_ENGINE)
+        #[arg(long, value_parser = ["sled", "redb"])]
+        backend: Option<String>,
     },
     /// Create a person's key file (mode 0600); prints the public key
     Keygen {
@@ -221,7 +224,17 @@ pub enum Command {
 /// Runs a parsed command.
 pub fn run(cli: Cli) -> CmdResult {
     match cli.command {
-        Command::Init { dir, origin } => ledger_cmds::init(&dir, &origin),
+        Command::Init {
+            dir,
+            origin,
+            backend,
+        } => ledger_cmds::init(
+            &dir,
+            &origin,
+            backend
+                .as_deref()
+                .unwrap_or(crate::ledger::default_engine()),
+        ),
         Command::Keygen { out } => person::keygen(&out),
         Command::Sign(a) => person::sign(a),
         Command::Grant(a) => ledger_cmds::decide(a, true),
@@ -258,8 +271,9 @@ pub fn run(cli: Cli) -> CmdResult {
             state,
             server,
         } => {
-            person::verify_history(&log_key, &file, subject.as_deref(), &expect, json)?;
-            consistency::remember_history(&log_key, &file, state.as_deref(), server.as_deref())
+            let note = person::verify_history(&log_key, &file, subject.as_deref(), &expect, json)?;
+            let key = parse_log_key(&log_key)?;
+            consistency::remember(state.as_deref(), &key, &note, server.as_deref())
         }
         Command::Audit(a) => audit::audit(a),
         Command::Fsck { dir } => audit::fsck(&dir),

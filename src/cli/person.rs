@@ -98,7 +98,7 @@ pub fn verify_history(
     subject: Option<&str>,
     expect: &[String],
     json: bool,
-) -> CmdResult {
+) -> Result<String, Failure> {
     let expected: Vec<(String, String)> = expect
         .iter()
         .map(|e| {
@@ -158,7 +158,7 @@ pub fn verify_history(
                     }
                 }
             }
-            Ok(())
+            Ok(h.checkpoint.clone())
         }
         Err(e) => {
             if json {

@@ -30,7 +30,28 @@ use crate::core::tlog::{self, Blake3Hasher, Frontier, TreeSize};
 use crate::keyfile;
 use crate::store::{self, Store, StoreError, Table, WriteBatch};
 
-/// Default sled page cache (sled's own default is 1 GiB).
+/// The storage engine new ledgers use: `$CONSENTLOG_ENGINE` if set (the test suite runs once
+/// per engine this way), else sled.
+pub fn default_engine() -> &'static str {
+    match std::env::var("CONSENTLOG_ENGINE").as_deref() {
+        Ok("redb") => "redb",
+        _ => "sled",
+    }
+}
+
+/// Opens the store of the ledger in `dir` with the engine recorded there, without reading
+/// anything else (for tools and tests that inspect or repair storage).
+pub fn open_store(dir: &Path) -> Result<Box<dyn Store>, LedgerError> {
+    let engine = fs::read_to_string(dir.join("engine"))
+        .map_err(|_| LedgerError::NotALedger(dir.display().to_string()))?;
+    Ok(store::open(
+        engine.trim(),
+        &dir.join("db"),
+        DEFAULT_CACHE_BYTES,
+    )?)
+}
+
+/// Default storage cache (sled's own default is 1 GiB).
 pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 /// Events committed per atomic batch and sync.
 pub const CHUNK: usize = 8192;

@@ -1,13 +1,12 @@
 //! Read-only access to a ledger directory without rebuilding or trusting its state, for the
 //! auditor: entries, openings and checkpoints exactly as stored.
 
-use std::fs;
 use std::path::Path;
 
 use crate::core::entry::{Entry, Opening};
-use crate::store::{self, Store, Table};
+use crate::store::{Store, Table};
 
-use super::{LedgerError, DEFAULT_CACHE_BYTES};
+use super::LedgerError;
 
 /// A ledger's store opened for reading.
 pub struct RawLedger {
@@ -19,9 +18,7 @@ pub struct RawLedger {
 
 impl RawLedger {
     pub fn open(dir: &Path) -> Result<RawLedger, LedgerError> {
-        let engine = fs::read_to_string(dir.join("engine"))
-            .map_err(|_| LedgerError::NotALedger(dir.display().to_string()))?;
-        let store = store::open(engine.trim(), &dir.join("db"), DEFAULT_CACHE_BYTES)?;
+        let store = super::open_store(dir)?;
         let origin = store
             .get(Table::Meta, b"origin")?
             .and_then(|v| String::from_utf8(v).ok())

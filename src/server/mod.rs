@@ -53,6 +53,8 @@ pub struct ServeConfig {
     pub dir: PathBuf,
     pub listen: SocketAddr,
     pub origin: String,
+    /// Storage engine of a newly created ledger.
+    pub engine: String,
     pub batch: BatchConfig,
     pub checkpoint_interval: Duration,
     pub max_checkpoint_gap: Duration,
@@ -117,7 +119,7 @@ pub fn serve(cfg: ServeConfig, auth: Auth) -> Result<(), String> {
         crate::keyfile::read(&cfg.dir.join("log.key"), true).map_err(|e| e.to_string())?;
         Ledger::open_with_cache(&cfg.dir, cfg.cache_bytes).map_err(|e| e.to_string())?
     } else {
-        Ledger::init(&cfg.dir, &cfg.origin, "sled").map_err(|e| e.to_string())?
+        Ledger::init(&cfg.dir, &cfg.origin, &cfg.engine).map_err(|e| e.to_string())?
     };
     let ledger = Arc::new(ledger);
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -3,8 +3,10 @@
 //! The ledger sees only [`Store`]; an engine is chosen when a ledger is created and recorded in
 //! its directory. Keys are grouped into [`Table`]s; within a table they are ordered bytewise.
 
+mod redb_store;
 mod sled_store;
 
+pub use redb_store::RedbStore;
 pub use sled_store::SledStore;
 
 use std::path::Path;
@@ -113,7 +115,7 @@ pub fn scan_prefix<'a>(store: &'a dyn Store, table: Table, prefix: &[u8]) -> Sca
 }
 
 /// The smallest key greater than every key starting with `prefix` (None if there is none).
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {
@@ -124,10 +126,14 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// The engines this build knows.
+pub const ENGINES: &[&str] = &["sled", "redb"];
+
 /// Opens the engine named `engine` in `dir`.
 pub fn open(engine: &str, dir: &Path, cache_bytes: u64) -> Result<Box<dyn Store>, StoreError> {
     match engine {
         "sled" => Ok(Box::new(SledStore::open(dir, cache_bytes)?)),
+        "redb" => Ok(Box::new(RedbStore::open(dir, cache_bytes)?)),
         other => Err(StoreError::Engine(format!(
             "unknown storage engine {other:?}"
         ))),

@@ -47,7 +47,7 @@ pub fn open_ledger(dir: &Path) -> Ledger {
 pub fn new_ledger() -> (tempfile::TempDir, PathBuf, Ledger) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("ledger");
-    let ledger = match Ledger::init(&dir, ORIGIN, "sled") {
+    let ledger = match Ledger::init(&dir, ORIGIN, consentlog::ledger::default_engine()) {
         Ok(l) => l,
         Err(e) if is_lock_error(&e) && dir.join("engine").exists() => {
             let l = open_ledger(&dir);

@@ -236,6 +236,10 @@ const LOCK_UN: std::os::raw::c_int = 8;
 pub fn wait_unlocked(dir: &Path) {
     use std::os::unix::io::AsRawFd;
     let path = dir.join("db").join("db");
+    if !path.exists() {
+        // Another engine (redb) holds no lock between processes.
+        return;
+    }
     let start = std::time::Instant::now();
     loop {
         let f = std::fs::File::open(&path).expect("sled db file");

@@ -36,7 +36,7 @@ pub fn new_ledger() -> TestLedger {
 pub fn new_ledger_with_origin(origin: &str) -> TestLedger {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("ledger");
-    let ledger = match Ledger::init(&path, origin, "sled") {
+    let ledger = match Ledger::init(&path, origin, consentlog::ledger::default_engine()) {
         Ok(l) => l,
         // `Ledger::init` drops its sled store and reopens it at once; sled may still hold its
         // file lock for a moment (see `init_never_fails_on_the_sled_lock` in tests/proofs.rs).

@@ -1,0 +1,133 @@
+//! The redb engine (4.x): one table, tables as a one-byte key prefix (as in the sled engine).
+//! Every commit is a redb write transaction with `Durability::Immediate`, which fsyncs before
+//! `commit` returns.
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase, TableDefinition};
+
+use super::{ScanIter, Store, StoreError, Table, WriteBatch};
+
+const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("consentlog");
+
+/// A ledger store in a redb database file.
+pub struct RedbStore {
+    db: Database,
+    path: PathBuf,
+}
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Engine(format!("redb: {e}"))
+}
+
+fn prefixed(table: Table, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + key.len());
+    k.push(table as u8);
+    k.extend_from_slice(key);
+    k
+}
+
+impl RedbStore {
+    /// Opens (or creates) `dir/ledger.redb` with an explicit cache size.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let path = dir.join("ledger.redb");
+        let db = Database::builder()
+            .set_cache_size(cache_bytes as usize)
+            .create(&path)
+            .map_err(err)?;
+        let w = db.begin_write().map_err(err)?;
+        w.open_table(TABLE).map_err(err)?;
+        w.commit().map_err(err)?;
+        Ok(RedbStore { db, path })
+    }
+}
+
+impl Store for RedbStore {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let r = self.db.begin_read().map_err(err)?;
+        let t = r.open_table(TABLE).map_err(err)?;
+        let k = prefixed(table, key);
+        Ok(t.get(k.as_slice())
+            .map_err(err)?
+            .map(|v| v.value().to_vec()))
+    }
+
+    fn scan<'a>(&'a self, table: Table, start: &[u8], end: Option<&[u8]>) -> ScanIter<'a> {
+        let lo = prefixed(table, start);
+        let hi = match end {
+            Some(end) => prefixed(table, end),
+            None => vec![table as u8 + 1],
+        };
+        let range = self
+            .db
+            .begin_read()
+            .map_err(err)
+            .and_then(|r| r.open_table(TABLE).map_err(err))
+            .and_then(|t| t.range::<&[u8]>(lo.as_slice()..hi.as_slice()).map_err(err));
+        match range {
+            Err(e) => Box::new(std::iter::once(Err(e))),
+            Ok(range) => Box::new(range.map(|r| {
+                r.map(|(k, v)| (k.value()[1..].to_vec(), v.value().to_vec()))
+                    .map_err(err)
+            })),
+        }
+    }
+
+    fn last_with_prefix(
+        &self,
+        table: Table,
+        prefix: &[u8],
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let lo = prefixed(table, prefix);
+        let r = self.db.begin_read().map_err(err)?;
+        let t = r.open_table(TABLE).map_err(err)?;
+        let mut range = match super::prefix_end(&lo) {
+            Some(hi) => t.range::<&[u8]>(lo.as_slice()..hi.as_slice()),
+            None => t.range::<&[u8]>(lo.as_slice()..),
+        }
+        .map_err(err)?;
+        match range.next_back() {
+            None => Ok(None),
+            Some(x) => {
+                let (k, v) = x.map_err(err)?;
+                Ok(Some((k.value()[1..].to_vec(), v.value().to_vec())))
+            }
+        }
+    }
+
+    fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let w = self.db.begin_write().map_err(err)?;
+        {
+            let mut t = w.open_table(TABLE).map_err(err)?;
+            for (table, key, value) in batch.ops {
+                let k = prefixed(table, &key);
+                match value {
+                    Some(v) => {
+                        t.insert(k.as_slice(), v.as_slice()).map_err(err)?;
+                    }
+                    None => {
+                        t.remove(k.as_slice()).map_err(err)?;
+                    }
+                }
+            }
+        }
+        w.commit().map_err(err)
+    }
+
+    fn engine(&self) -> &'static str {
+        "redb"
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        std::fs::metadata(&self.path)
+            .map(|m| m.len())
+            .map_err(|source| StoreError::Io {
+                path: self.path.display().to_string(),
+                source,
+            })
+    }
+}
