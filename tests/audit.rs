@@ -18,7 +18,7 @@ use consentlog::core::tlog::{Blake3Hasher, Frontier};
 use consentlog::keyfile;
 use consentlog::ledger::raw::RawLedger;
 use consentlog::ledger::{clock, Ledger, Outcome};
-use consentlog::store::{self, Store, Table, WriteBatch};
+use consentlog::store::{Store, Table, WriteBatch};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use support_cli::*;
 
@@ -147,7 +147,7 @@ impl Drop for Held {
 fn open_store(dir: &Path) -> Held {
     wait_unlocked(dir);
     Held {
-        st: Some(consentlog::ledger::open_store(&dir).expect("open store")),
+        st: Some(consentlog::ledger::open_store(dir).expect("open store")),
         dir: dir.to_path_buf(),
     }
 }
