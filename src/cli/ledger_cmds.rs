@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde_json::json;
 
-use super::{fail, print_json, read_input, CmdResult, Failure, Triple};
+use super::{fail, print_json, CmdResult, Failure, Triple};
 use crate::core::entry::Entry;
 use crate::core::event::{ConsentEvent, EventJson, EVENT_VERSION};
 use crate::core::export::{Header, Writer};
 use crate::core::hash::to_hex;
 use crate::keyfile;
-use crate::ledger::{clock, Ledger, Outcome};
+use crate::ledger::{clock, Ledger, Outcome, CHUNK};
 
 /// Arguments of `grant` and `revoke`.
 #[derive(Args, Debug)]
@@ -93,31 +93,54 @@ pub fn decide(a: DecideArgs, opt_in: bool) -> CmdResult {
     }
 }
 
+/// Streams NDJSON events in, one chunk at a time (parsed on all cores), and prints each
+/// chunk's receipts as soon as the chunk is durable.
 pub fn append(dir: &Path, file: &str) -> CmdResult {
-    let text = read_input(file)?;
+    use rayon::prelude::*;
+    use std::io::BufRead;
     let l = open(dir)?;
-    let events: Vec<_> = text
-        .lines()
-        .filter(|line| !line.trim().is_empty())
-        .map(EventJson::parse)
-        .collect();
-    let n = events.len();
-    let out = l.append(events).map_err(fail)?;
+    let input: Box<dyn BufRead> = if file == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        Box::new(std::io::BufReader::with_capacity(
+            1 << 20,
+            std::fs::File::open(file).map_err(|e| fail(format!("{file}: {e}")))?,
+        ))
+    };
     let stdout = std::io::stdout();
     let mut w = BufWriter::new(stdout.lock());
-    let mut rejected = 0;
-    for o in &out {
-        let line = match o {
-            Outcome::Accepted(r) | Outcome::Duplicate(r) => serde_json::to_string(r),
-            Outcome::Rejected(r) => {
-                rejected += 1;
-                serde_json::to_string(&json!({"error": r.to_string(), "rule": r.code()}))
+    let (mut n, mut rejected) = (0usize, 0usize);
+    let mut lines = input.lines();
+    loop {
+        let mut chunk = Vec::with_capacity(CHUNK);
+        for line in lines.by_ref() {
+            let line = line.map_err(|e| fail(format!("{file}: {e}")))?;
+            if !line.trim().is_empty() {
+                chunk.push(line);
+                if chunk.len() == CHUNK {
+                    break;
+                }
             }
         }
-        .expect("json");
-        writeln!(w, "{line}").map_err(fail)?;
+        if chunk.is_empty() {
+            break;
+        }
+        n += chunk.len();
+        let events: Vec<_> = chunk.par_iter().map(|s| EventJson::parse(s)).collect();
+        drop(chunk);
+        for o in &l.append(events).map_err(fail)? {
+            let line = match o {
+                Outcome::Accepted(r) | Outcome::Duplicate(r) => serde_json::to_string(r),
+                Outcome::Rejected(r) => {
+                    rejected += 1;
+                    serde_json::to_string(&json!({"error": r.to_string(), "rule": r.code()}))
+                }
+            }
+            .expect("json");
+            writeln!(w, "{line}").map_err(fail)?;
+        }
+        w.flush().map_err(fail)?;
     }
-    w.flush().map_err(fail)?;
     if rejected > 0 {
         return Err(Failure::new(
             1,

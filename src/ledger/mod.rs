@@ -54,7 +54,7 @@ pub fn open_store(dir: &Path) -> Result<Box<dyn Store>, LedgerError> {
 /// Default storage cache (sled's own default is 1 GiB).
 pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 /// Events committed per atomic batch and sync.
-pub const CHUNK: usize = 8192;
+pub const CHUNK: usize = 4096;
 
 /// A ledger-level failure (not a rejected event: those are [`Reject`]).
 #[derive(Debug, thiserror::Error)]

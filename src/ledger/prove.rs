@@ -230,20 +230,24 @@ impl Ledger {
         }
         let key = state_key(subject, controller, purpose);
         let indices = self.key_indices(&key, cp.size)?;
-        // The last entry integrated at or before `at`, and its successor.
-        let mut in_force = None;
-        let mut next = None;
-        for (pos, &i) in indices.iter().enumerate() {
+        // The last entry integrated at or before `at`, and its successor: integrated_at never
+        // decreases along the log, so a binary search reads O(log k) of the key's k entries.
+        let (mut lo, mut hi) = (0usize, indices.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let i = indices[mid];
             let e = self
                 .entry(i)?
                 .ok_or_else(|| LedgerError::Corrupt(format!("entry {i} is missing")))?;
             if e.integrated_at <= at {
-                in_force = Some(pos);
+                lo = mid + 1;
             } else {
-                next = Some(pos);
-                break;
+                hi = mid;
             }
         }
+        // `lo` entries were integrated at or before `at`.
+        let in_force = lo.checked_sub(1);
+        let next = (lo < indices.len()).then_some(lo);
         let mut events = Vec::new();
         let mut in_force_event = None;
         if let Some(p) = in_force {
