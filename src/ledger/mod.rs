@@ -115,7 +115,11 @@ struct State {
 /// An open ledger.
 pub struct Ledger {
     dir: PathBuf,
-    store: Box<dyn Store>,
+    /// The store; replaced by a freshly opened one after a storage failure.
+    store: RwLock<Arc<dyn Store>>,
+    /// Set when a write failed: the next write reopens the store and rebuilds the state.
+    needs_recovery: std::sync::atomic::AtomicBool,
+    cache_bytes: u64,
     origin: String,
     key: SigningKey,
     public: VerifyingKey,
@@ -199,7 +203,7 @@ impl Ledger {
         b.put(Table::Meta, b"origin".to_vec(), origin.as_bytes().to_vec());
         b.put(Table::Meta, b"size".to_vec(), 0u64.to_le_bytes().to_vec());
         store.commit(b)?;
-        let ledger = Ledger::from_store(dir, store, key)?;
+        let ledger = Ledger::from_store(dir, store, key, DEFAULT_CACHE_BYTES)?;
         ledger.checkpoint()?;
         // The engine file marks the directory as a complete ledger: written last.
         write_durable(&dir.join("engine"), &format!("{engine}\n"))?;
@@ -219,7 +223,7 @@ impl Ledger {
             .map_err(|_| LedgerError::NotALedger(dir.display().to_string()))?;
         let key = keyfile::read(&dir.join("log.key"), false)?;
         let store = store::open(engine.trim(), &dir.join("db"), cache_bytes)?;
-        Self::from_store(dir, store, key)
+        Self::from_store(dir, store, key, cache_bytes)
     }
 
     /// Rebuilds the in-memory state from `store` and checks it against the latest checkpoint.
@@ -227,7 +231,29 @@ impl Ledger {
         dir: &Path,
         store: Box<dyn Store>,
         key: SigningKey,
+        cache_bytes: u64,
     ) -> Result<Ledger, LedgerError> {
+        let public = key.verifying_key();
+        let (origin, state, latest) = Self::load(store.as_ref(), &public)?;
+        Ok(Ledger {
+            dir: dir.to_path_buf(),
+            store: RwLock::new(Arc::from(store)),
+            needs_recovery: std::sync::atomic::AtomicBool::new(false),
+            cache_bytes,
+            origin,
+            key,
+            public,
+            state: Mutex::new(state),
+            latest: RwLock::new(Arc::new(latest)),
+        })
+    }
+
+    /// Reads the origin, rebuilds the frontier, map and clock from `store`, and checks them
+    /// against the latest checkpoint.
+    fn load(
+        store: &dyn Store,
+        public: &VerifyingKey,
+    ) -> Result<(String, State, Snapshot), LedgerError> {
         let origin = store
             .get(Table::Meta, b"origin")?
             .and_then(|v| String::from_utf8(v).ok())
@@ -236,7 +262,6 @@ impl Ledger {
             .get(Table::Meta, b"size")?
             .and_then(|v| u64_le(&v))
             .ok_or_else(|| LedgerError::Corrupt("no tree size recorded".into()))?;
-        let public = key.verifying_key();
 
         // The latest checkpoint, verified under our own key.
         let mut last_cp: Option<(u64, SignedCheckpoint)> = None;
@@ -248,12 +273,12 @@ impl Ledger {
             );
             let text = String::from_utf8(v)
                 .map_err(|_| LedgerError::Corrupt(format!("checkpoint {n} is not UTF-8")))?;
-            let cp = note::open(&text, &public)
+            let cp = note::open(&text, public)
                 .map_err(|e| LedgerError::Corrupt(format!("checkpoint {n}: {e}")))?;
             last_cp = Some((n, cp));
         }
 
-        let frontier = Frontier::load(&StoreNodes(store.as_ref()), TreeSize(size))?;
+        let frontier = Frontier::load(&StoreNodes(store), TreeSize(size))?;
         let mut map = StateMap::new();
         let mut cp_map_root = None;
         let mut last_time = 0;
@@ -312,11 +337,7 @@ impl Ledger {
                         cp.size
                     )));
                 }
-                let root = tlog::tree_hash(
-                    &Blake3Hasher,
-                    &StoreNodes(store.as_ref()),
-                    TreeSize(cp.size),
-                )?;
+                let root = tlog::tree_hash(&Blake3Hasher, &StoreNodes(store), TreeSize(cp.size))?;
                 if root != cp.root {
                     return Err(LedgerError::Corrupt(format!(
                         "stored log root at size {} does not match the latest checkpoint",
@@ -333,14 +354,14 @@ impl Ledger {
                 let snap = if cp.size == size {
                     map.clone()
                 } else {
-                    map_at(store.as_ref(), cp.size)?
+                    map_at(store, cp.size)?
                 };
                 (n + 1, cp.time, snap)
             }
             None => (0, 0, StateMap::new()),
         };
         if frontier.root(&Blake3Hasher)
-            != tlog::tree_hash(&Blake3Hasher, &StoreNodes(store.as_ref()), TreeSize(size))?
+            != tlog::tree_hash(&Blake3Hasher, &StoreNodes(store), TreeSize(size))?
         {
             return Err(LedgerError::Corrupt(
                 "frontier does not match stored nodes".into(),
@@ -358,21 +379,17 @@ impl Ledger {
             checkpoint: last_cp.map(|(_, c)| c).unwrap_or(placeholder),
             map: snapshot_map,
         };
-        Ok(Ledger {
-            dir: dir.to_path_buf(),
-            store,
+        Ok((
             origin,
-            key,
-            public,
-            state: Mutex::new(State {
+            State {
                 frontier,
                 map,
                 last_time: last_time.max(last_cp_time),
                 last_cp_time,
                 cp_count,
-            }),
-            latest: RwLock::new(Arc::new(latest)),
-        })
+            },
+            latest,
+        ))
     }
 
     pub fn origin(&self) -> &str {
@@ -384,8 +401,9 @@ impl Ledger {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-    pub fn store(&self) -> &dyn Store {
-        self.store.as_ref()
+    /// The current store.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.read().expect("store").clone()
     }
 
     /// Number of entries.
@@ -400,7 +418,7 @@ impl Ledger {
 
     /// The current head of a state key.
     pub fn head(&self, key: &Hash) -> Result<Option<Head>, LedgerError> {
-        match self.store.last_with_prefix(Table::KeyIndex, key)? {
+        match self.store().last_with_prefix(Table::KeyIndex, key)? {
             None => Ok(None),
             Some((k, v)) => decode_key_index(&k, &v)
                 .map(Some)
@@ -411,7 +429,7 @@ impl Ledger {
     /// The event of `key` with `seq`, if logged.
     pub fn event_at_seq(&self, key: &Hash, seq: u64) -> Result<Option<Head>, LedgerError> {
         let k = key_index_key(key, seq);
-        match self.store.get(Table::KeyIndex, &k)? {
+        match self.store().get(Table::KeyIndex, &k)? {
             None => Ok(None),
             Some(v) => decode_key_index(&k, &v).map(Some).ok_or_else(|| {
                 LedgerError::Corrupt(format!("key index of {} is damaged", to_hex(key)))
@@ -421,7 +439,7 @@ impl Ledger {
 
     /// The entry at `index`.
     pub fn entry(&self, index: u64) -> Result<Option<Entry>, LedgerError> {
-        match self.store.get(Table::Entry, &be(index))? {
+        match self.store().get(Table::Entry, &be(index))? {
             None => Ok(None),
             Some(v) => Entry::decode(&v)
                 .map(Some)
@@ -431,7 +449,7 @@ impl Ledger {
 
     /// The opening of `index`, if it was not erased.
     pub fn opening(&self, index: u64) -> Result<Option<Opening>, LedgerError> {
-        match self.store.get(Table::Opening, &be(index))? {
+        match self.store().get(Table::Opening, &be(index))? {
             None => Ok(None),
             Some(v) => Opening::decode(&v)
                 .map(Some)
@@ -441,7 +459,7 @@ impl Ledger {
 
     /// Every stored checkpoint note, oldest first.
     pub fn checkpoints(&self) -> Result<Vec<String>, LedgerError> {
-        self.store
+        self.store()
             .scan(Table::Checkpoint, &[], None)
             .map(|r| {
                 let (_, v) = r?;
@@ -449,6 +467,38 @@ impl Ledger {
                     .map_err(|_| LedgerError::Corrupt("checkpoint is not UTF-8".into()))
             })
             .collect()
+    }
+
+    /// Commits a batch durably; on failure marks the store for recovery before the next write.
+    fn commit(&self, batch: WriteBatch) -> Result<(), LedgerError> {
+        self.store().commit(batch).map_err(|e| {
+            self.needs_recovery
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            LedgerError::from(e)
+        })
+    }
+
+    /// After a failed write (a full disk, a read-only directory): reopens the store, which
+    /// some engines require (sled keeps an I/O error set until reopened), and rebuilds the
+    /// in-memory state from what is durable. The caller holds the state lock. Nothing
+    /// acknowledged is lost: acknowledged data was durable before its receipt was made.
+    fn recover(&self, st: &mut State) -> Result<(), LedgerError> {
+        use std::sync::atomic::Ordering;
+        if !self.needs_recovery.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let engine = fs::read_to_string(self.dir.join("engine"))
+            .map_err(|e| io_err("cannot read", &self.dir.join("engine"), e))?;
+        // Let go of the old handle first so the engine's file lock can be taken again.
+        *self.store.write().expect("store") = Arc::new(store::Closed);
+        let fresh = store::open(engine.trim(), &self.dir.join("db"), self.cache_bytes)?;
+        let (_, state, latest) = Self::load(fresh.as_ref(), &self.public)?;
+        *st = state;
+        *self.latest.write().expect("latest") = Arc::new(latest);
+        *self.store.write().expect("store") = Arc::from(fresh);
+        self.needs_recovery.store(false, Ordering::SeqCst);
+        tracing::info!("storage reopened after a failed write");
+        Ok(())
     }
 
     fn receipt(&self, index: u64, e: &Entry) -> Receipt {
@@ -499,6 +549,7 @@ impl Ledger {
             Repeat(usize),
         }
         let mut st = self.state.lock().expect("state");
+        self.recover(&mut st)?;
         let now = clock::after(st.last_cp_time).max(st.last_time);
         let base = st.frontier.size().0;
         let mut frontier = st.frontier.clone();
@@ -577,7 +628,7 @@ impl Ledger {
         if !accepted.is_empty() {
             let size = base + accepted.len() as u64;
             batch.put(Table::Meta, b"size".to_vec(), size.to_le_bytes().to_vec());
-            self.store.commit(batch)?;
+            self.commit(batch)?;
             let updates: Vec<(Hash, MapValue)> = accepted
                 .iter()
                 .enumerate()
@@ -625,6 +676,7 @@ impl Ledger {
     /// in-memory state this reads.
     pub fn checkpoint(&self) -> Result<SignedCheckpoint, LedgerError> {
         let mut st = self.state.lock().expect("state");
+        self.recover(&mut st)?;
         let time = clock::now_ms().max(st.last_time).max(st.last_cp_time);
         let size = st.frontier.size().0;
         let body = Checkpoint {
@@ -641,7 +693,7 @@ impl Ledger {
             be(st.cp_count).to_vec(),
             text.clone().into_bytes(),
         );
-        self.store.commit(b)?;
+        self.commit(b)?;
         st.cp_count += 1;
         st.last_cp_time = time;
         st.last_time = time;

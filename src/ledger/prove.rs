@@ -52,7 +52,7 @@ impl Ledger {
         }
         Ok(tlog::tree_hash(
             &Blake3Hasher,
-            &StoreNodes(self.store()),
+            &StoreNodes(&*self.store()),
             TreeSize(size),
         )?)
     }
@@ -70,7 +70,8 @@ impl Ledger {
                 self.size()
             )));
         }
-        let nodes = StoreNodes(self.store());
+        let store = self.store();
+        let nodes = StoreNodes(&*store);
         let path = tlog::prove_inclusion(&Blake3Hasher, &nodes, LeafIndex(index), TreeSize(size))
             .map_err(|e| LedgerError::Invalid(e.to_string()))?;
         let leaf = self
@@ -99,7 +100,8 @@ impl Ledger {
                 self.size()
             )));
         }
-        let nodes = StoreNodes(self.store());
+        let store = self.store();
+        let nodes = StoreNodes(&*store);
         let path = tlog::prove_consistency(&Blake3Hasher, &nodes, TreeSize(old), TreeSize(new))
             .map_err(|e| LedgerError::Invalid(e.to_string()))?;
         Ok(ConsistencyProof {
@@ -114,7 +116,7 @@ impl Ledger {
     /// Indices of the entries of `key` below `size`, in log order.
     fn key_indices(&self, key: &Hash, size: u64) -> Result<Vec<u64>, LedgerError> {
         let mut out = Vec::new();
-        for r in scan_prefix(self.store(), Table::KeyIndex, key) {
+        for r in scan_prefix(&*self.store(), Table::KeyIndex, key) {
             let (_, v) = r?;
             let i = u64::from_le_bytes(
                 v.get(..8)
@@ -145,7 +147,7 @@ impl Ledger {
         })?;
         let path = tlog::prove_inclusion(
             &Blake3Hasher,
-            &StoreNodes(self.store()),
+            &StoreNodes(&*self.store()),
             LeafIndex(index),
             TreeSize(cp.size),
         )
@@ -290,7 +292,7 @@ impl Ledger {
     pub fn history_in(&self, snap: &Snapshot, subject: &[u8; 32]) -> Result<History, LedgerError> {
         let cp = &snap.checkpoint;
         let mut chains = Vec::new();
-        for r in scan_prefix(self.store(), Table::SubjectIndex, subject) {
+        for r in scan_prefix(&*self.store(), Table::SubjectIndex, subject) {
             let (k, _) = r?;
             let key: Hash = k[32..]
                 .try_into()
@@ -340,7 +342,7 @@ impl Ledger {
         if start >= end {
             return Ok(Vec::new());
         }
-        super::raw::read_range(self.store(), start, end, openings)
+        super::raw::read_range(&*self.store(), start, end, openings)
     }
 
     /// Stored checkpoint notes numbered `from..to` (clamped), oldest first, with numbers.

@@ -150,10 +150,13 @@ async fn run(ledger: Arc<Ledger>, cfg: ServeConfig, auth: Auth) -> Result<(), St
         metrics,
         covered,
     }));
-    println!("data directory: {}", cfg.dir.display());
-    println!("origin: {}", ledger.origin());
-    println!("log public key: {}", to_hex(ledger.public_key().as_bytes()));
-    println!("listening on http://{addr}");
+    say(&format!("data directory: {}", cfg.dir.display()));
+    say(&format!("origin: {}", ledger.origin()));
+    say(&format!(
+        "log public key: {}",
+        to_hex(ledger.public_key().as_bytes())
+    ));
+    say(&format!("listening on http://{addr}"));
     tracing::info!(%addr, size = ledger.size(), "serving");
     let app = router(state.clone(), &cfg);
     let served = axum::serve(listener, app)
@@ -163,8 +166,19 @@ async fn run(ledger: Arc<Ledger>, cfg: ServeConfig, auth: Auth) -> Result<(), St
     state.seq.close();
     heartbeat.stop();
     let cp = ledger.checkpoint().map_err(|e| e.to_string())?;
-    println!("stopped: final checkpoint covers {} entries", cp.size);
+    say(&format!(
+        "stopped: final checkpoint covers {} entries",
+        cp.size
+    ));
     served.map_err(|e| format!("server error: {e}"))
+}
+
+/// Prints a status line; a closed standard output (a supervisor that stopped reading) is not a
+/// reason to fail.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 async fn shutdown_signal() {

@@ -139,3 +139,33 @@ pub fn open(engine: &str, dir: &Path, cache_bytes: u64) -> Result<Box<dyn Store>
         ))),
     }
 }
+
+/// A store that refuses everything: stands in while a failed store is being reopened.
+pub struct Closed;
+
+impl Store for Closed {
+    fn get(&self, _: Table, _: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Err(StoreError::Engine("storage is being reopened".into()))
+    }
+    fn scan<'a>(&'a self, _: Table, _: &[u8], _: Option<&[u8]>) -> ScanIter<'a> {
+        Box::new(std::iter::once(Err(StoreError::Engine(
+            "storage is being reopened".into(),
+        ))))
+    }
+    fn last_with_prefix(
+        &self,
+        _: Table,
+        _: &[u8],
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+        Err(StoreError::Engine("storage is being reopened".into()))
+    }
+    fn commit(&self, _: WriteBatch) -> Result<(), StoreError> {
+        Err(StoreError::Engine("storage is being reopened".into()))
+    }
+    fn engine(&self) -> &'static str {
+        "closed"
+    }
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+}
