@@ -6,7 +6,7 @@
 #
 # or the same through the environment: SCALE_EVENTS (default 200000), PROOF_LEDGER (1000000),
 # HTTP_EVENTS (50000), RUNS (3), HTTP_THREADS (64), WORKDIR (target/bench-work), KEEP=1,
-# NO_BUILD=1. Each measurement prints one line with the median over RUNS and the runs.
+# NO_BUILD=1, BACKEND (sled or redb). Each measurement prints one line with the median over RUNS and the runs.
 #
 #  (a) append: `loadgen` SCALE_EVENTS events (SCALE_EVENTS/20 people), `init`, then the whole
 #      `append` process timed -> events/s (a fresh ledger every run)
@@ -27,6 +27,7 @@ SCALE_EVENTS=${SCALE_EVENTS:-200000}
 PROOF_LEDGER=${PROOF_LEDGER:-1000000}
 HTTP_EVENTS=${HTTP_EVENTS:-50000}
 RUNS=${RUNS:-3}
+BACKEND=${BACKEND:-sled}
 HTTP_THREADS=${HTTP_THREADS:-64}
 KEEP=${KEEP:-0}
 NO_BUILD=${NO_BUILD:-0}
@@ -179,7 +180,7 @@ log "loadgen $SCALE_EVENTS events"
 rates=() rss=()
 for r in $(seq "$RUNS"); do
     D=$WORKDIR/scale-$r
-    "$BIN" init --dir "$D" --origin "$ORIGIN" >/dev/null 2>&1
+    "$BIN" init --dir "$D" --origin "$ORIGIN" --backend "$BACKEND" >/dev/null 2>&1
     log "append run $r"
     timed "$BIN" append --dir "$D" "$EV" >/dev/null 2>"$ERR"
     rates+=("$(div "$SCALE_EVENTS" "$SECS")") rss+=("$(mib "$RSS_KB")")
@@ -265,7 +266,7 @@ rates=() p50s=() p99s=() rss=()
 for r in $(seq "$RUNS"); do
     D=$WORKDIR/http-$r
     log "HTTP run $r: serve on 127.0.0.1:$PORT, $HTTP_THREADS connections"
-    RUST_LOG=warn "$BIN" serve --dir "$D" --listen "127.0.0.1:$PORT" --origin "$ORIGIN" \
+    RUST_LOG=warn "$BIN" serve --dir "$D" --listen "127.0.0.1:$PORT" --origin "$ORIGIN" --backend "$BACKEND" \
         >"$WORKDIR/serve-$r.log" 2>&1 &
     pid=$!
     SERVER_PIDS+=("$pid")
@@ -288,7 +289,7 @@ D=$WORKDIR/proof-ledger
 log "loadgen $PROOF_LEDGER events, init, append (once)"
 "$BIN" loadgen --events "$PROOF_LEDGER" --users $((PROOF_LEDGER / 20 > 0 ? PROOF_LEDGER / 20 : 1)) \
     --log "$ORIGIN" --out "$EV" 2>/dev/null
-"$BIN" init --dir "$D" --origin "$ORIGIN" >/dev/null 2>&1
+"$BIN" init --dir "$D" --origin "$ORIGIN" --backend "$BACKEND" >/dev/null 2>&1
 timed "$BIN" append --dir "$D" "$EV" >/dev/null 2>"$ERR"
 result "    append CLI, $PROOF_LEDGER events (1 run)" "$(div "$PROOF_LEDGER" "$SECS")" events/s
 result "(g) peak RSS of append, $PROOF_LEDGER events" "$(mib "$RSS_KB")" MiB
