@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{fail, CmdResult};
 use crate::core::audit::Auditor;
-use crate::core::event::{state_key, ConsentEvent, SignedEvent, EVENT_VERSION};
+use crate::core::event::{state_key, ConsentEvent, SignedEvent};
 use crate::core::hash::to_hex;
 use crate::core::history;
 use crate::core::proof::{self, Question};
@@ -24,19 +24,15 @@ fn decide(
     let head = l
         .head(&state_key(&subject, CONTROLLER, PURPOSE))
         .map_err(fail)?;
-    let ev: SignedEvent = ConsentEvent {
-        version: EVENT_VERSION,
-        log: l.origin().into(),
+    let ev: SignedEvent = ConsentEvent::next(
+        l.origin(),
         subject,
-        controller: CONTROLLER.into(),
-        purpose: PURPOSE.into(),
-        decision: opt_in as u8,
-        seq: head.map_or(0, |h| h.seq + 1),
-        prev: head.map(|h| h.event_hash),
-        issued_at: clock::now_ms(),
-        expires_at: None,
-        notice: None,
-    }
+        (CONTROLLER, PURPOSE),
+        opt_in,
+        head.map(|h| (h.seq, h.event_hash)),
+        clock::now_ms(),
+        None,
+    )
     .sign(key);
     match l.append(vec![Ok(ev)]).map_err(fail)?.remove(0) {
         Outcome::Accepted(r) | Outcome::Duplicate(r) => Ok(r),

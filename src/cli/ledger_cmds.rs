@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::{fail, print_json, CmdResult, Failure, Triple};
 use crate::core::entry::Entry;
-use crate::core::event::{ConsentEvent, EventJson, EVENT_VERSION};
+use crate::core::event::{ConsentEvent, EventJson};
 use crate::core::export::{Header, Writer};
 use crate::core::hash::to_hex;
 use crate::keyfile;
@@ -71,19 +71,15 @@ pub fn decide(a: DecideArgs, opt_in: bool) -> CmdResult {
     let state_key =
         crate::core::event::state_key(&subject, &a.triple.controller, &a.triple.purpose);
     let head = l.head(&state_key).map_err(fail)?;
-    let ev = ConsentEvent {
-        version: EVENT_VERSION,
-        log: l.origin().to_string(),
+    let ev = ConsentEvent::next(
+        l.origin(),
         subject,
-        controller: a.triple.controller,
-        purpose: a.triple.purpose,
-        decision: opt_in as u8,
-        seq: head.map_or(0, |h| h.seq + 1),
-        prev: head.map(|h| h.event_hash),
-        issued_at: clock::now_ms(),
-        expires_at: a.expires_at,
-        notice: None,
-    }
+        (&a.triple.controller, &a.triple.purpose),
+        opt_in,
+        head.map(|h| (h.seq, h.event_hash)),
+        clock::now_ms(),
+        a.expires_at,
+    )
     .sign(&key);
     let out = l.append(vec![Ok(ev)]).map_err(fail)?;
     if print_outcome(&out[0]) {

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::{fail, parse_subject, CmdResult, Failure, Triple};
 use crate::client::Client;
-use crate::core::event::{ConsentEvent, EventJson, EVENT_VERSION};
+use crate::core::event::{ConsentEvent, EventJson};
 use crate::core::hash::{from_hex_array, to_hex};
 use crate::core::proof::ConsentProof;
 use crate::core::request::sign_request;
@@ -43,26 +43,22 @@ pub fn decide(
     let auth = sign_request(key, "GET", &path, clock::now_ms());
     let head: Value = serde_json::from_str(&c.get(&path, Some(&auth)).map_err(fail)?)
         .map_err(|e| fail(format!("bad heads answer: {e}")))?;
-    let (seq, prev) = match (head["seq"].as_u64(), head["event_hash"].as_str()) {
-        (Some(s), Some(h)) => (
-            s + 1,
-            Some(from_hex_array::<32>(h).map_err(|e| fail(format!("bad event_hash: {e}")))?),
-        ),
-        _ => (0, None),
+    let head = match (head["seq"].as_u64(), head["event_hash"].as_str()) {
+        (Some(s), Some(h)) => Some((
+            s,
+            from_hex_array::<32>(h).map_err(|e| fail(format!("bad event_hash: {e}")))?,
+        )),
+        _ => None,
     };
-    let ev = ConsentEvent {
-        version: EVENT_VERSION,
-        log,
+    let ev = ConsentEvent::next(
+        &log,
         subject,
-        controller: t.controller.clone(),
-        purpose: t.purpose.clone(),
-        decision: opt_in as u8,
-        seq,
-        prev,
-        issued_at: clock::now_ms(),
+        (&t.controller, &t.purpose),
+        opt_in,
+        head,
+        clock::now_ms(),
         expires_at,
-        notice: None,
-    }
+    )
     .sign(key);
     let body = serde_json::to_string(&EventJson::from(&ev)).expect("json");
     let receipt = c.post("/v1/events", &body).map_err(fail)?;

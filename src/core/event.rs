@@ -53,6 +53,32 @@ pub struct ConsentEvent {
 }
 
 impl ConsentEvent {
+    /// The event that continues a (subject, controller, purpose) chain: seq 0 and no prev for
+    /// the first, else seq + 1 and prev = the event hash of `head` (its seq and event hash).
+    pub fn next(
+        log: &str,
+        subject: [u8; 32],
+        (controller, purpose): (&str, &str),
+        opt_in: bool,
+        head: Option<(u64, Hash)>,
+        issued_at: u64,
+        expires_at: Option<u64>,
+    ) -> ConsentEvent {
+        ConsentEvent {
+            version: EVENT_VERSION,
+            log: log.to_string(),
+            subject,
+            controller: controller.to_string(),
+            purpose: purpose.to_string(),
+            decision: opt_in as u8,
+            seq: head.map_or(0, |(seq, _)| seq + 1),
+            prev: head.map(|(_, h)| h),
+            issued_at,
+            expires_at,
+            notice: None,
+        }
+    }
+
     /// The decision, if the byte is a known one.
     pub fn decision(&self) -> Option<Decision> {
         match self.decision {
