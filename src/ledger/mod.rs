@@ -192,6 +192,19 @@ impl Ledger {
             return Err(LedgerError::Exists(dir.display().to_string()));
         }
         fs::create_dir_all(dir).map_err(|e| io_err("cannot create", dir, e))?;
+        // No `engine` marker: any files here are the leftovers of an init that was
+        // interrupted (the marker is written last). Nothing was served or acknowledged from
+        // them, so start over.
+        for name in ["log.key", "log.pub"] {
+            let p = dir.join(name);
+            if p.exists() {
+                fs::remove_file(&p).map_err(|e| io_err("cannot remove", &p, e))?;
+            }
+        }
+        let db = dir.join("db");
+        if db.exists() {
+            fs::remove_dir_all(&db).map_err(|e| io_err("cannot remove", &db, e))?;
+        }
         let key = keyfile::generate();
         keyfile::write(&dir.join("log.key"), &key)?;
         write_durable(

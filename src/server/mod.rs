@@ -130,6 +130,7 @@ pub fn serve(cfg: ServeConfig, auth: Auth) -> Result<(), String> {
 }
 
 async fn run(ledger: Arc<Ledger>, cfg: ServeConfig, auth: Auth) -> Result<(), String> {
+    let signals = Signals::install()?;
     let cp = ledger.checkpoint().map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -160,7 +161,7 @@ async fn run(ledger: Arc<Ledger>, cfg: ServeConfig, auth: Auth) -> Result<(), St
     tracing::info!(%addr, size = ledger.size(), "serving");
     let app = router(state.clone(), &cfg);
     let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown_signal(signals))
         .await;
     // No new requests: finish every queued append, then a final checkpoint.
     state.seq.close();
@@ -181,24 +182,41 @@ fn say(line: &str) {
     let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Signal handlers, installed before the server says it is listening, so a SIGTERM that
+/// arrives right after start-up is a graceful stop and not the default instant death.
+struct Signals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, String> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let e = |e: std::io::Error| format!("cannot install signal handlers: {e}");
+            Ok(Signals {
+                term: signal(SignalKind::terminate()).map_err(e)?,
+                int: signal(SignalKind::interrupt()).map_err(e)?,
+            })
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+}
+
+async fn shutdown_signal(mut s: Signals) {
+    #[cfg(unix)]
     tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        _ = s.term.recv() => {},
+        _ = s.int.recv() => {},
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = &mut s;
+        let _ = tokio::signal::ctrl_c().await;
     }
     tracing::info!("shutting down");
 }
