@@ -577,9 +577,9 @@ fn check_after_restart(
         check_consistency_http(agent, base, pick, &newest);
     }
     for (n, text) in listed {
-        if !notes.listed.contains_key(&text) {
-            let c = open_note(&text, key);
-            notes.listed.insert(text, (n, c));
+        if let std::collections::btree_map::Entry::Vacant(v) = notes.listed.entry(text) {
+            let c = open_note(v.key(), key);
+            v.insert((n, c));
         }
     }
     notes.latest.insert(newest.note.clone(), newest);
