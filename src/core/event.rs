@@ -285,14 +285,22 @@ impl From<&SignedEvent> for EventJson {
 }
 
 impl EventJson {
-    /// Converts to the binary form; refuses an unknown decision spelling.
+    /// Converts to the binary form; refuses an unknown decision spelling and an event whose
+    /// binary form would exceed the decoder's limit (so every accepted line round-trips).
     pub fn to_signed(&self) -> Result<SignedEvent, Reject> {
+        let text_len = self.log.len() + self.controller.len() + self.purpose.len();
+        if text_len > codec::MAX_ENCODED {
+            return Err(Reject::Malformed(format!(
+                "event is larger than {} bytes",
+                codec::MAX_ENCODED
+            )));
+        }
         let decision = match self.decision.as_str() {
             "opt-in" => 1,
             "opt-out" => 0,
             other => return Err(Reject::DecisionName(other.to_string())),
         };
-        Ok(SignedEvent::from_parts(
+        let ev = SignedEvent::from_parts(
             ConsentEvent {
                 version: self.version,
                 log: self.log.clone(),
@@ -307,7 +315,14 @@ impl EventJson {
                 notice: self.notice,
             },
             self.signature,
-        ))
+        );
+        if ev.as_bytes().len() - SIGNATURE_LEN > codec::MAX_ENCODED {
+            return Err(Reject::Malformed(format!(
+                "event is larger than {} bytes",
+                codec::MAX_ENCODED
+            )));
+        }
+        Ok(ev)
     }
 
     /// Parses one JSON line strictly.
@@ -315,4 +330,28 @@ impl EventJson {
         let j: EventJson = super::hash::json_object(line).map_err(Reject::Malformed)?;
         j.to_signed()
     }
+}
+
+/// Parses the body of a batch: a JSON array of event objects, or NDJSON lines. Each element is
+/// parsed from its own text exactly like an NDJSON line, so a repeated field is refused either
+/// way. Fails as a whole only when the body is not a JSON array (or not text).
+pub fn parse_batch(text: &str) -> Result<Vec<Result<SignedEvent, Reject>>, String> {
+    if !text.trim_start().starts_with('[') {
+        return Ok(text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(EventJson::parse)
+            .collect());
+    }
+    let items: Vec<Box<serde_json::value::RawValue>> =
+        serde_json::from_str(text).map_err(|e| format!("body is not a JSON array: {e}"))?;
+    Ok(items
+        .iter()
+        .map(|raw| {
+            if !raw.get().trim_start().starts_with('{') {
+                return Err(Reject::Malformed("expected a JSON object".into()));
+            }
+            EventJson::parse(raw.get())
+        })
+        .collect())
 }

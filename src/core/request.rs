@@ -63,19 +63,31 @@ pub fn check_request(
         let (k, v) = part
             .split_once('=')
             .ok_or_else(|| bad("expected key=value"))?;
-        match k.trim() {
+        let once = |taken: bool| {
+            if taken {
+                Err(bad(&format!("parameter {k:?} is given twice")))
+            } else {
+                Ok(())
+            }
+        };
+        match k {
             "subject" => {
-                subject = Some(from_hex_array::<32>(v.trim()).map_err(|e| bad(&e.to_string()))?)
+                once(subject.is_some())?;
+                subject = Some(from_hex_array::<32>(v).map_err(|e| bad(&e.to_string()))?)
             }
             "time" => {
-                time = Some(
-                    v.trim()
-                        .parse::<u64>()
-                        .map_err(|_| bad("time is not a number"))?,
-                )
+                once(time.is_some())?;
+                let canonical = !v.is_empty()
+                    && v.bytes().all(|b| b.is_ascii_digit())
+                    && (v == "0" || !v.starts_with('0'));
+                if !canonical {
+                    return Err(bad("time is not a decimal number"));
+                }
+                time = Some(v.parse::<u64>().map_err(|_| bad("time is out of range"))?)
             }
             "signature" => {
-                sig = Some(from_hex_array::<64>(v.trim()).map_err(|e| bad(&e.to_string()))?)
+                once(sig.is_some())?;
+                sig = Some(from_hex_array::<64>(v).map_err(|e| bad(&e.to_string()))?)
             }
             other => return Err(bad(&format!("unknown parameter {other:?}"))),
         }

@@ -225,30 +225,10 @@ pub async fn post_batch(
     let started = Instant::now();
     let body = body.map_err(body_error)?;
     let text = body_text(&body)?;
-    let events: Vec<Result<SignedEvent, Reject>> = if text.trim_start().starts_with('[') {
-        let items: Vec<Value> = serde_json::from_str(text)
-            .map_err(|e| ApiError::bad_request(format!("body is not a JSON array: {e}")))?;
-        if items.len() > MAX_BATCH {
-            return Err(too_many(items.len()));
-        }
-        items
-            .into_iter()
-            .map(|v| {
-                if !v.is_object() {
-                    return Err(Reject::Malformed("expected a JSON object".into()));
-                }
-                serde_json::from_value::<EventJson>(v)
-                    .map_err(|e| Reject::Malformed(e.to_string()))
-                    .and_then(|j| j.to_signed())
-            })
-            .collect()
-    } else {
-        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-        if lines.len() > MAX_BATCH {
-            return Err(too_many(lines.len()));
-        }
-        lines.into_iter().map(EventJson::parse).collect()
-    };
+    let events = crate::core::event::parse_batch(text).map_err(ApiError::bad_request)?;
+    if events.len() > MAX_BATCH {
+        return Err(too_many(events.len()));
+    }
     if events.is_empty() {
         return Err(ApiError::bad_request("the batch holds no events"));
     }

@@ -1,0 +1,563 @@
+//! Bounded property-based versions of the cargo-fuzz targets in fuzz/ (see fuzz/README.md):
+//! random bytes and text, and mutations of valid events, entries, notes, proofs, histories,
+//! exports and request headers built from a real ledger in this test. The properties are those
+//! of the fuzz targets (tests/support_fuzz/mod.rs): no panic; strict decoders accept only what
+//! re-encodes identically; a mutated proof verifies with the original state or not at all; a
+//! mutated history or note shows the original data or fails.
+//!
+//! Case counts are small so the file runs in a few seconds in release; the fuzz targets run
+//! the same checks for as long as one likes.
+
+mod support_fuzz;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use consentlog::core::event::{state_key, ConsentEvent, EventJson, SignedEvent, EVENT_VERSION};
+use consentlog::core::export::{Header, Writer};
+use consentlog::core::hash::to_hex;
+use consentlog::core::proof::State;
+use consentlog::core::request::sign_request;
+use consentlog::ledger::{clock, Ledger, LedgerError, Outcome};
+use ed25519_dalek::SigningKey;
+use proptest::prelude::*;
+use support_fuzz::*;
+
+const ORIGIN: &str = "fuzz.example/log";
+
+fn sleep_ms(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+fn is_lock_error(e: &LedgerError) -> bool {
+    e.to_string().contains("could not acquire lock")
+}
+
+/// `Ledger::init`, finishing by hand when sled still holds the lock of the store init just
+/// closed (as tests/support_proofs does).
+fn init_ledger(path: &Path) -> Ledger {
+    match Ledger::init(path, ORIGIN, consentlog::ledger::default_engine()) {
+        Ok(l) => l,
+        Err(e) if is_lock_error(&e) => {
+            let l = (0..200)
+                .find_map(|_| match Ledger::open(path) {
+                    Ok(l) => Some(l),
+                    Err(e) if is_lock_error(&e) => {
+                        sleep_ms(5);
+                        None
+                    }
+                    Err(e) => panic!("open ledger: {e}"),
+                })
+                .expect("sled lock released");
+            if l.checkpoints().expect("checkpoints").is_empty() {
+                l.checkpoint().expect("first checkpoint");
+            }
+            l
+        }
+        Err(e) => panic!("init ledger: {e}"),
+    }
+}
+
+/// Appends the next event of (key, controller, purpose); returns it and its integrated_at.
+fn append(
+    l: &Ledger,
+    key: &SigningKey,
+    controller: &str,
+    purpose: &str,
+    opt_in: bool,
+    expires_in: Option<u64>,
+) -> (SignedEvent, u64) {
+    let subject = key.verifying_key().to_bytes();
+    let head = l
+        .head(&state_key(&subject, controller, purpose))
+        .expect("head");
+    let issued_at = clock::now_ms();
+    let ev = ConsentEvent {
+        version: EVENT_VERSION,
+        log: ORIGIN.into(),
+        subject,
+        controller: controller.into(),
+        purpose: purpose.into(),
+        decision: u8::from(opt_in),
+        seq: head.map_or(0, |h| h.seq + 1),
+        prev: head.map(|h| h.event_hash),
+        issued_at,
+        expires_at: expires_in.map(|d| issued_at + d),
+        notice: opt_in.then(|| *blake3::hash(b"notice").as_bytes()),
+    }
+    .sign(key);
+    let out = l.append(vec![Ok(ev.clone())]).expect("append");
+    let r = match &out[..] {
+        [Outcome::Accepted(r)] => *r,
+        other => panic!("not accepted: {other:?}"),
+    };
+    sleep_ms(3);
+    (ev, r.integrated_at)
+}
+
+/// Builds the fixture from a real ledger: two people, chains with every kind of state, some
+/// noise, three checkpoints, and an export with openings.
+fn build_fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let l = init_ledger(&dir.path().join("ledger"));
+    let alice = SigningKey::from_bytes(&[7; 32]);
+    let bob = SigningKey::from_bytes(&[9; 32]);
+    let (ai, tr) = ("example.com", "ai-training");
+    let (_, t0) = append(&l, &alice, ai, tr, true, None);
+    let (_, t1) = append(&l, &alice, ai, tr, false, None);
+    l.checkpoint().expect("checkpoint");
+    sleep_ms(3);
+    let (_, _t2) = append(&l, &alice, ai, tr, true, None);
+    append(&l, &alice, ai, "ads", true, Some(1));
+    append(&l, &alice, "other.org", "analytics", false, None);
+    append(&l, &bob, ai, tr, true, None);
+    for i in 0..4u8 {
+        let noise = SigningKey::from_bytes(&[100 + i; 32]);
+        append(&l, &noise, "noise.example", &format!("p-{i}"), true, None);
+    }
+    let cp = l.checkpoint().expect("checkpoint");
+    let snap = l.latest();
+    assert_eq!(snap.checkpoint.note, cp.note);
+    let now = cp.time;
+
+    let a = alice.verifying_key().to_bytes();
+    let b = bob.verifying_key().to_bytes();
+    type Case<'a> = (&'a str, [u8; 32], &'a str, &'a str, u64, State);
+    let cases: Vec<Case> = vec![
+        ("in_force_with_successor", a, ai, tr, t0, State::OptedIn),
+        ("opted_out_with_successor", a, ai, tr, t1, State::OptedOut),
+        ("opted_in_latest", a, ai, tr, now, State::OptedIn),
+        ("before_first", a, ai, tr, t0 - 1, State::NoRecord),
+        ("at_zero", a, ai, tr, 0, State::NoRecord),
+        ("expired", a, ai, "ads", now, State::Expired),
+        (
+            "opted_out_single",
+            a,
+            "other.org",
+            "analytics",
+            now,
+            State::OptedOut,
+        ),
+        ("absent", a, "nobody.example", "x", now, State::NoRecord),
+        ("other_subject", b, ai, tr, now, State::OptedIn),
+    ];
+    let proofs = cases
+        .into_iter()
+        .map(|(name, s, c, p, at, want)| {
+            let proof = l.prove_consent_in(&snap, &s, c, p, at).expect("prove");
+            assert_eq!(proof.state, want.as_str(), "fixture case {name}");
+            ProofCase {
+                name: name.into(),
+                proof,
+            }
+        })
+        .collect();
+    let history = l.history_in(&snap, &a).expect("history");
+
+    let (mut events, mut event_json, mut entries, mut openings) = (vec![], vec![], vec![], vec![]);
+    let mut items = vec![];
+    for i in 0..cp.size {
+        let e = l.entry(i).expect("entry").expect("entry");
+        let o = l.opening(i).expect("opening").expect("opening");
+        events.push(to_hex(o.event.as_bytes()));
+        event_json.push(serde_json::to_string(&EventJson::from(&o.event)).expect("json"));
+        entries.push(to_hex(&e.to_bytes()));
+        openings.push(to_hex(&o.to_bytes()));
+        items.push((e, o));
+    }
+    let notes = l.checkpoints().expect("checkpoints");
+    assert_eq!(notes.last(), Some(&cp.note));
+    let header = Header {
+        origin: ORIGIN.into(),
+        log_key: l.public_key().to_bytes(),
+        openings: true,
+        checkpoints: notes.clone(),
+        entries: cp.size,
+    };
+    let mut w = Writer::new(Vec::new(), &header).expect("export");
+    for (n, (e, o)) in items.iter().enumerate() {
+        // One erased opening, as after an erasure request.
+        w.entry(e, (n != 1).then_some(o)).expect("export");
+    }
+    let export = w.finish().expect("export");
+
+    let path = format!("/v1/subjects/{}/history", to_hex(&a));
+    let request = RequestCase {
+        header: sign_request(&alice, "GET", &path, now),
+        method: "GET".into(),
+        path,
+        now,
+        subject: to_hex(&a),
+    };
+    let log_key = to_hex(&l.public_key().to_bytes());
+    drop(l);
+    Fixture {
+        origin: ORIGIN.into(),
+        log_key,
+        notes,
+        events,
+        event_json,
+        entries,
+        openings,
+        proofs,
+        history,
+        export: to_hex(&export),
+        request,
+    }
+}
+
+/// The fixture of a ledger built in this run (the properties use it, so they test today's
+/// proof building as well as today's verification).
+fn fresh() -> &'static Loaded {
+    static L: OnceLock<Loaded> = OnceLock::new();
+    L.get_or_init(|| Loaded::from_fixture(build_fixture()))
+}
+
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
+}
+
+/// The stored fixture still verifies with today's code, and covers every state.
+#[test]
+fn stored_fixture_verifies() {
+    let l = Loaded::stored();
+    for s in [
+        State::OptedIn,
+        State::Expired,
+        State::OptedOut,
+        State::NoRecord,
+    ] {
+        assert!(l.proofs.iter().any(|(_, _, st)| *st == s), "no {s:?} case");
+    }
+    assert!(l.proofs.iter().any(|(_, p, _)| p.events.len() == 2));
+    assert!(l.proofs.iter().any(|(_, p, _)| p.events.is_empty()));
+    let x = read_export(&l.export).expect("export reads");
+    assert!(x.items.iter().any(|(_, o)| o.is_none()));
+    check_export_bytes(&l.export, Some(&x));
+}
+
+/// A fresh fixture verifies too (Loaded::from_fixture checks every part).
+#[test]
+fn fresh_fixture_verifies() {
+    let l = fresh();
+    assert_eq!(l.proofs.len(), l.fixture.proofs.len());
+}
+
+/// Writes fuzz/fixtures/ledger.json and the seed corpora under fuzz/seeds/. Run by hand after
+/// a format change: `CONSENTLOG_REGENERATE_FUZZ_FIXTURES=1 cargo test --release --test
+/// fuzz_props -- --ignored regenerate` (without the variable it does nothing, so that
+/// `--include-ignored` never rewrites the fixture by accident).
+#[test]
+#[ignore = "writes fuzz/fixtures and fuzz/seeds; run by hand after a format change"]
+fn regenerate_fuzz_fixtures() {
+    if std::env::var("CONSENTLOG_REGENERATE_FUZZ_FIXTURES").as_deref() != Ok("1") {
+        eprintln!("set CONSENTLOG_REGENERATE_FUZZ_FIXTURES=1 to rewrite fuzz/fixtures");
+        return;
+    }
+    let f = build_fixture();
+    let l = Loaded::from_fixture(f.clone());
+    let fixtures = fuzz_dir().join("fixtures");
+    std::fs::create_dir_all(&fixtures).expect("mkdir");
+    let text = serde_json::to_string_pretty(&f).expect("json") + "\n";
+    std::fs::write(fixtures.join("ledger.json"), text).expect("write fixture");
+
+    let seeds = fuzz_dir().join("seeds");
+    let write = |target: &str, name: &str, mode: Option<u8>, data: &[u8]| {
+        let d = seeds.join(target);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        let mut v = mode.map(|m| vec![m]).unwrap_or_default();
+        v.extend_from_slice(data);
+        std::fs::write(d.join(name), v).expect("write seed");
+    };
+    for (i, e) in l.events.iter().enumerate() {
+        write("event_decode", &format!("event-{i}"), Some(0), e);
+        write(
+            "event_decode",
+            &format!("json-{i}"),
+            Some(1),
+            f.event_json[i].as_bytes(),
+        );
+    }
+    for (i, e) in l.entries.iter().enumerate() {
+        write("entry_decode", &format!("entry-{i}"), None, e);
+        write(
+            "entry_decode",
+            &format!("opening-{i}"),
+            None,
+            &l.openings[i],
+        );
+    }
+    for (i, n) in l.notes.iter().enumerate() {
+        write("checkpoint", &format!("note-{i}"), Some(0), n.as_bytes());
+        let body = n.split_once("\n\n").expect("body").0.to_string() + "\n";
+        write("checkpoint", &format!("body-{i}"), Some(0), body.as_bytes());
+    }
+    for (name, p, _) in &l.proofs {
+        let j = serde_json::to_string(p).expect("json");
+        write("consent_proof", name, Some(0), j.as_bytes());
+    }
+    let j = serde_json::to_string(&l.history).expect("json");
+    write("history", "history", Some(0), j.as_bytes());
+    write("export", "export", Some(0), &l.export);
+    let ndjson = f.event_json.join("\n") + "\n";
+    write("http_bodies", "ndjson", Some(0), ndjson.as_bytes());
+    let array = format!("[{}]", f.event_json.join(","));
+    write("http_bodies", "array", Some(0), array.as_bytes());
+    let bulk = serde_json::to_string(&BulkRequest {
+        queries: l
+            .proofs
+            .iter()
+            .map(|(_, p, _)| BulkQuery {
+                subject: p.subject,
+                controller: p.controller.clone(),
+                purpose: p.purpose.clone(),
+                at: Some(p.at),
+            })
+            .collect(),
+    })
+    .expect("json");
+    write("http_bodies", "bulk", Some(0), bulk.as_bytes());
+    write(
+        "http_bodies",
+        "header",
+        Some(0),
+        f.request.header.as_bytes(),
+    );
+}
+
+fn cfg(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+/// Mutation choices: the bytes that drive the mutator.
+fn choices() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(any::<u8>(), 0..96)
+}
+
+proptest! {
+    #![proptest_config(cfg(1024))]
+
+    // event_decode: SignedEvent::decode + check_self, Opening::decode, on random bytes.
+    #[test]
+    fn event_decode_random_bytes(data in proptest::collection::vec(any::<u8>(), 0..400)) {
+        check_event_bytes(&data);
+    }
+
+    // event_decode: mutations of valid SignedEvents.
+    #[test]
+    fn event_decode_mutated_events(data in choices()) {
+        check_event_mutation(fresh(), &data);
+    }
+
+    // event_decode: EventJson::parse on random text.
+    #[test]
+    fn event_json_random_text(text in "\\PC{0,200}") {
+        check_event_json(&text, false);
+    }
+
+    // event_decode / http_bodies: mutations of valid JSON lines, through every body parser.
+    #[test]
+    fn event_json_mutated_lines(data in choices()) {
+        check_event_json_mutation(fresh(), &data, false);
+    }
+
+    // entry_decode: Entry::decode and Opening::decode, random bytes and mutations.
+    #[test]
+    fn entry_decode_random_bytes(data in proptest::collection::vec(any::<u8>(), 0..160)) {
+        check_entry_bytes(&data);
+    }
+
+    #[test]
+    fn entry_decode_mutated(data in choices()) {
+        let l = fresh();
+        let mut c = Choices::new(&data);
+        let mut b = if c.below(2) == 0 {
+            c.pick(&l.entries).cloned().unwrap_or_default()
+        } else {
+            c.pick(&l.openings).cloned().unwrap_or_default()
+        };
+        mutate_bytes(&mut c, &mut b, &l.pool);
+        check_entry_bytes(&b);
+    }
+
+    // checkpoint: note::open and parse_body on random text and on mutated valid notes.
+    #[test]
+    fn checkpoint_random_text(text in "\\PC{0,200}") {
+        check_note_text(&text, &fresh().key);
+    }
+
+    #[test]
+    fn checkpoint_mutated_notes(data in choices()) {
+        check_note_mutation(fresh(), &data);
+    }
+
+    // consent_proof: mutated valid proofs never verify with a different state.
+    #[test]
+    fn consent_proof_mutated(data in choices()) {
+        check_proof_mutation(fresh(), &data);
+    }
+
+    // consent_proof: byte mutations of a valid proof's JSON text.
+    #[test]
+    fn consent_proof_mutated_json(data in choices()) {
+        let l = fresh();
+        let mut c = Choices::new(&data);
+        let (_, p, _) = &l.proofs[c.below(l.proofs.len())];
+        let mut b = serde_json::to_vec(p).expect("json");
+        for _ in 0..1 + c.below(3) {
+            mutate_bytes(&mut c, &mut b, &l.pool);
+        }
+        check_proof_json(&String::from_utf8_lossy(&b), &l.key);
+    }
+
+    // history: mutated valid histories show the original chains or fail.
+    #[test]
+    fn history_mutated(data in choices()) {
+        check_history_mutation(fresh(), &data);
+    }
+
+    // export: random bytes after a valid magic, and structured mutations of a valid export.
+    #[test]
+    fn export_random_bytes(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let mut b = b"consentlog-export/v1\n".to_vec();
+        b.extend_from_slice(&data);
+        check_export_bytes(&b, None);
+        check_export_bytes(&data, None);
+    }
+
+    #[test]
+    fn export_mutated(data in choices()) {
+        check_export_mutation(fresh(), &data);
+    }
+
+    // http_bodies: random text through every body parser; mutated Authorization headers.
+    #[test]
+    fn http_bodies_random_text(text in "\\PC{0,200}") {
+        check_http_body(&text, false, Some(fresh()));
+    }
+
+    #[test]
+    fn http_headers_mutated(data in choices()) {
+        check_header_mutation(fresh(), &data);
+    }
+}
+
+proptest! {
+    #![proptest_config(cfg(256))]
+
+    // Larger, structured JSON for the body parsers: arrays of mutated events and bulk requests.
+    #[test]
+    fn http_bodies_arrays_and_bulk(data in choices()) {
+        let l = fresh();
+        let mut c = Choices::new(&data);
+        let n = c.below(4);
+        let lines: Vec<String> = (0..n)
+            .map(|_| {
+                let mut b = c.pick(&l.fixture.event_json).cloned().unwrap_or_default().into_bytes();
+                if c.below(2) == 0 {
+                    mutate_bytes(&mut c, &mut b, &l.pool);
+                }
+                String::from_utf8_lossy(&b).into_owned()
+            })
+            .collect();
+        check_http_body(&format!("[{}]", lines.join(",")), false, Some(l));
+        let bulk = format!(
+            "{{\"queries\":[{{\"subject\":\"{}\",\"controller\":\"{}\",\"purpose\":\"x\",\"at\":{}}}]}}",
+            l.request.subject,
+            c.name(&l.pool),
+            c.number(&l.pool),
+        );
+        let mut b = bulk.into_bytes();
+        mutate_bytes(&mut c, &mut b, &l.pool);
+        check_http_body(&String::from_utf8_lossy(&b), false, Some(l));
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Regression tests for the bugs the fuzzing found (see fuzz/README.md, "Findings"). Each is
+// ignored while the bug is open; the fuzz targets tolerate them unless
+// CONSENTLOG_FUZZ_STRICT=1.
+
+/// A valid JSON line with one field given twice: first a wrong value, then the signed one.
+fn duplicated_field_line(l: &Loaded) -> String {
+    let line = &l.fixture.event_json[0];
+    line.replacen('{', "{\"seq\":999,", 1)
+}
+
+#[test]
+fn regression_json_array_accepts_duplicate_fields() {
+    let l = fresh();
+    let line = duplicated_field_line(l);
+    let direct = EventJson::parse(&line);
+    let via_array = parse_array_item(&line);
+    assert!(direct.is_err(), "NDJSON refuses the repeated field");
+    assert!(
+        via_array.is_err(),
+        "the JSON-array batch accepted an event object with a repeated field (seq {:?})",
+        via_array.map(|e| e.event.seq)
+    );
+}
+
+/// The http_bodies target's minimized crash in strict mode (fuzz/regressions/http_bodies/,
+/// after its mode byte): the second line repeats `signature`, first with bad hex.
+const FUZZ_DUPLICATE_SIGNATURE: &[u8] =
+    include_bytes!("../fuzz/regressions/http_bodies/duplicate-field-in-array");
+
+#[test]
+fn regression_fuzz_duplicate_signature_field() {
+    let text = std::str::from_utf8(&FUZZ_DUPLICATE_SIGNATURE[1..]).expect("utf-8");
+    let line = text.lines().nth(1).expect("second line");
+    assert!(EventJson::parse(line).is_err(), "NDJSON refuses it");
+    assert!(
+        parse_array_item(line).is_err(),
+        "the JSON-array form of the same object is accepted"
+    );
+}
+
+/// A JSON event whose `log` makes its binary form larger than codec::MAX_ENCODED.
+fn oversized_event_json(l: &Loaded) -> String {
+    let se = EventJson::parse(&l.fixture.event_json[0]).expect("fixture line");
+    let mut j = EventJson::from(&se);
+    j.log = "l".repeat(consentlog::core::codec::MAX_ENCODED);
+    serde_json::to_string(&j).expect("json")
+}
+
+#[test]
+fn regression_event_json_over_the_binary_limit() {
+    let text = oversized_event_json(fresh());
+    let se = EventJson::parse(&text);
+    if let Ok(se) = se {
+        let back = SignedEvent::decode(se.as_bytes());
+        assert!(
+            back.as_ref() == Ok(&se),
+            "EventJson::parse accepted a {}-byte event its binary decoder refuses: {:?}",
+            se.as_bytes().len(),
+            back.err()
+        );
+    }
+}
+
+#[test]
+fn regression_request_header_is_not_strict() {
+    let l = fresh();
+    let (h, r) = (&l.request.header, &l.request);
+    let rest = h.split_once(' ').expect("scheme").1;
+    let other = "00".repeat(32);
+    let variants = [
+        format!("Consentlog-Ed25519 subject={other},{rest}"),
+        format!("Consentlog-Ed25519 time=1,{rest}"),
+        h.replacen("time=", "time=+", 1),
+        h.replacen("time=", "time=0", 1),
+    ];
+    for v in variants {
+        assert!(
+            consentlog::core::request::check_request(&v, &r.method, &r.path, r.now).is_err(),
+            "a non-canonical header was accepted: {v}"
+        );
+    }
+}
