@@ -3,9 +3,11 @@
 //! in verify-history, and by a remembered checkpoint in a remote audit; the evidence is
 //! portable and re-checkable by anyone.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
+
+mod support_server;
+use support_server::Server;
 
 const BIN: &str = env!("CARGO_BIN_EXE_consentlog");
 
@@ -229,35 +231,6 @@ fn a_person_who_saw_one_branch_catches_the_other() {
     assert_eq!(code(&verify(&h1)), 0);
 }
 
-struct Server(Child, String);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(dir: &Path) -> Server {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--dir", s(dir), "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let mut url = String::new();
-    for line in BufReader::new(out).lines() {
-        let line = line.unwrap();
-        if let Some(u) = line.strip_prefix("listening on ") {
-            url = u.trim().to_string();
-            break;
-        }
-    }
-    assert!(!url.is_empty(), "server did not start");
-    Server(child, url)
-}
-
 #[test]
 fn a_remote_auditor_who_saw_one_branch_catches_the_other() {
     let f = fork();
@@ -274,12 +247,12 @@ fn a_remote_auditor_who_saw_one_branch_catches_the_other() {
         ])
     };
     {
-        let srv = serve(&f.a);
-        let o = audit(&srv.1);
+        let srv = Server::start_in(&f.a, &[]);
+        let o = audit(&srv.url);
         assert_eq!(code(&o), 0, "{}", text(&o));
     }
-    let srv = serve(&f.b);
-    let o = audit(&srv.1);
+    let srv = Server::start_in(&f.b, &[]);
+    let o = audit(&srv.url);
     assert_ne!(code(&o), 0, "{}", text(&o));
     assert!(text(&o).contains("THE LOG LIED"), "{}", text(&o));
 }

@@ -2,9 +2,11 @@
 //! loses nothing acknowledged, and the running server recovers (reopening its store) once
 //! space or write access returns. Uses a small tmpfs (the tests run as root, as CI does).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+
+mod support_server;
+use support_server::Server;
 
 use consentlog::core::event::{ConsentEvent, EventJson, EVENT_VERSION};
 use consentlog::core::receipt::Receipt;
@@ -45,47 +47,18 @@ impl Drop for Mount {
     }
 }
 
-struct Server(Child, String);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn serve(dir: &Path, engine: &str) -> Server {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--dir",
-            dir.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .args([
+    Server::start_in(
+        dir,
+        &[
             "--origin",
             ORIGIN,
             "--backend",
             engine,
             "--cache-bytes",
             "1048576",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let mut url = String::new();
-    for line in BufReader::new(out).lines() {
-        let line = line.unwrap();
-        if let Some(u) = line.strip_prefix("listening on ") {
-            url = u.trim().to_string();
-            break;
-        }
-    }
-    assert!(!url.is_empty(), "server did not start");
-    Server(child, url)
+        ],
+    )
 }
 
 fn agent() -> ureq::Agent {
@@ -145,7 +118,7 @@ fn faults(engine: &str) {
     let mut acked = Vec::new();
     let mut refused = Vec::new();
     for _ in 0..40 {
-        let (ok, no) = post_many(&srv.1, 200);
+        let (ok, no) = post_many(&srv.url, 200);
         acked.extend(ok);
         if !no.is_empty() {
             refused = no;
@@ -164,16 +137,13 @@ fn faults(engine: &str) {
 
     // Space returns: the same server process appends again.
     mnt.remount("size=256m");
-    let (ok, no) = post_many(&srv.1, 20);
+    let (ok, no) = post_many(&srv.url, 20);
     assert!(no.is_empty(), "still refused after space returned: {no:?}");
     acked.extend(ok);
 
     // Stop gracefully (a final checkpoint).
     let mut srv = srv;
-    let _ = Command::new("kill")
-        .args(["-TERM", &srv.0.id().to_string()])
-        .status();
-    assert!(srv.0.wait().unwrap().success());
+    assert!(srv.stop().success(), "{}", srv.stderr());
     drop(srv);
 
     // A read-only data directory: the server refuses to start with a clear error.
@@ -193,7 +163,7 @@ fn faults(engine: &str) {
     assert!(err.contains("error:"), "{err}");
     mnt.remount("rw");
     let srv = serve(&dir, engine);
-    let (ok, no) = post_many(&srv.1, 10);
+    let (ok, no) = post_many(&srv.url, 10);
     assert!(
         no.is_empty(),
         "refused after the disk became writable: {no:?}"
@@ -201,9 +171,8 @@ fn faults(engine: &str) {
     acked.extend(ok);
 
     // Nothing acknowledged was lost, and the ledger audits clean.
-    let _ = Command::new("kill")
-        .args(["-TERM", &srv.0.id().to_string()])
-        .status();
+    let mut srv = srv;
+    assert!(srv.stop().success(), "{}", srv.stderr());
     drop(srv);
     let l = Ledger::open(&dir).unwrap();
     for r in &acked {
