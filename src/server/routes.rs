@@ -113,6 +113,11 @@ fn q_u64(q: &Query, name: &str) -> Result<Option<u64>, ApiError> {
         .transpose()
 }
 
+fn q_u64_required(q: &Query, name: &str) -> Result<u64, ApiError> {
+    q_u64(q, name)?
+        .ok_or_else(|| ApiError::bad_request(format!("query parameter {name} is required")))
+}
+
 fn q_str<'a>(q: &'a Query, name: &str) -> Result<&'a str, ApiError> {
     q.get(name)
         .map(String::as_str)
@@ -380,8 +385,7 @@ pub async fn get_inclusion(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let q = parse_query(raw)?;
-    let index = q_u64(&q, "index")?
-        .ok_or_else(|| ApiError::bad_request("query parameter index is required"))?;
+    let index = q_u64_required(&q, "index")?;
     let size = q_u64(&q, "size")?;
     let ledger = st.ledger.clone();
     let p = blocking(move || Ok(ledger.prove_inclusion(index, size)?)).await?;
@@ -394,8 +398,7 @@ pub async fn get_consistency(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let q = parse_query(raw)?;
-    let old = q_u64(&q, "old")?
-        .ok_or_else(|| ApiError::bad_request("query parameter old is required"))?;
+    let old = q_u64_required(&q, "old")?;
     let new = q_u64(&q, "new")?;
     let ledger = st.ledger.clone();
     let p = blocking(move || Ok(ledger.prove_consistency(old, new)?)).await?;
