@@ -200,7 +200,8 @@ fn dropping_or_replacing_the_map_proof_fails() {
             ),
             (
                 "absence proof of another purpose".into(),
-                snap.map.prove(&f.alice.state_key("shop.example", "never")),
+                f.l.prove_key(&snap, &f.alice.state_key("shop.example", "never"))
+                    .unwrap(),
             ),
         ];
         for m in 0..f.h.chains.len() {

@@ -88,20 +88,20 @@ fn a_clean_ledger_passes_fsck() {
 }
 
 #[test]
-fn a_damaged_entry_stops_the_ledger_from_opening_and_fsck_names_it() {
+fn a_damaged_entry_is_never_served_and_fsck_names_it() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("l");
     build(&dir);
     damage(&dir, Table::Entry, &4u64.to_be_bytes(), 10);
-    let err = Ledger::open(&dir)
-        .err()
-        .expect("a damaged entry must not open");
-    let msg = err.to_string();
-    assert!(msg.contains("corrupt"), "{msg}");
-    assert!(
-        msg.contains("does not match the latest checkpoint"),
-        "{msg}"
-    );
+    // Opening checks the latest checkpoint against the stored nodes and map leaves, not every
+    // entry: a damaged entry in the middle of the log is caught when it would be served.
+    let l = Ledger::open(&dir).expect("open reads no entry but the last");
+    let subject = l.opening(4).unwrap().unwrap().event.event.subject;
+    let err = l
+        .history(&subject)
+        .expect_err("a history over a damaged entry must not be served");
+    assert!(err.to_string().contains("entry 4"), "{err}");
+    drop(l);
     let (code, text) = fsck(&dir);
     assert_ne!(code, 0, "{text}");
     assert!(text.contains("entry 4"), "{text}");
@@ -234,4 +234,80 @@ fn serve_refuses_a_log_key_readable_by_others() {
     // The key itself never appears in the message.
     let key = std::fs::read_to_string(dir.join("log.key")).unwrap();
     assert!(!err.contains(key.trim()), "{err}");
+}
+
+#[test]
+fn a_damaged_map_leaf_is_caught_at_open_and_while_serving_and_fsck_names_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("l");
+    build(&dir);
+    let (key, subject) = {
+        let l = Ledger::open(&dir).unwrap();
+        let o = l.opening(0).unwrap().unwrap();
+        (l.entry(0).unwrap().unwrap().key, o.event.event.subject)
+    };
+    // At rest: opening rebuilds the state map from its stored leaves and compares the root.
+    damage(&dir, Table::MapLeaf, &key, 20);
+    let msg = Ledger::open(&dir)
+        .err()
+        .expect("a damaged map leaf must not open")
+        .to_string();
+    assert!(
+        msg.contains("map root") && msg.contains("does not match the latest checkpoint"),
+        "{msg}"
+    );
+    let (code, text) = fsck(&dir);
+    assert_ne!(code, 0, "{text}");
+    assert!(
+        text.contains(&format!(
+            "map leaf of key {}",
+            consentlog::core::hash::to_hex(&key)
+        )),
+        "{text}"
+    );
+    damage(&dir, Table::MapLeaf, &key, 20); // flipped back
+                                            // While serving: the leaves loaded for a proof must hash to the map's node in memory.
+    let l = Ledger::open(&dir).unwrap();
+    let snap = l.latest();
+    let store = l.store();
+    let mut v = store.get(Table::MapLeaf, &key).unwrap().unwrap();
+    v[20] ^= 1;
+    let mut b = WriteBatch::new();
+    b.put(Table::MapLeaf, key.to_vec(), v);
+    store.commit(b).unwrap();
+    let err = l
+        .prove_consent_in(&snap, &subject, C, P, snap.checkpoint.time)
+        .expect_err("a proof over a damaged map leaf must not be served");
+    assert!(err.to_string().contains("damaged storage"), "{err}");
+    assert!(l.history(&subject).is_err());
+}
+
+#[test]
+fn a_ledger_without_map_leaves_gets_them_on_open() {
+    // Ledgers written before the state map kept its leaves on disk have no `MapLeaf` table:
+    // the first open writes it from a replay, and everything else is unchanged.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("l");
+    let people = build(&dir);
+    {
+        let s = consentlog::ledger::open_store(&dir).unwrap();
+        let mut b = WriteBatch::new();
+        for r in s.scan(Table::MapLeaf, &[], None) {
+            b.delete(Table::MapLeaf, r.unwrap().0);
+        }
+        b.delete(Table::Meta, b"map_leaves".to_vec());
+        s.commit(b).unwrap();
+        assert_eq!(s.scan(Table::MapLeaf, &[], None).count(), 0);
+    }
+    let l = Ledger::open(&dir).unwrap();
+    assert_eq!(l.store().scan(Table::MapLeaf, &[], None).count(), 3);
+    let snap = l.latest();
+    for p in &people {
+        let subject = p.verifying_key().to_bytes();
+        l.prove_consent_in(&snap, &subject, C, P, snap.checkpoint.time)
+            .unwrap();
+    }
+    drop(l);
+    let (code, text) = fsck(&dir);
+    assert_eq!(code, 0, "{text}");
 }

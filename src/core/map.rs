@@ -150,7 +150,25 @@ struct Branch {
     left: Child,
     /// Keys with bit `bit` = 1; its top depth is `bit + 1`.
     right: Child,
+    /// The number of keys below (a map holds fewer than 2^32 keys).
+    count: u32,
     /// All keys below share bits `0..bit` and some differ at bit `bit` (0..=255).
+    bit: u8,
+}
+
+/// A subtree of two or more keys that is not held in memory (104 bytes). Its keys are in the
+/// map's [`MapSource`], which is asked for them when a proof or an insert reaches the stub; the
+/// keys it returns must hash to `hash`, or the source is damaged ([`MapError::Damaged`]).
+#[derive(Clone)]
+struct Stub {
+    /// `node(left, right)` at depth `bit`.
+    own: Hash,
+    /// As [`Branch::hash`]: `own` lifted to the parent's slot.
+    hash: Hash,
+    /// One of the keys below; they all share its first `bit` bits.
+    rep: Hash,
+    count: u32,
+    /// As [`Branch::bit`].
     bit: u8,
 }
 
@@ -159,6 +177,7 @@ struct Branch {
 enum Child {
     Leaf(Arc<Leaf>),
     Branch(Arc<Branch>),
+    Stub(Arc<Stub>),
 }
 
 impl Child {
@@ -167,6 +186,16 @@ impl Child {
         match self {
             Child::Leaf(l) => hash_leaf(&l.key, &l.value),
             Child::Branch(b) => b.hash,
+            Child::Stub(s) => s.hash,
+        }
+    }
+
+    /// The number of keys in the subtree.
+    fn count(&self) -> u32 {
+        match self {
+            Child::Leaf(_) => 1,
+            Child::Branch(b) => b.count,
+            Child::Stub(s) => s.count,
         }
     }
 
@@ -198,112 +227,267 @@ impl Branch {
     }
 }
 
-/// Follows `key`'s bits at each branch down to a leaf (without checking the skipped bits), as
-/// in a PATRICIA lookup. The leaf is some key under `c`; it is `key` itself if `key` is present.
-fn leaf_on_path<'a>(mut c: &'a Child, key: &Hash) -> &'a Leaf {
+/// Where a map that keeps only its upper levels in memory finds the keys below its stubs
+/// (the ledger reads them from its store).
+pub trait MapSource {
+    /// Every key whose first `bits` bits are those of `prefix`, with its value: sorted by key,
+    /// distinct, and as of the state the map describes.
+    fn load(&self, prefix: &Hash, bits: usize) -> Result<Vec<(Hash, MapValue)>, String>;
+}
+
+/// The source of a map that holds every key in memory: it has no stubs, so it never asks.
+pub struct InMemory;
+
+impl MapSource for InMemory {
+    fn load(&self, _prefix: &Hash, _bits: usize) -> Result<Vec<(Hash, MapValue)>, String> {
+        Err("the map holds every key in memory and has nothing to load".into())
+    }
+}
+
+/// Why an operation on a map that loads its lower levels failed. The map is unchanged.
+#[derive(thiserror::Error, Debug, PartialEq, Eq)]
+pub enum MapError {
+    #[error("cannot load map keys: {0}")]
+    Source(String),
+    #[error(
+        "stored map keys under the first {bits} bits of {prefix} do not match the map \
+         (damaged storage)"
+    )]
+    Damaged { prefix: String, bits: usize },
+}
+
+/// Tuning of a map that keeps only its upper levels in memory, and where it loads the rest.
+struct Cx<'a> {
+    /// Subtrees of at most this many keys (and at least two) become stubs; 0: none do.
+    bucket: usize,
+    src: &'a dyn MapSource,
+}
+
+/// Follows `key`'s bits at each branch down to a leaf or stub (without checking the skipped
+/// bits), as in a PATRICIA lookup, and returns a key stored there: some key under `c`, and `key`
+/// itself if `key` is present and held in memory.
+fn rep_on_path<'a>(mut c: &'a Child, key: &Hash) -> &'a Hash {
     loop {
         match c {
-            Child::Leaf(l) => return l,
+            Child::Leaf(l) => return &l.key,
+            Child::Stub(s) => return &s.rep,
             Child::Branch(b) => c = b.child(key_bit(key, b.bit as usize)),
         }
     }
 }
 
+/// The hash, seen from a slot at depth `top`, of the subtree holding `items` (sorted by key,
+/// distinct, non-empty, all sharing their first `top` bits). Allocates nothing.
+fn hash_items(items: &[(Hash, MapValue)], top: usize) -> Hash {
+    if items.len() == 1 {
+        return hash_leaf(&items[0].0, &items[0].1);
+    }
+    let first = &items[0].0;
+    let bit = common_prefix_len(first, &items[items.len() - 1].0);
+    lift(own_hash_items(items, bit), bit, top, first)
+}
+
+/// `node(left, right)` at depth `bit` for `items`, which first differ at bit `bit`.
+fn own_hash_items(items: &[(Hash, MapValue)], bit: usize) -> Hash {
+    let mid = items.partition_point(|(k, _)| key_bit(k, bit) == 0);
+    hash_node(
+        &hash_items(&items[..mid], bit + 1),
+        &hash_items(&items[mid..], bit + 1),
+    )
+}
+
 /// Builds the subtree for `items` (sorted by key, distinct, non-empty, all sharing their first
-/// `top` bits), whose slot is at depth `top`.
-fn build(items: &[(Hash, MapValue)], top: usize) -> Child {
+/// `top` bits), whose slot is at depth `top`. Subtrees of at most `bucket` keys become stubs,
+/// except the top one when `keep_top` is set.
+fn build(items: &[(Hash, MapValue)], top: usize, bucket: usize, keep_top: bool) -> Child {
     if items.len() == 1 {
         return Child::new_leaf(items[0].0, items[0].1);
     }
     let first = &items[0].0;
     let bit = common_prefix_len(first, &items[items.len() - 1].0);
     debug_assert!(top <= bit && bit < MAP_DEPTH);
+    let count = u32::try_from(items.len()).expect("a map holds fewer than 2^32 keys");
+    if !keep_top && items.len() <= bucket {
+        let own = own_hash_items(items, bit);
+        return Child::Stub(Arc::new(Stub {
+            own,
+            hash: lift(own, bit, top, first),
+            rep: *first,
+            count,
+            bit: bit as u8,
+        }));
+    }
     let mid = items.partition_point(|(k, _)| key_bit(k, bit) == 0);
-    let left = build(&items[..mid], bit + 1);
-    let right = build(&items[mid..], bit + 1);
+    let left = build(&items[..mid], bit + 1, bucket, false);
+    let right = build(&items[mid..], bit + 1, bucket, false);
     let own = hash_node(&left.hash(), &right.hash());
     Child::Branch(Arc::new(Branch {
         hash: lift(own, bit, top, first),
         left,
         right,
+        count,
         bit: bit as u8,
     }))
+}
+
+/// Loads the keys below `stub` (whose slot is at depth `top`) and rebuilds its subtree in
+/// memory, without stubs. The loaded keys must reproduce the stub's count and its hash.
+fn expand(stub: &Stub, top: usize, src: &dyn MapSource) -> Result<Child, MapError> {
+    let bits = stub.bit as usize;
+    let items = src.load(&stub.rep, bits).map_err(MapError::Source)?;
+    let damaged = || MapError::Damaged {
+        prefix: super::hash::to_hex(&stub.rep),
+        bits,
+    };
+    let sorted = items.windows(2).all(|w| w[0].0 < w[1].0);
+    let on_prefix = items
+        .iter()
+        .all(|(k, _)| common_prefix_len(k, &stub.rep) >= bits);
+    if items.len() != stub.count as usize || !sorted || !on_prefix {
+        return Err(damaged());
+    }
+    // Compared at the stub's own depth: its cached `hash` may be for a slot it has since
+    // moved out of (a split above it, during the merge that asks for this load).
+    let built = build(&items, top, 0, true);
+    match &built {
+        Child::Branch(b) if b.bit == stub.bit && b.own_hash() == stub.own => Ok(built),
+        _ => Err(damaged()),
+    }
 }
 
 /// Recomputes the cached hash of the subtree in `slot` for a slot at depth `top`; `rep` is any
 /// key stored under `slot`.
 fn retop(slot: &mut Child, top: usize, rep: &Hash) {
+    match slot {
+        Child::Leaf(_) => {}
+        Child::Branch(b) => {
+            let b = Arc::make_mut(b);
+            b.hash = lift(b.own_hash(), b.bit as usize, top, rep);
+        }
+        Child::Stub(s) => {
+            let s = Arc::make_mut(s);
+            s.hash = lift(s.own, s.bit as usize, top, rep);
+        }
+    }
+}
+
+/// Turns the branch in `slot` into a stub if it holds at most `bucket` keys; `rep` is a key
+/// under `slot`.
+fn settle(slot: &mut Child, bucket: usize, rep: &Hash) {
     if let Child::Branch(b) = slot {
-        let b = Arc::make_mut(b);
-        b.hash = lift(b.own_hash(), b.bit as usize, top, rep);
+        if b.count as usize <= bucket {
+            *slot = Child::Stub(Arc::new(Stub {
+                own: b.own_hash(),
+                hash: b.hash,
+                rep: *rep,
+                count: b.count,
+                bit: b.bit,
+            }));
+        }
+    }
+}
+
+/// Turns every branch of at most `bucket` keys in the subtree in `slot` into a stub (walks
+/// only the branches of more keys).
+fn compact(slot: &mut Child, bucket: usize) {
+    if let Child::Branch(b) = slot {
+        if b.count as usize <= bucket {
+            let rep = *rep_on_path(slot, &EMPTY);
+            settle(slot, bucket, &rep);
+        } else {
+            let b = Arc::make_mut(b);
+            compact(&mut b.left, bucket);
+            compact(&mut b.right, bucket);
+        }
     }
 }
 
 /// Merges `items` (sorted by key, distinct, non-empty) into the subtree in `slot`, whose depth is
 /// `top`; every item shares its first `top` bits with every key under `slot`. `rep`, if known,
 /// is some key stored under `slot`. Items replace the values of keys already present. Nodes that
-/// are shared with a clone are copied, not changed. Returns the number of keys added.
+/// are shared with a clone are copied, not changed. Stubs the items fall into are loaded from
+/// the source. Returns the number of keys added.
 fn merge_into(
     slot: &mut Child,
     top: usize,
     items: &[(Hash, MapValue)],
     rep: Option<Hash>,
-) -> usize {
+    cx: &Cx,
+) -> Result<usize, MapError> {
     let first = items[0].0;
     let items_prefix = if items.len() == 1 {
         MAP_DEPTH
     } else {
         common_prefix_len(&first, &items[items.len() - 1].0)
     };
-    match slot {
+    let added = match slot {
         Child::Leaf(leaf) => {
             let split_at = items_prefix.min(common_prefix_len(&leaf.key, &first));
             if split_at == MAP_DEPTH {
                 // One item, with this leaf's key: replace the value.
                 Arc::make_mut(leaf).value = items[0].1;
-                return 0;
+                return Ok(0);
             }
             let rep = leaf.key;
-            split(slot, top, split_at, items, rep)
+            split(slot, top, split_at, items, rep, cx)?
+        }
+        Child::Stub(s) => {
+            let bit = s.bit as usize;
+            let rep = s.rep;
+            let split_at = bit.min(items_prefix).min(common_prefix_len(&rep, &first));
+            if split_at < bit {
+                split(slot, top, split_at, items, rep, cx)?
+            } else {
+                // The items fall into the stub: load it, merge as into a branch, then turn
+                // its parts of at most `bucket` keys back into stubs.
+                let stub = s.clone();
+                *slot = expand(&stub, top, cx.src)?;
+                let whole = Cx {
+                    bucket: 0,
+                    src: cx.src,
+                };
+                let added = merge_into(slot, top, items, Some(rep), &whole)?;
+                compact(slot, cx.bucket);
+                added
+            }
         }
         Child::Branch(br) => {
             let bit = br.bit as usize;
             // The keys under `slot` share bits `0..bit`; the items share `0..top` with them.
             // If `bit > top`, bits `top..bit` must be compared using some key under `slot`.
             let (split_at, rep) = if bit > top {
-                let rep = rep.unwrap_or_else(|| leaf_on_path(slot, &first).key);
+                let rep = rep.unwrap_or_else(|| *rep_on_path(slot, &first));
                 let s = bit.min(items_prefix).min(common_prefix_len(&rep, &first));
                 (s, Some(rep))
             } else {
                 (bit, rep)
             };
             if split_at < bit {
-                return split(
-                    slot,
-                    top,
-                    split_at,
-                    items,
-                    rep.expect("rep known when bit > top"),
-                );
+                let rep = rep.expect("rep known when bit > top");
+                split(slot, top, split_at, items, rep, cx)?
+            } else {
+                let Child::Branch(br) = slot else {
+                    unreachable!()
+                };
+                let br = Arc::make_mut(br);
+                let mid = items.partition_point(|(k, _)| key_bit(k, bit) == 0);
+                let mut added = 0;
+                if mid > 0 {
+                    let rep = rep.filter(|r| key_bit(r, bit) == 0);
+                    added += merge_into(&mut br.left, bit + 1, &items[..mid], rep, cx)?;
+                }
+                if mid < items.len() {
+                    let rep = rep.filter(|r| key_bit(r, bit) == 1);
+                    added += merge_into(&mut br.right, bit + 1, &items[mid..], rep, cx)?;
+                }
+                br.count = br.left.count().saturating_add(br.right.count());
+                br.hash = lift(br.own_hash(), bit, top, &first);
+                added
             }
-            let Child::Branch(br) = slot else {
-                unreachable!()
-            };
-            let br = Arc::make_mut(br);
-            let mid = items.partition_point(|(k, _)| key_bit(k, bit) == 0);
-            let mut added = 0;
-            if mid > 0 {
-                let rep = rep.filter(|r| key_bit(r, bit) == 0);
-                added += merge_into(&mut br.left, bit + 1, &items[..mid], rep);
-            }
-            if mid < items.len() {
-                let rep = rep.filter(|r| key_bit(r, bit) == 1);
-                added += merge_into(&mut br.right, bit + 1, &items[mid..], rep);
-            }
-            br.hash = lift(br.own_hash(), bit, top, &first);
-            added
         }
-    }
+    };
+    settle(slot, cx.bucket, &first);
+    Ok(added)
 }
 
 /// The union of the keys under `slot` and `items` first differs at bit `split_at`, and the keys
@@ -316,7 +500,8 @@ fn split(
     split_at: usize,
     items: &[(Hash, MapValue)],
     rep: Hash,
-) -> usize {
+    cx: &Cx,
+) -> Result<usize, MapError> {
     debug_assert!(top <= split_at && split_at < MAP_DEPTH);
     let side = key_bit(&rep, split_at);
     let mid = items.partition_point(|(k, _)| key_bit(k, split_at) == 0);
@@ -326,7 +511,7 @@ fn split(
         (&items[mid..], &items[..mid])
     };
     debug_assert!(!other.is_empty());
-    let fresh = build(other, split_at + 1);
+    let fresh = build(other, split_at + 1, cx.bucket, false);
     // Clone the old subtree's pointer, then overwrite the slot, so the old subtree is referenced
     // once again (and can still be updated in place if nothing else shares it).
     let old = slot.clone();
@@ -339,6 +524,7 @@ fn split(
         hash: EMPTY,
         left,
         right,
+        count: 0,
         bit: split_at as u8,
     }));
     let Child::Branch(nb) = slot else {
@@ -350,41 +536,58 @@ fn split(
     if same.is_empty() {
         retop(moved, split_at + 1, &rep);
     } else {
-        added += merge_into(moved, split_at + 1, same, Some(rep));
+        added += merge_into(moved, split_at + 1, same, Some(rep), cx)?;
     }
+    nb.count = nb.left.count().saturating_add(nb.right.count());
     nb.hash = lift(nb.own_hash(), split_at, top, &items[0].0);
-    added
+    Ok(added)
 }
 
 // ---------------------------------------------------------------------------------------------
 // The map.
 
-/// In-memory state map. Cheap to clone (persistent: `Arc`-shared nodes with path copying), so a
+/// The state map. Cheap to clone (persistent: `Arc`-shared nodes with path copying), so a
 /// snapshot taken at a checkpoint can keep answering proofs while the live map changes.
 ///
-/// Memory: one 72-byte leaf and (for two or more keys) one 72-byte branch per key, each in its
-/// own `Arc` allocation (88 bytes, 96 with the allocator's header), so about 192 bytes per key;
-/// nodes shared with a clone are counted once.
+/// A map made with [`StateMap::new`] holds every key in memory: one 72-byte leaf and (for two
+/// or more keys) one 72-byte branch per key, each in its own `Arc` allocation (88 bytes, 96
+/// with the allocator's header), so about 192 bytes per key; nodes shared with a clone are
+/// counted once. A map made with [`StateMap::with_buckets`]`(b)` keeps only the subtrees of
+/// more than `b` keys in memory: each subtree of 2..=`b` keys is a 104-byte stub (its hash, its
+/// depth, one of its keys and its key count), and the keys below are loaded from a
+/// [`MapSource`] when a proof or an insert reaches them. Memory is then about `2 × 104 / b`…
+/// `2 × 96 / b` bytes per key in steady state (measured in docs/PERFORMANCE.md).
 #[derive(Clone, Default)]
 pub struct StateMap {
     root: Option<Child>,
     root_hash: Hash,
     len: usize,
+    bucket: usize,
 }
 
 impl fmt::Debug for StateMap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StateMap")
             .field("len", &self.len)
+            .field("bucket", &self.bucket)
             .field("root", &HexHash(self.root_hash))
             .finish()
     }
 }
 
 impl StateMap {
-    /// The empty map (root `EMPTY`).
+    /// The empty map (root `EMPTY`), holding every key in memory.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The empty map, keeping subtrees of at most `bucket` keys (at least 2) out of memory.
+    pub fn with_buckets(bucket: usize) -> Self {
+        assert!(bucket >= 2, "a bucket holds at least two keys");
+        StateMap {
+            bucket,
+            ..Self::default()
+        }
     }
 
     /// The number of keys.
@@ -397,23 +600,49 @@ impl StateMap {
         self.len == 0
     }
 
-    /// The value stored for `key`.
+    /// The value stored for `key`, for a map holding every key in memory.
+    ///
+    /// # Panics
+    /// On a map made with [`StateMap::with_buckets`]; use [`StateMap::get_from`].
     pub fn get(&self, key: &Hash) -> Option<MapValue> {
-        let leaf = leaf_on_path(self.root.as_ref()?, key);
-        (leaf.key == *key).then_some(leaf.value)
+        self.get_from(key, &InMemory).expect(IN_MEMORY_ONLY)
     }
 
-    /// Inserts `key` or replaces its value. Hashes O(depth of `key`'s path) nodes.
+    /// The value stored for `key`, loading keys from `src` where needed.
+    pub fn get_from(&self, key: &Hash, src: &dyn MapSource) -> Result<Option<MapValue>, MapError> {
+        let proof = self.prove_from(key, src)?;
+        Ok(proof.leaf.filter(|l| l.key == *key).map(|l| l.value()))
+    }
+
+    /// Inserts `key` or replaces its value, for a map holding every key in memory. Hashes
+    /// O(depth of `key`'s path) nodes.
+    ///
+    /// # Panics
+    /// On a map made with [`StateMap::with_buckets`]; use [`StateMap::insert_batch_from`].
     pub fn insert(&mut self, key: Hash, value: MapValue) {
-        let item = (key, value);
-        self.merge_sorted(std::slice::from_ref(&item));
+        self.insert_batch(&[(key, value)]);
     }
 
     /// Same result as inserting `items` in order (the last value wins for equal keys), but
-    /// sorts them by key and merges them in one pass, hashing each touched branch once.
+    /// sorts them by key and merges them in one pass, hashing each touched branch once. For a
+    /// map holding every key in memory.
+    ///
+    /// # Panics
+    /// On a map made with [`StateMap::with_buckets`]; use [`StateMap::insert_batch_from`].
     pub fn insert_batch(&mut self, items: &[(Hash, MapValue)]) {
+        self.insert_batch_from(items, &InMemory)
+            .expect(IN_MEMORY_ONLY)
+    }
+
+    /// [`StateMap::insert_batch`], loading the stubs the items fall into from `src`, which must
+    /// describe this map's keys before the insert. On an error the map is unchanged.
+    pub fn insert_batch_from(
+        &mut self,
+        items: &[(Hash, MapValue)],
+        src: &dyn MapSource,
+    ) -> Result<(), MapError> {
         if items.is_empty() {
-            return;
+            return Ok(());
         }
         let mut sorted = items.to_vec();
         sorted.sort_by_key(|item| item.0); // stable: equal keys stay in input order
@@ -424,19 +653,41 @@ impl StateMap {
                 _ => distinct.push(item),
             }
         }
-        self.merge_sorted(&distinct);
+        let cx = Cx {
+            bucket: self.bucket,
+            src,
+        };
+        let before = self.root.clone();
+        let result = match &mut self.root {
+            None => {
+                self.root = Some(build(&distinct, 0, cx.bucket, false));
+                Ok(distinct.len())
+            }
+            Some(root) => merge_into(root, 0, &distinct, None, &cx),
+        };
+        match result {
+            Ok(added) => {
+                self.len += added;
+                self.root_hash = self.root.as_ref().map_or(EMPTY, Child::hash);
+                Ok(())
+            }
+            Err(e) => {
+                self.root = before;
+                Err(e)
+            }
+        }
     }
 
-    /// `items`: sorted by key, distinct, non-empty.
-    fn merge_sorted(&mut self, items: &[(Hash, MapValue)]) {
-        match &mut self.root {
-            None => {
-                self.root = Some(build(items, 0));
-                self.len = items.len();
+    /// The number of nodes held in memory (leaves, branches and stubs; shared nodes counted
+    /// once per path), for measuring memory. Walks every node: O(nodes).
+    pub fn nodes_in_memory(&self) -> usize {
+        fn walk(c: &Child) -> usize {
+            match c {
+                Child::Leaf(_) | Child::Stub(_) => 1,
+                Child::Branch(b) => 1 + walk(&b.left) + walk(&b.right),
             }
-            Some(root) => self.len += merge_into(root, 0, items, None),
         }
-        self.root_hash = self.root.as_ref().map_or(EMPTY, Child::hash);
+        self.root.as_ref().map_or(0, walk)
     }
 
     /// The map root (cached; O(1)).
@@ -444,52 +695,75 @@ impl StateMap {
         self.root_hash
     }
 
-    /// A proof of `key`'s value, or of its absence, against [`StateMap::root`].
+    /// A proof of `key`'s value, or of its absence, against [`StateMap::root`], for a map
+    /// holding every key in memory.
+    ///
+    /// # Panics
+    /// On a map made with [`StateMap::with_buckets`]; use [`StateMap::prove_from`].
     pub fn prove(&self, key: &Hash) -> MapProof {
+        self.prove_from(key, &InMemory).expect(IN_MEMORY_ONLY)
+    }
+
+    /// [`StateMap::prove`], loading the stub on `key`'s path (if any) from `src`, which must
+    /// describe this map's keys; the loaded keys are checked against the stub's hash.
+    pub fn prove_from(&self, key: &Hash, src: &dyn MapSource) -> Result<MapProof, MapError> {
         let mut siblings = Vec::new();
-        let Some(mut cur) = self.root.as_ref() else {
-            return MapProof {
+        let Some(root) = self.root.as_ref() else {
+            return Ok(MapProof {
                 leaf: None,
                 siblings,
-            };
+            });
         };
-        // `key` shares exactly `shared` bits with the closest stored key, so its path leaves the
-        // stored keys at depth `shared` (or never, if `shared` == 256).
-        let nearest = leaf_on_path(cur, key);
-        let shared = common_prefix_len(key, &nearest.key);
+        let mut cur = root.clone();
+        let mut top = 0;
         loop {
-            match cur {
+            // The subtree in `cur` sits in a slot at depth `top` on `key`'s path.
+            let (bit, own_or_rep) = match &cur {
                 Child::Leaf(l) => {
-                    return MapProof {
+                    return Ok(MapProof {
                         leaf: Some(MapLeaf::new(l.key, l.value)),
                         siblings,
-                    };
+                    });
                 }
+                Child::Branch(b) => (b.bit as usize, None),
+                Child::Stub(s) => (s.bit as usize, Some((s.own, s.rep))),
+            };
+            // The keys below share bits `0..bit`. If `key` leaves them at a depth
+            // `shared < bit`, it is absent: the sibling there is this subtree seen from
+            // depth `shared + 1`, and `key`'s half is empty.
+            if bit > top {
+                let (own, rep) = match (&cur, own_or_rep) {
+                    (_, Some(x)) => x,
+                    (Child::Branch(b), None) => (b.own_hash(), *rep_on_path(&cur, key)),
+                    _ => unreachable!(),
+                };
+                let shared = common_prefix_len(key, &rep);
+                if shared < bit {
+                    siblings.resize(shared, HexHash(EMPTY));
+                    siblings.push(HexHash(lift(own, bit, shared + 1, &rep)));
+                    return Ok(MapProof {
+                        leaf: None,
+                        siblings,
+                    });
+                }
+            }
+            let next = match &cur {
+                Child::Stub(s) => expand(s, top, src)?,
                 Child::Branch(b) => {
-                    let bit = b.bit as usize;
-                    // No branch on this path has `bit == shared`: `nearest` was reached by
-                    // following `key`'s bit at every branch.
-                    debug_assert!(bit != shared);
-                    if bit > shared {
-                        // `key` leaves this subtree's single-child run at depth `shared`: the
-                        // sibling there is this subtree seen from depth `shared + 1`, and `key`'s
-                        // half is empty.
-                        siblings.resize(shared, HexHash(EMPTY));
-                        siblings.push(HexHash(lift(b.own_hash(), bit, shared + 1, &nearest.key)));
-                        return MapProof {
-                            leaf: None,
-                            siblings,
-                        };
-                    }
                     siblings.resize(bit, HexHash(EMPTY));
                     let side = key_bit(key, bit);
                     siblings.push(HexHash(b.child(1 - side).hash()));
-                    cur = b.child(side);
+                    top = bit + 1;
+                    b.child(side).clone()
                 }
-            }
+                Child::Leaf(_) => unreachable!(),
+            };
+            cur = next;
         }
     }
 }
+
+const IN_MEMORY_ONLY: &str = "a map holding every key in memory never loads from a source";
 
 // ---------------------------------------------------------------------------------------------
 // Proofs.

@@ -1,16 +1,18 @@
 //! `fsck`: the full offline check of a ledger directory. It replays everything as an auditor
 //! does (every entry, opening and checkpoint) and also checks the data the ledger derives and
-//! stores for speed: Merkle node hashes, the per-key index, the per-subject index and the
-//! recorded size. Each problem is named with where it is.
+//! stores for speed: Merkle node hashes, the per-key index, the per-subject index, the state
+//! map's leaves and the recorded size. Each problem is named with where it is.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use ed25519_dalek::VerifyingKey;
 
+use super::leaves::decode_leaf;
 use super::raw::RawLedger;
 use super::{node_key, LedgerError};
 use crate::core::audit::{Auditor, Report, Violation};
 use crate::core::hash::{to_hex, Hash};
+use crate::core::map::MapValue;
 use crate::core::tlog::{Blake3Hasher, Frontier};
 use crate::store::Table;
 
@@ -35,12 +37,20 @@ pub fn fsck(
     let store = raw.store.as_ref();
     let mut frontier = Frontier::new();
     let mut keys_seen: HashSet<(Hash, u64)> = HashSet::new();
+    let mut latest: HashMap<Hash, MapValue> = HashMap::new();
     let mut start = 0;
     while start < raw.size {
         let end = (start + CHUNK).min(raw.size);
         let chunk = raw.entries(start, end)?;
         for (i, (e, o)) in chunk.iter().enumerate() {
             let index = start + i as u64;
+            latest.insert(
+                e.key,
+                MapValue {
+                    index,
+                    leaf_hash: e.leaf_hash(),
+                },
+            );
             // Stored node hashes must be the ones the tree gives.
             let mut node_errors = Vec::new();
             frontier.append_with(&Blake3Hasher, e.leaf_hash(), |level, at, hash| {
@@ -124,6 +134,35 @@ pub fn fsck(
                 ),
             }
         }
+    }
+    // The state map's stored leaves must be every key's latest entry, and nothing else.
+    for r in store.scan(Table::MapLeaf, &[], None) {
+        let (k, v) = r?;
+        let Some((key, value)) = decode_leaf(&k, &v) else {
+            bad(None, format!("malformed map leaf record {}", to_hex(&k)));
+            continue;
+        };
+        match latest.remove(&key) {
+            Some(want) if want == value => {}
+            Some(want) => bad(
+                Some(want.index),
+                format!(
+                    "map leaf of key {} (entry {}) does not match the key's latest entry",
+                    to_hex(&key),
+                    value.index
+                ),
+            ),
+            None => bad(
+                None,
+                format!("map leaf of key {} names no logged key", to_hex(&key)),
+            ),
+        }
+    }
+    for (key, want) in latest {
+        bad(
+            Some(want.index),
+            format!("map leaf of key {} is missing", to_hex(&key)),
+        );
     }
     let mut report = auditor.finish();
     report.violations.extend(extra);

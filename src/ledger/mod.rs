@@ -5,11 +5,14 @@
 
 pub mod clock;
 pub mod fsck;
+pub mod leaves;
 mod nodes;
 mod prove;
 pub mod raw;
 
 pub use nodes::{node_key, NodeError, StoreNodes};
+
+use leaves::{decode_leaf, leaf_value, LeafSource, MAP_BUCKET};
 
 use std::collections::HashMap;
 use std::fs;
@@ -22,7 +25,7 @@ use rayon::prelude::*;
 use crate::core::entry::{Entry, Opening};
 use crate::core::event::SignedEvent;
 use crate::core::hash::{to_hex, Hash};
-use crate::core::map::{MapValue, StateMap};
+use crate::core::map::{MapError, MapValue, StateMap};
 use crate::core::note::{self, Checkpoint, SignedCheckpoint};
 use crate::core::receipt::Receipt;
 use crate::core::rules::{self, Head, Reject};
@@ -63,6 +66,8 @@ pub enum LedgerError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Node(#[from] NodeError),
+    #[error(transparent)]
+    Map(#[from] MapError),
     #[error(transparent)]
     Key(#[from] keyfile::KeyFileError),
     #[error("{0}")]
@@ -215,6 +220,7 @@ impl Ledger {
         let mut b = WriteBatch::new();
         b.put(Table::Meta, b"origin".to_vec(), origin.as_bytes().to_vec());
         b.put(Table::Meta, b"size".to_vec(), 0u64.to_le_bytes().to_vec());
+        b.put(Table::Meta, MAP_LEAVES.to_vec(), b"1".to_vec());
         store.commit(b)?;
         let ledger = Ledger::from_store(dir, store, key, DEFAULT_CACHE_BYTES)?;
         ledger.checkpoint()?;
@@ -292,48 +298,72 @@ impl Ledger {
         }
 
         let frontier = Frontier::load(&StoreNodes(store), TreeSize(size))?;
-        let mut map = StateMap::new();
-        let mut cp_map_root = None;
+        // The entries are 0..size: the last one is there and nothing is past it (`fsck`
+        // checks every one). Integration times never decrease, so the last is the latest.
         let mut last_time = 0;
-        let cp_size = last_cp.as_ref().map(|(_, c)| c.size);
-        if cp_size == Some(0) {
-            cp_map_root = Some(map.root());
+        if size > 0 {
+            let v = store.get(Table::Entry, &be(size - 1))?.ok_or_else(|| {
+                LedgerError::Corrupt(format!(
+                    "entry {} is missing but the tree size is {size}",
+                    size - 1
+                ))
+            })?;
+            let e = Entry::decode(&v)
+                .map_err(|err| LedgerError::Corrupt(format!("entry {}: {err}", size - 1)))?;
+            last_time = e.integrated_at;
         }
-        let mut batch = Vec::new();
-        let mut count = 0u64;
-        for (i, r) in store.scan(Table::Entry, &[], None).enumerate() {
-            count += 1;
-            let (k, v) = r?;
-            let i = i as u64;
-            if k != be(i) || i >= size {
+        if let Some(r) = store.scan(Table::Entry, &be(size), None).next() {
+            let (k, _) = r?;
+            return Err(LedgerError::Corrupt(format!(
+                "an entry is stored past the tree size {size} (key {})",
+                to_hex(&k)
+            )));
+        }
+        if store.get(Table::Meta, MAP_LEAVES)?.is_none() {
+            write_map_leaves(store, size)?;
+        }
+        let cp_size = last_cp.as_ref().map_or(0, |(_, c)| c.size);
+        if cp_size > size {
+            return Err(LedgerError::Corrupt(format!(
+                "latest checkpoint covers {cp_size} entries but only {size} are stored"
+            )));
+        }
+        // The map as of the latest checkpoint, from its leaves; then the entries after it.
+        let mut map = map_from_leaves(store, cp_size)?;
+        let cp_map_root = map.root();
+        let snapshot_map = map.clone();
+        let mut from = cp_size;
+        while from < size {
+            let to = (from + 65536).min(size);
+            let mut batch = Vec::with_capacity((to - from) as usize);
+            for r in store.scan(Table::Entry, &be(from), Some(&be(to))) {
+                let (k, v) = r?;
+                let i = u64::from_be_bytes(
+                    k.try_into()
+                        .map_err(|_| LedgerError::Corrupt("bad entry key".into()))?,
+                );
+                let e = Entry::decode(&v)
+                    .map_err(|err| LedgerError::Corrupt(format!("entry {i}: {err}")))?;
+                batch.push((
+                    e.key,
+                    MapValue {
+                        index: i,
+                        leaf_hash: e.leaf_hash(),
+                    },
+                ));
+            }
+            if batch.len() as u64 != to - from {
                 return Err(LedgerError::Corrupt(format!(
-                    "entry keys are not 0..{size} (found {})",
-                    to_hex(&k)
+                    "entries {from}..{to} are not all stored"
                 )));
             }
-            let e = Entry::decode(&v)
-                .map_err(|err| LedgerError::Corrupt(format!("entry {i}: {err}")))?;
-            last_time = last_time.max(e.integrated_at);
-            batch.push((
-                e.key,
-                MapValue {
-                    index: i,
-                    leaf_hash: e.leaf_hash(),
-                },
-            ));
-            if cp_size == Some(i + 1) || batch.len() >= 65536 {
-                map.insert_batch(&batch);
-                batch.clear();
-                if cp_size == Some(i + 1) {
-                    cp_map_root = Some(map.root());
-                }
-            }
-        }
-        map.insert_batch(&batch);
-        if count != size {
-            return Err(LedgerError::Corrupt(format!(
-                "{count} entries are stored but the tree size is {size}"
-            )));
+            let src = LeafSource {
+                store,
+                as_of: from,
+                upto: None,
+            };
+            map.insert_batch_from(&batch, &src)?;
+            from = to;
         }
 
         let (cp_count, last_cp_time, snapshot_map) = match &last_cp {
@@ -344,12 +374,6 @@ impl Ledger {
                         cp.origin
                     )));
                 }
-                if cp.size > size {
-                    return Err(LedgerError::Corrupt(format!(
-                        "latest checkpoint covers {} entries but only {size} are stored",
-                        cp.size
-                    )));
-                }
                 let root = tlog::tree_hash(&Blake3Hasher, &StoreNodes(store), TreeSize(cp.size))?;
                 if root != cp.root {
                     return Err(LedgerError::Corrupt(format!(
@@ -357,21 +381,15 @@ impl Ledger {
                         cp.size
                     )));
                 }
-                if cp_map_root != Some(cp.map_root) {
+                if cp_map_root != cp.map_root {
                     return Err(LedgerError::Corrupt(format!(
                         "stored map root at size {} does not match the latest checkpoint",
                         cp.size
                     )));
                 }
-                // The snapshot map is the map at the checkpoint's size.
-                let snap = if cp.size == size {
-                    map.clone()
-                } else {
-                    map_at(store, cp.size)?
-                };
-                (n + 1, cp.time, snap)
+                (n + 1, cp.time, snapshot_map)
             }
-            None => (0, 0, StateMap::new()),
+            None => (0, 0, snapshot_map),
         };
         if frontier.root(&Blake3Hasher)
             != tlog::tree_hash(&Blake3Hasher, &StoreNodes(store), TreeSize(size))?
@@ -641,7 +659,6 @@ impl Ledger {
         if !accepted.is_empty() {
             let size = base + accepted.len() as u64;
             batch.put(Table::Meta, b"size".to_vec(), size.to_le_bytes().to_vec());
-            self.commit(batch)?;
             let updates: Vec<(Hash, MapValue)> = accepted
                 .iter()
                 .enumerate()
@@ -655,7 +672,20 @@ impl Ledger {
                     )
                 })
                 .collect();
-            st.map.insert_batch(&updates);
+            // The new map, from the stored leaves as they are before this batch.
+            let mut map = st.map.clone();
+            let store = self.store();
+            let src = LeafSource {
+                store: store.as_ref(),
+                as_of: base,
+                upto: None,
+            };
+            map.insert_batch_from(&updates, &src)?;
+            for (key, value) in &updates {
+                batch.put(Table::MapLeaf, key.to_vec(), leaf_value(value));
+            }
+            self.commit(batch)?;
+            st.map = map;
             st.frontier = frontier;
             st.last_time = now;
         }
@@ -726,10 +756,51 @@ impl Ledger {
     }
 }
 
-/// The state map after the first `size` entries (replays them).
-fn map_at(store: &dyn Store, size: u64) -> Result<StateMap, LedgerError> {
-    let mut map = StateMap::new();
-    let mut batch = Vec::new();
+/// `Meta` key marking a ledger whose `MapLeaf` table is written (ledgers made before it existed
+/// get it on their first open).
+const MAP_LEAVES: &[u8] = b"map_leaves";
+
+/// The state map as of tree size `as_of`, rebuilt from the stored leaves in key order, keeping
+/// only its upper levels in memory.
+fn map_from_leaves(store: &dyn Store, as_of: u64) -> Result<StateMap, LedgerError> {
+    let mut map = StateMap::with_buckets(MAP_BUCKET);
+    let mut scan = store.scan(Table::MapLeaf, &[], None);
+    let mut done: Option<Hash> = None;
+    loop {
+        let mut chunk = Vec::with_capacity(65536);
+        let mut last = None;
+        for r in scan.by_ref().take(65536) {
+            let (k, v) = r?;
+            let (key, value) = decode_leaf(&k, &v)
+                .ok_or_else(|| LedgerError::Corrupt(format!("damaged map leaf {}", to_hex(&k))))?;
+            last = Some(key);
+            let src = LeafSource {
+                store,
+                as_of,
+                upto: None,
+            };
+            if let Some(v) = src.resolve(&key, value)? {
+                chunk.push((key, v));
+            }
+        }
+        let Some(last) = last else {
+            return Ok(map);
+        };
+        // The map so far holds the keys up to `done`: its stubs load only those.
+        let src = LeafSource {
+            store,
+            as_of,
+            upto: done,
+        };
+        map.insert_batch_from(&chunk, &src)?;
+        done = Some(last);
+    }
+}
+
+/// Writes the `MapLeaf` table of a ledger made before it existed: every key's latest entry
+/// (a full replay, once), then the marker.
+fn write_map_leaves(store: &dyn Store, size: u64) -> Result<(), LedgerError> {
+    let mut latest: HashMap<Hash, MapValue> = HashMap::new();
     for r in store.scan(Table::Entry, &[], Some(&be(size))) {
         let (k, v) = r?;
         let i = u64::from_be_bytes(
@@ -738,14 +809,22 @@ fn map_at(store: &dyn Store, size: u64) -> Result<StateMap, LedgerError> {
         );
         let e =
             Entry::decode(&v).map_err(|err| LedgerError::Corrupt(format!("entry {i}: {err}")))?;
-        batch.push((
+        latest.insert(
             e.key,
             MapValue {
                 index: i,
                 leaf_hash: e.leaf_hash(),
             },
-        ));
+        );
     }
-    map.insert_batch(&batch);
-    Ok(map)
+    let mut batch = WriteBatch::new();
+    for (key, value) in latest {
+        batch.put(Table::MapLeaf, key.to_vec(), leaf_value(&value));
+        if batch.len() >= 65536 {
+            store.commit(std::mem::take(&mut batch))?;
+        }
+    }
+    batch.put(Table::Meta, MAP_LEAVES.to_vec(), b"1".to_vec());
+    store.commit(batch)?;
+    Ok(())
 }

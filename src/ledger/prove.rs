@@ -1,12 +1,14 @@
 //! Building proofs from stored data: consent proofs, histories, inclusion and consistency.
 
 use crate::core::event::state_key;
-use crate::core::hash::{Hash, HexHash};
+use crate::core::hash::{to_hex, Hash, HexHash};
 use crate::core::history::{Chain, History, HISTORY_FORMAT};
+use crate::core::map::{self, MapProof};
 use crate::core::proof::{state_at, ConsentProof, OpeningJson, ProvenEvent, PROOF_FORMAT};
 use crate::core::tlog::{self, Blake3Hasher, LeafIndex, TreeSize};
 use crate::store::{scan_prefix, Table};
 
+use super::leaves::LeafSource;
 use super::{clock, Ledger, LedgerError, Snapshot, StoreNodes};
 
 /// The shared snapshot of a proof batch and a proof (or why not) per query.
@@ -128,6 +130,22 @@ impl Ledger {
             }
         }
         Ok(out)
+    }
+
+    /// A state-map proof for `key` under the snapshot's checkpoint, checked against its map
+    /// root before it is served (the map's lower levels come from storage).
+    pub fn prove_key(&self, snap: &Snapshot, key: &Hash) -> Result<MapProof, LedgerError> {
+        let store = self.store();
+        let src = LeafSource {
+            store: store.as_ref(),
+            as_of: snap.checkpoint.size,
+            upto: None,
+        };
+        let proof = snap.map.prove_from(key, &src)?;
+        map::check(&snap.checkpoint.map_root, key, &proof).map_err(|e| {
+            LedgerError::Corrupt(format!("state map proof of {}: {e}", to_hex(key)))
+        })?;
+        Ok(proof)
     }
 
     /// One event with its opening and inclusion proof in the tree of `cp`. Before anything is
@@ -267,7 +285,7 @@ impl Ledger {
         let map = if next.is_some() {
             None
         } else {
-            Some(snap.map.prove(&key))
+            Some(self.prove_key(snap, &key)?)
         };
         Ok(ConsentProof {
             format: PROOF_FORMAT.into(),
@@ -311,7 +329,7 @@ impl Ledger {
                 controller: ev.event.controller.clone(),
                 purpose: ev.event.purpose.clone(),
                 events,
-                map: snap.map.prove(&key),
+                map: self.prove_key(snap, &key)?,
             });
         }
         Ok(History {

@@ -31,11 +31,14 @@ pub enum Table {
     SubjectIndex = 7,
     /// checkpoint number (u64 BE) → note text.
     Checkpoint = 8,
+    /// state key → index (u64 LE) || leaf hash: every key's latest entry, the state map's
+    /// leaves (the map keeps only its upper levels in memory).
+    MapLeaf = 9,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 8] = [
         Table::Meta,
         Table::Entry,
         Table::Opening,
@@ -43,6 +46,7 @@ impl Table {
         Table::KeyIndex,
         Table::SubjectIndex,
         Table::Checkpoint,
+        Table::MapLeaf,
     ];
 }
 

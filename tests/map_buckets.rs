@@ -1,0 +1,247 @@
+//! The state map that keeps only its upper levels in memory (`StateMap::with_buckets`) must
+//! agree with the map holding every key: same roots, same proofs, same answers, for every
+//! bucket size, through inserts, snapshots and damaged sources.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+
+use consentlog::core::map::{self, Hash, MapError, MapSource, MapValue, StateMap};
+use proptest::prelude::*;
+
+/// A source backed by a BTreeMap: the keys of the bucketed map, as they are.
+struct Model {
+    keys: BTreeMap<Hash, MapValue>,
+    loads: Cell<usize>,
+}
+
+impl MapSource for Model {
+    fn load(&self, prefix: &Hash, bits: usize) -> Result<Vec<(Hash, MapValue)>, String> {
+        self.loads.set(self.loads.get() + 1);
+        Ok(self
+            .keys
+            .iter()
+            .filter(|(k, _)| map::common_prefix_len(k, prefix) >= bits)
+            .map(|(k, v)| (*k, *v))
+            .collect())
+    }
+}
+
+fn b3(b: &[u8]) -> Hash {
+    *blake3::hash(b).as_bytes()
+}
+
+fn value(i: u64) -> MapValue {
+    MapValue {
+        index: i,
+        leaf_hash: b3(&i.to_be_bytes()),
+    }
+}
+
+fn flip(key: &Hash, bit: usize) -> Hash {
+    let mut k = *key;
+    k[bit / 8] ^= 0x80 >> (bit % 8);
+    k
+}
+
+/// Applies `batches` to a full map and to a bucketed one, checking they agree after each.
+fn run(bucket: usize, batches: &[Vec<(Hash, MapValue)>], probes: &[Hash]) {
+    let mut full = StateMap::new();
+    let mut part = StateMap::with_buckets(bucket);
+    let mut model = Model {
+        keys: BTreeMap::new(),
+        loads: Cell::new(0),
+    };
+    for batch in batches {
+        part.insert_batch_from(batch, &model).expect("insert");
+        full.insert_batch(batch);
+        for (k, v) in batch {
+            model.keys.insert(*k, *v);
+        }
+        assert_eq!(part.root(), full.root());
+        assert_eq!(part.len(), full.len());
+        let keys: Vec<Hash> = model.keys.keys().copied().collect();
+        for k in keys.iter().chain(probes) {
+            let p = part.prove_from(k, &model).expect("prove");
+            assert_eq!(p, full.prove(k));
+            assert_eq!(
+                part.get_from(k, &model).expect("get"),
+                model.keys.get(k).copied()
+            );
+        }
+    }
+}
+
+fn keys(n: u64, salt: u64) -> Vec<(Hash, MapValue)> {
+    (0..n)
+        .map(|i| {
+            (
+                b3(&[salt.to_le_bytes(), i.to_le_bytes()].concat()),
+                value(i),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn small_maps_every_bucket() {
+    for bucket in [2, 3, 4, 5, 8, 16] {
+        for n in 1..40u64 {
+            // One key at a time, then all at once, then overwrites.
+            let items = keys(n, n);
+            let singles: Vec<_> = items.iter().map(|i| vec![*i]).collect();
+            run(bucket, &singles, &[b3(b"absent"), flip(&items[0].0, 255)]);
+            let over: Vec<_> = items.iter().map(|(k, _)| (*k, value(99))).collect();
+            run(bucket, &[items.clone(), over], &[flip(&items[0].0, 3)]);
+        }
+    }
+}
+
+#[test]
+fn near_keys_and_long_prefixes() {
+    let base = b3(b"base");
+    let items: Vec<_> = [255, 254, 200, 100, 9, 8, 1, 0]
+        .iter()
+        .enumerate()
+        .map(|(i, &bit)| (flip(&base, bit), value(i as u64)))
+        .chain(std::iter::once((base, value(50))))
+        .collect();
+    for bucket in [2, 3, 4, 16] {
+        let singles: Vec<_> = items.iter().map(|i| vec![*i]).collect();
+        run(bucket, &singles, &[flip(&base, 128), flip(&base, 253)]);
+        run(bucket, std::slice::from_ref(&items), &[flip(&base, 128)]);
+    }
+}
+
+#[test]
+fn larger_map_loads_only_touched_buckets() {
+    let items = keys(5_000, 7);
+    let mut part = StateMap::with_buckets(16);
+    let mut full = StateMap::new();
+    let mut model = Model {
+        keys: BTreeMap::new(),
+        loads: Cell::new(0),
+    };
+    for chunk in items.chunks(1_000) {
+        part.insert_batch_from(chunk, &model).unwrap();
+        full.insert_batch(chunk);
+        model.keys.extend(chunk.iter().copied());
+    }
+    assert_eq!(part.root(), full.root());
+    // Memory holds about two nodes per bucket of keys, the full map two per key.
+    assert_eq!(full.nodes_in_memory(), 2 * 5_000 - 1);
+    let held = part.nodes_in_memory();
+    assert!(held < 5_000 * 2 / 4, "{held} nodes in memory");
+    // A proof loads at most one bucket.
+    model.loads.set(0);
+    let p = part.prove_from(&items[17].0, &model).unwrap();
+    assert!(model.loads.get() <= 1);
+    assert_eq!(
+        map::check(&part.root(), &items[17].0, &p),
+        Ok(Some(items[17].1))
+    );
+    // Ten updates load at most ten buckets.
+    model.loads.set(0);
+    let ups: Vec<_> = items[..10].iter().map(|(k, _)| (*k, value(7))).collect();
+    part.insert_batch_from(&ups, &model).unwrap();
+    full.insert_batch(&ups);
+    assert!(model.loads.get() <= 10, "{} loads", model.loads.get());
+    assert_eq!(part.root(), full.root());
+}
+
+#[test]
+fn snapshots_keep_their_root() {
+    let items = keys(600, 3);
+    let mut part = StateMap::with_buckets(4);
+    let mut model = Model {
+        keys: BTreeMap::new(),
+        loads: Cell::new(0),
+    };
+    part.insert_batch_from(&items[..300], &model).unwrap();
+    model.keys.extend(items[..300].iter().copied());
+    let snap = part.clone();
+    let old_model = Model {
+        keys: model.keys.clone(),
+        loads: Cell::new(0),
+    };
+    part.insert_batch_from(&items[300..], &model).unwrap();
+    let mut full = StateMap::new();
+    full.insert_batch(&items[..300]);
+    assert_eq!(snap.root(), full.root());
+    for (k, v) in &items[..300] {
+        let p = snap.prove_from(k, &old_model).unwrap();
+        assert_eq!(map::check(&snap.root(), k, &p), Ok(Some(*v)));
+    }
+}
+
+#[test]
+fn damaged_source_is_named_and_changes_nothing() {
+    let items = keys(200, 11);
+    let mut part = StateMap::with_buckets(8);
+    let mut model = Model {
+        keys: BTreeMap::new(),
+        loads: Cell::new(0),
+    };
+    part.insert_batch_from(&items, &model).unwrap();
+    model.keys.extend(items.iter().copied());
+    let root = part.root();
+    // A changed value, a dropped key and an extra key are each caught.
+    let target = items[5].0;
+    let mut cases = Vec::new();
+    let mut changed = model.keys.clone();
+    changed.insert(target, value(12345));
+    cases.push(changed);
+    let mut dropped = model.keys.clone();
+    dropped.remove(&target);
+    cases.push(dropped);
+    let mut extra = model.keys.clone();
+    extra.insert(flip(&target, 255), value(1));
+    cases.push(extra);
+    for keys in cases {
+        let bad = Model {
+            keys,
+            loads: Cell::new(0),
+        };
+        let e = part.prove_from(&target, &bad).unwrap_err();
+        assert!(matches!(e, MapError::Damaged { .. }), "{e}");
+        assert!(e.to_string().contains("damaged storage"), "{e}");
+        let mut copy = part.clone();
+        let e = copy
+            .insert_batch_from(&[(target, value(1))], &bad)
+            .unwrap_err();
+        assert!(matches!(e, MapError::Damaged { .. }), "{e}");
+        assert_eq!(copy.root(), root);
+        assert_eq!(copy.len(), 200);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Random batches of fresh keys, overwrites and near keys, on random bucket sizes.
+    #[test]
+    fn agrees_with_full_map(
+        bucket in 2usize..20,
+        batches in prop::collection::vec(
+            prop::collection::vec((any::<[u8; 32]>(), 0usize..4, 0usize..256, any::<u64>()), 1..30),
+            1..6,
+        ),
+    ) {
+        let mut seen: Vec<Hash> = Vec::new();
+        let mut out = Vec::new();
+        for batch in batches {
+            let mut b = Vec::new();
+            for (fresh, kind, bit, v) in batch {
+                let k = match (kind, seen.len()) {
+                    (_, 0) | (0, _) | (1, _) => fresh,
+                    (2, n) => seen[(v as usize) % n],
+                    (_, n) => flip(&seen[(v as usize) % n], bit),
+                };
+                seen.push(k);
+                b.push((k, value(v)));
+            }
+            out.push(b);
+        }
+        let probes: Vec<Hash> = seen.iter().take(5).map(|k| flip(k, 200)).collect();
+        run(bucket, &out, &probes);
+    }
+}
