@@ -89,13 +89,14 @@ pub fn decide(a: DecideArgs, opt_in: bool) -> CmdResult {
     }
 }
 
-/// Streams NDJSON events in, one chunk at a time (parsed on all cores), and prints each
-/// chunk's receipts as soon as the chunk is durable.
+/// Streams NDJSON events in, one chunk at a time, and prints each chunk's receipts as soon as
+/// the chunk is durable. A reader thread parses and checks the signatures of the next chunk
+/// (on all cores) while the ledger commits the current one.
 pub fn append(dir: &Path, file: &str) -> CmdResult {
     use rayon::prelude::*;
     use std::io::BufRead;
     let l = open(dir)?;
-    let input: Box<dyn BufRead> = if file == "-" {
+    let input: Box<dyn BufRead + Send> = if file == "-" {
         Box::new(std::io::BufReader::new(std::io::stdin()))
     } else {
         Box::new(std::io::BufReader::with_capacity(
@@ -106,37 +107,55 @@ pub fn append(dir: &Path, file: &str) -> CmdResult {
     let stdout = std::io::stdout();
     let mut w = BufWriter::new(stdout.lock());
     let (mut n, mut rejected) = (0usize, 0usize);
-    let mut lines = input.lines();
-    loop {
-        let mut chunk = Vec::with_capacity(CHUNK);
-        for line in lines.by_ref() {
-            let line = line.map_err(|e| fail(format!("{file}: {e}")))?;
-            if !line.trim().is_empty() {
-                chunk.push(line);
-                if chunk.len() == CHUNK {
-                    break;
+    // One checked chunk waits while another commits.
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || -> CmdResult {
+            let mut lines = input.lines();
+            loop {
+                let mut chunk = Vec::with_capacity(CHUNK);
+                for line in lines.by_ref() {
+                    let line = line.map_err(|e| fail(format!("{file}: {e}")))?;
+                    if !line.trim().is_empty() {
+                        chunk.push(line);
+                        if chunk.len() == CHUNK {
+                            break;
+                        }
+                    }
+                }
+                if chunk.is_empty() {
+                    return Ok(());
+                }
+                let events: Vec<_> = chunk.par_iter().map(|s| EventJson::parse(s)).collect();
+                drop(chunk);
+                if tx.send(crate::ledger::precheck(events)).is_err() {
+                    return Ok(()); // the writer stopped on an error of its own
                 }
             }
-        }
-        if chunk.is_empty() {
-            break;
-        }
-        n += chunk.len();
-        let events: Vec<_> = chunk.par_iter().map(|s| EventJson::parse(s)).collect();
-        drop(chunk);
-        for o in &l.append(events).map_err(fail)? {
-            let line = match o {
-                Outcome::Accepted(r) | Outcome::Duplicate(r) => serde_json::to_string(r),
-                Outcome::Rejected(r) => {
-                    rejected += 1;
-                    serde_json::to_string(&json!({"error": r.to_string(), "rule": r.code()}))
+        });
+        let written = (|| -> CmdResult {
+            for checked in rx {
+                n += checked.len();
+                for o in &l.append_checked(checked).map_err(fail)? {
+                    let line = match o {
+                        Outcome::Accepted(r) | Outcome::Duplicate(r) => serde_json::to_string(r),
+                        Outcome::Rejected(r) => {
+                            rejected += 1;
+                            serde_json::to_string(
+                                &json!({"error": r.to_string(), "rule": r.code()}),
+                            )
+                        }
+                    }
+                    .expect("json");
+                    writeln!(w, "{line}").map_err(fail)?;
                 }
+                w.flush().map_err(fail)?;
             }
-            .expect("json");
-            writeln!(w, "{line}").map_err(fail)?;
-        }
-        w.flush().map_err(fail)?;
-    }
+            Ok(())
+        })();
+        let read = reader.join().expect("reader thread");
+        written.and(read)
+    })?;
     if rejected > 0 {
         return Err(Failure::new(
             1,

@@ -84,8 +84,30 @@ pub enum LedgerError {
     Invalid(String),
 }
 
-/// An event, its hash, and the result of its stateless checks.
-type SelfChecked = (SignedEvent, Hash, Result<(), Reject>);
+/// An event with its hash and the result of its stateless checks (signature, key, fields),
+/// made by [`precheck`] on all cores, so that callers can check the next events while the
+/// ledger commits the previous ones.
+pub struct Prechecked {
+    event: SignedEvent,
+    hash: Hash,
+    check: Result<(), Reject>,
+}
+
+/// The stateless checks of `events` (strict signature verification and field checks), on all
+/// cores. Depends on nothing but the events: the rules that need the ledger's state run in
+/// [`Ledger::append_checked`].
+pub fn precheck(events: Vec<Result<SignedEvent, Reject>>) -> Vec<Result<Prechecked, Reject>> {
+    events
+        .into_par_iter()
+        .map(|r| {
+            r.map(|event| {
+                let hash = event.event_hash();
+                let check = event.check_self();
+                Prechecked { event, hash, check }
+            })
+        })
+        .collect()
+}
 
 /// What happened to one submitted event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -544,31 +566,29 @@ impl Ledger {
         &self,
         events: Vec<Result<SignedEvent, Reject>>,
     ) -> Result<Vec<Outcome>, LedgerError> {
-        let mut out = Vec::with_capacity(events.len());
-        let mut events = events;
-        while !events.is_empty() {
-            let rest = events.split_off(events.len().min(CHUNK));
-            out.extend(self.append_chunk(events)?);
-            events = rest;
+        // The expensive, stateless checks on all cores, outside the lock.
+        self.append_checked(precheck(events))
+    }
+
+    /// [`Ledger::append`] of events already through [`precheck`].
+    pub fn append_checked(
+        &self,
+        checked: Vec<Result<Prechecked, Reject>>,
+    ) -> Result<Vec<Outcome>, LedgerError> {
+        let mut out = Vec::with_capacity(checked.len());
+        let mut checked = checked;
+        while !checked.is_empty() {
+            let rest = checked.split_off(checked.len().min(CHUNK));
+            out.extend(self.append_chunk(checked)?);
+            checked = rest;
         }
         Ok(out)
     }
 
     fn append_chunk(
         &self,
-        events: Vec<Result<SignedEvent, Reject>>,
+        checked: Vec<Result<Prechecked, Reject>>,
     ) -> Result<Vec<Outcome>, LedgerError> {
-        // The expensive, stateless checks on all cores, outside the lock.
-        let checked: Vec<Result<SelfChecked, Reject>> = events
-            .into_par_iter()
-            .map(|r| {
-                r.map(|ev| {
-                    let h = ev.event_hash();
-                    let c = ev.check_self();
-                    (ev, h, c)
-                })
-            })
-            .collect();
 
         enum Slot {
             Done(Outcome),
@@ -595,7 +615,7 @@ impl Ledger {
                     slots.push(Slot::Done(Outcome::Rejected(r)));
                     continue;
                 }
-                Ok(x) => x,
+                Ok(p) => (p.event, p.hash, p.check),
             };
             if let Some(&pos) = fresh.get(&h) {
                 slots.push(Slot::Repeat(pos));

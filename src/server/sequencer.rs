@@ -2,6 +2,9 @@
 //! or a few milliseconds), hands each batch to the ledger (one atomic write and one sync per
 //! chunk), and only then answers. The queue is bounded: when it is full, callers are told so
 //! at once instead of it growing without bound.
+//!
+//! Two threads form a pipeline: one gathers a batch and checks its signatures on all cores
+//! while the other commits the batch before it, so the cores are not idle during a sync.
 
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -13,7 +16,7 @@ use tokio::sync::oneshot;
 use super::metrics::Metrics;
 use crate::core::event::SignedEvent;
 use crate::core::rules::Reject;
-use crate::ledger::{Ledger, Outcome};
+use crate::ledger::{precheck, Ledger, Outcome, Prechecked};
 
 /// The answer to one submission: an outcome per event, or a storage failure (nothing in the
 /// failed chunk was acknowledged).
@@ -35,10 +38,17 @@ pub struct BatchConfig {
     pub queue: usize,
 }
 
-/// Handle to the sequencer thread.
+/// Handle to the sequencer threads.
 pub struct Sequencer {
     tx: Mutex<Option<SyncSender<Job>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A gathered, prechecked batch on its way to the committing thread.
+struct Checked {
+    events: Vec<Result<Prechecked, Reject>>,
+    sizes: Vec<usize>,
+    replies: Vec<oneshot::Sender<Answer>>,
 }
 
 /// Why a submission was not queued.
@@ -53,13 +63,19 @@ pub enum SubmitError {
 impl Sequencer {
     pub fn start(ledger: Arc<Ledger>, cfg: BatchConfig, metrics: Arc<Metrics>) -> Sequencer {
         let (tx, rx) = sync_channel(cfg.queue.max(1));
-        let thread = std::thread::Builder::new()
+        // One checked batch waits while another commits.
+        let (ctx, crx) = sync_channel(1);
+        let gather = std::thread::Builder::new()
+            .name("sequencer-check".into())
+            .spawn(move || gather(cfg, rx, ctx))
+            .expect("spawn sequencer");
+        let commit = std::thread::Builder::new()
             .name("sequencer".into())
-            .spawn(move || run(ledger, cfg, rx, metrics))
+            .spawn(move || commit(ledger, crx, metrics))
             .expect("spawn sequencer");
         Sequencer {
             tx: Mutex::new(Some(tx)),
-            thread: Mutex::new(Some(thread)),
+            threads: Mutex::new(vec![gather, commit]),
         }
     }
 
@@ -78,16 +94,17 @@ impl Sequencer {
         }
     }
 
-    /// Stops taking submissions, finishes every queued one, and waits for the thread.
+    /// Stops taking submissions, finishes every queued one, and waits for the threads.
     pub fn close(&self) {
         self.tx.lock().expect("sequencer").take();
-        if let Some(t) = self.thread.lock().expect("sequencer").take() {
+        for t in self.threads.lock().expect("sequencer").drain(..) {
             let _ = t.join();
         }
     }
 }
 
-fn run(ledger: Arc<Ledger>, cfg: BatchConfig, rx: Receiver<Job>, metrics: Arc<Metrics>) {
+/// Gathers submissions into batches and checks their signatures, then passes them on.
+fn gather(cfg: BatchConfig, rx: Receiver<Job>, out: SyncSender<Checked>) {
     while let Ok(first) = rx.recv() {
         let started = Instant::now();
         let deadline = started + Duration::from_millis(cfg.max_wait_ms);
@@ -111,8 +128,28 @@ fn run(ledger: Arc<Ledger>, cfg: BatchConfig, rx: Receiver<Job>, metrics: Arc<Me
             all.extend(j.events);
             replies.push(j.reply);
         }
+        let checked = Checked {
+            events: precheck(all),
+            sizes,
+            replies,
+        };
+        if out.send(checked).is_err() {
+            return;
+        }
+    }
+}
+
+/// Commits checked batches in order and answers each submission.
+fn commit(ledger: Arc<Ledger>, rx: Receiver<Checked>, metrics: Arc<Metrics>) {
+    while let Ok(Checked {
+        events,
+        sizes,
+        replies,
+    }) = rx.recv()
+    {
+        let n = events.len();
         let t = Instant::now();
-        let result = ledger.append(all);
+        let result = ledger.append_checked(events);
         metrics.observe_batch(n, t.elapsed());
         match result {
             Ok(outcomes) => {
