@@ -72,14 +72,11 @@ pub fn audit(a: AuditArgs) -> CmdResult {
         let mut auditor = Auditor::new(&key, &raw.origin, &notes, now);
         let size = raw.size;
         let pb = bar(size);
-        let mut start = 0;
-        while start < size {
+        let chunks = (0..size).step_by(CHUNK).map(|start| {
             let end = (start + CHUNK as u64).min(size);
-            let chunk = raw.entries(start, end).map_err(fail)?;
-            auditor.push_chunk(chunk);
-            pb.set_position(end);
-            start = end;
-        }
+            raw.entries(start, end).map_err(fail)
+        });
+        replay(&mut auditor, chunks, |done| pb.set_position(done))?;
         pb.finish_and_clear();
         let mut report = auditor.finish();
         let extra = raw.entries_beyond_size().map_err(fail)?;
@@ -108,21 +105,52 @@ pub fn audit(a: AuditArgs) -> CmdResult {
             now,
         );
         let pb = bar(r.header.entries);
-        let mut chunk: Vec<(Entry, Option<Opening>)> = Vec::with_capacity(CHUNK);
-        let mut done = 0;
-        while let Some(x) = r.next_entry().map_err(fail)? {
-            chunk.push(x);
-            if chunk.len() == CHUNK {
-                done += chunk.len() as u64;
-                auditor.push_chunk(std::mem::take(&mut chunk));
-                pb.set_position(done);
+        let chunks = std::iter::from_fn(|| {
+            let mut chunk: Vec<(Entry, Option<Opening>)> = Vec::with_capacity(CHUNK);
+            while chunk.len() < CHUNK {
+                match r.next_entry() {
+                    Ok(Some(x)) => chunk.push(x),
+                    Ok(None) => break,
+                    Err(e) => return Some(Err(fail(e))),
+                }
             }
-        }
-        auditor.push_chunk(chunk);
+            (!chunk.is_empty()).then_some(Ok(chunk))
+        });
+        replay(&mut auditor, chunks, |done| pb.set_position(done))?;
         pb.finish_and_clear();
         auditor.finish()
     };
     print_report(&report, "audit")
+}
+
+/// Replays `chunks` into `auditor`: a reader thread reads the next chunk and checks its
+/// entries on all cores while the auditor replays the current one. Stops at the first read
+/// error.
+fn replay(
+    auditor: &mut Auditor,
+    chunks: impl Iterator<Item = Result<Vec<(Entry, Option<Opening>)>, Failure>> + Send,
+    mut progress: impl FnMut(u64),
+) -> CmdResult {
+    let origin = auditor.origin().to_string();
+    // One checked chunk waits while another is replayed.
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || -> CmdResult {
+            for chunk in chunks {
+                if tx.send(Auditor::check_chunk(&origin, chunk?)).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        });
+        let mut done = 0;
+        for checked in rx {
+            done += checked.len() as u64;
+            auditor.push_checked(checked);
+            progress(done);
+        }
+        reader.join().expect("reader thread")
+    })
 }
 
 fn print_report(r: &Report, what: &str) -> CmdResult {

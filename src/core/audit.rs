@@ -8,10 +8,11 @@ use ed25519_dalek::VerifyingKey;
 use rayon::prelude::*;
 
 use super::entry::{Entry, Opening};
+use super::event::{subject_key, subject_keys};
 use super::hash::Hash;
 use super::map::{MapValue, StateMap};
 use super::note::{self, SignedCheckpoint};
-use super::rules::{check_chain, check_expiry, Head, ISSUED_AT_WINDOW_MS};
+use super::rules::{check_chain, check_expiry, Head, Reject, ISSUED_AT_WINDOW_MS};
 use super::tlog::{Blake3Hasher, Frontier};
 
 /// One broken rule, with the entry index where it applies.
@@ -47,7 +48,25 @@ impl Report {
 }
 
 /// An entry, its leaf hash, and its opening with the result of the opening's own checks.
-type CheckedEntry = (Entry, Hash, Option<(Opening, Result<(), String>)>);
+/// An entry, its leaf hash, and its opening with the event hash and the opening's checks.
+type CheckedEntry = (Entry, Hash, Option<(Opening, Hash, Result<(), String>)>);
+
+/// Entries checked on their own (commitments, signatures, fields): the part of a replay that
+/// needs no state, made by [`Auditor::check_chunk`] on all cores, possibly while the auditor
+/// replays the chunk before.
+pub struct CheckedChunk(Vec<CheckedEntry>);
+
+impl CheckedChunk {
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the chunk holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
 
 /// A chain head known to the auditor; `None` after an erased opening.
 type AuditHead = Option<Head>;
@@ -188,22 +207,45 @@ impl Auditor {
         (lo, hi)
     }
 
+    /// The origin the replay expects.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The per-entry checks that need no state, on all cores, for a log of `origin`.
+    pub fn check_chunk(origin: &str, chunk: Vec<(Entry, Option<Opening>)>) -> CheckedChunk {
+        let keys = subject_keys(
+            chunk
+                .iter()
+                .filter_map(|(_, o)| o.as_ref().map(|o| &o.event)),
+        );
+        CheckedChunk(
+            chunk
+                .into_par_iter()
+                .map(|(e, o)| {
+                    let leaf = e.leaf_hash();
+                    let o = o.map(|o| {
+                        let key = &keys[&o.event.event.subject];
+                        let r = check_opening_with(&e, &o, origin, key);
+                        let h = o.event.event_hash();
+                        (o, h, r)
+                    });
+                    (e, leaf, o)
+                })
+                .collect(),
+        )
+    }
+
     /// Replays the next entries in order.
     pub fn push_chunk(&mut self, chunk: Vec<(Entry, Option<Opening>)>) {
-        let origin = self.origin.clone();
-        // Per-entry checks that need no state, on all cores.
-        let checked: Vec<CheckedEntry> = chunk
-            .into_par_iter()
-            .map(|(e, o)| {
-                let leaf = e.leaf_hash();
-                let o = o.map(|o| {
-                    let r = check_opening(&e, &o, &origin);
-                    (o, r)
-                });
-                (e, leaf, o)
-            })
-            .collect();
-        for (e, leaf, o) in checked {
+        let checked = Self::check_chunk(&self.origin, chunk);
+        self.push_checked(checked);
+    }
+
+    /// Replays the next entries in order, already through [`Auditor::check_chunk`] for this
+    /// replay's origin.
+    pub fn push_checked(&mut self, checked: CheckedChunk) {
+        for (e, leaf, o) in checked.0 {
             let i = self.frontier.size().0;
             if e.integrated_at < self.last_time {
                 self.violation(
@@ -240,7 +282,7 @@ impl Auditor {
                     self.report.openings_missing += 1;
                     self.heads.insert(e.key, None);
                 }
-                Some((o, r)) => {
+                Some((o, event_hash, r)) => {
                     self.report.openings_checked += 1;
                     if let Err(m) = r {
                         self.violation(Some(i), m);
@@ -264,7 +306,7 @@ impl Auditor {
                         Some(Head {
                             index: i,
                             seq: o.event.event.seq,
-                            event_hash: o.event.event_hash(),
+                            event_hash,
                         }),
                     );
                 }
@@ -313,13 +355,25 @@ impl Auditor {
 /// Checks one opening against its entry: commitment, key, strict signature, origin and the
 /// issued_at window.
 pub fn check_opening(e: &Entry, o: &Opening, origin: &str) -> Result<(), String> {
+    check_opening_with(e, o, origin, &subject_key(&o.event.event.subject))
+}
+
+/// [`check_opening`] with the subject's key from [`subject_key`].
+pub fn check_opening_with(
+    e: &Entry,
+    o: &Opening,
+    origin: &str,
+    key: &Result<VerifyingKey, Reject>,
+) -> Result<(), String> {
     if o.commitment() != e.commitment {
         return Err("opening does not match the entry's commitment".into());
     }
     if o.event.event.state_key() != e.key {
         return Err("entry key is not the state key of its event".into());
     }
-    o.event.check_self().map_err(|r| format!("event: {r}"))?;
+    o.event
+        .check_self_with(key)
+        .map_err(|r| format!("event: {r}"))?;
     o.event
         .check_log(origin)
         .map_err(|r| format!("event: {r}"))?;

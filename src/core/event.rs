@@ -3,6 +3,8 @@
 //! `signature = Ed25519(subject, "consentlog/v1/event\n" || bytes(ConsentEvent))`,
 //! `SignedEvent = bytes(ConsentEvent) || signature`, `event_hash = BLAKE3(bytes(SignedEvent))`.
 
+use std::collections::{HashMap, HashSet};
+
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
@@ -179,6 +181,12 @@ impl SignedEvent {
     /// (version, controller, purpose, decision, weak key, signature) except `log`, which the
     /// caller compares with its origin first via [`SignedEvent::check_log`].
     pub fn check_self(&self) -> Result<(), Reject> {
+        self.check_self_with(&subject_key(&self.event.subject))
+    }
+
+    /// [`SignedEvent::check_self`] with the subject's key already decompressed and checked
+    /// ([`subject_key`], or [`subject_keys`] for many events).
+    pub fn check_self_with(&self, key: &Result<VerifyingKey, Reject>) -> Result<(), Reject> {
         let e = &self.event;
         if e.version != EVENT_VERSION {
             return Err(Reject::Version(e.version));
@@ -188,15 +196,17 @@ impl SignedEvent {
         if e.decision().is_none() {
             return Err(Reject::Decision(e.decision));
         }
-        self.check_signature()
+        self.check_signature_with(key)
     }
 
     /// Weak-key refusal and `verify_strict` of the signature.
     pub fn check_signature(&self) -> Result<(), Reject> {
-        let key = VerifyingKey::from_bytes(&self.event.subject).map_err(|_| Reject::BadKey)?;
-        if key.is_weak() {
-            return Err(Reject::WeakKey);
-        }
+        self.check_signature_with(&subject_key(&self.event.subject))
+    }
+
+    /// [`SignedEvent::check_signature`] with the subject's key from [`subject_key`].
+    pub fn check_signature_with(&self, key: &Result<VerifyingKey, Reject>) -> Result<(), Reject> {
+        let key = key.as_ref().map_err(Clone::clone)?;
         let body = &self.bytes[..self.bytes.len() - SIGNATURE_LEN];
         let mut msg = Vec::with_capacity(EVENT_DOMAIN.len() + body.len());
         msg.extend_from_slice(EVENT_DOMAIN);
@@ -215,6 +225,29 @@ impl SignedEvent {
         }
         Ok(())
     }
+}
+
+/// A subject's public key, decompressed, refused if it is not a valid point
+/// ([`Reject::BadKey`]) or has small order ([`Reject::WeakKey`]).
+pub fn subject_key(subject: &[u8; 32]) -> Result<VerifyingKey, Reject> {
+    let key = VerifyingKey::from_bytes(subject).map_err(|_| Reject::BadKey)?;
+    if key.is_weak() {
+        return Err(Reject::WeakKey);
+    }
+    Ok(key)
+}
+
+/// The keys of the subjects of `events`, each decompressed once, on all cores (a person's
+/// events share a key, and decompressing is a good part of checking a signature).
+pub fn subject_keys<'a>(
+    events: impl Iterator<Item = &'a SignedEvent>,
+) -> HashMap<[u8; 32], Result<VerifyingKey, Reject>> {
+    use rayon::prelude::*;
+    let subjects: HashSet<[u8; 32]> = events.map(|e| e.event.subject).collect();
+    subjects
+        .into_par_iter()
+        .map(|s| (s, subject_key(&s)))
+        .collect()
 }
 
 /// Maximum length of a controller or purpose.

@@ -23,7 +23,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use rayon::prelude::*;
 
 use crate::core::entry::{Entry, Opening};
-use crate::core::event::SignedEvent;
+use crate::core::event::{subject_keys, SignedEvent};
 use crate::core::hash::{to_hex, Hash};
 use crate::core::map::{MapError, MapValue, StateMap};
 use crate::core::note::{self, Checkpoint, SignedCheckpoint};
@@ -97,12 +97,13 @@ pub struct Prechecked {
 /// cores. Depends on nothing but the events: the rules that need the ledger's state run in
 /// [`Ledger::append_checked`].
 pub fn precheck(events: Vec<Result<SignedEvent, Reject>>) -> Vec<Result<Prechecked, Reject>> {
+    let keys = subject_keys(events.iter().flatten());
     events
         .into_par_iter()
         .map(|r| {
             r.map(|event| {
                 let hash = event.event_hash();
-                let check = event.check_self();
+                let check = event.check_self_with(&keys[&event.event.subject]);
                 Prechecked { event, hash, check }
             })
         })
@@ -589,7 +590,6 @@ impl Ledger {
         &self,
         checked: Vec<Result<Prechecked, Reject>>,
     ) -> Result<Vec<Outcome>, LedgerError> {
-
         enum Slot {
             Done(Outcome),
             /// Existing entry index.
