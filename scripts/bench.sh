@@ -11,10 +11,12 @@
 #  (a) append: `loadgen` SCALE_EVENTS events (SCALE_EVENTS/20 people), `init`, then the whole
 #      `append` process timed -> events/s (a fresh ledger every run)
 #  (b) HTTP appends: `serve` on loopback, HTTP_THREADS connections posting single events
-#      (POST /v1/events, a stdlib Python client; each person's events on one connection, in
-#      order) -> events/s and p50/p99 latency. The client shares the machine with the server.
-#  (c) `prove --batch` for every subject of a PROOF_LEDGER-entry ledger -> proofs/s
-#      (the command opens the ledger first, which replays every entry: timed separately)
+#      (POST /v1/events, the Rust client examples/http_load.rs; each person's events on one
+#      connection, in order) -> events/s and p50/p99 latency. The client shares the machine
+#      with the server.
+#  (c) `prove --batch` of two queries per subject of a PROOF_LEDGER-entry ledger (consent now,
+#      and at the time of the subject's first event) -> proofs/s (the command opens the
+#      ledger first: timed separately)
 #  (d) `verify --batch` of those proofs -> proofs/s
 #  (e) `audit --dir` (with openings), and `audit --file` of a `--no-openings` export -> entries/s
 #  (f) bytes on disk per entry (du -sb of the ledger directory / entries)
@@ -130,7 +132,7 @@ timed() {
 # entries DIR: the ledger's size, from a fresh checkpoint note (line 2).
 entries() { "$BIN" checkpoint --dir "$1" | sed -n 2p; }
 
-# queries EVENTS_FILE OUT: one prove --batch query per subject.
+# queries EVENTS_FILE OUT: two prove --batch queries per subject (now, and at its first event's issued_at).
 queries() {
     python3 - "$1" "$2" "$CONTROLLER" "$PURPOSE" <<'EOF'
 import json, sys
@@ -139,18 +141,22 @@ seen = {}
 with open(src) as f:
     for line in f:
         if line.strip():
-            seen.setdefault(json.loads(line)["subject"], None)
+            ev = json.loads(line)
+            seen.setdefault(ev["subject"], ev["issued_at"])
 with open(out, "w") as f:
-    for s in seen:
-        f.write(json.dumps({"subject": s, "controller": controller, "purpose": purpose}) + "\n")
-print(len(seen))
+    for s, at in seen.items():
+        q = {"subject": s, "controller": controller, "purpose": purpose}
+        f.write(json.dumps(q) + "\n")
+        f.write(json.dumps(dict(q, at=at)) + "\n")
+print(2 * len(seen))
 EOF
 }
 
 # --- build and machine ----------------------------------------------------------------------
 if [[ $NO_BUILD != 1 ]]; then
-    (cd "$ROOT" && cargo build --release --bin consentlog) >&2
+    (cd "$ROOT" && cargo build --release --bin consentlog --example http_load) >&2
 fi
+LOAD=$ROOT/target/release/examples/http_load
 [[ -x $BIN ]] || { echo "no binary at $BIN" >&2; exit 1; }
 # The work directory is ours only if it is new or carries our marker: never remove anything else.
 if [[ -d $WORKDIR && -n $(ls -A "$WORKDIR") && ! -e $WORKDIR/.consentlog-bench ]]; then
@@ -195,68 +201,6 @@ result "(f) disk per entry, $SCALE_EVENTS-entry ledger" "$(div "$(du -sb "$D" | 
 rm -rf "$D" "$EV"
 
 # --- (b) HTTP appends -----------------------------------------------------------------------
-cat >"$WORKDIR/post.py" <<'EOF'
-"""Posts signed events one per request from N threads; prints `events/s p50_ms p99_ms errors`."""
-import http.client, json, sys, threading, time
-
-host, port, path, nthreads = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-
-deadline = time.time() + 60
-while True:  # wait for the server
-    try:
-        c = http.client.HTTPConnection(host, port, timeout=2)
-        c.request("GET", "/healthz")
-        if c.getresponse().status == 200:
-            break
-    except OSError:
-        pass
-    if time.time() > deadline:
-        sys.exit("server did not come up")
-    time.sleep(0.1)
-
-# A person's chain must arrive in order: all of one subject's events go to one connection.
-buckets = [[] for _ in range(nthreads)]
-with open(path, "rb") as f:
-    for line in f:
-        if line.strip():
-            subject = json.loads(line)["subject"]
-            buckets[int(subject[:8], 16) % nthreads].append(line.rstrip(b"\n"))
-
-results = [None] * nthreads
-start = threading.Barrier(nthreads + 1)
-
-def worker(i):
-    conn = http.client.HTTPConnection(host, port, timeout=120)
-    lat, errors, first = [], 0, None
-    start.wait()
-    for body in buckets[i]:
-        t = time.perf_counter()
-        conn.request("POST", "/v1/events", body=body, headers={"Content-Type": "application/json"})
-        r = conn.getresponse()
-        data = r.read()
-        lat.append(time.perf_counter() - t)
-        if r.status not in (200, 201):
-            errors += 1
-            first = first or f"{r.status} {data[:200]!r}"
-    results[i] = (lat, errors, first)
-
-threads = [threading.Thread(target=worker, args=(i,)) for i in range(nthreads)]
-for t in threads:
-    t.start()
-start.wait()
-t0 = time.perf_counter()
-for t in threads:
-    t.join()
-wall = time.perf_counter() - t0
-lat = sorted(x for r in results for x in r[0])
-errors = sum(r[1] for r in results)
-for r in results:
-    if r[2]:
-        print("first error:", r[2], file=sys.stderr)
-        break
-pct = lambda p: 1000 * lat[min(len(lat) - 1, int(p * len(lat)))]
-print(f"{(len(lat) - errors) / wall:.0f} {pct(0.50):.2f} {pct(0.99):.2f} {errors}")
-EOF
 EV=$WORKDIR/http.ndjson
 log "loadgen $HTTP_EVENTS events for HTTP"
 "$BIN" loadgen --events "$HTTP_EVENTS" --users $((HTTP_EVENTS / 20 > 0 ? HTTP_EVENTS / 20 : 1)) \
@@ -270,7 +214,7 @@ for r in $(seq "$RUNS"); do
         >"$WORKDIR/serve-$r.log" 2>&1 &
     pid=$!
     SERVER_PIDS+=("$pid")
-    read -r rate p50 p99 errors < <(python3 "$WORKDIR/post.py" 127.0.0.1 "$PORT" "$EV" "$HTTP_THREADS")
+    read -r rate p50 p99 errors < <("$LOAD" "http://127.0.0.1:$PORT" "$EV" "$HTTP_THREADS")
     hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
     stop_server "$pid"
     [[ $errors == 0 ]] || { echo "HTTP run $r: $errors requests failed" >&2; exit 1; }

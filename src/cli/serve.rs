@@ -36,8 +36,9 @@ pub struct ServeArgs {
     /// Most events per sequencer batch
     #[arg(long, default_value_t = 8192)]
     pub batch_max: usize,
-    /// Longest wait, in ms, for more events to join a batch
-    #[arg(long, default_value_t = 2)]
+    /// Longest wait, in ms, for more events to join a batch (0: none; under load, events
+    /// that arrive during a commit form the next batch anyway)
+    #[arg(long, default_value_t = 0)]
     pub batch_wait_ms: u64,
     /// Most submissions waiting for the sequencer; beyond it requests get 503
     #[arg(long, default_value_t = 4096)]

@@ -93,9 +93,16 @@ pub struct Prechecked {
     check: Result<(), Reject>,
 }
 
-/// The stateless checks of `events` (strict signature verification and field checks), on all
-/// cores. Depends on nothing but the events: the rules that need the ledger's state run in
-/// [`Ledger::append_checked`].
+/// The stateless checks of one event (strict signature verification and field checks), on
+/// the calling thread. Depends on nothing but the event: the rules that need the ledger's
+/// state run in [`Ledger::append_checked`].
+pub fn precheck_one(event: SignedEvent) -> Prechecked {
+    let hash = event.event_hash();
+    let check = event.check_self();
+    Prechecked { event, hash, check }
+}
+
+/// The stateless checks of many events on all cores (see [`precheck_one`]).
 pub fn precheck(events: Vec<Result<SignedEvent, Reject>>) -> Vec<Result<Prechecked, Reject>> {
     let keys = subject_keys(events.iter().flatten());
     events
@@ -676,6 +683,7 @@ impl Ledger {
             slots.push(Slot::New(accepted.len()));
             accepted.push((entry, leaf));
         }
+        let mut receipts = Vec::new();
         if !accepted.is_empty() {
             let size = base + accepted.len() as u64;
             batch.put(Table::Meta, b"size".to_vec(), size.to_le_bytes().to_vec());
@@ -704,25 +712,34 @@ impl Ledger {
             for (key, value) in &updates {
                 batch.put(Table::MapLeaf, key.to_vec(), leaf_value(value));
             }
-            self.commit(batch)?;
+            // Receipts are signed while the batch is written and synced (signing costs as much
+            // as verifying); none is handed out unless the commit succeeds.
+            let (committed, signed) = rayon::join(
+                || self.commit(batch),
+                || {
+                    accepted
+                        .par_iter()
+                        .enumerate()
+                        .map(|(pos, (e, _))| self.receipt(base + pos as u64, e))
+                        .collect::<Vec<Receipt>>()
+                },
+            );
+            committed?;
+            receipts = signed;
             st.map = map;
             st.frontier = frontier;
             st.last_time = now;
         }
         drop(st);
 
-        // Durable: now make the receipts (in parallel: signing is as costly as verifying).
+        // Durable: hand out the receipts.
         slots
             .into_par_iter()
             .map(|s| {
                 Ok(match s {
                     Slot::Done(o) => o,
-                    Slot::New(pos) => {
-                        Outcome::Accepted(self.receipt(base + pos as u64, &accepted[pos].0))
-                    }
-                    Slot::Repeat(pos) => {
-                        Outcome::Duplicate(self.receipt(base + pos as u64, &accepted[pos].0))
-                    }
+                    Slot::New(pos) => Outcome::Accepted(receipts[pos]),
+                    Slot::Repeat(pos) => Outcome::Duplicate(receipts[pos]),
                     Slot::Existing(idx) => {
                         let e = self.entry(idx)?.ok_or_else(|| {
                             LedgerError::Corrupt(format!("entry {idx} is missing"))

@@ -19,7 +19,7 @@ use crate::core::event::{check_name, state_key, EventJson, SignedEvent};
 use crate::core::hash::{from_hex_array, to_hex};
 use crate::core::proof::OpeningJson;
 use crate::core::rules::Reject;
-use crate::ledger::{clock, Outcome};
+use crate::ledger::{clock, precheck, precheck_one, Outcome};
 
 /// Most events in one batch request, and most queries in one bulk proof request.
 pub const MAX_BATCH: usize = 10_000;
@@ -150,7 +150,13 @@ async fn submit(
     st: &AppState,
     events: Vec<Result<SignedEvent, Reject>>,
 ) -> Result<Vec<Outcome>, ApiError> {
-    let rx = st.seq.submit(events).map_err(|e| match e {
+    // Signatures are checked here, on every core, before the one writer sees the events.
+    let checked = if events.len() == 1 {
+        events.into_iter().map(|r| r.map(precheck_one)).collect()
+    } else {
+        blocking(move || Ok(precheck(events))).await?
+    };
+    let rx = st.seq.submit(checked).map_err(|e| match e {
         SubmitError::Full => {
             st.metrics.count_overloaded();
             ApiError::overloaded()

@@ -3,8 +3,10 @@
 //! chunk), and only then answers. The queue is bounded: when it is full, callers are told so
 //! at once instead of it growing without bound.
 //!
-//! Two threads form a pipeline: one gathers a batch and checks its signatures on all cores
-//! while the other commits the batch before it, so the cores are not idle during a sync.
+//! Submissions arrive with their signatures already checked (by the request handlers, on all
+//! cores), so this thread does only what must be serial: the rules that read the ledger's
+//! state, the commit and its sync. While it commits, the next submissions queue up and form
+//! the next batch (group commit).
 
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -14,16 +16,15 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::metrics::Metrics;
-use crate::core::event::SignedEvent;
 use crate::core::rules::Reject;
-use crate::ledger::{precheck, Ledger, Outcome, Prechecked};
+use crate::ledger::{Ledger, Outcome, Prechecked};
 
 /// The answer to one submission: an outcome per event, or a storage failure (nothing in the
 /// failed chunk was acknowledged).
 pub type Answer = Result<Vec<Outcome>, String>;
 
 struct Job {
-    events: Vec<Result<SignedEvent, Reject>>,
+    events: Vec<Result<Prechecked, Reject>>,
     reply: oneshot::Sender<Answer>,
 }
 
@@ -38,17 +39,10 @@ pub struct BatchConfig {
     pub queue: usize,
 }
 
-/// Handle to the sequencer threads.
+/// Handle to the sequencer thread.
 pub struct Sequencer {
     tx: Mutex<Option<SyncSender<Job>>>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
-}
-
-/// A gathered, prechecked batch on its way to the committing thread.
-struct Checked {
-    events: Vec<Result<Prechecked, Reject>>,
-    sizes: Vec<usize>,
-    replies: Vec<oneshot::Sender<Answer>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// Why a submission was not queued.
@@ -63,26 +57,20 @@ pub enum SubmitError {
 impl Sequencer {
     pub fn start(ledger: Arc<Ledger>, cfg: BatchConfig, metrics: Arc<Metrics>) -> Sequencer {
         let (tx, rx) = sync_channel(cfg.queue.max(1));
-        // One checked batch waits while another commits.
-        let (ctx, crx) = sync_channel(1);
-        let gather = std::thread::Builder::new()
-            .name("sequencer-check".into())
-            .spawn(move || gather(cfg, rx, ctx))
-            .expect("spawn sequencer");
-        let commit = std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("sequencer".into())
-            .spawn(move || commit(ledger, crx, metrics))
+            .spawn(move || run(ledger, cfg, rx, metrics))
             .expect("spawn sequencer");
         Sequencer {
             tx: Mutex::new(Some(tx)),
-            threads: Mutex::new(vec![gather, commit]),
+            thread: Mutex::new(Some(thread)),
         }
     }
 
     /// Queues events; the receiver yields their outcomes once durable.
     pub fn submit(
         &self,
-        events: Vec<Result<SignedEvent, Reject>>,
+        events: Vec<Result<Prechecked, Reject>>,
     ) -> Result<oneshot::Receiver<Answer>, SubmitError> {
         let (reply, rx) = oneshot::channel();
         let guard = self.tx.lock().expect("sequencer");
@@ -94,20 +82,18 @@ impl Sequencer {
         }
     }
 
-    /// Stops taking submissions, finishes every queued one, and waits for the threads.
+    /// Stops taking submissions, finishes every queued one, and waits for the thread.
     pub fn close(&self) {
         self.tx.lock().expect("sequencer").take();
-        for t in self.threads.lock().expect("sequencer").drain(..) {
+        if let Some(t) = self.thread.lock().expect("sequencer").take() {
             let _ = t.join();
         }
     }
 }
 
-/// Gathers submissions into batches and checks their signatures, then passes them on.
-fn gather(cfg: BatchConfig, rx: Receiver<Job>, out: SyncSender<Checked>) {
+fn run(ledger: Arc<Ledger>, cfg: BatchConfig, rx: Receiver<Job>, metrics: Arc<Metrics>) {
     while let Ok(first) = rx.recv() {
-        let started = Instant::now();
-        let deadline = started + Duration::from_millis(cfg.max_wait_ms);
+        let deadline = Instant::now() + Duration::from_millis(cfg.max_wait_ms);
         let mut n = first.events.len();
         let mut jobs = vec![first];
         while n < cfg.max_events {
@@ -128,28 +114,8 @@ fn gather(cfg: BatchConfig, rx: Receiver<Job>, out: SyncSender<Checked>) {
             all.extend(j.events);
             replies.push(j.reply);
         }
-        let checked = Checked {
-            events: precheck(all),
-            sizes,
-            replies,
-        };
-        if out.send(checked).is_err() {
-            return;
-        }
-    }
-}
-
-/// Commits checked batches in order and answers each submission.
-fn commit(ledger: Arc<Ledger>, rx: Receiver<Checked>, metrics: Arc<Metrics>) {
-    while let Ok(Checked {
-        events,
-        sizes,
-        replies,
-    }) = rx.recv()
-    {
-        let n = events.len();
         let t = Instant::now();
-        let result = ledger.append_checked(events);
+        let result = ledger.append_checked(all);
         metrics.observe_batch(n, t.elapsed());
         match result {
             Ok(outcomes) => {
