@@ -46,6 +46,13 @@
 //! caches its hash as seen from its parent's slot, i.e. already folded up through that run.
 //! Nodes are reference-counted and updated by path copying, so cloning a map is O(1) and a clone
 //! keeps answering with the old root while the original changes.
+//!
+//! A map made with [`StateMap::with_buckets`] keeps only its upper levels: each subtree of at
+//! most `bucket` keys is a stub holding its hash, the depth where its keys first differ, one of
+//! its keys and its key count. Its keys are kept elsewhere (the ledger's store) and fetched
+//! through a [`MapSource`] when an insert or a proof reaches the stub; they must hash to the
+//! stub's hash, or the operation fails with [`MapError::Damaged`] and changes nothing. Roots and
+//! proofs are exactly those of the map holding every key.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -10,7 +10,7 @@ mod nodes;
 mod prove;
 pub mod raw;
 
-pub use nodes::{node_key, NodeError, StoreNodes};
+pub use nodes::{node_key, CachedNodes, NodeError, StoreNodes, UpperNodes};
 
 use leaves::{decode_leaf, leaf_value, LeafSource, MAP_BUCKET};
 
@@ -160,6 +160,8 @@ pub struct Ledger {
     public: VerifyingKey,
     state: Mutex<State>,
     latest: RwLock<Arc<Snapshot>>,
+    /// The tree's upper node hashes, in memory.
+    upper: UpperNodes,
 }
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> LedgerError {
@@ -284,6 +286,7 @@ impl Ledger {
     ) -> Result<Ledger, LedgerError> {
         let public = key.verifying_key();
         let (origin, state, latest) = Self::load(store.as_ref(), &public)?;
+        let upper = UpperNodes::load(store.as_ref(), state.frontier.size().0)?;
         Ok(Ledger {
             dir: dir.to_path_buf(),
             store: RwLock::new(Arc::from(store)),
@@ -294,6 +297,7 @@ impl Ledger {
             public,
             state: Mutex::new(state),
             latest: RwLock::new(Arc::new(latest)),
+            upper,
         })
     }
 
@@ -359,42 +363,53 @@ impl Ledger {
             )));
         }
         // The map as of the latest checkpoint, from its leaves; then the entries after it.
-        let mut map = map_from_leaves(store, cp_size)?;
+        let (mut map, tail) = map_from_leaves(store, cp_size)?;
         let cp_map_root = map.root();
         let snapshot_map = map.clone();
-        let mut from = cp_size;
-        while from < size {
-            let to = (from + 65536).min(size);
-            let mut batch = Vec::with_capacity((to - from) as usize);
-            for r in store.scan(Table::Entry, &be(from), Some(&be(to))) {
-                let (k, v) = r?;
-                let i = u64::from_be_bytes(
-                    k.try_into()
-                        .map_err(|_| LedgerError::Corrupt("bad entry key".into()))?,
-                );
-                let e = Entry::decode(&v)
-                    .map_err(|err| LedgerError::Corrupt(format!("entry {i}: {err}")))?;
-                batch.push((
-                    e.key,
-                    MapValue {
-                        index: i,
-                        leaf_hash: e.leaf_hash(),
-                    },
-                ));
-            }
-            if batch.len() as u64 != to - from {
+        // The entries after the checkpoint: every key's latest value among them must be its
+        // stored leaf. Applied to the map as one batch.
+        let mut latest: HashMap<Hash, MapValue> = HashMap::new();
+        let mut count = 0u64;
+        for r in store.scan(Table::Entry, &be(cp_size), Some(&be(size))) {
+            let (k, v) = r?;
+            let i = cp_size + count;
+            if k != be(i) {
                 return Err(LedgerError::Corrupt(format!(
-                    "entries {from}..{to} are not all stored"
+                    "entry {i} is missing (found key {})",
+                    to_hex(&k)
                 )));
             }
-            let src = LeafSource {
-                store,
-                as_of: from,
-                upto: None,
-            };
-            map.insert_batch_from(&batch, &src)?;
-            from = to;
+            let e = Entry::decode(&v)
+                .map_err(|err| LedgerError::Corrupt(format!("entry {i}: {err}")))?;
+            latest.insert(
+                e.key,
+                MapValue {
+                    index: i,
+                    leaf_hash: e.leaf_hash(),
+                },
+            );
+            count += 1;
         }
+        if count != size - cp_size {
+            return Err(LedgerError::Corrupt(format!(
+                "entries {}..{size} are not all stored",
+                cp_size + count
+            )));
+        }
+        let matches =
+            tail.len() == latest.len() && tail.iter().all(|(k, v)| latest.get(k) == Some(v));
+        if !matches {
+            return Err(LedgerError::Corrupt(format!(
+                "stored map leaves do not match the {} entries after the latest checkpoint",
+                size - cp_size
+            )));
+        }
+        let src = LeafSource {
+            store,
+            as_of: cp_size,
+            upto: None,
+        };
+        map.insert_batch_from(&tail, &src)?;
 
         let (cp_count, last_cp_time, snapshot_map) = match &last_cp {
             Some((n, cp)) => {
@@ -465,6 +480,14 @@ impl Ledger {
     /// The current store.
     pub fn store(&self) -> Arc<dyn Store> {
         self.store.read().expect("store").clone()
+    }
+
+    /// Node hashes of the tree: the upper levels from memory, the rest from `store`.
+    pub fn nodes<'a>(&'a self, store: &'a dyn Store) -> CachedNodes<'a> {
+        CachedNodes {
+            store,
+            upper: &self.upper,
+        }
     }
 
     /// Number of entries.
@@ -615,6 +638,7 @@ impl Ledger {
         let mut heads: HashMap<Hash, Head> = HashMap::new();
         let mut fresh: HashMap<Hash, usize> = HashMap::new();
         let mut accepted: Vec<(Entry, Hash)> = Vec::new();
+        let mut new_nodes: Vec<(u8, u64, Hash)> = Vec::new();
         let mut slots = Vec::with_capacity(checked.len());
         for c in checked {
             let (ev, h, self_check) = match c {
@@ -657,7 +681,8 @@ impl Ledger {
             let leaf = entry.leaf_hash();
             frontier.append_with(&Blake3Hasher, leaf, |level, i, hash| {
                 if level > 0 {
-                    batch.put(Table::Node, node_key(level, i).to_vec(), hash.to_vec())
+                    batch.put(Table::Node, node_key(level, i).to_vec(), hash.to_vec());
+                    new_nodes.push((level, i, *hash));
                 }
             });
             batch.put(Table::Entry, be(index).to_vec(), entry.to_bytes().to_vec());
@@ -725,6 +750,7 @@ impl Ledger {
                 },
             );
             committed?;
+            self.upper.extend(&new_nodes);
             receipts = signed;
             st.map = map;
             st.frontier = frontier;
@@ -798,9 +824,14 @@ impl Ledger {
 const MAP_LEAVES: &[u8] = b"map_leaves";
 
 /// The state map as of tree size `as_of`, rebuilt from the stored leaves in key order, keeping
-/// only its upper levels in memory.
-fn map_from_leaves(store: &dyn Store, as_of: u64) -> Result<StateMap, LedgerError> {
+/// only its upper levels in memory; and the leaves written at or after `as_of` (key order).
+#[allow(clippy::type_complexity)]
+fn map_from_leaves(
+    store: &dyn Store,
+    as_of: u64,
+) -> Result<(StateMap, Vec<(Hash, MapValue)>), LedgerError> {
     let mut map = StateMap::with_buckets(MAP_BUCKET);
+    let mut tail = Vec::new();
     let mut scan = store.scan(Table::MapLeaf, &[], None);
     let mut done: Option<Hash> = None;
     loop {
@@ -811,6 +842,9 @@ fn map_from_leaves(store: &dyn Store, as_of: u64) -> Result<StateMap, LedgerErro
             let (key, value) = decode_leaf(&k, &v)
                 .ok_or_else(|| LedgerError::Corrupt(format!("damaged map leaf {}", to_hex(&k))))?;
             last = Some(key);
+            if value.index >= as_of {
+                tail.push((key, value));
+            }
             let src = LeafSource {
                 store,
                 as_of,
@@ -821,7 +855,7 @@ fn map_from_leaves(store: &dyn Store, as_of: u64) -> Result<StateMap, LedgerErro
             }
         }
         let Some(last) = last else {
-            return Ok(map);
+            return Ok((map, tail));
         };
         // The map so far holds the keys up to `done`: its stubs load only those.
         let src = LeafSource {

@@ -9,7 +9,7 @@ use crate::core::tlog::{self, Blake3Hasher, LeafIndex, TreeSize};
 use crate::store::{scan_prefix, Table};
 
 use super::leaves::LeafSource;
-use super::{clock, Ledger, LedgerError, Snapshot, StoreNodes};
+use super::{clock, Ledger, LedgerError, Snapshot};
 
 /// The shared snapshot of a proof batch and a proof (or why not) per query.
 pub type ProofBatch = (
@@ -52,9 +52,10 @@ impl Ledger {
                 self.size()
             )));
         }
+        let store = self.store();
         Ok(tlog::tree_hash(
             &Blake3Hasher,
-            &StoreNodes(&*self.store()),
+            &self.nodes(&*store),
             TreeSize(size),
         )?)
     }
@@ -73,7 +74,7 @@ impl Ledger {
             )));
         }
         let store = self.store();
-        let nodes = StoreNodes(&*store);
+        let nodes = self.nodes(&*store);
         let path = tlog::prove_inclusion(&Blake3Hasher, &nodes, LeafIndex(index), TreeSize(size))
             .map_err(|e| LedgerError::Invalid(e.to_string()))?;
         let leaf = self
@@ -103,7 +104,7 @@ impl Ledger {
             )));
         }
         let store = self.store();
-        let nodes = StoreNodes(&*store);
+        let nodes = self.nodes(&*store);
         let path = tlog::prove_consistency(&Blake3Hasher, &nodes, TreeSize(old), TreeSize(new))
             .map_err(|e| LedgerError::Invalid(e.to_string()))?;
         Ok(ConsistencyProof {
@@ -163,9 +164,10 @@ impl Ledger {
         let opening = self.opening(index)?.ok_or_else(|| {
             LedgerError::Invalid(format!("the opening of entry {index} was erased"))
         })?;
+        let store = self.store();
         let path = tlog::prove_inclusion(
             &Blake3Hasher,
-            &StoreNodes(&*self.store()),
+            &self.nodes(&*store),
             LeafIndex(index),
             TreeSize(cp.size),
         )
