@@ -20,7 +20,8 @@
 #  (d) `verify --batch` of those proofs -> proofs/s
 #  (e) `audit --dir` (with openings), and `audit --file` of a `--no-openings` export -> entries/s
 #  (f) bytes on disk per entry (du -sb of the ledger directory / entries)
-#  (g) peak RSS of append and of serve (GNU time if present, otherwise VmHWM from /proc)
+#  (g) peak RSS of append and of serve (GNU time if present, otherwise VmHWM from /proc); serve
+#      also on the proof ledger, taking HTTP_SERVE_EVENTS (20000) appends and 2000 consent proofs
 #
 # Only loopback traffic; every server started here is stopped on exit.
 set -euo pipefail
@@ -31,6 +32,7 @@ HTTP_EVENTS=${HTTP_EVENTS:-50000}
 RUNS=${RUNS:-3}
 BACKEND=${BACKEND:-sled}
 HTTP_THREADS=${HTTP_THREADS:-64}
+HTTP_SERVE_EVENTS=${HTTP_SERVE_EVENTS:-20000}
 KEEP=${KEEP:-0}
 NO_BUILD=${NO_BUILD:-0}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -261,6 +263,39 @@ done
 result "(c) prove --batch, $nq queries" "$(median "${rates[@]}")" proofs/s "${rates[@]}"
 result "(c)   same, without the ledger open" "$(median "${net[@]}")" proofs/s "${net[@]}"
 result "    peak RSS of prove --batch" "$(median "${rss[@]}")" MiB "${rss[@]}"
+
+# Serving the proof ledger: appends (HTTP) and consent proofs, then the server's peak RSS.
+log "serve the $PROOF_LEDGER-entry ledger: $HTTP_SERVE_EVENTS appends and 2000 consent proofs over HTTP"
+SEV=$WORKDIR/serve.ndjson
+"$BIN" loadgen --events "$HTTP_SERVE_EVENTS" --users $((HTTP_SERVE_EVENTS / 20 > 0 ? HTTP_SERVE_EVENTS / 20 : 1)) \
+    --log "$ORIGIN" --out "$SEV" 2>/dev/null
+RUST_LOG=warn "$BIN" serve --dir "$D" --listen "127.0.0.1:$PORT" --reader-token bench-reader \
+    >"$WORKDIR/serve-big.log" 2>&1 &
+pid=$!
+SERVER_PIDS+=("$pid")
+read -r rate _ p99 errors < <("$LOAD" "http://127.0.0.1:$PORT" "$SEV" "$HTTP_THREADS")
+[[ $errors == 0 ]] || { echo "serving the proof ledger: $errors appends failed" >&2; exit 1; }
+python3 - "$PORT" "$Q" <<'PY'
+import http.client, json, sys, urllib.parse
+port, path = int(sys.argv[1]), sys.argv[2]
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+with open(path) as f:
+    for n, line in enumerate(f):
+        if n >= 2000:
+            break
+        q = json.loads(line)
+        c.request("GET", "/v1/proofs/consent?" + urllib.parse.urlencode(q),
+                  headers={"Authorization": "Bearer bench-reader"})
+        r = c.getresponse()
+        r.read()
+        if r.status != 200:
+            sys.exit(f"consent proof: HTTP {r.status}")
+PY
+hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+stop_server "$pid"
+rm -f "$SEV"
+result "    HTTP appends into it, $HTTP_SERVE_EVENTS events" "$rate" events/s
+result "(g) peak RSS of serve, $PROOF_LEDGER-entry ledger" "$(mib "$hwm")" MiB
 
 rates=()
 for r in $(seq "$RUNS"); do
