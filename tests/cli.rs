@@ -1666,3 +1666,62 @@ fn bad_input_errors_name_what_is_wrong() {
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("not a consentlog key file"), "{r:#?}");
 }
+
+#[test]
+fn compact_gives_back_free_space_and_keeps_the_ledger_intact() {
+    for engine in ["redb", "sled"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("ledger");
+        let origin = "compact.example/log";
+        run(&[
+            "init",
+            "--dir",
+            s(&dir),
+            "--origin",
+            origin,
+            "--backend",
+            engine,
+        ])
+        .ok();
+        let ev = tmp.path().join("ev.ndjson");
+        run(&[
+            "loadgen",
+            "--events",
+            "3000",
+            "--users",
+            "150",
+            "--log",
+            origin,
+            "--out",
+            s(&ev),
+        ])
+        .ok();
+        run(&["append", "--dir", s(&dir), s(&ev)]).ok();
+        run(&["checkpoint", "--dir", s(&dir)]).ok();
+        let r = run(&["compact", "--dir", s(&dir)]).ok();
+        if engine == "redb" {
+            let line = r.stdout.trim();
+            let sizes: Vec<u64> = line
+                .trim_start_matches("compacted: ")
+                .trim_end_matches(" bytes")
+                .split(" -> ")
+                .map(|n| n.parse().unwrap())
+                .collect();
+            assert!(sizes[1] <= sizes[0], "{line}");
+            // Refused while the ledger is open elsewhere.
+            let l = consentlog::ledger::Ledger::open(&dir).unwrap();
+            let r = run(&["compact", "--dir", s(&dir)]);
+            assert_ne!(r.code, 0, "{r:?}");
+            assert!(r.stderr.contains("error"), "{r:?}");
+            drop(l);
+        } else {
+            assert!(r.stdout.contains("nothing to do"), "{r:?}");
+        }
+        let a = run(&["audit", "--dir", s(&dir)]).ok();
+        assert!(a.stdout.contains("audit OK"), "{a:?}");
+        assert!(a.stdout.contains("audited 3000 entries"), "{a:?}");
+    }
+    let r = run(&["compact", "--dir", "/nonexistent/ledger"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("not a consentlog ledger"), "{r:?}");
+}

@@ -22,23 +22,9 @@ pub fn prove(dir: &Path, queries: &Path, out: Option<&Path>) -> CmdResult {
     let l = Ledger::open(dir).map_err(fail)?;
     let f =
         std::fs::File::open(queries).map_err(|e| fail(format!("{}: {e}", queries.display())))?;
-    let lines: Vec<String> = BufReader::new(f)
-        .lines()
-        .collect::<Result<_, _>>()
-        .map_err(|e| fail(format!("{}: {e}", queries.display())))?;
-    let parsed: Vec<Result<BatchQuery, String>> = lines
-        .iter()
-        .filter(|l| !l.trim().is_empty())
-        .enumerate()
-        .map(|(i, l)| {
-            crate::core::hash::json_object(l).map_err(|e| format!("query line {}: {e}", i + 1))
-        })
-        .collect();
-    let good: Vec<BatchQuery> = parsed
-        .iter()
-        .filter_map(|q| q.as_ref().ok().cloned())
-        .collect();
-    let (snap, proofs) = l.prove_batch(&good).map_err(fail)?;
+    let mut lines = BufReader::with_capacity(1 << 20, f).lines();
+    let now = crate::ledger::clock::now_ms();
+    let snap = l.snapshot_for(now).map_err(fail)?;
     let sink: Box<dyn Write> = match out {
         Some(p) => {
             Box::new(std::fs::File::create(p).map_err(|e| fail(format!("{}: {e}", p.display())))?)
@@ -52,29 +38,55 @@ pub fn prove(dir: &Path, queries: &Path, out: Option<&Path>) -> CmdResult {
     };
     serde_json::to_writer(&mut w, &header).map_err(fail)?;
     w.write_all(b"\n").map_err(fail)?;
-    let mut proofs = proofs.into_iter();
-    let mut failed = 0;
-    for q in &parsed {
-        let line = match q {
-            Err(e) => {
-                failed += 1;
-                json!({ "error": e }).to_string()
+    // Streamed in rounds: memory holds one round of queries and proofs, whatever the file.
+    let (mut total, mut failed, mut line_no) = (0usize, 0usize, 0usize);
+    loop {
+        let mut parsed: Vec<Result<BatchQuery, String>> = Vec::with_capacity(ROUND);
+        for line in lines.by_ref() {
+            let line = line.map_err(|e| fail(format!("{}: {e}", queries.display())))?;
+            line_no += 1;
+            if line.trim().is_empty() {
+                continue;
             }
-            Ok(_) => match proofs.next().expect("one proof per good query") {
-                Ok(p) => serde_json::to_string(&BatchProof::from_proof(p)).expect("json"),
+            parsed.push(
+                crate::core::hash::json_object(&line)
+                    .map_err(|e| format!("query line {line_no}: {e}")),
+            );
+            if parsed.len() == ROUND {
+                break;
+            }
+        }
+        if parsed.is_empty() {
+            break;
+        }
+        total += parsed.len();
+        let good: Vec<BatchQuery> = parsed
+            .iter()
+            .filter_map(|q| q.as_ref().ok().cloned())
+            .collect();
+        let mut proofs = l.prove_batch_in(&snap, now, &good).into_iter();
+        for q in &parsed {
+            let line = match q {
                 Err(e) => {
                     failed += 1;
-                    json!({ "error": e.to_string() }).to_string()
+                    json!({ "error": e }).to_string()
                 }
-            },
-        };
-        w.write_all(line.as_bytes()).map_err(fail)?;
-        w.write_all(b"\n").map_err(fail)?;
+                Ok(_) => match proofs.next().expect("one proof per good query") {
+                    Ok(p) => serde_json::to_string(&BatchProof::from_proof(p)).expect("json"),
+                    Err(e) => {
+                        failed += 1;
+                        json!({ "error": e.to_string() }).to_string()
+                    }
+                },
+            };
+            w.write_all(line.as_bytes()).map_err(fail)?;
+            w.write_all(b"\n").map_err(fail)?;
+        }
     }
     w.flush().map_err(fail)?;
     eprintln!(
         "{} proofs against a checkpoint of {} entries; {failed} queries failed",
-        parsed.len() - failed,
+        total - failed,
         snap.checkpoint.size
     );
     if failed > 0 {

@@ -91,7 +91,8 @@ pub fn decide(a: DecideArgs, opt_in: bool) -> CmdResult {
 
 /// Streams NDJSON events in, one chunk at a time, and prints each chunk's receipts as soon as
 /// the chunk is durable. A reader thread parses and checks the signatures of the next chunk
-/// (on all cores) while the ledger commits the current one.
+/// (on all cores) while the ledger commits the current one. Ends with a signed checkpoint
+/// covering the log.
 pub fn append(dir: &Path, file: &str) -> CmdResult {
     use rayon::prelude::*;
     use std::io::BufRead;
@@ -156,11 +157,25 @@ pub fn append(dir: &Path, file: &str) -> CmdResult {
         let read = reader.join().expect("reader thread");
         written.and(read)
     })?;
+    // A checkpoint covering what was appended: proofs can use it at once, and the next open
+    // checks against it instead of re-reading every entry after the previous one.
+    if l.latest().checkpoint.size < l.size() {
+        let cp = l.checkpoint().map_err(fail)?;
+        eprintln!("signed a checkpoint of {} entries", cp.size);
+    }
     if rejected > 0 {
         return Err(Failure::new(
             1,
             format!("{rejected} of {n} events rejected"),
         ));
+    }
+    Ok(())
+}
+
+pub fn compact(dir: &Path) -> CmdResult {
+    match crate::ledger::compact(dir).map_err(fail)? {
+        Some((before, after)) => println!("compacted: {before} -> {after} bytes"),
+        None => println!("nothing to do: this engine reclaims free space itself"),
     }
     Ok(())
 }

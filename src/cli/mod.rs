@@ -203,6 +203,12 @@ pub enum Command {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// Give back the free space the storage engine holds in its file (redb; sled reclaims
+    /// space itself). The ledger must not be open elsewhere.
+    Compact {
+        #[arg(long)]
+        dir: PathBuf,
+    },
     /// Write every entry, opening and checkpoint to a file, for auditors
     Export {
         #[arg(long)]
@@ -277,6 +283,7 @@ pub fn run(cli: Cli) -> CmdResult {
         }
         Command::Audit(a) => audit::audit(a),
         Command::Fsck { dir } => audit::fsck(&dir),
+        Command::Compact { dir } => ledger_cmds::compact(&dir),
         Command::CheckConsistency {
             log_key,
             note_a,

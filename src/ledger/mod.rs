@@ -54,6 +54,15 @@ pub fn open_store(dir: &Path) -> Result<Box<dyn Store>, LedgerError> {
     )?)
 }
 
+/// Gives back the free space the engine of the ledger in `dir` holds in its file: `Some((bytes
+/// before, bytes after))`, or `None` for an engine that reclaims space itself (sled). Fails
+/// if the ledger is open elsewhere.
+pub fn compact(dir: &Path) -> Result<Option<(u64, u64)>, LedgerError> {
+    let engine = fs::read_to_string(dir.join("engine"))
+        .map_err(|_| LedgerError::NotALedger(dir.display().to_string()))?;
+    Ok(store::compact(engine.trim(), &dir.join("db"))?)
+}
+
 /// Default storage cache (sled's own default is 1 GiB).
 pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 /// Events committed per atomic batch and sync.

@@ -396,10 +396,21 @@ impl Ledger {
         &self,
         queries: &[crate::core::proof_batch::BatchQuery],
     ) -> Result<ProofBatch, LedgerError> {
-        use rayon::prelude::*;
         let now = clock::now_ms();
         let snap = self.snapshot_for(now)?;
-        let proofs = queries
+        let proofs = self.prove_batch_in(&snap, now, queries);
+        Ok((snap, proofs))
+    }
+
+    /// [`Ledger::prove_batch`] against a given snapshot (from [`Ledger::snapshot_for`]`(now)`).
+    pub fn prove_batch_in(
+        &self,
+        snap: &Snapshot,
+        now: u64,
+        queries: &[crate::core::proof_batch::BatchQuery],
+    ) -> Vec<Result<ConsentProof, LedgerError>> {
+        use rayon::prelude::*;
+        queries
             .par_iter()
             .map(|q| {
                 let at = q.at.unwrap_or(now);
@@ -408,9 +419,8 @@ impl Ledger {
                         "`at` {at} is in the future (now {now})"
                     )));
                 }
-                self.prove_consent_in(&snap, &q.subject, &q.controller, &q.purpose, at)
+                self.prove_consent_in(snap, &q.subject, &q.controller, &q.purpose, at)
             })
-            .collect();
-        Ok((snap, proofs))
+            .collect()
     }
 }

@@ -130,6 +130,16 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// Gives back free space in the files of the engine named `engine` in `dir` (see
+/// [`crate::ledger::compact`]).
+pub fn compact(engine: &str, dir: &Path) -> Result<Option<(u64, u64)>, StoreError> {
+    match engine {
+        "redb" => RedbStore::compact(dir).map(Some),
+        "sled" => Ok(None),
+        other => Err(StoreError::Engine(format!("unknown storage engine {other:?}"))),
+    }
+}
+
 /// The engines this build knows.
 pub const ENGINES: &[&str] = &["sled", "redb"];
 

@@ -46,6 +46,26 @@ impl RedbStore {
     }
 }
 
+impl RedbStore {
+    /// Compacts `dir/ledger.redb` until nothing more moves; returns its size before and after.
+    pub fn compact(dir: &Path) -> Result<(u64, u64), StoreError> {
+        let path = dir.join("ledger.redb");
+        let size = |p: &Path| {
+            std::fs::metadata(p)
+                .map(|m| m.len())
+                .map_err(|source| StoreError::Io {
+                    path: p.display().to_string(),
+                    source,
+                })
+        };
+        let before = size(&path)?;
+        let mut db = Database::open(&path).map_err(err)?;
+        while db.compact().map_err(err)? {}
+        drop(db);
+        Ok((before, size(&path)?))
+    }
+}
+
 impl Store for RedbStore {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let r = self.db.begin_read().map_err(err)?;
