@@ -136,7 +136,9 @@ pub fn compact(engine: &str, dir: &Path) -> Result<Option<(u64, u64)>, StoreErro
     match engine {
         "redb" => RedbStore::compact(dir).map(Some),
         "sled" => Ok(None),
-        other => Err(StoreError::Engine(format!("unknown storage engine {other:?}"))),
+        other => Err(StoreError::Engine(format!(
+            "unknown storage engine {other:?}"
+        ))),
     }
 }
 
