@@ -5,13 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod support_faults;
 mod support_server;
 use support_server::Server;
 
-use consentlog::core::event::{ConsentEvent, EventJson, EVENT_VERSION};
 use consentlog::core::receipt::Receipt;
-use consentlog::keyfile;
-use consentlog::ledger::{clock, Ledger};
 
 const BIN: &str = env!("CARGO_BIN_EXE_consentlog");
 const ORIGIN: &str = "faults.example/log";
@@ -61,51 +59,9 @@ fn serve(dir: &Path, engine: &str) -> Server {
     )
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
-/// Posts `n` fresh opt-ins (one new person each); returns the receipts of those acknowledged
-/// and the statuses of those refused.
+/// Posts `n` fresh opt-ins with long names, so the small disk fills sooner.
 fn post_many(url: &str, n: usize) -> (Vec<Receipt>, Vec<(u16, String)>) {
-    let a = agent();
-    let mut ok = Vec::new();
-    let mut refused = Vec::new();
-    for _ in 0..n {
-        let key = keyfile::generate();
-        let ev = ConsentEvent {
-            version: EVENT_VERSION,
-            log: ORIGIN.into(),
-            subject: key.verifying_key().to_bytes(),
-            // Long names make each event large, so the small disk fills sooner.
-            controller: "x".repeat(128),
-            purpose: "y".repeat(128),
-            decision: 1,
-            seq: 0,
-            prev: None,
-            issued_at: clock::now_ms(),
-            expires_at: None,
-            notice: None,
-        }
-        .sign(&key);
-        let body = serde_json::to_string(&EventJson::from(&ev)).unwrap();
-        let mut r = a
-            .post(&format!("{url}/v1/events"))
-            .header("Content-Type", "application/json")
-            .send(&body)
-            .unwrap();
-        let status = r.status().as_u16();
-        let text = r.body_mut().read_to_string().unwrap();
-        if status == 201 {
-            ok.push(serde_json::from_str(&text).unwrap());
-        } else {
-            refused.push((status, text));
-        }
-    }
-    (ok, refused)
+    support_faults::post_many(url, ORIGIN, &"x".repeat(128), &"y".repeat(128), n)
 }
 
 fn faults(engine: &str) {
@@ -174,25 +130,7 @@ fn faults(engine: &str) {
     let mut srv = srv;
     assert!(srv.stop().success(), "{}", srv.stderr());
     drop(srv);
-    let l = Ledger::open(&dir).unwrap();
-    for r in &acked {
-        let e = l
-            .entry(r.index)
-            .unwrap()
-            .expect("acknowledged entry present");
-        assert_eq!(e.leaf_hash(), r.leaf_hash, "entry {}", r.index);
-    }
-    l.checkpoint().unwrap();
-    drop(l);
-    let out = Command::new(BIN)
-        .args(["audit", "--dir", dir.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    support_faults::assert_kept_and_audits_clean(BIN, &dir, &acked);
 }
 
 #[test]
