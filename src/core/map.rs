@@ -304,9 +304,9 @@ fn own_hash_items(items: &[(Hash, MapValue)], bit: usize) -> Hash {
 }
 
 /// Builds the subtree for `items` (sorted by key, distinct, non-empty, all sharing their first
-/// `top` bits), whose slot is at depth `top`. Subtrees of at most `bucket` keys become stubs,
-/// except the top one when `keep_top` is set.
-fn build(items: &[(Hash, MapValue)], top: usize, bucket: usize, keep_top: bool) -> Child {
+/// `top` bits), whose slot is at depth `top`. Subtrees of at most `bucket` keys become stubs
+/// (`bucket` 0: none).
+fn build(items: &[(Hash, MapValue)], top: usize, bucket: usize) -> Child {
     if items.len() == 1 {
         return Child::new_leaf(items[0].0, items[0].1);
     }
@@ -314,7 +314,7 @@ fn build(items: &[(Hash, MapValue)], top: usize, bucket: usize, keep_top: bool) 
     let bit = common_prefix_len(first, &items[items.len() - 1].0);
     debug_assert!(top <= bit && bit < MAP_DEPTH);
     let count = u32::try_from(items.len()).expect("a map holds fewer than 2^32 keys");
-    if !keep_top && items.len() <= bucket {
+    if items.len() <= bucket {
         let own = own_hash_items(items, bit);
         return Child::Stub(Arc::new(Stub {
             own,
@@ -325,8 +325,8 @@ fn build(items: &[(Hash, MapValue)], top: usize, bucket: usize, keep_top: bool) 
         }));
     }
     let mid = items.partition_point(|(k, _)| key_bit(k, bit) == 0);
-    let left = build(&items[..mid], bit + 1, bucket, false);
-    let right = build(&items[mid..], bit + 1, bucket, false);
+    let left = build(&items[..mid], bit + 1, bucket);
+    let right = build(&items[mid..], bit + 1, bucket);
     let own = hash_node(&left.hash(), &right.hash());
     Child::Branch(Arc::new(Branch {
         hash: lift(own, bit, top, first),
@@ -355,7 +355,7 @@ fn expand(stub: &Stub, top: usize, src: &dyn MapSource) -> Result<Child, MapErro
     }
     // Compared at the stub's own depth: its cached `hash` may be for a slot it has since
     // moved out of (a split above it, during the merge that asks for this load).
-    let built = build(&items, top, 0, true);
+    let built = build(&items, top, 0);
     match &built {
         Child::Branch(b) if b.bit == stub.bit && b.own_hash() == stub.own => Ok(built),
         _ => Err(damaged()),
@@ -518,7 +518,7 @@ fn split(
         (&items[mid..], &items[..mid])
     };
     debug_assert!(!other.is_empty());
-    let fresh = build(other, split_at + 1, cx.bucket, false);
+    let fresh = build(other, split_at + 1, cx.bucket);
     // Clone the old subtree's pointer, then overwrite the slot, so the old subtree is referenced
     // once again (and can still be updated in place if nothing else shares it).
     let old = slot.clone();
@@ -667,7 +667,7 @@ impl StateMap {
         let before = self.root.clone();
         let result = match &mut self.root {
             None => {
-                self.root = Some(build(&distinct, 0, cx.bucket, false));
+                self.root = Some(build(&distinct, 0, cx.bucket));
                 Ok(distinct.len())
             }
             Some(root) => merge_into(root, 0, &distinct, None, &cx),

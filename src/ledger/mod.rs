@@ -841,6 +841,11 @@ fn map_from_leaves(
 ) -> Result<(StateMap, Vec<(Hash, MapValue)>), LedgerError> {
     let mut map = StateMap::with_buckets(MAP_BUCKET);
     let mut tail = Vec::new();
+    let rollback = LeafSource {
+        store,
+        as_of,
+        upto: None,
+    };
     let mut scan = store.scan(Table::MapLeaf, &[], None);
     let mut done: Option<Hash> = None;
     loop {
@@ -854,12 +859,7 @@ fn map_from_leaves(
             if value.index >= as_of {
                 tail.push((key, value));
             }
-            let src = LeafSource {
-                store,
-                as_of,
-                upto: None,
-            };
-            if let Some(v) = src.resolve(&key, value)? {
+            if let Some(v) = rollback.resolve(&key, value)? {
                 chunk.push((key, v));
             }
         }
