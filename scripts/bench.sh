@@ -316,7 +316,7 @@ for r in $(seq "$RUNS"); do
     rates+=("$(div "$nq" "$SECS")")
 done
 result "(d) verify --batch, $nq proofs" "$(median "${rates[@]}")" proofs/s "${rates[@]}"
-rm -f "$P" "$Q"
+[[ $KEEP == 1 ]] || rm -f "$P" "$Q"
 
 n=$(entries "$D")
 rates=() rss=()

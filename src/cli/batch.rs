@@ -39,46 +39,53 @@ pub fn prove(dir: &Path, queries: &Path, out: Option<&Path>) -> CmdResult {
     serde_json::to_writer(&mut w, &header).map_err(fail)?;
     w.write_all(b"\n").map_err(fail)?;
     // Streamed in rounds: memory holds one round of queries and proofs, whatever the file.
+    // Each line is parsed, proven and written out as JSON on the worker threads; the main
+    // thread only reads lines and writes the results in order.
+    let store = l.store();
     let (mut total, mut failed, mut line_no) = (0usize, 0usize, 0usize);
     loop {
-        let mut parsed: Vec<Result<BatchQuery, String>> = Vec::with_capacity(ROUND);
+        let mut round: Vec<(usize, String)> = Vec::with_capacity(ROUND);
         for line in lines.by_ref() {
             let line = line.map_err(|e| fail(format!("{}: {e}", queries.display())))?;
             line_no += 1;
             if line.trim().is_empty() {
                 continue;
             }
-            parsed.push(
-                crate::core::hash::json_object(&line)
-                    .map_err(|e| format!("query line {line_no}: {e}")),
-            );
-            if parsed.len() == ROUND {
+            round.push((line_no, line));
+            if round.len() == ROUND {
                 break;
             }
         }
-        if parsed.is_empty() {
+        if round.is_empty() {
             break;
         }
-        total += parsed.len();
-        let good: Vec<BatchQuery> = parsed
-            .iter()
-            .filter_map(|q| q.as_ref().ok().cloned())
-            .collect();
-        let mut proofs = l.prove_batch_in(&snap, now, &good).into_iter();
-        for q in &parsed {
-            let line = match q {
-                Err(e) => {
-                    failed += 1;
-                    json!({ "error": e }).to_string()
-                }
-                Ok(_) => match proofs.next().expect("one proof per good query") {
-                    Ok(p) => serde_json::to_string(&BatchProof::from_proof(p)).expect("json"),
-                    Err(e) => {
-                        failed += 1;
-                        json!({ "error": e.to_string() }).to_string()
+        total += round.len();
+        let answers: Vec<(bool, String)> = round
+            .par_iter()
+            .map_init(
+                || store.view(),
+                |view, (n, line)| {
+                    let q: BatchQuery = match crate::core::hash::json_object(line) {
+                        Ok(q) => q,
+                        Err(e) => {
+                            return (
+                                false,
+                                json!({ "error": format!("query line {n}: {e}") }).to_string(),
+                            )
+                        }
+                    };
+                    match l.prove_query_with(view, &snap, now, &q) {
+                        Ok(p) => (
+                            true,
+                            serde_json::to_string(&BatchProof::from_proof(p)).expect("json"),
+                        ),
+                        Err(e) => (false, json!({ "error": e.to_string() }).to_string()),
                     }
                 },
-            };
+            )
+            .collect();
+        for (ok, line) in answers {
+            failed += usize::from(!ok);
             w.write_all(line.as_bytes()).map_err(fail)?;
             w.write_all(b"\n").map_err(fail)?;
         }

@@ -6,7 +6,7 @@
 use crate::core::entry::Entry;
 use crate::core::hash::Hash;
 use crate::core::map::{MapSource, MapValue};
-use crate::store::{scan_prefix, Store, StoreError, Table};
+use crate::store::{scan_prefix, StoreError, Table, View};
 
 /// Subtrees of the state map with at most this many keys are kept on disk, not in memory.
 pub const MAP_BUCKET: usize = 16;
@@ -35,7 +35,7 @@ pub fn decode_leaf(k: &[u8], v: &[u8]) -> Option<(Hash, MapValue)> {
 
 /// The map's keys as of tree size `as_of`, read from a store.
 pub struct LeafSource<'a> {
-    pub store: &'a dyn Store,
+    pub store: &'a dyn View,
     /// Values of entries at or past this index are rolled back to the key's previous entry
     /// (or the key is left out if it has none).
     pub as_of: u64,

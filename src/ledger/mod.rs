@@ -31,7 +31,7 @@ use crate::core::receipt::Receipt;
 use crate::core::rules::{self, Head, Reject};
 use crate::core::tlog::{self, Blake3Hasher, Frontier, TreeSize};
 use crate::keyfile;
-use crate::store::{self, Store, StoreError, Table, WriteBatch};
+use crate::store::{self, Store, StoreError, Table, View, WriteBatch};
 
 /// The storage engine new ledgers use: `$CONSENTLOG_ENGINE` if set (the test suite runs once
 /// per engine this way), else sled.
@@ -179,6 +179,26 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> LedgerError {
 
 fn be(i: u64) -> [u8; 8] {
     i.to_be_bytes()
+}
+
+/// Entry `index` as read through `r`.
+pub(crate) fn entry_in(r: &dyn View, index: u64) -> Result<Option<Entry>, LedgerError> {
+    match r.get(Table::Entry, &be(index))? {
+        None => Ok(None),
+        Some(v) => Entry::decode(&v)
+            .map(Some)
+            .map_err(|e| LedgerError::Corrupt(format!("entry {index}: {e}"))),
+    }
+}
+
+/// The opening of `index` as read through `r`, if it was not erased.
+pub(crate) fn opening_in(r: &dyn View, index: u64) -> Result<Option<Opening>, LedgerError> {
+    match r.get(Table::Opening, &be(index))? {
+        None => Ok(None),
+        Some(v) => Opening::decode(&v)
+            .map(Some)
+            .map_err(|e| LedgerError::Corrupt(format!("opening {index}: {e}"))),
+    }
 }
 
 fn u64_le(v: &[u8]) -> Option<u64> {
@@ -492,7 +512,7 @@ impl Ledger {
     }
 
     /// Node hashes of the tree: the upper levels from memory, the rest from `store`.
-    pub fn nodes<'a>(&'a self, store: &'a dyn Store) -> CachedNodes<'a> {
+    pub fn nodes<'a>(&'a self, store: &'a dyn View) -> CachedNodes<'a> {
         CachedNodes {
             store,
             upper: &self.upper,
@@ -532,22 +552,12 @@ impl Ledger {
 
     /// The entry at `index`.
     pub fn entry(&self, index: u64) -> Result<Option<Entry>, LedgerError> {
-        match self.store().get(Table::Entry, &be(index))? {
-            None => Ok(None),
-            Some(v) => Entry::decode(&v)
-                .map(Some)
-                .map_err(|e| LedgerError::Corrupt(format!("entry {index}: {e}"))),
-        }
+        entry_in(&*self.store(), index)
     }
 
     /// The opening of `index`, if it was not erased.
     pub fn opening(&self, index: u64) -> Result<Option<Opening>, LedgerError> {
-        match self.store().get(Table::Opening, &be(index))? {
-            None => Ok(None),
-            Some(v) => Opening::decode(&v)
-                .map(Some)
-                .map_err(|e| LedgerError::Corrupt(format!("opening {index}: {e}"))),
-        }
+        opening_in(&*self.store(), index)
     }
 
     /// Every stored checkpoint note, oldest first.

@@ -3,7 +3,7 @@
 use crate::core::entry::Entry;
 use crate::core::hash::Hash;
 use crate::core::tlog::HashReader;
-use crate::store::{Store, StoreError, Table};
+use crate::store::{StoreError, Table, View};
 
 /// Key of a complete subtree's hash: level, then index big-endian.
 pub fn node_key(level: u8, index: u64) -> [u8; 9] {
@@ -14,7 +14,7 @@ pub fn node_key(level: u8, index: u64) -> [u8; 9] {
 }
 
 /// Reads node hashes from a store.
-pub struct StoreNodes<'a>(pub &'a dyn Store);
+pub struct StoreNodes<'a>(pub &'a dyn View);
 
 /// A node the tree needs but the store lacks or holds damaged.
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +55,7 @@ pub struct UpperNodes {
 
 impl UpperNodes {
     /// Reads the upper nodes of a tree of `size` leaves from the store.
-    pub fn load(store: &dyn Store, size: u64) -> Result<UpperNodes, NodeError> {
+    pub fn load(store: &dyn View, size: u64) -> Result<UpperNodes, NodeError> {
         let mut levels = Vec::new();
         for level in UPPER_LEVEL..64 {
             let count = size >> level;
@@ -116,7 +116,7 @@ impl UpperNodes {
 
 /// Node hashes from memory for the upper levels, from the store below them.
 pub struct CachedNodes<'a> {
-    pub store: &'a dyn Store,
+    pub store: &'a dyn View,
     pub upper: &'a UpperNodes,
 }
 

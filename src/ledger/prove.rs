@@ -1,15 +1,16 @@
 //! Building proofs from stored data: consent proofs, histories, inclusion and consistency.
 
+use crate::core::entry::{Entry, Opening};
 use crate::core::event::state_key;
 use crate::core::hash::{to_hex, Hash, HexHash};
 use crate::core::history::{Chain, History, HISTORY_FORMAT};
 use crate::core::map::{self, MapProof};
 use crate::core::proof::{state_at, ConsentProof, OpeningJson, ProvenEvent, PROOF_FORMAT};
 use crate::core::tlog::{self, Blake3Hasher, LeafIndex, TreeSize};
-use crate::store::{scan_prefix, Table};
+use crate::store::{scan_prefix, StoreError, Table, View};
 
 use super::leaves::LeafSource;
-use super::{clock, Ledger, LedgerError, Snapshot};
+use super::{clock, entry_in, opening_in, Ledger, LedgerError, Snapshot};
 
 /// The shared snapshot of a proof batch and a proof (or why not) per query.
 pub type ProofBatch = (
@@ -116,29 +117,22 @@ impl Ledger {
         })
     }
 
-    /// Indices of the entries of `key` below `size`, in log order.
-    fn key_indices(&self, key: &Hash, size: u64) -> Result<Vec<u64>, LedgerError> {
-        let mut out = Vec::new();
-        for r in scan_prefix(&*self.store(), Table::KeyIndex, key) {
-            let (_, v) = r?;
-            let i = u64::from_le_bytes(
-                v.get(..8)
-                    .and_then(|b| b.try_into().ok())
-                    .ok_or_else(|| LedgerError::Corrupt("bad key index".into()))?,
-            );
-            if i < size {
-                out.push(i);
-            }
-        }
-        Ok(out)
-    }
-
     /// A state-map proof for `key` under the snapshot's checkpoint, checked against its map
     /// root before it is served (the map's lower levels come from storage).
     pub fn prove_key(&self, snap: &Snapshot, key: &Hash) -> Result<MapProof, LedgerError> {
         let store = self.store();
+        let view = store.view()?;
+        self.prove_key_with(&*view, snap, key)
+    }
+
+    fn prove_key_with(
+        &self,
+        r: &dyn View,
+        snap: &Snapshot,
+        key: &Hash,
+    ) -> Result<MapProof, LedgerError> {
         let src = LeafSource {
-            store: store.as_ref(),
+            store: r,
             as_of: snap.checkpoint.size,
             upto: None,
         };
@@ -149,25 +143,24 @@ impl Ledger {
         Ok(proof)
     }
 
-    /// One event with its opening and inclusion proof in the tree of `cp`. Before anything is
-    /// served, the inclusion path is checked against the checkpoint root and the opening
-    /// against the entry's commitment (hashing only), so damaged storage is reported as such
-    /// instead of being handed out as a proof.
+    /// One event (`entry` is entry `index`, already read) with its opening and inclusion
+    /// proof in the tree of `cp`. Before anything is served, the inclusion path is checked
+    /// against the checkpoint root and the opening against the entry's commitment (hashing
+    /// only), so damaged storage is reported as such instead of being handed out as a proof.
+    /// Returns the opening too, decoded.
     fn proven_event(
         &self,
+        r: &dyn View,
         index: u64,
+        entry: &Entry,
         cp: &crate::core::note::SignedCheckpoint,
-    ) -> Result<ProvenEvent, LedgerError> {
-        let entry = self
-            .entry(index)?
-            .ok_or_else(|| LedgerError::Corrupt(format!("entry {index} is missing")))?;
-        let opening = self.opening(index)?.ok_or_else(|| {
+    ) -> Result<(ProvenEvent, Opening), LedgerError> {
+        let opening = opening_in(r, index)?.ok_or_else(|| {
             LedgerError::Invalid(format!("the opening of entry {index} was erased"))
         })?;
-        let store = self.store();
         let path = tlog::prove_inclusion(
             &Blake3Hasher,
-            &self.nodes(&*store),
+            &self.nodes(r),
             LeafIndex(index),
             TreeSize(cp.size),
         )
@@ -190,12 +183,13 @@ impl Ledger {
                 "the stored opening of entry {index} does not match its commitment"
             )));
         }
-        Ok(ProvenEvent {
+        let proven = ProvenEvent {
             index,
             entry: entry.to_bytes().to_vec(),
             opening: OpeningJson::from(&opening),
             inclusion: hexes(path),
-        })
+        };
+        Ok((proven, opening))
     }
 
     /// A checkpoint snapshot that covers the whole tree and is not older than `at`, signing
@@ -241,6 +235,21 @@ impl Ledger {
         purpose: &str,
         at: u64,
     ) -> Result<ConsentProof, LedgerError> {
+        let store = self.store();
+        let view = store.view()?;
+        self.prove_consent_with(&*view, snap, subject, controller, purpose, at)
+    }
+
+    /// [`Ledger::prove_consent_in`], reading through `r`.
+    fn prove_consent_with(
+        &self,
+        r: &dyn View,
+        snap: &Snapshot,
+        subject: &[u8; 32],
+        controller: &str,
+        purpose: &str,
+        at: u64,
+    ) -> Result<ConsentProof, LedgerError> {
         crate::core::event::check_name("controller", controller).map_err(LedgerError::Invalid)?;
         crate::core::event::check_name("purpose", purpose).map_err(LedgerError::Invalid)?;
         let cp = &snap.checkpoint;
@@ -251,43 +260,58 @@ impl Ledger {
             )));
         }
         let key = state_key(subject, controller, purpose);
-        let indices = self.key_indices(&key, cp.size)?;
-        // The last entry integrated at or before `at`, and its successor: integrated_at never
-        // decreases along the log, so a binary search reads O(log k) of the key's k entries.
-        let (mut lo, mut hi) = (0usize, indices.len());
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            let i = indices[mid];
-            let e = self
-                .entry(i)?
-                .ok_or_else(|| LedgerError::Corrupt(format!("entry {i} is missing")))?;
-            if e.integrated_at <= at {
-                lo = mid + 1;
-            } else {
-                hi = mid;
+        let indices = key_indices(r, &key, cp.size)?;
+        // Entries read while searching, kept for the proofs.
+        let mut read: Vec<(usize, Entry)> = Vec::with_capacity(8);
+        let mut entry = |pos: usize| -> Result<Entry, LedgerError> {
+            if let Some((_, e)) = read.iter().find(|(p, _)| *p == pos) {
+                return Ok(e.clone());
             }
-        }
-        // `lo` entries were integrated at or before `at`.
+            let i = indices[pos];
+            let e = entry_in(r, i)?
+                .ok_or_else(|| LedgerError::Corrupt(format!("entry {i} is missing")))?;
+            read.push((pos, e.clone()));
+            Ok(e)
+        };
+        // `lo`: how many of the key's entries were integrated at or before `at`.
+        // integrated_at never decreases along the log. The common questions (consent now, or
+        // before the key's first event) read one or two entries; others search in O(log k).
+        let n = indices.len();
+        let lo = if n == 0 {
+            0
+        } else if entry(n - 1)?.integrated_at <= at {
+            n
+        } else if entry(0)?.integrated_at > at {
+            0
+        } else {
+            // entry 0 is at or before `at`, entry n - 1 after it.
+            let (mut lo, mut hi) = (1usize, n - 1);
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                if entry(mid)?.integrated_at <= at {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            lo
+        };
         let in_force = lo.checked_sub(1);
-        let next = (lo < indices.len()).then_some(lo);
+        let next = (lo < n).then_some(lo);
         let mut events = Vec::new();
         let mut in_force_event = None;
         if let Some(p) = in_force {
-            let pe = self.proven_event(indices[p], cp)?;
-            in_force_event = Some(
-                crate::core::event::SignedEvent::decode(&pe.opening.event)
-                    .map_err(|e| LedgerError::Corrupt(e.to_string()))?
-                    .event,
-            );
+            let (pe, opening) = self.proven_event(r, indices[p], &entry(p)?, cp)?;
+            in_force_event = Some(opening.event.event);
             events.push(pe);
         }
-        if let Some(n) = next {
-            events.push(self.proven_event(indices[n], cp)?);
+        if let Some(p) = next {
+            events.push(self.proven_event(r, indices[p], &entry(p)?, cp)?.0);
         }
         let map = if next.is_some() {
             None
         } else {
-            Some(self.prove_key(snap, &key)?)
+            Some(self.prove_key_with(r, snap, &key)?)
         };
         Ok(ConsentProof {
             format: PROOF_FORMAT.into(),
@@ -311,27 +335,32 @@ impl Ledger {
     /// All of a person's events under the snapshot's checkpoint.
     pub fn history_in(&self, snap: &Snapshot, subject: &[u8; 32]) -> Result<History, LedgerError> {
         let cp = &snap.checkpoint;
+        let store = self.store();
+        let r = &*store.view()?;
         let mut chains = Vec::new();
-        for r in scan_prefix(&*self.store(), Table::SubjectIndex, subject) {
-            let (k, _) = r?;
+        for kv in scan_prefix(r, Table::SubjectIndex, subject) {
+            let (k, _) = kv?;
             let key: Hash = k[32..]
                 .try_into()
                 .map_err(|_| LedgerError::Corrupt("bad subject index".into()))?;
-            let indices = self.key_indices(&key, cp.size)?;
+            let indices = key_indices(r, &key, cp.size)?;
             let mut events = Vec::with_capacity(indices.len());
+            let mut first = None;
             for &i in &indices {
-                events.push(self.proven_event(i, cp)?);
+                let entry = entry_in(r, i)?
+                    .ok_or_else(|| LedgerError::Corrupt(format!("entry {i} is missing")))?;
+                let (pe, opening) = self.proven_event(r, i, &entry, cp)?;
+                first.get_or_insert(opening.event.event);
+                events.push(pe);
             }
-            let Some(first) = events.first() else {
+            let Some(first) = first else {
                 continue;
             };
-            let ev = crate::core::event::SignedEvent::decode(&first.opening.event)
-                .map_err(|e| LedgerError::Corrupt(e.to_string()))?;
             chains.push(Chain {
-                controller: ev.event.controller.clone(),
-                purpose: ev.event.purpose.clone(),
+                controller: first.controller,
+                purpose: first.purpose,
                 events,
-                map: self.prove_key(snap, &key)?,
+                map: self.prove_key_with(r, snap, &key)?,
             });
         }
         Ok(History {
@@ -410,17 +439,51 @@ impl Ledger {
         queries: &[crate::core::proof_batch::BatchQuery],
     ) -> Vec<Result<ConsentProof, LedgerError>> {
         use rayon::prelude::*;
+        let store = self.store();
         queries
             .par_iter()
-            .map(|q| {
-                let at = q.at.unwrap_or(now);
-                if at > now {
-                    return Err(LedgerError::Invalid(format!(
-                        "`at` {at} is in the future (now {now})"
-                    )));
-                }
-                self.prove_consent_in(snap, &q.subject, &q.controller, &q.purpose, at)
-            })
+            .map_init(
+                || store.view(),
+                |view, q| self.prove_query_with(view, snap, now, q),
+            )
             .collect()
     }
+
+    /// One query of a proof batch, read through `view` (from [`Store::view`], taken once per
+    /// run of queries on a thread); `at` defaults to `now`, and a future `at` is refused.
+    pub fn prove_query_with(
+        &self,
+        view: &Result<Box<dyn View + '_>, StoreError>,
+        snap: &Snapshot,
+        now: u64,
+        q: &crate::core::proof_batch::BatchQuery,
+    ) -> Result<ConsentProof, LedgerError> {
+        let at = q.at.unwrap_or(now);
+        if at > now {
+            return Err(LedgerError::Invalid(format!(
+                "`at` {at} is in the future (now {now})"
+            )));
+        }
+        let r = view
+            .as_deref()
+            .map_err(|e| LedgerError::Store(StoreError::Engine(e.to_string())))?;
+        self.prove_consent_with(r, snap, &q.subject, &q.controller, &q.purpose, at)
+    }
+}
+
+/// Indices of the entries of `key` below `size`, in log order.
+fn key_indices(r: &dyn View, key: &Hash, size: u64) -> Result<Vec<u64>, LedgerError> {
+    let mut out = Vec::new();
+    for kv in scan_prefix(r, Table::KeyIndex, key) {
+        let (_, v) = kv?;
+        let i = u64::from_le_bytes(
+            v.get(..8)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| LedgerError::Corrupt("bad key index".into()))?,
+        );
+        if i < size {
+            out.push(i);
+        }
+    }
+    Ok(out)
 }

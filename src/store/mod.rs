@@ -89,8 +89,8 @@ impl WriteBatch {
 /// Key/value pairs of a scan, keys without their table prefix.
 pub type ScanIter<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>> + 'a>;
 
-/// What the ledger needs of a storage engine.
-pub trait Store: Send + Sync {
+/// Reads of a store: the store itself, or a [`Store::view`] of it.
+pub trait View {
     /// The value of `key` in `table`.
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Pairs with `start <= key < end` in key order (`end` None: to the table's end).
@@ -102,6 +102,31 @@ pub trait Store: Send + Sync {
         table: Table,
         prefix: &[u8],
     ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError>;
+}
+
+impl<T: View + ?Sized> View for &T {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).get(table, key)
+    }
+    fn scan<'a>(&'a self, table: Table, start: &[u8], end: Option<&[u8]>) -> ScanIter<'a> {
+        (**self).scan(table, start, end)
+    }
+    fn last_with_prefix(
+        &self,
+        table: Table,
+        prefix: &[u8],
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+        (**self).last_with_prefix(table, prefix)
+    }
+}
+
+/// What the ledger needs of a storage engine.
+pub trait Store: View + Send + Sync {
+    /// A view for many reads in a row, such as one proof or one round of a proof batch: on
+    /// redb one read transaction (a snapshot, instead of one transaction per read); on sled,
+    /// which has no snapshots, the store itself. A view sees every commit that returned before
+    /// it was taken; hold it briefly (on redb it keeps the pages of its snapshot from reuse).
+    fn view(&self) -> Result<Box<dyn View + '_>, StoreError>;
     /// Applies `batch` atomically and returns only once it is durable on disk.
     fn commit(&self, batch: WriteBatch) -> Result<(), StoreError>;
     /// Engine name as recorded in the ledger directory.
@@ -111,7 +136,7 @@ pub trait Store: Send + Sync {
 }
 
 /// Pairs of `table` whose key starts with `prefix`.
-pub fn scan_prefix<'a>(store: &'a dyn Store, table: Table, prefix: &[u8]) -> ScanIter<'a> {
+pub fn scan_prefix<'a>(store: &'a dyn View, table: Table, prefix: &[u8]) -> ScanIter<'a> {
     match prefix_end(prefix) {
         Some(end) => store.scan(table, prefix, Some(&end)),
         None => store.scan(table, prefix, None),
@@ -159,7 +184,7 @@ pub fn open(engine: &str, dir: &Path, cache_bytes: u64) -> Result<Box<dyn Store>
 /// A store that refuses everything: stands in while a failed store is being reopened.
 pub struct Closed;
 
-impl Store for Closed {
+impl View for Closed {
     fn get(&self, _: Table, _: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Err(StoreError::Engine("storage is being reopened".into()))
     }
@@ -174,6 +199,12 @@ impl Store for Closed {
         _: &[u8],
     ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
         Err(StoreError::Engine("storage is being reopened".into()))
+    }
+}
+
+impl Store for Closed {
+    fn view(&self) -> Result<Box<dyn View + '_>, StoreError> {
+        Ok(Box::new(Closed))
     }
     fn commit(&self, _: WriteBatch) -> Result<(), StoreError> {
         Err(StoreError::Engine("storage is being reopened".into()))

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, TableDefinition};
 
-use super::{ScanIter, Store, StoreError, Table, WriteBatch};
+use super::{ScanIter, Store, StoreError, Table, View, WriteBatch};
 
 const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("consentlog");
 
@@ -66,35 +66,44 @@ impl RedbStore {
     }
 }
 
-impl Store for RedbStore {
+/// Pairs of `table` with `start <= key < end`; the iterator keeps its transaction alive.
+fn range(
+    t: &redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+    table: Table,
+    start: &[u8],
+    end: Option<&[u8]>,
+) -> ScanIter<'static> {
+    let lo = prefixed(table, start);
+    let hi = match end {
+        Some(end) => prefixed(table, end),
+        None => vec![table as u8 + 1],
+    };
+    match t.range::<&[u8]>(lo.as_slice()..hi.as_slice()) {
+        Err(e) => Box::new(std::iter::once(Err(err(e)))),
+        Ok(range) => Box::new(range.map(|r| {
+            r.map(|(k, v)| (k.value()[1..].to_vec(), v.value().to_vec()))
+                .map_err(err)
+        })),
+    }
+}
+
+/// One read transaction's view of the table.
+struct RedbView {
+    table: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+}
+
+impl View for RedbView {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let r = self.db.begin_read().map_err(err)?;
-        let t = r.open_table(TABLE).map_err(err)?;
         let k = prefixed(table, key);
-        Ok(t.get(k.as_slice())
+        Ok(self
+            .table
+            .get(k.as_slice())
             .map_err(err)?
             .map(|v| v.value().to_vec()))
     }
 
     fn scan<'a>(&'a self, table: Table, start: &[u8], end: Option<&[u8]>) -> ScanIter<'a> {
-        let lo = prefixed(table, start);
-        let hi = match end {
-            Some(end) => prefixed(table, end),
-            None => vec![table as u8 + 1],
-        };
-        let range = self
-            .db
-            .begin_read()
-            .map_err(err)
-            .and_then(|r| r.open_table(TABLE).map_err(err))
-            .and_then(|t| t.range::<&[u8]>(lo.as_slice()..hi.as_slice()).map_err(err));
-        match range {
-            Err(e) => Box::new(std::iter::once(Err(e))),
-            Ok(range) => Box::new(range.map(|r| {
-                r.map(|(k, v)| (k.value()[1..].to_vec(), v.value().to_vec()))
-                    .map_err(err)
-            })),
-        }
+        range(&self.table, table, start, end)
     }
 
     fn last_with_prefix(
@@ -103,11 +112,9 @@ impl Store for RedbStore {
         prefix: &[u8],
     ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
         let lo = prefixed(table, prefix);
-        let r = self.db.begin_read().map_err(err)?;
-        let t = r.open_table(TABLE).map_err(err)?;
         let mut range = match super::prefix_end(&lo) {
-            Some(hi) => t.range::<&[u8]>(lo.as_slice()..hi.as_slice()),
-            None => t.range::<&[u8]>(lo.as_slice()..),
+            Some(hi) => self.table.range::<&[u8]>(lo.as_slice()..hi.as_slice()),
+            None => self.table.range::<&[u8]>(lo.as_slice()..),
         }
         .map_err(err)?;
         match range.next_back() {
@@ -117,6 +124,43 @@ impl Store for RedbStore {
                 Ok(Some((k.value()[1..].to_vec(), v.value().to_vec())))
             }
         }
+    }
+}
+
+impl RedbStore {
+    fn begin(&self) -> Result<RedbView, StoreError> {
+        let r = self.db.begin_read().map_err(err)?;
+        Ok(RedbView {
+            table: r.open_table(TABLE).map_err(err)?,
+        })
+    }
+}
+
+/// Outside a view, every read is its own read transaction.
+impl View for RedbStore {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.begin()?.get(table, key)
+    }
+
+    fn scan<'a>(&'a self, table: Table, start: &[u8], end: Option<&[u8]>) -> ScanIter<'a> {
+        match self.begin() {
+            Ok(view) => range(&view.table, table, start, end),
+            Err(e) => Box::new(std::iter::once(Err(e))),
+        }
+    }
+
+    fn last_with_prefix(
+        &self,
+        table: Table,
+        prefix: &[u8],
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+        self.begin()?.last_with_prefix(table, prefix)
+    }
+}
+
+impl Store for RedbStore {
+    fn view(&self) -> Result<Box<dyn View + '_>, StoreError> {
+        Ok(Box::new(self.begin()?))
     }
 
     fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {

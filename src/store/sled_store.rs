@@ -10,7 +10,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::{ScanIter, Store, StoreError, Table, WriteBatch};
+use super::{ScanIter, Store, StoreError, Table, View, WriteBatch};
 
 /// A ledger store in a sled database.
 pub struct SledStore {
@@ -89,7 +89,7 @@ impl SledStore {
     }
 }
 
-impl Store for SledStore {
+impl View for SledStore {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
             .tree
@@ -122,6 +122,12 @@ impl Store for SledStore {
                 Ok(Some((k[1..].to_vec(), v.to_vec())))
             }
         }
+    }
+}
+
+impl Store for SledStore {
+    fn view(&self) -> Result<Box<dyn View + '_>, StoreError> {
+        Ok(Box::new(self))
     }
 
     fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
