@@ -265,12 +265,12 @@ impl Ledger {
         let mut read: Vec<(usize, Entry)> = Vec::with_capacity(8);
         let mut entry = |pos: usize| -> Result<Entry, LedgerError> {
             if let Some((_, e)) = read.iter().find(|(p, _)| *p == pos) {
-                return Ok(e.clone());
+                return Ok(*e);
             }
             let i = indices[pos];
             let e = entry_in(r, i)?
                 .ok_or_else(|| LedgerError::Corrupt(format!("entry {i} is missing")))?;
-            read.push((pos, e.clone()));
+            read.push((pos, e));
             Ok(e)
         };
         // `lo`: how many of the key's entries were integrated at or before `at`.
