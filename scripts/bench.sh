@@ -6,7 +6,9 @@
 #
 # or the same through the environment: SCALE_EVENTS (default 200000), PROOF_LEDGER (1000000),
 # HTTP_EVENTS (50000), RUNS (3), HTTP_THREADS (64), WORKDIR (target/bench-work), KEEP=1,
-# NO_BUILD=1, BACKEND (sled or redb). Each measurement prints one line with the median over RUNS and the runs.
+# NO_BUILD=1, BACKEND (sled or redb), BIN and LOAD (the binaries measured; by default
+# target/release/consentlog and target/release/examples/http_load, built first unless
+# NO_BUILD=1). Each measurement prints one line with the median over RUNS and the runs.
 #
 #  (a) append: `loadgen` SCALE_EVENTS events (SCALE_EVENTS/20 people), `init`, then the whole
 #      `append` process timed -> events/s (a fresh ledger every run)
@@ -61,7 +63,7 @@ command -v python3 >/dev/null || { echo "python3 is required (HTTP client, query
 ORIGIN=bench.example/log
 CONTROLLER=example.com
 PURPOSE=ai-training
-BIN=$ROOT/target/release/consentlog
+BIN=${BIN:-$ROOT/target/release/consentlog}
 
 # --- servers are always stopped, work files removed unless --keep --------------------------
 SERVER_PIDS=()
@@ -158,7 +160,7 @@ EOF
 if [[ $NO_BUILD != 1 ]]; then
     (cd "$ROOT" && cargo build --release --bin consentlog --example http_load) >&2
 fi
-LOAD=$ROOT/target/release/examples/http_load
+LOAD=${LOAD:-$ROOT/target/release/examples/http_load}
 [[ -x $BIN ]] || { echo "no binary at $BIN" >&2; exit 1; }
 # The work directory is ours only if it is new or carries our marker: never remove anything else.
 if [[ -d $WORKDIR && -n $(ls -A "$WORKDIR") && ! -e $WORKDIR/.consentlog-bench ]]; then
