@@ -16,7 +16,7 @@ use crate::core::proof_batch::{BatchHeader, BatchProof, BatchQuery, BATCH_FORMAT
 use crate::ledger::Ledger;
 
 /// Queries answered per parallel round (bounds memory on huge files).
-const ROUND: usize = 65536;
+const ROUND: usize = 16384;
 
 pub fn prove(dir: &Path, queries: &Path, out: Option<&Path>) -> CmdResult {
     let l = Ledger::open(dir).map_err(fail)?;

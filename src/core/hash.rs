@@ -71,7 +71,14 @@ impl fmt::Debug for HexHash {
 
 impl serde::Serialize for HexHash {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&to_hex(&self.0))
+        // On the stack: proofs carry dozens of hashes each.
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 64];
+        for (i, b) in self.0.iter().enumerate() {
+            out[2 * i] = DIGITS[(b >> 4) as usize];
+            out[2 * i + 1] = DIGITS[(b & 0x0f) as usize];
+        }
+        s.serialize_str(std::str::from_utf8(&out).expect("hex digits are ASCII"))
     }
 }
 
