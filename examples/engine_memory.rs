@@ -94,7 +94,7 @@ fn redb_run(dir: &Path, n: u64, value: &[u8], random: bool, cache: u64) -> u64 {
     let db = open();
     let len = db
         .begin_read()
-        .and_then(|r| Ok(r.open_table(TABLE).expect("table").len().expect("len")))
+        .map(|r| r.open_table(TABLE).expect("table").len().expect("len"))
         .expect("read");
     println!("reopened ({len} keys): rss {} MiB", rss_mib());
     std::fs::metadata(&path).map_or(0, |m| m.len())
