@@ -18,8 +18,8 @@ use crate::ledger::Ledger;
 /// Queries answered per parallel round (bounds memory on huge files).
 const ROUND: usize = 16384;
 
-pub fn prove(dir: &Path, queries: &Path, out: Option<&Path>) -> CmdResult {
-    let l = Ledger::open(dir).map_err(fail)?;
+pub fn prove(dir: &Path, queries: &Path, out: Option<&Path>, cache_bytes: u64) -> CmdResult {
+    let l = Ledger::open_with_cache(dir, cache_bytes).map_err(fail)?;
     let f =
         std::fs::File::open(queries).map_err(|e| fail(format!("{}: {e}", queries.display())))?;
     let mut lines = BufReader::with_capacity(1 << 20, f).lines();
