@@ -216,3 +216,54 @@ impl Store for Closed {
         Ok(0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(it: ScanIter<'_>) -> Vec<(Vec<u8>, Vec<u8>)> {
+        it.map(|r| r.expect("scan")).collect()
+    }
+
+    /// A view reads what the store reads, and sees every commit made before it was taken.
+    #[test]
+    fn views_read_what_the_store_reads() {
+        for engine in ENGINES {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = open(engine, dir.path(), 1 << 20).expect("open");
+            let mut b = WriteBatch::new();
+            for i in 0u8..10 {
+                b.put(Table::KeyIndex, vec![1, i], vec![i; 3]);
+                b.put(Table::Entry, vec![i], vec![i]);
+            }
+            store.commit(b).expect("commit");
+            let view = store.view().expect("view");
+            for t in [Table::KeyIndex, Table::Entry, Table::Opening] {
+                assert_eq!(
+                    pairs(view.scan(t, &[], None)),
+                    pairs(store.scan(t, &[], None)),
+                    "{engine}: scan of {t:?}"
+                );
+            }
+            assert_eq!(view.get(Table::Entry, &[4]).expect("get"), Some(vec![4]));
+            assert_eq!(view.get(Table::Opening, &[4]).expect("get"), None);
+            assert_eq!(
+                view.last_with_prefix(Table::KeyIndex, &[1]).expect("last"),
+                Some((vec![1, 9], vec![9; 3])),
+                "{engine}"
+            );
+            assert_eq!(
+                pairs(scan_prefix(&*view, Table::KeyIndex, &[1]))[3..5],
+                [(vec![1, 3], vec![3; 3]), (vec![1, 4], vec![4; 3])],
+                "{engine}"
+            );
+            drop(view);
+            // A later view sees a later commit.
+            let mut b = WriteBatch::new();
+            b.delete(Table::Entry, vec![4]);
+            store.commit(b).expect("commit");
+            let view = store.view().expect("view");
+            assert_eq!(view.get(Table::Entry, &[4]).expect("get"), None, "{engine}");
+        }
+    }
+}
