@@ -141,10 +141,7 @@ fn turns_read_only(engine: &str) {
     let (ok, no) = post_many(&srv.url, 5);
     assert!(no.is_empty(), "refused after the repair: {no:?}");
     acked.extend(ok);
-    let mut srv = srv;
-    assert!(srv.stop().success(), "{}", srv.stderr());
-    drop(srv);
-    support_faults::assert_kept_and_audits_clean(BIN, &dir, &acked);
+    support_faults::stop_then_assert_kept(srv, BIN, &dir, &acked);
 }
 
 #[test]

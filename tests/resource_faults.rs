@@ -127,10 +127,7 @@ fn faults(engine: &str) {
     acked.extend(ok);
 
     // Nothing acknowledged was lost, and the ledger audits clean.
-    let mut srv = srv;
-    assert!(srv.stop().success(), "{}", srv.stderr());
-    drop(srv);
-    support_faults::assert_kept_and_audits_clean(BIN, &dir, &acked);
+    support_faults::stop_then_assert_kept(srv, BIN, &dir, &acked);
 }
 
 #[test]

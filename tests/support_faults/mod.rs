@@ -57,6 +57,18 @@ pub fn post_many(
     (ok, refused)
 }
 
+/// Stops `srv` (it must exit cleanly), then [`assert_kept_and_audits_clean`].
+pub fn stop_then_assert_kept(
+    mut srv: super::support_server::Server,
+    bin: &str,
+    dir: &Path,
+    acked: &[Receipt],
+) {
+    assert!(srv.stop().success(), "{}", srv.stderr());
+    drop(srv);
+    assert_kept_and_audits_clean(bin, dir, acked);
+}
+
 /// Every acknowledged entry is stored at its index with its leaf hash, and `consentlog audit`
 /// (the binary `bin`) passes on the ledger in `dir` after a checkpoint covering it.
 pub fn assert_kept_and_audits_clean(bin: &str, dir: &Path, acked: &[Receipt]) {
