@@ -8,7 +8,7 @@ use ed25519_dalek::VerifyingKey;
 use rayon::prelude::*;
 
 use super::entry::{Entry, Opening};
-use super::event::{subject_key, subject_keys};
+use super::event::{signatures_valid, subject_key, subject_keys, SignedEvent, SIGNATURE_CHUNK};
 use super::hash::Hash;
 use super::map::{MapValue, StateMap};
 use super::note::{self, SignedCheckpoint};
@@ -222,15 +222,25 @@ impl Auditor {
         CheckedChunk(
             chunk
                 .into_par_iter()
-                .map(|(e, o)| {
-                    let leaf = e.leaf_hash();
-                    let o = o.map(|o| {
-                        let key = &keys[&o.event.event.subject];
-                        let r = check_opening_with(&e, &o, origin, key);
-                        let h = o.event.event_hash();
-                        (o, h, r)
-                    });
-                    (e, leaf, o)
+                .chunks(SIGNATURE_CHUNK)
+                .flat_map_iter(|part| {
+                    let signed: Vec<&SignedEvent> = part
+                        .iter()
+                        .filter_map(|(_, o)| Some(&o.as_ref()?.event))
+                        .collect();
+                    let mut valid = signatures_valid(&signed, &keys).into_iter();
+                    let keys = &keys;
+                    part.into_iter().map(move |(e, o)| {
+                        let leaf = e.leaf_hash();
+                        let o = o.map(|o| {
+                            let ok = valid.next().expect("one answer per opening");
+                            let key = &keys[&o.event.event.subject];
+                            let r = check_opening_given(&e, &o, origin, key, |_| ok);
+                            let h = o.event.event_hash();
+                            (o, h, r)
+                        });
+                        (e, leaf, o)
+                    })
                 })
                 .collect(),
         )
@@ -365,6 +375,18 @@ pub fn check_opening_with(
     origin: &str,
     key: &Result<VerifyingKey, Reject>,
 ) -> Result<(), String> {
+    check_opening_given(e, o, origin, key, |k| o.event.signature_valid(k))
+}
+
+/// [`check_opening_with`], with the strict signature check answered by `signature_ok` (from
+/// [`signatures_valid`], which checks many at once); asked only when the checks before it pass.
+pub fn check_opening_given(
+    e: &Entry,
+    o: &Opening,
+    origin: &str,
+    key: &Result<VerifyingKey, Reject>,
+    signature_ok: impl FnOnce(&VerifyingKey) -> bool,
+) -> Result<(), String> {
     if o.commitment() != e.commitment {
         return Err("opening does not match the entry's commitment".into());
     }
@@ -372,7 +394,7 @@ pub fn check_opening_with(
         return Err("entry key is not the state key of its event".into());
     }
     o.event
-        .check_self_with(key)
+        .check_self_given(key, signature_ok)
         .map_err(|r| format!("event: {r}"))?;
     o.event
         .check_log(origin)

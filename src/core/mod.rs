@@ -18,4 +18,5 @@ pub mod proof_batch;
 pub mod receipt;
 pub mod request;
 pub mod rules;
+pub mod strict;
 pub mod tlog;

@@ -23,7 +23,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use rayon::prelude::*;
 
 use crate::core::entry::{Entry, Opening};
-use crate::core::event::{subject_keys, SignedEvent};
+use crate::core::event::{signatures_valid, subject_keys, SignedEvent, SIGNATURE_CHUNK};
 use crate::core::hash::{to_hex, Hash};
 use crate::core::map::{MapError, MapValue, StateMap};
 use crate::core::note::{self, Checkpoint, SignedCheckpoint};
@@ -116,11 +116,19 @@ pub fn precheck(events: Vec<Result<SignedEvent, Reject>>) -> Vec<Result<Precheck
     let keys = subject_keys(events.iter().flatten());
     events
         .into_par_iter()
-        .map(|r| {
-            r.map(|event| {
-                let hash = event.event_hash();
-                let check = event.check_self_with(&keys[&event.event.subject]);
-                Prechecked { event, hash, check }
+        .chunks(SIGNATURE_CHUNK)
+        .flat_map_iter(|chunk| {
+            let signed: Vec<&SignedEvent> = chunk.iter().flatten().collect();
+            let mut valid = signatures_valid(&signed, &keys).into_iter();
+            let keys = &keys;
+            chunk.into_iter().map(move |r| {
+                r.map(|event| {
+                    let ok = valid.next().expect("one answer per event");
+                    let hash = event.event_hash();
+                    let key = &keys[&event.event.subject];
+                    let check = event.check_self_given(key, |_| ok);
+                    Prechecked { event, hash, check }
+                })
             })
         })
         .collect()
