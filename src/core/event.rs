@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use super::codec::{self, DecodeError};
@@ -226,14 +226,10 @@ impl SignedEvent {
         }
     }
 
-    /// `verify_strict` of the signature under `key`, over `EVENT_DOMAIN || bytes(ConsentEvent)`.
+    /// `verify_strict` of the signature under `key`, over `EVENT_DOMAIN || bytes(ConsentEvent)`
+    /// ([`strict::check`]: the same answer, without decoding `R`).
     pub fn signature_valid(&self, key: &VerifyingKey) -> bool {
-        let body = &self.bytes[..self.bytes.len() - SIGNATURE_LEN];
-        let mut msg = Vec::with_capacity(EVENT_DOMAIN.len() + body.len());
-        msg.extend_from_slice(EVENT_DOMAIN);
-        msg.extend_from_slice(body);
-        key.verify_strict(&msg, &Signature::from_bytes(&self.signature))
-            .is_ok()
+        strict::check(&self.signed(key))
     }
 
     /// The signature as one item for [`strict::check_all`].

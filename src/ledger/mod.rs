@@ -68,6 +68,10 @@ pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 /// Events committed per atomic batch and sync.
 pub const CHUNK: usize = 4096;
 
+/// Below this many events a chunk's receipts are signed on the calling thread: handing a few
+/// signatures to other threads costs more in wake-ups than it saves.
+const PARALLEL_MIN: usize = 64;
+
 /// A ledger-level failure (not a rejected event: those are [`Reject`]).
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -766,16 +770,28 @@ impl Ledger {
             }
             // Receipts are signed while the batch is written and synced (signing costs as much
             // as verifying); none is handed out unless the commit succeeds.
-            let (committed, signed) = rayon::join(
-                || self.commit(batch),
-                || {
-                    accepted
-                        .par_iter()
-                        .enumerate()
-                        .map(|(pos, (e, _))| self.receipt(base + pos as u64, e))
-                        .collect::<Vec<Receipt>>()
-                },
-            );
+            let sign = |pos: usize, e: &Entry| self.receipt(base + pos as u64, e);
+            let (committed, signed) = if accepted.len() < PARALLEL_MIN {
+                // A few receipts: signed here, before the commit, rather than handed to other
+                // threads and waited for (the server's batches are mostly this small).
+                let signed: Vec<Receipt> = accepted
+                    .iter()
+                    .enumerate()
+                    .map(|(p, (e, _))| sign(p, e))
+                    .collect();
+                (self.commit(batch), signed)
+            } else {
+                rayon::join(
+                    || self.commit(batch),
+                    || {
+                        accepted
+                            .par_iter()
+                            .enumerate()
+                            .map(|(p, (e, _))| sign(p, e))
+                            .collect::<Vec<Receipt>>()
+                    },
+                )
+            };
             committed?;
             self.upper.extend(&new_nodes);
             receipts = signed;
@@ -786,22 +802,24 @@ impl Ledger {
         drop(st);
 
         // Durable: hand out the receipts.
-        slots
-            .into_par_iter()
-            .map(|s| {
-                Ok(match s {
-                    Slot::Done(o) => o,
-                    Slot::New(pos) => Outcome::Accepted(receipts[pos]),
-                    Slot::Repeat(pos) => Outcome::Duplicate(receipts[pos]),
-                    Slot::Existing(idx) => {
-                        let e = self.entry(idx)?.ok_or_else(|| {
-                            LedgerError::Corrupt(format!("entry {idx} is missing"))
-                        })?;
-                        Outcome::Duplicate(self.receipt(idx, &e))
-                    }
-                })
+        let outcome = |s: Slot| {
+            Ok(match s {
+                Slot::Done(o) => o,
+                Slot::New(pos) => Outcome::Accepted(receipts[pos]),
+                Slot::Repeat(pos) => Outcome::Duplicate(receipts[pos]),
+                Slot::Existing(idx) => {
+                    let e = self
+                        .entry(idx)?
+                        .ok_or_else(|| LedgerError::Corrupt(format!("entry {idx} is missing")))?;
+                    Outcome::Duplicate(self.receipt(idx, &e))
+                }
             })
-            .collect()
+        };
+        if slots.len() < PARALLEL_MIN {
+            slots.into_iter().map(outcome).collect()
+        } else {
+            slots.into_par_iter().map(outcome).collect()
+        }
     }
 
     /// Signs and stores a checkpoint of the current tree and map (also when nothing changed,
