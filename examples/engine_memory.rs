@@ -2,14 +2,15 @@
 //!
 //! The ledger's index tables (`KeyIndex`, `SubjectIndex`, `MapLeaf`) are keyed by hashes, so
 //! every new person or purpose inserts keys at random places. This measures what that costs
-//! each engine, outside the ledger: N keys of V-byte values, in batches of 1,000, each batch
-//! committed and synced, then RSS (VmRSS), after dropping the database, and after reopening.
+//! each engine, outside the ledger: N keys of V-byte values, in batches (1,000 keys by default), each
+//! batch committed and synced, then RSS (VmRSS), after dropping the database, and after reopening.
 //!
 //!   cargo run --release --example engine_memory -- sled 500000 40 random
 //!   cargo run --release --example engine_memory -- redb 500000 40 random
 //!
 //! Arguments: engine (sled | redb), keys, value bytes, order (sequential | random), and
-//! optionally the engine's cache in MiB (64, the ledger's default).
+//! optionally the engine's cache in MiB (64, the ledger's default) and the keys per batch
+//! (1,000).
 //! The database is made in a fresh temporary directory and removed at the end.
 
 use std::path::Path;
@@ -38,7 +39,7 @@ fn key(i: u64, random: bool) -> [u8; 8] {
     (x ^ (x >> 31)).to_be_bytes()
 }
 
-fn sled_run(dir: &Path, n: u64, value: &[u8], random: bool, cache: u64) -> u64 {
+fn sled_run(dir: &Path, n: u64, value: &[u8], random: bool, cache: u64, batch: u64) -> u64 {
     let open = || {
         sled::Config::new()
             .path(dir)
@@ -51,13 +52,13 @@ fn sled_run(dir: &Path, n: u64, value: &[u8], random: bool, cache: u64) -> u64 {
     let mut i = 0;
     while i < n {
         let mut b = sled::Batch::default();
-        for _ in 0..1000.min(n - i) {
+        for _ in 0..batch.min(n - i) {
             b.insert(&key(i, random)[..], value);
             i += 1;
         }
         db.apply_batch(b).expect("sled batch");
         db.flush().expect("sled flush");
-        progress(i, n);
+        progress(i, n, batch);
     }
     let disk = db.size_on_disk().expect("size");
     drop(db);
@@ -67,7 +68,7 @@ fn sled_run(dir: &Path, n: u64, value: &[u8], random: bool, cache: u64) -> u64 {
     disk
 }
 
-fn redb_run(dir: &Path, n: u64, value: &[u8], random: bool, cache: u64) -> u64 {
+fn redb_run(dir: &Path, n: u64, value: &[u8], random: bool, cache: u64, batch: u64) -> u64 {
     let path = dir.join("db.redb");
     let open = || {
         redb::Database::builder()
@@ -81,13 +82,13 @@ fn redb_run(dir: &Path, n: u64, value: &[u8], random: bool, cache: u64) -> u64 {
         let w = db.begin_write().expect("begin");
         {
             let mut t = w.open_table(TABLE).expect("table");
-            for _ in 0..1000.min(n - i) {
+            for _ in 0..batch.min(n - i) {
                 t.insert(&key(i, random)[..], value).expect("insert");
                 i += 1;
             }
         }
         w.commit().expect("commit");
-        progress(i, n);
+        progress(i, n, batch);
     }
     drop(db);
     println!("after drop: rss {} MiB", rss_mib());
@@ -100,8 +101,10 @@ fn redb_run(dir: &Path, n: u64, value: &[u8], random: bool, cache: u64) -> u64 {
     std::fs::metadata(&path).map_or(0, |m| m.len())
 }
 
-fn progress(i: u64, n: u64) {
-    if i % (n / 5).max(1000) < 1000 || i == n {
+/// Prints RSS each time `i` keys pass another fifth of `n` (the batch ended at `i`).
+fn progress(i: u64, n: u64, batch: u64) {
+    let step = (n / 5).max(1);
+    if (i - batch.min(i)) / step != i / step || i == n {
         println!("{i} keys: rss {} MiB", rss_mib());
     }
 }
@@ -109,10 +112,11 @@ fn progress(i: u64, n: u64) {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage =
-        "usage: engine_memory sled|redb KEYS VALUE_BYTES sequential|random [CACHE_MIB (64)]";
-    let (engine, n, size, order, cache) = match args.as_slice() {
-        [e, n, s, o] => (e, n, s, o, "64"),
-        [e, n, s, o, c] => (e, n, s, o, c.as_str()),
+        "usage: engine_memory sled|redb KEYS VALUE_BYTES sequential|random [CACHE_MIB (64) [BATCH (1000)]]";
+    let (engine, n, size, order, cache, batch) = match args.as_slice() {
+        [e, n, s, o] => (e, n, s, o, "64", "1000"),
+        [e, n, s, o, c] => (e, n, s, o, c.as_str(), "1000"),
+        [e, n, s, o, c, b] => (e, n, s, o, c.as_str(), b.as_str()),
         _ => {
             eprintln!("{usage}");
             std::process::exit(2);
@@ -122,7 +126,11 @@ fn main() {
         eprintln!("{usage}");
         std::process::exit(2);
     };
-    let (Ok(n), Ok(size)) = (n.parse::<u64>(), size.parse::<usize>()) else {
+    let (Ok(n), Ok(size), Ok(batch @ 1..)) = (
+        n.parse::<u64>(),
+        size.parse::<usize>(),
+        batch.parse::<u64>(),
+    ) else {
         eprintln!("{usage}");
         std::process::exit(2);
     };
@@ -138,13 +146,14 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("temporary directory");
     let value = vec![7u8; size];
     println!(
-        "{engine}: {n} keys, {size}-byte values, {order} order, cache {} MiB; start rss {} MiB",
+        "{engine}: {n} keys, {size}-byte values, {order} order, cache {} MiB, batches of {batch}; \
+         start rss {} MiB",
         cache >> 20,
         rss_mib()
     );
     let disk = match engine.as_str() {
-        "sled" => sled_run(&dir, n, &value, random, cache),
-        "redb" => redb_run(&dir, n, &value, random, cache),
+        "sled" => sled_run(&dir, n, &value, random, cache, batch),
+        "redb" => redb_run(&dir, n, &value, random, cache, batch),
         _ => {
             eprintln!("{usage}");
             std::process::exit(2);

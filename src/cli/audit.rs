@@ -40,6 +40,9 @@ pub struct AuditArgs {
 /// Entries replayed per parallel chunk.
 const CHUNK: usize = 16384;
 
+/// Entries read together by one thread, within a chunk of a ledger directory.
+const READ_PART: usize = 2048;
+
 pub(super) fn bar(len: u64) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
@@ -73,8 +76,16 @@ pub fn audit(a: AuditArgs) -> CmdResult {
         let size = raw.size;
         let pb = bar(size);
         let chunks = (0..size).step_by(CHUNK).map(|start| {
+            // Read in parts on all cores: the engine's reads and decoding are otherwise the
+            // one serial step before each chunk's checks.
+            use rayon::prelude::*;
             let end = (start + CHUNK as u64).min(size);
-            raw.entries(start, end).map_err(fail)
+            let parts: Vec<u64> = (start..end).step_by(READ_PART).collect();
+            let parts: Result<Vec<_>, _> = parts
+                .into_par_iter()
+                .map(|s| raw.entries(s, (s + READ_PART as u64).min(end)))
+                .collect();
+            parts.map(|p| p.concat()).map_err(fail)
         });
         replay(&mut auditor, chunks, |done| pb.set_position(done))?;
         pb.finish_and_clear();
