@@ -155,6 +155,10 @@ pub enum Outcome {
 pub struct Snapshot {
     pub checkpoint: SignedCheckpoint,
     pub map: StateMap,
+    /// How many checkpoints are durable and may be listed: numbers `0..published`. A
+    /// checkpoint being written is stored (and, on sled, readable) a moment before its sync
+    /// returns; it is counted here only after, so no reader sees one a crash could take back.
+    pub published: u64,
 }
 
 struct State {
@@ -495,6 +499,7 @@ impl Ledger {
         let latest = Snapshot {
             checkpoint: last_cp.map(|(_, c)| c).unwrap_or(placeholder),
             map: snapshot_map,
+            published: cp_count,
         };
         Ok((
             origin,
@@ -859,6 +864,7 @@ impl Ledger {
         *self.latest.write().expect("latest") = Arc::new(Snapshot {
             checkpoint: cp.clone(),
             map: st.map.clone(),
+            published: st.cp_count,
         });
         Ok(cp)
     }

@@ -397,6 +397,8 @@ impl Ledger {
     /// Stored checkpoint notes numbered `from..to` (clamped), oldest first, with numbers.
     pub fn checkpoint_range(&self, from: u64, to: u64) -> Result<Vec<(u64, String)>, LedgerError> {
         let mut out = Vec::new();
+        // Only durable checkpoints (see `Snapshot::published`).
+        let to = to.min(self.latest().published);
         if from >= to {
             return Ok(out);
         }

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -243,57 +243,26 @@ impl Server {
             .spawn()
             .expect("spawn consentlog serve");
         let pid = child.id();
-        let out = child.stdout.take().expect("stdout");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel::<String>();
-        let l2 = lines.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                l2.lock().expect("stdout lines").push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
-        let mut url = None;
-        let mut key = None;
-        let mut origin = None;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while url.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(k) = line.strip_prefix("log public key: ") {
-                        key = Some(k.trim().to_string());
-                    } else if let Some(o) = line.strip_prefix("origin: ") {
-                        origin = Some(o.trim().to_string());
-                    } else if let Some(u) = line.strip_prefix("listening on ") {
-                        url = Some(u.trim().to_string());
-                    }
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    let log =
-                        std::fs::read_to_string(tmp_path.join("server.log")).unwrap_or_default();
-                    panic!(
-                        "the server did not start; stdout {:?}; stderr:\n{log}",
-                        lines.lock().expect("lines")
-                    );
-                }
-            }
-        }
-        let log_key_hex = key.expect("the server printed no log public key");
-        let log_key = VerifyingKey::from_bytes(&h32(&log_key_hex)).expect("log key");
+        let (lines, rx, reader) = read_lines(child.stdout.take().expect("stdout"));
+        let Some(banner) = read_banner(&rx, Duration::from_secs(30)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = std::fs::read_to_string(tmp_path.join("server.log")).unwrap_or_default();
+            panic!(
+                "the server did not start; stdout {:?}; stderr:\n{log}",
+                lines.lock().expect("lines")
+            );
+        };
         Server {
             child: Some(child),
             pid,
             dir,
             tmp: tmp_path,
             _tmp: tmp,
-            url: url.expect("url"),
-            log_key,
-            log_key_hex,
-            origin: origin.expect("the server printed no origin"),
+            url: banner.url,
+            log_key: banner.log_key,
+            log_key_hex: banner.log_key_hex,
+            origin: banner.origin,
             stdout: lines,
             reader: Some(reader),
             agent: agent(),
@@ -406,27 +375,8 @@ impl Server {
     /// Waits for the process to exit (at most `timeout`), then for its stdout to close.
     #[track_caller]
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let child = self.child.as_mut().expect("server still owned");
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(st) = child.try_wait().expect("try_wait") {
-                break st;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "the server did not exit within {timeout:?}; stderr:\n{}",
-                    self.stderr()
-                );
-            }
-            sleep_ms(10);
-        };
-        self.child = None;
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
-        status
+        let mut child = self.child.take().expect("server still owned");
+        wait_child(&mut child, self.reader.take(), timeout, || self.stderr())
     }
 
     /// SIGTERM and wait for a clean exit.
@@ -447,6 +397,92 @@ impl Drop for Server {
             let _ = r.join();
         }
     }
+}
+
+/// Reads a child's standard output on a thread: every line kept, and each also sent on the
+/// channel as it comes.
+#[allow(clippy::type_complexity)]
+pub fn read_lines(
+    out: ChildStdout,
+) -> (
+    Arc<Mutex<Vec<String>>>,
+    mpsc::Receiver<String>,
+    JoinHandle<()>,
+) {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = mpsc::channel::<String>();
+    let kept = lines.clone();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            kept.lock().expect("stdout lines").push(line.clone());
+            let _ = tx.send(line);
+        }
+    });
+    (lines, rx, reader)
+}
+
+/// What `serve` prints before it listens.
+pub struct Banner {
+    pub url: String,
+    pub log_key: VerifyingKey,
+    pub log_key_hex: String,
+    pub origin: String,
+}
+
+/// Reads `serve`'s banner from its output lines; `None` if they end, or `timeout` passes,
+/// before the "listening on" line.
+pub fn read_banner(lines: &mpsc::Receiver<String>, timeout: Duration) -> Option<Banner> {
+    let (mut url, mut key, mut origin) = (None, None, None);
+    let deadline = Instant::now() + timeout;
+    while url.is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines.recv_timeout(left).ok()?;
+        if let Some(k) = line.strip_prefix("log public key: ") {
+            key = Some(k.trim().to_string());
+        } else if let Some(o) = line.strip_prefix("origin: ") {
+            origin = Some(o.trim().to_string());
+        } else if let Some(u) = line.strip_prefix("listening on ") {
+            url = Some(u.trim().to_string());
+        }
+    }
+    let log_key_hex = key.expect("the server printed no log public key");
+    Some(Banner {
+        url: url.expect("url"),
+        log_key: VerifyingKey::from_bytes(&h32(&log_key_hex)).expect("log key"),
+        log_key_hex,
+        origin: origin.expect("the server printed no origin"),
+    })
+}
+
+/// Waits for `child` to exit, then for its output `reader` to finish; after `timeout`, kills
+/// it and panics with `stderr()`.
+#[track_caller]
+pub fn wait_child(
+    child: &mut Child,
+    reader: Option<JoinHandle<()>>,
+    timeout: Duration,
+    stderr: impl Fn() -> String,
+) -> ExitStatus {
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the server did not exit within {timeout:?}; stderr:\n{}",
+                stderr()
+            );
+        }
+        sleep_ms(5);
+    };
+    if let Some(r) = reader {
+        let _ = r.join();
+    }
+    status
 }
 
 /// The value of an unlabelled (or exactly labelled) Prometheus sample, e.g.
