@@ -13,9 +13,9 @@
 #  (a) append: `loadgen` SCALE_EVENTS events (SCALE_EVENTS/20 people), `init`, then the whole
 #      `append` process timed -> events/s (a fresh ledger every run)
 #  (b) HTTP appends: `serve` on loopback, HTTP_THREADS connections posting single events
-#      (POST /v1/events, the Rust client examples/http_load.rs; each person's events on one
-#      connection, in order) -> events/s and p50/p99 latency. The client shares the machine
-#      with the server.
+#      (POST /v1/events, the Rust client examples/http_load.rs, all connections on one
+#      event-loop thread; each person's events on one connection, in order) -> events/s and
+#      p50/p99 latency. The client shares the machine with the server.
 #  (c) `prove --batch` of two queries per subject of a PROOF_LEDGER-entry ledger (consent now,
 #      and at the time of the subject's first event) -> proofs/s (the command opens the
 #      ledger first: timed separately)
