@@ -215,6 +215,23 @@ mod tests {
     }
 
     #[test]
+    fn empty_and_all_refused_batches() {
+        assert!(check_all(&[]).is_empty());
+        // Every S non-canonical: nothing reaches the shared inversion.
+        let sk = signer(9);
+        let mut sig = sk.sign(b"x").to_bytes();
+        sig[32..].copy_from_slice(&[0xff; 32]);
+        let key = sk.verifying_key();
+        let item = Signed {
+            key: &key,
+            domain: b"",
+            body: b"x",
+            signature: &sig,
+        };
+        assert_eq!(check_all(&[item, item]), vec![false, false]);
+    }
+
+    #[test]
     fn non_canonical_r_encodings_agree() {
         // y + p for the few y < 19 that decode, with either sign bit, as R of an otherwise valid
         // signature, and the identity and order-2 point with the sign bit set.
