@@ -311,3 +311,108 @@ fn a_ledger_without_map_leaves_gets_them_on_open() {
     let (code, text) = fsck(&dir);
     assert_eq!(code, 0, "{text}");
 }
+
+fn migrate(from: &Path, to: &Path, engine: &str) -> (i32, String) {
+    let out = Command::new(BIN)
+        .args(["migrate", "--from", from.to_str().unwrap()])
+        .args(["--to", to.to_str().unwrap(), "--backend", engine])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// The engine the suite does not run on by default.
+fn other_engine() -> &'static str {
+    match consentlog::ledger::default_engine() {
+        "sled" => "redb",
+        _ => "sled",
+    }
+}
+
+#[test]
+fn migrate_copies_a_ledger_to_the_other_engine_unchanged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
+    let people = build(&src);
+    let engine = other_engine();
+    let (code, text) = migrate(&src, &dst, engine);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("migrated 9 entries"), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(dst.join("engine")).unwrap().trim(),
+        engine
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dst.join("log.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the copied log key must stay private");
+    }
+    let (code, text) = fsck(&dst);
+    assert_eq!(code, 0, "{text}");
+
+    // Everything anyone can see is the same: entries, checkpoints, proofs.
+    let (a, b) = (Ledger::open(&src).unwrap(), Ledger::open(&dst).unwrap());
+    assert_eq!(a.public_key(), b.public_key());
+    assert_eq!(a.checkpoints().unwrap(), b.checkpoints().unwrap());
+    let bytes = |l: &Ledger| -> Vec<(Vec<u8>, Vec<u8>)> {
+        l.read_range(0, u64::MAX, true)
+            .unwrap()
+            .into_iter()
+            .map(|(e, o)| (e.to_bytes().to_vec(), o.expect("opening").to_bytes()))
+            .collect()
+    };
+    assert_eq!(bytes(&a), bytes(&b));
+    let (sa, sb) = (a.latest(), b.latest());
+    for p in &people {
+        let subject = p.verifying_key().to_bytes();
+        let t = sa.checkpoint.time;
+        let pa = a.prove_consent_in(&sa, &subject, C, P, t).unwrap();
+        let pb = b.prove_consent_in(&sb, &subject, C, P, t).unwrap();
+        assert_eq!(
+            serde_json::to_string(&pa).unwrap(),
+            serde_json::to_string(&pb).unwrap()
+        );
+        check(&pb, &b.public_key(), &Question::default()).unwrap();
+    }
+    drop(a);
+    // The copy is a working ledger: it takes the next events.
+    decide(&b, &people[0], true);
+    b.checkpoint().unwrap();
+    drop(b);
+    let (code, text) = fsck(&dst);
+    assert_eq!(code, 0, "{text}");
+
+    // A second migrate into the same directory is refused and changes nothing.
+    let (code, text) = migrate(&src, &dst, engine);
+    assert_ne!(code, 0, "{text}");
+    assert!(text.contains("not empty"), "{text}");
+    let (code, text) = fsck(&dst);
+    assert_eq!(code, 0, "{text}");
+}
+
+#[test]
+fn migrate_of_a_damaged_ledger_leaves_no_ledger_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
+    build(&src);
+    damage(&src, Table::Opening, &3u64.to_be_bytes(), 5);
+    let (code, text) = migrate(&src, &dst, other_engine());
+    assert_ne!(code, 0, "{text}");
+    assert!(text.contains("entry 3"), "{text}");
+    assert!(text.contains("not marked as a ledger"), "{text}");
+    assert!(
+        !dst.join("engine").exists(),
+        "a failed copy must not be openable"
+    );
+    assert!(Ledger::open(&dst).is_err());
+    // Not a ledger at all.
+    let (code, text) = migrate(&tmp.path().join("nothing"), &tmp.path().join("x"), "redb");
+    assert_ne!(code, 0, "{text}");
+    assert!(text.contains("not a consentlog ledger"), "{text}");
+}

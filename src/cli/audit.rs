@@ -193,3 +193,37 @@ pub fn fsck(dir: &std::path::Path) -> CmdResult {
     pb.finish_and_clear();
     print_report(&report, "fsck")
 }
+
+/// `migrate`: copy a ledger to another engine, check the copy in full, report.
+pub fn migrate(from: &std::path::Path, to: &std::path::Path, engine: &str) -> CmdResult {
+    let pb = if std::io::stderr().is_terminal() {
+        let pb = ProgressBar::new_spinner();
+        pb.set_style(ProgressStyle::with_template("{msg} {pos} {per_sec}").expect("template"));
+        pb
+    } else {
+        ProgressBar::hidden()
+    };
+    let m = crate::ledger::migrate::migrate(from, to, engine, clock::now_ms(), |what, n| {
+        pb.set_message(what.to_string());
+        pb.set_position(n);
+    })
+    .map_err(|e| fail(format!("migrate stopped: {e}")))?;
+    pb.finish_and_clear();
+    if let Err(f) = print_report(&m.report, "fsck of the copy") {
+        return Err(Failure::new(
+            f.code,
+            format!(
+                "{}; the copy in {} is not marked as a ledger",
+                f.message,
+                to.display()
+            ),
+        ));
+    }
+    println!(
+        "migrated {} entries ({} records) to {} on {engine}; the copy passed fsck",
+        m.entries,
+        m.records,
+        to.display()
+    );
+    Ok(())
+}

@@ -209,6 +209,20 @@ pub enum Command {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// Copy a ledger to a new directory on another storage engine, same log key; the copy is
+    /// checked in full (as `fsck`) before it is marked as a ledger. The source must not be open
+    /// elsewhere.
+    Migrate {
+        /// The ledger to copy
+        #[arg(long)]
+        from: PathBuf,
+        /// A new (or empty) directory for the copy
+        #[arg(long)]
+        to: PathBuf,
+        /// Storage engine of the copy
+        #[arg(long, value_parser = ["sled", "redb"])]
+        backend: String,
+    },
     /// Write every entry, opening and checkpoint to a file, for auditors
     Export {
         #[arg(long)]
@@ -284,6 +298,7 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Audit(a) => audit::audit(a),
         Command::Fsck { dir } => audit::fsck(&dir),
         Command::Compact { dir } => ledger_cmds::compact(&dir),
+        Command::Migrate { from, to, backend } => audit::migrate(&from, &to, &backend),
         Command::CheckConsistency {
             log_key,
             note_a,

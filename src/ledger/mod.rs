@@ -6,6 +6,7 @@
 pub mod clock;
 pub mod fsck;
 pub mod leaves;
+pub mod migrate;
 mod nodes;
 mod prove;
 pub mod raw;

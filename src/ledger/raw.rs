@@ -18,7 +18,11 @@ pub struct RawLedger {
 
 impl RawLedger {
     pub fn open(dir: &Path) -> Result<RawLedger, LedgerError> {
-        let store = super::open_store(dir)?;
+        Self::from_store(super::open_store(dir)?)
+    }
+
+    /// A store already open, read the same way.
+    pub fn from_store(store: Box<dyn Store>) -> Result<RawLedger, LedgerError> {
         let origin = store
             .get(Table::Meta, b"origin")?
             .and_then(|v| String::from_utf8(v).ok())

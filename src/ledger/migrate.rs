@@ -1,0 +1,107 @@
+//! `migrate`: copies a ledger into a new directory on another storage engine (sled to redb,
+//! say), with the same log key, so that an operator can move a ledger without changing
+//! anything anyone can see: the same entries, openings, checkpoints and proofs.
+//!
+//! Every table is copied key for key, in batches, each committed durably. The copy is then
+//! checked in full (`fsck`: the whole replay and every piece of stored derived data) and only
+//! then marked as a ledger by writing its `engine` file, as `init` does last. An interrupted
+//! or failed migration leaves a directory without that marker, which nothing opens as a
+//! ledger; delete it and start again.
+
+use std::fs;
+use std::path::Path;
+
+use ed25519_dalek::VerifyingKey;
+
+use super::fsck::fsck;
+use super::raw::RawLedger;
+use super::{io_err, open_store, write_durable, LedgerError, DEFAULT_CACHE_BYTES};
+use crate::core::audit::Report;
+use crate::core::hash::from_hex_array;
+use crate::keyfile;
+use crate::store::{self, Table, WriteBatch};
+
+/// Records per committed batch of the copy.
+const BATCH: usize = 16384;
+
+/// What a migration did.
+pub struct Migrated {
+    /// Entries in the copied log.
+    pub entries: u64,
+    /// Records copied, over all tables.
+    pub records: u64,
+    /// The full check of the copy (clean when the migration succeeded).
+    pub report: Report,
+}
+
+/// Copies the ledger in `from` to a new ledger in `to` on `engine`. `to` must not exist or
+/// be empty. The source must not be open elsewhere (the engines lock their files).
+/// `progress` is told how many records have been copied, then how many entries checked.
+pub fn migrate(
+    from: &Path,
+    to: &Path,
+    engine: &str,
+    now: u64,
+    mut progress: impl FnMut(&str, u64),
+) -> Result<Migrated, LedgerError> {
+    let src = RawLedger::from_store(open_store(from)?)?;
+    let public = fs::read_to_string(from.join("log.pub"))
+        .map_err(|e| io_err("cannot read", &from.join("log.pub"), e))?;
+    let log_pub = from_hex_array::<32>(public.trim())
+        .ok()
+        .and_then(|b| VerifyingKey::from_bytes(&b).ok())
+        .ok_or_else(|| LedgerError::Corrupt("log.pub is not an Ed25519 public key".into()))?;
+    let key = keyfile::read(&from.join("log.key"), true)?;
+    if key.verifying_key() != log_pub {
+        return Err(LedgerError::Corrupt(
+            "log.key and log.pub of the source do not match".into(),
+        ));
+    }
+    if to.exists() {
+        let mut items = fs::read_dir(to).map_err(|e| io_err("cannot read", to, e))?;
+        if items.next().is_some() {
+            return Err(LedgerError::Invalid(format!(
+                "{} is not empty: migrate writes a new directory",
+                to.display()
+            )));
+        }
+    }
+    fs::create_dir_all(to).map_err(|e| io_err("cannot create", to, e))?;
+    keyfile::write(&to.join("log.key"), &key)?;
+    write_durable(&to.join("log.pub"), &public)?;
+
+    let dst = store::open(engine, &to.join("db"), DEFAULT_CACHE_BYTES)?;
+    let mut records = 0u64;
+    for table in Table::ALL {
+        let mut batch = WriteBatch::new();
+        for r in src.store.scan(table, &[], None) {
+            let (k, v) = r?;
+            batch.put(table, k, v);
+            if batch.len() == BATCH {
+                records += batch.len() as u64;
+                dst.commit(std::mem::take(&mut batch))?;
+                progress("copied records", records);
+            }
+        }
+        records += batch.len() as u64;
+        if !batch.is_empty() {
+            dst.commit(batch)?;
+        }
+        progress("copied records", records);
+    }
+    drop(src);
+
+    let copy = RawLedger::from_store(dst)?;
+    let entries = copy.size;
+    let report = fsck(&copy, &log_pub, now, |n| progress("checked entries", n))?;
+    drop(copy);
+    if report.ok() {
+        // The marker that makes the directory a ledger: written last, as by `init`.
+        write_durable(&to.join("engine"), &format!("{engine}\n"))?;
+    }
+    Ok(Migrated {
+        entries,
+        records,
+        report,
+    })
+}
