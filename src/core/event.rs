@@ -216,16 +216,6 @@ impl SignedEvent {
         }
     }
 
-    /// Weak-key refusal and `verify_strict` of the signature.
-    pub fn check_signature(&self) -> Result<(), Reject> {
-        let key = subject_key(&self.event.subject)?;
-        if self.signature_valid(&key) {
-            Ok(())
-        } else {
-            Err(Reject::Signature)
-        }
-    }
-
     /// `verify_strict` of the signature under `key`, over `EVENT_DOMAIN || bytes(ConsentEvent)`
     /// ([`strict::check`]: the same answer, without decoding `R`).
     pub fn signature_valid(&self, key: &VerifyingKey) -> bool {
