@@ -11,13 +11,13 @@
 use std::fs;
 use std::path::Path;
 
-use ed25519_dalek::VerifyingKey;
-
 use super::fsck::fsck;
 use super::raw::RawLedger;
-use super::{io_err, open_store, write_durable, LedgerError, DEFAULT_CACHE_BYTES};
+use super::{
+    io_err, log_pub_text, open_store, write_durable, write_log_keys, LedgerError,
+    DEFAULT_CACHE_BYTES,
+};
 use crate::core::audit::Report;
-use crate::core::hash::from_hex_array;
 use crate::keyfile;
 use crate::store::{self, Table, WriteBatch};
 
@@ -45,14 +45,10 @@ pub fn migrate(
     mut progress: impl FnMut(&str, u64),
 ) -> Result<Migrated, LedgerError> {
     let src = RawLedger::from_store(open_store(from)?)?;
+    let key = keyfile::read(&from.join("log.key"), true)?;
     let public = fs::read_to_string(from.join("log.pub"))
         .map_err(|e| io_err("cannot read", &from.join("log.pub"), e))?;
-    let log_pub = from_hex_array::<32>(public.trim())
-        .ok()
-        .and_then(|b| VerifyingKey::from_bytes(&b).ok())
-        .ok_or_else(|| LedgerError::Corrupt("log.pub is not an Ed25519 public key".into()))?;
-    let key = keyfile::read(&from.join("log.key"), true)?;
-    if key.verifying_key() != log_pub {
+    if public.trim() != log_pub_text(&key).trim() {
         return Err(LedgerError::Corrupt(
             "log.key and log.pub of the source do not match".into(),
         ));
@@ -67,8 +63,7 @@ pub fn migrate(
         }
     }
     fs::create_dir_all(to).map_err(|e| io_err("cannot create", to, e))?;
-    keyfile::write(&to.join("log.key"), &key)?;
-    write_durable(&to.join("log.pub"), &public)?;
+    write_log_keys(to, &key)?;
 
     let dst = store::open(engine, &to.join("db"), DEFAULT_CACHE_BYTES)?;
     let mut records = 0u64;
@@ -93,7 +88,9 @@ pub fn migrate(
 
     let copy = RawLedger::from_store(dst)?;
     let entries = copy.size;
-    let report = fsck(&copy, &log_pub, now, |n| progress("checked entries", n))?;
+    let report = fsck(&copy, &key.verifying_key(), now, |n| {
+        progress("checked entries", n)
+    })?;
     drop(copy);
     if report.ok() {
         // The marker that makes the directory a ledger: written last, as by `init`.

@@ -232,6 +232,17 @@ fn write_durable(path: &Path, text: &str) -> Result<(), LedgerError> {
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
+/// The text of `log.pub`: the log's public key in hex, one line.
+fn log_pub_text(key: &SigningKey) -> String {
+    format!("{}\n", to_hex(key.verifying_key().as_bytes()))
+}
+
+/// Writes the log key files of a new ledger directory: `log.key` (mode 0600) and `log.pub`.
+fn write_log_keys(dir: &Path, key: &SigningKey) -> Result<(), LedgerError> {
+    keyfile::write(&dir.join("log.key"), key)?;
+    write_durable(&dir.join("log.pub"), &log_pub_text(key))
+}
+
 /// Syncs a directory, so the files created in it survive a power loss.
 fn sync_dir(dir: &Path) -> Result<(), LedgerError> {
     fs::File::open(dir)
@@ -289,11 +300,7 @@ impl Ledger {
             fs::remove_dir_all(&db).map_err(|e| io_err("cannot remove", &db, e))?;
         }
         let key = keyfile::generate();
-        keyfile::write(&dir.join("log.key"), &key)?;
-        write_durable(
-            &dir.join("log.pub"),
-            &format!("{}\n", to_hex(key.verifying_key().as_bytes())),
-        )?;
+        write_log_keys(dir, &key)?;
         let store = store::open(engine, &dir.join("db"), DEFAULT_CACHE_BYTES)?;
         let mut b = WriteBatch::new();
         b.put(Table::Meta, b"origin".to_vec(), origin.as_bytes().to_vec());
