@@ -5,7 +5,7 @@
 mod common;
 
 use consentlog::core::event::SignedEvent;
-use consentlog::core::rules::Reject;
+use consentlog::core::reject::Reject;
 use consentlog::ledger::{clock, Ledger, Outcome, CHUNK};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 

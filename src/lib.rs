@@ -6,7 +6,7 @@
 
 pub mod cli;
 pub mod client;
-pub mod core;
+pub use consentlog_core as core;
 pub mod keyfile;
 pub mod ledger;
 pub mod server;

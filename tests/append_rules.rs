@@ -11,7 +11,7 @@ use consentlog::core::codec::{self, DecodeError};
 use consentlog::core::event::{ConsentEvent, EventJson, SignedEvent};
 use consentlog::core::hash::to_hex;
 use consentlog::core::receipt::Receipt;
-use consentlog::core::rules::Reject;
+use consentlog::core::reject::Reject;
 use consentlog::ledger::{Outcome, CHUNK};
 use support_append::*;
 

@@ -261,8 +261,17 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Revoke(a) => ledger_cmds::decide(a, false),
         Command::Append { dir, file } => ledger_cmds::append(&dir, &file),
         Command::Checkpoint { dir } => ledger_cmds::checkpoint(&dir),
-        Command::Prove(a) => verify::prove(a),
-        Command::Verify(a) => verify::verify(a),
+        Command::Prove(a) => match &a.batch {
+            Some(queries) => {
+                let dir = a.dir.as_deref().expect("clap: --batch requires --dir");
+                batch::prove(dir, queries, a.out.as_deref(), a.cache_bytes)
+            }
+            None => verify::prove(a),
+        },
+        Command::Verify(a) => match &a.batch {
+            Some(proofs) => batch::verify(&verify::log_key(&a)?, proofs, &a),
+            None => verify::verify(a),
+        },
         Command::ProveInclusion { dir, index, size } => {
             ledger_cmds::prove_inclusion(&dir, index, size)
         }

@@ -47,11 +47,8 @@ pub struct ProveArgs {
     pub cache_bytes: u64,
 }
 
+/// `prove` for one question (`--batch` is [`super::batch::prove`]).
 pub fn prove(a: ProveArgs) -> CmdResult {
-    if let Some(batch) = &a.batch {
-        let dir = a.dir.as_deref().expect("clap: --batch requires --dir");
-        return super::batch::prove(dir, batch, a.out.as_deref(), a.cache_bytes);
-    }
     let subject = parse_subject(a.subject.as_deref().expect("clap: --subject"))?;
     let triple = Triple {
         controller: a.controller.clone().expect("clap: --controller"),
@@ -134,12 +131,15 @@ pub fn verdict_json(
     }
 }
 
+/// The log key given to `verify`; a key that cannot be read makes every proof invalid (exit 2).
+pub fn log_key(a: &VerifyArgs) -> Result<ed25519_dalek::VerifyingKey, Failure> {
+    parse_log_key(&a.log_key).map_err(|f| Failure::new(2, f.message))
+}
+
+/// `verify` of one proof (`--batch` is [`super::batch::verify`]).
 pub fn verify(a: VerifyArgs) -> CmdResult {
     let invalid = |msg: String| Failure::new(2, msg);
-    let key = parse_log_key(&a.log_key).map_err(|f| invalid(f.message))?;
-    if let Some(batch) = &a.batch {
-        return super::batch::verify(&key, batch, &a);
-    }
+    let key = log_key(&a)?;
     let q = question(&a).map_err(|f| invalid(f.message))?;
     let text =
         read_input(a.proof.as_deref().expect("clap: PROOF")).map_err(|f| invalid(f.message))?;

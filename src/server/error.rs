@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::core::rules::Reject;
+use crate::core::reject::Reject;
 use crate::ledger::LedgerError;
 
 /// An error answered to a client.

@@ -18,7 +18,7 @@ use super::AppState;
 use crate::core::event::{check_name, state_key, EventJson, SignedEvent};
 use crate::core::hash::{from_hex_array, to_hex};
 use crate::core::proof::OpeningJson;
-use crate::core::rules::Reject;
+use crate::core::reject::Reject;
 use crate::ledger::{clock, precheck, precheck_one, Outcome};
 
 /// Most events in one batch request, and most queries in one bulk proof request.

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::metrics::Metrics;
-use crate::core::rules::Reject;
+use crate::core::reject::Reject;
 use crate::ledger::{Ledger, Outcome, Prechecked};
 
 /// The answer to one submission: an outcome per event, or a storage failure (nothing in the

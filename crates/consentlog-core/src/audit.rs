@@ -5,14 +5,14 @@
 use std::collections::HashMap;
 
 use ed25519_dalek::VerifyingKey;
-use rayon::prelude::*;
 
 use super::entry::{Entry, Opening};
 use super::event::{signatures_valid, subject_key, subject_keys, SignedEvent, SIGNATURE_CHUNK};
 use super::hash::Hash;
 use super::map::{MapValue, StateMap};
 use super::note::{self, SignedCheckpoint};
-use super::rules::{check_chain, check_expiry, Head, Reject, ISSUED_AT_WINDOW_MS};
+use super::reject::Reject;
+use super::rules::{check_chain, check_expiry, Head, ISSUED_AT_WINDOW_MS};
 use super::tlog::{Blake3Hasher, Frontier};
 
 /// One broken rule, with the entry index where it applies.
@@ -219,31 +219,27 @@ impl Auditor {
                 .iter()
                 .filter_map(|(_, o)| o.as_ref().map(|o| &o.event)),
         );
-        CheckedChunk(
-            chunk
-                .into_par_iter()
-                .chunks(SIGNATURE_CHUNK)
-                .flat_map_iter(|part| {
-                    let signed: Vec<&SignedEvent> = part
-                        .iter()
-                        .filter_map(|(_, o)| Some(&o.as_ref()?.event))
-                        .collect();
-                    let mut valid = signatures_valid(&signed, &keys).into_iter();
-                    let keys = &keys;
-                    part.into_iter().map(move |(e, o)| {
-                        let leaf = e.leaf_hash();
-                        let o = o.map(|o| {
-                            let ok = valid.next().expect("one answer per opening");
-                            let key = &keys[&o.event.event.subject];
-                            let r = check_opening_given(&e, &o, origin, key, |_| ok);
-                            let h = o.event.event_hash();
-                            (o, h, r)
-                        });
-                        (e, leaf, o)
-                    })
+        CheckedChunk(crate::par::map_parts(chunk, SIGNATURE_CHUNK, |part| {
+            let signed: Vec<&SignedEvent> = part
+                .iter()
+                .filter_map(|(_, o)| Some(&o.as_ref()?.event))
+                .collect();
+            let mut valid = signatures_valid(&signed, &keys).into_iter();
+            let keys = &keys;
+            part.into_iter()
+                .map(move |(e, o)| {
+                    let leaf = e.leaf_hash();
+                    let o = o.map(|o| {
+                        let ok = valid.next().expect("one answer per opening");
+                        let key = &keys[&o.event.event.subject];
+                        let r = check_opening_given(&e, &o, origin, key, |_| ok);
+                        let h = o.event.event_hash();
+                        (o, h, r)
+                    });
+                    (e, leaf, o)
                 })
-                .collect(),
-        )
+                .collect()
+        }))
     }
 
     /// Replays the next entries in order.

@@ -115,7 +115,7 @@ impl<const N: usize> serde::de::Visitor<'_> for ArrayVisitor<N> {
     }
 }
 
-/// Serde adapters for hex fields (`#[serde(with = "crate::core::hash::hex_bytes")]`).
+/// Serde adapters for hex fields (`#[serde(with = "crate::hash::hex_bytes")]`).
 pub mod hex_bytes {
     use super::*;
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::{self, DecodeError};
 use super::hash::{hex_array, hex_array_opt, Hash};
-use super::rules::Reject;
+use super::reject::Reject;
 use super::strict;
 
 /// Domain-separation prefix of an event signature.
@@ -259,12 +259,8 @@ pub fn subject_key(subject: &[u8; 32]) -> Result<VerifyingKey, Reject> {
 pub fn subject_keys<'a>(
     events: impl Iterator<Item = &'a SignedEvent>,
 ) -> HashMap<[u8; 32], Result<VerifyingKey, Reject>> {
-    use rayon::prelude::*;
     let subjects: HashSet<[u8; 32]> = events.map(|e| e.event.subject).collect();
-    subjects
-        .into_par_iter()
-        .map(|s| (s, subject_key(&s)))
-        .collect()
+    crate::par::map_each(subjects, subject_key)
 }
 
 /// Whether each event's signature is valid under `verify_strict` with its subject's key from

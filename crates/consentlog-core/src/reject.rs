@@ -1,0 +1,60 @@
+//! Why an event is refused: one variant per append rule (docs/FORMAT.md, "Append rules"),
+//! each with a stable code for metrics and JSON errors.
+
+/// Why an event was refused. `code()` is a stable machine-readable rule name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Reject {
+    #[error("malformed event: {0}")]
+    Malformed(String),
+    #[error("unsupported event version {0} (only 1 is known)")]
+    Version(u8),
+    #[error("event is for log {got:?}, this ledger is {want:?}")]
+    Log { got: String, want: String },
+    #[error("bad controller: {0}")]
+    Controller(String),
+    #[error("bad purpose: {0}")]
+    Purpose(String),
+    #[error("decision byte {0} is neither 1 (opt-in) nor 0 (opt-out)")]
+    Decision(u8),
+    #[error("decision {0:?} is neither \"opt-in\" nor \"opt-out\"")]
+    DecisionName(String),
+    #[error("subject is not a valid Ed25519 public key")]
+    BadKey,
+    #[error("subject is a weak (small-order) Ed25519 public key")]
+    WeakKey,
+    #[error("signature does not verify (strict Ed25519) under the subject key")]
+    Signature,
+    #[error("seq {got} does not continue the key's head (expected {expected})")]
+    Seq { expected: u64, got: u64 },
+    #[error("prev {got} is not the event hash of the key's head ({expected})")]
+    Prev { expected: String, got: String },
+    #[error("issued_at {issued_at} is more than 5 minutes from the ledger clock {now}")]
+    IssuedAt { issued_at: u64, now: u64 },
+    #[error("expires_at: {0}")]
+    ExpiresAt(String),
+}
+
+impl Reject {
+    /// Stable rule name, used in metrics and JSON errors.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Reject::Malformed(_) => "malformed",
+            Reject::Version(_) => "version",
+            Reject::Log { .. } => "log",
+            Reject::Controller(_) => "controller",
+            Reject::Purpose(_) => "purpose",
+            Reject::Decision(_) | Reject::DecisionName(_) => "decision",
+            Reject::BadKey | Reject::WeakKey => "weak_key",
+            Reject::Signature => "signature",
+            Reject::Seq { .. } => "seq",
+            Reject::Prev { .. } => "prev",
+            Reject::IssuedAt { .. } => "issued_at",
+            Reject::ExpiresAt(_) => "expires_at",
+        }
+    }
+
+    /// A conflict with ledger state (the event may have been valid against another head).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Reject::Seq { .. } | Reject::Prev { .. })
+    }
+}
