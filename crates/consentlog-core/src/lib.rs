@@ -22,3 +22,4 @@ pub mod request;
 pub mod rules;
 pub mod strict;
 pub mod tlog;
+pub mod vrf;
