@@ -11,6 +11,7 @@ pub mod evidence;
 pub mod export;
 pub mod hash;
 pub mod history;
+pub mod leaf;
 pub mod map;
 pub mod note;
 pub mod par;
