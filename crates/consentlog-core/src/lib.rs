@@ -23,4 +23,5 @@ pub mod request;
 pub mod rules;
 pub mod strict;
 pub mod tlog;
+pub mod tlog_proof;
 pub mod vrf;
