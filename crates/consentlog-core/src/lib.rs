@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod codec;
+pub mod cosignature;
 pub mod entry;
 pub mod event;
 pub mod evidence;
@@ -24,4 +25,5 @@ pub mod rules;
 pub mod strict;
 pub mod tlog;
 pub mod tlog_proof;
+pub mod vkey;
 pub mod vrf;
