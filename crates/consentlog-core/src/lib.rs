@@ -16,6 +16,7 @@ pub mod leaf;
 pub mod map;
 pub mod note;
 pub mod par;
+pub mod policy;
 pub mod proof;
 pub mod proof_batch;
 pub mod receipt;
