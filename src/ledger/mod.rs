@@ -82,7 +82,7 @@ pub enum LedgerError {
     #[error(transparent)]
     Node(#[from] NodeError),
     #[error(transparent)]
-    Map(#[from] MapError),
+    Map(#[from] MapError<String>),
     #[error(transparent)]
     Key(#[from] keyfile::KeyFileError),
     #[error("{0}")]
