@@ -282,7 +282,7 @@ fn decode_key_index(k: &[u8], v: &[u8]) -> Option<Head> {
 impl Ledger {
     /// Creates a ledger in `dir` (which must not hold one) and signs the empty checkpoint.
     pub fn init(dir: &Path, origin: &str, engine: &str) -> Result<Ledger, LedgerError> {
-        note::check_origin(origin).map_err(LedgerError::Origin)?;
+        note::check_origin(origin).map_err(|e| LedgerError::Origin(e.to_string()))?;
         if dir.join("engine").exists() {
             return Err(LedgerError::Exists(dir.display().to_string()));
         }

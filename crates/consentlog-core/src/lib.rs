@@ -21,4 +21,5 @@ pub mod reject;
 pub mod request;
 pub mod rules;
 pub mod strict;
+pub mod text;
 pub mod tlog;

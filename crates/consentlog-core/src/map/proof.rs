@@ -75,7 +75,7 @@ impl MapProof {
 }
 
 /// Why a map proof was refused.
-#[derive(thiserror::Error, Debug, PartialEq, Eq)]
+#[derive(thiserror::Error, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MapProofError {
     #[error("map proof has {depth} siblings, more than the tree depth 256")]
     TooDeep { depth: usize },
