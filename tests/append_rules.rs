@@ -10,8 +10,9 @@ use std::sync::{Arc, Barrier};
 use consentlog::core::codec::{self, DecodeError};
 use consentlog::core::event::{ConsentEvent, EventJson, SignedEvent};
 use consentlog::core::hash::to_hex;
+use consentlog::core::hash::JsonError;
 use consentlog::core::receipt::Receipt;
-use consentlog::core::reject::Reject;
+use consentlog::core::reject::{MalformedEvent, Reject};
 use consentlog::ledger::{Outcome, CHUNK};
 use support_append::*;
 
@@ -878,7 +879,7 @@ fn binary_events_decode_strictly() {
         assert!(r.is_err(), "truncated to {n} bytes decoded: {r:?}");
         if n < 64 {
             assert!(
-                matches!(&r, Err(DecodeError::Malformed(m)) if m.contains("shorter than a signature")),
+                matches!(&r, Err(DecodeError::SignedEventTooShort { len }) if *len == n),
                 "{r:?}"
             );
         }
@@ -1324,7 +1325,7 @@ fn json_missing_prev_or_notice_is_refused() {
         let text = serde_json::to_string(&obj).unwrap();
         let r = EventJson::parse(&text);
         assert!(
-            matches!(&r, Err(Reject::Malformed(m)) if m.contains(&format!("missing field `{k}`"))),
+            matches!(&r, Err(Reject::Malformed(MalformedEvent::Json(JsonError::Parse(m)))) if m.contains(&format!("missing field `{k}`"))),
             "without {k}: {r:?}"
         );
     }
@@ -1339,7 +1340,7 @@ fn json_missing_expires_at_is_refused() {
     let text = serde_json::to_string(&obj).unwrap();
     let r = EventJson::parse(&text);
     assert!(
-        matches!(&r, Err(Reject::Malformed(m)) if m.contains("missing field `expires_at`")),
+        matches!(&r, Err(Reject::Malformed(MalformedEvent::Json(JsonError::Parse(m)))) if m.contains("missing field `expires_at`")),
         "without expires_at: {r:?}"
     );
 }

@@ -42,10 +42,7 @@ impl Entry {
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let e: Entry = codec::decode(bytes)?;
         if e.version != ENTRY_VERSION {
-            return Err(DecodeError::Malformed(format!(
-                "unsupported entry version {}",
-                e.version
-            )));
+            return Err(DecodeError::EntryVersion(e.version));
         }
         Ok(e)
     }
@@ -102,9 +99,7 @@ impl Opening {
     /// Parses the storage form strictly.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         if bytes.len() < 32 {
-            return Err(DecodeError::Malformed(
-                "opening shorter than its nonce".into(),
-            ));
+            return Err(DecodeError::OpeningTooShort { len: bytes.len() });
         }
         Ok(Opening {
             nonce: bytes[..32].try_into().expect("32 bytes"),

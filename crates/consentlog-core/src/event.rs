@@ -10,8 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::{self, DecodeError};
 use super::hash::{hex_array, hex_array_opt, Hash};
-use super::reject::Reject;
+use super::reject::{MalformedEvent, Reject};
 use super::strict;
+use super::text;
+pub use super::text::NameError;
 
 /// Domain-separation prefix of an event signature.
 pub const EVENT_DOMAIN: &[u8] = b"consentlog/v1/event\n";
@@ -154,10 +156,7 @@ impl SignedEvent {
     /// Strictly decodes `bytes(ConsentEvent) || signature[64]`; checks nothing else.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         if bytes.len() < SIGNATURE_LEN {
-            return Err(DecodeError::Malformed(format!(
-                "signed event of {} bytes is shorter than a signature",
-                bytes.len()
-            )));
+            return Err(DecodeError::SignedEventTooShort { len: bytes.len() });
         }
         let (body, sig) = bytes.split_at(bytes.len() - SIGNATURE_LEN);
         let event: ConsentEvent = codec::decode(body)?;
@@ -292,21 +291,9 @@ pub const SIGNATURE_CHUNK: usize = 64;
 /// Maximum length of a controller or purpose.
 pub const MAX_NAME: usize = 128;
 
-/// Controller and purpose: 1–128 bytes of `[a-z0-9._:/-]`.
-pub fn check_name(what: &str, s: &str) -> Result<(), String> {
-    if s.is_empty() || s.len() > MAX_NAME {
-        return Err(format!(
-            "{what} must be 1-{MAX_NAME} bytes, got {}",
-            s.len()
-        ));
-    }
-    if let Some(c) = s
-        .chars()
-        .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '.' | '_' | ':' | '/' | '-'))
-    {
-        return Err(format!("{what} has character {c:?} outside [a-z0-9._:/-]"));
-    }
-    Ok(())
+/// Controller and purpose: 1–128 bytes of `[a-z0-9._:/-]`; `what` names the field.
+pub fn check_name(what: &str, s: &str) -> Result<(), NameError> {
+    text::check_name_len(what, s, MAX_NAME)
 }
 
 /// The JSON line form of a signed event (what `consentlog sign` prints and `append` reads).
@@ -361,11 +348,11 @@ impl EventJson {
     /// binary form would exceed the decoder's limit (so every accepted line round-trips).
     pub fn to_signed(&self) -> Result<SignedEvent, Reject> {
         let text_len = self.log.len() + self.controller.len() + self.purpose.len();
+        let too_large = MalformedEvent::TooLarge {
+            max: codec::MAX_ENCODED,
+        };
         if text_len > codec::MAX_ENCODED {
-            return Err(Reject::Malformed(format!(
-                "event is larger than {} bytes",
-                codec::MAX_ENCODED
-            )));
+            return Err(too_large.into());
         }
         let decision = match self.decision.as_str() {
             "opt-in" => 1,
@@ -389,25 +376,27 @@ impl EventJson {
             self.signature,
         );
         if ev.as_bytes().len() - SIGNATURE_LEN > codec::MAX_ENCODED {
-            return Err(Reject::Malformed(format!(
-                "event is larger than {} bytes",
-                codec::MAX_ENCODED
-            )));
+            return Err(too_large.into());
         }
         Ok(ev)
     }
 
     /// Parses one JSON line strictly.
     pub fn parse(line: &str) -> Result<SignedEvent, Reject> {
-        let j: EventJson = super::hash::json_object(line).map_err(Reject::Malformed)?;
+        let j: EventJson = super::hash::json_object(line).map_err(MalformedEvent::Json)?;
         j.to_signed()
     }
 }
 
+/// Why a batch body was refused as a whole: it begins with `[` but is not a JSON array.
+#[derive(Debug, thiserror::Error)]
+#[error("body is not a JSON array: {0}")]
+pub struct BatchError(#[source] pub serde_json::Error);
+
 /// Parses the body of a batch: a JSON array of event objects, or NDJSON lines. Each element is
 /// parsed from its own text exactly like an NDJSON line, so a repeated field is refused either
 /// way. Fails as a whole only when the body is not a JSON array (or not text).
-pub fn parse_batch(text: &str) -> Result<Vec<Result<SignedEvent, Reject>>, String> {
+pub fn parse_batch(text: &str) -> Result<Vec<Result<SignedEvent, Reject>>, BatchError> {
     if !text.trim_start().starts_with('[') {
         return Ok(text
             .lines()
@@ -416,12 +405,12 @@ pub fn parse_batch(text: &str) -> Result<Vec<Result<SignedEvent, Reject>>, Strin
             .collect());
     }
     let items: Vec<Box<serde_json::value::RawValue>> =
-        serde_json::from_str(text).map_err(|e| format!("body is not a JSON array: {e}"))?;
+        serde_json::from_str(text).map_err(BatchError)?;
     Ok(items
         .iter()
         .map(|raw| {
             if !raw.get().trim_start().starts_with('{') {
-                return Err(Reject::Malformed("expected a JSON object".into()));
+                return Err(MalformedEvent::NotObject.into());
             }
             EventJson::parse(raw.get())
         })

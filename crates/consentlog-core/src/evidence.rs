@@ -63,7 +63,23 @@ pub enum EvidenceError {
     #[error("the two checkpoints are for different origins")]
     Origins,
     #[error("the evidence does not show a lie: {0}")]
-    NotEvidence(String),
+    NotEvidence(#[from] NotEvidence),
+}
+
+/// Why an evidence file, though well-formed, does not show a lie ([`EvidenceError::NotEvidence`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotEvidence {
+    #[error("log key is not an Ed25519 key")]
+    BadKey,
+    /// An `inconsistent` evidence without the proof that fails.
+    #[error("no consistency proof")]
+    NoProof,
+    /// The proof of an `inconsistent` evidence is a valid one.
+    #[error("the consistency proof verifies")]
+    ProofVerifies,
+    /// The checkpoints do not show what the kind says (sizes, roots or times).
+    #[error("the checkpoints do not show {0:?}")]
+    KindNotShown(Kind),
 }
 
 fn open2(
@@ -166,8 +182,7 @@ pub fn check(e: &Evidence) -> Result<String, EvidenceError> {
     if e.format != EVIDENCE_FORMAT {
         return Err(EvidenceError::Format(e.format.clone()));
     }
-    let key = VerifyingKey::from_bytes(&e.log_key)
-        .map_err(|_| EvidenceError::NotEvidence("log key is not an Ed25519 key".into()))?;
+    let key = VerifyingKey::from_bytes(&e.log_key).map_err(|_| NotEvidence::BadKey)?;
     let (a, b) = open2(&key, &e.first, &e.second)?;
     let who = format!("log {:?} (key {})", a.origin, to_hex(&e.log_key));
     match e.kind {
@@ -180,10 +195,7 @@ pub fn check(e: &Evidence) -> Result<String, EvidenceError> {
             a.size, a.time, b.size, b.time
         )),
         Kind::Inconsistent if a.size < b.size => {
-            let path = e
-                .proof
-                .as_ref()
-                .ok_or_else(|| EvidenceError::NotEvidence("no consistency proof".into()))?;
+            let path = e.proof.as_ref().ok_or(NotEvidence::NoProof)?;
             let hashes: Vec<_> = path.iter().map(|h| h.0).collect();
             match check_consistency(
                 &Blake3Hasher,
@@ -197,13 +209,9 @@ pub fn check(e: &Evidence) -> Result<String, EvidenceError> {
                     "{who} signed trees of sizes {} and {} whose consistency proof fails ({err})",
                     a.size, b.size
                 )),
-                Ok(()) => Err(EvidenceError::NotEvidence(
-                    "the consistency proof verifies".into(),
-                )),
+                Ok(()) => Err(NotEvidence::ProofVerifies.into()),
             }
         }
-        k => Err(EvidenceError::NotEvidence(format!(
-            "the checkpoints do not show {k:?}"
-        ))),
+        k => Err(NotEvidence::KindNotShown(k).into()),
     }
 }

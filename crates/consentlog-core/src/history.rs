@@ -8,7 +8,11 @@ use super::event::{check_name, state_key};
 use super::hash::{hex_array, to_hex};
 use super::map::MapProof;
 use super::note::{self, SignedCheckpoint};
-use super::proof::{check_event, check_link, check_map_head, CheckedEvent, ProvenEvent};
+use super::proof::{
+    check_event, check_link, check_map_head, CheckedEvent, EventError, LinkError, MapHeadError,
+    ProvenEvent,
+};
+use super::text::NameError;
 
 /// The `format` string of a history.
 pub const HISTORY_FORMAT: &str = "consentlog-history/v1";
@@ -57,12 +61,42 @@ pub enum HistoryError {
         chain: usize,
         controller: String,
         purpose: String,
-        reason: String,
+        #[source]
+        reason: ChainError,
     },
     #[error("chain {0} repeats an earlier (controller, purpose)")]
     Repeated(usize),
     #[error("the history has no chain for {controller}/{purpose}, which the person expects")]
     Missing { controller: String, purpose: String },
+}
+
+/// Why one chain of a history is invalid ([`HistoryError::Chain`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainError {
+    /// The controller or purpose is not a valid name.
+    #[error("{0}")]
+    Name(#[from] NameError),
+    /// Event `event` fails its own checks.
+    #[error("event {event}: {err}")]
+    Event {
+        event: usize,
+        #[source]
+        err: EventError,
+    },
+    /// Event `event` does not directly follow the one before it.
+    #[error("event {event}: {err}")]
+    Link {
+        event: usize,
+        #[source]
+        err: LinkError,
+    },
+    #[error("the first event does not have seq 0")]
+    FirstSeq,
+    #[error("chain has no events")]
+    Empty,
+    /// The map proof does not show the last event as the key's latest entry.
+    #[error("map proof: {0}")]
+    Map(#[from] MapHeadError),
 }
 
 /// The log cannot show which (controller, purpose) pairs a person has events under without
@@ -103,35 +137,35 @@ pub fn check(
     let mut seen = std::collections::HashSet::new();
     let mut chains = Vec::with_capacity(h.chains.len());
     for (n, c) in h.chains.iter().enumerate() {
-        let fail = |reason: String| HistoryError::Chain {
+        let fail = |reason: ChainError| HistoryError::Chain {
             chain: n,
             controller: c.controller.clone(),
             purpose: c.purpose.clone(),
             reason,
         };
-        check_name("controller", &c.controller).map_err(fail)?;
-        check_name("purpose", &c.purpose).map_err(fail)?;
+        check_name("controller", &c.controller).map_err(|e| fail(e.into()))?;
+        check_name("purpose", &c.purpose).map_err(|e| fail(e.into()))?;
         let key = state_key(&h.subject, &c.controller, &c.purpose);
         if !seen.insert(key) {
             return Err(HistoryError::Repeated(n));
         }
         let mut evs: Vec<CheckedEvent> = Vec::with_capacity(c.events.len());
         for (i, pe) in c.events.iter().enumerate() {
-            let ev = check_event(pe, &cp, &key).map_err(|r| fail(format!("event {i}: {r}")))?;
+            let ev = check_event(pe, &cp, &key)
+                .map_err(|err| fail(ChainError::Event { event: i, err }))?;
             match evs.last() {
-                None if ev.event.event.seq != 0 => {
-                    return Err(fail("the first event does not have seq 0".into()))
-                }
+                None if ev.event.event.seq != 0 => return Err(fail(ChainError::FirstSeq)),
                 None => {}
-                Some(prev) => check_link(prev, &ev).map_err(|r| fail(format!("event {i}: {r}")))?,
+                Some(prev) => {
+                    check_link(prev, &ev).map_err(|err| fail(ChainError::Link { event: i, err }))?
+                }
             }
             evs.push(ev);
         }
         if evs.is_empty() {
-            return Err(fail("chain has no events".into()));
+            return Err(fail(ChainError::Empty));
         }
-        check_map_head(Some(&c.map), &cp, &key, evs.last())
-            .map_err(|r| fail(format!("map proof: {r}")))?;
+        check_map_head(Some(&c.map), &cp, &key, evs.last()).map_err(|e| fail(e.into()))?;
         chains.push((c.controller.clone(), c.purpose.clone(), evs));
     }
     Ok(CheckedHistory {

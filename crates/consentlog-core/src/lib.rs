@@ -24,6 +24,7 @@ pub mod reject;
 pub mod request;
 pub mod rules;
 pub mod strict;
+pub mod text;
 pub mod tlog;
 pub mod tlog_proof;
 pub mod vkey;

@@ -7,7 +7,8 @@
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
-use super::hash::{from_hex_array, to_hex};
+use super::hash::{from_hex_array, to_hex, HexError};
+use super::text::{parse_decimal, DecimalError};
 
 /// Domain-separation prefix of a request signature.
 pub const REQUEST_DOMAIN: &str = "consentlog/v1/request\n";
@@ -39,11 +40,37 @@ pub fn sign_request(key: &SigningKey, method: &str, path: &str, time: u64) -> St
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestAuthError {
     #[error("malformed {SCHEME} authorization: {0}")]
-    Malformed(String),
+    Malformed(#[from] AuthSyntaxError),
     #[error("request time {time} is more than 5 minutes from the server clock {now}")]
     Stale { time: u64, now: u64 },
     #[error("request signature does not verify")]
     BadSignature,
+}
+
+/// What is wrong with the text of an Authorization header ([`RequestAuthError::Malformed`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthSyntaxError {
+    #[error("wrong scheme")]
+    WrongScheme,
+    #[error("expected key=value")]
+    NotKeyValue,
+    #[error("parameter {0:?} is given twice")]
+    Repeated(String),
+    #[error("unknown parameter {0:?}")]
+    UnknownParameter(String),
+    /// `subject` or `signature` is not lowercase hex of the right length.
+    #[error("{err}")]
+    Hex {
+        parameter: &'static str,
+        #[source]
+        err: HexError,
+    },
+    #[error("time is not a decimal number")]
+    TimeNotDecimal,
+    #[error("time is out of range")]
+    TimeOutOfRange,
+    #[error("subject, time and signature are all required")]
+    Missing,
 }
 
 /// Checks an Authorization header value; returns the authenticated subject.
@@ -53,48 +80,43 @@ pub fn check_request(
     path: &str,
     now: u64,
 ) -> Result<[u8; 32], RequestAuthError> {
-    let bad = |m: &str| RequestAuthError::Malformed(m.to_string());
     let rest = header
         .strip_prefix(SCHEME)
         .and_then(|r| r.strip_prefix(' '))
-        .ok_or_else(|| bad("wrong scheme"))?;
+        .ok_or(AuthSyntaxError::WrongScheme)?;
     let (mut subject, mut time, mut sig) = (None, None, None);
     for part in rest.split(',') {
-        let (k, v) = part
-            .split_once('=')
-            .ok_or_else(|| bad("expected key=value"))?;
+        let (k, v) = part.split_once('=').ok_or(AuthSyntaxError::NotKeyValue)?;
         let once = |taken: bool| {
             if taken {
-                Err(bad(&format!("parameter {k:?} is given twice")))
+                Err(AuthSyntaxError::Repeated(k.to_string()))
             } else {
                 Ok(())
             }
         };
+        let hex = |parameter| move |err| AuthSyntaxError::Hex { parameter, err };
         match k {
             "subject" => {
                 once(subject.is_some())?;
-                subject = Some(from_hex_array::<32>(v).map_err(|e| bad(&e.to_string()))?)
+                subject = Some(from_hex_array::<32>(v).map_err(hex("subject"))?)
             }
             "time" => {
                 once(time.is_some())?;
-                let canonical = !v.is_empty()
-                    && v.bytes().all(|b| b.is_ascii_digit())
-                    && (v == "0" || !v.starts_with('0'));
-                if !canonical {
-                    return Err(bad("time is not a decimal number"));
-                }
-                time = Some(v.parse::<u64>().map_err(|_| bad("time is out of range"))?)
+                time = Some(parse_decimal(v).map_err(|e| match e {
+                    DecimalError::NotDecimal => AuthSyntaxError::TimeNotDecimal,
+                    DecimalError::OutOfRange => AuthSyntaxError::TimeOutOfRange,
+                })?)
             }
             "signature" => {
                 once(sig.is_some())?;
-                sig = Some(from_hex_array::<64>(v).map_err(|e| bad(&e.to_string()))?)
+                sig = Some(from_hex_array::<64>(v).map_err(hex("signature"))?)
             }
-            other => return Err(bad(&format!("unknown parameter {other:?}"))),
+            other => return Err(AuthSyntaxError::UnknownParameter(other.to_string()).into()),
         }
     }
     let (subject, time, sig) = match (subject, time, sig) {
         (Some(s), Some(t), Some(g)) => (s, t, g),
-        _ => return Err(bad("subject, time and signature are all required")),
+        _ => return Err(AuthSyntaxError::Missing.into()),
     };
     if time.abs_diff(now) > REQUEST_WINDOW_MS {
         return Err(RequestAuthError::Stale { time, now });

@@ -7,13 +7,19 @@
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
-use super::entry::{Entry, Opening};
-use super::event::{check_name, state_key, ConsentEvent, Decision, SignedEvent};
-use super::hash::{hex_array, hex_bytes, to_hex, Hash, HexHash};
-use super::map::{self, MapProof};
-use super::note::{self, NoteError, SignedCheckpoint};
-use super::rules::ISSUED_AT_WINDOW_MS;
-use super::tlog::{self, Blake3Hasher, LeafIndex, TreeSize};
+use crate::entry::Opening;
+use crate::event::{check_name, state_key, ConsentEvent, Decision};
+use crate::hash::{hex_array, hex_bytes, to_hex, HexHash};
+use crate::map::MapProof;
+use crate::note::{self, NoteError, SignedCheckpoint};
+use crate::text::NameError;
+
+pub mod logged_event;
+
+pub use logged_event::{
+    check_event, check_issued_at, check_link, check_map_head, CheckedEvent, EventError, LinkError,
+    MapHeadError,
+};
 
 /// The `format` string of a consent proof.
 pub const PROOF_FORMAT: &str = "consentlog-proof/v1";
@@ -125,23 +131,61 @@ pub enum ProofError {
     #[error("unknown proof format {0:?}")]
     Format(String),
     #[error("proof answers a different question: {0}")]
-    Question(String),
+    Question(#[from] QuestionError),
     #[error("bad {0}")]
-    Name(String),
+    Name(#[from] NameError),
     #[error("checkpoint: {0}")]
     Checkpoint(#[from] NoteError),
     #[error("checkpoint time {time} is before the asked time {at}")]
     CheckpointTooOld { time: u64, at: u64 },
     #[error("a proof holds at most two events, this one has {0}")]
     TooManyEvents(usize),
+    /// Event `pos` (0 or 1) of the proof fails its own checks.
     #[error("event {pos}: {reason}")]
-    Event { pos: usize, reason: String },
+    Event {
+        pos: usize,
+        #[source]
+        reason: EventError,
+    },
     #[error("events: {0}")]
-    Chain(String),
+    Chain(#[from] ChainError),
     #[error("map proof: {0}")]
-    Map(String),
+    Map(#[from] MapHeadError),
     #[error("state field says {claimed:?} but the proof shows {actual:?}")]
     StateMismatch { claimed: String, actual: String },
+}
+
+/// How a proof answers another question than the one asked ([`ProofError::Question`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuestionError {
+    #[error("subject is {}, expected {}", to_hex(.got), to_hex(.want))]
+    Subject { want: [u8; 32], got: [u8; 32] },
+    #[error("controller is {got}, expected {want}")]
+    Controller { want: String, got: String },
+    #[error("purpose is {got}, expected {want}")]
+    Purpose { want: String, got: String },
+    #[error("at is {got}, expected {want}")]
+    At { want: u64, got: u64 },
+    /// The checkpoint opened beforehand is not the proof's (bulk verification).
+    #[error("checkpoint differs from the proof's")]
+    Checkpoint,
+}
+
+/// Why the events of a proof do not fit together or with `at` ([`ProofError::Chain`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainError {
+    /// The second event does not directly follow the first.
+    #[error("{0}")]
+    Link(#[from] LinkError),
+    /// The first event is after `at`, so the proof must hold only the key's first event.
+    #[error(
+        "no event is in force at `at`, so the proof must give only the key's first event \
+         (seq 0)"
+    )]
+    NotFirst,
+    /// The successor of the event in force was integrated at or before `at`.
+    #[error("the successor was integrated at {integrated_at}, not after `at` {at}")]
+    SuccessorNotAfter { integrated_at: u64, at: u64 },
 }
 
 /// What a valid proof shows.
@@ -151,132 +195,27 @@ pub struct Verdict {
     pub checkpoint: SignedCheckpoint,
 }
 
-/// An event of a proof or history after its own checks passed.
-#[derive(Debug, Clone)]
-pub struct CheckedEvent {
-    pub index: u64,
-    pub entry: Entry,
-    pub leaf_hash: Hash,
-    pub event: SignedEvent,
-}
-
-/// Checks one logged event against a verified checkpoint: entry decoding, inclusion,
-/// opening, signature, origin, state key and time window (docs/FORMAT.md check 2).
-pub fn check_event(
-    pe: &ProvenEvent,
-    cp: &SignedCheckpoint,
-    key: &Hash,
-) -> Result<CheckedEvent, String> {
-    let entry = Entry::decode(&pe.entry).map_err(|e| format!("entry: {e}"))?;
-    let leaf_hash = entry.leaf_hash();
-    let path: Vec<Hash> = pe.inclusion.iter().map(|h| h.0).collect();
-    tlog::check_inclusion(
-        &Blake3Hasher,
-        LeafIndex(pe.index),
-        TreeSize(cp.size),
-        &leaf_hash,
-        &path,
-        &cp.root,
-    )
-    .map_err(|e| format!("inclusion: {e}"))?;
-    let event = SignedEvent::decode(&pe.opening.event).map_err(|e| format!("opening: {e}"))?;
-    let opening = Opening {
-        nonce: pe.opening.nonce,
-        event,
-    };
-    if opening.commitment() != entry.commitment {
-        return Err("opening does not match the entry's commitment".into());
-    }
-    let event = opening.event;
-    event.check_self().map_err(|e| format!("event: {e}"))?;
-    event
-        .check_log(&cp.origin)
-        .map_err(|e| format!("event: {e}"))?;
-    if entry.key != event.event.state_key() {
-        return Err("entry key is not the state key of the event".into());
-    }
-    if &entry.key != key {
-        return Err("event is for another subject, controller or purpose".into());
-    }
-    if entry.integrated_at > cp.time {
-        return Err(format!(
-            "integrated_at {} is after the checkpoint time {}",
-            entry.integrated_at, cp.time
-        ));
-    }
-    if entry.integrated_at.abs_diff(event.event.issued_at) > ISSUED_AT_WINDOW_MS {
-        return Err(format!(
-            "integrated_at {} is more than 5 minutes from issued_at {}",
-            entry.integrated_at, event.event.issued_at
-        ));
-    }
-    Ok(CheckedEvent {
-        index: pe.index,
-        entry,
-        leaf_hash,
-        event,
-    })
-}
-
-/// `next` directly follows `prev` in one key's chain.
-pub fn check_link(prev: &CheckedEvent, next: &CheckedEvent) -> Result<(), String> {
-    if next.index <= prev.index {
-        return Err(format!(
-            "index {} does not follow index {}",
-            next.index, prev.index
-        ));
-    }
-    if next.event.event.seq != prev.event.event.seq + 1 {
-        return Err(format!(
-            "seq {} does not follow seq {}",
-            next.event.event.seq, prev.event.event.seq
-        ));
-    }
-    if next.event.event.prev != Some(prev.event.event_hash()) {
-        return Err("prev is not the event hash of the previous event".into());
-    }
-    Ok(())
-}
-
-/// Checks that the map proof shows `key` present with exactly `ev` as its latest entry
-/// (`ev` Some) or absent (`ev` None).
-pub fn check_map_head(
-    proof: Option<&MapProof>,
-    cp: &SignedCheckpoint,
-    key: &Hash,
-    ev: Option<&CheckedEvent>,
-) -> Result<(), String> {
-    let proof = proof.ok_or("missing map proof")?;
-    let got = map::check(&cp.map_root, key, proof).map_err(|e| e.to_string())?;
-    match (got, ev) {
-        (None, None) => Ok(()),
-        (Some(v), Some(e)) if v.index == e.index && v.leaf_hash == e.leaf_hash => Ok(()),
-        (Some(v), Some(_)) => Err(format!(
-            "the key's latest entry at the checkpoint is index {}, not the event given",
-            v.index
-        )),
-        (Some(_), None) => Err("the key is present in the map, not absent".into()),
-        (None, Some(_)) => Err("the key is absent from the map".into()),
-    }
-}
-
-fn check_question(p: &ConsentProof, q: &Question) -> Result<(), ProofError> {
-    let differ = |what: &str, want: String, got: String| {
-        Err(ProofError::Question(format!(
-            "{what} is {got}, expected {want}"
-        )))
-    };
-    if let Some(s) = q.subject.filter(|s| *s != p.subject) {
-        return differ("subject", to_hex(&s), to_hex(&p.subject));
+fn check_question(p: &ConsentProof, q: &Question) -> Result<(), QuestionError> {
+    if let Some(want) = q.subject.filter(|s| *s != p.subject) {
+        return Err(QuestionError::Subject {
+            want,
+            got: p.subject,
+        });
     }
     if let Some(c) = q.controller.as_ref().filter(|c| **c != p.controller) {
-        return differ("controller", c.clone(), p.controller.clone());
+        return Err(QuestionError::Controller {
+            want: c.clone(),
+            got: p.controller.clone(),
+        });
     }
     if let Some(pp) = q.purpose.as_ref().filter(|pp| **pp != p.purpose) {
-        return differ("purpose", pp.clone(), p.purpose.clone());
+        return Err(QuestionError::Purpose {
+            want: pp.clone(),
+            got: p.purpose.clone(),
+        });
     }
-    if let Some(at) = q.at.filter(|at| *at != p.at) {
-        return differ("at", at.to_string(), p.at.to_string());
+    if let Some(want) = q.at.filter(|at| *at != p.at) {
+        return Err(QuestionError::At { want, got: p.at });
     }
     Ok(())
 }
@@ -302,12 +241,10 @@ pub fn check_with_checkpoint(
         return Err(ProofError::Format(p.format.clone()));
     }
     check_question(p, q)?;
-    check_name("controller", &p.controller).map_err(ProofError::Name)?;
-    check_name("purpose", &p.purpose).map_err(ProofError::Name)?;
+    check_name("controller", &p.controller)?;
+    check_name("purpose", &p.purpose)?;
     if cp.note != p.checkpoint {
-        return Err(ProofError::Question(
-            "checkpoint differs from the proof's".into(),
-        ));
+        return Err(QuestionError::Checkpoint.into());
     }
     if cp.time < p.at {
         return Err(ProofError::CheckpointTooOld {
@@ -325,40 +262,37 @@ pub fn check_with_checkpoint(
         evs.push(ev);
     }
     if let [a, b] = &evs[..] {
-        check_link(a, b).map_err(ProofError::Chain)?;
+        check_link(a, b).map_err(ChainError::Link)?;
     }
     let at = p.at;
     let in_force = match &evs[..] {
         [] => {
-            check_map_head(p.map.as_ref(), &cp, &key, None).map_err(ProofError::Map)?;
+            check_map_head(p.map.as_ref(), &cp, &key, None)?;
             None
         }
         [first, ..] if first.entry.integrated_at > at => {
             if evs.len() != 1 || first.event.event.seq != 0 {
-                return Err(ProofError::Chain(
-                    "no event is in force at `at`, so the proof must give only the key's \
-                     first event (seq 0)"
-                        .into(),
-                ));
+                return Err(ChainError::NotFirst.into());
             }
             if p.map.is_some() {
-                return Err(ProofError::Map("unexpected map proof".into()));
+                return Err(MapHeadError::Unexpected.into());
             }
             None
         }
         [first] => {
-            check_map_head(p.map.as_ref(), &cp, &key, Some(first)).map_err(ProofError::Map)?;
+            check_map_head(p.map.as_ref(), &cp, &key, Some(first))?;
             Some(first)
         }
         [first, second] => {
             if second.entry.integrated_at <= at {
-                return Err(ProofError::Chain(format!(
-                    "the successor was integrated at {}, not after `at` {at}",
-                    second.entry.integrated_at
-                )));
+                return Err(ChainError::SuccessorNotAfter {
+                    integrated_at: second.entry.integrated_at,
+                    at,
+                }
+                .into());
             }
             if p.map.is_some() {
-                return Err(ProofError::Map("unexpected map proof".into()));
+                return Err(MapHeadError::Unexpected.into());
             }
             Some(first)
         }
