@@ -416,3 +416,158 @@ pub fn parse_batch(text: &str) -> Result<Vec<Result<SignedEvent, Reject>>, Batch
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::JsonError;
+    use crate::reject::ExpiryError;
+    use crate::rules::check_expiry;
+    use crate::testutil::{Log, T0};
+
+    fn line(ev: &SignedEvent) -> serde_json::Value {
+        serde_json::to_value(EventJson::from(ev)).unwrap()
+    }
+
+    #[test]
+    fn json_line_errors() {
+        let log = Log::new();
+        let ev = log.event(None, true, T0);
+        let good = line(&ev);
+        assert_eq!(EventJson::parse(&good.to_string()), Ok(ev.clone()));
+
+        let array = format!("[{good}]");
+        assert_eq!(
+            EventJson::parse(&array),
+            Err(Reject::Malformed(MalformedEvent::Json(JsonError::Array)))
+        );
+        let mut missing = good.clone();
+        missing.as_object_mut().unwrap().remove("seq");
+        assert!(matches!(
+            EventJson::parse(&missing.to_string()),
+            Err(Reject::Malformed(MalformedEvent::Json(JsonError::Parse(m)))) if m.contains("missing field `seq`")
+        ));
+        let mut big = good.clone();
+        big["purpose"] = "p".repeat(codec::MAX_ENCODED).into();
+        let too_large = Reject::Malformed(MalformedEvent::TooLarge {
+            max: codec::MAX_ENCODED,
+        });
+        assert_eq!(EventJson::parse(&big.to_string()), Err(too_large.clone()));
+        assert_eq!(
+            too_large.to_string(),
+            format!(
+                "malformed event: event is larger than {} bytes",
+                codec::MAX_ENCODED
+            )
+        );
+        let mut near = good.clone();
+        near["purpose"] = "p".repeat(codec::MAX_ENCODED - 100).into();
+        assert_eq!(EventJson::parse(&near.to_string()), Err(too_large));
+        let mut decision = good.clone();
+        decision["decision"] = "yes".into();
+        assert_eq!(
+            EventJson::parse(&decision.to_string()),
+            Err(Reject::DecisionName("yes".into()))
+        );
+    }
+
+    #[test]
+    fn batch_errors() {
+        let log = Log::new();
+        let ev = log.event(None, true, T0);
+        let good = line(&ev);
+        let out = parse_batch(&format!("[{good}, 5]")).unwrap();
+        assert_eq!(out[0], Ok(ev.clone()));
+        assert_eq!(out[1], Err(Reject::Malformed(MalformedEvent::NotObject)));
+        let e = parse_batch("[{").unwrap_err();
+        assert!(
+            e.to_string().starts_with("body is not a JSON array: "),
+            "{e}"
+        );
+        assert!(std::error::Error::source(&e).is_some());
+        assert_eq!(
+            parse_batch(&format!("{good}\n\n{good}\n")).unwrap().len(),
+            2
+        );
+    }
+
+    #[test]
+    fn name_and_expiry_errors() {
+        let log = Log::new();
+        let ev = ConsentEvent {
+            controller: String::new(),
+            ..log.event(None, true, T0).event
+        }
+        .sign(&log.person);
+        assert_eq!(
+            ev.check_self(),
+            Err(Reject::Controller(NameError::Length {
+                what: "controller".into(),
+                len: 0,
+                max: MAX_NAME
+            }))
+        );
+        let ev = ConsentEvent {
+            purpose: "Ads".into(),
+            ..log.event(None, true, T0).event
+        }
+        .sign(&log.person);
+        let r = ev.check_self().unwrap_err();
+        assert_eq!(
+            r,
+            Reject::Purpose(NameError::Character {
+                what: "purpose".into(),
+                c: 'A'
+            })
+        );
+        assert_eq!(
+            r.to_string(),
+            "bad purpose: purpose has character 'A' outside [a-z0-9._:/-]"
+        );
+
+        let expiring = |opt_in, expires_at| {
+            ConsentEvent {
+                expires_at: Some(expires_at),
+                ..log.event(None, opt_in, T0).event
+            }
+            .sign(&log.person)
+        };
+        assert_eq!(check_expiry(&expiring(true, T0 + 1)), Ok(()));
+        assert_eq!(
+            check_expiry(&expiring(false, T0 + 1)),
+            Err(Reject::ExpiresAt(ExpiryError::OnOptOut))
+        );
+        let r = check_expiry(&expiring(true, T0)).unwrap_err();
+        assert_eq!(
+            r,
+            Reject::ExpiresAt(ExpiryError::NotAfterIssued {
+                expires_at: T0,
+                issued_at: T0
+            })
+        );
+        assert_eq!(
+            r.to_string(),
+            format!("expires_at: expires_at {T0} is not after issued_at {T0}")
+        );
+    }
+
+    #[test]
+    fn decode_errors() {
+        let log = Log::new();
+        let ev = log.event(None, true, T0);
+        assert_eq!(
+            SignedEvent::decode(&ev.as_bytes()[..63]),
+            Err(DecodeError::SignedEventTooShort { len: 63 })
+        );
+        assert_eq!(
+            DecodeError::SignedEventTooShort { len: 63 }.to_string(),
+            "malformed encoding: signed event of 63 bytes is shorter than a signature"
+        );
+        let mut b = ev.as_bytes().to_vec();
+        b.insert(0, 1);
+        assert!(matches!(
+            SignedEvent::decode(&b),
+            Err(DecodeError::Malformed(_) | DecodeError::TrailingBytes(_))
+        ));
+    }
+}

@@ -23,3 +23,6 @@ pub mod rules;
 pub mod strict;
 pub mod text;
 pub mod tlog;
+
+#[cfg(test)]
+mod testutil;

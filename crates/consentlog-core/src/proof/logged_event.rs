@@ -194,3 +194,186 @@ pub fn check_map_head(
         (None, Some(_)) => Err(MapHeadError::Absent),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::DecodeError;
+    use crate::event::ConsentEvent;
+    use crate::testutil::{Log, ORIGIN, T0};
+    use crate::tlog::InclusionError;
+
+    /// A log of two events of one chain; returns it with the chain's state key.
+    fn two_events() -> (Log, Hash) {
+        let mut log = Log::new();
+        let first = log.event(None, true, T0);
+        let second = log.event(Some(&first), false, T0 + 60_000);
+        let key = first.event.state_key();
+        log.append(first);
+        log.append(second);
+        (log, key)
+    }
+
+    #[test]
+    fn a_logged_event_checks_out() {
+        let (log, key) = two_events();
+        let cp = log.checkpoint(T0 + 120_000);
+        let a = check_event(&log.proven(0), &cp, &key).unwrap();
+        let b = check_event(&log.proven(1), &cp, &key).unwrap();
+        assert_eq!((a.index, b.index), (0, 1));
+        check_link(&a, &b).unwrap();
+        let head = log.map.prove(&key);
+        check_map_head(Some(&head), &cp, &key, Some(&b)).unwrap();
+    }
+
+    #[test]
+    fn event_errors() {
+        let (mut log, key) = two_events();
+        let cp = log.checkpoint(T0 + 120_000);
+        let check = |pe: &ProvenEvent, cp: &SignedCheckpoint| check_event(pe, cp, &key);
+
+        let mut pe = log.proven(0);
+        pe.entry[0] = 2;
+        assert_eq!(
+            check(&pe, &cp).unwrap_err(),
+            EventError::Entry(DecodeError::EntryVersion(2))
+        );
+        let mut pe = log.proven(0);
+        pe.inclusion.clear();
+        assert_eq!(
+            check(&pe, &cp).unwrap_err(),
+            EventError::Inclusion(InclusionError::WrongProofLength {
+                expected: 1,
+                got: 0
+            })
+        );
+        let mut pe = log.proven(0);
+        pe.opening.event.truncate(10);
+        assert_eq!(
+            check(&pe, &cp).unwrap_err(),
+            EventError::Opening(DecodeError::SignedEventTooShort { len: 10 })
+        );
+        let mut pe = log.proven(0);
+        pe.opening.nonce[0] ^= 1;
+        assert_eq!(check(&pe, &cp).unwrap_err(), EventError::Commitment);
+        assert_eq!(
+            check_event(&log.proven(0), &cp, &[0; 32]).unwrap_err(),
+            EventError::OtherKey
+        );
+        // The checkpoint is older than the entries it is said to cover.
+        let early = log.checkpoint(T0);
+        assert_eq!(
+            check(&log.proven(0), &early).unwrap_err(),
+            EventError::AfterCheckpoint {
+                integrated_at: T0 + 250,
+                checkpoint_time: T0
+            }
+        );
+
+        // Entries that lie about their openings.
+        let ev = log.event(None, true, T0);
+        let opening = Opening {
+            nonce: [9; 32],
+            event: ev,
+        };
+        let mut wrong_key = opening.entry(T0 + 250);
+        wrong_key.key = key;
+        wrong_key.key[0] ^= 1;
+        let i = log.append_entry(wrong_key, opening.clone());
+        let late = opening.entry(T0 + 10 * 60_000);
+        let j = log.append_entry(late, opening.clone());
+        let other_log = ConsentEvent {
+            log: "other.example/log".into(),
+            ..log.event(None, true, T0).event
+        }
+        .sign(&log.person);
+        let k = log.append(other_log);
+        let cp = log.checkpoint(T0 + 3_600_000);
+        assert_eq!(
+            check_event(&log.proven(i), &cp, &wrong_key.key).unwrap_err(),
+            EventError::StateKey
+        );
+        assert_eq!(
+            check(&log.proven(j), &cp).unwrap_err(),
+            EventError::IssuedAt {
+                integrated_at: T0 + 600_000,
+                issued_at: T0
+            }
+        );
+        assert_eq!(
+            check(&log.proven(k), &cp).unwrap_err(),
+            EventError::Event(Reject::Log {
+                got: "other.example/log".into(),
+                want: ORIGIN.into()
+            })
+        );
+    }
+
+    #[test]
+    fn link_errors() {
+        let (log, key) = two_events();
+        let cp = log.checkpoint(T0 + 120_000);
+        let a = check_event(&log.proven(0), &cp, &key).unwrap();
+        let b = check_event(&log.proven(1), &cp, &key).unwrap();
+        assert_eq!(
+            check_link(&b, &a),
+            Err(LinkError::Index { prev: 1, next: 0 })
+        );
+        assert_eq!(
+            check_link(&a, &a),
+            Err(LinkError::Index { prev: 0, next: 0 })
+        );
+        let mut later = b.clone();
+        later.index = 5;
+        later.event.event.seq = 2;
+        assert_eq!(
+            check_link(&a, &later),
+            Err(LinkError::Seq { prev: 0, next: 2 })
+        );
+        later.event.event.seq = 1;
+        later.event.event.prev = Some([0; 32]);
+        assert_eq!(check_link(&a, &later), Err(LinkError::Prev));
+        assert_eq!(
+            LinkError::Seq { prev: 0, next: 2 }.to_string(),
+            "seq 2 does not follow seq 0"
+        );
+    }
+
+    #[test]
+    fn map_head_errors() {
+        let (log, key) = two_events();
+        let cp = log.checkpoint(T0 + 120_000);
+        let a = check_event(&log.proven(0), &cp, &key).unwrap();
+        let b = check_event(&log.proven(1), &cp, &key).unwrap();
+        let head = log.map.prove(&key);
+        let absent_key = [0; 32];
+        let absent = log.map.prove(&absent_key);
+        assert_eq!(
+            check_map_head(None, &cp, &key, Some(&b)),
+            Err(MapHeadError::Missing)
+        );
+        assert_eq!(
+            check_map_head(Some(&head), &cp, &key, Some(&a)),
+            Err(MapHeadError::OtherEntry { index: 1 })
+        );
+        assert_eq!(
+            check_map_head(Some(&head), &cp, &key, None),
+            Err(MapHeadError::Present)
+        );
+        assert_eq!(
+            check_map_head(Some(&absent), &cp, &absent_key, Some(&b)),
+            Err(MapHeadError::Absent)
+        );
+        check_map_head(Some(&absent), &cp, &absent_key, None).unwrap();
+        let mut forged = head.clone();
+        forged.leaf.as_mut().expect("present").index = 0;
+        assert_eq!(
+            check_map_head(Some(&forged), &cp, &key, Some(&a)),
+            Err(MapHeadError::Proof(MapProofError::RootMismatch))
+        );
+        assert_eq!(
+            MapHeadError::OtherEntry { index: 1 }.to_string(),
+            "the key's latest entry at the checkpoint is index 1, not the event given"
+        );
+    }
+}
