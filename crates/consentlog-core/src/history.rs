@@ -182,12 +182,7 @@ mod tests {
     use crate::testutil::{Log, T0};
 
     fn fixture() -> (History, VerifyingKey) {
-        let mut log = Log::new();
-        let first = log.event(None, true, T0);
-        let second = log.event(Some(&first), false, T0 + 60_000);
-        let key = first.event.state_key();
-        log.append(first);
-        log.append(second);
+        let (log, key) = Log::chain_of_two();
         let h = History {
             format: HISTORY_FORMAT.into(),
             checkpoint: log.checkpoint(T0 + 120_000).note,

@@ -6,7 +6,7 @@ use ed25519_dalek::SigningKey;
 
 use crate::entry::{Entry, Opening};
 use crate::event::{ConsentEvent, SignedEvent};
-use crate::hash::HexHash;
+use crate::hash::{Hash, HexHash};
 use crate::map::{MapValue, StateMap};
 use crate::note::{self, Checkpoint, SignedCheckpoint};
 use crate::proof::{OpeningJson, ProvenEvent};
@@ -73,6 +73,18 @@ impl Log {
             event,
         };
         self.append_entry(opening.entry(at), opening)
+    }
+
+    /// A log of one chain: an opt-in issued at `T0`, then an opt-out a minute later (each
+    /// integrated 250 ms after it was issued). Returns it with the chain's state key.
+    pub fn chain_of_two() -> (Log, Hash) {
+        let mut log = Log::new();
+        let first = log.event(None, true, T0);
+        let second = log.event(Some(&first), false, T0 + 60_000);
+        let key = first.event.state_key();
+        log.append(first);
+        log.append(second);
+        (log, key)
     }
 
     /// The checkpoint of the whole log at `time`, signed and opened again.

@@ -203,20 +203,9 @@ mod tests {
     use crate::testutil::{Log, ORIGIN, T0};
     use crate::tlog::InclusionError;
 
-    /// A log of two events of one chain; returns it with the chain's state key.
-    fn two_events() -> (Log, Hash) {
-        let mut log = Log::new();
-        let first = log.event(None, true, T0);
-        let second = log.event(Some(&first), false, T0 + 60_000);
-        let key = first.event.state_key();
-        log.append(first);
-        log.append(second);
-        (log, key)
-    }
-
     #[test]
     fn a_logged_event_checks_out() {
-        let (log, key) = two_events();
+        let (log, key) = Log::chain_of_two();
         let cp = log.checkpoint(T0 + 120_000);
         let a = check_event(&log.proven(0), &cp, &key).unwrap();
         let b = check_event(&log.proven(1), &cp, &key).unwrap();
@@ -228,7 +217,7 @@ mod tests {
 
     #[test]
     fn event_errors() {
-        let (mut log, key) = two_events();
+        let (mut log, key) = Log::chain_of_two();
         let cp = log.checkpoint(T0 + 120_000);
         let check = |pe: &ProvenEvent, cp: &SignedCheckpoint| check_event(pe, cp, &key);
 
@@ -311,7 +300,7 @@ mod tests {
 
     #[test]
     fn link_errors() {
-        let (log, key) = two_events();
+        let (log, key) = Log::chain_of_two();
         let cp = log.checkpoint(T0 + 120_000);
         let a = check_event(&log.proven(0), &cp, &key).unwrap();
         let b = check_event(&log.proven(1), &cp, &key).unwrap();
@@ -341,7 +330,7 @@ mod tests {
 
     #[test]
     fn map_head_errors() {
-        let (log, key) = two_events();
+        let (log, key) = Log::chain_of_two();
         let cp = log.checkpoint(T0 + 120_000);
         let a = check_event(&log.proven(0), &cp, &key).unwrap();
         let b = check_event(&log.proven(1), &cp, &key).unwrap();

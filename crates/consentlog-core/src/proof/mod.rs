@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 use crate::entry::Opening;
 use crate::event::{check_name, state_key, ConsentEvent, Decision};
 use crate::hash::{hex_array, hex_bytes, to_hex, HexHash};
-use crate::map::MapProof;
 use crate::note::{self, NoteError, SignedCheckpoint};
 use crate::text::NameError;
 
@@ -24,22 +23,37 @@ pub use logged_event::{
 /// The `format` string of a consent proof.
 pub const PROOF_FORMAT: &str = "consentlog-proof/v1";
 
-/// A consent proof as JSON.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConsentProof {
-    pub format: String,
-    pub checkpoint: String,
-    #[serde(with = "hex_array")]
-    pub subject: [u8; 32],
-    pub controller: String,
-    pub purpose: String,
-    pub at: u64,
-    pub events: Vec<ProvenEvent>,
-    /// Required, as null when absent.
-    #[serde(deserialize_with = "Option::deserialize")]
-    pub map: Option<MapProof>,
-    pub state: String,
+/// Declares a strict JSON struct with the given leading fields, then the fields of every
+/// consent proof in their order: `subject, controller, purpose, at, events, map, state` (a
+/// [`ConsentProof`], and a proof line of a batch, which leaves out its first two fields).
+macro_rules! consent_proof_struct {
+    ($(#[$meta:meta])* pub struct $name:ident { $(pub $field:ident: $ty:ty,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $(pub $field: $ty,)*
+            #[serde(with = "crate::hash::hex_array")]
+            pub subject: [u8; 32],
+            pub controller: String,
+            pub purpose: String,
+            pub at: u64,
+            pub events: Vec<crate::proof::ProvenEvent>,
+            /// Required, as null when absent.
+            #[serde(deserialize_with = "Option::deserialize")]
+            pub map: Option<crate::map::MapProof>,
+            pub state: String,
+        }
+    };
+}
+pub(crate) use consent_proof_struct;
+
+consent_proof_struct! {
+    /// A consent proof as JSON.
+    pub struct ConsentProof {
+        pub format: String,
+        pub checkpoint: String,
+    }
 }
 
 /// One logged event with its opening and inclusion proof.
@@ -314,16 +328,13 @@ pub fn check_with_checkpoint(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::map::MapProof;
     use crate::testutil::{Log, T0};
 
     /// A proof of the chain (opt-in at T0, opt-out a minute later) at `at`, valid when `at` is
     /// between the two, with the log key.
     fn fixture() -> (ConsentProof, VerifyingKey) {
-        let mut log = Log::new();
-        let first = log.event(None, true, T0);
-        let second = log.event(Some(&first), false, T0 + 60_000);
-        log.append(first);
-        log.append(second);
+        let (log, _) = Log::chain_of_two();
         let cp = log.checkpoint(T0 + 120_000);
         let p = ConsentProof {
             format: PROOF_FORMAT.into(),
