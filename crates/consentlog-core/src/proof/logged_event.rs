@@ -1,15 +1,18 @@
 //! The checks of one logged event against a verified checkpoint, of the link between two events
 //! of one chain, and of the map's head for a key: the steps that consent proofs and histories
-//! share (docs/FORMAT.md §8, checks 2-4, and §9).
+//! share (docs/FORMAT.md §8, checks 2-4, and §9), and the check of an opening against its entry
+//! that an auditor makes for every entry.
+
+use ed25519_dalek::VerifyingKey;
 
 use crate::codec::DecodeError;
 use crate::entry::{Entry, Opening};
-use crate::event::SignedEvent;
+use crate::event::{subject_key, SignedEvent};
 use crate::hash::Hash;
 use crate::map::{self, MapProof, MapProofError};
 use crate::note::SignedCheckpoint;
 use crate::reject::Reject;
-use crate::rules::ISSUED_AT_WINDOW_MS;
+use crate::rules::{check_expiry, ISSUED_AT_WINDOW_MS};
 use crate::tlog::{self, Blake3Hasher, InclusionError, LeafIndex, TreeSize};
 
 use super::ProvenEvent;
@@ -193,6 +196,43 @@ pub fn check_map_head(
         (Some(_), None) => Err(MapHeadError::Present),
         (None, Some(_)) => Err(MapHeadError::Absent),
     }
+}
+
+/// Checks one opening against its entry: commitment, key, strict signature, origin and the
+/// issued_at window.
+pub fn check_opening(e: &Entry, o: &Opening, origin: &str) -> Result<(), EventError> {
+    check_opening_with(e, o, origin, &subject_key(&o.event.event.subject))
+}
+
+/// [`check_opening`] with the subject's key from [`subject_key`](crate::event::subject_key).
+pub fn check_opening_with(
+    e: &Entry,
+    o: &Opening,
+    origin: &str,
+    key: &Result<VerifyingKey, Reject>,
+) -> Result<(), EventError> {
+    check_opening_given(e, o, origin, key, |k| o.event.signature_valid(k))
+}
+
+/// [`check_opening_with`], with the strict signature check answered by `signature_ok` (from
+/// [`signatures_valid`](crate::event::signatures_valid), which checks many at once); asked only when the checks before it pass.
+pub fn check_opening_given(
+    e: &Entry,
+    o: &Opening,
+    origin: &str,
+    key: &Result<VerifyingKey, Reject>,
+    signature_ok: impl FnOnce(&VerifyingKey) -> bool,
+) -> Result<(), EventError> {
+    if o.commitment() != e.commitment {
+        return Err(EventError::Commitment);
+    }
+    if o.event.event.state_key() != e.key {
+        return Err(EventError::StateKey);
+    }
+    o.event.check_self_given(key, signature_ok)?;
+    o.event.check_log(origin)?;
+    check_expiry(&o.event)?;
+    check_issued_at(e, &o.event)
 }
 
 #[cfg(test)]
