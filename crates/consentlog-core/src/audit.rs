@@ -7,13 +7,13 @@ use std::collections::HashMap;
 use ed25519_dalek::VerifyingKey;
 
 use super::entry::{Entry, Opening};
-use super::event::{signatures_valid, subject_key, subject_keys, SignedEvent, SIGNATURE_CHUNK};
+use super::event::{signatures_valid, subject_keys, SignedEvent, SIGNATURE_CHUNK};
 use super::hash::Hash;
 use super::map::{MapValue, StateMap};
 use super::note::{self, SignedCheckpoint};
-use super::proof::{check_issued_at, EventError};
-use super::reject::Reject;
-use super::rules::{check_chain, check_expiry, Head};
+pub use super::proof::logged_event::{check_opening, check_opening_given, check_opening_with};
+use super::proof::EventError;
+use super::rules::{check_chain, Head};
 use super::tlog::{Blake3Hasher, Frontier};
 
 /// One broken rule, with the entry index where it applies.
@@ -356,41 +356,4 @@ impl Auditor {
         }
         self.report
     }
-}
-
-/// Checks one opening against its entry: commitment, key, strict signature, origin and the
-/// issued_at window.
-pub fn check_opening(e: &Entry, o: &Opening, origin: &str) -> Result<(), EventError> {
-    check_opening_with(e, o, origin, &subject_key(&o.event.event.subject))
-}
-
-/// [`check_opening`] with the subject's key from [`subject_key`].
-pub fn check_opening_with(
-    e: &Entry,
-    o: &Opening,
-    origin: &str,
-    key: &Result<VerifyingKey, Reject>,
-) -> Result<(), EventError> {
-    check_opening_given(e, o, origin, key, |k| o.event.signature_valid(k))
-}
-
-/// [`check_opening_with`], with the strict signature check answered by `signature_ok` (from
-/// [`signatures_valid`], which checks many at once); asked only when the checks before it pass.
-pub fn check_opening_given(
-    e: &Entry,
-    o: &Opening,
-    origin: &str,
-    key: &Result<VerifyingKey, Reject>,
-    signature_ok: impl FnOnce(&VerifyingKey) -> bool,
-) -> Result<(), EventError> {
-    if o.commitment() != e.commitment {
-        return Err(EventError::Commitment);
-    }
-    if o.event.event.state_key() != e.key {
-        return Err(EventError::StateKey);
-    }
-    o.event.check_self_given(key, signature_ok)?;
-    o.event.check_log(origin)?;
-    check_expiry(&o.event)?;
-    check_issued_at(e, &o.event)
 }

@@ -107,3 +107,36 @@ impl Opening {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{Log, T0};
+
+    #[test]
+    fn decode_errors() {
+        let log = Log::new();
+        let opening = Opening {
+            nonce: [1; 32],
+            event: log.event(None, true, T0),
+        };
+        let entry = opening.entry(T0);
+        assert_eq!(Entry::decode(&entry.to_bytes()), Ok(entry));
+        let mut b = entry.to_bytes();
+        b[0] = 2;
+        assert_eq!(Entry::decode(&b), Err(DecodeError::EntryVersion(2)));
+        assert_eq!(
+            DecodeError::EntryVersion(2).to_string(),
+            "malformed encoding: unsupported entry version 2"
+        );
+        assert_eq!(Opening::decode(&opening.to_bytes()), Ok(opening.clone()));
+        assert_eq!(
+            Opening::decode(&[0; 31]),
+            Err(DecodeError::OpeningTooShort { len: 31 })
+        );
+        assert_eq!(
+            Opening::decode(&opening.to_bytes()[..40]),
+            Err(DecodeError::SignedEventTooShort { len: 8 })
+        );
+    }
+}

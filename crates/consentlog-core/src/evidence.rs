@@ -215,3 +215,69 @@ pub fn check(e: &Evidence) -> Result<String, EvidenceError> {
         k => Err(NotEvidence::KindNotShown(k).into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{Log, T0};
+    use crate::tlog::prove_consistency;
+
+    /// Two honest checkpoints of one log (sizes 1 and 2), the consistency proof between them,
+    /// and the key.
+    fn honest() -> (
+        SignedCheckpoint,
+        SignedCheckpoint,
+        Vec<HexHash>,
+        VerifyingKey,
+    ) {
+        let mut log = Log::new();
+        let first = log.event(None, true, T0);
+        let second = log.event(Some(&first), false, T0 + 60_000);
+        log.append(first);
+        let a = log.checkpoint(T0 + 1_000);
+        log.append(second);
+        let b = log.checkpoint(T0 + 61_000);
+        let proof = prove_consistency(&Blake3Hasher, &log.tree, TreeSize(1), TreeSize(2)).unwrap();
+        let proof = proof.into_iter().map(HexHash).collect();
+        (a, b, proof, log.key.verifying_key())
+    }
+
+    #[test]
+    fn not_evidence() {
+        let (a, b, proof, key) = honest();
+        let of = |kind, proof| evidence(&key, kind, &a, &b, proof);
+        assert_eq!(
+            check(&of(Kind::SameSizeDifferentRoots, None)),
+            Err(NotEvidence::KindNotShown(Kind::SameSizeDifferentRoots).into())
+        );
+        assert_eq!(
+            check(&of(Kind::Inconsistent, None)),
+            Err(NotEvidence::NoProof.into())
+        );
+        assert_eq!(
+            check(&of(Kind::Inconsistent, Some(proof.clone()))),
+            Err(NotEvidence::ProofVerifies.into())
+        );
+        let lie = check(&of(Kind::Inconsistent, Some(vec![HexHash([0; 32])]))).unwrap();
+        assert!(lie.contains("consistency proof fails"), "{lie}");
+        assert_eq!(
+            compare(&key, &a.note, &b.note, Some(&proof)),
+            Ok(Comparison::Consistent)
+        );
+        // A 32-byte string that is not a point.
+        let not_a_point = (0..=255u8)
+            .map(|i| [i; 32])
+            .find(|k| VerifyingKey::from_bytes(k).is_err())
+            .expect("some byte strings are not points");
+        let mut e = of(Kind::TimeReversal, None);
+        e.log_key = not_a_point;
+        assert_eq!(check(&e), Err(NotEvidence::BadKey.into()));
+        let mut e = of(Kind::TimeReversal, None);
+        e.format = "x".into();
+        assert_eq!(check(&e), Err(EvidenceError::Format("x".into())));
+        assert_eq!(
+            EvidenceError::from(NotEvidence::KindNotShown(Kind::TimeReversal)).to_string(),
+            "the evidence does not show a lie: the checkpoints do not show TimeReversal"
+        );
+    }
+}

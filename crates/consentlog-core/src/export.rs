@@ -264,3 +264,145 @@ impl<R: Read> Reader<R> {
         Ok(Some((e, opening)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{Log, T0};
+
+    /// An export of two entries, the first with its opening.
+    fn export() -> Vec<u8> {
+        let log = Log::new();
+        let opening = Opening {
+            nonce: [1; 32],
+            event: log.event(None, true, T0),
+        };
+        let h = Header {
+            origin: "test.example/log".into(),
+            log_key: [2; 32],
+            openings: true,
+            checkpoints: vec!["cp".into()],
+            entries: 2,
+        };
+        let mut w = Writer::new(Vec::new(), &h).unwrap();
+        w.entry(&opening.entry(T0), Some(&opening)).unwrap();
+        w.entry(&opening.entry(T0 + 1), None).unwrap();
+        w.finish().unwrap()
+    }
+
+    fn read_all(b: &[u8]) -> Result<usize, ExportError> {
+        let mut r = Reader::new(b)?;
+        let mut n = 0;
+        while r.next_entry()?.is_some() {
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn malformed(b: &[u8]) -> ExportFormatError {
+        match read_all(b) {
+            Err(ExportError::Malformed(e)) => e,
+            other => panic!("not malformed: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reads_what_it_writes() {
+        assert_eq!(read_all(&export()).unwrap(), 2);
+    }
+
+    #[test]
+    fn errors_name_the_part() {
+        let b = export();
+        let origin_at = EXPORT_MAGIC.len();
+        let key_at = origin_at + 8 + 16;
+        let flag_at = key_at + 32;
+        let cp_at = flag_at + 1 + 8;
+        let entries_at = cp_at + 8 + 2 + 8;
+        let opening_at = entries_at + ENTRY_LEN;
+        let event_at = opening_at + 1 + 32;
+
+        assert!(matches!(
+            read_all(&b[..3]),
+            Err(ExportError::Truncated(Part::Magic))
+        ));
+        assert!(matches!(
+            read_all(&b[..event_at + 3]),
+            Err(ExportError::Truncated(Part::EntryEvent(0)))
+        ));
+        assert_eq!(
+            ExportError::Truncated(Part::EntryNonce(3)).to_string(),
+            "export truncated while reading entry 3 nonce"
+        );
+        let mut x = b.clone();
+        x[0] = b'X';
+        assert_eq!(malformed(&x), ExportFormatError::BadMagic);
+        let mut x = b.clone();
+        x[origin_at + 8] = 0xff;
+        assert_eq!(
+            malformed(&x),
+            ExportFormatError::NotUtf8 { part: Part::Origin }
+        );
+        let mut x = b.clone();
+        x[cp_at + 8] = 0xff;
+        assert_eq!(
+            malformed(&x),
+            ExportFormatError::NotUtf8 {
+                part: Part::Checkpoint(0)
+            }
+        );
+        let mut x = b.clone();
+        x[flag_at] = 2;
+        assert_eq!(
+            malformed(&x),
+            ExportFormatError::Flag {
+                part: Part::Openings,
+                value: 2
+            }
+        );
+        let mut x = b.clone();
+        x[origin_at..origin_at + 8].copy_from_slice(&256u64.to_le_bytes());
+        assert_eq!(
+            malformed(&x),
+            ExportFormatError::TooLong {
+                part: Part::Origin,
+                len: 256,
+                max: 255
+            }
+        );
+        let mut x = b.clone();
+        x[entries_at] = 2;
+        assert_eq!(
+            malformed(&x),
+            ExportFormatError::Decode {
+                part: Part::Entry(0),
+                err: DecodeError::EntryVersion(2)
+            }
+        );
+        let mut x = b.clone();
+        x[event_at..event_at + 8].copy_from_slice(&3u64.to_le_bytes());
+        x.drain(event_at + 8 + 3..event_at + 8 + 3 + 64);
+        let e = malformed(&x);
+        assert!(
+            matches!(
+                e,
+                ExportFormatError::Decode {
+                    part: Part::EntryEvent(0),
+                    err: DecodeError::SignedEventTooShort { len: 3 }
+                }
+            ),
+            "{e}"
+        );
+        let mut x = b.clone();
+        x.push(0);
+        assert_eq!(malformed(&x), ExportFormatError::TrailingBytes);
+        assert_eq!(
+            ExportFormatError::Flag {
+                part: Part::EntryOpening(1),
+                value: 7
+            }
+            .to_string(),
+            "entry 1 opening flag is 7, not 0 or 1"
+        );
+    }
+}

@@ -186,6 +186,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn json_objects_only() {
+        #[derive(Debug, PartialEq, serde::Deserialize)]
+        struct P {
+            a: u8,
+        }
+        assert_eq!(json_object::<P>(r#"{"a":1}"#), Ok(P { a: 1 }));
+        assert_eq!(json_object::<P>("[1]"), Err(JsonError::Array));
+        assert!(matches!(
+            json_object::<P>("{}"),
+            Err(JsonError::Parse(m)) if m.contains("missing field `a`")
+        ));
+    }
+
+    #[test]
     fn hex_is_strict() {
         assert_eq!(from_hex("00ff").unwrap(), vec![0, 255]);
         assert_eq!(from_hex("00FF"), Err(HexError::BadChar('F')));

@@ -173,3 +173,117 @@ pub fn check(
         chains,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proof::LinkError;
+    use crate::reject::Reject;
+    use crate::testutil::{Log, T0};
+
+    fn fixture() -> (History, VerifyingKey) {
+        let (log, key) = Log::chain_of_two();
+        let h = History {
+            format: HISTORY_FORMAT.into(),
+            checkpoint: log.checkpoint(T0 + 120_000).note,
+            subject: log.person.verifying_key().to_bytes(),
+            chains: vec![Chain {
+                controller: "example.com".into(),
+                purpose: "ai-training".into(),
+                events: vec![log.proven(0), log.proven(1)],
+                map: log.map.prove(&key),
+            }],
+        };
+        (h, log.key.verifying_key())
+    }
+
+    fn chain_err(h: &History, key: &VerifyingKey) -> ChainError {
+        match check(h, key, None) {
+            Err(HistoryError::Chain {
+                chain: 0, reason, ..
+            }) => reason,
+            other => panic!("not a chain error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn history_errors() {
+        let (h, key) = fixture();
+        let checked = check(&h, &key, Some(&h.subject)).unwrap();
+        assert_eq!(checked.chains[0].2.len(), 2);
+        let pair = |c: &str, p: &str| vec![(c.to_string(), p.to_string())];
+        check_expected(&checked, &pair("example.com", "ai-training")).unwrap();
+        assert_eq!(
+            check_expected(&checked, &pair("example.com", "ads")).unwrap_err(),
+            HistoryError::Missing {
+                controller: "example.com".into(),
+                purpose: "ads".into()
+            }
+        );
+        assert!(matches!(
+            check(&h, &key, Some(&[0; 32])),
+            Err(HistoryError::Subject { .. })
+        ));
+        let mut bad = h.clone();
+        bad.format = "x".into();
+        assert_eq!(
+            check(&bad, &key, None).unwrap_err(),
+            HistoryError::Format("x".into())
+        );
+        let mut bad = h.clone();
+        bad.chains.push(bad.chains[0].clone());
+        assert_eq!(
+            check(&bad, &key, None).unwrap_err(),
+            HistoryError::Repeated(1)
+        );
+
+        let mut bad = h.clone();
+        bad.chains[0].purpose = "Ads".into();
+        assert!(matches!(chain_err(&bad, &key), ChainError::Name(_)));
+        let mut bad = h.clone();
+        bad.chains[0].events[1].opening.nonce[0] ^= 1;
+        assert_eq!(
+            chain_err(&bad, &key),
+            ChainError::Event {
+                event: 1,
+                err: EventError::Commitment
+            }
+        );
+        let mut bad = h.clone();
+        bad.chains[0].events.swap(0, 1);
+        assert_eq!(chain_err(&bad, &key), ChainError::FirstSeq);
+        let mut bad = h.clone();
+        let first = bad.chains[0].events[0].clone();
+        bad.chains[0].events.push(first);
+        assert_eq!(
+            chain_err(&bad, &key),
+            ChainError::Link {
+                event: 2,
+                err: LinkError::Index { prev: 1, next: 0 }
+            }
+        );
+        let mut bad = h.clone();
+        bad.chains[0].events.clear();
+        assert_eq!(chain_err(&bad, &key), ChainError::Empty);
+        let mut bad = h.clone();
+        bad.chains[0].events.pop();
+        assert_eq!(
+            chain_err(&bad, &key),
+            ChainError::Map(MapHeadError::OtherEntry { index: 1 })
+        );
+        let e = HistoryError::Chain {
+            chain: 0,
+            controller: "c".into(),
+            purpose: "p".into(),
+            reason: ChainError::Event {
+                event: 1,
+                err: EventError::Event(Reject::Signature),
+            },
+        };
+        assert_eq!(
+            e.to_string(),
+            "chain 0 (c/p): event 1: event: signature does not verify (strict Ed25519) under \
+             the subject key"
+        );
+    }
+}

@@ -29,3 +29,6 @@ pub mod tlog;
 pub mod tlog_proof;
 pub mod vkey;
 pub mod vrf;
+
+#[cfg(test)]
+mod testutil;

@@ -276,3 +276,173 @@ pub fn open(note: &str, key: &VerifyingKey) -> Result<SignedCheckpoint, NoteErro
         note: note.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SigningKey {
+        SigningKey::from_bytes(&[0x42; 32])
+    }
+
+    fn note() -> String {
+        Checkpoint {
+            origin: "test.example/log",
+            size: 2,
+            root: [1; 32],
+            map_root: [2; 32],
+            time: 1000,
+        }
+        .sign(&key())
+    }
+
+    fn open_err(text: &str) -> NoteError {
+        open(text, &key().verifying_key()).expect_err(text)
+    }
+
+    #[test]
+    fn opens_what_it_signs() {
+        let cp = open(&note(), &key().verifying_key()).unwrap();
+        assert_eq!((cp.size, cp.time, cp.root), (2, 1000, [1; 32]));
+    }
+
+    #[test]
+    fn syntax_errors() {
+        let good = note();
+        let (body, sig) = good.split_once("\n\n").unwrap();
+        let sig = sig.trim_end();
+        let blob = sig.rsplit_once(' ').unwrap().1;
+        let with_sig = |line: &str| format!("{body}\n\n{line}\n");
+        for (text, want) in [
+            ("no blank line\n".to_string(), NoteSyntaxError::NoBlankLine),
+            (good.trim_end().to_string(), NoteSyntaxError::NoFinalNewline),
+            (
+                format!("{body}\n\n\n"),
+                NoteSyntaxError::SignatureLine(String::new()),
+            ),
+            (
+                with_sig(&"— x AAAA\n".repeat(MAX_SIGNATURES + 1)),
+                NoteSyntaxError::SignatureCount,
+            ),
+            (
+                with_sig("- test.example/log x"),
+                NoteSyntaxError::SignatureLine("- test.example/log x".into()),
+            ),
+            (
+                with_sig("— test.example/log !!"),
+                NoteSyntaxError::SignatureBase64,
+            ),
+            (
+                with_sig("— test.example/log AAAA"),
+                NoteSyntaxError::SignatureTooShort,
+            ),
+            (
+                with_sig(&format!(
+                    "— test.example/log {}",
+                    B64.encode(&B64.decode(blob).unwrap()[..40])
+                )),
+                NoteSyntaxError::SignatureLength,
+            ),
+        ] {
+            assert_eq!(open_err(&text), NoteError::Malformed(want), "{text:?}");
+        }
+        assert_eq!(
+            NoteError::Malformed(NoteSyntaxError::SignatureLine("x".into())).to_string(),
+            "malformed note: bad signature line \"x\""
+        );
+    }
+
+    #[test]
+    fn body_errors() {
+        let root = B64.encode([1u8; 32]);
+        let body = |size: &str, root: &str, map: &str, time: &str| {
+            format!("test.example/log\n{size}\n{root}\n{map}\n{time}\n")
+        };
+        let map = format!("map {root}");
+        for (text, want) in [
+            ("test.example/log".to_string(), BodyError::NoFinalNewline),
+            ("a\nb\n".to_string(), BodyError::LineCount(2)),
+            (body("1", &root, &root, "time 1"), BodyError::MapLine),
+            (body("1", &root, &map, "1"), BodyError::TimeLine),
+            (
+                body("01", &root, &map, "time 1"),
+                BodyError::NotDecimal {
+                    field: BodyField::TreeSize,
+                    text: "01".into(),
+                },
+            ),
+            (
+                body("1", &root, &map, "time 99999999999999999999"),
+                BodyError::OutOfRange {
+                    field: BodyField::Time,
+                    text: "99999999999999999999".into(),
+                },
+            ),
+            (
+                body("1", "!", &map, "time 1"),
+                BodyError::NotBase64 {
+                    field: BodyField::Root,
+                    reason: B64.decode("!").unwrap_err().to_string(),
+                },
+            ),
+            (
+                body("1", "AAAA", &map, "time 1"),
+                BodyError::NotHash {
+                    field: BodyField::Root,
+                },
+            ),
+        ] {
+            assert_eq!(parse_body(&text), Err(NoteError::Body(want)), "{text:?}");
+        }
+        assert_eq!(
+            parse_body(&format!("Test\n1\n{root}\n{map}\ntime 1\n")),
+            Err(NoteError::Body(BodyError::Origin(NameError::Character {
+                what: "origin".into(),
+                c: 'T'
+            })))
+        );
+        // Not reachable with the strict base64 engine, which refuses non-canonical input
+        // itself; checked all the same in case the engine's configuration changes.
+        assert_eq!(
+            BodyError::NonCanonicalBase64 {
+                field: BodyField::MapRoot
+            }
+            .to_string(),
+            "map root is not canonical base64"
+        );
+        assert_eq!(
+            NoteError::Body(BodyError::NotDecimal {
+                field: BodyField::TreeSize,
+                text: "01".into()
+            })
+            .to_string(),
+            "malformed checkpoint body: tree size \"01\" is not a decimal number"
+        );
+    }
+
+    #[test]
+    fn signature_errors() {
+        let good = note();
+        let other = SigningKey::from_bytes(&[0x43; 32]).verifying_key();
+        assert!(matches!(
+            open(&good, &other),
+            Err(NoteError::NoSignature { .. })
+        ));
+        // The key id of the right key in front of another key's signature.
+        let forged = Checkpoint {
+            origin: "test.example/log",
+            size: 3,
+            root: [1; 32],
+            map_root: [2; 32],
+            time: 1000,
+        }
+        .sign(&key());
+        let (body, _) = forged.split_once("\n\n").unwrap();
+        let (_, sig) = good.split_once("\n\n").unwrap();
+        assert_eq!(
+            open_err(&format!("{body}\n\n{sig}")),
+            NoteError::BadSignature
+        );
+        assert_eq!(open_err(&"x".repeat(MAX_NOTE + 1)), NoteError::TooLarge);
+    }
+}

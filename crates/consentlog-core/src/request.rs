@@ -132,3 +132,72 @@ pub fn check_request(
     .map_err(|_| RequestAuthError::BadSignature)?;
     Ok(subject)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_767_225_600_000;
+
+    fn err(header: &str) -> RequestAuthError {
+        check_request(header, "GET", "/v1/heads", NOW).expect_err(header)
+    }
+
+    #[test]
+    fn syntax_errors() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let good = sign_request(&key, "GET", "/v1/heads", NOW);
+        assert_eq!(
+            check_request(&good, "GET", "/v1/heads", NOW),
+            Ok(key.verifying_key().to_bytes())
+        );
+        let params = good.strip_prefix("Consentlog-Ed25519 ").unwrap();
+        let subject = params.split(',').next().unwrap();
+        for (header, want) in [
+            (format!("Bearer {params}"), AuthSyntaxError::WrongScheme),
+            (format!("{SCHEME} {params},x"), AuthSyntaxError::NotKeyValue),
+            (
+                format!("{SCHEME} {params},{subject}"),
+                AuthSyntaxError::Repeated("subject".into()),
+            ),
+            (
+                format!("{SCHEME} {params},x=1"),
+                AuthSyntaxError::UnknownParameter("x".into()),
+            ),
+            (format!("{SCHEME} {subject}"), AuthSyntaxError::Missing),
+            (
+                format!("{SCHEME} subject=AB"),
+                AuthSyntaxError::Hex {
+                    parameter: "subject",
+                    err: HexError::BadChar('A'),
+                },
+            ),
+            (
+                format!("{SCHEME} signature=00"),
+                AuthSyntaxError::Hex {
+                    parameter: "signature",
+                    err: HexError::WrongLength {
+                        expected: 64,
+                        got: 1,
+                    },
+                },
+            ),
+            (format!("{SCHEME} time=01"), AuthSyntaxError::TimeNotDecimal),
+            (
+                format!("{SCHEME} time=99999999999999999999"),
+                AuthSyntaxError::TimeOutOfRange,
+            ),
+        ] {
+            assert_eq!(err(&header), RequestAuthError::Malformed(want), "{header}");
+        }
+        assert_eq!(
+            err(&format!("{SCHEME} subject=AB")).to_string(),
+            "malformed Consentlog-Ed25519 authorization: hex has invalid character 'A' \
+             (only 0-9 and a-f are allowed)"
+        );
+        let stale = sign_request(&key, "GET", "/v1/heads", NOW - REQUEST_WINDOW_MS - 1);
+        assert!(matches!(err(&stale), RequestAuthError::Stale { .. }));
+        let other = sign_request(&key, "GET", "/v1/other", NOW);
+        assert_eq!(err(&other), RequestAuthError::BadSignature);
+    }
+}

@@ -371,6 +371,39 @@ mod tests {
         }
     }
 
+    /// A source that cannot load: every operation that reaches a stub fails and changes
+    /// nothing.
+    #[test]
+    fn source_errors_come_through() {
+        struct Broken;
+        impl MapSource for Broken {
+            type Error = &'static str;
+            fn load(&self, _: &Hash, _: usize) -> Result<Vec<(Hash, MapValue)>, &'static str> {
+                Err("disk on fire")
+            }
+        }
+        let items: Vec<_> = (0..20u64)
+            .map(|i| (b3(&i.to_le_bytes()), value(i)))
+            .collect();
+        let mut m = StateMap::with_buckets(4);
+        m.insert_batch_from(&items, &Broken).unwrap();
+        let root = m.root();
+        assert_eq!(
+            m.prove_from(&items[0].0, &Broken),
+            Err(MapError::Source("disk on fire"))
+        );
+        assert_eq!(
+            m.insert_batch_from(&[(items[0].0, value(99))], &Broken),
+            Err(MapError::Source("disk on fire"))
+        );
+        assert_eq!(m.root(), root);
+        assert_eq!(m.len(), 20);
+        assert_eq!(
+            MapError::Source("disk on fire").to_string(),
+            "cannot load map keys: disk on fire"
+        );
+    }
+
     /// Keys whose paths share up to 255 bits: chains of single-child levels everywhere.
     #[test]
     fn long_shared_prefixes() {

@@ -1,15 +1,18 @@
 //! The checks of one logged event against a verified checkpoint, of the link between two events
 //! of one chain, and of the map's head for a key: the steps that consent proofs and histories
-//! share (docs/FORMAT.md §8, checks 2-4, and §9).
+//! share (docs/FORMAT.md §8, checks 2-4, and §9), and the check of an opening against its entry
+//! that an auditor makes for every entry.
+
+use ed25519_dalek::VerifyingKey;
 
 use crate::codec::DecodeError;
 use crate::entry::{Entry, Opening};
-use crate::event::SignedEvent;
+use crate::event::{subject_key, SignedEvent};
 use crate::hash::Hash;
 use crate::map::{self, MapProof, MapProofError};
 use crate::note::SignedCheckpoint;
 use crate::reject::Reject;
-use crate::rules::ISSUED_AT_WINDOW_MS;
+use crate::rules::{check_expiry, ISSUED_AT_WINDOW_MS};
 use crate::tlog::{self, Blake3Hasher, InclusionError, LeafIndex, TreeSize};
 
 use super::ProvenEvent;
@@ -192,5 +195,214 @@ pub fn check_map_head(
         (Some(v), Some(_)) => Err(MapHeadError::OtherEntry { index: v.index }),
         (Some(_), None) => Err(MapHeadError::Present),
         (None, Some(_)) => Err(MapHeadError::Absent),
+    }
+}
+
+/// Checks one opening against its entry: commitment, key, strict signature, origin and the
+/// issued_at window.
+pub fn check_opening(e: &Entry, o: &Opening, origin: &str) -> Result<(), EventError> {
+    check_opening_with(e, o, origin, &subject_key(&o.event.event.subject))
+}
+
+/// [`check_opening`] with the subject's key from [`subject_key`](crate::event::subject_key).
+pub fn check_opening_with(
+    e: &Entry,
+    o: &Opening,
+    origin: &str,
+    key: &Result<VerifyingKey, Reject>,
+) -> Result<(), EventError> {
+    check_opening_given(e, o, origin, key, |k| o.event.signature_valid(k))
+}
+
+/// [`check_opening_with`], with the strict signature check answered by `signature_ok` (from
+/// [`signatures_valid`](crate::event::signatures_valid), which checks many at once); asked only when the checks before it pass.
+pub fn check_opening_given(
+    e: &Entry,
+    o: &Opening,
+    origin: &str,
+    key: &Result<VerifyingKey, Reject>,
+    signature_ok: impl FnOnce(&VerifyingKey) -> bool,
+) -> Result<(), EventError> {
+    if o.commitment() != e.commitment {
+        return Err(EventError::Commitment);
+    }
+    if o.event.event.state_key() != e.key {
+        return Err(EventError::StateKey);
+    }
+    o.event.check_self_given(key, signature_ok)?;
+    o.event.check_log(origin)?;
+    check_expiry(&o.event)?;
+    check_issued_at(e, &o.event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::DecodeError;
+    use crate::event::ConsentEvent;
+    use crate::testutil::{Log, ORIGIN, T0};
+    use crate::tlog::InclusionError;
+
+    #[test]
+    fn a_logged_event_checks_out() {
+        let (log, key) = Log::chain_of_two();
+        let cp = log.checkpoint(T0 + 120_000);
+        let a = check_event(&log.proven(0), &cp, &key).unwrap();
+        let b = check_event(&log.proven(1), &cp, &key).unwrap();
+        assert_eq!((a.index, b.index), (0, 1));
+        check_link(&a, &b).unwrap();
+        let head = log.map.prove(&key);
+        check_map_head(Some(&head), &cp, &key, Some(&b)).unwrap();
+    }
+
+    #[test]
+    fn event_errors() {
+        let (mut log, key) = Log::chain_of_two();
+        let cp = log.checkpoint(T0 + 120_000);
+        let check = |pe: &ProvenEvent, cp: &SignedCheckpoint| check_event(pe, cp, &key);
+
+        let mut pe = log.proven(0);
+        pe.entry[0] = 2;
+        assert_eq!(
+            check(&pe, &cp).unwrap_err(),
+            EventError::Entry(DecodeError::EntryVersion(2))
+        );
+        let mut pe = log.proven(0);
+        pe.inclusion.clear();
+        assert_eq!(
+            check(&pe, &cp).unwrap_err(),
+            EventError::Inclusion(InclusionError::WrongProofLength {
+                expected: 1,
+                got: 0
+            })
+        );
+        let mut pe = log.proven(0);
+        pe.opening.event.truncate(10);
+        assert_eq!(
+            check(&pe, &cp).unwrap_err(),
+            EventError::Opening(DecodeError::SignedEventTooShort { len: 10 })
+        );
+        let mut pe = log.proven(0);
+        pe.opening.nonce[0] ^= 1;
+        assert_eq!(check(&pe, &cp).unwrap_err(), EventError::Commitment);
+        assert_eq!(
+            check_event(&log.proven(0), &cp, &[0; 32]).unwrap_err(),
+            EventError::OtherKey
+        );
+        // The checkpoint is older than the entries it is said to cover.
+        let early = log.checkpoint(T0);
+        assert_eq!(
+            check(&log.proven(0), &early).unwrap_err(),
+            EventError::AfterCheckpoint {
+                integrated_at: T0 + 250,
+                checkpoint_time: T0
+            }
+        );
+
+        // Entries that lie about their openings.
+        let ev = log.event(None, true, T0);
+        let opening = Opening {
+            nonce: [9; 32],
+            event: ev,
+        };
+        let mut wrong_key = opening.entry(T0 + 250);
+        wrong_key.key = key;
+        wrong_key.key[0] ^= 1;
+        let i = log.append_entry(wrong_key, opening.clone());
+        let late = opening.entry(T0 + 10 * 60_000);
+        let j = log.append_entry(late, opening.clone());
+        let other_log = ConsentEvent {
+            log: "other.example/log".into(),
+            ..log.event(None, true, T0).event
+        }
+        .sign(&log.person);
+        let k = log.append(other_log);
+        let cp = log.checkpoint(T0 + 3_600_000);
+        assert_eq!(
+            check_event(&log.proven(i), &cp, &wrong_key.key).unwrap_err(),
+            EventError::StateKey
+        );
+        assert_eq!(
+            check(&log.proven(j), &cp).unwrap_err(),
+            EventError::IssuedAt {
+                integrated_at: T0 + 600_000,
+                issued_at: T0
+            }
+        );
+        assert_eq!(
+            check(&log.proven(k), &cp).unwrap_err(),
+            EventError::Event(Reject::Log {
+                got: "other.example/log".into(),
+                want: ORIGIN.into()
+            })
+        );
+    }
+
+    #[test]
+    fn link_errors() {
+        let (log, key) = Log::chain_of_two();
+        let cp = log.checkpoint(T0 + 120_000);
+        let a = check_event(&log.proven(0), &cp, &key).unwrap();
+        let b = check_event(&log.proven(1), &cp, &key).unwrap();
+        assert_eq!(
+            check_link(&b, &a),
+            Err(LinkError::Index { prev: 1, next: 0 })
+        );
+        assert_eq!(
+            check_link(&a, &a),
+            Err(LinkError::Index { prev: 0, next: 0 })
+        );
+        let mut later = b.clone();
+        later.index = 5;
+        later.event.event.seq = 2;
+        assert_eq!(
+            check_link(&a, &later),
+            Err(LinkError::Seq { prev: 0, next: 2 })
+        );
+        later.event.event.seq = 1;
+        later.event.event.prev = Some([0; 32]);
+        assert_eq!(check_link(&a, &later), Err(LinkError::Prev));
+        assert_eq!(
+            LinkError::Seq { prev: 0, next: 2 }.to_string(),
+            "seq 2 does not follow seq 0"
+        );
+    }
+
+    #[test]
+    fn map_head_errors() {
+        let (log, key) = Log::chain_of_two();
+        let cp = log.checkpoint(T0 + 120_000);
+        let a = check_event(&log.proven(0), &cp, &key).unwrap();
+        let b = check_event(&log.proven(1), &cp, &key).unwrap();
+        let head = log.map.prove(&key);
+        let absent_key = [0; 32];
+        let absent = log.map.prove(&absent_key);
+        assert_eq!(
+            check_map_head(None, &cp, &key, Some(&b)),
+            Err(MapHeadError::Missing)
+        );
+        assert_eq!(
+            check_map_head(Some(&head), &cp, &key, Some(&a)),
+            Err(MapHeadError::OtherEntry { index: 1 })
+        );
+        assert_eq!(
+            check_map_head(Some(&head), &cp, &key, None),
+            Err(MapHeadError::Present)
+        );
+        assert_eq!(
+            check_map_head(Some(&absent), &cp, &absent_key, Some(&b)),
+            Err(MapHeadError::Absent)
+        );
+        check_map_head(Some(&absent), &cp, &absent_key, None).unwrap();
+        let mut forged = head.clone();
+        forged.leaf.as_mut().expect("present").index = 0;
+        assert_eq!(
+            check_map_head(Some(&forged), &cp, &key, Some(&a)),
+            Err(MapHeadError::Proof(MapProofError::RootMismatch))
+        );
+        assert_eq!(
+            MapHeadError::OtherEntry { index: 1 }.to_string(),
+            "the key's latest entry at the checkpoint is index 1, not the event given"
+        );
     }
 }

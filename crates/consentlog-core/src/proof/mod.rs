@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 use crate::entry::Opening;
 use crate::event::{check_name, state_key, ConsentEvent, Decision};
 use crate::hash::{hex_array, hex_bytes, to_hex, HexHash};
-use crate::map::MapProof;
 use crate::note::{self, NoteError, SignedCheckpoint};
 use crate::text::NameError;
 
@@ -24,22 +23,37 @@ pub use logged_event::{
 /// The `format` string of a consent proof.
 pub const PROOF_FORMAT: &str = "consentlog-proof/v1";
 
-/// A consent proof as JSON.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConsentProof {
-    pub format: String,
-    pub checkpoint: String,
-    #[serde(with = "hex_array")]
-    pub subject: [u8; 32],
-    pub controller: String,
-    pub purpose: String,
-    pub at: u64,
-    pub events: Vec<ProvenEvent>,
-    /// Required, as null when absent.
-    #[serde(deserialize_with = "Option::deserialize")]
-    pub map: Option<MapProof>,
-    pub state: String,
+/// Declares a strict JSON struct with the given leading fields, then the fields of every
+/// consent proof in their order: `subject, controller, purpose, at, events, map, state` (a
+/// [`ConsentProof`], and a proof line of a batch, which leaves out its first two fields).
+macro_rules! consent_proof_struct {
+    ($(#[$meta:meta])* pub struct $name:ident { $(pub $field:ident: $ty:ty,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $(pub $field: $ty,)*
+            #[serde(with = "crate::hash::hex_array")]
+            pub subject: [u8; 32],
+            pub controller: String,
+            pub purpose: String,
+            pub at: u64,
+            pub events: Vec<crate::proof::ProvenEvent>,
+            /// Required, as null when absent.
+            #[serde(deserialize_with = "Option::deserialize")]
+            pub map: Option<crate::map::MapProof>,
+            pub state: String,
+        }
+    };
+}
+pub(crate) use consent_proof_struct;
+
+consent_proof_struct! {
+    /// A consent proof as JSON.
+    pub struct ConsentProof {
+        pub format: String,
+        pub checkpoint: String,
+    }
 }
 
 /// One logged event with its opening and inclusion proof.
@@ -309,4 +323,190 @@ pub fn check_with_checkpoint(
         state,
         checkpoint: cp,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::map::MapProof;
+    use crate::testutil::{Log, T0};
+
+    /// A proof of the chain (opt-in at T0, opt-out a minute later) at `at`, valid when `at` is
+    /// between the two, with the log key.
+    fn fixture() -> (ConsentProof, VerifyingKey) {
+        let (log, _) = Log::chain_of_two();
+        let cp = log.checkpoint(T0 + 120_000);
+        let p = ConsentProof {
+            format: PROOF_FORMAT.into(),
+            checkpoint: cp.note,
+            subject: log.person.verifying_key().to_bytes(),
+            controller: "example.com".into(),
+            purpose: "ai-training".into(),
+            at: T0 + 1_000,
+            events: vec![log.proven(0), log.proven(1)],
+            map: None,
+            state: "opted_in".into(),
+        };
+        (p, log.key.verifying_key())
+    }
+
+    fn err(p: &ConsentProof, key: &VerifyingKey, q: &Question) -> ProofError {
+        check(p, key, q).expect_err("invalid")
+    }
+
+    #[test]
+    fn proof_errors() {
+        let (p, key) = fixture();
+        let none = Question::default();
+        assert_eq!(check(&p, &key, &none).unwrap().state, State::OptedIn);
+
+        let q = Question {
+            subject: Some([1; 32]),
+            ..Question::default()
+        };
+        assert_eq!(
+            err(&p, &key, &q),
+            ProofError::Question(QuestionError::Subject {
+                want: [1; 32],
+                got: p.subject
+            })
+        );
+        for (q, want) in [
+            (
+                Question {
+                    controller: Some("c".into()),
+                    ..Question::default()
+                },
+                QuestionError::Controller {
+                    want: "c".into(),
+                    got: "example.com".into(),
+                },
+            ),
+            (
+                Question {
+                    purpose: Some("p".into()),
+                    ..Question::default()
+                },
+                QuestionError::Purpose {
+                    want: "p".into(),
+                    got: "ai-training".into(),
+                },
+            ),
+            (
+                Question {
+                    at: Some(5),
+                    ..Question::default()
+                },
+                QuestionError::At {
+                    want: 5,
+                    got: T0 + 1_000,
+                },
+            ),
+        ] {
+            assert_eq!(err(&p, &key, &q), ProofError::Question(want));
+        }
+        assert_eq!(
+            QuestionError::At { want: 5, got: 6 }.to_string(),
+            "at is 6, expected 5"
+        );
+        let cp = note::open(&p.checkpoint, &key).unwrap();
+        let mut other = p.clone();
+        other.checkpoint.push('\n');
+        assert_eq!(
+            check_with_checkpoint(&other, cp.clone(), &none).unwrap_err(),
+            ProofError::Question(QuestionError::Checkpoint)
+        );
+
+        let mut bad = p.clone();
+        bad.format = "x".into();
+        assert_eq!(err(&bad, &key, &none), ProofError::Format("x".into()));
+        let mut bad = p.clone();
+        bad.purpose = "Ads".into();
+        assert!(matches!(
+            err(&bad, &key, &none),
+            ProofError::Name(NameError::Character { c: 'A', .. })
+        ));
+        let mut bad = p.clone();
+        bad.checkpoint.clear();
+        assert!(matches!(
+            err(&bad, &key, &none),
+            ProofError::Checkpoint(NoteError::Malformed(_))
+        ));
+        let mut bad = p.clone();
+        bad.at = T0 + 200_000;
+        assert_eq!(
+            err(&bad, &key, &none),
+            ProofError::CheckpointTooOld {
+                time: T0 + 120_000,
+                at: T0 + 200_000
+            }
+        );
+        let mut bad = p.clone();
+        bad.events.push(bad.events[0].clone());
+        assert_eq!(err(&bad, &key, &none), ProofError::TooManyEvents(3));
+        let mut bad = p.clone();
+        bad.events[1].opening.nonce[0] ^= 1;
+        assert_eq!(
+            err(&bad, &key, &none),
+            ProofError::Event {
+                pos: 1,
+                reason: EventError::Commitment
+            }
+        );
+        let mut bad = p.clone();
+        bad.events.swap(0, 1);
+        assert_eq!(
+            err(&bad, &key, &none),
+            ProofError::Chain(ChainError::Link(LinkError::Index { prev: 1, next: 0 }))
+        );
+        let mut bad = p.clone();
+        bad.at = T0;
+        assert_eq!(
+            err(&bad, &key, &none),
+            ProofError::Chain(ChainError::NotFirst)
+        );
+        let mut bad = p.clone();
+        bad.at = T0 + 100_000;
+        assert_eq!(
+            err(&bad, &key, &none),
+            ProofError::Chain(ChainError::SuccessorNotAfter {
+                integrated_at: T0 + 60_250,
+                at: T0 + 100_000
+            })
+        );
+        let mut bad = p.clone();
+        bad.map = Some(MapProof {
+            leaf: None,
+            siblings: vec![],
+        });
+        assert_eq!(
+            err(&bad, &key, &none),
+            ProofError::Map(MapHeadError::Unexpected)
+        );
+        let mut bad = p.clone();
+        bad.events.truncate(1);
+        assert_eq!(
+            err(&bad, &key, &none),
+            ProofError::Map(MapHeadError::Missing)
+        );
+        let mut bad = p.clone();
+        bad.state = "opted_out".into();
+        assert_eq!(
+            err(&bad, &key, &none),
+            ProofError::StateMismatch {
+                claimed: "opted_out".into(),
+                actual: "opted_in".into()
+            }
+        );
+        // The texts the CLI prints stay as they were.
+        assert_eq!(
+            ProofError::Map(MapHeadError::Unexpected).to_string(),
+            "map proof: unexpected map proof"
+        );
+        assert_eq!(
+            ProofError::Chain(ChainError::NotFirst).to_string(),
+            "events: no event is in force at `at`, so the proof must give only the key's \
+             first event (seq 0)"
+        );
+    }
 }

@@ -8,12 +8,16 @@ use std::collections::{HashMap, HashSet};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-use super::codec::{self, DecodeError};
-use super::hash::{hex_array, hex_array_opt, Hash};
-use super::reject::{MalformedEvent, Reject};
-use super::strict;
-use super::text;
-pub use super::text::NameError;
+use crate::codec::{self, DecodeError};
+use crate::hash::Hash;
+use crate::reject::Reject;
+use crate::strict;
+use crate::text;
+pub use crate::text::NameError;
+
+pub mod json;
+
+pub use json::{parse_batch, BatchError, EventJson};
 
 /// Domain-separation prefix of an event signature.
 pub const EVENT_DOMAIN: &[u8] = b"consentlog/v1/event\n";
@@ -296,123 +300,90 @@ pub fn check_name(what: &str, s: &str) -> Result<(), NameError> {
     text::check_name_len(what, s, MAX_NAME)
 }
 
-/// The JSON line form of a signed event (what `consentlog sign` prints and `append` reads).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EventJson {
-    pub version: u8,
-    pub log: String,
-    #[serde(with = "hex_array")]
-    pub subject: [u8; 32],
-    pub controller: String,
-    pub purpose: String,
-    pub decision: String,
-    pub seq: u64,
-    #[serde(with = "hex_array_opt")]
-    pub prev: Option<[u8; 32]>,
-    pub issued_at: u64,
-    /// Required, as null when absent (like every field).
-    #[serde(deserialize_with = "Option::deserialize")]
-    pub expires_at: Option<u64>,
-    #[serde(with = "hex_array_opt")]
-    pub notice: Option<[u8; 32]>,
-    #[serde(with = "hex_array")]
-    pub signature: [u8; 64],
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reject::ExpiryError;
+    use crate::rules::check_expiry;
+    use crate::testutil::{Log, T0};
 
-impl From<&SignedEvent> for EventJson {
-    fn from(s: &SignedEvent) -> Self {
-        let e = &s.event;
-        EventJson {
-            version: e.version,
-            log: e.log.clone(),
-            subject: e.subject,
-            controller: e.controller.clone(),
-            purpose: e.purpose.clone(),
-            decision: match e.decision() {
-                Some(d) => d.as_str().to_string(),
-                None => e.decision.to_string(),
-            },
-            seq: e.seq,
-            prev: e.prev,
-            issued_at: e.issued_at,
-            expires_at: e.expires_at,
-            notice: e.notice,
-            signature: s.signature,
+    #[test]
+    fn name_and_expiry_errors() {
+        let log = Log::new();
+        let ev = ConsentEvent {
+            controller: String::new(),
+            ..log.event(None, true, T0).event
         }
-    }
-}
-
-impl EventJson {
-    /// Converts to the binary form; refuses an unknown decision spelling and an event whose
-    /// binary form would exceed the decoder's limit (so every accepted line round-trips).
-    pub fn to_signed(&self) -> Result<SignedEvent, Reject> {
-        let text_len = self.log.len() + self.controller.len() + self.purpose.len();
-        let too_large = MalformedEvent::TooLarge {
-            max: codec::MAX_ENCODED,
-        };
-        if text_len > codec::MAX_ENCODED {
-            return Err(too_large.into());
-        }
-        let decision = match self.decision.as_str() {
-            "opt-in" => 1,
-            "opt-out" => 0,
-            other => return Err(Reject::DecisionName(other.to_string())),
-        };
-        let ev = SignedEvent::from_parts(
-            ConsentEvent {
-                version: self.version,
-                log: self.log.clone(),
-                subject: self.subject,
-                controller: self.controller.clone(),
-                purpose: self.purpose.clone(),
-                decision,
-                seq: self.seq,
-                prev: self.prev,
-                issued_at: self.issued_at,
-                expires_at: self.expires_at,
-                notice: self.notice,
-            },
-            self.signature,
+        .sign(&log.person);
+        assert_eq!(
+            ev.check_self(),
+            Err(Reject::Controller(NameError::Length {
+                what: "controller".into(),
+                len: 0,
+                max: MAX_NAME
+            }))
         );
-        if ev.as_bytes().len() - SIGNATURE_LEN > codec::MAX_ENCODED {
-            return Err(too_large.into());
+        let ev = ConsentEvent {
+            purpose: "Ads".into(),
+            ..log.event(None, true, T0).event
         }
-        Ok(ev)
-    }
+        .sign(&log.person);
+        let r = ev.check_self().unwrap_err();
+        assert_eq!(
+            r,
+            Reject::Purpose(NameError::Character {
+                what: "purpose".into(),
+                c: 'A'
+            })
+        );
+        assert_eq!(
+            r.to_string(),
+            "bad purpose: purpose has character 'A' outside [a-z0-9._:/-]"
+        );
 
-    /// Parses one JSON line strictly.
-    pub fn parse(line: &str) -> Result<SignedEvent, Reject> {
-        let j: EventJson = super::hash::json_object(line).map_err(MalformedEvent::Json)?;
-        j.to_signed()
-    }
-}
-
-/// Why a batch body was refused as a whole: it begins with `[` but is not a JSON array.
-#[derive(Debug, thiserror::Error)]
-#[error("body is not a JSON array: {0}")]
-pub struct BatchError(#[source] pub serde_json::Error);
-
-/// Parses the body of a batch: a JSON array of event objects, or NDJSON lines. Each element is
-/// parsed from its own text exactly like an NDJSON line, so a repeated field is refused either
-/// way. Fails as a whole only when the body is not a JSON array (or not text).
-pub fn parse_batch(text: &str) -> Result<Vec<Result<SignedEvent, Reject>>, BatchError> {
-    if !text.trim_start().starts_with('[') {
-        return Ok(text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(EventJson::parse)
-            .collect());
-    }
-    let items: Vec<Box<serde_json::value::RawValue>> =
-        serde_json::from_str(text).map_err(BatchError)?;
-    Ok(items
-        .iter()
-        .map(|raw| {
-            if !raw.get().trim_start().starts_with('{') {
-                return Err(MalformedEvent::NotObject.into());
+        let expiring = |opt_in, expires_at| {
+            ConsentEvent {
+                expires_at: Some(expires_at),
+                ..log.event(None, opt_in, T0).event
             }
-            EventJson::parse(raw.get())
-        })
-        .collect())
+            .sign(&log.person)
+        };
+        assert_eq!(check_expiry(&expiring(true, T0 + 1)), Ok(()));
+        assert_eq!(
+            check_expiry(&expiring(false, T0 + 1)),
+            Err(Reject::ExpiresAt(ExpiryError::OnOptOut))
+        );
+        let r = check_expiry(&expiring(true, T0)).unwrap_err();
+        assert_eq!(
+            r,
+            Reject::ExpiresAt(ExpiryError::NotAfterIssued {
+                expires_at: T0,
+                issued_at: T0
+            })
+        );
+        assert_eq!(
+            r.to_string(),
+            format!("expires_at: expires_at {T0} is not after issued_at {T0}")
+        );
+    }
+
+    #[test]
+    fn decode_errors() {
+        let log = Log::new();
+        let ev = log.event(None, true, T0);
+        assert_eq!(
+            SignedEvent::decode(&ev.as_bytes()[..63]),
+            Err(DecodeError::SignedEventTooShort { len: 63 })
+        );
+        assert_eq!(
+            DecodeError::SignedEventTooShort { len: 63 }.to_string(),
+            "malformed encoding: signed event of 63 bytes is shorter than a signature"
+        );
+        let mut b = ev.as_bytes().to_vec();
+        b.insert(0, 1);
+        assert!(matches!(
+            SignedEvent::decode(&b),
+            Err(DecodeError::Malformed(_) | DecodeError::TrailingBytes(_))
+        ));
+    }
 }
