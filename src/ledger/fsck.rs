@@ -7,12 +7,13 @@ use std::collections::{HashMap, HashSet};
 
 use ed25519_dalek::VerifyingKey;
 
-use super::leaves::decode_leaf;
 use super::raw::RawLedger;
-use super::{node_key, LedgerError};
+use super::schema::{self, node_key};
+use super::LedgerError;
 use crate::core::audit::{Auditor, Report, Violation};
 use crate::core::hash::{to_hex, Hash};
 use crate::core::map::MapValue;
+use crate::core::rules::Head;
 use crate::core::tlog::{Blake3Hasher, Frontier};
 use crate::store::Table;
 
@@ -74,14 +75,8 @@ pub fn fsck(
             // The key index and subject index must name this entry's event.
             if let Some(o) = o {
                 let seq = o.event.event.seq;
-                let mut k = e.key.to_vec();
-                k.extend_from_slice(&seq.to_be_bytes());
-                let want_v: Vec<u8> = index
-                    .to_le_bytes()
-                    .iter()
-                    .chain(o.event.event_hash().iter())
-                    .copied()
-                    .collect();
+                let k = schema::key_index_key(&e.key, seq);
+                let want_v = schema::key_index_value(index, &o.event.event_hash());
                 match store.get(Table::KeyIndex, &k)? {
                     Some(v) if v == want_v => {}
                     Some(_) => bad(
@@ -91,8 +86,7 @@ pub fn fsck(
                     None => bad(Some(index), format!("key index of seq {seq} is missing")),
                 }
                 keys_seen.insert((e.key, seq));
-                let mut s = o.event.event.subject.to_vec();
-                s.extend_from_slice(&e.key);
+                let s = schema::subject_index_key(&o.event.event.subject, &e.key);
                 if store.get(Table::SubjectIndex, &s)?.is_none() {
                     bad(Some(index), "subject index is missing this key".into());
                 }
@@ -112,13 +106,14 @@ pub fn fsck(
     }
     for r in store.scan(Table::KeyIndex, &[], None) {
         let (k, v) = r?;
-        if k.len() != 40 || v.len() != 40 {
+        let Ok((key, seq)) = schema::decode_key_index_key(&k) else {
             bad(None, format!("malformed key index record {}", to_hex(&k)));
             continue;
-        }
-        let key: Hash = k[..32].try_into().expect("32 bytes");
-        let seq = u64::from_be_bytes(k[32..].try_into().expect("8 bytes"));
-        let index = u64::from_le_bytes(v[..8].try_into().expect("8 bytes"));
+        };
+        let Ok(Head { index, .. }) = schema::decode_key_index(&k, &v) else {
+            bad(None, format!("malformed key index record {}", to_hex(&k)));
+            continue;
+        };
         if index >= raw.size {
             bad(
                 None,
@@ -138,7 +133,7 @@ pub fn fsck(
     // The state map's stored leaves must be every key's latest entry, and nothing else.
     for r in store.scan(Table::MapLeaf, &[], None) {
         let (k, v) = r?;
-        let Some((key, value)) = decode_leaf(&k, &v) else {
+        let Ok((key, value)) = schema::decode_map_leaf(&k, &v) else {
             bad(None, format!("malformed map leaf record {}", to_hex(&k)));
             continue;
         };

@@ -3,35 +3,15 @@
 //! upper levels in memory, as of any tree size (rolling back values written later through
 //! the key index).
 
-use crate::core::entry::Entry;
 use crate::core::hash::Hash;
 use crate::core::map::{MapSource, MapValue};
-use crate::store::{scan_prefix, StoreError, Table, View};
+use crate::store::{scan_prefix, Table, View};
+
+use super::schema::{decode_key_index, decode_map_leaf, require_entry};
+use super::LedgerError;
 
 /// Subtrees of the state map with at most this many keys are kept on disk, not in memory.
 pub const MAP_BUCKET: usize = 16;
-
-/// `MapLeaf` value: index (u64 LE) || leaf hash.
-pub fn leaf_value(v: &MapValue) -> Vec<u8> {
-    let mut out = Vec::with_capacity(40);
-    out.extend_from_slice(&v.index.to_le_bytes());
-    out.extend_from_slice(&v.leaf_hash);
-    out
-}
-
-/// Decodes a `MapLeaf` pair.
-pub fn decode_leaf(k: &[u8], v: &[u8]) -> Option<(Hash, MapValue)> {
-    if v.len() != 40 {
-        return None;
-    }
-    Some((
-        k.try_into().ok()?,
-        MapValue {
-            index: u64::from_le_bytes(v[..8].try_into().ok()?),
-            leaf_hash: v[8..].try_into().ok()?,
-        },
-    ))
-}
 
 /// The map's keys as of tree size `as_of`, read from a store.
 pub struct LeafSource<'a> {
@@ -45,16 +25,19 @@ pub struct LeafSource<'a> {
 
 impl LeafSource<'_> {
     /// Every key's value in `start..end` (key order), as of `self.as_of`.
-    pub fn range(&self, start: &[u8], end: Option<&[u8]>) -> Result<Vec<(Hash, MapValue)>, String> {
+    pub fn range(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Result<Vec<(Hash, MapValue)>, LedgerError> {
         let mut out = Vec::new();
         for r in self.store.scan(Table::MapLeaf, start, end) {
-            let (k, v) = r.map_err(|e| e.to_string())?;
-            let (key, value) =
-                decode_leaf(&k, &v).ok_or_else(|| format!("damaged map leaf {}", hex(&k)))?;
+            let (k, v) = r?;
+            let (key, value) = decode_map_leaf(&k, &v)?;
             if self.upto.is_some_and(|u| key > u) {
                 break;
             }
-            if let Some(v) = self.resolve(&key, value).map_err(|e| e.to_string())? {
+            if let Some(v) = self.resolve(&key, value)? {
                 out.push((key, v));
             }
         }
@@ -62,7 +45,7 @@ impl LeafSource<'_> {
     }
 
     /// The value as of `self.as_of` of a key whose latest value is `latest`.
-    pub fn resolve(&self, key: &Hash, latest: MapValue) -> Result<Option<MapValue>, StoreError> {
+    pub fn resolve(&self, key: &Hash, latest: MapValue) -> Result<Option<MapValue>, LedgerError> {
         if latest.index < self.as_of {
             Ok(Some(latest))
         } else {
@@ -71,47 +54,36 @@ impl LeafSource<'_> {
     }
 
     /// `key`'s value before `self.as_of`: its last entry below that index, if any.
-    fn previous(&self, key: &Hash) -> Result<Option<MapValue>, StoreError> {
+    fn previous(&self, key: &Hash) -> Result<Option<MapValue>, LedgerError> {
         let mut last = None;
         for r in scan_prefix(self.store, Table::KeyIndex, key) {
-            let (_, v) = r?;
-            let Some(index) = v.get(..8).and_then(|b| b.try_into().ok()) else {
-                return Err(StoreError::Engine(format!(
-                    "damaged key index of {}",
-                    hex(key)
-                )));
-            };
-            let index = u64::from_le_bytes(index);
-            if index >= self.as_of {
+            let (k, v) = r?;
+            let head = decode_key_index(&k, &v)?;
+            if head.index >= self.as_of {
                 break;
             }
-            last = Some(index);
+            last = Some(head.index);
         }
         let Some(index) = last else {
             return Ok(None);
         };
-        let bytes = self
-            .store
-            .get(Table::Entry, &index.to_be_bytes())?
-            .ok_or_else(|| StoreError::Engine(format!("entry {index} is missing")))?;
-        let entry =
-            Entry::decode(&bytes).map_err(|e| StoreError::Engine(format!("entry {index}: {e}")))?;
         Ok(Some(MapValue {
             index,
-            leaf_hash: entry.leaf_hash(),
+            leaf_hash: require_entry(self.store, index)?.leaf_hash(),
         }))
     }
 }
 
 impl MapSource for LeafSource<'_> {
-    type Error = String;
+    type Error = Box<LedgerError>;
 
-    fn load(&self, prefix: &Hash, bits: usize) -> Result<Vec<(Hash, MapValue)>, String> {
+    fn load(&self, prefix: &Hash, bits: usize) -> Result<Vec<(Hash, MapValue)>, Box<LedgerError>> {
         let (lo, hi) = prefix_bounds(prefix, bits);
         match hi {
             Some(hi) => self.range(&lo, Some(&hi)),
             None => self.range(&lo, None),
         }
+        .map_err(Box::new)
     }
 }
 
@@ -143,10 +115,6 @@ fn prefix_bounds(prefix: &Hash, bits: usize) -> (Hash, Option<Hash>) {
         add = 1;
         byte -= 1;
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    crate::core::hash::to_hex(b)
 }
 
 #[cfg(test)]

@@ -11,12 +11,11 @@
 use std::fs;
 use std::path::Path;
 
+use super::error::Invalid;
+use super::files::{log_pub_text, open_store, write_engine, write_log_keys};
 use super::fsck::fsck;
 use super::raw::RawLedger;
-use super::{
-    io_err, log_pub_text, open_store, write_durable, write_log_keys, LedgerError,
-    DEFAULT_CACHE_BYTES,
-};
+use super::{LedgerError, DEFAULT_CACHE_BYTES};
 use crate::core::audit::Report;
 use crate::keyfile;
 use crate::store::{Engine, Table, WriteBatch};
@@ -47,22 +46,17 @@ pub fn migrate(
     let src = RawLedger::from_store(open_store(from)?)?;
     let key = keyfile::read(&from.join("log.key"), true)?;
     let public = fs::read_to_string(from.join("log.pub"))
-        .map_err(|e| io_err("cannot read", &from.join("log.pub"), e))?;
+        .map_err(|e| LedgerError::io("cannot read", &from.join("log.pub"), e))?;
     if public.trim() != log_pub_text(&key).trim() {
-        return Err(LedgerError::Corrupt(
-            "log.key and log.pub of the source do not match".into(),
-        ));
+        return Err(LedgerError::KeyMismatch(from.to_path_buf()));
     }
     if to.exists() {
-        let mut items = fs::read_dir(to).map_err(|e| io_err("cannot read", to, e))?;
+        let mut items = fs::read_dir(to).map_err(|e| LedgerError::io("cannot read", to, e))?;
         if items.next().is_some() {
-            return Err(LedgerError::Invalid(format!(
-                "{} is not empty: migrate writes a new directory",
-                to.display()
-            )));
+            return Err(Invalid::NotEmpty(to.to_path_buf()).into());
         }
     }
-    fs::create_dir_all(to).map_err(|e| io_err("cannot create", to, e))?;
+    fs::create_dir_all(to).map_err(|e| LedgerError::io("cannot create", to, e))?;
     write_log_keys(to, &key)?;
 
     let dst = engine.open(&to.join("db"), DEFAULT_CACHE_BYTES)?;
@@ -94,7 +88,7 @@ pub fn migrate(
     drop(copy);
     if report.ok() {
         // The marker that makes the directory a ledger: written last, as by `init`.
-        write_durable(&to.join("engine"), &format!("{engine}\n"))?;
+        write_engine(to, engine)?;
     }
     Ok(Migrated {
         entries,

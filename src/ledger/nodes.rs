@@ -5,13 +5,7 @@ use crate::core::hash::Hash;
 use crate::core::tlog::HashReader;
 use crate::store::{StoreError, Table, View};
 
-/// Key of a complete subtree's hash: level, then index big-endian.
-pub fn node_key(level: u8, index: u64) -> [u8; 9] {
-    let mut k = [0u8; 9];
-    k[0] = level;
-    k[1..].copy_from_slice(&index.to_be_bytes());
-    k
-}
+use super::schema::{decode_node, index_key, node_key};
 
 /// Reads node hashes from a store.
 pub struct StoreNodes<'a>(pub &'a dyn View);
@@ -29,14 +23,14 @@ impl HashReader for StoreNodes<'_> {
     type Error = NodeError;
     fn read_node(&self, level: u8, index: u64) -> Result<Hash, NodeError> {
         if level == 0 {
-            let v = self.0.get(Table::Entry, &index.to_be_bytes())?;
+            let v = self.0.get(Table::Entry, &index_key(index))?;
             return v
                 .and_then(|v| Entry::decode(&v).ok())
                 .map(|e| e.leaf_hash())
                 .ok_or(NodeError::Missing { level, index });
         }
         let v = self.0.get(Table::Node, &node_key(level, index))?;
-        v.and_then(|v| v.try_into().ok())
+        v.and_then(|v| decode_node(&v))
             .ok_or(NodeError::Missing { level, index })
     }
 }
@@ -67,9 +61,7 @@ impl UpperNodes {
             for r in store.scan(Table::Node, &node_key(level, 0), Some(&end)) {
                 let (k, v) = r?;
                 let index = hashes.len() as u64;
-                let hash: Hash = v
-                    .try_into()
-                    .ok()
+                let hash: Hash = decode_node(&v)
                     .filter(|_| k == node_key(level, index))
                     .ok_or(NodeError::Missing { level, index })?;
                 hashes.push(hash);

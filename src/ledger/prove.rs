@@ -2,15 +2,17 @@
 
 use crate::core::entry::{Entry, Opening};
 use crate::core::event::state_key;
-use crate::core::hash::{to_hex, Hash, HexHash};
+use crate::core::hash::{Hash, HexHash};
 use crate::core::history::{Chain, History, HISTORY_FORMAT};
 use crate::core::map::{self, MapProof};
 use crate::core::proof::{state_at, ConsentProof, OpeningJson, ProvenEvent, PROOF_FORMAT};
 use crate::core::tlog::{self, Blake3Hasher, LeafIndex, TreeSize};
 use crate::store::{scan_prefix, StoreError, Table, View};
 
+use super::error::{CorruptKind, Invalid, Key};
 use super::leaves::LeafSource;
-use super::{entry_in, opening_in, Ledger, LedgerError, Snapshot};
+use super::schema::{self, read_opening, require_entry};
+use super::{Ledger, LedgerError, NodeError, Snapshot};
 
 /// The shared snapshot of a proof batch and a proof (or why not) per query.
 pub type ProofBatch = (
@@ -44,14 +46,37 @@ fn hexes(v: Vec<Hash>) -> Vec<HexHash> {
     v.into_iter().map(HexHash).collect()
 }
 
+/// A proof of the tree that could not be built: a stored node failed, or (a caller's
+/// mistake the ranges checked before should already have caught) a leaf or size out of range.
+fn prove_error(e: tlog::ProveError<NodeError>) -> LedgerError {
+    match e {
+        tlog::ProveError::Read(e) => LedgerError::Node(e),
+        tlog::ProveError::IndexOutOfRange { index, size } => Invalid::Index {
+            index,
+            size,
+            log_size: size,
+        }
+        .into(),
+        tlog::ProveError::SizeOutOfRange { old, new } => Invalid::Range {
+            old,
+            new,
+            log_size: new,
+        }
+        .into(),
+    }
+}
+
+/// Damage found while checking what is about to be served.
+fn mismatch(table: Table, key: Key, why: String) -> LedgerError {
+    LedgerError::corrupt(table, key, CorruptKind::Mismatch(why))
+}
+
 impl Ledger {
     /// Root of the tree of the first `size` entries.
     pub fn root_at(&self, size: u64) -> Result<Hash, LedgerError> {
         if size > self.size() {
-            return Err(LedgerError::Invalid(format!(
-                "tree size {size} is larger than the log ({})",
-                self.size()
-            )));
+            let log_size = self.size();
+            return Err(Invalid::TreeSize { size, log_size }.into());
         }
         let store = self.store();
         Ok(tlog::tree_hash(
@@ -69,19 +94,19 @@ impl Ledger {
     ) -> Result<InclusionProof, LedgerError> {
         let size = size.unwrap_or_else(|| self.size());
         if index >= size || size > self.size() {
-            return Err(LedgerError::Invalid(format!(
-                "index {index} is not in a tree of size {size} (log size {})",
-                self.size()
-            )));
+            let log_size = self.size();
+            return Err(Invalid::Index {
+                index,
+                size,
+                log_size,
+            }
+            .into());
         }
         let store = self.store();
         let nodes = self.nodes(&*store);
         let path = tlog::prove_inclusion(&Blake3Hasher, &nodes, LeafIndex(index), TreeSize(size))
-            .map_err(|e| LedgerError::Invalid(e.to_string()))?;
-        let leaf = self
-            .entry(index)?
-            .ok_or_else(|| LedgerError::Corrupt(format!("entry {index} is missing")))?
-            .leaf_hash();
+            .map_err(prove_error)?;
+        let leaf = require_entry(&*store, index)?.leaf_hash();
         Ok(InclusionProof {
             index,
             tree_size: size,
@@ -99,15 +124,13 @@ impl Ledger {
     ) -> Result<ConsistencyProof, LedgerError> {
         let new = new.unwrap_or_else(|| self.size());
         if old > new || new > self.size() {
-            return Err(LedgerError::Invalid(format!(
-                "need old <= new <= log size, got old {old}, new {new}, log size {}",
-                self.size()
-            )));
+            let log_size = self.size();
+            return Err(Invalid::Range { old, new, log_size }.into());
         }
         let store = self.store();
         let nodes = self.nodes(&*store);
         let path = tlog::prove_consistency(&Blake3Hasher, &nodes, TreeSize(old), TreeSize(new))
-            .map_err(|e| LedgerError::Invalid(e.to_string()))?;
+            .map_err(prove_error)?;
         Ok(ConsistencyProof {
             old_size: old,
             new_size: new,
@@ -138,7 +161,11 @@ impl Ledger {
         };
         let proof = snap.map.prove_from(key, &src)?;
         map::check(&snap.checkpoint.map_root, key, &proof).map_err(|e| {
-            LedgerError::Corrupt(format!("state map proof of {}: {e}", to_hex(key)))
+            mismatch(
+                Table::MapLeaf,
+                Key::State(*key),
+                format!("state map proof: {e}"),
+            )
         })?;
         Ok(proof)
     }
@@ -155,16 +182,20 @@ impl Ledger {
         entry: &Entry,
         cp: &crate::core::note::SignedCheckpoint,
     ) -> Result<(ProvenEvent, Opening), LedgerError> {
-        let opening = opening_in(r, index)?.ok_or_else(|| {
-            LedgerError::Invalid(format!("the opening of entry {index} was erased"))
-        })?;
+        let opening = read_opening(r, index)?.ok_or(Invalid::Erased { index })?;
         let path = tlog::prove_inclusion(
             &Blake3Hasher,
             &self.nodes(r),
             LeafIndex(index),
             TreeSize(cp.size),
         )
-        .map_err(|e| LedgerError::Corrupt(format!("inclusion proof of entry {index}: {e}")))?;
+        .map_err(|e| {
+            mismatch(
+                Table::Entry,
+                Key::Index(index),
+                format!("inclusion proof: {e}"),
+            )
+        })?;
         tlog::check_inclusion(
             &Blake3Hasher,
             LeafIndex(index),
@@ -174,14 +205,18 @@ impl Ledger {
             &cp.root,
         )
         .map_err(|e| {
-            LedgerError::Corrupt(format!(
-                "stored data for entry {index} does not match checkpoint root: {e}"
-            ))
+            mismatch(
+                Table::Entry,
+                Key::Index(index),
+                format!("stored data does not match checkpoint root: {e}"),
+            )
         })?;
         if opening.commitment() != entry.commitment {
-            return Err(LedgerError::Corrupt(format!(
-                "the stored opening of entry {index} does not match its commitment"
-            )));
+            return Err(mismatch(
+                Table::Opening,
+                Key::Index(index),
+                "does not match the entry's commitment".into(),
+            ));
         }
         let proven = ProvenEvent {
             index,
@@ -216,12 +251,7 @@ impl Ledger {
         at: Option<u64>,
     ) -> Result<ConsentProof, LedgerError> {
         let now = self.now_ms();
-        let at = at.unwrap_or(now);
-        if at > now {
-            return Err(LedgerError::Invalid(format!(
-                "`at` {at} is in the future (now {now})"
-            )));
-        }
+        let at = not_future(at, now)?;
         let snap = self.snapshot_for(at)?;
         self.prove_consent_in(&snap, subject, controller, purpose, at)
     }
@@ -250,15 +280,11 @@ impl Ledger {
         purpose: &str,
         at: u64,
     ) -> Result<ConsentProof, LedgerError> {
-        let invalid = |e: crate::core::event::NameError| LedgerError::Invalid(e.to_string());
-        crate::core::event::check_name("controller", controller).map_err(invalid)?;
-        crate::core::event::check_name("purpose", purpose).map_err(invalid)?;
+        crate::core::event::check_name("controller", controller).map_err(Invalid::Name)?;
+        crate::core::event::check_name("purpose", purpose).map_err(Invalid::Name)?;
         let cp = &snap.checkpoint;
         if at > cp.time {
-            return Err(LedgerError::Invalid(format!(
-                "`at` {at} is after the checkpoint time {}",
-                cp.time
-            )));
+            return Err(Invalid::AfterCheckpoint { at, time: cp.time }.into());
         }
         let key = state_key(subject, controller, purpose);
         let indices = key_indices(r, &key, cp.size)?;
@@ -268,9 +294,7 @@ impl Ledger {
             if let Some((_, e)) = read.iter().find(|(p, _)| *p == pos) {
                 return Ok(*e);
             }
-            let i = indices[pos];
-            let e = entry_in(r, i)?
-                .ok_or_else(|| LedgerError::Corrupt(format!("entry {i} is missing")))?;
+            let e = require_entry(r, indices[pos])?;
             read.push((pos, e));
             Ok(e)
         };
@@ -341,15 +365,12 @@ impl Ledger {
         let mut chains = Vec::new();
         for kv in scan_prefix(r, Table::SubjectIndex, subject) {
             let (k, _) = kv?;
-            let key: Hash = k[32..]
-                .try_into()
-                .map_err(|_| LedgerError::Corrupt("bad subject index".into()))?;
+            let (_, key) = schema::decode_subject_index_key(&k)?;
             let indices = key_indices(r, &key, cp.size)?;
             let mut events = Vec::with_capacity(indices.len());
             let mut first = None;
             for &i in &indices {
-                let entry = entry_in(r, i)?
-                    .ok_or_else(|| LedgerError::Corrupt(format!("entry {i} is missing")))?;
+                let entry = require_entry(r, i)?;
                 let (pe, opening) = self.proven_event(r, i, &entry, cp)?;
                 first.get_or_insert(opening.event.event);
                 events.push(pe);
@@ -403,19 +424,9 @@ impl Ledger {
         if from >= to {
             return Ok(out);
         }
-        for r in self.store().scan(
-            Table::Checkpoint,
-            &from.to_be_bytes(),
-            Some(&to.to_be_bytes()),
-        ) {
-            let (k, v) = r?;
-            let n = u64::from_be_bytes(
-                k.try_into()
-                    .map_err(|_| LedgerError::Corrupt("bad checkpoint key".into()))?,
-            );
-            let text = String::from_utf8(v)
-                .map_err(|_| LedgerError::Corrupt(format!("checkpoint {n} is not UTF-8")))?;
-            out.push((n, text));
+        let store = self.store();
+        for r in super::raw::checkpoint_range(&*store, from, Some(to)) {
+            out.push(r?);
         }
         Ok(out)
     }
@@ -461,12 +472,7 @@ impl Ledger {
         now: u64,
         q: &crate::core::proof_batch::BatchQuery,
     ) -> Result<ConsentProof, LedgerError> {
-        let at = q.at.unwrap_or(now);
-        if at > now {
-            return Err(LedgerError::Invalid(format!(
-                "`at` {at} is in the future (now {now})"
-            )));
-        }
+        let at = not_future(q.at, now)?;
         let r = view
             .as_deref()
             .map_err(|e| LedgerError::Store(StoreError::Engine(e.to_string())))?;
@@ -474,18 +480,22 @@ impl Ledger {
     }
 }
 
+/// `at`, or `now` if none; a future `at` is refused.
+fn not_future(at: Option<u64>, now: u64) -> Result<u64, LedgerError> {
+    match at {
+        Some(at) if at > now => Err(Invalid::FutureAt { at, now }.into()),
+        at => Ok(at.unwrap_or(now)),
+    }
+}
+
 /// Indices of the entries of `key` below `size`, in log order.
 fn key_indices(r: &dyn View, key: &Hash, size: u64) -> Result<Vec<u64>, LedgerError> {
     let mut out = Vec::new();
     for kv in scan_prefix(r, Table::KeyIndex, key) {
-        let (_, v) = kv?;
-        let i = u64::from_le_bytes(
-            v.get(..8)
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| LedgerError::Corrupt("bad key index".into()))?,
-        );
-        if i < size {
-            out.push(i);
+        let (k, v) = kv?;
+        let head = schema::decode_key_index(&k, &v)?;
+        if head.index < size {
+            out.push(head.index);
         }
     }
     Ok(out)

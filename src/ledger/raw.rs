@@ -4,8 +4,10 @@
 use std::path::Path;
 
 use crate::core::entry::{Entry, Opening};
-use crate::store::{Store, Table};
+use crate::store::{Store, Table, View};
 
+use super::error::Key;
+use super::schema::{self, index_key};
 use super::LedgerError;
 
 /// A ledger's store opened for reading.
@@ -23,14 +25,7 @@ impl RawLedger {
 
     /// A store already open, read the same way.
     pub fn from_store(store: Box<dyn Store>) -> Result<RawLedger, LedgerError> {
-        let origin = store
-            .get(Table::Meta, b"origin")?
-            .and_then(|v| String::from_utf8(v).ok())
-            .ok_or_else(|| LedgerError::Corrupt("no origin recorded".into()))?;
-        let size = store
-            .get(Table::Meta, b"size")?
-            .and_then(|v| Some(u64::from_le_bytes(v.try_into().ok()?)))
-            .ok_or_else(|| LedgerError::Corrupt("no tree size recorded".into()))?;
+        let (origin, size) = schema::read_origin_and_size(store.as_ref())?;
         Ok(RawLedger {
             store,
             origin,
@@ -41,10 +36,7 @@ impl RawLedger {
     /// Entries stored at or past the recorded size (there should be none).
     pub fn entries_beyond_size(&self) -> Result<u64, LedgerError> {
         let mut n = 0;
-        for r in self
-            .store
-            .scan(Table::Entry, &self.size.to_be_bytes(), None)
-        {
+        for r in self.store.scan(Table::Entry, &index_key(self.size), None) {
             r?;
             n += 1;
         }
@@ -53,14 +45,7 @@ impl RawLedger {
 
     /// Every stored checkpoint note, oldest first.
     pub fn checkpoints(&self) -> Result<Vec<String>, LedgerError> {
-        self.store
-            .scan(Table::Checkpoint, &[], None)
-            .map(|r| {
-                let (_, v) = r?;
-                String::from_utf8(v)
-                    .map_err(|_| LedgerError::Corrupt("checkpoint is not UTF-8".into()))
-            })
-            .collect()
+        checkpoint_notes(self.store.as_ref())
     }
 
     /// Entries `start..end` with their openings (None where erased).
@@ -74,6 +59,32 @@ impl RawLedger {
     }
 }
 
+/// Every stored checkpoint note read through `r`, oldest first.
+pub fn checkpoint_notes(r: &dyn View) -> Result<Vec<String>, LedgerError> {
+    checkpoint_range(r, 0, None)
+        .map(|notes| notes.map(|(_, text)| text))
+        .collect()
+}
+
+/// The stored checkpoints numbered `from..to` (`to` None: all after `from`) with their
+/// numbers, oldest first.
+pub fn checkpoint_range(
+    r: &dyn View,
+    from: u64,
+    to: Option<u64>,
+) -> impl Iterator<Item = Result<(u64, String), LedgerError>> + '_ {
+    let end = to.map(index_key);
+    r.scan(
+        Table::Checkpoint,
+        &index_key(from),
+        end.as_ref().map(|e| &e[..]),
+    )
+    .map(|kv| {
+        let (k, v) = kv?;
+        schema::decode_checkpoint_pair(&k, v)
+    })
+}
+
 /// Entries `start..end` in order, with their openings when `openings` (None where erased). A
 /// missing or undecodable entry or opening is an error naming its index.
 #[allow(clippy::type_complexity)]
@@ -85,41 +96,26 @@ pub fn read_range(
 ) -> Result<Vec<(Entry, Option<Opening>)>, LedgerError> {
     let mut out = Vec::with_capacity(end.saturating_sub(start) as usize);
     let mut expect = start;
-    let mut ops = if openings {
-        Some(
-            store
-                .scan(
-                    Table::Opening,
-                    &start.to_be_bytes(),
-                    Some(&end.to_be_bytes()),
-                )
-                .peekable(),
-        )
-    } else {
-        None
-    };
-    for r in store.scan(Table::Entry, &start.to_be_bytes(), Some(&end.to_be_bytes())) {
+    let (from, to) = (index_key(start), index_key(end));
+    let mut ops = openings.then(|| store.scan(Table::Opening, &from, Some(&to)).peekable());
+    for r in store.scan(Table::Entry, &from, Some(&to)) {
         let (k, v) = r?;
-        if k != expect.to_be_bytes() {
-            return Err(LedgerError::Corrupt(format!("entry {expect} is missing")));
+        if k != index_key(expect) {
+            return Err(LedgerError::missing(Table::Entry, Key::Index(expect)));
         }
-        let e = Entry::decode(&v)
-            .map_err(|err| LedgerError::Corrupt(format!("entry {expect}: {err}")))?;
+        let e = schema::decode_entry(expect, &v)?;
         let mut opening = None;
         if let Some(ops) = ops.as_mut() {
             if matches!(ops.peek(), Some(Ok((ok, _))) if *ok == k) {
                 let (_, ov) = ops.next().expect("peeked")?;
-                opening = Some(
-                    Opening::decode(&ov)
-                        .map_err(|err| LedgerError::Corrupt(format!("opening {expect}: {err}")))?,
-                );
+                opening = Some(schema::decode_opening(expect, &ov)?);
             }
         }
         out.push((e, opening));
         expect += 1;
     }
     if start < end && expect != end {
-        return Err(LedgerError::Corrupt(format!("entry {expect} is missing")));
+        return Err(LedgerError::missing(Table::Entry, Key::Index(expect)));
     }
     Ok(out)
 }

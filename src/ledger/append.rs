@@ -1,0 +1,464 @@
+//! Appending: the stateless checks on all cores ([`precheck`]), then, under the state lock,
+//! the rules that need the ledger's state, one atomic batch and sync per chunk, and receipts
+//! signed while the sync runs and handed out only after it.
+
+use std::collections::HashMap;
+
+use rayon::prelude::*;
+
+use super::error::Key;
+use super::leaves::LeafSource;
+use super::schema::{self, index_key, node_key};
+use super::{Ledger, LedgerError, Outcome, State, CHUNK};
+use crate::core::entry::{Entry, Opening};
+use crate::core::event::{signatures_valid, subject_keys, SignedEvent, SIGNATURE_CHUNK};
+use crate::core::hash::Hash;
+use crate::core::map::{MapValue, StateMap};
+use crate::core::receipt::Receipt;
+use crate::core::reject::Reject;
+use crate::core::rules::{self, Head};
+use crate::core::tlog::{Blake3Hasher, Frontier};
+use crate::keyfile;
+use crate::store::{Table, WriteBatch};
+
+/// Below this many events a chunk's receipts are signed on the calling thread: handing a few
+/// signatures to other threads costs more in wake-ups than it saves.
+const PARALLEL_MIN: usize = 64;
+
+/// An event with its hash and the result of its stateless checks (signature, key, fields),
+/// made by [`precheck`] on all cores, so that callers can check the next events while the
+/// ledger commits the previous ones.
+pub struct Prechecked {
+    event: SignedEvent,
+    hash: Hash,
+    check: Result<(), Reject>,
+}
+
+/// The stateless checks of one event (strict signature verification and field checks), on
+/// the calling thread. Depends on nothing but the event: the rules that need the ledger's
+/// state run in [`Ledger::append_checked`].
+pub fn precheck_one(event: SignedEvent) -> Prechecked {
+    let hash = event.event_hash();
+    let check = event.check_self();
+    Prechecked { event, hash, check }
+}
+
+/// The stateless checks of many events on all cores (see [`precheck_one`]).
+pub fn precheck(events: Vec<Result<SignedEvent, Reject>>) -> Vec<Result<Prechecked, Reject>> {
+    let keys = subject_keys(events.iter().flatten());
+    events
+        .into_par_iter()
+        .chunks(SIGNATURE_CHUNK)
+        .flat_map_iter(|chunk| {
+            let signed: Vec<&SignedEvent> = chunk.iter().flatten().collect();
+            let mut valid = signatures_valid(&signed, &keys).into_iter();
+            let keys = &keys;
+            chunk.into_iter().map(move |r| {
+                r.map(|event| {
+                    let ok = valid.next().expect("one answer per event");
+                    let hash = event.event_hash();
+                    let key = &keys[&event.event.subject];
+                    let check = event.check_self_given(key, |_| ok);
+                    Prechecked { event, hash, check }
+                })
+            })
+        })
+        .collect()
+}
+
+/// Where one submitted event's outcome comes from.
+enum Slot {
+    Done(Outcome),
+    /// Existing entry index.
+    Existing(u64),
+    /// Position among this chunk's accepted entries.
+    New(usize),
+    /// A repeat, within this chunk, of the accepted entry at this position.
+    Repeat(usize),
+}
+
+/// A chunk being applied under the state lock: its writes and what they change, kept apart
+/// from the ledger's state until the batch is durable.
+struct Chunk {
+    /// The ledger's time for this chunk's entries.
+    now: u64,
+    /// Index of the chunk's first new entry.
+    base: u64,
+    frontier: Frontier,
+    batch: WriteBatch,
+    /// Heads of keys changed in this chunk.
+    heads: HashMap<Hash, Head>,
+    /// Position of each accepted event by its hash.
+    fresh: HashMap<Hash, usize>,
+    /// Accepted entries with their leaf hashes.
+    accepted: Vec<(Entry, Hash)>,
+    /// Node hashes written (level ≥ 1).
+    new_nodes: Vec<(u8, u64, Hash)>,
+    slots: Vec<Slot>,
+}
+
+impl Chunk {
+    fn new(st: &State, now: u64, len: usize) -> Chunk {
+        Chunk {
+            now,
+            base: st.frontier.size().0,
+            frontier: st.frontier.clone(),
+            batch: WriteBatch::new(),
+            heads: HashMap::new(),
+            fresh: HashMap::new(),
+            accepted: Vec::new(),
+            new_nodes: Vec::new(),
+            slots: Vec::with_capacity(len),
+        }
+    }
+
+    /// Writes an accepted event as the next entry: entry, opening, node hashes, key index and
+    /// (for a key's first event) subject index.
+    fn stage(&mut self, event: SignedEvent, hash: Hash, key: Hash, first_of_key: bool) {
+        let index = self.base + self.accepted.len() as u64;
+        let opening = Opening {
+            nonce: keyfile::random32(),
+            event,
+        };
+        let entry = opening.entry(self.now);
+        let leaf = entry.leaf_hash();
+        let (batch, new_nodes) = (&mut self.batch, &mut self.new_nodes);
+        self.frontier
+            .append_with(&Blake3Hasher, leaf, |level, i, node| {
+                if level > 0 {
+                    batch.put(Table::Node, node_key(level, i), *node);
+                    new_nodes.push((level, i, *node));
+                }
+            });
+        let ev = &opening.event.event;
+        self.batch
+            .put(Table::Entry, index_key(index), entry.to_bytes());
+        self.batch
+            .put(Table::Opening, index_key(index), opening.to_bytes());
+        let seq = ev.seq;
+        self.batch.put(
+            Table::KeyIndex,
+            schema::key_index_key(&key, seq),
+            schema::key_index_value(index, &hash),
+        );
+        if first_of_key {
+            self.batch.put(
+                Table::SubjectIndex,
+                schema::subject_index_key(&ev.subject, &key),
+                Vec::new(),
+            );
+        }
+        self.heads.insert(
+            key,
+            Head {
+                index,
+                seq,
+                event_hash: hash,
+            },
+        );
+        self.fresh.insert(hash, self.accepted.len());
+        self.slots.push(Slot::New(self.accepted.len()));
+        self.accepted.push((entry, leaf));
+    }
+
+    /// The new map values of the accepted entries.
+    fn map_updates(&self) -> Vec<(Hash, MapValue)> {
+        self.accepted
+            .iter()
+            .enumerate()
+            .map(|(i, (e, leaf))| {
+                let value = MapValue {
+                    index: self.base + i as u64,
+                    leaf_hash: *leaf,
+                };
+                (e.key, value)
+            })
+            .collect()
+    }
+}
+
+impl Ledger {
+    /// Appends events in order, each accepted or rejected on its own (later events may
+    /// continue the chains of earlier ones). Accepted events are committed in chunks of
+    /// [`CHUNK`], each one atomic batch followed by a sync, before any receipt is made.
+    /// On a storage error the events of the failed chunk and after it are not acknowledged.
+    pub fn append(
+        &self,
+        events: Vec<Result<SignedEvent, Reject>>,
+    ) -> Result<Vec<Outcome>, LedgerError> {
+        // The expensive, stateless checks on all cores, outside the lock.
+        self.append_checked(precheck(events))
+    }
+
+    /// [`Ledger::append`] of events already through [`precheck`].
+    pub fn append_checked(
+        &self,
+        checked: Vec<Result<Prechecked, Reject>>,
+    ) -> Result<Vec<Outcome>, LedgerError> {
+        let mut out = Vec::with_capacity(checked.len());
+        let mut checked = checked;
+        while !checked.is_empty() {
+            let rest = checked.split_off(checked.len().min(CHUNK));
+            out.extend(self.append_chunk(checked)?);
+            checked = rest;
+        }
+        Ok(out)
+    }
+
+    /// One chunk: the rules under the lock, one atomic batch, then the outcomes.
+    fn append_chunk(
+        &self,
+        checked: Vec<Result<Prechecked, Reject>>,
+    ) -> Result<Vec<Outcome>, LedgerError> {
+        let mut st = self.state.lock().expect("state");
+        self.recover(&mut st)?;
+        let now = self.clock.after(st.last_cp_time).max(st.last_time);
+        let mut chunk = Chunk::new(&st, now, checked.len());
+        for c in checked {
+            self.place(&mut chunk, c)?;
+        }
+        let receipts = if chunk.accepted.is_empty() {
+            Vec::new()
+        } else {
+            let map = self.stage_map(&st, &mut chunk)?;
+            let batch = std::mem::take(&mut chunk.batch);
+            let receipts = self.commit_and_sign(batch, chunk.base, &chunk.accepted)?;
+            // Durable: now the in-memory state may change.
+            self.upper.extend(&chunk.new_nodes);
+            st.map = map;
+            st.frontier = chunk.frontier;
+            st.last_time = now;
+            receipts
+        };
+        drop(st);
+        self.outcomes(chunk.slots, &receipts)
+    }
+
+    /// Decides one event of a chunk: refused, a resubmission of a logged or of an earlier
+    /// event of the chunk, or accepted (and staged).
+    fn place(&self, chunk: &mut Chunk, c: Result<Prechecked, Reject>) -> Result<(), LedgerError> {
+        let Prechecked { event, hash, check } = match c {
+            Err(r) => {
+                chunk.slots.push(Slot::Done(Outcome::Rejected(r)));
+                return Ok(());
+            }
+            Ok(p) => p,
+        };
+        if let Some(&pos) = chunk.fresh.get(&hash) {
+            chunk.slots.push(Slot::Repeat(pos));
+            return Ok(());
+        }
+        let key = event.event.state_key();
+        let head = match chunk.heads.get(&key) {
+            Some(h) => Some(*h),
+            None => self.head(&key)?,
+        };
+        // A resubmission: an event with this seq is already logged with these bytes.
+        if head.is_some_and(|hd| event.event.seq <= hd.seq) {
+            if let Some(old) = self.event_at_seq(&key, event.event.seq)? {
+                if old.event_hash == hash {
+                    chunk.slots.push(Slot::Existing(old.index));
+                    return Ok(());
+                }
+            }
+        }
+        let verdict =
+            rules::check_append_checked(&event, &self.origin, head.as_ref(), chunk.now, check);
+        match verdict {
+            Err(r) => chunk.slots.push(Slot::Done(Outcome::Rejected(r))),
+            Ok(()) => chunk.stage(event, hash, key, head.is_none()),
+        }
+        Ok(())
+    }
+
+    /// The map after the chunk (from the stored leaves as they are before it), with the
+    /// chunk's new size and map leaves added to its batch.
+    fn stage_map(&self, st: &State, chunk: &mut Chunk) -> Result<StateMap, LedgerError> {
+        let size = chunk.base + chunk.accepted.len() as u64;
+        chunk
+            .batch
+            .put(Table::Meta, schema::SIZE, schema::size_value(size));
+        let updates = chunk.map_updates();
+        let mut map = st.map.clone();
+        let store = self.store();
+        let src = LeafSource {
+            store: store.as_ref(),
+            as_of: chunk.base,
+            upto: None,
+        };
+        map.insert_batch_from(&updates, &src)?;
+        for (key, value) in &updates {
+            chunk
+                .batch
+                .put(Table::MapLeaf, *key, schema::map_leaf_value(value));
+        }
+        Ok(map)
+    }
+
+    /// Commits `batch` and signs the receipts of `accepted` (entries `base..`) while the
+    /// batch is written and synced (signing costs as much as verifying). The receipts are
+    /// returned only if the commit succeeded.
+    fn commit_and_sign(
+        &self,
+        batch: WriteBatch,
+        base: u64,
+        accepted: &[(Entry, Hash)],
+    ) -> Result<Vec<Receipt>, LedgerError> {
+        let sign = |pos: usize, e: &Entry| self.receipt(base + pos as u64, e);
+        let (committed, signed) = if accepted.len() < PARALLEL_MIN {
+            // A few receipts: signed here, before the commit, rather than handed to other
+            // threads and waited for (the server's batches are mostly this small).
+            let signed: Vec<Receipt> = accepted
+                .iter()
+                .enumerate()
+                .map(|(p, (e, _))| sign(p, e))
+                .collect();
+            (self.commit(batch), signed)
+        } else {
+            rayon::join(
+                || self.commit(batch),
+                || {
+                    accepted
+                        .par_iter()
+                        .enumerate()
+                        .map(|(p, (e, _))| sign(p, e))
+                        .collect::<Vec<Receipt>>()
+                },
+            )
+        };
+        committed?;
+        Ok(signed)
+    }
+
+    /// The outcome of each event of a durable chunk, in order.
+    fn outcomes(
+        &self,
+        slots: Vec<Slot>,
+        receipts: &[Receipt],
+    ) -> Result<Vec<Outcome>, LedgerError> {
+        let outcome = |s: Slot| {
+            Ok(match s {
+                Slot::Done(o) => o,
+                Slot::New(pos) => Outcome::Accepted(receipts[pos]),
+                Slot::Repeat(pos) => Outcome::Duplicate(receipts[pos]),
+                Slot::Existing(idx) => {
+                    let e = self
+                        .entry(idx)?
+                        .ok_or_else(|| LedgerError::missing(Table::Entry, Key::Index(idx)))?;
+                    Outcome::Duplicate(self.receipt(idx, &e))
+                }
+            })
+        };
+        if slots.len() < PARALLEL_MIN {
+            slots.into_iter().map(outcome).collect()
+        } else {
+            slots.into_par_iter().map(outcome).collect()
+        }
+    }
+
+    pub(super) fn receipt(&self, index: u64, e: &Entry) -> Receipt {
+        Receipt::sign(&self.key, index, e.leaf_hash(), e.integrated_at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{event, first_events, ledger, ledger_on, T0};
+    use super::*;
+    use crate::core::rules::ISSUED_AT_WINDOW_MS;
+    use crate::store::Engine;
+
+    #[test]
+    fn issued_at_is_checked_against_the_injected_clock() {
+        let t = ledger();
+        let l = &t.ledger;
+        let key = keyfile::generate();
+        // The ledger's time for the next append: just after init's checkpoint at T0.
+        let now = T0 + 1;
+        for issued_at in [now - ISSUED_AT_WINDOW_MS - 1, now + ISSUED_AT_WINDOW_MS + 1] {
+            let out = l.append(vec![Ok(event(&key, 0, None, issued_at))]).unwrap();
+            assert!(
+                matches!(&out[0], Outcome::Rejected(Reject::IssuedAt { now: n, .. }) if *n == now),
+                "{out:?}"
+            );
+        }
+        // At the window's edge it is accepted, and integrated at the ledger's time.
+        let first = event(&key, 0, None, now - ISSUED_AT_WINDOW_MS);
+        let r = t.accept(vec![first.clone()]);
+        assert_eq!(r[0].integrated_at, now);
+        // An hour later (no sleeping), the same issued_at is out of the window.
+        t.clock.advance(3_600_000);
+        let late = event(&key, 1, Some(first.event_hash()), T0);
+        let out = l.append(vec![Ok(late)]).unwrap();
+        assert!(matches!(out[0], Outcome::Rejected(Reject::IssuedAt { .. })));
+        // Entries are integrated strictly after the latest checkpoint, even on a stopped clock.
+        let cp = l.checkpoint().unwrap();
+        let next = event(&key, 1, Some(first.event_hash()), cp.time);
+        assert_eq!(t.accept(vec![next])[0].integrated_at, cp.time + 1);
+    }
+
+    #[test]
+    fn resubmissions_get_the_first_receipt() {
+        let t = ledger();
+        let ev = first_events(1, T0).remove(0);
+        // Twice in one chunk: one entry, the same receipt twice.
+        let out = t
+            .ledger
+            .append(vec![Ok(ev.clone()), Ok(ev.clone())])
+            .unwrap();
+        let (Outcome::Accepted(a), Outcome::Duplicate(b)) = (&out[0], &out[1]) else {
+            panic!("{out:?}")
+        };
+        assert_eq!(a, b);
+        // Again later: read back from the log.
+        let out = t.ledger.append(vec![Ok(ev)]).unwrap();
+        assert_eq!(out, vec![Outcome::Duplicate(*a)]);
+        assert_eq!(t.ledger.size(), 1);
+    }
+
+    #[test]
+    fn a_chunk_writes_every_table_it_owns() {
+        let t = ledger();
+        let key = keyfile::generate();
+        let first = event(&key, 0, None, T0);
+        let second = event(&key, 1, Some(first.event_hash()), T0);
+        t.accept(vec![first.clone(), second.clone()]);
+        let l = &t.ledger;
+        let skey = first.event.state_key();
+        let head = l.head(&skey).unwrap().unwrap();
+        assert_eq!((head.index, head.seq), (1, 1));
+        assert_eq!(head.event_hash, second.event_hash());
+        assert_eq!(l.event_at_seq(&skey, 0).unwrap().unwrap().index, 0);
+        let store = l.store();
+        let subject = schema::subject_index_key(&first.event.subject, &skey);
+        assert!(store.get(Table::SubjectIndex, &subject).unwrap().is_some());
+        let leaf = store.get(Table::MapLeaf, &skey).unwrap().unwrap();
+        let (_, value) = schema::decode_map_leaf(&skey, &leaf).unwrap();
+        assert_eq!(value.index, 1);
+        let size = store.get(Table::Meta, schema::SIZE).unwrap().unwrap();
+        assert_eq!(schema::decode_size(&size).unwrap(), 2);
+        assert_eq!(l.opening(1).unwrap().unwrap().event, second);
+    }
+
+    #[test]
+    fn a_failed_append_leaves_the_state_unchanged_and_recovers() {
+        let t = ledger_on(Engine::Redb);
+        t.accept(first_events(3, T0));
+        let l = &t.ledger;
+        let cp = l.checkpoint().unwrap();
+        let root = l.root_at(3).unwrap();
+        t.break_commits();
+        let err = l.append(first_events(100, T0).into_iter().map(Ok).collect());
+        assert!(matches!(err, Err(LedgerError::Store(_))), "{:?}", err.err());
+        assert_eq!(l.size(), 3);
+        assert_eq!(l.root_at(3).unwrap(), root);
+        assert_eq!(l.latest().checkpoint, cp);
+        let st = l.state.lock().unwrap();
+        assert_eq!(st.map.root(), cp.map_root);
+        drop(st);
+        // The next write reopens the store and goes on from what is durable.
+        assert_eq!(t.accept(first_events(2, T0)).len(), 2);
+        assert_eq!(l.size(), 5);
+        assert_eq!(l.root_at(3).unwrap(), root);
+    }
+}

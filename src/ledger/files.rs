@@ -1,0 +1,82 @@
+//! The ledger directory's own files, beside the store in `db/`: `engine` (the storage engine's
+//! name, written last: it marks the directory as a complete ledger), `log.key` (mode 0600) and
+//! `log.pub`.
+
+use std::fs;
+use std::path::Path;
+
+use ed25519_dalek::SigningKey;
+
+use super::{LedgerError, DEFAULT_CACHE_BYTES};
+use crate::core::hash::to_hex;
+use crate::keyfile;
+use crate::store::{Engine, Store, StoreError};
+
+/// The engine recorded in the ledger directory `dir`.
+pub fn recorded_engine(dir: &Path) -> Result<Engine, LedgerError> {
+    let name = fs::read_to_string(dir.join("engine"))
+        .map_err(|_| LedgerError::NotALedger(dir.to_path_buf()))?;
+    Ok(name.trim().parse::<Engine>().map_err(StoreError::from)?)
+}
+
+/// Marks `dir` as a complete ledger on `engine` (the last step of creating one).
+pub(crate) fn write_engine(dir: &Path, engine: Engine) -> Result<(), LedgerError> {
+    write_durable(&dir.join("engine"), &format!("{engine}\n"))
+}
+
+/// Opens the store of the ledger in `dir` with the engine recorded there, without reading
+/// anything else (for tools and tests that inspect or repair storage).
+pub fn open_store(dir: &Path) -> Result<Box<dyn Store>, LedgerError> {
+    Ok(recorded_engine(dir)?.open(&dir.join("db"), DEFAULT_CACHE_BYTES)?)
+}
+
+/// Gives back the free space the engine of the ledger in `dir` holds in its file: `Some((bytes
+/// before, bytes after))`, or `None` for an engine that reclaims space itself (sled). Fails
+/// if the ledger is open elsewhere.
+pub fn compact(dir: &Path) -> Result<Option<(u64, u64)>, LedgerError> {
+    Ok(recorded_engine(dir)?.compact(&dir.join("db"))?)
+}
+
+/// Writes a small file and syncs it and its directory before returning.
+pub(crate) fn write_durable(path: &Path, text: &str) -> Result<(), LedgerError> {
+    use std::io::Write;
+    let mut f = fs::File::create(path).map_err(|e| LedgerError::io("cannot create", path, e))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| LedgerError::io("cannot write", path, e))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Syncs a directory, so the files created in it survive a power loss.
+fn sync_dir(dir: &Path) -> Result<(), LedgerError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| LedgerError::io("cannot sync directory", dir, e))
+}
+
+/// The text of `log.pub`: the log's public key in hex, one line.
+pub(crate) fn log_pub_text(key: &SigningKey) -> String {
+    format!("{}\n", to_hex(key.verifying_key().as_bytes()))
+}
+
+/// Writes the log key files of a new ledger directory: `log.key` (mode 0600) and `log.pub`.
+pub(crate) fn write_log_keys(dir: &Path, key: &SigningKey) -> Result<(), LedgerError> {
+    keyfile::write(&dir.join("log.key"), key)?;
+    write_durable(&dir.join("log.pub"), &log_pub_text(key))
+}
+
+/// Removes the leftovers of an interrupted `init` from `dir` (which has no `engine` marker,
+/// so nothing was served or acknowledged from them): the log key files and the store.
+pub(crate) fn remove_leftovers(dir: &Path) -> Result<(), LedgerError> {
+    for name in ["log.key", "log.pub"] {
+        let p = dir.join(name);
+        if p.exists() {
+            fs::remove_file(&p).map_err(|e| LedgerError::io("cannot remove", &p, e))?;
+        }
+    }
+    let db = dir.join("db");
+    if db.exists() {
+        fs::remove_dir_all(&db).map_err(|e| LedgerError::io("cannot remove", &db, e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,608 @@
+//! Creating and opening a ledger: the store is read back into the in-memory state (the tree's
+//! frontier, the state map's upper levels, the clock's floor), which is checked against the
+//! latest checkpoint before anything is served; and the same rebuild after a failed write.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+
+use super::error::{CorruptKind, Key};
+use super::files::{recorded_engine, remove_leftovers, write_engine, write_log_keys};
+use super::leaves::{LeafSource, MAP_BUCKET};
+use super::schema::{self, index_key};
+use super::Ledger;
+use super::{LedgerError, Options, Snapshot, State, StoreNodes, UpperNodes};
+use crate::core::hash::Hash;
+use crate::core::map::{MapValue, StateMap};
+use crate::core::note::{self, SignedCheckpoint};
+use crate::core::tlog::{self, Blake3Hasher, Frontier, TreeSize};
+use crate::keyfile;
+use crate::store::{Engine, Store, StoreError, Table, WriteBatch};
+
+/// Leaves read per step while the map is rebuilt.
+const LEAF_CHUNK: usize = 65536;
+
+impl Ledger {
+    /// Creates a ledger in `dir` (which must not hold one) and signs the empty checkpoint.
+    /// `engine` names the storage engine (`sled`, `redb`).
+    pub fn init(dir: &Path, origin: &str, engine: &str) -> Result<Ledger, LedgerError> {
+        let engine = engine.parse::<Engine>().map_err(StoreError::from)?;
+        Self::init_with(dir, origin, engine, Options::default())
+    }
+
+    /// [`Ledger::init`] on `engine` with options (a clock, a cache size).
+    pub fn init_with(
+        dir: &Path,
+        origin: &str,
+        engine: Engine,
+        opts: Options,
+    ) -> Result<Ledger, LedgerError> {
+        note::check_origin(origin).map_err(LedgerError::Origin)?;
+        if dir.join("engine").exists() {
+            return Err(LedgerError::Exists(dir.to_path_buf()));
+        }
+        fs::create_dir_all(dir).map_err(|e| LedgerError::io("cannot create", dir, e))?;
+        // No `engine` marker: any files here are the leftovers of an init that was
+        // interrupted (the marker is written last). Start over.
+        remove_leftovers(dir)?;
+        let key = keyfile::generate();
+        write_log_keys(dir, &key)?;
+        let store = engine.open(&dir.join("db"), opts.cache_bytes)?;
+        let mut b = WriteBatch::new();
+        b.put(Table::Meta, schema::ORIGIN, origin.as_bytes());
+        b.put(Table::Meta, schema::SIZE, schema::size_value(0));
+        b.put(Table::Meta, schema::MAP_LEAVES, schema::MAP_LEAVES_DONE);
+        store.commit(b)?;
+        let ledger = Ledger::from_store(dir, store, key, opts)?;
+        ledger.checkpoint()?;
+        // The engine file marks the directory as a complete ledger: written last.
+        write_engine(dir, engine)?;
+        Ok(ledger)
+    }
+
+    /// Opens the ledger in `dir`, rebuilds the in-memory state and checks it against the
+    /// latest checkpoint.
+    pub fn open(dir: &Path) -> Result<Ledger, LedgerError> {
+        Self::open_with(dir, Options::default())
+    }
+
+    /// [`Ledger::open`] with an explicit storage cache size.
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Ledger, LedgerError> {
+        Self::open_with(dir, Options::default().cache_bytes(cache_bytes))
+    }
+
+    /// [`Ledger::open`] with options (a clock, a cache size).
+    pub fn open_with(dir: &Path, opts: Options) -> Result<Ledger, LedgerError> {
+        let engine = recorded_engine(dir)?;
+        let key = keyfile::read(&dir.join("log.key"), false)?;
+        let store = engine.open(&dir.join("db"), opts.cache_bytes)?;
+        Self::from_store(dir, store, key, opts)
+    }
+
+    /// Rebuilds the in-memory state from `store` and checks it against the latest checkpoint.
+    fn from_store(
+        dir: &Path,
+        store: Box<dyn Store>,
+        key: SigningKey,
+        opts: Options,
+    ) -> Result<Ledger, LedgerError> {
+        let public = key.verifying_key();
+        let (origin, state, latest) = load(store.as_ref(), &public)?;
+        let upper = UpperNodes::load(store.as_ref(), state.frontier.size().0)?;
+        Ok(Ledger {
+            dir: dir.to_path_buf(),
+            store: RwLock::new(Arc::from(store)),
+            needs_recovery: AtomicBool::new(false),
+            cache_bytes: opts.cache_bytes,
+            origin,
+            key,
+            public,
+            state: Mutex::new(state),
+            latest: RwLock::new(Arc::new(latest)),
+            upper,
+            clock: opts.clock,
+        })
+    }
+
+    /// After a failed write (a full disk, a read-only directory): reopens the store, which
+    /// some engines require (sled keeps an I/O error set until reopened), and rebuilds the
+    /// in-memory state from what is durable. The caller holds the state lock. Nothing
+    /// acknowledged is lost: acknowledged data was durable before its receipt was made.
+    pub(super) fn recover(&self, st: &mut State) -> Result<(), LedgerError> {
+        if !self.needs_recovery.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let engine = recorded_engine(&self.dir)?;
+        // Let go of the old handle first so the engine's file lock can be taken again.
+        *self.store.write().expect("store") = Arc::new(crate::store::Closed);
+        let fresh = engine.open(&self.dir.join("db"), self.cache_bytes)?;
+        let (_, state, latest) = load(fresh.as_ref(), &self.public)?;
+        *st = state;
+        *self.latest.write().expect("latest") = Arc::new(latest);
+        *self.store.write().expect("store") = Arc::from(fresh);
+        self.needs_recovery.store(false, Ordering::SeqCst);
+        tracing::info!("storage reopened after a failed write");
+        Ok(())
+    }
+
+    /// Commits a batch durably; on failure marks the store for recovery before the next write.
+    pub(super) fn commit(&self, batch: WriteBatch) -> Result<(), LedgerError> {
+        self.store().commit(batch).map_err(|e| {
+            self.needs_recovery.store(true, Ordering::SeqCst);
+            LedgerError::from(e)
+        })
+    }
+}
+
+/// Reads the origin, rebuilds the frontier, map and time floor from `store`, and checks them
+/// against the latest checkpoint.
+fn load(
+    store: &dyn Store,
+    public: &VerifyingKey,
+) -> Result<(String, State, Snapshot), LedgerError> {
+    let (origin, size) = schema::read_origin_and_size(store)?;
+    let last_cp = latest_checkpoint(store, public)?;
+    let frontier = Frontier::load(&StoreNodes(store), TreeSize(size))?;
+    let last_time = last_integrated_at(store, size)?;
+    if store.get(Table::Meta, schema::MAP_LEAVES)?.is_none() {
+        write_map_leaves(store, size)?;
+    }
+    let cp_size = match &last_cp {
+        Some((n, cp)) => {
+            check_checkpoint_fits(*n, cp, &origin, size)?;
+            cp.size
+        }
+        None => 0,
+    };
+    // The map as of the latest checkpoint, from its leaves; then the entries after it.
+    let (mut map, tail) = map_from_leaves(store, cp_size)?;
+    let snapshot_map = map.clone();
+    check_tail(store, cp_size, size, &tail)?;
+    let src = LeafSource {
+        store,
+        as_of: cp_size,
+        upto: None,
+    };
+    map.insert_batch_from(&tail, &src)?;
+    if let Some((n, cp)) = &last_cp {
+        check_roots(store, *n, cp, &snapshot_map)?;
+    }
+    if frontier.root(&Blake3Hasher)
+        != tlog::tree_hash(&Blake3Hasher, &StoreNodes(store), TreeSize(size))?
+    {
+        return Err(LedgerError::corrupt(
+            Table::Node,
+            Key::Whole,
+            CorruptKind::Mismatch("frontier does not match stored nodes".into()),
+        ));
+    }
+    let (cp_count, last_cp_time) = last_cp.as_ref().map_or((0, 0), |(n, cp)| (n + 1, cp.time));
+    let latest = Snapshot {
+        checkpoint: last_cp
+            .map(|(_, c)| c)
+            .unwrap_or_else(|| placeholder_checkpoint(&origin)),
+        map: snapshot_map,
+        published: cp_count,
+    };
+    let state = State {
+        frontier,
+        map,
+        last_time: last_time.max(last_cp_time),
+        last_cp_time,
+        cp_count,
+    };
+    Ok((origin, state, latest))
+}
+
+/// Stands for the latest checkpoint of a ledger that has none yet (while `init` signs the
+/// first): size 0, no note.
+fn placeholder_checkpoint(origin: &str) -> SignedCheckpoint {
+    SignedCheckpoint {
+        origin: origin.to_string(),
+        size: 0,
+        root: [0; 32],
+        map_root: [0; 32],
+        time: 0,
+        note: String::new(),
+    }
+}
+
+/// The latest checkpoint and its number, verified under our own key.
+fn latest_checkpoint(
+    store: &dyn Store,
+    public: &VerifyingKey,
+) -> Result<Option<(u64, SignedCheckpoint)>, LedgerError> {
+    let Some(r) = store.scan(Table::Checkpoint, &[], None).last() else {
+        return Ok(None);
+    };
+    let (k, v) = r?;
+    let (n, text) = schema::decode_checkpoint_pair(&k, v)?;
+    let cp = note::open(&text, public).map_err(|e| {
+        LedgerError::corrupt(
+            Table::Checkpoint,
+            Key::Index(n),
+            CorruptKind::Malformed(e.to_string()),
+        )
+    })?;
+    Ok(Some((n, cp)))
+}
+
+/// The integration time of the last entry (0 if none), after checking that the entries end
+/// at `size`: the last one is there and nothing is past it (`fsck` checks every one).
+/// Integration times never decrease, so the last is the latest.
+fn last_integrated_at(store: &dyn Store, size: u64) -> Result<u64, LedgerError> {
+    if let Some(r) = store.scan(Table::Entry, &index_key(size), None).next() {
+        let (k, _) = r?;
+        let key = match schema::decode_index_key(Table::Entry, &k) {
+            Ok(i) => Key::Index(i),
+            Err(_) => Key::Raw(k),
+        };
+        return Err(LedgerError::corrupt(
+            Table::Entry,
+            key,
+            CorruptKind::PastSize { size },
+        ));
+    }
+    match size.checked_sub(1) {
+        None => Ok(0),
+        Some(last) => Ok(schema::require_entry(store, last)?.integrated_at),
+    }
+}
+
+/// The latest checkpoint (number `n`) is for this origin and covers no more than is stored.
+fn check_checkpoint_fits(
+    n: u64,
+    cp: &SignedCheckpoint,
+    origin: &str,
+    size: u64,
+) -> Result<(), LedgerError> {
+    let mismatch = |why: String| {
+        LedgerError::corrupt(Table::Checkpoint, Key::Index(n), CorruptKind::Mismatch(why))
+    };
+    if cp.origin != origin {
+        return Err(mismatch(format!(
+            "latest checkpoint is for origin {:?}, ledger is {origin:?}",
+            cp.origin
+        )));
+    }
+    if cp.size > size {
+        return Err(mismatch(format!(
+            "latest checkpoint covers {} entries but only {size} are stored",
+            cp.size
+        )));
+    }
+    Ok(())
+}
+
+/// The stored tree and the map as of the latest checkpoint (number `n`) have its roots.
+fn check_roots(
+    store: &dyn Store,
+    n: u64,
+    cp: &SignedCheckpoint,
+    map: &StateMap,
+) -> Result<(), LedgerError> {
+    let mismatch = |what: &str| {
+        LedgerError::corrupt(
+            Table::Checkpoint,
+            Key::Index(n),
+            CorruptKind::Mismatch(format!(
+                "stored {what} root at size {} does not match the latest checkpoint",
+                cp.size
+            )),
+        )
+    };
+    let root = tlog::tree_hash(&Blake3Hasher, &StoreNodes(store), TreeSize(cp.size))?;
+    if root != cp.root {
+        return Err(mismatch("log"));
+    }
+    if map.root() != cp.map_root {
+        return Err(mismatch("map"));
+    }
+    Ok(())
+}
+
+/// The entries `cp_size..size` (after the latest checkpoint) are all stored, and every key's
+/// latest value among them is its stored leaf: `tail`, the leaves written at or after
+/// `cp_size`.
+fn check_tail(
+    store: &dyn Store,
+    cp_size: u64,
+    size: u64,
+    tail: &[(Hash, MapValue)],
+) -> Result<(), LedgerError> {
+    let mut latest: HashMap<Hash, MapValue> = HashMap::new();
+    let mut next = cp_size;
+    for r in store.scan(Table::Entry, &index_key(cp_size), Some(&index_key(size))) {
+        let (k, v) = r?;
+        if k != index_key(next) {
+            break;
+        }
+        let e = schema::decode_entry(next, &v)?;
+        latest.insert(
+            e.key,
+            MapValue {
+                index: next,
+                leaf_hash: e.leaf_hash(),
+            },
+        );
+        next += 1;
+    }
+    if next != size {
+        return Err(LedgerError::missing(Table::Entry, Key::Index(next)));
+    }
+    let matches = tail.len() == latest.len() && tail.iter().all(|(k, v)| latest.get(k) == Some(v));
+    if !matches {
+        return Err(LedgerError::corrupt(
+            Table::MapLeaf,
+            Key::Whole,
+            CorruptKind::Mismatch(format!(
+                "stored map leaves do not match the {} entries after the latest checkpoint",
+                size - cp_size
+            )),
+        ));
+    }
+    Ok(())
+}
+
+/// The state map as of tree size `as_of`, rebuilt from the stored leaves in key order, keeping
+/// only its upper levels in memory; and the leaves written at or after `as_of` (key order).
+#[allow(clippy::type_complexity)]
+fn map_from_leaves(
+    store: &dyn Store,
+    as_of: u64,
+) -> Result<(StateMap, Vec<(Hash, MapValue)>), LedgerError> {
+    let mut map = StateMap::with_buckets(MAP_BUCKET);
+    let mut tail = Vec::new();
+    let rollback = LeafSource {
+        store,
+        as_of,
+        upto: None,
+    };
+    let mut scan = store.scan(Table::MapLeaf, &[], None);
+    let mut done: Option<Hash> = None;
+    loop {
+        let mut chunk = Vec::with_capacity(LEAF_CHUNK);
+        let mut last = None;
+        for r in scan.by_ref().take(LEAF_CHUNK) {
+            let (k, v) = r?;
+            let (key, value) = schema::decode_map_leaf(&k, &v)?;
+            last = Some(key);
+            if value.index >= as_of {
+                tail.push((key, value));
+            }
+            if let Some(v) = rollback.resolve(&key, value)? {
+                chunk.push((key, v));
+            }
+        }
+        let Some(last) = last else {
+            return Ok((map, tail));
+        };
+        // The map so far holds the keys up to `done`: its stubs load only those.
+        let src = LeafSource {
+            store,
+            as_of,
+            upto: done,
+        };
+        map.insert_batch_from(&chunk, &src)?;
+        done = Some(last);
+    }
+}
+
+/// Writes the `MapLeaf` table of a ledger made before it existed: every key's latest entry
+/// (a full replay, once), then the marker.
+fn write_map_leaves(store: &dyn Store, size: u64) -> Result<(), LedgerError> {
+    let mut latest: HashMap<Hash, MapValue> = HashMap::new();
+    for r in store.scan(Table::Entry, &[], Some(&index_key(size))) {
+        let (k, v) = r?;
+        let i = schema::decode_index_key(Table::Entry, &k)?;
+        let e = schema::decode_entry(i, &v)?;
+        latest.insert(
+            e.key,
+            MapValue {
+                index: i,
+                leaf_hash: e.leaf_hash(),
+            },
+        );
+    }
+    let mut batch = WriteBatch::new();
+    for (key, value) in latest {
+        batch.put(Table::MapLeaf, key, schema::map_leaf_value(&value));
+        if batch.len() >= LEAF_CHUNK {
+            store.commit(std::mem::take(&mut batch))?;
+        }
+    }
+    batch.put(Table::Meta, schema::MAP_LEAVES, schema::MAP_LEAVES_DONE);
+    store.commit(batch)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{first_events, ledger_on, ORIGIN, T0};
+    use super::super::Corrupt;
+    use super::*;
+
+    fn corrupt(e: LedgerError) -> Corrupt {
+        e.as_corrupt()
+            .cloned()
+            .unwrap_or_else(|| panic!("not Corrupt: {e}"))
+    }
+
+    /// A ledger of 5 entries, checkpointed after 3, closed; its directory.
+    fn closed_ledger() -> tempfile::TempDir {
+        let t = ledger_on(Engine::Redb);
+        t.accept(first_events(3, T0));
+        t.ledger.checkpoint().unwrap();
+        t.accept(first_events(2, T0));
+        t.dir
+    }
+
+    #[test]
+    fn open_rebuilds_the_state_as_it_was() {
+        let t = ledger_on(Engine::Redb);
+        t.accept(first_events(3, T0));
+        let cp = t.ledger.checkpoint().unwrap();
+        t.accept(first_events(2, T0));
+        let (size, root, map_root) = {
+            let st = t.ledger.state.lock().unwrap();
+            (
+                st.frontier.size().0,
+                st.frontier.root(&Blake3Hasher),
+                st.map.root(),
+            )
+        };
+        let opts = t.opts();
+        let dir = t.dir;
+        drop(t.ledger);
+        let l = Ledger::open_with(dir.path(), opts).unwrap();
+        assert_eq!(l.origin(), ORIGIN);
+        assert_eq!(l.size(), size);
+        let st = l.state.lock().unwrap();
+        assert_eq!(st.frontier.root(&Blake3Hasher), root);
+        assert_eq!(st.map.root(), map_root);
+        assert_eq!((st.cp_count, st.last_cp_time), (2, cp.time));
+        assert_eq!(st.last_time, cp.time + 1);
+        drop(st);
+        let latest = l.latest();
+        assert_eq!(latest.checkpoint, cp);
+        assert_eq!(latest.map.root(), cp.map_root);
+    }
+
+    #[test]
+    fn init_refuses_a_ledger_and_open_refuses_a_directory_without_one() {
+        let dir = closed_ledger();
+        assert!(matches!(
+            Ledger::init(dir.path(), ORIGIN, "redb"),
+            Err(LedgerError::Exists(_))
+        ));
+        let empty = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            Ledger::open(empty.path()),
+            Err(LedgerError::NotALedger(p)) if p == empty.path()
+        ));
+        assert!(matches!(
+            Ledger::init(&empty.path().join("l"), ORIGIN, "lmdb"),
+            Err(LedgerError::Store(StoreError::UnknownEngine(_)))
+        ));
+        assert!(matches!(
+            Ledger::init(&empty.path().join("l"), "", "redb"),
+            Err(LedgerError::Origin(_))
+        ));
+    }
+
+    /// Changes one stored record of the closed ledger in `dir`.
+    fn tamper(dir: &Path, table: Table, key: &[u8], value: Option<Vec<u8>>) {
+        let store = super::super::open_store(dir).unwrap();
+        let mut b = WriteBatch::new();
+        match value {
+            Some(v) => b.put(table, key, v),
+            None => b.delete(table, key),
+        }
+        store.commit(b).unwrap();
+    }
+
+    #[test]
+    fn open_names_what_does_not_match() {
+        // A recorded size short of the entries: an entry past it.
+        let dir = closed_ledger();
+        tamper(
+            dir.path(),
+            Table::Meta,
+            schema::SIZE,
+            Some(schema::size_value(4).to_vec()),
+        );
+        let c = corrupt(Ledger::open(dir.path()).err().unwrap());
+        assert_eq!(
+            (c.table, c.key, c.what),
+            (
+                Table::Entry,
+                Key::Index(4),
+                CorruptKind::PastSize { size: 4 }
+            )
+        );
+
+        // An entry after the checkpoint missing.
+        let dir = closed_ledger();
+        tamper(dir.path(), Table::Entry, &index_key(3), None);
+        let c = corrupt(Ledger::open(dir.path()).err().unwrap());
+        assert_eq!(
+            (c.table, c.key, c.what),
+            (Table::Entry, Key::Index(3), CorruptKind::Missing)
+        );
+
+        // A map leaf changed: the map root of the latest checkpoint no longer matches.
+        let dir = closed_ledger();
+        let leaf = {
+            let s = super::super::open_store(dir.path()).unwrap();
+            let (k, v) = s.scan(Table::MapLeaf, &[], None).next().unwrap().unwrap();
+            let (key, mut value) = schema::decode_map_leaf(&k, &v).unwrap();
+            value.leaf_hash[0] ^= 1;
+            (key, value)
+        };
+        tamper(
+            dir.path(),
+            Table::MapLeaf,
+            &leaf.0,
+            Some(schema::map_leaf_value(&leaf.1).to_vec()),
+        );
+        let e = Ledger::open(dir.path()).err().unwrap();
+        let c = corrupt(e);
+        assert!(matches!(c.table, Table::Checkpoint | Table::MapLeaf), "{c}");
+
+        // The origin.
+        let dir = closed_ledger();
+        tamper(
+            dir.path(),
+            Table::Meta,
+            schema::ORIGIN,
+            Some(b"other.example/log".to_vec()),
+        );
+        let c = corrupt(Ledger::open(dir.path()).err().unwrap());
+        assert_eq!((c.table, &c.key), (Table::Checkpoint, &Key::Index(1)));
+        assert!(c.to_string().contains("origin"), "{c}");
+
+        // The latest checkpoint's note, unreadable.
+        let dir = closed_ledger();
+        tamper(
+            dir.path(),
+            Table::Checkpoint,
+            &index_key(1),
+            Some(vec![0xff]),
+        );
+        let c = corrupt(Ledger::open(dir.path()).err().unwrap());
+        assert_eq!(
+            (c.table, c.key, c.what),
+            (Table::Checkpoint, Key::Index(1), CorruptKind::NotUtf8)
+        );
+    }
+
+    #[test]
+    fn a_ledger_without_map_leaves_gets_them_on_open() {
+        let dir = closed_ledger();
+        let before: Vec<_> = {
+            let s = super::super::open_store(dir.path()).unwrap();
+            let leaves: Vec<_> = s
+                .scan(Table::MapLeaf, &[], None)
+                .map(|r| r.unwrap())
+                .collect();
+            let mut b = WriteBatch::new();
+            for (k, _) in &leaves {
+                b.delete(Table::MapLeaf, k.clone());
+            }
+            b.delete(Table::Meta, schema::MAP_LEAVES);
+            s.commit(b).unwrap();
+            leaves
+        };
+        let l = Ledger::open(dir.path()).unwrap();
+        let after: Vec<_> = l
+            .store()
+            .scan(Table::MapLeaf, &[], None)
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(after, before);
+    }
+}
