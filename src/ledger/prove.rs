@@ -215,7 +215,7 @@ impl Ledger {
             return Err(mismatch(
                 Table::Opening,
                 Key::Index(index),
-                "does not match the entry's commitment".into(),
+                format!("does not match the commitment of entry {index}"),
             ));
         }
         let proven = ProvenEvent {
@@ -418,17 +418,14 @@ impl Ledger {
 
     /// Stored checkpoint notes numbered `from..to` (clamped), oldest first, with numbers.
     pub fn checkpoint_range(&self, from: u64, to: u64) -> Result<Vec<(u64, String)>, LedgerError> {
-        let mut out = Vec::new();
         // Only durable checkpoints (see `Snapshot::published`).
         let to = to.min(self.latest().published);
         if from >= to {
-            return Ok(out);
+            return Ok(Vec::new());
         }
         let store = self.store();
-        for r in super::raw::checkpoint_range(&*store, from, Some(to)) {
-            out.push(r?);
-        }
-        Ok(out)
+        let notes = super::raw::checkpoint_range(&*store, from, Some(to)).collect();
+        notes
     }
 }
 
