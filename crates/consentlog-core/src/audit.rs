@@ -477,7 +477,12 @@ mod tests {
                 err: NoteError::Malformed(_)
             }]
         ));
-        let mut a = Auditor::new(&log.key.verifying_key(), "other", &[whole.clone()], T0);
+        let mut a = Auditor::new(
+            &log.key.verifying_key(),
+            "other",
+            std::slice::from_ref(&whole),
+            T0,
+        );
         a.push_chunk(chunk(&log, false));
         let found: Vec<_> = a
             .finish()
