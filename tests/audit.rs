@@ -7,7 +7,7 @@ mod support_cli;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use consentlog::core::audit::{Auditor, Report};
+use consentlog::core::audit::{Auditor, Problem, Report};
 use consentlog::core::entry::{Entry, Opening};
 use consentlog::core::event::{ConsentEvent, SignedEvent, EVENT_VERSION};
 use consentlog::core::export::Reader;
@@ -918,7 +918,7 @@ fn export_without_openings_audits_clean() {
     assert!(
         rep.violations
             .iter()
-            .any(|v| v.message.contains("checkpoint 4: log root at size 12")),
+            .any(|v| v.problem == Problem::LogRoot { n: 4, size: 12 }),
         "{rep:?}"
     );
 }

@@ -92,12 +92,10 @@ pub fn audit(a: AuditArgs) -> CmdResult {
         let mut report = auditor.finish();
         let extra = raw.entries_beyond_size().map_err(fail)?;
         if extra > 0 {
-            report.violations.push(Violation {
-                index: Some(size),
-                message: format!(
-                    "{extra} entries are stored at or past the recorded tree size {size}"
-                ),
-            });
+            report.violations.push(Violation::other(
+                Some(size),
+                format!("{extra} entries are stored at or past the recorded tree size {size}"),
+            ));
         }
         report
     } else {

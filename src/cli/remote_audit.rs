@@ -124,13 +124,13 @@ pub fn audit(
                 )
                 .is_ok();
             if !ok {
-                extra.push(Violation {
-                    index: None,
-                    message: format!(
+                extra.push(Violation::other(
+                    None,
+                    format!(
                         "checkpoints of sizes {} and {} are not consistent (bad consistency proof)",
                         p.size, cp.size
                     ),
-                });
+                ));
             }
         }
         prev = Some(cp);

@@ -32,7 +32,7 @@ pub fn fsck(
     let mut extra: Vec<Violation> = Vec::new();
     let mut bad = |index: Option<u64>, message: String| {
         if extra.len() < 1000 {
-            extra.push(Violation { index, message });
+            extra.push(Violation::other(index, message));
         }
     };
     let store = raw.store.as_ref();
