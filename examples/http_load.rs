@@ -162,7 +162,7 @@ async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<
 fn wait_for(url: &str) {
     let c = Client::new(url, None);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while c.get("/healthz", None).is_err() {
+    while c.healthz().is_err() {
         if Instant::now() > deadline {
             eprintln!("server did not come up at {url}");
             std::process::exit(1);

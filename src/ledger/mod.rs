@@ -11,6 +11,7 @@ mod nodes;
 mod prove;
 pub mod raw;
 
+pub use prove::{ConsistencyProof, InclusionProof};
 pub use nodes::{node_key, CachedNodes, NodeError, StoreNodes, UpperNodes};
 
 use leaves::{decode_leaf, leaf_value, LeafSource, MAP_BUCKET};
