@@ -89,6 +89,16 @@ pub enum Wait {
     Checkpoint,
 }
 
+/// The answer to `POST /v1/events`: the receipt, or with `wait=checkpoint` the receipt with a
+/// checkpoint that covers it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum AppendAnswer {
+    #[schema(value_type = ReceiptSchema)]
+    Receipt(Receipt),
+    Checkpointed(Box<CheckpointedReceipt>),
+}
+
 /// The answer to `POST /v1/events?wait=checkpoint`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -9,6 +9,8 @@ mod heartbeat;
 mod metrics;
 mod routes;
 mod sequencer;
+#[cfg(test)]
+mod tests;
 
 pub use auth::Auth;
 pub use sequencer::BatchConfig;

@@ -90,8 +90,8 @@ async fn submit(
     params(AppendQuery),
     request_body(content = EventSchema, content_type = "application/json"),
     responses(
-        (status = 201, description = "Appended: its receipt (with `wait=checkpoint`: a CheckpointedReceipt)", body = ReceiptSchema),
-        (status = 200, description = "The identical event was already logged: its receipt (or a CheckpointedReceipt)", body = CheckpointedReceipt),
+        (status = 201, description = "Appended", body = AppendAnswer),
+        (status = 200, description = "The identical event was already logged", body = AppendAnswer),
         (status = 400, description = "Malformed event or query", body = ErrorBody),
         (status = 409, description = "seq or prev conflicts with the key's head", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
@@ -118,7 +118,7 @@ pub async fn post_event(
         Outcome::Rejected(r) => return Err(ApiError::from(&r)),
     };
     if q.wait != Some(Wait::Checkpoint) {
-        return Ok((status, Json(receipt)).into_response());
+        return Ok((status, Json(AppendAnswer::Receipt(receipt))).into_response());
     }
     let mut covered = st.covered.clone();
     covered
@@ -129,11 +129,11 @@ pub async fn post_event(
     let body = blocking(move || {
         let cp = ledger.latest().checkpoint.clone();
         let inclusion = ledger.prove_inclusion(receipt.index, Some(cp.size))?;
-        Ok(CheckpointedReceipt {
+        Ok(AppendAnswer::Checkpointed(Box::new(CheckpointedReceipt {
             receipt,
             checkpoint: cp.note,
             inclusion,
-        })
+        })))
     })
     .await?;
     Ok((status, Json(body)).into_response())
