@@ -252,4 +252,16 @@ impl Client {
     pub fn healthz(&self) -> Result<(), ClientError> {
         self.get(paths::HEALTHZ, None).map(drop)
     }
+
+    /// Asks `/healthz` every 100 ms until it answers; false if it did not within `limit`.
+    pub fn wait_until_healthy(&self, limit: Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        while self.healthz().is_err() {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        true
+    }
 }
