@@ -213,7 +213,14 @@ fn producer(sh: &Shared) {
         let path = format!("{}/segment-{n}.ndjson", s.work);
         let out = std::process::Command::new(&s.bin)
             .args(["loadgen", "--events", &s.segment.to_string()])
-            .args(["--users", &s.users.to_string(), "--log", &s.origin, "--out", &path])
+            .args([
+                "--users",
+                &s.users.to_string(),
+                "--log",
+                &s.origin,
+                "--out",
+                &path,
+            ])
             .output();
         match out {
             Ok(o) if o.status.success() => {}
@@ -300,7 +307,10 @@ fn post(sh: &Shared, c: &Client, lines: &[String]) {
         counts.requests.fetch_add(1, Relaxed);
         kind.fetch_add(1, Relaxed);
         let ok = statuses.iter().filter(|&&s| logged(s, attempt)).count() as u64;
-        let dup = statuses.iter().filter(|&&s| s == 200 && attempt > 0).count() as u64;
+        let dup = statuses
+            .iter()
+            .filter(|&&s| s == 200 && attempt > 0)
+            .count() as u64;
         counts.events.fetch_add(ok, Relaxed);
         counts.dup.fetch_add(dup, Relaxed);
         let bad = statuses.len() as u64 - ok;

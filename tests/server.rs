@@ -993,7 +993,10 @@ fn openapi_lists_exactly_the_routes_and_every_route_is_live() {
                     "{m} {path} is not served: {r:#?}"
                 );
             } else {
-                assert_eq!(r.status, 405, "{m} {path} is served but not documented: {r:#?}");
+                assert_eq!(
+                    r.status, 405,
+                    "{m} {path} is served but not documented: {r:#?}"
+                );
             }
         }
     }

@@ -50,7 +50,10 @@ pub fn decide(
     )
     .sign(key);
     let appended = c.append(&EventJson::from(&ev)).map_err(fail)?;
-    println!("{}", serde_json::to_string(&appended.receipt).expect("json"));
+    println!(
+        "{}",
+        serde_json::to_string(&appended.receipt).expect("json")
+    );
     Ok(())
 }
 

@@ -11,8 +11,8 @@ mod nodes;
 mod prove;
 pub mod raw;
 
-pub use prove::{ConsistencyProof, InclusionProof};
 pub use nodes::{node_key, CachedNodes, NodeError, StoreNodes, UpperNodes};
+pub use prove::{ConsistencyProof, InclusionProof};
 
 use leaves::{decode_leaf, leaf_value, LeafSource, MAP_BUCKET};
 

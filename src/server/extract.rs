@@ -44,8 +44,7 @@ impl<S: Send + Sync> FromRequest<S> for Body {
 impl Body {
     /// The body as UTF-8 text.
     pub fn text(&self) -> Result<&str, ApiError> {
-        std::str::from_utf8(&self.0)
-            .map_err(|_| ApiError::bad_request("request body is not UTF-8"))
+        std::str::from_utf8(&self.0).map_err(|_| ApiError::bad_request("request body is not UTF-8"))
     }
 }
 

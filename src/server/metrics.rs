@@ -129,7 +129,10 @@ impl Metrics {
             match o {
                 Outcome::Accepted(_) => self.appended.inc(),
                 Outcome::Duplicate(_) => self.duplicates.inc(),
-                Outcome::Rejected(r) => self.rejections.get_or_create(&Rule { rule: r.code() }).inc(),
+                Outcome::Rejected(r) => self
+                    .rejections
+                    .get_or_create(&Rule { rule: r.code() })
+                    .inc(),
             };
         }
     }

@@ -16,9 +16,9 @@ use super::AppState;
 use crate::api::schema::{ConsentProofSchema, HistorySchema};
 use crate::api::*;
 use crate::core::event::{check_name, state_key, EventJson, SignedEvent};
+use crate::core::history::History;
 use crate::core::proof::{ConsentProof, OpeningJson};
 use crate::core::reject::Reject;
-use crate::core::history::History;
 use crate::ledger::{clock, precheck, precheck_one, Outcome};
 
 fn future_at() -> ApiError {
@@ -157,7 +157,10 @@ pub async fn post_event(
         (status = 503, description = "Overloaded, timed out or shutting down (Retry-After)", body = ErrorBody),
     )
 )]
-pub async fn post_batch(State(st): State<AppState>, body: Body) -> Result<Json<BatchResults>, ApiError> {
+pub async fn post_batch(
+    State(st): State<AppState>,
+    body: Body,
+) -> Result<Json<BatchResults>, ApiError> {
     let started = Instant::now();
     let events = crate::core::event::parse_batch(body.text()?).map_err(ApiError::bad_request)?;
     if events.len() > MAX_BATCH {
@@ -172,7 +175,11 @@ pub async fn post_batch(State(st): State<AppState>, body: Body) -> Result<Json<B
         .iter()
         .map(|o| match o {
             Outcome::Accepted(r) | Outcome::Duplicate(r) => BatchResult {
-                status: if matches!(o, Outcome::Accepted(_)) { 201 } else { 200 },
+                status: if matches!(o, Outcome::Accepted(_)) {
+                    201
+                } else {
+                    200
+                },
                 receipt: Some(*r),
                 error: None,
             },
@@ -466,7 +473,11 @@ pub async fn post_consent(
     let ledger = st.ledger.clone();
     let out = blocking(move || {
         let now = clock::now_ms();
-        if req.queries.iter().any(|qu| qu.at.is_some_and(|at| at > now)) {
+        if req
+            .queries
+            .iter()
+            .any(|qu| qu.at.is_some_and(|at| at > now))
+        {
             return Err(future_at());
         }
         let latest_at = req.queries.iter().filter_map(|qu| qu.at).max().unwrap_or(0);

@@ -73,7 +73,13 @@ impl TestApp {
     }
 
     /// One request through the router: status and body.
-    async fn call(&self, method: Method, uri: &str, auth: Option<&str>, body: &str) -> (StatusCode, String) {
+    async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        auth: Option<&str>,
+        body: &str,
+    ) -> (StatusCode, String) {
         let mut req = Request::builder().method(method).uri(uri);
         if let Some(a) = auth {
             req = req.header("authorization", a);
@@ -311,9 +317,8 @@ async fn real_answers_conform_to_the_generated_document() {
     let auditor = format!("Bearer {AUDITOR}");
     let history = paths::history(&subject);
     let signed = sign_request(&key, "GET", &history, clock::now_ms());
-    let consent = format!(
-        "/v1/proofs/consent?subject={subject}&controller=example.com&purpose=ai-training"
-    );
+    let consent =
+        format!("/v1/proofs/consent?subject={subject}&controller=example.com&purpose=ai-training");
     let heads = format!("/v1/heads?subject={subject}&controller=example.com&purpose=ai-training");
     let bulk = format!(
         "{{\"queries\": [{{\"subject\": \"{subject}\", \"controller\": \"example.com\", \
@@ -335,10 +340,22 @@ async fn real_answers_conform_to_the_generated_document() {
         ("/v1/entries", "/v1/entries", None),
         ("/v1/export", "/v1/export", Some(auditor.as_str())),
         ("/v1/proofs/inclusion", "/v1/proofs/inclusion?index=1", None),
-        ("/v1/proofs/consistency", "/v1/proofs/consistency?old=1", None),
-        ("/v1/proofs/consent", consent.as_str(), Some(reader.as_str())),
+        (
+            "/v1/proofs/consistency",
+            "/v1/proofs/consistency?old=1",
+            None,
+        ),
+        (
+            "/v1/proofs/consent",
+            consent.as_str(),
+            Some(reader.as_str()),
+        ),
         (paths::HISTORY, history.as_str(), Some(signed.as_str())),
-        ("/v1/proofs/inclusion", "/v1/proofs/inclusion?index=99", None),
+        (
+            "/v1/proofs/inclusion",
+            "/v1/proofs/inclusion?index=99",
+            None,
+        ),
     ] {
         let (s, body) = t.get(uri, auth).await;
         answers.push(("get", path, s, body));
@@ -348,7 +365,10 @@ async fn real_answers_conform_to_the_generated_document() {
 
     for (method, path, status, body) in answers {
         let schema = response_schema(&doc, method, path, status.as_u16());
-        assert!(schema.is_object(), "{method} {path}: no schema for {status}");
+        assert!(
+            schema.is_object(),
+            "{method} {path}: no schema for {status}"
+        );
         let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
         conforms(&doc, schema, &v, &format!("{method} {path} {status}"))
             .unwrap_or_else(|e| panic!("{e}\n{body}"));
@@ -415,10 +435,17 @@ async fn connections_beyond_the_limit_wait_until_one_closes() {
     let (addr, _stop) = listen(&t).await;
     let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     let mut first = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    first.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
+    first
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
     let mut buf = [0u8; 256];
     let n = first.read(&mut buf).await.expect("read");
-    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&buf[..n]));
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
     // The first connection is kept alive: a second one is not served meanwhile.
     let mut second = tokio::net::TcpStream::connect(addr).await.expect("connect");
     second.write_all(request).await.expect("write");
@@ -429,5 +456,9 @@ async fn connections_beyond_the_limit_wait_until_one_closes() {
     let answer = closed_within(&mut second, Duration::from_secs(5))
         .await
         .expect("the second connection was never served");
-    assert!(answer.starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&answer));
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
 }
