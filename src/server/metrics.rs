@@ -60,54 +60,64 @@ impl Default for Metrics {
             registry: Registry::default(),
         };
         // Counters get their `_total` suffix from the encoder.
-        let r = &mut registry;
-        r.register("consentlog_appends", "Events appended", m.appended.clone());
-        r.register(
-            "consentlog_duplicates",
-            "Resubmitted events answered with their receipt",
-            m.duplicates.clone(),
-        );
-        r.register(
-            "consentlog_storage_errors",
-            "Append batches that failed in storage",
-            m.storage_errors.clone(),
-        );
-        r.register(
-            "consentlog_overloaded",
-            "Submissions refused because the queue was full",
-            m.overloaded.clone(),
-        );
-        r.register(
+        let counters = [
+            ("consentlog_appends", "Events appended", &m.appended),
+            (
+                "consentlog_duplicates",
+                "Resubmitted events answered with their receipt",
+                &m.duplicates,
+            ),
+            (
+                "consentlog_storage_errors",
+                "Append batches that failed in storage",
+                &m.storage_errors,
+            ),
+            (
+                "consentlog_overloaded",
+                "Submissions refused because the queue was full",
+                &m.overloaded,
+            ),
+        ];
+        for (name, help, c) in counters {
+            registry.register(name, help, c.clone());
+        }
+        registry.register(
             "consentlog_rejections",
             "Events rejected, by rule",
             m.rejections.clone(),
         );
-        r.register(
-            "consentlog_batch_events",
-            "Events per sequencer batch",
-            m.batch_sizes.clone(),
-        );
-        r.register(
-            "consentlog_batch_seconds",
-            "Time to verify, write and sync one batch",
-            m.batch_seconds.clone(),
-        );
-        r.register(
-            "consentlog_append_request_seconds",
-            "Append request latency",
-            m.request_seconds.clone(),
-        );
-        r.register(
-            "consentlog_tree_size",
-            "Entries in the log",
-            m.tree_size.clone(),
-        );
-        r.register(
-            "consentlog_checkpoint_size",
-            "Entries covered by the latest checkpoint",
-            m.checkpoint_size.clone(),
-        );
-        r.register(
+        let histograms = [
+            (
+                "consentlog_batch_events",
+                "Events per sequencer batch",
+                &m.batch_sizes,
+            ),
+            (
+                "consentlog_batch_seconds",
+                "Time to verify, write and sync one batch",
+                &m.batch_seconds,
+            ),
+            (
+                "consentlog_append_request_seconds",
+                "Append request latency",
+                &m.request_seconds,
+            ),
+        ];
+        for (name, help, h) in histograms {
+            registry.register(name, help, h.clone());
+        }
+        let gauges = [
+            ("consentlog_tree_size", "Entries in the log", &m.tree_size),
+            (
+                "consentlog_checkpoint_size",
+                "Entries covered by the latest checkpoint",
+                &m.checkpoint_size,
+            ),
+        ];
+        for (name, help, g) in gauges {
+            registry.register(name, help, g.clone());
+        }
+        registry.register(
             "consentlog_checkpoint_age_seconds",
             "Age of the latest checkpoint",
             m.checkpoint_age.clone(),

@@ -15,6 +15,7 @@ use super::sequencer::SubmitError;
 use super::AppState;
 use crate::api::schema::{ConsentProofSchema, HistorySchema};
 use crate::api::*;
+use crate::core::entry::{Entry, Opening};
 use crate::core::event::{check_name, state_key, EventJson, SignedEvent};
 use crate::core::history::History;
 use crate::core::proof::{ConsentProof, OpeningJson};
@@ -295,6 +296,25 @@ fn page(q: &PageQuery, size: u64) -> Result<(u64, u64), ApiError> {
     Ok((start, end.min(size).min(start.saturating_add(MAX_PAGE))))
 }
 
+/// Entries `start..end` (with openings if asked), read on the blocking pool, one row each;
+/// and where the next page starts.
+async fn rows<R: Send + 'static>(
+    st: &AppState,
+    start: u64,
+    end: u64,
+    openings: bool,
+    row: fn(u64, &Entry, Option<&Opening>) -> R,
+) -> Result<(u64, Vec<R>), ApiError> {
+    let ledger = st.ledger.clone();
+    let read = blocking(move || Ok(ledger.read_range(start, end, openings)?)).await?;
+    let out: Vec<R> = read
+        .iter()
+        .zip(start..)
+        .map(|((e, o), index)| row(index, e, o.as_ref()))
+        .collect();
+    Ok((start + out.len() as u64, out))
+}
+
 /// Public entries (no openings), at most 10,000 per page
 #[utoipa::path(
     get,
@@ -307,20 +327,15 @@ pub async fn get_entries(
     Query(q): Query<PageQuery>,
 ) -> Result<Json<EntryPage>, ApiError> {
     let (start, end) = page(&q, st.ledger.size())?;
-    let ledger = st.ledger.clone();
-    let rows = blocking(move || Ok(ledger.read_range(start, end, false)?)).await?;
-    let entries: Vec<EntryRow> = rows
-        .iter()
-        .zip(start..)
-        .map(|((e, _), index)| EntryRow {
-            index,
-            entry: e.to_bytes().to_vec(),
-            leaf_hash: e.leaf_hash(),
-        })
-        .collect();
+    let (end, entries) = rows(&st, start, end, false, |index, e, _| EntryRow {
+        index,
+        entry: e.to_bytes().to_vec(),
+        leaf_hash: e.leaf_hash(),
+    })
+    .await?;
     Ok(Json(EntryPage {
         start,
-        end: start + entries.len() as u64,
+        end,
         entries,
     }))
 }
@@ -346,20 +361,15 @@ pub async fn get_export(
     // Credentials first: a stranger learns nothing, not even how the query was wrong.
     st.auth.require_auditor(&headers)?;
     let (start, end) = page(&q?.0, st.ledger.size())?;
-    let ledger = st.ledger.clone();
-    let rows = blocking(move || Ok(ledger.read_range(start, end, true)?)).await?;
-    let entries: Vec<ExportRow> = rows
-        .iter()
-        .zip(start..)
-        .map(|((e, o), index)| ExportRow {
-            index,
-            entry: e.to_bytes().to_vec(),
-            opening: o.as_ref().map(OpeningJson::from),
-        })
-        .collect();
+    let (end, entries) = rows(&st, start, end, true, |index, e, o| ExportRow {
+        index,
+        entry: e.to_bytes().to_vec(),
+        opening: o.map(OpeningJson::from),
+    })
+    .await?;
     Ok(Json(ExportPage {
         start,
-        end: start + entries.len() as u64,
+        end,
         entries,
     }))
 }
