@@ -160,13 +160,8 @@ async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<
 
 /// Waits up to a minute for the server's health check.
 fn wait_for(url: &str) {
-    let c = Client::new(url, None);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while c.get("/healthz", None).is_err() {
-        if Instant::now() > deadline {
-            eprintln!("server did not come up at {url}");
-            std::process::exit(1);
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    if !Client::new(url, None).wait_until_healthy(Duration::from_secs(60)) {
+        eprintln!("server did not come up at {url}");
+        std::process::exit(1);
     }
 }

@@ -1,6 +1,21 @@
-//! A small blocking HTTP client for the CLI's `--server` and `--url` modes.
+//! A small blocking HTTP client of `consentlog serve` for the CLI's `--server` and `--url`
+//! modes and the examples: one method per route, reading and writing the wire types of
+//! [`crate::api`] (the ones the server's handlers use).
 
 use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::api::*;
+use crate::core::event::EventJson;
+use crate::core::hash::to_hex;
+use crate::core::history::History;
+use crate::core::proof::ConsentProof;
+use crate::core::receipt::Receipt;
+use crate::core::request::sign_request;
+use crate::ledger::clock;
 
 /// A server base URL and optional bearer token.
 pub struct Client {
@@ -9,7 +24,8 @@ pub struct Client {
     agent: ureq::Agent,
 }
 
-/// A failed request: transport error or a non-success status with the server's message.
+/// A failed request: transport error, a non-success status with the server's message, or an
+/// answer that is not what the route promises.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("{url}: {message}")]
@@ -18,8 +34,39 @@ pub enum ClientError {
     Status {
         url: String,
         status: u16,
+        /// The error's code, when the body was the API's JSON error.
+        code: Option<String>,
         message: String,
     },
+    #[error("{url}: the server sent a malformed answer: {message}")]
+    Malformed { url: String, message: String },
+}
+
+impl ClientError {
+    /// The HTTP status of a refused request.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// An accepted append: 201 (appended) or 200 (the identical event was already logged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub status: u16,
+    pub receipt: Receipt,
+}
+
+/// `path` with `q` as its query string (none if `q` has no field set).
+pub fn with_query<Q: Serialize>(path: &str, q: &Q) -> String {
+    let query = serde_urlencoded::to_string(q).expect("query types serialize");
+    if query.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{query}")
+    }
 }
 
 impl Client {
@@ -43,11 +90,15 @@ impl Client {
         if let Some(a) = self.authorization(auth) {
             req = req.header("Authorization", &a);
         }
-        Self::finish(&url, req.call())
+        Self::finish(&url, req.call()).map(|(_, text)| text)
     }
 
     /// POST `body` (JSON) to `path`.
     pub fn post(&self, path: &str, body: &str) -> Result<String, ClientError> {
+        self.post_with_status(path, body).map(|(_, text)| text)
+    }
+
+    fn post_with_status(&self, path: &str, body: &str) -> Result<(u16, String), ClientError> {
         let url = format!("{}{path}", self.base);
         let mut req = self
             .agent
@@ -67,33 +118,150 @@ impl Client {
     fn finish(
         url: &str,
         r: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> Result<String, ClientError> {
-        let mut resp = r.map_err(|e| ClientError::Transport {
+    ) -> Result<(u16, String), ClientError> {
+        let transport = |e: ureq::Error| ClientError::Transport {
             url: url.to_string(),
             message: e.to_string(),
-        })?;
+        };
+        let mut resp = r.map_err(transport)?;
         let status = resp.status().as_u16();
         let text = resp
             .body_mut()
             .with_config()
             .limit(1 << 30)
             .read_to_string()
-            .map_err(|e| ClientError::Transport {
-                url: url.to_string(),
-                message: e.to_string(),
-            })?;
+            .map_err(transport)?;
         if (200..300).contains(&status) {
-            Ok(text)
-        } else {
-            let message = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-                .unwrap_or(text);
-            Err(ClientError::Status {
-                url: url.to_string(),
-                status,
-                message,
-            })
+            return Ok((status, text));
         }
+        let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(e) => (Some(e.error.code), e.error.message),
+            Err(_) => (None, text),
+        };
+        Err(ClientError::Status {
+            url: url.to_string(),
+            status,
+            code,
+            message,
+        })
+    }
+
+    fn json<T: DeserializeOwned>(&self, path: &str, text: &str) -> Result<T, ClientError> {
+        serde_json::from_str(text).map_err(|e| ClientError::Malformed {
+            url: format!("{}{path}", self.base),
+            message: e.to_string(),
+        })
+    }
+
+    fn get_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        auth: Option<&str>,
+    ) -> Result<T, ClientError> {
+        let text = self.get(path, auth)?;
+        self.json(path, &text)
+    }
+
+    /// `POST /v1/events`: one signed event.
+    pub fn append(&self, ev: &EventJson) -> Result<Appended, ClientError> {
+        let body = serde_json::to_string(ev).expect("json");
+        self.append_line(&body)
+    }
+
+    /// `POST /v1/events`: one event as its JSON line, sent as it is.
+    pub fn append_line(&self, line: &str) -> Result<Appended, ClientError> {
+        let (status, text) = self.post_with_status(paths::EVENTS, line)?;
+        let receipt = self.json(paths::EVENTS, &text)?;
+        Ok(Appended { status, receipt })
+    }
+
+    /// `POST /v1/events/batch`: NDJSON or a JSON array of events.
+    pub fn append_batch(&self, body: &str) -> Result<BatchResults, ClientError> {
+        let text = self.post(paths::EVENTS_BATCH, body)?;
+        self.json(paths::EVENTS_BATCH, &text)
+    }
+
+    /// `GET /v1/heads`, with the bearer token or, given `key`, a request signed by the person.
+    pub fn heads(
+        &self,
+        q: &HeadsQuery,
+        key: Option<&SigningKey>,
+    ) -> Result<HeadResponse, ClientError> {
+        let path = with_query(paths::HEADS, q);
+        let auth = key.map(|k| sign_request(k, "GET", &path, clock::now_ms()));
+        self.get_json(&path, auth.as_deref())
+    }
+
+    /// `GET /v1/checkpoint`: the latest signed note.
+    pub fn checkpoint(&self) -> Result<String, ClientError> {
+        self.get(paths::CHECKPOINT, None)
+    }
+
+    /// `GET /v1/checkpoints`.
+    pub fn checkpoints(&self, q: &CheckpointsQuery) -> Result<CheckpointList, ClientError> {
+        self.get_json(&with_query(paths::CHECKPOINTS, q), None)
+    }
+
+    /// `GET /v1/entries`.
+    pub fn entries(&self, q: &PageQuery) -> Result<EntryPage, ClientError> {
+        self.get_json(&with_query(paths::ENTRIES, q), None)
+    }
+
+    /// `GET /v1/export` (the bearer token must be an auditor's).
+    pub fn export(&self, q: &PageQuery) -> Result<ExportPage, ClientError> {
+        self.get_json(&with_query(paths::EXPORT, q), None)
+    }
+
+    /// `GET /v1/proofs/inclusion`.
+    pub fn inclusion(&self, q: &InclusionQuery) -> Result<InclusionProof, ClientError> {
+        self.get_json(&with_query(paths::INCLUSION, q), None)
+    }
+
+    /// `GET /v1/proofs/consistency`.
+    pub fn consistency(&self, q: &ConsistencyQuery) -> Result<ConsistencyProof, ClientError> {
+        self.get_json(&with_query(paths::CONSISTENCY, q), None)
+    }
+
+    /// `GET /v1/proofs/consent` (the bearer token must be a reader's).
+    pub fn consent(&self, q: &ConsentQuery) -> Result<ConsentProof, ClientError> {
+        self.get_json(&with_query(paths::CONSENT, q), None)
+    }
+
+    /// `POST /v1/proofs/consent`.
+    pub fn consent_bulk(
+        &self,
+        req: &BulkConsentRequest,
+    ) -> Result<BulkConsentResponse, ClientError> {
+        let text = self.post(paths::CONSENT, &serde_json::to_string(req).expect("json"))?;
+        self.json(paths::CONSENT, &text)
+    }
+
+    /// `GET /v1/subjects/{subject}/history`, signed by the person's `key`.
+    pub fn history(&self, key: &SigningKey) -> Result<History, ClientError> {
+        let path = paths::history(&to_hex(key.verifying_key().as_bytes()));
+        let auth = sign_request(key, "GET", &path, clock::now_ms());
+        self.get_json(&path, Some(&auth))
+    }
+
+    /// `GET /metrics`: Prometheus text.
+    pub fn metrics(&self) -> Result<String, ClientError> {
+        self.get(paths::METRICS, None)
+    }
+
+    /// `GET /healthz`.
+    pub fn healthz(&self) -> Result<(), ClientError> {
+        self.get(paths::HEALTHZ, None).map(drop)
+    }
+
+    /// Asks `/healthz` every 100 ms until it answers; false if it did not within `limit`.
+    pub fn wait_until_healthy(&self, limit: Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        while self.healthz().is_err() {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        true
     }
 }

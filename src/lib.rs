@@ -4,6 +4,7 @@
 //! no I/O), [`store`] (storage engines behind one trait), [`ledger`] (append rules, checkpoints,
 //! proof building), and the `consentlog` binary's [`cli`].
 
+pub mod api;
 pub mod cli;
 pub mod client;
 pub use consentlog_core as core;

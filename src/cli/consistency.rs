@@ -3,19 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
 use super::{fail, parse_log_key, read_input, CmdResult, Failure};
+use crate::api::ConsistencyQuery;
 use crate::client::Client;
 use crate::core::evidence::{self, compare, Comparison, Evidence, Kind};
 use crate::core::hash::HexHash;
 use crate::ledger::Ledger;
 use crate::witness::{self, Seen};
-
-#[derive(Deserialize)]
-struct ProofJson {
-    path: Vec<HexHash>,
-}
 
 /// A consistency proof from `--server` or `--dir`, if either is given.
 pub fn fetch_proof(
@@ -25,11 +19,11 @@ pub fn fetch_proof(
     new: u64,
 ) -> Result<Option<Vec<HexHash>>, Failure> {
     if let Some(url) = server {
-        let text = Client::new(url, None)
-            .get(&format!("/v1/proofs/consistency?old={old}&new={new}"), None)
-            .map_err(fail)?;
-        let p: ProofJson = serde_json::from_str(&text)
-            .map_err(|e| fail(format!("the server sent no consistency proof: {e}")))?;
+        let q = ConsistencyQuery {
+            old,
+            new: Some(new),
+        };
+        let p = Client::new(url, None).consistency(&q).map_err(fail)?;
         return Ok(Some(p.path));
     }
     if let Some(dir) = dir {

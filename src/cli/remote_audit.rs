@@ -4,53 +4,46 @@
 
 use ed25519_dalek::VerifyingKey;
 use indicatif::ProgressBar;
-use serde::Deserialize;
 
 use super::{fail, Failure};
+use crate::api::{CheckpointsQuery, ConsistencyQuery, PageQuery};
 use crate::client::Client;
 use crate::core::audit::{Auditor, Report, Violation};
 use crate::core::entry::{Entry, Opening};
 use crate::core::event::SignedEvent;
-use crate::core::hash::{from_hex, HexHash};
 use crate::core::note;
 use crate::core::proof::OpeningJson;
 use crate::core::tlog::{check_consistency, Blake3Hasher, TreeSize};
 
-#[derive(Deserialize)]
-struct Checkpoints {
-    checkpoints: Vec<Numbered>,
+fn bad(what: &str, e: impl std::fmt::Display) -> Failure {
+    fail(format!("the server sent a malformed {what}: {e}"))
 }
 
-#[derive(Deserialize)]
-struct Numbered {
-    number: u64,
-    note: String,
-}
-
-#[derive(Deserialize)]
+/// One page of entries, from `/v1/entries` or (with openings) `/v1/export`.
 struct Page {
     start: u64,
     end: u64,
-    entries: Vec<Row>,
+    rows: Vec<(u64, Vec<u8>, Option<OpeningJson>)>,
 }
 
-#[derive(Deserialize)]
-struct Row {
-    index: u64,
-    entry: String,
-    #[serde(default)]
-    opening: Option<OpeningJson>,
-}
-
-#[derive(Deserialize)]
-struct Consistency {
-    old_size: u64,
-    new_size: u64,
-    path: Vec<HexHash>,
-}
-
-fn bad(what: &str, e: impl std::fmt::Display) -> Failure {
-    fail(format!("the server sent a malformed {what}: {e}"))
+fn fetch_page(c: &Client, openings: bool, q: &PageQuery) -> Result<Page, Failure> {
+    if openings {
+        let p = c.export(q).map_err(fail)?;
+        let rows = p.entries.into_iter().map(|r| (r.index, r.entry, r.opening));
+        Ok(Page {
+            start: p.start,
+            end: p.end,
+            rows: rows.collect(),
+        })
+    } else {
+        let p = c.entries(q).map_err(fail)?;
+        let rows = p.entries.into_iter().map(|r| (r.index, r.entry, None));
+        Ok(Page {
+            start: p.start,
+            end: p.end,
+            rows: rows.collect(),
+        })
+    }
 }
 
 /// Replays the server at `url`.
@@ -66,11 +59,12 @@ pub fn audit(
     let mut notes = Vec::new();
     let mut from = 0u64;
     loop {
-        let text = c
-            .get(&format!("/v1/checkpoints?from={from}"), None)
+        let page = c
+            .checkpoints(&CheckpointsQuery {
+                from: Some(from),
+                to: None,
+            })
             .map_err(fail)?;
-        let page: Checkpoints =
-            serde_json::from_str(&text).map_err(|e| bad("checkpoint list", e))?;
         if page.checkpoints.is_empty() {
             break;
         }
@@ -103,14 +97,12 @@ pub fn audit(
     let mut prev: Option<&note::SignedCheckpoint> = None;
     for cp in opened.iter().flatten() {
         if let Some(p) = prev.filter(|p| p.size != cp.size) {
-            let text = c
-                .get(
-                    &format!("/v1/proofs/consistency?old={}&new={}", p.size, cp.size),
-                    None,
-                )
+            let proof = c
+                .consistency(&ConsistencyQuery {
+                    old: p.size,
+                    new: Some(cp.size),
+                })
                 .map_err(fail)?;
-            let proof: Consistency =
-                serde_json::from_str(&text).map_err(|e| bad("consistency proof", e))?;
             let path: Vec<_> = proof.path.iter().map(|h| h.0).collect();
             let ok = proof.old_size == p.size
                 && proof.new_size == cp.size
@@ -137,30 +129,26 @@ pub fn audit(
     }
 
     // Entries up to the last checkpoint, with openings when we hold an auditor token.
-    let endpoint = if token.is_some() {
-        "/v1/export"
-    } else {
-        "/v1/entries"
-    };
+    let openings = token.is_some();
     let pb = bar(size);
     let mut next = 0u64;
     while next < size {
-        let text = c
-            .get(&format!("{endpoint}?start={next}&end={size}"), None)
-            .map_err(fail)?;
-        let page: Page = serde_json::from_str(&text).map_err(|e| bad("entry page", e))?;
-        if page.start != next || page.end <= next || page.entries.len() as u64 != page.end - next {
+        let q = PageQuery {
+            start: Some(next),
+            end: Some(size),
+        };
+        let page = fetch_page(&c, openings, &q)?;
+        if page.start != next || page.end <= next || page.rows.len() as u64 != page.end - next {
             return Err(fail(format!("the server sent a bad entry page at {next}")));
         }
-        let mut chunk: Vec<(Entry, Option<Opening>)> = Vec::with_capacity(page.entries.len());
-        for (i, row) in page.entries.into_iter().enumerate() {
+        let mut chunk: Vec<(Entry, Option<Opening>)> = Vec::with_capacity(page.rows.len());
+        for (i, (row_index, bytes, opening)) in page.rows.into_iter().enumerate() {
             let index = next + i as u64;
-            if row.index != index {
+            if row_index != index {
                 return Err(fail(format!("entry page out of order at {index}")));
             }
-            let bytes = from_hex(&row.entry).map_err(|e| bad("entry", e))?;
             let e = Entry::decode(&bytes).map_err(|e| bad(&format!("entry {index}"), e))?;
-            let o = match row.opening {
+            let o = match opening {
                 None => None,
                 Some(o) => Some(Opening {
                     nonce: o.nonce,

@@ -52,6 +52,13 @@ pub struct ServeArgs {
     /// Per-request timeout (ms)
     #[arg(long, default_value_t = 30_000)]
     pub request_timeout: u64,
+    /// Longest wait (ms) for a request's headers, on a new connection or between the requests
+    /// of a kept-alive one; a client that is slower is disconnected
+    #[arg(long, default_value_t = 10_000)]
+    pub header_timeout: u64,
+    /// Most connections open at once; further ones wait to be accepted
+    #[arg(long, default_value_t = 512)]
+    pub max_connections: usize,
     /// Largest request body (bytes)
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     pub body_limit: usize,
@@ -92,6 +99,8 @@ pub fn serve(a: ServeArgs) -> CmdResult {
         max_checkpoint_gap: Duration::from_millis(a.checkpoint_max_gap.max(1)),
         request_timeout: Duration::from_millis(a.request_timeout.max(1)),
         body_limit: a.body_limit,
+        header_timeout: Duration::from_millis(a.header_timeout.max(1)),
+        max_connections: a.max_connections.max(1),
         cache_bytes: a.cache_bytes,
     };
     server::serve(cfg, auth).map_err(fail)

@@ -3,8 +3,8 @@
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
+use crate::api::{ErrorBody, ErrorDetail};
 use crate::core::reject::Reject;
 use crate::ledger::LedgerError;
 
@@ -60,9 +60,18 @@ impl ApiError {
         e.retry_after = Some(1);
         e
     }
-    /// The JSON body of this error, for per-item results in batches.
-    pub fn body(&self) -> serde_json::Value {
-        json!({"error": {"code": self.code, "message": self.message}})
+    /// The code and message, for per-item results in batches.
+    pub fn detail(&self) -> ErrorDetail {
+        ErrorDetail {
+            code: self.code.clone(),
+            message: self.message.clone(),
+        }
+    }
+    /// The JSON body of this error.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: self.detail(),
+        }
     }
 }
 

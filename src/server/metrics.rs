@@ -1,180 +1,167 @@
-//! Prometheus text metrics: appends, rejections by rule, batch sizes, latencies, tree size,
-//! checkpoint age.
+//! Prometheus metrics (prometheus-client, Prometheus text format 0.0.4): appends, rejections by
+//! rule, batch sizes, latencies, tree size, checkpoint age.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
+
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 use crate::ledger::{clock, Ledger, Outcome};
 
-const BATCH_BUCKETS: [u64; 8] = [1, 8, 64, 256, 1024, 4096, 8192, 16384];
-const LATENCY_BUCKETS_MS: [u64; 9] = [1, 2, 5, 10, 25, 50, 100, 250, 1000];
+/// The `Content-Type` of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
-/// A cumulative histogram.
-struct Histogram {
-    bounds: &'static [u64],
-    counts: Vec<AtomicU64>,
-    sum: AtomicU64,
-    count: AtomicU64,
+const BATCH_BUCKETS: [f64; 8] = [1.0, 8.0, 64.0, 256.0, 1024.0, 4096.0, 8192.0, 16384.0];
+const LATENCY_BUCKETS_S: [f64; 9] = [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
+
+/// The label of a rejection: the rule's stable code.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Rule {
+    rule: &'static str,
 }
 
-impl Histogram {
-    fn new(bounds: &'static [u64]) -> Self {
-        Histogram {
-            bounds,
-            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
-            sum: AtomicU64::new(0),
-            count: AtomicU64::new(0),
-        }
-    }
-    fn observe(&self, v: u64) {
-        for (b, c) in self.bounds.iter().zip(&self.counts) {
-            if v <= *b {
-                c.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.sum.fetch_add(v, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
-    }
-    fn render(&self, out: &mut String, name: &str, help: &str, scale: f64) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        for (b, c) in self.bounds.iter().zip(&self.counts) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{}\"}} {}",
-                *b as f64 * scale,
-                c.load(Ordering::Relaxed)
-            );
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(
-            out,
-            "{name}_sum {}",
-            self.sum.load(Ordering::Relaxed) as f64 * scale
-        );
-        let _ = writeln!(out, "{name}_count {count}");
-    }
-}
-
-/// The server's counters.
+/// The server's metrics.
 pub struct Metrics {
-    appended: AtomicU64,
-    duplicates: AtomicU64,
-    storage_errors: AtomicU64,
-    overloaded: AtomicU64,
-    rejections: Mutex<BTreeMap<&'static str, u64>>,
+    registry: Registry,
+    appended: Counter,
+    duplicates: Counter,
+    storage_errors: Counter,
+    overloaded: Counter,
+    rejections: Family<Rule, Counter>,
     batch_sizes: Histogram,
-    batch_ms: Histogram,
-    request_ms: Histogram,
+    batch_seconds: Histogram,
+    request_seconds: Histogram,
+    tree_size: Gauge,
+    checkpoint_size: Gauge,
+    checkpoint_age: Gauge<f64, AtomicU64>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics {
-            appended: AtomicU64::new(0),
-            duplicates: AtomicU64::new(0),
-            storage_errors: AtomicU64::new(0),
-            overloaded: AtomicU64::new(0),
-            rejections: Mutex::new(BTreeMap::new()),
-            batch_sizes: Histogram::new(&BATCH_BUCKETS),
-            batch_ms: Histogram::new(&LATENCY_BUCKETS_MS),
-            request_ms: Histogram::new(&LATENCY_BUCKETS_MS),
+        let mut registry = Registry::default();
+        let m = Metrics {
+            appended: Counter::default(),
+            duplicates: Counter::default(),
+            storage_errors: Counter::default(),
+            overloaded: Counter::default(),
+            rejections: Family::default(),
+            batch_sizes: Histogram::new(BATCH_BUCKETS),
+            batch_seconds: Histogram::new(LATENCY_BUCKETS_S),
+            request_seconds: Histogram::new(LATENCY_BUCKETS_S),
+            tree_size: Gauge::default(),
+            checkpoint_size: Gauge::default(),
+            checkpoint_age: Gauge::default(),
+            registry: Registry::default(),
+        };
+        // Counters get their `_total` suffix from the encoder.
+        let counters = [
+            ("consentlog_appends", "Events appended", &m.appended),
+            (
+                "consentlog_duplicates",
+                "Resubmitted events answered with their receipt",
+                &m.duplicates,
+            ),
+            (
+                "consentlog_storage_errors",
+                "Append batches that failed in storage",
+                &m.storage_errors,
+            ),
+            (
+                "consentlog_overloaded",
+                "Submissions refused because the queue was full",
+                &m.overloaded,
+            ),
+        ];
+        for (name, help, c) in counters {
+            registry.register(name, help, c.clone());
         }
+        registry.register(
+            "consentlog_rejections",
+            "Events rejected, by rule",
+            m.rejections.clone(),
+        );
+        let histograms = [
+            (
+                "consentlog_batch_events",
+                "Events per sequencer batch",
+                &m.batch_sizes,
+            ),
+            (
+                "consentlog_batch_seconds",
+                "Time to verify, write and sync one batch",
+                &m.batch_seconds,
+            ),
+            (
+                "consentlog_append_request_seconds",
+                "Append request latency",
+                &m.request_seconds,
+            ),
+        ];
+        for (name, help, h) in histograms {
+            registry.register(name, help, h.clone());
+        }
+        let gauges = [
+            ("consentlog_tree_size", "Entries in the log", &m.tree_size),
+            (
+                "consentlog_checkpoint_size",
+                "Entries covered by the latest checkpoint",
+                &m.checkpoint_size,
+            ),
+        ];
+        for (name, help, g) in gauges {
+            registry.register(name, help, g.clone());
+        }
+        registry.register(
+            "consentlog_checkpoint_age_seconds",
+            "Age of the latest checkpoint",
+            m.checkpoint_age.clone(),
+        );
+        Metrics { registry, ..m }
     }
 }
 
 impl Metrics {
     pub fn observe_batch(&self, events: usize, took: Duration) {
-        self.batch_sizes.observe(events as u64);
-        self.batch_ms.observe(took.as_millis() as u64);
+        self.batch_sizes.observe(events as f64);
+        self.batch_seconds.observe(took.as_secs_f64());
     }
     pub fn observe_append_request(&self, took: Duration) {
-        self.request_ms.observe(took.as_millis() as u64);
+        self.request_seconds.observe(took.as_secs_f64());
     }
     pub fn count_outcomes(&self, outcomes: &[Outcome]) {
-        let mut rej = self.rejections.lock().expect("metrics");
         for o in outcomes {
             match o {
-                Outcome::Accepted(_) => {
-                    self.appended.fetch_add(1, Ordering::Relaxed);
-                }
-                Outcome::Duplicate(_) => {
-                    self.duplicates.fetch_add(1, Ordering::Relaxed);
-                }
-                Outcome::Rejected(r) => *rej.entry(r.code()).or_insert(0) += 1,
-            }
+                Outcome::Accepted(_) => self.appended.inc(),
+                Outcome::Duplicate(_) => self.duplicates.inc(),
+                Outcome::Rejected(r) => self
+                    .rejections
+                    .get_or_create(&Rule { rule: r.code() })
+                    .inc(),
+            };
         }
     }
     pub fn count_storage_error(&self) {
-        self.storage_errors.fetch_add(1, Ordering::Relaxed);
+        self.storage_errors.inc();
     }
     pub fn count_overloaded(&self) {
-        self.overloaded.fetch_add(1, Ordering::Relaxed);
+        self.overloaded.inc();
     }
 
-    /// The Prometheus text exposition.
+    /// The Prometheus text exposition, with the ledger's gauges read now.
     pub fn render(&self, ledger: &Ledger) -> String {
-        let mut out = String::new();
-        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-            );
-        };
-        counter(
-            &mut out,
-            "consentlog_appends_total",
-            "Events appended.",
-            self.appended.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            "consentlog_duplicates_total",
-            "Resubmitted events answered with their receipt.",
-            self.duplicates.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            "consentlog_storage_errors_total",
-            "Append batches that failed in storage.",
-            self.storage_errors.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            "consentlog_overloaded_total",
-            "Submissions refused because the queue was full.",
-            self.overloaded.load(Ordering::Relaxed),
-        );
-        let _ = writeln!(out, "# HELP consentlog_rejections_total Events rejected, by rule.\n# TYPE consentlog_rejections_total counter");
-        for (rule, n) in self.rejections.lock().expect("metrics").iter() {
-            let _ = writeln!(out, "consentlog_rejections_total{{rule=\"{rule}\"}} {n}");
-        }
-        self.batch_sizes.render(
-            &mut out,
-            "consentlog_batch_events",
-            "Events per sequencer batch.",
-            1.0,
-        );
-        self.batch_ms.render(
-            &mut out,
-            "consentlog_batch_seconds",
-            "Time to verify, write and sync one batch.",
-            0.001,
-        );
-        self.request_ms.render(
-            &mut out,
-            "consentlog_append_request_seconds",
-            "Append request latency.",
-            0.001,
-        );
         let snap = ledger.latest();
-        let _ = writeln!(out, "# HELP consentlog_tree_size Entries in the log.\n# TYPE consentlog_tree_size gauge\nconsentlog_tree_size {}", ledger.size());
-        let _ = writeln!(out, "# HELP consentlog_checkpoint_size Entries covered by the latest checkpoint.\n# TYPE consentlog_checkpoint_size gauge\nconsentlog_checkpoint_size {}", snap.checkpoint.size);
+        self.tree_size.set(ledger.size() as i64);
+        self.checkpoint_size.set(snap.checkpoint.size as i64);
         let age = clock::now_ms().saturating_sub(snap.checkpoint.time) as f64 / 1000.0;
-        let _ = writeln!(out, "# HELP consentlog_checkpoint_age_seconds Age of the latest checkpoint.\n# TYPE consentlog_checkpoint_age_seconds gauge\nconsentlog_checkpoint_age_seconds {age}");
+        self.checkpoint_age.set(age);
+        let mut out = String::new();
+        prometheus_text::encode(&mut out, &self.registry).expect("writing to a String");
         out
     }
 }

@@ -4,48 +4,37 @@
 
 mod auth;
 mod error;
+mod extract;
 mod heartbeat;
 mod metrics;
 mod routes;
 mod sequencer;
+#[cfg(test)]
+mod tests;
 
 pub use auth::Auth;
 pub use sequencer::BatchConfig;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
 use axum::Router;
-use tokio::sync::watch;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::sync::{watch, Semaphore};
+use tower::ServiceBuilder;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::core::hash::to_hex;
 use crate::ledger::Ledger;
-
-/// The OpenAPI 3 document of the routes below (tests check the two agree).
-pub const OPENAPI: &str = include_str!("openapi.json");
-
-/// Every route as (method, path), in the OpenAPI document's spelling.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("post", "/v1/events"),
-    ("post", "/v1/events/batch"),
-    ("get", "/v1/heads"),
-    ("get", "/v1/checkpoint"),
-    ("get", "/v1/checkpoints"),
-    ("get", "/v1/entries"),
-    ("get", "/v1/proofs/inclusion"),
-    ("get", "/v1/proofs/consistency"),
-    ("get", "/v1/proofs/consent"),
-    ("post", "/v1/proofs/consent"),
-    ("get", "/v1/subjects/{subject}/history"),
-    ("get", "/v1/export"),
-    ("get", "/v1/openapi.json"),
-    ("get", "/healthz"),
-    ("get", "/metrics"),
-];
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -61,6 +50,12 @@ pub struct ServeConfig {
     pub request_timeout: Duration,
     pub body_limit: usize,
     pub cache_bytes: u64,
+    /// Longest wait for a request's headers, on a new connection or between the requests of
+    /// a kept-alive one (hyper's header-read timeout): a client that sends nothing, or half a
+    /// request head, is disconnected after it.
+    pub header_timeout: Duration,
+    /// Most connections open at once; beyond it new connections wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 struct Inner {
@@ -82,33 +77,135 @@ impl std::ops::Deref for AppState {
     }
 }
 
-fn router(state: AppState, cfg: &ServeConfig) -> Router {
-    let timeout = cfg.request_timeout;
-    Router::new()
-        .route("/v1/events", post(routes::post_event))
-        .route("/v1/events/batch", post(routes::post_batch))
-        .route("/v1/heads", get(routes::get_heads))
-        .route("/v1/checkpoint", get(routes::get_checkpoint))
-        .route("/v1/checkpoints", get(routes::get_checkpoints))
-        .route("/v1/entries", get(routes::get_entries))
-        .route("/v1/proofs/inclusion", get(routes::get_inclusion))
-        .route("/v1/proofs/consistency", get(routes::get_consistency))
-        .route(
-            "/v1/proofs/consent",
-            get(routes::get_consent).post(routes::post_consent),
-        )
-        .route("/v1/subjects/{subject}/history", get(routes::get_history))
-        .route("/v1/export", get(routes::get_export))
-        .route("/v1/openapi.json", get(routes::openapi))
-        .route("/healthz", get(routes::healthz))
-        .route("/metrics", get(routes::metrics))
-        .fallback(routes::fallback)
-        .method_not_allowed_fallback(routes::method_not_allowed)
-        .layer(DefaultBodyLimit::max(cfg.body_limit))
-        .layer(axum::middleware::from_fn(move |req, next| {
-            routes::with_timeout(timeout, req, next)
-        }))
-        .with_state(state)
+/// The document's title, security schemes and the schemas no route names directly.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "consentlog",
+        version = "1",
+        description = "Append-only consent ledger with verifiable proofs. Formats: docs/FORMAT.md."
+    ),
+    modifiers(&SecuritySchemes)
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let bearer = |description: &str| {
+            let mut h = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build();
+            h.description = Some(description.to_string());
+            SecurityScheme::Http(h)
+        };
+        let c = doc.components.get_or_insert_with(Default::default);
+        c.add_security_scheme(
+            "readerToken",
+            bearer("--reader-token or a tokens file; may be limited to controllers"),
+        );
+        c.add_security_scheme("auditorToken", bearer("--auditor-token"));
+        c.add_security_scheme(
+            "signedRequest",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Authorization",
+                "Consentlog-Ed25519 subject=<hex>,time=<ms>,signature=<hex> (docs/FORMAT.md §13)",
+            ))),
+        );
+    }
+}
+
+/// Every route, from the handlers' `#[utoipa::path]` descriptions: the router and the OpenAPI
+/// document are two views of this one list, so neither can name a route the other lacks.
+fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(routes::post_event))
+        .routes(routes!(routes::post_batch))
+        .routes(routes!(routes::get_heads))
+        .routes(routes!(routes::get_checkpoint))
+        .routes(routes!(routes::get_checkpoints))
+        .routes(routes!(routes::get_entries))
+        .routes(routes!(routes::get_inclusion))
+        .routes(routes!(routes::get_consistency))
+        .routes(routes!(routes::get_consent, routes::post_consent))
+        .routes(routes!(routes::get_history))
+        .routes(routes!(routes::get_export))
+        .routes(routes!(routes::openapi))
+        .routes(routes!(routes::healthz))
+        .routes(routes!(routes::metrics))
+}
+
+/// The OpenAPI document of every route (served at `GET /v1/openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_router().into_openapi()
+}
+
+/// [`openapi`] as the JSON text that is served.
+pub fn openapi_json() -> &'static str {
+    static JSON: LazyLock<String> = LazyLock::new(|| {
+        let mut s = openapi().to_pretty_json().expect("the document is JSON");
+        s.push('\n');
+        s
+    });
+    &JSON
+}
+
+/// The ledger served over HTTP, without a listener: the router and the threads behind it (the
+/// sequencer and the checkpoint heartbeat). `serve` puts it on a socket; tests can call the
+/// router in-process (`tower::ServiceExt::oneshot`). [`App::stop`] finishes the queue.
+pub struct App {
+    state: AppState,
+    heartbeat: heartbeat::Heartbeat,
+    router: Router,
+}
+
+impl App {
+    /// Starts the sequencer and the heartbeat for `ledger` with `cfg`'s batching, checkpoint,
+    /// timeout and body settings (its directory and listen address are not used here).
+    pub fn new(ledger: Arc<Ledger>, cfg: &ServeConfig, auth: Auth) -> Result<App, String> {
+        let cp = ledger.checkpoint().map_err(|e| e.to_string())?;
+        let metrics = Arc::new(metrics::Metrics::default());
+        let (covered_tx, covered) = watch::channel(cp.size);
+        let heartbeat = heartbeat::Heartbeat::start(
+            ledger.clone(),
+            cfg.checkpoint_interval,
+            cfg.max_checkpoint_gap,
+            covered_tx,
+        );
+        let state = AppState(Arc::new(Inner {
+            ledger: ledger.clone(),
+            seq: sequencer::Sequencer::start(ledger, cfg.batch, metrics.clone()),
+            auth,
+            metrics,
+            covered,
+        }));
+        let (routes, _) = api_router().split_for_parts();
+        let router = routes
+            .fallback(routes::fallback)
+            .method_not_allowed_fallback(routes::method_not_allowed)
+            .layer(DefaultBodyLimit::max(cfg.body_limit))
+            .layer(
+                ServiceBuilder::new()
+                    .layer(HandleErrorLayer::new(routes::timed_out))
+                    .timeout(cfg.request_timeout),
+            )
+            .with_state(state.clone());
+        Ok(App {
+            state,
+            heartbeat,
+            router,
+        })
+    }
+
+    /// The router (cheap to clone).
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// Stops taking appends, finishes every queued one, stops the heartbeat.
+    pub fn stop(mut self) {
+        self.state.seq.close();
+        self.heartbeat.stop();
+    }
 }
 
 /// Opens (or, if the directory holds no ledger, creates) the ledger and serves until SIGTERM
@@ -131,26 +228,11 @@ pub fn serve(cfg: ServeConfig, auth: Auth) -> Result<(), String> {
 
 async fn run(ledger: Arc<Ledger>, cfg: ServeConfig, auth: Auth) -> Result<(), String> {
     let signals = Signals::install()?;
-    let cp = ledger.checkpoint().map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let metrics = Arc::new(metrics::Metrics::default());
-    let (covered_tx, covered) = watch::channel(cp.size);
-    let mut heartbeat = heartbeat::Heartbeat::start(
-        ledger.clone(),
-        cfg.checkpoint_interval,
-        cfg.max_checkpoint_gap,
-        covered_tx,
-    );
-    let state = AppState(Arc::new(Inner {
-        ledger: ledger.clone(),
-        seq: sequencer::Sequencer::start(ledger.clone(), cfg.batch, metrics.clone()),
-        auth,
-        metrics,
-        covered,
-    }));
+    let app = App::new(ledger.clone(), &cfg, auth)?;
     say(&format!("data directory: {}", cfg.dir.display()));
     say(&format!("origin: {}", ledger.origin()));
     say(&format!(
@@ -159,19 +241,63 @@ async fn run(ledger: Arc<Ledger>, cfg: ServeConfig, auth: Auth) -> Result<(), St
     ));
     say(&format!("listening on http://{addr}"));
     tracing::info!(%addr, size = ledger.size(), "serving");
-    let app = router(state.clone(), &cfg);
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal(signals))
-        .await;
+    accept(listener, app.router(), &cfg, shutdown_signal(signals)).await;
     // No new requests: finish every queued append, then a final checkpoint.
-    state.seq.close();
-    heartbeat.stop();
+    app.stop();
     let cp = ledger.checkpoint().map_err(|e| e.to_string())?;
     say(&format!(
         "stopped: final checkpoint covers {} entries",
         cp.size
     ));
-    served.map_err(|e| format!("server error: {e}"))
+    Ok(())
+}
+
+/// Serves HTTP/1.1 connections on `listener` until `shutdown`, then waits for the requests in
+/// flight (idle connections are closed at once). hyper's settings give the header-read
+/// timeout; a semaphore bounds the connections open at once.
+async fn accept(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    cfg: &ServeConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(cfg.header_timeout);
+    let slots = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => s.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let conn = http.serve_connection(
+            TokioIo::new(stream),
+            TowerToHyperService::new(router.clone()),
+        );
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("connection: {e}");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 /// Prints a status line; a closed standard output (a supervisor that stopped reading) is not a

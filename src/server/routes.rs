@@ -1,30 +1,26 @@
-//! The HTTP handlers. Writes go through the sequencer; reads go to the ledger directly (on the
-//! blocking pool when they do real work).
+//! The HTTP handlers, each with its OpenAPI description (`#[utoipa::path]`): the router and the
+//! document are both built from these (`super::api_router`). Writes go through the sequencer;
+//! reads go to the ledger directly (on the blocking pool when they do real work).
 
-use std::collections::HashMap;
 use std::time::Instant;
 
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::error::ApiError;
+use super::extract::{Body, Query, Subject};
 use super::sequencer::SubmitError;
 use super::AppState;
+use crate::api::schema::{ConsentProofSchema, HistorySchema};
+use crate::api::*;
+use crate::core::entry::{Entry, Opening};
 use crate::core::event::{check_name, state_key, EventJson, SignedEvent};
-use crate::core::hash::{from_hex_array, to_hex};
-use crate::core::proof::OpeningJson;
+use crate::core::history::History;
+use crate::core::proof::{ConsentProof, OpeningJson};
 use crate::core::reject::Reject;
 use crate::ledger::{clock, precheck, precheck_one, Outcome};
-
-/// Most events in one batch request, and most queries in one bulk proof request.
-pub const MAX_BATCH: usize = 10_000;
-/// Most entries or checkpoints in one page.
-pub const MAX_PAGE: u64 = 10_000;
 
 fn future_at() -> ApiError {
     ApiError::new(
@@ -34,16 +30,9 @@ fn future_at() -> ApiError {
     )
 }
 
-/// Answers a request that took longer than the configured timeout.
-pub async fn with_timeout(
-    timeout: std::time::Duration,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    match tokio::time::timeout(timeout, next.run(req)).await {
-        Ok(r) => r,
-        Err(_) => ApiError::unavailable("the request timed out").into_response(),
-    }
+/// Answers a request that took longer than the configured timeout (`tower::timeout`'s error).
+pub async fn timed_out(_: axum::BoxError) -> ApiError {
+    ApiError::unavailable("the request timed out")
 }
 
 /// A known path with a method it does not have.
@@ -55,87 +44,14 @@ pub async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> ApiErro
     )
 }
 
-type Query = HashMap<String, String>;
-
-fn parse_query(raw: Option<String>) -> Result<Query, ApiError> {
-    let mut q = HashMap::new();
-    for pair in raw
-        .as_deref()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-    {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = percent_decode(v)
-            .ok_or_else(|| ApiError::bad_request(format!("bad escape in query parameter {k}")))?;
-        if q.insert(k.to_string(), v).is_some() {
-            return Err(ApiError::bad_request(format!(
-                "query parameter {k} given twice"
-            )));
-        }
-    }
-    Ok(q)
+/// Any other path.
+pub async fn fallback(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {}", uri.path()))
 }
 
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(h, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-fn q_u64(q: &Query, name: &str) -> Result<Option<u64>, ApiError> {
-    q.get(name)
-        .map(|v| {
-            v.parse::<u64>().map_err(|_| {
-                ApiError::bad_request(format!(
-                    "query parameter {name} must be a whole number, got {v:?}"
-                ))
-            })
-        })
-        .transpose()
-}
-
-fn q_u64_required(q: &Query, name: &str) -> Result<u64, ApiError> {
-    q_u64(q, name)?
-        .ok_or_else(|| ApiError::bad_request(format!("query parameter {name} is required")))
-}
-
-fn q_str<'a>(q: &'a Query, name: &str) -> Result<&'a str, ApiError> {
-    q.get(name)
-        .map(String::as_str)
-        .ok_or_else(|| ApiError::bad_request(format!("query parameter {name} is required")))
-}
-
-fn q_subject(q: &Query) -> Result<[u8; 32], ApiError> {
-    from_hex_array(q_str(q, "subject")?).map_err(|e| ApiError::bad_request(format!("subject: {e}")))
-}
-
-fn q_name<'a>(q: &'a Query, name: &str) -> Result<&'a str, ApiError> {
-    let v = q_str(q, name)?;
-    check_name(name, v).map_err(ApiError::bad_request)?;
-    Ok(v)
-}
-
-fn body_text(body: &Bytes) -> Result<&str, ApiError> {
-    std::str::from_utf8(body).map_err(|_| ApiError::bad_request("request body is not UTF-8"))
+fn check_names(controller: &str, purpose: &str) -> Result<(), ApiError> {
+    check_name("controller", controller).map_err(ApiError::bad_request)?;
+    check_name("purpose", purpose).map_err(ApiError::bad_request)
 }
 
 async fn blocking<T: Send + 'static>(
@@ -168,25 +84,29 @@ async fn submit(
         .map_err(ApiError::unavailable)
 }
 
-/// `POST /v1/events`: one signed event (the CLI's JSON line).
+/// Append one signed event (the CLI's JSON line)
+#[utoipa::path(
+    post,
+    path = paths::EVENTS,
+    params(AppendQuery),
+    request_body(content = EventSchema, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Appended", body = AppendAnswer),
+        (status = 200, description = "The identical event was already logged", body = AppendAnswer),
+        (status = 400, description = "Malformed event or query", body = ErrorBody),
+        (status = 409, description = "seq or prev conflicts with the key's head", body = ErrorBody),
+        (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 422, description = "An append rule refused the event", body = ErrorBody),
+        (status = 503, description = "Overloaded, timed out or shutting down (Retry-After)", body = ErrorBody),
+    )
+)]
 pub async fn post_event(
     State(st): State<AppState>,
-    RawQuery(raw): RawQuery,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    Query(q): Query<AppendQuery>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let q = parse_query(raw)?;
-    let wait = match q.get("wait").map(String::as_str) {
-        None => false,
-        Some("checkpoint") => true,
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "wait must be `checkpoint`, got {other:?}"
-            )))
-        }
-    };
-    let body = body.map_err(body_error)?;
-    let ev = EventJson::parse(body_text(&body)?);
+    let ev = EventJson::parse(body.text()?);
     if let Err(r) = &ev {
         st.metrics.count_outcomes(&[Outcome::Rejected(r.clone())]);
     }
@@ -198,8 +118,8 @@ pub async fn post_event(
         Outcome::Duplicate(r) => (StatusCode::OK, r),
         Outcome::Rejected(r) => return Err(ApiError::from(&r)),
     };
-    if !wait {
-        return Ok((status, Json(receipt)).into_response());
+    if q.wait != Some(Wait::Checkpoint) {
+        return Ok((status, Json(AppendAnswer::Receipt(receipt))).into_response());
     }
     let mut covered = st.covered.clone();
     covered
@@ -210,33 +130,40 @@ pub async fn post_event(
     let body = blocking(move || {
         let cp = ledger.latest().checkpoint.clone();
         let inclusion = ledger.prove_inclusion(receipt.index, Some(cp.size))?;
-        Ok(json!({"receipt": receipt, "checkpoint": cp.note, "inclusion": inclusion}))
+        Ok(AppendAnswer::Checkpointed(Box::new(CheckpointedReceipt {
+            receipt,
+            checkpoint: cp.note,
+            inclusion,
+        })))
     })
     .await?;
     Ok((status, Json(body)).into_response())
 }
 
-fn body_error(e: axum::extract::rejection::BytesRejection) -> ApiError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            "request body is too large",
+/// Append up to 10,000 signed events (NDJSON or a JSON array); one result per event, in order
+#[utoipa::path(
+    post,
+    path = paths::EVENTS_BATCH,
+    request_body(
+        description = "NDJSON (one event per line) or a JSON array of events",
+        content(
+            (String = "application/x-ndjson"),
+            (Vec<EventSchema> = "application/json"),
         )
-    } else {
-        ApiError::bad_request(e.body_text())
-    }
-}
-
-/// `POST /v1/events/batch`: NDJSON or a JSON array of signed events, one result per event.
+    ),
+    responses(
+        (status = 200, body = BatchResults),
+        (status = 400, description = "No events, or not a JSON array", body = ErrorBody),
+        (status = 413, description = "Body over the limit or over 10,000 events", body = ErrorBody),
+        (status = 503, description = "Overloaded, timed out or shutting down (Retry-After)", body = ErrorBody),
+    )
+)]
 pub async fn post_batch(
     State(st): State<AppState>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Response, ApiError> {
+    body: Body,
+) -> Result<Json<BatchResults>, ApiError> {
     let started = Instant::now();
-    let body = body.map_err(body_error)?;
-    let text = body_text(&body)?;
-    let events = crate::core::event::parse_batch(text).map_err(ApiError::bad_request)?;
+    let events = crate::core::event::parse_batch(body.text()?).map_err(ApiError::bad_request)?;
     if events.len() > MAX_BATCH {
         return Err(too_many(events.len()));
     }
@@ -245,20 +172,29 @@ pub async fn post_batch(
     }
     let outcomes = submit(&st, events).await?;
     st.metrics.observe_append_request(started.elapsed());
-    let results: Vec<Value> = outcomes
+    let results = outcomes
         .iter()
         .map(|o| match o {
-            Outcome::Accepted(r) => json!({"status": 201, "receipt": r}),
-            Outcome::Duplicate(r) => json!({"status": 200, "receipt": r}),
+            Outcome::Accepted(r) | Outcome::Duplicate(r) => BatchResult {
+                status: if matches!(o, Outcome::Accepted(_)) {
+                    201
+                } else {
+                    200
+                },
+                receipt: Some(*r),
+                error: None,
+            },
             Outcome::Rejected(r) => {
                 let e = ApiError::from(r);
-                let mut v = e.body();
-                v["status"] = json!(e.status.as_u16());
-                v
+                BatchResult {
+                    status: e.status.as_u16(),
+                    receipt: None,
+                    error: Some(e.detail()),
+                }
             }
         })
         .collect();
-    Ok(Json(json!({ "results": results })).into_response())
+    Ok(Json(BatchResults { results }))
 }
 
 fn too_many(n: usize) -> ApiError {
@@ -269,33 +205,44 @@ fn too_many(n: usize) -> ApiError {
     )
 }
 
-/// `GET /v1/heads`: a key's current seq and event hash, for signing the next event.
+/// A key's current seq and event hash, for signing the next event
+#[utoipa::path(
+    get,
+    path = paths::HEADS,
+    params(HeadsQuery),
+    responses(
+        (status = 200, body = HeadResponse),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+    ),
+    security(("readerToken" = []), ("signedRequest" = []))
+)]
 pub async fn get_heads(
     State(st): State<AppState>,
     uri: Uri,
     headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, ApiError> {
-    let q = parse_query(raw)?;
-    let subject = q_subject(&q)?;
-    let controller = q_name(&q, "controller")?.to_string();
-    let purpose = q_name(&q, "purpose")?.to_string();
+    Query(q): Query<HeadsQuery>,
+) -> Result<Json<HeadResponse>, ApiError> {
+    check_names(&q.controller, &q.purpose)?;
     st.auth.require_reader_or_subject(
         &headers,
-        &controller,
+        &q.controller,
         "GET",
         &path_and_query(&uri),
-        &subject,
+        &q.subject,
     )?;
     let head = st
         .ledger
-        .head(&state_key(&subject, &controller, &purpose))?;
-    Ok(Json(json!({
-        "subject": to_hex(&subject), "controller": controller, "purpose": purpose,
-        "seq": head.map(|h| h.seq), "event_hash": head.map(|h| to_hex(&h.event_hash)),
-        "index": head.map(|h| h.index),
+        .head(&state_key(&q.subject, &q.controller, &q.purpose))?;
+    Ok(Json(HeadResponse {
+        subject: q.subject,
+        controller: q.controller,
+        purpose: q.purpose,
+        seq: head.map(|h| h.seq),
+        event_hash: head.map(|h| h.event_hash),
+        index: head.map(|h| h.index),
     }))
-    .into_response())
 }
 
 fn path_and_query(uri: &Uri) -> String {
@@ -304,34 +251,43 @@ fn path_and_query(uri: &Uri) -> String {
         .unwrap_or_else(|| uri.path().to_string())
 }
 
-/// `GET /v1/checkpoint`: the latest signed note.
+/// The latest signed checkpoint (C2SP signed note)
+#[utoipa::path(
+    get,
+    path = paths::CHECKPOINT,
+    responses((status = 200, description = "The note", body = String, content_type = "text/plain"))
+)]
 pub async fn get_checkpoint(State(st): State<AppState>) -> Response {
     let note = st.ledger.latest().checkpoint.note.clone();
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response()
 }
 
-/// `GET /v1/checkpoints?from=&to=`: stored checkpoints by number.
+/// Stored checkpoints by number
+#[utoipa::path(
+    get,
+    path = paths::CHECKPOINTS,
+    params(CheckpointsQuery),
+    responses((status = 200, body = CheckpointList), (status = 400, body = ErrorBody))
+)]
 pub async fn get_checkpoints(
     State(st): State<AppState>,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, ApiError> {
-    let q = parse_query(raw)?;
-    let from = q_u64(&q, "from")?.unwrap_or(0);
-    let to = q_u64(&q, "to")?
-        .unwrap_or(u64::MAX)
-        .min(from.saturating_add(MAX_PAGE));
+    Query(q): Query<CheckpointsQuery>,
+) -> Result<Json<CheckpointList>, ApiError> {
+    let from = q.from.unwrap_or(0);
+    let to = q.to.unwrap_or(u64::MAX).min(from.saturating_add(MAX_PAGE));
     let ledger = st.ledger.clone();
     let list = blocking(move || Ok(ledger.checkpoint_range(from, to)?)).await?;
-    let items: Vec<Value> = list
+    let checkpoints = list
         .into_iter()
-        .map(|(n, note)| json!({"number": n, "note": note}))
+        .map(|(number, note)| NumberedCheckpoint { number, note })
         .collect();
-    Ok(Json(json!({ "checkpoints": items })).into_response())
+    Ok(Json(CheckpointList { checkpoints }))
 }
 
-fn page(q: &Query, size: u64) -> Result<(u64, u64), ApiError> {
-    let start = q_u64(q, "start")?.unwrap_or(0);
-    let end = q_u64(q, "end")?.unwrap_or(size);
+/// The entries a page asks for, within the tree of `size` entries.
+fn page(q: &PageQuery, size: u64) -> Result<(u64, u64), ApiError> {
+    let start = q.start.unwrap_or(0);
+    let end = q.end.unwrap_or(size);
     if start > end {
         return Err(ApiError::bad_request(format!(
             "start {start} is after end {end}"
@@ -340,130 +296,182 @@ fn page(q: &Query, size: u64) -> Result<(u64, u64), ApiError> {
     Ok((start, end.min(size).min(start.saturating_add(MAX_PAGE))))
 }
 
-/// `GET /v1/entries?start=&end=`: public entries, no openings.
-pub async fn get_entries(
-    State(st): State<AppState>,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, ApiError> {
-    let q = parse_query(raw)?;
-    let (start, end) = page(&q, st.ledger.size())?;
+/// Entries `start..end` (with openings if asked), read on the blocking pool, one row each;
+/// and where the next page starts.
+async fn rows<R: Send + 'static>(
+    st: &AppState,
+    start: u64,
+    end: u64,
+    openings: bool,
+    row: fn(u64, &Entry, Option<&Opening>) -> R,
+) -> Result<(u64, Vec<R>), ApiError> {
     let ledger = st.ledger.clone();
-    let rows = blocking(move || Ok(ledger.read_range(start, end, false)?)).await?;
-    let items: Vec<Value> = rows
+    let read = blocking(move || Ok(ledger.read_range(start, end, openings)?)).await?;
+    let out: Vec<R> = read
         .iter()
-        .enumerate()
-        .map(|(i, (e, _))| json!({"index": start + i as u64, "entry": to_hex(&e.to_bytes()), "leaf_hash": to_hex(&e.leaf_hash())}))
+        .zip(start..)
+        .map(|((e, o), index)| row(index, e, o.as_ref()))
         .collect();
-    Ok(
-        Json(json!({"start": start, "end": start + items.len() as u64, "entries": items}))
-            .into_response(),
-    )
+    Ok((start + out.len() as u64, out))
 }
 
-/// `GET /v1/export?start=&end=`: entries with openings, for auditors.
+/// Public entries (no openings), at most 10,000 per page
+#[utoipa::path(
+    get,
+    path = paths::ENTRIES,
+    params(PageQuery),
+    responses((status = 200, body = EntryPage), (status = 400, body = ErrorBody))
+)]
+pub async fn get_entries(
+    State(st): State<AppState>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<EntryPage>, ApiError> {
+    let (start, end) = page(&q, st.ledger.size())?;
+    let (end, entries) = rows(&st, start, end, false, |index, e, _| EntryRow {
+        index,
+        entry: e.to_bytes().to_vec(),
+        leaf_hash: e.leaf_hash(),
+    })
+    .await?;
+    Ok(Json(EntryPage {
+        start,
+        end,
+        entries,
+    }))
+}
+
+/// Entries with openings, for auditors
+#[utoipa::path(
+    get,
+    path = paths::EXPORT,
+    params(PageQuery),
+    responses(
+        (status = 200, body = ExportPage),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+    ),
+    security(("auditorToken" = []))
+)]
 pub async fn get_export(
     State(st): State<AppState>,
     headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, ApiError> {
+    q: Result<Query<PageQuery>, ApiError>,
+) -> Result<Json<ExportPage>, ApiError> {
+    // Credentials first: a stranger learns nothing, not even how the query was wrong.
     st.auth.require_auditor(&headers)?;
-    let q = parse_query(raw)?;
-    let (start, end) = page(&q, st.ledger.size())?;
-    let ledger = st.ledger.clone();
-    let rows = blocking(move || Ok(ledger.read_range(start, end, true)?)).await?;
-    let items: Vec<Value> = rows
-        .iter()
-        .enumerate()
-        .map(|(i, (e, o))| {
-            json!({"index": start + i as u64, "entry": to_hex(&e.to_bytes()),
-                   "opening": o.as_ref().map(OpeningJson::from)})
-        })
-        .collect();
-    Ok(
-        Json(json!({"start": start, "end": start + items.len() as u64, "entries": items}))
-            .into_response(),
-    )
+    let (start, end) = page(&q?.0, st.ledger.size())?;
+    let (end, entries) = rows(&st, start, end, true, |index, e, o| ExportRow {
+        index,
+        entry: e.to_bytes().to_vec(),
+        opening: o.map(OpeningJson::from),
+    })
+    .await?;
+    Ok(Json(ExportPage {
+        start,
+        end,
+        entries,
+    }))
 }
 
-/// `GET /v1/proofs/inclusion?index=&size=`.
+/// RFC 9162 inclusion proof
+#[utoipa::path(
+    get,
+    path = paths::INCLUSION,
+    params(InclusionQuery),
+    responses(
+        (status = 200, body = InclusionProof),
+        (status = 400, body = ErrorBody),
+        (status = 422, description = "Not in the tree", body = ErrorBody),
+    )
+)]
 pub async fn get_inclusion(
     State(st): State<AppState>,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, ApiError> {
-    let q = parse_query(raw)?;
-    let index = q_u64_required(&q, "index")?;
-    let size = q_u64(&q, "size")?;
+    Query(q): Query<InclusionQuery>,
+) -> Result<Json<InclusionProof>, ApiError> {
     let ledger = st.ledger.clone();
-    let p = blocking(move || Ok(ledger.prove_inclusion(index, size)?)).await?;
-    Ok(Json(p).into_response())
+    let p = blocking(move || Ok(ledger.prove_inclusion(q.index, q.size)?)).await?;
+    Ok(Json(p))
 }
 
-/// `GET /v1/proofs/consistency?old=&new=`.
+/// RFC 9162 consistency proof
+#[utoipa::path(
+    get,
+    path = paths::CONSISTENCY,
+    params(ConsistencyQuery),
+    responses(
+        (status = 200, body = ConsistencyProof),
+        (status = 400, body = ErrorBody),
+        (status = 422, description = "Sizes out of range", body = ErrorBody),
+    )
+)]
 pub async fn get_consistency(
     State(st): State<AppState>,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, ApiError> {
-    let q = parse_query(raw)?;
-    let old = q_u64_required(&q, "old")?;
-    let new = q_u64(&q, "new")?;
+    Query(q): Query<ConsistencyQuery>,
+) -> Result<Json<ConsistencyProof>, ApiError> {
     let ledger = st.ledger.clone();
-    let p = blocking(move || Ok(ledger.prove_consistency(old, new)?)).await?;
-    Ok(Json(p).into_response())
+    let p = blocking(move || Ok(ledger.prove_consistency(q.old, q.new)?)).await?;
+    Ok(Json(p))
 }
 
-/// `GET /v1/proofs/consent?subject=&controller=&purpose=&at=`.
+/// A consent proof (docs/FORMAT.md §8)
+#[utoipa::path(
+    get,
+    path = paths::CONSENT,
+    params(ConsentQuery),
+    responses(
+        (status = 200, body = ConsentProofSchema),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 422, description = "`at` is in the future", body = ErrorBody),
+    ),
+    security(("readerToken" = []))
+)]
 pub async fn get_consent(
     State(st): State<AppState>,
     headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, ApiError> {
-    let q = parse_query(raw)?;
-    let subject = q_subject(&q)?;
-    let controller = q_name(&q, "controller")?.to_string();
-    let purpose = q_name(&q, "purpose")?.to_string();
-    let at = q_u64(&q, "at")?;
-    st.auth.require_reader(&headers, &controller)?;
+    Query(q): Query<ConsentQuery>,
+) -> Result<Json<ConsentProof>, ApiError> {
+    check_names(&q.controller, &q.purpose)?;
+    st.auth.require_reader(&headers, &q.controller)?;
     let ledger = st.ledger.clone();
     let p = blocking(move || {
-        let now = clock::now_ms();
-        if at.is_some_and(|at| at > now) {
+        if q.at.is_some_and(|at| at > clock::now_ms()) {
             return Err(future_at());
         }
         // Without `at`, the latest checkpoint answers if it covers the whole tree: the state
         // at its time is the state now (later entries are integrated after it), so a read
         // signs a checkpoint only when the log grew since the last one.
-        let snap = ledger.snapshot_for(at.unwrap_or(0))?;
-        let at = at.unwrap_or(snap.checkpoint.time);
-        Ok(ledger.prove_consent_in(&snap, &subject, &controller, &purpose, at)?)
+        let snap = ledger.snapshot_for(q.at.unwrap_or(0))?;
+        let at = q.at.unwrap_or(snap.checkpoint.time);
+        Ok(ledger.prove_consent_in(&snap, &q.subject, &q.controller, &q.purpose, at)?)
     })
     .await?;
-    Ok(Json(p).into_response())
+    Ok(Json(p))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BulkQuery {
-    #[serde(with = "crate::core::hash::hex_array")]
-    subject: [u8; 32],
-    controller: String,
-    purpose: String,
-    at: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BulkRequest {
-    queries: Vec<BulkQuery>,
-}
-
-/// `POST /v1/proofs/consent`: many queries against one shared checkpoint.
+/// Up to 10,000 consent proofs against one shared checkpoint
+#[utoipa::path(
+    post,
+    path = paths::CONSENT,
+    request_body(content = BulkConsentRequest, content_type = "application/json"),
+    responses(
+        (status = 200, body = BulkConsentResponse),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 422, description = "An `at` is in the future", body = ErrorBody),
+    ),
+    security(("readerToken" = []))
+)]
 pub async fn post_consent(
     State(st): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Response, ApiError> {
-    let body = body.map_err(body_error)?;
-    let req: BulkRequest = serde_json::from_slice(&body)
+    body: Body,
+) -> Result<Json<BulkConsentResponse>, ApiError> {
+    let req: BulkConsentRequest = serde_json::from_slice(&body.0)
         .map_err(|e| ApiError::bad_request(format!("body must be {{\"queries\": [...]}}: {e}")))?;
     if req.queries.len() > MAX_BATCH {
         return Err(too_many(req.queries.len()));
@@ -486,37 +494,45 @@ pub async fn post_consent(
         let snap = ledger.snapshot_for(latest_at)?;
         // Queries without `at` are answered as of the shared checkpoint's time.
         let now = snap.checkpoint.time;
-        let proofs: Vec<Value> = req
+        let proofs = req
             .queries
             .iter()
             .map(|qu| {
-                match ledger.prove_consent_in(
-                    &snap,
-                    &qu.subject,
-                    &qu.controller,
-                    &qu.purpose,
-                    qu.at.unwrap_or(now),
-                ) {
-                    Ok(p) => serde_json::to_value(p).expect("json"),
-                    Err(e) => ApiError::from(e).body(),
+                let at = qu.at.unwrap_or(now);
+                match ledger.prove_consent_in(&snap, &qu.subject, &qu.controller, &qu.purpose, at) {
+                    Ok(p) => ProofOrError::Proof(Box::new(p)),
+                    Err(e) => ProofOrError::Error(ApiError::from(e).body()),
                 }
             })
             .collect();
-        Ok(json!({"checkpoint": snap.checkpoint.note, "proofs": proofs}))
+        Ok(BulkConsentResponse {
+            checkpoint: snap.checkpoint.note.clone(),
+            proofs,
+        })
     })
     .await?;
-    Ok(Json(out).into_response())
+    Ok(Json(out))
 }
 
-/// `GET /v1/subjects/{subject}/history`: only the person, by a signed request.
+/// A person's own history (docs/FORMAT.md §9); the request signed by the person
+#[utoipa::path(
+    get,
+    path = paths::HISTORY,
+    params(("subject" = String, Path, description = "The person's public key (hex)")),
+    responses(
+        (status = 200, body = HistorySchema),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+    ),
+    security(("signedRequest" = []))
+)]
 pub async fn get_history(
     State(st): State<AppState>,
-    Path(subject): Path<String>,
+    Subject(subject): Subject,
     uri: Uri,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let subject: [u8; 32] =
-        from_hex_array(&subject).map_err(|e| ApiError::bad_request(format!("subject: {e}")))?;
+) -> Result<Json<History>, ApiError> {
     st.auth
         .require_subject(&headers, "GET", &path_and_query(&uri), &subject)?;
     let ledger = st.ledger.clone();
@@ -525,29 +541,43 @@ pub async fn get_history(
         Ok(ledger.history_in(&snap, &subject)?)
     })
     .await?;
-    Ok(Json(h).into_response())
+    Ok(Json(h))
 }
 
-/// `GET /healthz`.
+/// Liveness
+#[utoipa::path(
+    get,
+    path = paths::HEALTHZ,
+    responses((status = 200, description = "`ok`", body = String, content_type = "text/plain"))
+)]
 pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// `GET /metrics`.
+/// Prometheus metrics (text format 0.0.4)
+#[utoipa::path(
+    get,
+    path = paths::METRICS,
+    responses((status = 200, body = String, content_type = "text/plain"))
+)]
 pub async fn metrics(State(st): State<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)],
         st.metrics.render(&st.ledger),
     )
         .into_response()
 }
 
-/// `GET /v1/openapi.json`.
+/// This document
+#[utoipa::path(
+    get,
+    path = paths::OPENAPI,
+    responses((status = 200, description = "OpenAPI 3.1", content_type = "application/json"))
+)]
 pub async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], super::OPENAPI).into_response()
-}
-
-/// Any other path.
-pub async fn fallback(uri: Uri) -> ApiError {
-    ApiError::not_found(format!("no route for {}", uri.path()))
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        super::openapi_json(),
+    )
+        .into_response()
 }

@@ -1,0 +1,153 @@
+//! OpenAPI descriptions of the formats the API carries but does not define: signed events,
+//! receipts, openings, consent proofs and histories (the I/O-free core's, which does not depend
+//! on utoipa) and inclusion and consistency proofs (the ledger's). These structs are never
+//! built; each describes its type's JSON field for field, and the server's tests check real
+//! answers against the generated document, so the two cannot drift apart.
+
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::{PartialSchema, ToSchema};
+
+use crate::ledger::{ConsistencyProof, InclusionProof};
+
+/// A signed consent event, the JSON line of `consentlog sign` (docs/FORMAT.md, "Event").
+/// Every field is required; absent optional values are null.
+#[allow(dead_code)]
+#[derive(ToSchema)]
+#[schema(as = Event)]
+pub struct EventSchema {
+    version: u8,
+    log: String,
+    /// The person's public key (hex).
+    subject: String,
+    controller: String,
+    purpose: String,
+    /// `opt_in` or `opt_out`.
+    decision: String,
+    seq: u64,
+    /// The previous event's hash (hex); null for seq 0.
+    prev: Option<String>,
+    issued_at: u64,
+    expires_at: Option<u64>,
+    notice: Option<String>,
+    /// Ed25519 signature by the subject (hex).
+    signature: String,
+}
+
+/// The log's signed promise that an entry was durably appended (docs/FORMAT.md, "Receipt").
+#[allow(dead_code)]
+#[derive(ToSchema)]
+#[schema(as = Receipt)]
+pub struct ReceiptSchema {
+    index: u64,
+    leaf_hash: String,
+    integrated_at: u64,
+    signature: String,
+}
+
+/// An opening: the commitment's nonce and the exact signed event bytes (hex).
+#[allow(dead_code)]
+#[derive(ToSchema)]
+#[schema(as = Opening)]
+pub struct OpeningSchema {
+    nonce: String,
+    event: String,
+}
+
+/// A logged event with its opening and inclusion path.
+#[allow(dead_code)]
+#[derive(ToSchema)]
+#[schema(as = ProvenEvent)]
+pub struct ProvenEventSchema {
+    index: u64,
+    entry: String,
+    opening: OpeningSchema,
+    inclusion: Vec<String>,
+}
+
+/// A state-map proof: the leaf where the key's path stops (null if that subtree is empty)
+/// and the sibling hashes along the path.
+#[allow(dead_code)]
+#[derive(ToSchema)]
+#[schema(as = MapProof)]
+pub struct MapProofSchema {
+    #[schema(value_type = Option<Object>)]
+    leaf: Option<()>,
+    siblings: Vec<String>,
+}
+
+/// A consent proof (docs/FORMAT.md, "ConsentProof"), checkable with the log key alone.
+#[allow(dead_code)]
+#[derive(ToSchema)]
+#[schema(as = ConsentProof)]
+pub struct ConsentProofSchema {
+    format: String,
+    checkpoint: String,
+    subject: String,
+    controller: String,
+    purpose: String,
+    at: u64,
+    events: Vec<ProvenEventSchema>,
+    map: Option<MapProofSchema>,
+    /// `opted_in`, `opted_out`, `expired` or `no_record`.
+    state: String,
+}
+
+/// One (controller, purpose) chain of a history.
+#[allow(dead_code)]
+#[derive(ToSchema)]
+#[schema(as = Chain)]
+pub struct ChainSchema {
+    controller: String,
+    purpose: String,
+    events: Vec<ProvenEventSchema>,
+    map: MapProofSchema,
+}
+
+/// A person's history (docs/FORMAT.md, "History").
+#[allow(dead_code)]
+#[derive(ToSchema)]
+#[schema(as = History)]
+pub struct HistorySchema {
+    format: String,
+    checkpoint: String,
+    subject: String,
+    chains: Vec<ChainSchema>,
+}
+
+/// An RFC 9162 inclusion proof (hashes in hex).
+#[allow(dead_code)]
+#[derive(ToSchema)]
+struct InclusionProofSchema {
+    index: u64,
+    tree_size: u64,
+    leaf_hash: String,
+    root: String,
+    path: Vec<String>,
+}
+
+/// An RFC 9162 consistency proof (hashes in hex).
+#[allow(dead_code)]
+#[derive(ToSchema)]
+struct ConsistencyProofSchema {
+    old_size: u64,
+    new_size: u64,
+    old_root: String,
+    new_root: String,
+    path: Vec<String>,
+}
+
+impl PartialSchema for InclusionProof {
+    fn schema() -> RefOr<Schema> {
+        InclusionProofSchema::schema()
+    }
+}
+
+impl ToSchema for InclusionProof {}
+
+impl PartialSchema for ConsistencyProof {
+    fn schema() -> RefOr<Schema> {
+        ConsistencyProofSchema::schema()
+    }
+}
+
+impl ToSchema for ConsistencyProof {}

@@ -1,0 +1,464 @@
+//! The router in-process (`tower::ServiceExt::oneshot`, no socket, no process), the generated
+//! OpenAPI document against its snapshot and against real answers, and the accept loop's
+//! header-read timeout and connection limit on a loopback socket.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use ed25519_dalek::SigningKey;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tower::ServiceExt;
+
+use super::*;
+use crate::api::{paths, EntryPage, ErrorBody};
+use crate::core::event::{ConsentEvent, EventJson};
+use crate::core::request::sign_request;
+use crate::ledger::clock;
+
+const ORIGIN: &str = "test.example/log";
+const READER: &str = "reader-token-1";
+const AUDITOR: &str = "auditor-token-1";
+
+fn config(dir: &std::path::Path) -> ServeConfig {
+    ServeConfig {
+        dir: dir.to_path_buf(),
+        listen: "127.0.0.1:0".parse().expect("address"),
+        origin: ORIGIN.to_string(),
+        engine: crate::ledger::default_engine().to_string(),
+        batch: BatchConfig {
+            max_events: 8192,
+            max_wait_ms: 0,
+            queue: 64,
+        },
+        checkpoint_interval: Duration::from_millis(20),
+        max_checkpoint_gap: Duration::from_secs(60),
+        request_timeout: Duration::from_secs(30),
+        body_limit: 1 << 20,
+        cache_bytes: crate::ledger::DEFAULT_CACHE_BYTES,
+        header_timeout: Duration::from_millis(300),
+        max_connections: 1,
+    }
+}
+
+/// A new ledger in a temporary directory and the app serving it.
+struct TestApp {
+    app: Option<App>,
+    ledger: Arc<Ledger>,
+    cfg: ServeConfig,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    fn new() -> TestApp {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = config(dir.path());
+        let ledger = Arc::new(Ledger::init(dir.path(), ORIGIN, &cfg.engine).expect("init"));
+        let mut auth = Auth::default();
+        auth.add_reader(READER, None);
+        auth.add_auditor(AUDITOR);
+        let app = App::new(ledger.clone(), &cfg, auth).expect("app");
+        TestApp {
+            app: Some(app),
+            ledger,
+            cfg,
+            _dir: dir,
+        }
+    }
+
+    fn router(&self) -> Router {
+        self.app.as_ref().expect("running").router()
+    }
+
+    /// One request through the router: status and body.
+    async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        auth: Option<&str>,
+        body: &str,
+    ) -> (StatusCode, String) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let req = req.body(Body::from(body.to_string())).expect("request");
+        let resp = self.router().oneshot(req).await.expect("infallible");
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        (status, String::from_utf8(bytes.to_vec()).expect("UTF-8"))
+    }
+
+    async fn get(&self, uri: &str, auth: Option<&str>) -> (StatusCode, String) {
+        self.call(Method::GET, uri, auth, "").await
+    }
+
+    async fn post(&self, uri: &str, body: &str) -> (StatusCode, String) {
+        self.call(Method::POST, uri, Some(&format!("Bearer {READER}")), body)
+            .await
+    }
+
+    /// Waits until a checkpoint covers the whole tree.
+    async fn covered(&self) {
+        for _ in 0..500 {
+            if self.ledger.latest().checkpoint.size == self.ledger.size() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("no checkpoint covers the tree");
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.stop();
+        }
+    }
+}
+
+/// A person's next signed event line.
+fn event(key: &SigningKey, head: Option<(u64, [u8; 32])>, opt_in: bool) -> (String, [u8; 32]) {
+    let ev = ConsentEvent::next(
+        ORIGIN,
+        key.verifying_key().to_bytes(),
+        ("example.com", "ai-training"),
+        opt_in,
+        head,
+        clock::now_ms(),
+        None,
+    )
+    .sign(key);
+    (
+        serde_json::to_string(&EventJson::from(&ev)).expect("json"),
+        ev.event_hash(),
+    )
+}
+
+#[track_caller]
+fn error_code(status: StatusCode, body: &str, want: (u16, &str)) {
+    let e: ErrorBody = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!((status.as_u16(), e.error.code.as_str()), want, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_router_answers_in_process() {
+    let t = TestApp::new();
+    assert_eq!(
+        t.get("/healthz", None).await,
+        (StatusCode::OK, "ok\n".to_string())
+    );
+    let key = crate::keyfile::generate();
+    let (line, _) = event(&key, None, true);
+    let (s, body) = t.post("/v1/events", &line).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let r: crate::core::receipt::Receipt = serde_json::from_str(&body).expect("receipt");
+    assert!(r.check(&t.ledger.public_key()));
+    let (s, again) = t.post("/v1/events", &line).await;
+    assert_eq!((s, again), (StatusCode::OK, body));
+
+    // Queries: serde refuses unknown, repeated and malformed parameters with the API's 400.
+    for bad in [
+        "/v1/entries?start=1&start=2",
+        "/v1/entries?begin=1",
+        "/v1/entries?start=abc",
+        "/v1/entries?end=-1",
+        "/v1/proofs/inclusion",
+        "/v1/proofs/inclusion?index=18446744073709551616",
+        "/v1/proofs/consistency?old=1&new=",
+        "/v1/checkpoints?from=1&from=1",
+    ] {
+        let (s, body) = t.get(bad, None).await;
+        error_code(s, &body, (400, "bad_request"));
+    }
+    let (s, body) = t.post("/v1/events?wait=forever", &line).await;
+    error_code(s, &body, (400, "bad_request"));
+    // Escapes are decoded: %31 is 1.
+    let (s, body) = t.get("/v1/entries?start=%30&end=%31", None).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let page: EntryPage = serde_json::from_str(&body).expect("page");
+    assert_eq!((page.start, page.end, page.entries.len()), (0, 1, 1));
+    // Credentials are checked before the query of an export.
+    let (s, body) = t.get("/v1/export?start=x", None).await;
+    error_code(s, &body, (401, "unauthorized"));
+    let (s, body) = t.get("/v1/nothing", None).await;
+    error_code(s, &body, (404, "not_found"));
+    let (s, body) = t.call(Method::DELETE, "/v1/events", None, "").await;
+    error_code(s, &body, (405, "method_not_allowed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_timeout_is_a_json_503() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    cfg.request_timeout = Duration::from_millis(100);
+    cfg.checkpoint_interval = Duration::from_secs(30);
+    let ledger = Arc::new(Ledger::init(dir.path(), ORIGIN, &cfg.engine).expect("init"));
+    let app = App::new(ledger, &cfg, Auth::default()).expect("app");
+    let key = crate::keyfile::generate();
+    let (line, _) = event(&key, None, true);
+    let req = Request::post("/v1/events?wait=checkpoint")
+        .body(Body::from(line))
+        .expect("request");
+    let resp = app.router().oneshot(req).await.expect("infallible");
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(resp.headers().contains_key("retry-after"));
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    let e: ErrorBody = serde_json::from_slice(&body).expect("error body");
+    assert_eq!(e.error.code, "unavailable");
+    app.stop();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The OpenAPI document
+// ---------------------------------------------------------------------------------------------
+
+const SNAPSHOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/api/openapi.json");
+
+/// The generated document is the checked-in one, byte for byte. After a deliberate change to
+/// the API, `UPDATE_SNAPSHOTS=1 cargo test --lib openapi` rewrites it; review the diff.
+#[test]
+fn the_openapi_document_matches_its_snapshot() {
+    let now = openapi_json();
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| v == "1") {
+        std::fs::write(SNAPSHOT, now).expect("write the snapshot");
+        return;
+    }
+    let then = std::fs::read_to_string(SNAPSHOT).unwrap_or_default();
+    assert!(
+        then == now,
+        "the OpenAPI document changed; if that is intended, run \
+         UPDATE_SNAPSHOTS=1 cargo test --lib openapi and commit {SNAPSHOT}"
+    );
+}
+
+/// Checks `v` against `schema` (resolving `$ref`s in `doc`): types, required fields, and no
+/// field the schema does not name. Returns why not.
+fn conforms(doc: &Value, schema: &Value, v: &Value, at: &str) -> Result<(), String> {
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.trim_start_matches("#/components/schemas/");
+        return conforms(doc, &doc["components"]["schemas"][name], v, at);
+    }
+    for key in ["oneOf", "anyOf"] {
+        if let Some(alts) = schema[key].as_array() {
+            return alts
+                .iter()
+                .find(|s| conforms(doc, s, v, at).is_ok())
+                .map(drop)
+                .ok_or_else(|| format!("{at}: {v} matches no alternative of {schema}"));
+        }
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    };
+    let kind = match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_u64() || n.is_i64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    let number = kind == "integer" && types.contains(&"number");
+    if !types.is_empty() && !types.contains(&kind) && !number {
+        return Err(format!("{at}: {v} is not of type {types:?}"));
+    }
+    if let (Some(items), Value::Array(xs)) = (schema.get("items"), v) {
+        for (i, x) in xs.iter().enumerate() {
+            conforms(doc, items, x, &format!("{at}[{i}]"))?;
+        }
+    }
+    if let Value::Object(fields) = v {
+        let props = schema["properties"].as_object();
+        for r in schema["required"].as_array().into_iter().flatten() {
+            let r = r.as_str().unwrap_or_default();
+            if !fields.contains_key(r) {
+                return Err(format!("{at}: required field {r} is missing"));
+            }
+        }
+        if let Some(props) = props {
+            for (k, x) in fields {
+                let s = props
+                    .get(k)
+                    .ok_or_else(|| format!("{at}: field {k} is not in the schema"))?;
+                conforms(doc, s, x, &format!("{at}.{k}"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The schema of a route's answer with `status`.
+fn response_schema<'a>(doc: &'a Value, method: &str, path: &str, status: u16) -> &'a Value {
+    let r = &doc["paths"][path][method]["responses"][status.to_string()];
+    &r["content"]["application/json"]["schema"]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_answers_conform_to_the_generated_document() {
+    let doc: Value = serde_json::from_str(openapi_json()).expect("JSON");
+    let t = TestApp::new();
+    let key = crate::keyfile::generate();
+    let subject = crate::core::hash::to_hex(key.verifying_key().as_bytes());
+    let (first, h0) = event(&key, None, true);
+    let (second, _) = event(&key, Some((0, h0)), false);
+    let batch = format!("{first}\n{second}\n{{\"bogus\": 1}}\n");
+    let reader = format!("Bearer {READER}");
+    let auditor = format!("Bearer {AUDITOR}");
+    let history = paths::history(&subject);
+    let signed = sign_request(&key, "GET", &history, clock::now_ms());
+    let consent =
+        format!("/v1/proofs/consent?subject={subject}&controller=example.com&purpose=ai-training");
+    let heads = format!("/v1/heads?subject={subject}&controller=example.com&purpose=ai-training");
+    let bulk = format!(
+        "{{\"queries\": [{{\"subject\": \"{subject}\", \"controller\": \"example.com\", \
+         \"purpose\": \"ai-training\"}}, {{\"subject\": \"{subject}\", \"controller\": \"Bad!\", \
+         \"purpose\": \"ai-training\"}}]}}"
+    );
+
+    let (s, body) = t.post("/v1/events/batch", &batch).await;
+    let mut answers = vec![("post", "/v1/events/batch", s, body)];
+    t.covered().await;
+    let (third, _) = event(&crate::keyfile::generate(), None, true);
+    let (s, body) = t.post("/v1/events?wait=checkpoint", &third).await;
+    answers.push(("post", "/v1/events", s, body));
+    let (s, body) = t.post("/v1/events", "{").await;
+    answers.push(("post", "/v1/events", s, body));
+    for (path, uri, auth) in [
+        ("/v1/heads", heads.as_str(), Some(reader.as_str())),
+        ("/v1/checkpoints", "/v1/checkpoints", None),
+        ("/v1/entries", "/v1/entries", None),
+        ("/v1/export", "/v1/export", Some(auditor.as_str())),
+        ("/v1/proofs/inclusion", "/v1/proofs/inclusion?index=1", None),
+        (
+            "/v1/proofs/consistency",
+            "/v1/proofs/consistency?old=1",
+            None,
+        ),
+        (
+            "/v1/proofs/consent",
+            consent.as_str(),
+            Some(reader.as_str()),
+        ),
+        (paths::HISTORY, history.as_str(), Some(signed.as_str())),
+        (
+            "/v1/proofs/inclusion",
+            "/v1/proofs/inclusion?index=99",
+            None,
+        ),
+    ] {
+        let (s, body) = t.get(uri, auth).await;
+        answers.push(("get", path, s, body));
+    }
+    let (s, body) = t.post("/v1/proofs/consent", &bulk).await;
+    answers.push(("post", "/v1/proofs/consent", s, body));
+
+    for (method, path, status, body) in answers {
+        let schema = response_schema(&doc, method, path, status.as_u16());
+        assert!(
+            schema.is_object(),
+            "{method} {path}: no schema for {status}"
+        );
+        let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        conforms(&doc, schema, &v, &format!("{method} {path} {status}"))
+            .unwrap_or_else(|e| panic!("{e}\n{body}"));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The accept loop: header-read timeout and connection limit
+// ---------------------------------------------------------------------------------------------
+
+/// Serves `t` on a loopback port until the returned sender is dropped or sent to.
+async fn listen(t: &TestApp) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (router, cfg) = (t.router(), t.cfg.clone());
+    tokio::spawn(async move {
+        accept(listener, router, &cfg, async {
+            let _ = stopped.await;
+        })
+        .await;
+    });
+    (addr, stop)
+}
+
+/// Reads until the peer closes; `None` if it is still open after `limit`.
+async fn closed_within(s: &mut tokio::net::TcpStream, limit: Duration) -> Option<Vec<u8>> {
+    let mut got = Vec::new();
+    tokio::time::timeout(limit, async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .ok()
+    .map(|()| got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_sent_request_head_is_cut_off_after_the_header_timeout() {
+    let t = TestApp::new();
+    let (addr, _stop) = listen(&t).await;
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .expect("write");
+    let started = std::time::Instant::now();
+    // The timeout is 300 ms; without one the connection would stay open.
+    closed_within(&mut s, Duration::from_secs(5))
+        .await
+        .expect("the connection is still open 5 s later");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_wait_until_one_closes() {
+    let t = TestApp::new(); // max_connections: 1
+    let (addr, _stop) = listen(&t).await;
+    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let mut first = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    first
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 256];
+    let n = first.read(&mut buf).await.expect("read");
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    // The first connection is kept alive: a second one is not served meanwhile.
+    let mut second = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    second.write_all(request).await.expect("write");
+    let early = tokio::time::timeout(Duration::from_millis(150), second.read(&mut buf)).await;
+    assert!(early.is_err(), "served beyond the connection limit");
+    // Once the first closes (here by the header timeout, as it sends nothing more), the second
+    // is served.
+    let answer = closed_within(&mut second, Duration::from_secs(5))
+        .await
+        .expect("the second connection was never served");
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+}
