@@ -2,7 +2,7 @@
 //! store or in an export file, then audited with the real `consentlog audit` (and, for the
 //! exhaustive sweeps, in-process exactly as `consentlog audit` does it).
 
-mod support_cli;
+use crate::support::cli as support_cli;
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};

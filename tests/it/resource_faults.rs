@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-mod support_faults;
-mod support_server;
+use crate::support::faults as support_faults;
+use crate::support::server as support_server;
 use support_server::Server;
 
 use consentlog::core::receipt::Receipt;

@@ -3,7 +3,7 @@
 //! Each test starts its own server on an ephemeral port in a temporary directory; the
 //! `Server` guard kills it when the test ends, however it ends.
 
-mod support_server;
+use crate::support::server as support_server;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-mod support_server;
+use crate::support::server as support_server;
 use support_server::Server;
 
 const BIN: &str = env!("CARGO_BIN_EXE_consentlog");

@@ -1,7 +1,7 @@
 //! Durability: an acknowledged append survives the process (dropped, or killed outright), and
 //! the sync that makes it durable happens before the receipt is printed (watched with strace).
 
-mod support_append;
+use crate::support::append as support_append;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -184,7 +184,7 @@ fn acknowledged_appends_survive_the_process_being_killed() {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "child_process_appends_then_waits_to_be_killed",
+            "durability::child_process_appends_then_waits_to_be_killed",
             "--nocapture",
             "--test-threads=1",
         ])

@@ -20,8 +20,7 @@
 //! crash -- --nocapture` (scripts/crash.sh). CONSENTLOG_CRASH_SEED repeats a run's kill
 //! timings and request mix (the server's own timing still varies).
 
-mod support_crash;
-mod support_server;
+use crate::support::crash as support_crash;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};

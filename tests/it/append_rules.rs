@@ -2,7 +2,7 @@
 //! nothing (size, head, checkpoint roots, every stored table, and the same after reopening);
 //! duplicates get their existing receipt; the events of a batch are judged one by one.
 
-mod support_append;
+use crate::support::append as support_append;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Barrier};

@@ -1,7 +1,7 @@
 //! The `consentlog` command line, through the real binary in temporary directories: every
 //! command, its output shape (exact JSON key sets), exit codes, file modes and error messages.
 
-mod support_cli;
+use crate::support::cli as support_cli;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! every entry it covers and strictly before every entry it does not; no time is in the
 //! future; and an auditor's replay of the stored ledger is clean.
 
-mod support_append;
+use crate::support::append as support_append;
 
 use std::collections::HashMap;
 use std::path::Path;

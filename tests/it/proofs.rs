@@ -2,7 +2,7 @@
 //! any time, and no change to their cryptographic material, their question or their
 //! checkpoint turns them into a proof of another verdict.
 
-mod support_proofs;
+use crate::support::proofs as support_proofs;
 
 use std::collections::HashMap;
 

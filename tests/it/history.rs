@@ -1,7 +1,7 @@
 //! A person's history: built by a real ledger it verifies; removing, reordering or altering
 //! anything in it makes `history::check` fail.
 
-mod support_proofs;
+use crate::support::proofs as support_proofs;
 
 use consentlog::core::hash::HexHash;
 use consentlog::core::history::{check, History, HistoryError};

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-pub use super::support_server::{
+pub use super::server::{
     bin, event_json, h32, read_banner, read_lines, sleep_ms, try_send, wait_child, Banner, Person,
     Resp,
 };

@@ -59,7 +59,7 @@ pub fn post_many(
 
 /// Stops `srv` (it must exit cleanly), then [`assert_kept_and_audits_clean`].
 pub fn stop_then_assert_kept(
-    mut srv: super::support_server::Server,
+    mut srv: super::server::Server,
     bin: &str,
     dir: &Path,
     acked: &[Receipt],

@@ -8,7 +8,7 @@
 //! Case counts are small so the file runs in a few seconds in release; the fuzz targets run
 //! the same checks for as long as one likes.
 
-mod support_fuzz;
+use crate::support::fuzz as support_fuzz;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -506,7 +506,7 @@ fn regression_json_array_accepts_duplicate_fields() {
 /// The http_bodies target's minimized crash in strict mode (fuzz/regressions/http_bodies/,
 /// after its mode byte): the second line repeats `signature`, first with bad hex.
 const FUZZ_DUPLICATE_SIGNATURE: &[u8] =
-    include_bytes!("../fuzz/regressions/http_bodies/duplicate-field-in-array");
+    include_bytes!("../../fuzz/regressions/http_bodies/duplicate-field-in-array");
 
 #[test]
 fn regression_fuzz_duplicate_signature_field() {
