@@ -11,4 +11,6 @@ pub mod keyfile;
 pub mod ledger;
 pub mod server;
 pub mod store;
+#[doc(hidden)]
+pub mod testing;
 pub mod witness;

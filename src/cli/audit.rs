@@ -195,7 +195,11 @@ pub fn fsck(dir: &std::path::Path) -> CmdResult {
 }
 
 /// `migrate`: copy a ledger to another engine, check the copy in full, report.
-pub fn migrate(from: &std::path::Path, to: &std::path::Path, engine: &str) -> CmdResult {
+pub fn migrate(
+    from: &std::path::Path,
+    to: &std::path::Path,
+    engine: crate::store::Engine,
+) -> CmdResult {
     let pb = if std::io::stderr().is_terminal() {
         let pb = ProgressBar::new_spinner();
         pb.set_style(ProgressStyle::with_template("{msg} {pos} {per_sec}").expect("template"));

@@ -10,7 +10,8 @@ use crate::core::hash::to_hex;
 use crate::core::history;
 use crate::core::proof::{self, Question};
 use crate::keyfile;
-use crate::ledger::{clock, Ledger, Outcome};
+use crate::ledger::{clock, Ledger, Options, Outcome};
+use crate::store::Engine;
 
 const CONTROLLER: &str = "example.com";
 const PURPOSE: &str = "ai-training";
@@ -47,10 +48,11 @@ pub fn demo() -> CmdResult {
     println!("== consentlog demo (working in {})\n", tmp.display());
 
     println!("1. The operator creates a ledger (embedded sled database, fresh log key).");
-    let l = Ledger::init(
+    let l = Ledger::init_with(
         &dir,
         "demo.example/consent",
-        crate::ledger::default_engine(),
+        Engine::default(),
+        Options::default(),
     )
     .map_err(fail)?;
     let log_key = l.public_key();

@@ -12,7 +12,8 @@ use crate::core::event::{ConsentEvent, EventJson};
 use crate::core::export::{Header, Writer};
 use crate::core::hash::to_hex;
 use crate::keyfile;
-use crate::ledger::{clock, Ledger, Outcome, CHUNK};
+use crate::ledger::{clock, Ledger, Options, Outcome, CHUNK};
+use crate::store::Engine;
 
 /// Arguments of `grant` and `revoke`.
 #[derive(Args, Debug)]
@@ -37,8 +38,8 @@ pub fn open(dir: &Path) -> Result<Ledger, Failure> {
     Ledger::open(dir).map_err(fail)
 }
 
-pub fn init(dir: &Path, origin: &str, engine: &str) -> CmdResult {
-    let l = Ledger::init(dir, origin, engine).map_err(fail)?;
+pub fn init(dir: &Path, origin: &str, engine: Engine) -> CmdResult {
+    let l = Ledger::init_with(dir, origin, engine, Options::default()).map_err(fail)?;
     eprintln!("created ledger {origin:?} in {}", dir.display());
     println!("{}", to_hex(l.public_key().as_bytes()));
     Ok(())

@@ -20,6 +20,7 @@ use clap::{Args, Parser, Subcommand};
 use ed25519_dalek::VerifyingKey;
 
 use crate::core::hash::from_hex_array;
+use crate::store::Engine;
 
 /// Exit code and message of a failed command.
 #[derive(Debug)]
@@ -75,9 +76,9 @@ pub enum Command {
         /// The ledger's name, in every event and checkpoint
         #[arg(long, default_value = "consentlog.local/log")]
         origin: String,
-        /// Storage engine, recorded in the directory (default: sled, or $CONSENTLOG_ENGINE)
-        #[arg(long, value_parser = ["sled", "redb"])]
-        backend: Option<String>,
+        /// Storage engine, sled or redb, recorded in the directory
+        #[arg(long, env = "CONSENTLOG_ENGINE", default_value_t = Engine::Sled)]
+        backend: Engine,
     },
     /// Create a person's key file (mode 0600); prints the public key
     Keygen {
@@ -219,9 +220,9 @@ pub enum Command {
         /// A new (or empty) directory for the copy
         #[arg(long)]
         to: PathBuf,
-        /// Storage engine of the copy
-        #[arg(long, value_parser = ["sled", "redb"])]
-        backend: String,
+        /// Storage engine of the copy, sled or redb
+        #[arg(long)]
+        backend: Engine,
     },
     /// Write every entry, opening and checkpoint to a file, for auditors
     Export {
@@ -248,13 +249,7 @@ pub fn run(cli: Cli) -> CmdResult {
             dir,
             origin,
             backend,
-        } => ledger_cmds::init(
-            &dir,
-            &origin,
-            backend
-                .as_deref()
-                .unwrap_or(crate::ledger::default_engine()),
-        ),
+        } => ledger_cmds::init(&dir, &origin, backend),
         Command::Keygen { out } => person::keygen(&out),
         Command::Sign(a) => person::sign(a),
         Command::Grant(a) => ledger_cmds::decide(a, true),
@@ -307,7 +302,7 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Audit(a) => audit::audit(a),
         Command::Fsck { dir } => audit::fsck(&dir),
         Command::Compact { dir } => ledger_cmds::compact(&dir),
-        Command::Migrate { from, to, backend } => audit::migrate(&from, &to, &backend),
+        Command::Migrate { from, to, backend } => audit::migrate(&from, &to, backend),
         Command::CheckConsistency {
             log_key,
             note_a,

@@ -20,10 +20,10 @@ pub struct ServeArgs {
     /// Origin of a newly created ledger
     #[arg(long, default_value = "consentlog.local/log")]
     pub origin: String,
-    /// Storage engine of a newly created ledger (default: sled, or $CONSENTLOG_ENGINE); an
-    /// existing ledger is reopened with the engine that wrote it
-    #[arg(long, value_parser = ["sled", "redb"])]
-    pub backend: Option<String>,
+    /// Storage engine of a newly created ledger, sled or redb; an existing ledger is reopened
+    /// with the engine that wrote it
+    #[arg(long, env = "CONSENTLOG_ENGINE", default_value_t = crate::store::Engine::Sled)]
+    pub backend: crate::store::Engine,
     /// Bearer token allowed to ask for consent proofs and heads (repeatable)
     #[arg(long)]
     pub reader_token: Vec<String>,
@@ -82,9 +82,7 @@ pub fn serve(a: ServeArgs) -> CmdResult {
         dir: a.dir,
         listen: a.listen,
         origin: a.origin,
-        engine: a
-            .backend
-            .unwrap_or_else(|| crate::ledger::default_engine().to_string()),
+        engine: a.backend.to_string(),
         batch: BatchConfig {
             max_events: a.batch_max.max(1),
             max_wait_ms: a.batch_wait_ms,

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::core::audit::Report;
 use crate::keyfile;
-use crate::store::{self, Table, WriteBatch};
+use crate::store::{Engine, Table, WriteBatch};
 
 /// Records per committed batch of the copy.
 const BATCH: usize = 16384;
@@ -40,7 +40,7 @@ pub struct Migrated {
 pub fn migrate(
     from: &Path,
     to: &Path,
-    engine: &str,
+    engine: Engine,
     now: u64,
     mut progress: impl FnMut(&str, u64),
 ) -> Result<Migrated, LedgerError> {
@@ -65,7 +65,7 @@ pub fn migrate(
     fs::create_dir_all(to).map_err(|e| io_err("cannot create", to, e))?;
     write_log_keys(to, &key)?;
 
-    let dst = store::open(engine, &to.join("db"), DEFAULT_CACHE_BYTES)?;
+    let dst = engine.open(&to.join("db"), DEFAULT_CACHE_BYTES)?;
     let mut records = 0u64;
     for table in Table::ALL {
         let mut batch = WriteBatch::new();

@@ -33,36 +33,69 @@ use crate::core::reject::Reject;
 use crate::core::rules::{self, Head};
 use crate::core::tlog::{self, Blake3Hasher, Frontier, TreeSize};
 use crate::keyfile;
-use crate::store::{self, Store, StoreError, Table, View, WriteBatch};
+use crate::store::{self, Engine, Store, StoreError, Table, View, WriteBatch};
+use clock::{Clock, SystemClock};
 
-/// The storage engine new ledgers use: `$CONSENTLOG_ENGINE` if set (the test suite runs once
-/// per engine this way), else sled.
+/// The name of the storage engine the test suite runs on: `$CONSENTLOG_ENGINE`, else sled.
+///
+/// A shim kept while the tests move to [`crate::testing::engine_from_env`]: the ledger itself
+/// reads no environment (the CLI reads `$CONSENTLOG_ENGINE` through clap).
+#[doc(hidden)]
 pub fn default_engine() -> &'static str {
-    match std::env::var("CONSENTLOG_ENGINE").as_deref() {
-        Ok("redb") => "redb",
-        _ => "sled",
-    }
+    crate::testing::engine_from_env().as_str()
+}
+
+/// The engine recorded in the ledger directory `dir`.
+pub fn recorded_engine(dir: &Path) -> Result<Engine, LedgerError> {
+    let name = fs::read_to_string(dir.join("engine"))
+        .map_err(|_| LedgerError::NotALedger(dir.display().to_string()))?;
+    Ok(name.trim().parse::<Engine>().map_err(StoreError::from)?)
 }
 
 /// Opens the store of the ledger in `dir` with the engine recorded there, without reading
 /// anything else (for tools and tests that inspect or repair storage).
 pub fn open_store(dir: &Path) -> Result<Box<dyn Store>, LedgerError> {
-    let engine = fs::read_to_string(dir.join("engine"))
-        .map_err(|_| LedgerError::NotALedger(dir.display().to_string()))?;
-    Ok(store::open(
-        engine.trim(),
-        &dir.join("db"),
-        DEFAULT_CACHE_BYTES,
-    )?)
+    Ok(recorded_engine(dir)?.open(&dir.join("db"), DEFAULT_CACHE_BYTES)?)
 }
 
 /// Gives back the free space the engine of the ledger in `dir` holds in its file: `Some((bytes
 /// before, bytes after))`, or `None` for an engine that reclaims space itself (sled). Fails
 /// if the ledger is open elsewhere.
 pub fn compact(dir: &Path) -> Result<Option<(u64, u64)>, LedgerError> {
-    let engine = fs::read_to_string(dir.join("engine"))
-        .map_err(|_| LedgerError::NotALedger(dir.display().to_string()))?;
-    Ok(store::compact(engine.trim(), &dir.join("db"))?)
+    Ok(recorded_engine(dir)?.compact(&dir.join("db"))?)
+}
+
+/// How a ledger is opened or created, besides its directory: see [`Ledger::init_with`] and
+/// [`Ledger::open_with`].
+#[derive(Clone)]
+pub struct Options {
+    /// Where the ledger reads the time (default: the system clock).
+    pub clock: Arc<dyn Clock>,
+    /// The storage engine's cache.
+    pub cache_bytes: u64,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            clock: Arc::new(SystemClock),
+            cache_bytes: DEFAULT_CACHE_BYTES,
+        }
+    }
+}
+
+impl Options {
+    /// These options with `clock` (a [`ManualClock`](clock::ManualClock), say).
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Options {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// These options with a storage cache of `bytes`.
+    pub fn cache_bytes(mut self, bytes: u64) -> Options {
+        self.cache_bytes = bytes;
+        self
+    }
 }
 
 /// Default storage cache (sled's own default is 1 GiB).
@@ -189,6 +222,8 @@ pub struct Ledger {
     latest: RwLock<Arc<Snapshot>>,
     /// The tree's upper node hashes, in memory.
     upper: UpperNodes,
+    /// Where the time comes from.
+    clock: Arc<dyn Clock>,
 }
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> LedgerError {
@@ -281,7 +316,19 @@ fn decode_key_index(k: &[u8], v: &[u8]) -> Option<Head> {
 
 impl Ledger {
     /// Creates a ledger in `dir` (which must not hold one) and signs the empty checkpoint.
+    /// `engine` names the storage engine (`sled`, `redb`).
     pub fn init(dir: &Path, origin: &str, engine: &str) -> Result<Ledger, LedgerError> {
+        let engine = engine.parse::<Engine>().map_err(StoreError::from)?;
+        Self::init_with(dir, origin, engine, Options::default())
+    }
+
+    /// [`Ledger::init`] on `engine` with options (a clock, a cache size).
+    pub fn init_with(
+        dir: &Path,
+        origin: &str,
+        engine: Engine,
+        opts: Options,
+    ) -> Result<Ledger, LedgerError> {
         note::check_origin(origin).map_err(LedgerError::Origin)?;
         if dir.join("engine").exists() {
             return Err(LedgerError::Exists(dir.display().to_string()));
@@ -302,13 +349,13 @@ impl Ledger {
         }
         let key = keyfile::generate();
         write_log_keys(dir, &key)?;
-        let store = store::open(engine, &dir.join("db"), DEFAULT_CACHE_BYTES)?;
+        let store = engine.open(&dir.join("db"), opts.cache_bytes)?;
         let mut b = WriteBatch::new();
         b.put(Table::Meta, b"origin".to_vec(), origin.as_bytes().to_vec());
         b.put(Table::Meta, b"size".to_vec(), 0u64.to_le_bytes().to_vec());
         b.put(Table::Meta, MAP_LEAVES.to_vec(), b"1".to_vec());
         store.commit(b)?;
-        let ledger = Ledger::from_store(dir, store, key, DEFAULT_CACHE_BYTES)?;
+        let ledger = Ledger::from_store(dir, store, key, opts)?;
         ledger.checkpoint()?;
         // The engine file marks the directory as a complete ledger: written last.
         write_durable(&dir.join("engine"), &format!("{engine}\n"))?;
@@ -323,12 +370,15 @@ impl Ledger {
 
     /// [`Ledger::open`] with an explicit storage cache size.
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Ledger, LedgerError> {
-        let engine_path = dir.join("engine");
-        let engine = fs::read_to_string(&engine_path)
-            .map_err(|_| LedgerError::NotALedger(dir.display().to_string()))?;
+        Self::open_with(dir, Options::default().cache_bytes(cache_bytes))
+    }
+
+    /// [`Ledger::open`] with options (a clock, a cache size).
+    pub fn open_with(dir: &Path, opts: Options) -> Result<Ledger, LedgerError> {
+        let engine = recorded_engine(dir)?;
         let key = keyfile::read(&dir.join("log.key"), false)?;
-        let store = store::open(engine.trim(), &dir.join("db"), cache_bytes)?;
-        Self::from_store(dir, store, key, cache_bytes)
+        let store = engine.open(&dir.join("db"), opts.cache_bytes)?;
+        Self::from_store(dir, store, key, opts)
     }
 
     /// Rebuilds the in-memory state from `store` and checks it against the latest checkpoint.
@@ -336,7 +386,7 @@ impl Ledger {
         dir: &Path,
         store: Box<dyn Store>,
         key: SigningKey,
-        cache_bytes: u64,
+        opts: Options,
     ) -> Result<Ledger, LedgerError> {
         let public = key.verifying_key();
         let (origin, state, latest) = Self::load(store.as_ref(), &public)?;
@@ -345,13 +395,14 @@ impl Ledger {
             dir: dir.to_path_buf(),
             store: RwLock::new(Arc::from(store)),
             needs_recovery: std::sync::atomic::AtomicBool::new(false),
-            cache_bytes,
+            cache_bytes: opts.cache_bytes,
             origin,
             key,
             public,
             state: Mutex::new(state),
             latest: RwLock::new(Arc::new(latest)),
             upper,
+            clock: opts.clock,
         })
     }
 
@@ -529,6 +580,10 @@ impl Ledger {
     pub fn public_key(&self) -> VerifyingKey {
         self.public
     }
+    /// Milliseconds since the Unix epoch, from the ledger's clock.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -616,11 +671,10 @@ impl Ledger {
         if !self.needs_recovery.load(Ordering::SeqCst) {
             return Ok(());
         }
-        let engine = fs::read_to_string(self.dir.join("engine"))
-            .map_err(|e| io_err("cannot read", &self.dir.join("engine"), e))?;
+        let engine = recorded_engine(&self.dir)?;
         // Let go of the old handle first so the engine's file lock can be taken again.
         *self.store.write().expect("store") = Arc::new(store::Closed);
-        let fresh = store::open(engine.trim(), &self.dir.join("db"), self.cache_bytes)?;
+        let fresh = engine.open(&self.dir.join("db"), self.cache_bytes)?;
         let (_, state, latest) = Self::load(fresh.as_ref(), &self.public)?;
         *st = state;
         *self.latest.write().expect("latest") = Arc::new(latest);
@@ -676,7 +730,7 @@ impl Ledger {
         }
         let mut st = self.state.lock().expect("state");
         self.recover(&mut st)?;
-        let now = clock::after(st.last_cp_time).max(st.last_time);
+        let now = self.clock.after(st.last_cp_time).max(st.last_time);
         let base = st.frontier.size().0;
         let mut frontier = st.frontier.clone();
         let mut batch = WriteBatch::new();
@@ -842,7 +896,7 @@ impl Ledger {
     pub fn checkpoint(&self) -> Result<SignedCheckpoint, LedgerError> {
         let mut st = self.state.lock().expect("state");
         self.recover(&mut st)?;
-        let time = clock::now_ms().max(st.last_time).max(st.last_cp_time);
+        let time = self.clock.now_ms().max(st.last_time).max(st.last_cp_time);
         let size = st.frontier.size().0;
         let body = Checkpoint {
             origin: &self.origin,
@@ -958,4 +1012,83 @@ fn write_map_leaves(store: &dyn Store, size: u64) -> Result<(), LedgerError> {
     batch.put(Table::Meta, MAP_LEAVES.to_vec(), b"1".to_vec());
     store.commit(batch)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::clock::ManualClock;
+    use super::*;
+    use crate::core::event::{ConsentEvent, EVENT_VERSION};
+    use crate::core::rules::ISSUED_AT_WINDOW_MS;
+
+    const ORIGIN: &str = "unit.example/log";
+    const T0: u64 = 1_700_000_000_000;
+
+    fn event(key: &SigningKey, seq: u64, prev: Option<Hash>, issued_at: u64) -> SignedEvent {
+        ConsentEvent {
+            version: EVENT_VERSION,
+            log: ORIGIN.into(),
+            subject: key.verifying_key().to_bytes(),
+            controller: "c.example".into(),
+            purpose: "p".into(),
+            decision: 1,
+            seq,
+            prev,
+            issued_at,
+            expires_at: None,
+            notice: None,
+        }
+        .sign(key)
+    }
+
+    #[test]
+    fn the_ledger_reads_time_from_an_injected_clock() {
+        let tmp = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(T0);
+        let opts = Options::default().clock(clock.clone());
+        let l = Ledger::init_with(tmp.path(), ORIGIN, Engine::default(), opts).unwrap();
+        // init's checkpoint is at the clock's time.
+        assert_eq!(l.latest().checkpoint.time, T0);
+        let key = keyfile::generate();
+        // The ledger's time for the next append: just after init's checkpoint.
+        let now = T0 + 1;
+        // issued_at outside the 5-minute window around the manual clock is refused.
+        for issued_at in [now - ISSUED_AT_WINDOW_MS - 1, now + ISSUED_AT_WINDOW_MS + 1] {
+            let out = l.append(vec![Ok(event(&key, 0, None, issued_at))]).unwrap();
+            assert!(
+                matches!(&out[0], Outcome::Rejected(Reject::IssuedAt { now: n, .. }) if *n == now),
+                "{out:?}"
+            );
+        }
+        // At the window's edge it is accepted.
+        let first = event(&key, 0, None, now - ISSUED_AT_WINDOW_MS);
+        let Outcome::Accepted(r) = &l.append(vec![Ok(first.clone())]).unwrap()[0] else {
+            panic!("not accepted")
+        };
+        assert_eq!(r.integrated_at, now);
+        // An hour later (no sleeping), the same issued_at is out of the window.
+        clock.advance(3_600_000);
+        let second = event(&key, 1, Some(first.event_hash()), T0);
+        let out = l.append(vec![Ok(second)]).unwrap();
+        assert!(matches!(out[0], Outcome::Rejected(Reject::IssuedAt { .. })));
+        let cp = l.checkpoint().unwrap();
+        assert_eq!(cp.time, T0 + 3_600_000);
+        // A clock set back does not take the ledger's times back.
+        clock.set(T0);
+        assert_eq!(l.checkpoint().unwrap().time, T0 + 3_600_000);
+        let third = event(&key, 1, Some(first.event_hash()), T0 + 3_600_000);
+        let Outcome::Accepted(r) = &l.append(vec![Ok(third)]).unwrap()[0] else {
+            panic!("not accepted")
+        };
+        assert_eq!(r.integrated_at, T0 + 3_600_001);
+        // Proofs default to the ledger's time: a future `at` is measured against it.
+        assert!(l
+            .prove_consent(
+                &key.verifying_key().to_bytes(),
+                "c.example",
+                "p",
+                Some(T0 + 10)
+            )
+            .is_err());
+    }
 }

@@ -10,7 +10,7 @@ use crate::core::tlog::{self, Blake3Hasher, LeafIndex, TreeSize};
 use crate::store::{scan_prefix, StoreError, Table, View};
 
 use super::leaves::LeafSource;
-use super::{clock, entry_in, opening_in, Ledger, LedgerError, Snapshot};
+use super::{entry_in, opening_in, Ledger, LedgerError, Snapshot};
 
 /// The shared snapshot of a proof batch and a proof (or why not) per query.
 pub type ProofBatch = (
@@ -215,7 +215,7 @@ impl Ledger {
         purpose: &str,
         at: Option<u64>,
     ) -> Result<ConsentProof, LedgerError> {
-        let now = clock::now_ms();
+        let now = self.now_ms();
         let at = at.unwrap_or(now);
         if at > now {
             return Err(LedgerError::Invalid(format!(
@@ -328,7 +328,7 @@ impl Ledger {
 
     /// All of a person's events under a fresh checkpoint.
     pub fn history(&self, subject: &[u8; 32]) -> Result<History, LedgerError> {
-        let snap = self.snapshot_for(clock::now_ms())?;
+        let snap = self.snapshot_for(self.now_ms())?;
         self.history_in(&snap, subject)
     }
 
@@ -427,7 +427,7 @@ impl Ledger {
         &self,
         queries: &[crate::core::proof_batch::BatchQuery],
     ) -> Result<ProofBatch, LedgerError> {
-        let now = clock::now_ms();
+        let now = self.now_ms();
         let snap = self.snapshot_for(now)?;
         let proofs = self.prove_batch_in(&snap, now, queries);
         Ok((snap, proofs))

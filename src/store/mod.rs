@@ -60,6 +60,8 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    UnknownEngine(#[from] UnknownEngine),
 }
 
 /// Writes applied together or not at all.
@@ -155,30 +157,79 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-/// Gives back free space in the files of the engine named `engine` in `dir` (see
-/// [`crate::ledger::compact`]).
-pub fn compact(engine: &str, dir: &Path) -> Result<Option<(u64, u64)>, StoreError> {
-    match engine {
-        "redb" => RedbStore::compact(dir).map(Some),
-        "sled" => Ok(None),
-        other => Err(StoreError::Engine(format!(
-            "unknown storage engine {other:?}"
-        ))),
+/// A storage engine this build knows. Recorded by name in a ledger's directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Engine {
+    /// sled 0.34 (the default).
+    #[default]
+    Sled,
+    /// redb 4.x.
+    Redb,
+}
+
+impl Engine {
+    /// Every engine.
+    pub const ALL: [Engine; 2] = [Engine::Sled, Engine::Redb];
+
+    /// The engine's name, as recorded in a ledger directory and given to `--backend`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Sled => "sled",
+            Engine::Redb => "redb",
+        }
+    }
+
+    /// Opens this engine's store in `dir`.
+    pub fn open(self, dir: &Path, cache_bytes: u64) -> Result<Box<dyn Store>, StoreError> {
+        Ok(match self {
+            Engine::Sled => Box::new(SledStore::open(dir, cache_bytes)?),
+            Engine::Redb => Box::new(RedbStore::open(dir, cache_bytes)?),
+        })
+    }
+
+    /// Gives back free space in this engine's files in `dir` (see
+    /// [`crate::ledger::compact`]): `None` for an engine that reclaims space itself.
+    pub fn compact(self, dir: &Path) -> Result<Option<(u64, u64)>, StoreError> {
+        match self {
+            Engine::Redb => RedbStore::compact(dir).map(Some),
+            Engine::Sled => Ok(None),
+        }
     }
 }
 
-/// The engines this build knows.
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is not an engine this build knows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown storage engine {0:?}")]
+pub struct UnknownEngine(pub String);
+
+impl std::str::FromStr for Engine {
+    type Err = UnknownEngine;
+    fn from_str(s: &str) -> Result<Engine, UnknownEngine> {
+        Engine::ALL
+            .into_iter()
+            .find(|e| e.as_str() == s)
+            .ok_or_else(|| UnknownEngine(s.to_string()))
+    }
+}
+
+/// Gives back free space in the files of the engine named `engine` in `dir` (see
+/// [`crate::ledger::compact`]).
+pub fn compact(engine: &str, dir: &Path) -> Result<Option<(u64, u64)>, StoreError> {
+    engine.parse::<Engine>()?.compact(dir)
+}
+
+/// The names of the engines this build knows.
 pub const ENGINES: &[&str] = &["sled", "redb"];
 
 /// Opens the engine named `engine` in `dir`.
 pub fn open(engine: &str, dir: &Path, cache_bytes: u64) -> Result<Box<dyn Store>, StoreError> {
-    match engine {
-        "sled" => Ok(Box::new(SledStore::open(dir, cache_bytes)?)),
-        "redb" => Ok(Box::new(RedbStore::open(dir, cache_bytes)?)),
-        other => Err(StoreError::Engine(format!(
-            "unknown storage engine {other:?}"
-        ))),
-    }
+    engine.parse::<Engine>()?.open(dir, cache_bytes)
 }
 
 /// A store that refuses everything: stands in while a failed store is being reopened.
@@ -226,6 +277,20 @@ mod tests {
     }
 
     /// A view reads what the store reads, and sees every commit made before it was taken.
+    #[test]
+    fn engine_names_round_trip() {
+        for e in Engine::ALL {
+            assert_eq!(e.as_str().parse::<Engine>(), Ok(e));
+            assert_eq!(e.to_string(), e.as_str());
+        }
+        assert_eq!(ENGINES, Engine::ALL.map(Engine::as_str));
+        assert_eq!(
+            "lmdb".parse::<Engine>().unwrap_err().to_string(),
+            "unknown storage engine \"lmdb\""
+        );
+        assert_eq!(Engine::default(), Engine::Sled);
+    }
+
     #[test]
     fn views_read_what_the_store_reads() {
         for engine in ENGINES {

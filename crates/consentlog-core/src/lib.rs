@@ -5,15 +5,18 @@
 
 pub mod audit;
 pub mod codec;
+pub mod cosignature;
 pub mod entry;
 pub mod event;
 pub mod evidence;
 pub mod export;
 pub mod hash;
 pub mod history;
+pub mod leaf;
 pub mod map;
 pub mod note;
 pub mod par;
+pub mod policy;
 pub mod proof;
 pub mod proof_batch;
 pub mod receipt;
@@ -22,3 +25,6 @@ pub mod request;
 pub mod rules;
 pub mod strict;
 pub mod tlog;
+pub mod tlog_proof;
+pub mod vkey;
+pub mod vrf;
