@@ -1,11 +1,10 @@
 //! The `consentlog` command line, through the real binary in temporary directories: every
 //! command, its output shape (exact JSON key sets), exit codes, file modes and error messages.
 
-use crate::support::cli as support_cli;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use crate::support::*;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use consentlog::core::entry::Entry;
@@ -18,7 +17,6 @@ use consentlog::core::tlog::{
 };
 use ed25519_dalek::VerifyingKey;
 use serde_json::Value;
-use support_cli::*;
 
 const CTL: &str = "example.com";
 const PUR: &str = "ai-training";
@@ -120,7 +118,7 @@ fn prove_to(l: &TestLedger, name: &str, subject: &str, at: Option<u64>) -> std::
 
 #[test]
 fn init_creates_key_files_and_refuses_an_existing_ledger() {
-    let l = TestLedger::with_origin("init.example/log");
+    let l = TestLedger::cli_with_origin("init.example/log");
     let key = l.dir.join("log.key");
     let pubf = l.dir.join("log.pub");
     assert_eq!(mode(&key), 0o600, "log.key mode");
@@ -193,7 +191,7 @@ fn keygen_writes_mode_0600_and_refuses_to_overwrite() {
 
 #[test]
 fn sign_prints_one_event_line_with_exact_keys() {
-    let l = TestLedger::with_origin("sign.example/log");
+    let l = TestLedger::cli_with_origin("sign.example/log");
     let (k, pk) = l.person("alice");
     let issued = now_ms();
     let issued_s = issued.to_string();
@@ -322,7 +320,7 @@ fn sign_prints_one_event_line_with_exact_keys() {
 
 #[test]
 fn grant_and_revoke_print_signed_receipts() {
-    let l = TestLedger::new();
+    let l = TestLedger::cli();
     let (alice, _) = l.person("alice");
     let (bob, _) = l.person("bob");
     let r0 = l.decide(&alice, true, CTL, PUR);
@@ -441,7 +439,7 @@ fn sign_line(k: &Path, log: &str, controller: &str, seq: u64, prev: Option<&str>
 
 #[test]
 fn append_reports_one_line_per_event_in_order() {
-    let l = TestLedger::new();
+    let l = TestLedger::cli();
     let (a, _) = l.person("a");
     let (b, _) = l.person("b");
     let a0 = sign_line(&a, &l.origin, CTL, 0, None);
@@ -533,7 +531,7 @@ fn append_reports_one_line_per_event_in_order() {
 
 #[test]
 fn append_rejects_time_and_chain_rule_breaks_by_name() {
-    let l = TestLedger::new();
+    let l = TestLedger::cli();
     let (a, _) = l.person("a");
     let sign = |extra: &[&str]| -> String {
         let mut args = vec![
@@ -609,7 +607,7 @@ fn append_rejects_time_and_chain_rule_breaks_by_name() {
 
 #[test]
 fn append_garbage_line_gives_error_line_and_writes_nothing_for_it() {
-    let l = TestLedger::new();
+    let l = TestLedger::cli();
     let (a, _) = l.person("a");
     let size = |l: &TestLedger| run(&["leaves", "--dir", l.d()]).ok().ndjson().len();
 
@@ -660,12 +658,12 @@ fn append_garbage_line_gives_error_line_and_writes_nothing_for_it() {
 
 #[test]
 fn checkpoint_prints_a_signed_note() {
-    let l = TestLedger::with_origin("note.example/log");
+    let l = TestLedger::cli_with_origin("note.example/log");
     let (a, _) = l.person("a");
     l.decide(&a, true, CTL, PUR);
     l.decide(&a, false, CTL, PUR);
     let before = now_ms();
-    let text = l.checkpoint();
+    let text = l.note();
     let lines: Vec<&str> = text.split('\n').collect();
     assert_eq!(lines.len(), 8, "{text:?}");
     assert_eq!(lines[0], "note.example/log");
@@ -706,7 +704,7 @@ fn checkpoint_prints_a_signed_note() {
     assert!(note::open(&text, &other).is_err());
 
     // A later checkpoint is not older and also verifies.
-    let cp2 = open_note(&l.checkpoint(), &l.log_key);
+    let cp2 = open_note(&l.note(), &l.log_key);
     assert!(cp2.time >= cp.time);
     assert_eq!(
         (cp2.size, cp2.root, cp2.map_root),
@@ -719,7 +717,7 @@ fn checkpoint_prints_a_signed_note() {
 
 #[test]
 fn verify_exit_codes_and_json() {
-    let l = TestLedger::new();
+    let l = TestLedger::cli();
     let (alice, apk) = l.person("alice");
     let (bob, bpk) = l.person("bob");
     let (_carol, cpk) = l.person("carol");
@@ -872,13 +870,13 @@ fn verify_exit_codes_and_json() {
 
 #[test]
 fn historical_consent_at_t_and_now() {
-    let l = TestLedger::new();
+    let l = TestLedger::cli();
     let (bob, bpk) = l.person("bob");
     let before = now_ms() - 1;
     let g = l.decide(&bob, true, CTL, PUR);
-    sleep_ms(30);
-    let t = now_ms();
-    sleep_ms(30);
+    // T: a millisecond after the grant, the revocation integrated after T.
+    let t = g["integrated_at"].as_u64().unwrap() + 1;
+    wall_past(t);
     let r = l.decide(&bob, false, CTL, PUR);
     let tg = g["integrated_at"].as_u64().unwrap();
     let tr = r["integrated_at"].as_u64().unwrap();
@@ -924,7 +922,7 @@ fn historical_consent_at_t_and_now() {
 
 #[test]
 fn prove_refuses_a_future_time_and_prints_to_stdout() {
-    let l = TestLedger::new();
+    let l = TestLedger::cli();
     let (a, apk) = l.person("a");
     l.decide(&a, true, CTL, PUR);
     let future = (now_ms() + 3_600_000).to_string();
@@ -982,7 +980,7 @@ fn prove_refuses_a_future_time_and_prints_to_stdout() {
 
 #[test]
 fn expired_opt_in_is_not_held() {
-    let l = TestLedger::new();
+    let l = TestLedger::cli();
     let (a, apk) = l.person("a");
     let exp = now_ms() + 1500;
     let r = run(&[
@@ -1001,9 +999,7 @@ fn expired_opt_in_is_not_held() {
     .ok();
     let ti = r.json()["integrated_at"].as_u64().unwrap();
     let before = prove_to(&l, "before.json", &apk, Some(ti));
-    while now_ms() <= exp + 5 {
-        sleep_ms(50);
-    }
+    wall_past(exp + 5);
     let after = prove_to(&l, "after.json", &apk, None);
     let k = l.log_key.as_str();
     assert_eq!(
@@ -1023,11 +1019,11 @@ fn expired_opt_in_is_not_held() {
 
 #[test]
 fn inclusion_and_consistency_proofs_match_checkpoints() {
-    let l = TestLedger::new();
+    let l = TestLedger::cli();
     let people: Vec<_> = (0..4).map(|i| l.person(&format!("p{i}")).0).collect();
     // Checkpoints at several sizes: 0 (init), 1, 3, 6, 7.
     let mut roots = std::collections::BTreeMap::new();
-    let cp0 = open_note(&l.checkpoint(), &l.log_key);
+    let cp0 = open_note(&l.note(), &l.log_key);
     roots.insert(0u64, cp0.root);
     let mut n = 0u64;
     for batch in [1usize, 2, 3, 1] {
@@ -1037,7 +1033,7 @@ fn inclusion_and_consistency_proofs_match_checkpoints() {
             l.decide(who, opt_in, CTL, PUR);
             n += 1;
         }
-        let cp = open_note(&l.checkpoint(), &l.log_key);
+        let cp = open_note(&l.note(), &l.log_key);
         assert_eq!(cp.size, n);
         roots.insert(n, cp.root);
     }
@@ -1154,7 +1150,7 @@ fn inclusion_and_consistency_proofs_match_checkpoints() {
 
 #[test]
 fn leaves_lists_entries_as_ndjson() {
-    let l = TestLedger::new();
+    let l = TestLedger::cli();
     let (a, apk) = l.person("a");
     let (b, _) = l.person("b");
     let receipts = [
@@ -1204,7 +1200,7 @@ fn leaves_lists_entries_as_ndjson() {
 
 #[test]
 fn history_and_verify_history() {
-    let l = TestLedger::new();
+    let l = TestLedger::cli();
     let (a, apk) = l.person("alice");
     let (b, bpk) = l.person("bob");
     l.decide(&a, true, CTL, PUR);
@@ -1312,7 +1308,7 @@ fn history_and_verify_history() {
 
 #[test]
 fn verify_history_refuses_a_history_with_a_chain_left_out() {
-    let l = TestLedger::new();
+    let l = TestLedger::cli();
     let (a, apk) = l.person("alice");
     l.decide(&a, true, CTL, PUR);
     l.decide(&a, true, "other.org", "ads");
@@ -1349,14 +1345,14 @@ fn verify_history_refuses_a_history_with_a_chain_left_out() {
 
 #[test]
 fn audit_and_export() {
-    let l = TestLedger::new();
+    let l = TestLedger::cli();
     let (a, _) = l.person("a");
     let (b, _) = l.person("b");
     l.decide(&a, true, CTL, PUR);
-    l.checkpoint();
+    l.note();
     l.decide(&b, true, CTL, PUR);
     l.decide(&a, false, CTL, PUR);
-    l.checkpoint();
+    l.note();
     l.decide(&b, false, CTL, PUR);
 
     // Entries after the last checkpoint: a dir audit fails and says so.
@@ -1455,7 +1451,7 @@ fn audit_and_export() {
 
 #[test]
 fn loadgen_files_append_fully_into_one_ledger() {
-    let l = TestLedger::with_origin("load.example/log");
+    let l = TestLedger::cli_with_origin("load.example/log");
     let f1 = l.path("load1.ndjson");
     let f2 = l.path("load2.ndjson");
     run(&[
@@ -1506,7 +1502,7 @@ fn loadgen_files_append_fully_into_one_ledger() {
         assert_eq!(r["index"].as_u64(), Some(300 + i as u64), "{r}");
     }
     check_receipt(&out2[149], &l.log_key);
-    l.checkpoint();
+    l.note();
     run(&["audit", "--dir", l.d()]).ok();
 
     // A loadgen file for another origin is refused event by event.
@@ -1552,7 +1548,7 @@ fn demo_runs_and_prints_its_steps() {
 
 #[test]
 fn bad_input_errors_name_what_is_wrong() {
-    let l = TestLedger::new();
+    let l = TestLedger::cli();
     let (a, apk) = l.person("a");
     l.decide(&a, true, CTL, PUR);
     let prove = |subject: &str, controller: &str, purpose: &str| {

@@ -11,12 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::faults as support_faults;
-use crate::support::server as support_server;
-use support_server::Server;
+use crate::support::Server;
 
 use consentlog::core::receipt::Receipt;
 
-const BIN: &str = env!("CARGO_BIN_EXE_consentlog");
 const ORIGIN: &str = "readonly.example/log";
 
 /// An ext4 file system in an image file, loop-mounted with `errors=remount-ro`.
@@ -141,7 +139,7 @@ fn turns_read_only(engine: &str) {
     let (ok, no) = post_many(&srv.url, 5);
     assert!(no.is_empty(), "refused after the repair: {no:?}");
     acked.extend(ok);
-    support_faults::stop_then_assert_kept(srv, BIN, &dir, &acked);
+    support_faults::stop_then_assert_kept(srv, &dir, &acked);
 }
 
 #[test]

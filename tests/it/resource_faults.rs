@@ -6,12 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::faults as support_faults;
-use crate::support::server as support_server;
-use support_server::Server;
+use crate::support::{run, s, Server};
 
 use consentlog::core::receipt::Receipt;
 
-const BIN: &str = env!("CARGO_BIN_EXE_consentlog");
 const ORIGIN: &str = "faults.example/log";
 
 struct Mount(PathBuf);
@@ -104,18 +102,9 @@ fn faults(engine: &str) {
 
     // A read-only data directory: the server refuses to start with a clear error.
     mnt.remount("ro");
-    let out = Command::new(BIN)
-        .args([
-            "serve",
-            "--dir",
-            dir.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "served from a read-only directory");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let out = run(&["serve", "--dir", s(&dir), "--listen", "127.0.0.1:0"]);
+    assert_ne!(out.code, 0, "served from a read-only directory");
+    let err = &out.stderr;
     assert!(err.contains("error:"), "{err}");
     mnt.remount("rw");
     let srv = serve(&dir, engine);
@@ -127,7 +116,7 @@ fn faults(engine: &str) {
     acked.extend(ok);
 
     // Nothing acknowledged was lost, and the ledger audits clean.
-    support_faults::stop_then_assert_kept(srv, BIN, &dir, &acked);
+    support_faults::stop_then_assert_kept(srv, &dir, &acked);
 }
 
 #[test]
