@@ -117,7 +117,7 @@ fn log_other_than_origin_is_rejected() {
         "TEST.example/log",
         " test.example/log",
     ] {
-        let ev = p.event().log(&log).sign();
+        let ev = p.event().log(log).sign();
         let key = ev.event.state_key();
         let (l2, r) = expect_reject(l, &dir, &key, Ok(ev), "log", &[ORIGIN]);
         assert_eq!(
