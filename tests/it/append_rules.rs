@@ -1208,27 +1208,12 @@ fn batch_larger_than_a_chunk_chains_and_dedups_across_chunks() {
     check_receipt(&l, &accepted(&out[CHUNK]));
 }
 
-const JSON_FIELDS: [&str; 12] = [
-    "version",
-    "log",
-    "subject",
-    "controller",
-    "purpose",
-    "decision",
-    "seq",
-    "prev",
-    "issued_at",
-    "expires_at",
-    "notice",
-    "signature",
-];
-
 #[test]
 fn json_array_form_is_refused() {
     let p = Person::new();
     let ev = p.first();
     let obj = json_of(&ev);
-    let arr: Vec<serde_json::Value> = JSON_FIELDS.iter().map(|k| obj[*k].clone()).collect();
+    let arr: Vec<serde_json::Value> = EVENT_JSON_KEYS.iter().map(|k| obj[*k].clone()).collect();
     let text = serde_json::to_string(&arr).unwrap();
     let r = EventJson::parse(&text);
     assert!(

@@ -7,7 +7,7 @@ use std::path::Path;
 use consentlog::core::receipt::Receipt;
 use consentlog::ledger::Ledger;
 
-use super::http::{agent, event_json, send};
+use super::http::{agent, post_event};
 use super::people::Person;
 use super::process::{run, Server};
 use super::s;
@@ -25,15 +25,7 @@ pub fn post_many(
     let mut ok = Vec::new();
     let mut refused = Vec::new();
     for _ in 0..n {
-        let ev = Person::on(controller, purpose).make(log, true);
-        let body = event_json(&ev);
-        let r = send(
-            &a,
-            "POST",
-            &format!("{url}/v1/events"),
-            None,
-            Some(body.as_bytes()),
-        );
+        let r = post_event(&a, url, &Person::on(controller, purpose).make(log, true));
         if r.status == 201 {
             ok.push(serde_json::from_str(&r.body).unwrap());
         } else {

@@ -139,6 +139,19 @@ pub fn send(
         .unwrap_or_else(|e| panic!("{method} {url}: transport error {e}"))
 }
 
+/// POSTs one signed event to the server at `url`.
+#[track_caller]
+pub fn post_event(agent: &ureq::Agent, url: &str, ev: &SignedEvent) -> Resp {
+    let body = event_json(ev);
+    send(
+        agent,
+        "POST",
+        &format!("{url}/v1/events"),
+        None,
+        Some(body.as_bytes()),
+    )
+}
+
 /// `Bearer <token>`.
 pub fn bearer(t: &str) -> String {
     format!("Bearer {t}")

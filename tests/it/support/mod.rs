@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use consentlog::core::hash::{from_hex_array, Hash};
 use serde_json::Value;
 
-pub use http::{agent, bearer, event_json, metric, receipt, send, try_send, Resp};
+pub use http::{agent, bearer, event_json, metric, post_event, receipt, send, try_send, Resp};
 pub use ledger::TestLedger;
 pub use people::Person;
 pub use process::{bin, run, run_stdin, wait_unlocked, Proc, Run, Server};
@@ -35,6 +35,25 @@ pub const ORIGIN: &str = "test.example/log";
 pub const CONTROLLER: &str = "example.com";
 pub const PURPOSE: &str = "ai-training";
 pub const MINUTE_MS: u64 = 60 * 1000;
+
+/// The keys of a receipt's JSON.
+pub const RECEIPT_KEYS: &[&str] = &["index", "leaf_hash", "integrated_at", "signature"];
+
+/// The keys of an event's JSON line, in order.
+pub const EVENT_JSON_KEYS: &[&str] = &[
+    "version",
+    "log",
+    "subject",
+    "controller",
+    "purpose",
+    "decision",
+    "seq",
+    "prev",
+    "issued_at",
+    "expires_at",
+    "notice",
+    "signature",
+];
 
 /// Milliseconds since the epoch on the system clock: the time of processes (a server, the
 /// CLI) and of events built for them. A [`TestLedger`] has its own clock

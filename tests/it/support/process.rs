@@ -17,7 +17,7 @@ use consentlog::core::receipt::Receipt;
 use ed25519_dalek::VerifyingKey;
 use serde_json::Value;
 
-use super::http::{agent, event_json, metric, receipt, send, Resp};
+use super::http::{agent, metric, post_event, receipt, send, Resp};
 use super::{h32, poll, wait_until};
 
 /// The binary under test.
@@ -39,6 +39,13 @@ impl Run {
     pub fn expect_code(self, code: i32) -> Run {
         assert_eq!(self.code, code, "unexpected exit code: {self:#?}");
         self
+    }
+
+    /// Panics with the whole run unless it failed with `needle` in its standard error.
+    #[track_caller]
+    pub fn assert_fails_with(&self, needle: &str) {
+        assert_ne!(self.code, 0, "{self:#?}");
+        assert!(self.stderr.contains(needle), "{self:#?}");
     }
 
     /// Panics with the whole run unless the exit code is `code`.
@@ -313,7 +320,7 @@ impl Server {
 
     /// POSTs one signed event.
     pub fn post_event(&self, ev: &SignedEvent) -> Resp {
-        self.post("/v1/events", &event_json(ev))
+        post_event(&self.agent, &self.url, ev)
     }
 
     /// Posts an event that must be accepted (201); returns its checked receipt.
