@@ -331,49 +331,16 @@ fn grant_and_revoke_print_signed_receipts() {
     // grant with --expires-at is fine, revoke with it is refused.
     let exp = (now_ms() + 3_600_000).to_string();
     let (carol, _) = l.person("carol");
-    let r = run(&[
-        "grant",
-        "--dir",
-        l.d(),
-        "--key",
-        s(&carol),
-        "--controller",
-        CTL,
-        "--purpose",
-        PUR,
-        "--expires-at",
-        &exp,
-    ])
-    .ok();
+    let r = l
+        .decide_with(&carol, true, CTL, PUR, &["--expires-at", &exp])
+        .ok();
     check_receipt(&r.json(), &l.log_key);
-    let r = run(&[
-        "revoke",
-        "--dir",
-        l.d(),
-        "--key",
-        s(&carol),
-        "--controller",
-        CTL,
-        "--purpose",
-        PUR,
-        "--expires-at",
-        &exp,
-    ]);
+    let r = l.decide_with(&carol, false, CTL, PUR, &["--expires-at", &exp]);
     r.assert_fails_with("--expires-at");
 
     // A key file readable by others is refused before anything is written.
     std::fs::set_permissions(&carol, std::fs::Permissions::from_mode(0o640)).unwrap();
-    let r = run(&[
-        "revoke",
-        "--dir",
-        l.d(),
-        "--key",
-        s(&carol),
-        "--controller",
-        CTL,
-        "--purpose",
-        PUR,
-    ]);
+    let r = l.decide_with(&carol, false, CTL, PUR, &[]);
     r.assert_fails_with("chmod 600");
     assert_eq!(run(&["leaves", "--dir", l.d()]).ok().ndjson().len(), 5);
 
@@ -960,20 +927,9 @@ fn expired_opt_in_is_not_held() {
     let l = TestLedger::cli();
     let (a, apk) = l.person("a");
     let exp = now_ms() + 1500;
-    let r = run(&[
-        "grant",
-        "--dir",
-        l.d(),
-        "--key",
-        s(&a),
-        "--controller",
-        CTL,
-        "--purpose",
-        PUR,
-        "--expires-at",
-        &exp.to_string(),
-    ])
-    .ok();
+    let r = l
+        .decide_with(&a, true, CTL, PUR, &["--expires-at", &exp.to_string()])
+        .ok();
     let ti = r.json()["integrated_at"].as_u64().unwrap();
     let before = prove_to(&l, "before.json", &apk, Some(ti));
     wall_past(exp + 5);
@@ -1582,34 +1538,14 @@ fn bad_input_errors_name_what_is_wrong() {
     let r = prove(&apk, &"a".repeat(129), PUR);
     r.assert_fails_with("controller");
     // grant with an uppercase controller: rejected with the rule, nothing written.
-    let r = run(&[
-        "grant",
-        "--dir",
-        l.d(),
-        "--key",
-        s(&a),
-        "--controller",
-        "EXAMPLE.COM",
-        "--purpose",
-        PUR,
-    ]);
+    let r = l.decide_with(&a, true, "EXAMPLE.COM", PUR, &[]);
     assert_ne!(r.code, 0, "{r:#?}");
     let v = r.json();
     assert_keys(&v, &["error", "rule"]);
     assert_eq!(v["rule"], "controller");
     assert!(v["error"].as_str().unwrap().contains("'E'"), "{v}");
     assert_eq!(run(&["leaves", "--dir", l.d()]).ok().ndjson().len(), 1);
-    let r = run(&[
-        "revoke",
-        "--dir",
-        l.d(),
-        "--key",
-        s(&a),
-        "--controller",
-        CTL,
-        "--purpose",
-        "Ads",
-    ]);
+    let r = l.decide_with(&a, false, CTL, "Ads", &[]);
     assert_eq!(r.json()["rule"], "purpose", "{r:#?}");
     // verify with an uppercase --controller is another question: invalid.
     let r = run(&verify_args(
@@ -1623,17 +1559,7 @@ fn bad_input_errors_name_what_is_wrong() {
     let kf = l.path("bad.key");
     std::fs::write(&kf, "not a key\n").unwrap();
     std::fs::set_permissions(&kf, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let r = run(&[
-        "grant",
-        "--dir",
-        l.d(),
-        "--key",
-        s(&kf),
-        "--controller",
-        CTL,
-        "--purpose",
-        PUR,
-    ]);
+    let r = l.decide_with(&kf, true, CTL, PUR, &[]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("not a consentlog key file"), "{r:#?}");
 }

@@ -76,6 +76,15 @@ fn model_of(appended: &[&Appended]) -> Vec<ModelEvent> {
         .collect()
 }
 
+/// `q` claiming each state in turn is refused every time (`q` keeps the last claim).
+#[track_caller]
+fn refused_in_every_state(l: &Ledger, q: &mut ConsentProof, what: &str) {
+    for s in ALL_STATES {
+        q.state = s.as_str().into();
+        assert!(verify(l, q).is_err(), "{what}, state {s:?}");
+    }
+}
+
 const ALL_STATES: [State; 4] = [
     State::OptedIn,
     State::Expired,
@@ -96,7 +105,7 @@ fn grant_then_revoke_at_every_time() {
     let r = revoke(&l, &alice, C, P);
     add_noise(&l, 3);
     let (t1, t2) = (g.integrated_at(), r.integrated_at());
-    assert!(t1 < t2, "the sleeps separate the integration times");
+    assert!(t1 < t2, "the clock steps separate the integration times");
     l.wait_past(t2 + 1);
     let model = model_of(&[&g, &r]);
 
@@ -647,29 +656,17 @@ fn removing_the_successor_or_the_map_invalidates() {
     let e = verify(&f.l, &q).unwrap_err();
     assert!(matches!(e, ProofError::Map(_)), "{e}");
     // ... also with the state claim adjusted, and with both events dropped.
-    for s in ALL_STATES {
-        q.state = s.as_str().into();
-        assert!(verify(&f.l, &q).is_err(), "successor removed, state {s:?}");
-    }
+    refused_in_every_state(&f.l, &mut q, "successor removed");
     let mut q = two.clone();
     q.events.clear();
-    for s in ALL_STATES {
-        q.state = s.as_str().into();
-        assert!(verify(&f.l, &q).is_err(), "events removed, state {s:?}");
-    }
+    refused_in_every_state(&f.l, &mut q, "events removed");
 
     for name in ["membership", "absent_leaf", "absent_empty"] {
         let mut q = f.proof(name);
         q.map = None;
         let e = verify(&f.l, &q).unwrap_err();
         assert!(matches!(e, ProofError::Map(_)), "{name}: {e}");
-        for s in ALL_STATES {
-            q.state = s.as_str().into();
-            assert!(
-                verify(&f.l, &q).is_err(),
-                "{name}: map removed, state {s:?}"
-            );
-        }
+        refused_in_every_state(&f.l, &mut q, &format!("{name}: map removed"));
     }
 
     // The membership proof stripped of its event: the map shows the key present.
@@ -716,13 +713,7 @@ fn other_map_proofs_are_refused() {
         }
         let mut q = membership.clone();
         q.map = Some(m.clone());
-        for s in ALL_STATES {
-            q.state = s.as_str().into();
-            assert!(
-                verify(&f.l, &q).is_err(),
-                "membership with {what}, state {s:?}"
-            );
-        }
+        refused_in_every_state(&f.l, &mut q, &format!("membership with {what}"));
         // Absence claims with another key's proof.
         let mut q = membership.clone();
         q.events.clear();
@@ -735,13 +726,7 @@ fn other_map_proofs_are_refused() {
     // checkpoint: paths and map are for the older tree.
     let mut q = f.early.clone();
     q.checkpoint = membership.checkpoint.clone();
-    for s in ALL_STATES {
-        q.state = s.as_str().into();
-        assert!(
-            verify(&f.l, &q).is_err(),
-            "early proof on the new checkpoint"
-        );
-    }
+    refused_in_every_state(&f.l, &mut q, "early proof on the new checkpoint");
     // The grant alone with the current membership map (shows the revoke as head).
     let mut q = f.proof("two_events");
     q.events.pop();

@@ -54,6 +54,13 @@ fn check_proof(srv: &Server, v: &Value, q: &Question) -> (ConsentProof, State) {
     (p, verdict.state)
 }
 
+/// The state a consent proof from the server shows for `p`'s chain at `at` (checked).
+#[track_caller]
+fn proven_state(srv: &Server, p: &Person, at: Option<u64>, auth: &str) -> State {
+    let v = srv.get_auth(&p.consent_path(at), auth).expect(200).json();
+    check_proof(srv, &v, &question(p, at)).1
+}
+
 fn question(p: &Person, at: Option<u64>) -> Question {
     Question {
         subject: Some(p.subject),
@@ -614,14 +621,7 @@ fn consent_proofs_verify_and_need_a_reader_token_for_the_controller() {
     let (pr, st) = check_proof(&srv, &v, &question(&p, None));
     assert_eq!(st, State::OptedIn);
     assert_eq!(pr.state, "opted_in");
-    let v = srv
-        .get_auth(&p.consent_path(Some(t0)), &rd)
-        .expect(200)
-        .json();
-    assert_eq!(
-        check_proof(&srv, &v, &question(&p, Some(t0))).1,
-        State::NoRecord
-    );
+    assert_eq!(proven_state(&srv, &p, Some(t0), &rd), State::NoRecord);
 
     // Credentials.
     srv.get(&p.consent_path(None))
@@ -671,19 +671,8 @@ fn consent_proofs_verify_and_need_a_reader_token_for_the_controller() {
 
     // Revoke: now opted out, while at t1 it was held.
     srv.append(&p.step(&o, false));
-    let v = srv.get_auth(&p.consent_path(None), &rd).expect(200).json();
-    assert_eq!(
-        check_proof(&srv, &v, &question(&p, None)).1,
-        State::OptedOut
-    );
-    let v = srv
-        .get_auth(&p.consent_path(Some(t1)), &rd)
-        .expect(200)
-        .json();
-    assert_eq!(
-        check_proof(&srv, &v, &question(&p, Some(t1))).1,
-        State::OptedIn
-    );
+    assert_eq!(proven_state(&srv, &p, None, &rd), State::OptedOut);
+    assert_eq!(proven_state(&srv, &p, Some(t1), &rd), State::OptedIn);
 
     // POST: many queries, one shared checkpoint, every proof verifies.
     let mut crowd: Vec<Person> = (0..12).map(|_| Person::on(CTL, PUR)).collect();

@@ -17,7 +17,7 @@ use consentlog::testing::engine_from_env;
 use tempfile::TempDir;
 
 use super::people::Person;
-use super::process::{run, wait_unlocked};
+use super::process::{run, wait_unlocked, Run};
 use super::{is_hex, poll, s, ORIGIN};
 
 /// A ledger in a temporary directory (`tmp/ledger`; the directory lives as long as the value).
@@ -178,7 +178,7 @@ impl TestLedger {
         (p, pk)
     }
 
-    /// `consentlog grant` or `revoke`; returns the receipt.
+    /// `consentlog grant` or `revoke`, which must succeed; returns the receipt.
     pub fn decide(
         &self,
         key: &Path,
@@ -186,8 +186,22 @@ impl TestLedger {
         controller: &str,
         purpose: &str,
     ) -> serde_json::Value {
+        self.decide_with(key, opt_in, controller, purpose, &[])
+            .ok()
+            .json()
+    }
+
+    /// `consentlog grant` or `revoke` on this ledger with `extra` arguments, as it ran.
+    pub fn decide_with(
+        &self,
+        key: &Path,
+        opt_in: bool,
+        controller: &str,
+        purpose: &str,
+        extra: &[&str],
+    ) -> Run {
         let cmd = if opt_in { "grant" } else { "revoke" };
-        run(&[
+        let args = [
             cmd,
             "--dir",
             self.d(),
@@ -197,9 +211,8 @@ impl TestLedger {
             controller,
             "--purpose",
             purpose,
-        ])
-        .ok()
-        .json()
+        ];
+        run(&[&args[..], extra].concat())
     }
 
     /// `consentlog checkpoint`; returns the note text.
