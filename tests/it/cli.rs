@@ -74,11 +74,9 @@ fn verify_args<'a>(log_key: &'a str, proof: &'a str, extra: &[&'a str]) -> Vec<&
     v
 }
 
-/// `prove` into a file; returns the file path.
-fn prove_to(l: &TestLedger, name: &str, subject: &str, at: Option<u64>) -> std::path::PathBuf {
-    let out = l.path(name);
-    let at_s = at.map(|a| a.to_string());
-    let mut args = vec![
+/// `consentlog prove` on `l` for (subject, CTL, PUR) with `extra` arguments, as it ran.
+fn prove_run(l: &TestLedger, subject: &str, extra: &[&str]) -> Run {
+    let args = [
         "prove",
         "--dir",
         l.d(),
@@ -88,13 +86,19 @@ fn prove_to(l: &TestLedger, name: &str, subject: &str, at: Option<u64>) -> std::
         CTL,
         "--purpose",
         PUR,
-        "--out",
-        s(&out),
     ];
+    run(&[&args[..], extra].concat())
+}
+
+/// `prove` into a file; returns the file path.
+fn prove_to(l: &TestLedger, name: &str, subject: &str, at: Option<u64>) -> std::path::PathBuf {
+    let out = l.path(name);
+    let at_s = at.map(|a| a.to_string());
+    let mut extra = vec!["--out", s(&out)];
     if let Some(a) = &at_s {
-        args.extend_from_slice(&["--at", a]);
+        extra.extend_from_slice(&["--at", a]);
     }
-    run(&args).ok();
+    prove_run(l, subject, &extra).ok();
     out
 }
 
@@ -871,35 +875,12 @@ fn prove_refuses_a_future_time_and_prints_to_stdout() {
     let (a, apk) = l.person("a");
     l.decide(&a, true, CTL, PUR);
     let future = (now_ms() + 3_600_000).to_string();
-    let r = run(&[
-        "prove",
-        "--dir",
-        l.d(),
-        "--subject",
-        &apk,
-        "--controller",
-        CTL,
-        "--purpose",
-        PUR,
-        "--at",
-        &future,
-    ]);
+    let r = prove_run(&l, &apk, &["--at", &future]);
     r.assert_fails_with("future");
     assert!(r.stdout.is_empty(), "{r:#?}");
 
     // Without --out the proof goes to stdout, with exactly the proof keys.
-    let r = run(&[
-        "prove",
-        "--dir",
-        l.d(),
-        "--subject",
-        &apk,
-        "--controller",
-        CTL,
-        "--purpose",
-        PUR,
-    ])
-    .ok();
+    let r = prove_run(&l, &apk, &[]).ok();
     let v = r.json();
     assert_keys(
         &v,

@@ -76,6 +76,14 @@ fn model_of(appended: &[&Appended]) -> Vec<ModelEvent> {
         .collect()
 }
 
+/// `p` asked about `at`, claiming `state`.
+fn claiming(p: &ConsentProof, at: u64, state: State) -> ConsentProof {
+    let mut q = p.clone();
+    q.at = at;
+    q.state = state.as_str().into();
+    q
+}
+
 /// `q` claiming each state in turn is refused every time (`q` keeps the last claim).
 #[track_caller]
 fn refused_in_every_state(l: &Ledger, q: &mut ConsentProof, what: &str) {
@@ -923,10 +931,7 @@ fn changing_at_never_gives_a_wrong_verdict() {
                 model_state(&f.model, at)
             };
             for s in ALL_STATES {
-                let mut q = p.clone();
-                q.at = at;
-                q.state = s.as_str().into();
-                match verify(&f.l, &q) {
+                match verify(&f.l, &claiming(p, at, s)) {
                     Ok(v) => {
                         accepted += 1;
                         assert_eq!(v.state, want, "at {at} (proof at {})", p.at);
@@ -953,10 +958,7 @@ fn changing_at_never_gives_a_wrong_verdict() {
                 model_state(&f.model, at)
             };
             for s in ALL_STATES {
-                let mut q = p.clone();
-                q.at = at;
-                q.state = s.as_str().into();
-                if let Ok(v) = verify(&f.l, &q) {
+                if let Ok(v) = verify(&f.l, &claiming(p, at, s)) {
                     assert_eq!(v.state, want, "at bit {bit} flipped (proof at {})", p.at);
                 }
             }

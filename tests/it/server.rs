@@ -1488,39 +1488,27 @@ fn remote_audit_of_a_live_server_with_and_without_an_auditor_token() {
     }
     srv.wait_covered(36);
 
+    // `consentlog audit --url` of this server, with this log key and `extra` arguments.
+    let audit = |key: &str, extra: &[&str]| {
+        run(&[&["audit", "--url", &srv.url, "--log-key", key][..], extra].concat())
+    };
     let key = &srv.log_key_hex;
-    let r = run(&["audit", "--url", &srv.url, "--log-key", key]);
+    let r = audit(key, &[]);
     r.assert_code(0);
     assert!(r.stdout.contains("audited 36 entries"), "{r:#?}");
     assert!(r.stdout.contains("0 openings checked"), "{r:#?}");
     assert!(r.stdout.contains("audit OK"), "{r:#?}");
 
-    let r = run(&[
-        "audit",
-        "--url",
-        &srv.url,
-        "--log-key",
-        key,
-        "--token",
-        AUDITOR,
-    ]);
+    let r = audit(key, &["--token", AUDITOR]);
     r.assert_code(0);
     assert!(r.stdout.contains("audited 36 entries"), "{r:#?}");
     assert!(r.stdout.contains("36 openings checked"), "{r:#?}");
 
     // Another log key, or a reader token where an auditor token is needed: failure.
     let wrong = to_hex(consentlog::keyfile::generate().verifying_key().as_bytes());
-    let r = run(&["audit", "--url", &srv.url, "--log-key", &wrong]);
+    let r = audit(&wrong, &[]);
     assert_ne!(r.code, 0, "{r:#?}");
-    let r = run(&[
-        "audit",
-        "--url",
-        &srv.url,
-        "--log-key",
-        key,
-        "--token",
-        READER,
-    ]);
+    let r = audit(key, &["--token", READER]);
     r.assert_fails_with("403");
 }
 
