@@ -104,6 +104,8 @@ impl LeafSource<'_> {
 }
 
 impl MapSource for LeafSource<'_> {
+    type Error = String;
+
     fn load(&self, prefix: &Hash, bits: usize) -> Result<Vec<(Hash, MapValue)>, String> {
         let (lo, hi) = prefix_bounds(prefix, bits);
         match hi {

@@ -115,7 +115,7 @@ pub enum LedgerError {
     #[error(transparent)]
     Node(#[from] NodeError),
     #[error(transparent)]
-    Map(#[from] MapError),
+    Map(#[from] MapError<String>),
     #[error(transparent)]
     Key(#[from] keyfile::KeyFileError),
     #[error("{0}")]
@@ -329,7 +329,7 @@ impl Ledger {
         engine: Engine,
         opts: Options,
     ) -> Result<Ledger, LedgerError> {
-        note::check_origin(origin).map_err(LedgerError::Origin)?;
+        note::check_origin(origin).map_err(|e| LedgerError::Origin(e.to_string()))?;
         if dir.join("engine").exists() {
             return Err(LedgerError::Exists(dir.display().to_string()));
         }

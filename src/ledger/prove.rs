@@ -250,8 +250,9 @@ impl Ledger {
         purpose: &str,
         at: u64,
     ) -> Result<ConsentProof, LedgerError> {
-        crate::core::event::check_name("controller", controller).map_err(LedgerError::Invalid)?;
-        crate::core::event::check_name("purpose", purpose).map_err(LedgerError::Invalid)?;
+        let invalid = |e: crate::core::event::NameError| LedgerError::Invalid(e.to_string());
+        crate::core::event::check_name("controller", controller).map_err(invalid)?;
+        crate::core::event::check_name("purpose", purpose).map_err(invalid)?;
         let cp = &snap.checkpoint;
         if at > cp.time {
             return Err(LedgerError::Invalid(format!(

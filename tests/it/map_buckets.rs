@@ -15,6 +15,8 @@ struct Model {
 }
 
 impl MapSource for Model {
+    type Error = String;
+
     fn load(&self, prefix: &Hash, bits: usize) -> Result<Vec<(Hash, MapValue)>, String> {
         self.loads.set(self.loads.get() + 1);
         Ok(self
@@ -203,7 +205,6 @@ fn damaged_source_is_named_and_changes_nothing() {
         };
         let e = part.prove_from(&target, &bad).unwrap_err();
         assert!(matches!(e, MapError::Damaged { .. }), "{e}");
-        assert!(e.to_string().contains("damaged storage"), "{e}");
         let mut copy = part.clone();
         let e = copy
             .insert_batch_from(&[(target, value(1))], &bad)

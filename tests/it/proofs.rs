@@ -9,7 +9,10 @@ use consentlog::core::event::{state_key, SignedEvent};
 use consentlog::core::hash::{Hash, HexHash};
 use consentlog::core::map::{self, MapLeaf, MapProof, EMPTY};
 use consentlog::core::note::{self, Checkpoint, NoteError};
-use consentlog::core::proof::{check, ConsentProof, ProofError, Question, State, Verdict};
+use consentlog::core::proof::{
+    check, ConsentProof, EventError, ProofError, Question, State, Verdict,
+};
+use consentlog::core::reject::Reject;
 use consentlog::keyfile;
 use consentlog::ledger::{Ledger, Outcome};
 use ed25519_dalek::VerifyingKey;
@@ -1102,7 +1105,13 @@ fn events_must_name_the_checkpoint_origin() {
     q.checkpoint = forged;
     let e = verify(&a, &q).unwrap_err();
     assert!(
-        matches!(&e, ProofError::Event { pos: 0, reason } if reason.contains("log")),
+        matches!(
+            &e,
+            ProofError::Event {
+                pos: 0,
+                reason: EventError::Event(Reject::Log { .. })
+            }
+        ),
         "{e}"
     );
 }

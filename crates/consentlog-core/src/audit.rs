@@ -7,12 +7,13 @@ use std::collections::HashMap;
 use ed25519_dalek::VerifyingKey;
 
 use super::entry::{Entry, Opening};
-use super::event::{signatures_valid, subject_key, subject_keys, SignedEvent, SIGNATURE_CHUNK};
+use super::event::{signatures_valid, subject_keys, SignedEvent, SIGNATURE_CHUNK};
 use super::hash::Hash;
 use super::map::{MapValue, StateMap};
 use super::note::{self, SignedCheckpoint};
-use super::reject::Reject;
-use super::rules::{check_chain, check_expiry, Head, ISSUED_AT_WINDOW_MS};
+pub use super::proof::logged_event::{check_opening, check_opening_given, check_opening_with};
+use super::proof::EventError;
+use super::rules::{check_chain, Head};
 use super::tlog::{Blake3Hasher, Frontier};
 
 /// One broken rule, with the entry index where it applies.
@@ -47,9 +48,8 @@ impl Report {
     }
 }
 
-/// An entry, its leaf hash, and its opening with the result of the opening's own checks.
 /// An entry, its leaf hash, and its opening with the event hash and the opening's checks.
-type CheckedEntry = (Entry, Hash, Option<(Opening, Hash, Result<(), String>)>);
+type CheckedEntry = (Entry, Hash, Option<(Opening, Hash, Result<(), EventError>)>);
 
 /// Entries checked on their own (commitments, signatures, fields): the part of a replay that
 /// needs no state, made by [`Auditor::check_chunk`] on all cores, possibly while the auditor
@@ -290,8 +290,8 @@ impl Auditor {
                 }
                 Some((o, event_hash, r)) => {
                     self.report.openings_checked += 1;
-                    if let Err(m) = r {
-                        self.violation(Some(i), m);
+                    if let Err(e) = r {
+                        self.violation(Some(i), e.to_string());
                     }
                     match self.heads.get(&e.key) {
                         // After an erased opening the chain cannot be checked across the gap.
@@ -356,51 +356,4 @@ impl Auditor {
         }
         self.report
     }
-}
-
-/// Checks one opening against its entry: commitment, key, strict signature, origin and the
-/// issued_at window.
-pub fn check_opening(e: &Entry, o: &Opening, origin: &str) -> Result<(), String> {
-    check_opening_with(e, o, origin, &subject_key(&o.event.event.subject))
-}
-
-/// [`check_opening`] with the subject's key from [`subject_key`].
-pub fn check_opening_with(
-    e: &Entry,
-    o: &Opening,
-    origin: &str,
-    key: &Result<VerifyingKey, Reject>,
-) -> Result<(), String> {
-    check_opening_given(e, o, origin, key, |k| o.event.signature_valid(k))
-}
-
-/// [`check_opening_with`], with the strict signature check answered by `signature_ok` (from
-/// [`signatures_valid`], which checks many at once); asked only when the checks before it pass.
-pub fn check_opening_given(
-    e: &Entry,
-    o: &Opening,
-    origin: &str,
-    key: &Result<VerifyingKey, Reject>,
-    signature_ok: impl FnOnce(&VerifyingKey) -> bool,
-) -> Result<(), String> {
-    if o.commitment() != e.commitment {
-        return Err("opening does not match the entry's commitment".into());
-    }
-    if o.event.event.state_key() != e.key {
-        return Err("entry key is not the state key of its event".into());
-    }
-    o.event
-        .check_self_given(key, signature_ok)
-        .map_err(|r| format!("event: {r}"))?;
-    o.event
-        .check_log(origin)
-        .map_err(|r| format!("event: {r}"))?;
-    check_expiry(&o.event).map_err(|r| format!("event: {r}"))?;
-    if e.integrated_at.abs_diff(o.event.event.issued_at) > ISSUED_AT_WINDOW_MS {
-        return Err(format!(
-            "integrated_at {} is more than 5 minutes from issued_at {}",
-            e.integrated_at, o.event.event.issued_at
-        ));
-    }
-    Ok(())
 }

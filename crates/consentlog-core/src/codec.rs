@@ -24,8 +24,24 @@ const CONFIG: Config = bincode::config::standard()
 /// Why bytes did not decode.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
+    /// bincode's message: a bad tag, a bad length, the input ends early...
     #[error("malformed encoding: {0}")]
     Malformed(String),
+    /// Fewer bytes than the 64 of a signature.
+    #[error("malformed encoding: signed event of {len} bytes is shorter than a signature")]
+    SignedEventTooShort {
+        /// The length received.
+        len: usize,
+    },
+    /// Fewer bytes than the 32 of a nonce.
+    #[error("malformed encoding: opening shorter than its nonce")]
+    OpeningTooShort {
+        /// The length received.
+        len: usize,
+    },
+    /// An entry version other than 1.
+    #[error("malformed encoding: unsupported entry version {0}")]
+    EntryVersion(u8),
     #[error("{0} trailing bytes after the encoded value")]
     TrailingBytes(usize),
     #[error("non-canonical encoding (re-encoding differs)")]

@@ -42,10 +42,7 @@ impl Entry {
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let e: Entry = codec::decode(bytes)?;
         if e.version != ENTRY_VERSION {
-            return Err(DecodeError::Malformed(format!(
-                "unsupported entry version {}",
-                e.version
-            )));
+            return Err(DecodeError::EntryVersion(e.version));
         }
         Ok(e)
     }
@@ -102,13 +99,44 @@ impl Opening {
     /// Parses the storage form strictly.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         if bytes.len() < 32 {
-            return Err(DecodeError::Malformed(
-                "opening shorter than its nonce".into(),
-            ));
+            return Err(DecodeError::OpeningTooShort { len: bytes.len() });
         }
         Ok(Opening {
             nonce: bytes[..32].try_into().expect("32 bytes"),
             event: SignedEvent::decode(&bytes[32..])?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{Log, T0};
+
+    #[test]
+    fn decode_errors() {
+        let log = Log::new();
+        let opening = Opening {
+            nonce: [1; 32],
+            event: log.event(None, true, T0),
+        };
+        let entry = opening.entry(T0);
+        assert_eq!(Entry::decode(&entry.to_bytes()), Ok(entry));
+        let mut b = entry.to_bytes();
+        b[0] = 2;
+        assert_eq!(Entry::decode(&b), Err(DecodeError::EntryVersion(2)));
+        assert_eq!(
+            DecodeError::EntryVersion(2).to_string(),
+            "malformed encoding: unsupported entry version 2"
+        );
+        assert_eq!(Opening::decode(&opening.to_bytes()), Ok(opening.clone()));
+        assert_eq!(
+            Opening::decode(&[0; 31]),
+            Err(DecodeError::OpeningTooShort { len: 31 })
+        );
+        assert_eq!(
+            Opening::decode(&opening.to_bytes()[..40]),
+            Err(DecodeError::SignedEventTooShort { len: 8 })
+        );
     }
 }

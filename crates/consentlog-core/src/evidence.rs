@@ -63,7 +63,23 @@ pub enum EvidenceError {
     #[error("the two checkpoints are for different origins")]
     Origins,
     #[error("the evidence does not show a lie: {0}")]
-    NotEvidence(String),
+    NotEvidence(#[from] NotEvidence),
+}
+
+/// Why an evidence file, though well-formed, does not show a lie ([`EvidenceError::NotEvidence`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotEvidence {
+    #[error("log key is not an Ed25519 key")]
+    BadKey,
+    /// An `inconsistent` evidence without the proof that fails.
+    #[error("no consistency proof")]
+    NoProof,
+    /// The proof of an `inconsistent` evidence is a valid one.
+    #[error("the consistency proof verifies")]
+    ProofVerifies,
+    /// The checkpoints do not show what the kind says (sizes, roots or times).
+    #[error("the checkpoints do not show {0:?}")]
+    KindNotShown(Kind),
 }
 
 fn open2(
@@ -166,8 +182,7 @@ pub fn check(e: &Evidence) -> Result<String, EvidenceError> {
     if e.format != EVIDENCE_FORMAT {
         return Err(EvidenceError::Format(e.format.clone()));
     }
-    let key = VerifyingKey::from_bytes(&e.log_key)
-        .map_err(|_| EvidenceError::NotEvidence("log key is not an Ed25519 key".into()))?;
+    let key = VerifyingKey::from_bytes(&e.log_key).map_err(|_| NotEvidence::BadKey)?;
     let (a, b) = open2(&key, &e.first, &e.second)?;
     let who = format!("log {:?} (key {})", a.origin, to_hex(&e.log_key));
     match e.kind {
@@ -180,10 +195,7 @@ pub fn check(e: &Evidence) -> Result<String, EvidenceError> {
             a.size, a.time, b.size, b.time
         )),
         Kind::Inconsistent if a.size < b.size => {
-            let path = e
-                .proof
-                .as_ref()
-                .ok_or_else(|| EvidenceError::NotEvidence("no consistency proof".into()))?;
+            let path = e.proof.as_ref().ok_or(NotEvidence::NoProof)?;
             let hashes: Vec<_> = path.iter().map(|h| h.0).collect();
             match check_consistency(
                 &Blake3Hasher,
@@ -197,13 +209,75 @@ pub fn check(e: &Evidence) -> Result<String, EvidenceError> {
                     "{who} signed trees of sizes {} and {} whose consistency proof fails ({err})",
                     a.size, b.size
                 )),
-                Ok(()) => Err(EvidenceError::NotEvidence(
-                    "the consistency proof verifies".into(),
-                )),
+                Ok(()) => Err(NotEvidence::ProofVerifies.into()),
             }
         }
-        k => Err(EvidenceError::NotEvidence(format!(
-            "the checkpoints do not show {k:?}"
-        ))),
+        k => Err(NotEvidence::KindNotShown(k).into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{Log, T0};
+    use crate::tlog::prove_consistency;
+
+    /// Two honest checkpoints of one log (sizes 1 and 2), the consistency proof between them,
+    /// and the key.
+    fn honest() -> (
+        SignedCheckpoint,
+        SignedCheckpoint,
+        Vec<HexHash>,
+        VerifyingKey,
+    ) {
+        let mut log = Log::new();
+        let first = log.event(None, true, T0);
+        let second = log.event(Some(&first), false, T0 + 60_000);
+        log.append(first);
+        let a = log.checkpoint(T0 + 1_000);
+        log.append(second);
+        let b = log.checkpoint(T0 + 61_000);
+        let proof = prove_consistency(&Blake3Hasher, &log.tree, TreeSize(1), TreeSize(2)).unwrap();
+        let proof = proof.into_iter().map(HexHash).collect();
+        (a, b, proof, log.key.verifying_key())
+    }
+
+    #[test]
+    fn not_evidence() {
+        let (a, b, proof, key) = honest();
+        let of = |kind, proof| evidence(&key, kind, &a, &b, proof);
+        assert_eq!(
+            check(&of(Kind::SameSizeDifferentRoots, None)),
+            Err(NotEvidence::KindNotShown(Kind::SameSizeDifferentRoots).into())
+        );
+        assert_eq!(
+            check(&of(Kind::Inconsistent, None)),
+            Err(NotEvidence::NoProof.into())
+        );
+        assert_eq!(
+            check(&of(Kind::Inconsistent, Some(proof.clone()))),
+            Err(NotEvidence::ProofVerifies.into())
+        );
+        let lie = check(&of(Kind::Inconsistent, Some(vec![HexHash([0; 32])]))).unwrap();
+        assert!(lie.contains("consistency proof fails"), "{lie}");
+        assert_eq!(
+            compare(&key, &a.note, &b.note, Some(&proof)),
+            Ok(Comparison::Consistent)
+        );
+        // A 32-byte string that is not a point.
+        let not_a_point = (0..=255u8)
+            .map(|i| [i; 32])
+            .find(|k| VerifyingKey::from_bytes(k).is_err())
+            .expect("some byte strings are not points");
+        let mut e = of(Kind::TimeReversal, None);
+        e.log_key = not_a_point;
+        assert_eq!(check(&e), Err(NotEvidence::BadKey.into()));
+        let mut e = of(Kind::TimeReversal, None);
+        e.format = "x".into();
+        assert_eq!(check(&e), Err(EvidenceError::Format("x".into())));
+        assert_eq!(
+            EvidenceError::from(NotEvidence::KindNotShown(Kind::TimeReversal)).to_string(),
+            "the evidence does not show a lie: the checkpoints do not show TimeReversal"
+        );
     }
 }

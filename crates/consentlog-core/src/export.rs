@@ -18,6 +18,7 @@
 
 use std::io::{self, Read, Write};
 
+use super::codec::DecodeError;
 use super::entry::{Entry, Opening, ENTRY_LEN};
 use super::event::SignedEvent;
 
@@ -34,9 +35,64 @@ pub enum ExportError {
     #[error("I/O: {0}")]
     Io(#[from] io::Error),
     #[error("export truncated while reading {0}")]
-    Truncated(String),
+    Truncated(Part),
     #[error("malformed export: {0}")]
-    Malformed(String),
+    Malformed(#[from] ExportFormatError),
+}
+
+/// A part of an export, as named in errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Magic,
+    Origin,
+    LogKey,
+    Openings,
+    CheckpointCount,
+    Checkpoint(u64),
+    EntryCount,
+    Entry(u64),
+    EntryOpening(u64),
+    EntryNonce(u64),
+    EntryEvent(u64),
+}
+
+impl std::fmt::Display for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Part::Magic => f.write_str("magic"),
+            Part::Origin => f.write_str("origin"),
+            Part::LogKey => f.write_str("log key"),
+            Part::Openings => f.write_str("openings"),
+            Part::CheckpointCount => f.write_str("checkpoint count"),
+            Part::Checkpoint(i) => write!(f, "checkpoint {i}"),
+            Part::EntryCount => f.write_str("entry count"),
+            Part::Entry(i) => write!(f, "entry {i}"),
+            Part::EntryOpening(i) => write!(f, "entry {i} opening"),
+            Part::EntryNonce(i) => write!(f, "entry {i} nonce"),
+            Part::EntryEvent(i) => write!(f, "entry {i} event"),
+        }
+    }
+}
+
+/// What is wrong with the bytes of an export ([`ExportError::Malformed`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExportFormatError {
+    #[error("not a consentlog export (bad magic)")]
+    BadMagic,
+    #[error("{part} is not UTF-8")]
+    NotUtf8 { part: Part },
+    #[error("{part} flag is {value}, not 0 or 1")]
+    Flag { part: Part, value: u8 },
+    #[error("{part} length {len} exceeds {max}")]
+    TooLong { part: Part, len: u64, max: u64 },
+    #[error("{part}: {err}")]
+    Decode {
+        part: Part,
+        #[source]
+        err: DecodeError,
+    },
+    #[error("trailing bytes after the last entry")]
+    TrailingBytes,
 }
 
 /// The header of an export.
@@ -111,68 +167,62 @@ pub struct Reader<R: Read> {
     read: u64,
 }
 
-fn read_exact<R: Read>(r: &mut R, buf: &mut [u8], what: &str) -> Result<(), ExportError> {
+fn read_exact<R: Read>(r: &mut R, buf: &mut [u8], part: Part) -> Result<(), ExportError> {
     r.read_exact(buf).map_err(|e| match e.kind() {
-        io::ErrorKind::UnexpectedEof => ExportError::Truncated(what.to_string()),
+        io::ErrorKind::UnexpectedEof => ExportError::Truncated(part),
         _ => ExportError::Io(e),
     })
 }
 
-fn read_u64<R: Read>(r: &mut R, what: &str) -> Result<u64, ExportError> {
+fn read_u64<R: Read>(r: &mut R, part: Part) -> Result<u64, ExportError> {
     let mut b = [0u8; 8];
-    read_exact(r, &mut b, what)?;
+    read_exact(r, &mut b, part)?;
     Ok(u64::from_le_bytes(b))
 }
 
-fn read_flag<R: Read>(r: &mut R, what: &str) -> Result<bool, ExportError> {
+fn read_flag<R: Read>(r: &mut R, part: Part) -> Result<bool, ExportError> {
     let mut b = [0u8; 1];
-    read_exact(r, &mut b, what)?;
+    read_exact(r, &mut b, part)?;
     match b[0] {
         0 => Ok(false),
         1 => Ok(true),
-        x => Err(ExportError::Malformed(format!(
-            "{what} flag is {x}, not 0 or 1"
-        ))),
+        value => Err(ExportFormatError::Flag { part, value }.into()),
     }
 }
 
-fn read_bytes<R: Read>(r: &mut R, max: u64, what: &str) -> Result<Vec<u8>, ExportError> {
-    let n = read_u64(r, what)?;
-    if n > max {
-        return Err(ExportError::Malformed(format!(
-            "{what} length {n} exceeds {max}"
-        )));
+fn read_bytes<R: Read>(r: &mut R, max: u64, part: Part) -> Result<Vec<u8>, ExportError> {
+    let len = read_u64(r, part)?;
+    if len > max {
+        return Err(ExportFormatError::TooLong { part, len, max }.into());
     }
-    let mut v = vec![0u8; n as usize];
-    read_exact(r, &mut v, what)?;
+    let mut v = vec![0u8; len as usize];
+    read_exact(r, &mut v, part)?;
     Ok(v)
+}
+
+fn read_text<R: Read>(r: &mut R, max: u64, part: Part) -> Result<String, ExportError> {
+    String::from_utf8(read_bytes(r, max, part)?)
+        .map_err(|_| ExportFormatError::NotUtf8 { part }.into())
 }
 
 impl<R: Read> Reader<R> {
     /// Reads and checks the header.
     pub fn new(mut r: R) -> Result<Self, ExportError> {
         let mut magic = [0u8; EXPORT_MAGIC.len()];
-        read_exact(&mut r, &mut magic, "magic")?;
+        read_exact(&mut r, &mut magic, Part::Magic)?;
         if magic != EXPORT_MAGIC {
-            return Err(ExportError::Malformed(
-                "not a consentlog export (bad magic)".into(),
-            ));
+            return Err(ExportFormatError::BadMagic.into());
         }
-        let origin = String::from_utf8(read_bytes(&mut r, 255, "origin")?)
-            .map_err(|_| ExportError::Malformed("origin is not UTF-8".into()))?;
+        let origin = read_text(&mut r, 255, Part::Origin)?;
         let mut log_key = [0u8; 32];
-        read_exact(&mut r, &mut log_key, "log key")?;
-        let openings = read_flag(&mut r, "openings")?;
-        let n = read_u64(&mut r, "checkpoint count")?;
+        read_exact(&mut r, &mut log_key, Part::LogKey)?;
+        let openings = read_flag(&mut r, Part::Openings)?;
+        let n = read_u64(&mut r, Part::CheckpointCount)?;
         let mut checkpoints = Vec::new();
         for i in 0..n {
-            let b = read_bytes(&mut r, MAX_NOTE_LEN, &format!("checkpoint {i}"))?;
-            checkpoints.push(
-                String::from_utf8(b)
-                    .map_err(|_| ExportError::Malformed(format!("checkpoint {i} is not UTF-8")))?,
-            );
+            checkpoints.push(read_text(&mut r, MAX_NOTE_LEN, Part::Checkpoint(i))?);
         }
-        let entries = read_u64(&mut r, "entry count")?;
+        let entries = read_u64(&mut r, Part::EntryCount)?;
         Ok(Reader {
             r,
             header: Header {
@@ -193,27 +243,166 @@ impl<R: Read> Reader<R> {
         if self.read == self.header.entries {
             let mut extra = [0u8; 1];
             if self.r.read(&mut extra)? != 0 {
-                return Err(ExportError::Malformed(
-                    "trailing bytes after the last entry".into(),
-                ));
+                return Err(ExportFormatError::TrailingBytes.into());
             }
             return Ok(None);
         }
         let i = self.read;
         let mut b = [0u8; ENTRY_LEN];
-        read_exact(&mut self.r, &mut b, &format!("entry {i}"))?;
-        let e =
-            Entry::decode(&b).map_err(|err| ExportError::Malformed(format!("entry {i}: {err}")))?;
+        let decode = |part, err| ExportFormatError::Decode { part, err };
+        read_exact(&mut self.r, &mut b, Part::Entry(i))?;
+        let e = Entry::decode(&b).map_err(|err| decode(Part::Entry(i), err))?;
         let mut opening = None;
-        if self.header.openings && read_flag(&mut self.r, &format!("entry {i} opening"))? {
+        if self.header.openings && read_flag(&mut self.r, Part::EntryOpening(i))? {
             let mut nonce = [0u8; 32];
-            read_exact(&mut self.r, &mut nonce, &format!("entry {i} nonce"))?;
-            let ev = read_bytes(&mut self.r, MAX_EVENT_LEN, &format!("entry {i} event"))?;
-            let event = SignedEvent::decode(&ev)
-                .map_err(|err| ExportError::Malformed(format!("entry {i} event: {err}")))?;
+            read_exact(&mut self.r, &mut nonce, Part::EntryNonce(i))?;
+            let ev = read_bytes(&mut self.r, MAX_EVENT_LEN, Part::EntryEvent(i))?;
+            let event = SignedEvent::decode(&ev).map_err(|err| decode(Part::EntryEvent(i), err))?;
             opening = Some(Opening { nonce, event });
         }
         self.read += 1;
         Ok(Some((e, opening)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{Log, T0};
+
+    /// An export of two entries, the first with its opening.
+    fn export() -> Vec<u8> {
+        let log = Log::new();
+        let opening = Opening {
+            nonce: [1; 32],
+            event: log.event(None, true, T0),
+        };
+        let h = Header {
+            origin: "test.example/log".into(),
+            log_key: [2; 32],
+            openings: true,
+            checkpoints: vec!["cp".into()],
+            entries: 2,
+        };
+        let mut w = Writer::new(Vec::new(), &h).unwrap();
+        w.entry(&opening.entry(T0), Some(&opening)).unwrap();
+        w.entry(&opening.entry(T0 + 1), None).unwrap();
+        w.finish().unwrap()
+    }
+
+    fn read_all(b: &[u8]) -> Result<usize, ExportError> {
+        let mut r = Reader::new(b)?;
+        let mut n = 0;
+        while r.next_entry()?.is_some() {
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn malformed(b: &[u8]) -> ExportFormatError {
+        match read_all(b) {
+            Err(ExportError::Malformed(e)) => e,
+            other => panic!("not malformed: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reads_what_it_writes() {
+        assert_eq!(read_all(&export()).unwrap(), 2);
+    }
+
+    #[test]
+    fn errors_name_the_part() {
+        let b = export();
+        let origin_at = EXPORT_MAGIC.len();
+        let key_at = origin_at + 8 + 16;
+        let flag_at = key_at + 32;
+        let cp_at = flag_at + 1 + 8;
+        let entries_at = cp_at + 8 + 2 + 8;
+        let opening_at = entries_at + ENTRY_LEN;
+        let event_at = opening_at + 1 + 32;
+
+        assert!(matches!(
+            read_all(&b[..3]),
+            Err(ExportError::Truncated(Part::Magic))
+        ));
+        assert!(matches!(
+            read_all(&b[..event_at + 3]),
+            Err(ExportError::Truncated(Part::EntryEvent(0)))
+        ));
+        assert_eq!(
+            ExportError::Truncated(Part::EntryNonce(3)).to_string(),
+            "export truncated while reading entry 3 nonce"
+        );
+        let mut x = b.clone();
+        x[0] = b'X';
+        assert_eq!(malformed(&x), ExportFormatError::BadMagic);
+        let mut x = b.clone();
+        x[origin_at + 8] = 0xff;
+        assert_eq!(
+            malformed(&x),
+            ExportFormatError::NotUtf8 { part: Part::Origin }
+        );
+        let mut x = b.clone();
+        x[cp_at + 8] = 0xff;
+        assert_eq!(
+            malformed(&x),
+            ExportFormatError::NotUtf8 {
+                part: Part::Checkpoint(0)
+            }
+        );
+        let mut x = b.clone();
+        x[flag_at] = 2;
+        assert_eq!(
+            malformed(&x),
+            ExportFormatError::Flag {
+                part: Part::Openings,
+                value: 2
+            }
+        );
+        let mut x = b.clone();
+        x[origin_at..origin_at + 8].copy_from_slice(&256u64.to_le_bytes());
+        assert_eq!(
+            malformed(&x),
+            ExportFormatError::TooLong {
+                part: Part::Origin,
+                len: 256,
+                max: 255
+            }
+        );
+        let mut x = b.clone();
+        x[entries_at] = 2;
+        assert_eq!(
+            malformed(&x),
+            ExportFormatError::Decode {
+                part: Part::Entry(0),
+                err: DecodeError::EntryVersion(2)
+            }
+        );
+        let mut x = b.clone();
+        x[event_at..event_at + 8].copy_from_slice(&3u64.to_le_bytes());
+        x.drain(event_at + 8 + 3..event_at + 8 + 3 + 64);
+        let e = malformed(&x);
+        assert!(
+            matches!(
+                e,
+                ExportFormatError::Decode {
+                    part: Part::EntryEvent(0),
+                    err: DecodeError::SignedEventTooShort { len: 3 }
+                }
+            ),
+            "{e}"
+        );
+        let mut x = b.clone();
+        x.push(0);
+        assert_eq!(malformed(&x), ExportFormatError::TrailingBytes);
+        assert_eq!(
+            ExportFormatError::Flag {
+                part: Part::EntryOpening(1),
+                value: 7
+            }
+            .to_string(),
+            "entry 1 opening flag is 7, not 0 or 1"
+        );
     }
 }

@@ -19,13 +19,24 @@ pub enum HexError {
     WrongLength { expected: usize, got: usize },
 }
 
+/// Why a JSON object was refused by [`json_object`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JsonError {
+    /// The positional array form of a struct, which serde accepts and our formats do not.
+    #[error("expected a JSON object, got an array")]
+    Array,
+    /// serde_json's message: syntax, a missing, unknown or repeated field, a bad value...
+    #[error("{0}")]
+    Parse(String),
+}
+
 /// Parses a JSON object strictly: serde would also accept the positional array form of a
 /// struct, which our formats do not allow.
-pub fn json_object<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+pub fn json_object<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, JsonError> {
     if text.trim_start().starts_with('[') {
-        return Err("expected a JSON object, got an array".into());
+        return Err(JsonError::Array);
     }
-    serde_json::from_str(text).map_err(|e| e.to_string())
+    serde_json::from_str(text).map_err(|e| JsonError::Parse(e.to_string()))
 }
 
 /// Lowercase hex of `bytes`.
@@ -173,6 +184,20 @@ pub mod hex_array_opt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_objects_only() {
+        #[derive(Debug, PartialEq, serde::Deserialize)]
+        struct P {
+            a: u8,
+        }
+        assert_eq!(json_object::<P>(r#"{"a":1}"#), Ok(P { a: 1 }));
+        assert_eq!(json_object::<P>("[1]"), Err(JsonError::Array));
+        assert!(matches!(
+            json_object::<P>("{}"),
+            Err(JsonError::Parse(m)) if m.contains("missing field `a`")
+        ));
+    }
 
     #[test]
     fn hex_is_strict() {

@@ -329,4 +329,77 @@ mod tests {
             assert!(Leaf::decode(&more).is_err());
         }
     }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn any_leaf() -> impl Strategy<Value = Leaf> {
+            prop_oneof![
+                (
+                    "[a-z0-9./]{1,40}",
+                    any::<[u8; 32]>(),
+                    any::<u64>(),
+                    proptest::option::of("[ -~\n]{0,60}")
+                )
+                    .prop_map(|(origin, vrf_key, genesis_time, witness_policy)| {
+                        Leaf::Genesis(GenesisLeaf {
+                            version: LEAF_VERSION,
+                            origin,
+                            vrf_key,
+                            genesis_time,
+                            witness_policy,
+                        })
+                    }),
+                (
+                    any::<u64>(),
+                    any::<[u8; 32]>(),
+                    any::<u64>(),
+                    any::<[u8; 32]>()
+                )
+                    .prop_map(|(integrated_at, key, n, commitment)| {
+                        Leaf::Event(EventLeaf {
+                            version: LEAF_VERSION,
+                            integrated_at,
+                            key,
+                            prev: (n % 3 != 0).then_some(n / 2),
+                            seq: if n % 3 != 0 { n / 3 + 1 } else { 0 },
+                            commitment,
+                        })
+                    }),
+                (any::<u64>(), any::<[u8; 32]>()).prop_map(|(time, map_root)| {
+                    Leaf::Map(MapLeaf {
+                        version: LEAF_VERSION,
+                        time,
+                        map_root,
+                    })
+                }),
+            ]
+        }
+
+        proptest! {
+            /// Every leaf round-trips, and every single-bit change is refused or decodes to a
+            /// different leaf (never to the same one: the encoding is canonical).
+            #[test]
+            fn round_trip_and_bit_flips(leaf in any_leaf(), bit in any::<usize>()) {
+                let b = leaf.to_bytes();
+                prop_assert_eq!(Leaf::decode(&b), Ok(leaf.clone()));
+                let mut flipped = b.clone();
+                let bit = bit % (b.len() * 8);
+                flipped[bit / 8] ^= 1 << (bit % 8);
+                if let Ok(other) = Leaf::decode(&flipped) {
+                    prop_assert_ne!(other.clone(), leaf);
+                    prop_assert_eq!(other.to_bytes(), flipped);
+                }
+            }
+
+            /// Whatever decodes re-encodes to exactly its bytes.
+            #[test]
+            fn arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..120)) {
+                if let Ok(leaf) = Leaf::decode(&bytes) {
+                    prop_assert_eq!(leaf.to_bytes(), bytes);
+                }
+            }
+        }
+    }
 }

@@ -24,7 +24,11 @@ pub mod reject;
 pub mod request;
 pub mod rules;
 pub mod strict;
+pub mod text;
 pub mod tlog;
 pub mod tlog_proof;
 pub mod vkey;
 pub mod vrf;
+
+#[cfg(test)]
+mod testutil;

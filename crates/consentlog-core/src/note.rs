@@ -11,6 +11,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
 use super::hash::Hash;
+use super::text::{self, parse_decimal, DecimalError, NameError};
 
 /// Signature-type byte of Ed25519 in signed-note key ids.
 pub const ED25519_ALG: u8 = 0x01;
@@ -47,15 +48,85 @@ pub enum NoteError {
     #[error("note is larger than {MAX_NOTE} bytes")]
     TooLarge,
     #[error("malformed note: {0}")]
-    Malformed(String),
+    Malformed(#[from] NoteSyntaxError),
     #[error("malformed checkpoint body: {0}")]
-    Body(String),
+    Body(#[from] BodyError),
     #[error("note carries no signature by {origin:?} with key id {key_id}")]
     NoSignature { origin: String, key_id: String },
     #[error("checkpoint signature does not verify under the log key")]
     BadSignature,
     #[error("checkpoint is for origin {got:?}, expected {want:?}")]
     WrongOrigin { got: String, want: String },
+}
+
+/// What is wrong with the note around the checkpoint body ([`NoteError::Malformed`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoteSyntaxError {
+    #[error("no blank line after the body")]
+    NoBlankLine,
+    #[error("note does not end with a newline")]
+    NoFinalNewline,
+    /// None, or more than [`MAX_SIGNATURES`].
+    #[error("bad number of signature lines")]
+    SignatureCount,
+    /// Not `— <name> <base64>`.
+    #[error("bad signature line {0:?}")]
+    SignatureLine(String),
+    #[error("signature is not base64")]
+    SignatureBase64,
+    /// Fewer than the 4 bytes of a key id and one byte of signature.
+    #[error("signature too short")]
+    SignatureTooShort,
+    /// The key id matches, but the rest is not 64 bytes.
+    #[error("Ed25519 signature is not 64 bytes")]
+    SignatureLength,
+}
+
+/// A field of the checkpoint body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyField {
+    TreeSize,
+    Root,
+    MapRoot,
+    Time,
+}
+
+impl std::fmt::Display for BodyField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BodyField::TreeSize => "tree size",
+            BodyField::Root => "root hash",
+            BodyField::MapRoot => "map root",
+            BodyField::Time => "time",
+        })
+    }
+}
+
+/// What is wrong with a checkpoint body ([`NoteError::Body`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("body does not end with a newline")]
+    NoFinalNewline,
+    #[error("expected 5 lines (origin, size, root, map, time), got {0}")]
+    LineCount(usize),
+    #[error("{0}")]
+    Origin(#[from] NameError),
+    #[error("fourth line is not `map <base64>`")]
+    MapLine,
+    #[error("fifth line is not `time <ms>`")]
+    TimeLine,
+    /// Not canonical decimal digits (no sign, no leading zero).
+    #[error("{field} {text:?} is not a decimal number")]
+    NotDecimal { field: BodyField, text: String },
+    #[error("{field} {text:?} is out of range")]
+    OutOfRange { field: BodyField, text: String },
+    /// The base64 decoder's message.
+    #[error("{field} is not base64: {reason}")]
+    NotBase64 { field: BodyField, reason: String },
+    #[error("{field} is not canonical base64")]
+    NonCanonicalBase64 { field: BodyField },
+    #[error("{field} is not 32 bytes")]
+    NotHash { field: BodyField },
 }
 
 /// `SHA-256(name || "\n" || 0x01 || key)[..4]`.
@@ -69,18 +140,12 @@ pub fn key_id(name: &str, key: &VerifyingKey) -> [u8; 4] {
 }
 
 /// Origins (and so key names) are 1–255 bytes of `[a-z0-9._:/-]`.
-pub fn check_origin(origin: &str) -> Result<(), String> {
-    if origin.is_empty() || origin.len() > 255 {
-        return Err(format!("origin must be 1-255 bytes, got {}", origin.len()));
-    }
-    if let Some(c) = origin
-        .chars()
-        .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '.' | '_' | ':' | '/' | '-'))
-    {
-        return Err(format!("origin has character {c:?} outside [a-z0-9._:/-]"));
-    }
-    Ok(())
+pub fn check_origin(origin: &str) -> Result<(), NameError> {
+    text::check_name_len("origin", origin, MAX_ORIGIN)
 }
+
+/// The longest origin, in bytes.
+pub const MAX_ORIGIN: usize = 255;
 
 impl Checkpoint<'_> {
     /// The body text, ending in a newline: the bytes the log key signs.
@@ -105,27 +170,23 @@ impl Checkpoint<'_> {
     }
 }
 
-fn parse_u64(s: &str, what: &str) -> Result<u64, NoteError> {
-    let canonical =
-        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
-    if !canonical {
-        return Err(NoteError::Body(format!(
-            "{what} {s:?} is not a decimal number"
-        )));
-    }
-    s.parse()
-        .map_err(|_| NoteError::Body(format!("{what} {s:?} is out of range")))
+fn parse_u64(s: &str, field: BodyField) -> Result<u64, BodyError> {
+    let text = s.to_string();
+    parse_decimal(s).map_err(|e| match e {
+        DecimalError::NotDecimal => BodyError::NotDecimal { field, text },
+        DecimalError::OutOfRange => BodyError::OutOfRange { field, text },
+    })
 }
 
-fn parse_b64_hash(s: &str, what: &str) -> Result<Hash, NoteError> {
-    let v = B64
-        .decode(s)
-        .map_err(|e| NoteError::Body(format!("{what} is not base64: {e}")))?;
+fn parse_b64_hash(s: &str, field: BodyField) -> Result<Hash, BodyError> {
+    let v = B64.decode(s).map_err(|e| BodyError::NotBase64 {
+        field,
+        reason: e.to_string(),
+    })?;
     if B64.encode(&v) != s {
-        return Err(NoteError::Body(format!("{what} is not canonical base64")));
+        return Err(BodyError::NonCanonicalBase64 { field });
     }
-    v.try_into()
-        .map_err(|_| NoteError::Body(format!("{what} is not 32 bytes")))
+    v.try_into().map_err(|_| BodyError::NotHash { field })
 }
 
 /// Splits a note into body (with final newline) and signature lines.
@@ -133,48 +194,41 @@ fn split(note: &str) -> Result<(&str, Vec<&str>), NoteError> {
     if note.len() > MAX_NOTE {
         return Err(NoteError::TooLarge);
     }
-    let at = note
-        .find("\n\n")
-        .ok_or_else(|| NoteError::Malformed("no blank line after the body".into()))?;
+    let at = note.find("\n\n").ok_or(NoteSyntaxError::NoBlankLine)?;
     let (body, rest) = (&note[..at + 1], &note[at + 2..]);
     if !rest.ends_with('\n') {
-        return Err(NoteError::Malformed(
-            "note does not end with a newline".into(),
-        ));
+        return Err(NoteSyntaxError::NoFinalNewline.into());
     }
     let sigs: Vec<&str> = rest[..rest.len() - 1].split('\n').collect();
     if sigs.is_empty() || sigs.len() > MAX_SIGNATURES {
-        return Err(NoteError::Malformed("bad number of signature lines".into()));
+        return Err(NoteSyntaxError::SignatureCount.into());
     }
     Ok((body, sigs))
 }
 
 /// Parses a checkpoint body strictly (exactly five lines in this order).
 pub fn parse_body(body: &str) -> Result<Checkpoint<'_>, NoteError> {
+    Ok(parse_body_lines(body)?)
+}
+
+fn parse_body_lines(body: &str) -> Result<Checkpoint<'_>, BodyError> {
     let lines: Vec<&str> = body
         .strip_suffix('\n')
-        .ok_or_else(|| NoteError::Body("body does not end with a newline".into()))?
+        .ok_or(BodyError::NoFinalNewline)?
         .split('\n')
         .collect();
     let [origin, size, root, map, time] = lines[..] else {
-        return Err(NoteError::Body(format!(
-            "expected 5 lines (origin, size, root, map, time), got {}",
-            lines.len()
-        )));
+        return Err(BodyError::LineCount(lines.len()));
     };
-    check_origin(origin).map_err(NoteError::Body)?;
-    let map = map
-        .strip_prefix("map ")
-        .ok_or_else(|| NoteError::Body("fourth line is not `map <base64>`".into()))?;
-    let time = time
-        .strip_prefix("time ")
-        .ok_or_else(|| NoteError::Body("fifth line is not `time <ms>`".into()))?;
+    check_origin(origin)?;
+    let map = map.strip_prefix("map ").ok_or(BodyError::MapLine)?;
+    let time = time.strip_prefix("time ").ok_or(BodyError::TimeLine)?;
     Ok(Checkpoint {
         origin,
-        size: parse_u64(size, "tree size")?,
-        root: parse_b64_hash(root, "root hash")?,
-        map_root: parse_b64_hash(map, "map root")?,
-        time: parse_u64(time, "time")?,
+        size: parse_u64(size, BodyField::TreeSize)?,
+        root: parse_b64_hash(root, BodyField::Root)?,
+        map_root: parse_b64_hash(map, BodyField::MapRoot)?,
+        time: parse_u64(time, BodyField::Time)?,
     })
 }
 
@@ -187,24 +241,22 @@ pub fn open(note: &str, key: &VerifyingKey) -> Result<SignedCheckpoint, NoteErro
     let id = key_id(cp.origin, key);
     let mut found = false;
     for line in sigs {
-        let rest = line
+        let (name, b64) = line
             .strip_prefix("\u{2014} ")
-            .ok_or_else(|| NoteError::Malformed(format!("bad signature line {line:?}")))?;
-        let (name, b64) = rest
-            .split_once(' ')
-            .ok_or_else(|| NoteError::Malformed(format!("bad signature line {line:?}")))?;
+            .and_then(|rest| rest.split_once(' '))
+            .ok_or_else(|| NoteSyntaxError::SignatureLine(line.to_string()))?;
         let blob = B64
             .decode(b64)
-            .map_err(|_| NoteError::Malformed("signature is not base64".into()))?;
+            .map_err(|_| NoteSyntaxError::SignatureBase64)?;
         if blob.len() < 5 {
-            return Err(NoteError::Malformed("signature too short".into()));
+            return Err(NoteSyntaxError::SignatureTooShort.into());
         }
         if name != cp.origin || blob[..4] != id {
             continue;
         }
         let sig: [u8; 64] = blob[4..]
             .try_into()
-            .map_err(|_| NoteError::Malformed("Ed25519 signature is not 64 bytes".into()))?;
+            .map_err(|_| NoteSyntaxError::SignatureLength)?;
         key.verify_strict(body.as_bytes(), &Signature::from_bytes(&sig))
             .map_err(|_| NoteError::BadSignature)?;
         found = true;
@@ -223,4 +275,174 @@ pub fn open(note: &str, key: &VerifyingKey) -> Result<SignedCheckpoint, NoteErro
         time: cp.time,
         note: note.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SigningKey {
+        SigningKey::from_bytes(&[0x42; 32])
+    }
+
+    fn note() -> String {
+        Checkpoint {
+            origin: "test.example/log",
+            size: 2,
+            root: [1; 32],
+            map_root: [2; 32],
+            time: 1000,
+        }
+        .sign(&key())
+    }
+
+    fn open_err(text: &str) -> NoteError {
+        open(text, &key().verifying_key()).expect_err(text)
+    }
+
+    #[test]
+    fn opens_what_it_signs() {
+        let cp = open(&note(), &key().verifying_key()).unwrap();
+        assert_eq!((cp.size, cp.time, cp.root), (2, 1000, [1; 32]));
+    }
+
+    #[test]
+    fn syntax_errors() {
+        let good = note();
+        let (body, sig) = good.split_once("\n\n").unwrap();
+        let sig = sig.trim_end();
+        let blob = sig.rsplit_once(' ').unwrap().1;
+        let with_sig = |line: &str| format!("{body}\n\n{line}\n");
+        for (text, want) in [
+            ("no blank line\n".to_string(), NoteSyntaxError::NoBlankLine),
+            (good.trim_end().to_string(), NoteSyntaxError::NoFinalNewline),
+            (
+                format!("{body}\n\n\n"),
+                NoteSyntaxError::SignatureLine(String::new()),
+            ),
+            (
+                with_sig(&"— x AAAA\n".repeat(MAX_SIGNATURES + 1)),
+                NoteSyntaxError::SignatureCount,
+            ),
+            (
+                with_sig("- test.example/log x"),
+                NoteSyntaxError::SignatureLine("- test.example/log x".into()),
+            ),
+            (
+                with_sig("— test.example/log !!"),
+                NoteSyntaxError::SignatureBase64,
+            ),
+            (
+                with_sig("— test.example/log AAAA"),
+                NoteSyntaxError::SignatureTooShort,
+            ),
+            (
+                with_sig(&format!(
+                    "— test.example/log {}",
+                    B64.encode(&B64.decode(blob).unwrap()[..40])
+                )),
+                NoteSyntaxError::SignatureLength,
+            ),
+        ] {
+            assert_eq!(open_err(&text), NoteError::Malformed(want), "{text:?}");
+        }
+        assert_eq!(
+            NoteError::Malformed(NoteSyntaxError::SignatureLine("x".into())).to_string(),
+            "malformed note: bad signature line \"x\""
+        );
+    }
+
+    #[test]
+    fn body_errors() {
+        let root = B64.encode([1u8; 32]);
+        let body = |size: &str, root: &str, map: &str, time: &str| {
+            format!("test.example/log\n{size}\n{root}\n{map}\n{time}\n")
+        };
+        let map = format!("map {root}");
+        for (text, want) in [
+            ("test.example/log".to_string(), BodyError::NoFinalNewline),
+            ("a\nb\n".to_string(), BodyError::LineCount(2)),
+            (body("1", &root, &root, "time 1"), BodyError::MapLine),
+            (body("1", &root, &map, "1"), BodyError::TimeLine),
+            (
+                body("01", &root, &map, "time 1"),
+                BodyError::NotDecimal {
+                    field: BodyField::TreeSize,
+                    text: "01".into(),
+                },
+            ),
+            (
+                body("1", &root, &map, "time 99999999999999999999"),
+                BodyError::OutOfRange {
+                    field: BodyField::Time,
+                    text: "99999999999999999999".into(),
+                },
+            ),
+            (
+                body("1", "!", &map, "time 1"),
+                BodyError::NotBase64 {
+                    field: BodyField::Root,
+                    reason: B64.decode("!").unwrap_err().to_string(),
+                },
+            ),
+            (
+                body("1", "AAAA", &map, "time 1"),
+                BodyError::NotHash {
+                    field: BodyField::Root,
+                },
+            ),
+        ] {
+            assert_eq!(parse_body(&text), Err(NoteError::Body(want)), "{text:?}");
+        }
+        assert_eq!(
+            parse_body(&format!("Test\n1\n{root}\n{map}\ntime 1\n")),
+            Err(NoteError::Body(BodyError::Origin(NameError::Character {
+                what: "origin".into(),
+                c: 'T'
+            })))
+        );
+        // Not reachable with the strict base64 engine, which refuses non-canonical input
+        // itself; checked all the same in case the engine's configuration changes.
+        assert_eq!(
+            BodyError::NonCanonicalBase64 {
+                field: BodyField::MapRoot
+            }
+            .to_string(),
+            "map root is not canonical base64"
+        );
+        assert_eq!(
+            NoteError::Body(BodyError::NotDecimal {
+                field: BodyField::TreeSize,
+                text: "01".into()
+            })
+            .to_string(),
+            "malformed checkpoint body: tree size \"01\" is not a decimal number"
+        );
+    }
+
+    #[test]
+    fn signature_errors() {
+        let good = note();
+        let other = SigningKey::from_bytes(&[0x43; 32]).verifying_key();
+        assert!(matches!(
+            open(&good, &other),
+            Err(NoteError::NoSignature { .. })
+        ));
+        // The key id of the right key in front of another key's signature.
+        let forged = Checkpoint {
+            origin: "test.example/log",
+            size: 3,
+            root: [1; 32],
+            map_root: [2; 32],
+            time: 1000,
+        }
+        .sign(&key());
+        let (body, _) = forged.split_once("\n\n").unwrap();
+        let (_, sig) = good.split_once("\n\n").unwrap();
+        assert_eq!(
+            open_err(&format!("{body}\n\n{sig}")),
+            NoteError::BadSignature
+        );
+        assert_eq!(open_err(&"x".repeat(MAX_NOTE + 1)), NoteError::TooLarge);
+    }
 }

@@ -656,4 +656,27 @@ mod tests {
         assert!(Policy::parse(b"  # only a comment\n\nquorum none").is_ok());
         assert!(Policy::parse(&vec![b'#'; MAX_POLICY_BYTES + 1]).is_err());
     }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// No input panics the parser, and a parsed policy's groups only name earlier
+            /// members with thresholds in range.
+            #[test]
+            fn arbitrary_policies(text in "((log|witness|group|quorum|#)[ \t]{1,2}([a-z0-9]{1,3}|all|any|none|[0-9])([ \t][a-z0-9+/=]{0,6}){0,3}\n){0,8}") {
+                if let Ok(p) = Policy::parse(text.as_bytes()) {
+                    for (i, g) in p.groups.iter().enumerate() {
+                        prop_assert!(g.threshold >= 1 && g.threshold <= g.members.len());
+                        for m in &g.members {
+                            if let Member::Group(j) = m {
+                                prop_assert!(*j < i);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -5,8 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::hash::hex_array;
-use super::map::MapProof;
-use super::proof::{ConsentProof, ProvenEvent, PROOF_FORMAT};
+use super::proof::{consent_proof_struct, ConsentProof, PROOF_FORMAT};
 
 /// The `format` of a proof batch's first line.
 pub const BATCH_FORMAT: &str = "consentlog-proof-batch/v1";
@@ -19,20 +18,9 @@ pub struct BatchHeader {
     pub checkpoint: String,
 }
 
-/// A proof line: a ConsentProof without `format` and `checkpoint`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BatchProof {
-    #[serde(with = "hex_array")]
-    pub subject: [u8; 32],
-    pub controller: String,
-    pub purpose: String,
-    pub at: u64,
-    pub events: Vec<ProvenEvent>,
-    /// Required, as null when absent.
-    #[serde(deserialize_with = "Option::deserialize")]
-    pub map: Option<MapProof>,
-    pub state: String,
+consent_proof_struct! {
+    /// A proof line: a ConsentProof without `format` and `checkpoint`.
+    pub struct BatchProof {}
 }
 
 /// A query line of `prove --batch`: `{"subject","controller","purpose"}` and optionally `"at"`.

@@ -1,19 +1,22 @@
 //! Why an event is refused: one variant per append rule (docs/FORMAT.md, "Append rules"),
 //! each with a stable code for metrics and JSON errors.
 
+use super::hash::JsonError;
+use super::text::NameError;
+
 /// Why an event was refused. `code()` is a stable machine-readable rule name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Reject {
     #[error("malformed event: {0}")]
-    Malformed(String),
+    Malformed(#[from] MalformedEvent),
     #[error("unsupported event version {0} (only 1 is known)")]
     Version(u8),
     #[error("event is for log {got:?}, this ledger is {want:?}")]
     Log { got: String, want: String },
     #[error("bad controller: {0}")]
-    Controller(String),
+    Controller(#[source] NameError),
     #[error("bad purpose: {0}")]
-    Purpose(String),
+    Purpose(#[source] NameError),
     #[error("decision byte {0} is neither 1 (opt-in) nor 0 (opt-out)")]
     Decision(u8),
     #[error("decision {0:?} is neither \"opt-in\" nor \"opt-out\"")]
@@ -31,7 +34,40 @@ pub enum Reject {
     #[error("issued_at {issued_at} is more than 5 minutes from the ledger clock {now}")]
     IssuedAt { issued_at: u64, now: u64 },
     #[error("expires_at: {0}")]
-    ExpiresAt(String),
+    ExpiresAt(#[from] ExpiryError),
+}
+
+/// Why the text of an event could not be read as an event ([`Reject::Malformed`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MalformedEvent {
+    /// The JSON line is not an event object (the parser's message).
+    #[error("{0}")]
+    Json(#[from] JsonError),
+    /// An element of a JSON array batch is not an object.
+    #[error("expected a JSON object")]
+    NotObject,
+    /// The event's binary form would exceed the decoder's limit.
+    #[error("event is larger than {max} bytes")]
+    TooLarge {
+        /// The limit, [`crate::codec::MAX_ENCODED`].
+        max: usize,
+    },
+}
+
+/// Why an event's `expires_at` was refused ([`Reject::ExpiresAt`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ExpiryError {
+    /// An opt-out cannot expire.
+    #[error("expires_at is only allowed on an opt-in")]
+    OnOptOut,
+    /// An opt-in must expire after it was issued.
+    #[error("expires_at {expires_at} is not after issued_at {issued_at}")]
+    NotAfterIssued {
+        /// The event's `expires_at`.
+        expires_at: u64,
+        /// The event's `issued_at`.
+        issued_at: u64,
+    },
 }
 
 impl Reject {

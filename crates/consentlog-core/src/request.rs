@@ -7,7 +7,8 @@
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
-use super::hash::{from_hex_array, to_hex};
+use super::hash::{from_hex_array, to_hex, HexError};
+use super::text::{parse_decimal, DecimalError};
 
 /// Domain-separation prefix of a request signature.
 pub const REQUEST_DOMAIN: &str = "consentlog/v1/request\n";
@@ -39,11 +40,37 @@ pub fn sign_request(key: &SigningKey, method: &str, path: &str, time: u64) -> St
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestAuthError {
     #[error("malformed {SCHEME} authorization: {0}")]
-    Malformed(String),
+    Malformed(#[from] AuthSyntaxError),
     #[error("request time {time} is more than 5 minutes from the server clock {now}")]
     Stale { time: u64, now: u64 },
     #[error("request signature does not verify")]
     BadSignature,
+}
+
+/// What is wrong with the text of an Authorization header ([`RequestAuthError::Malformed`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthSyntaxError {
+    #[error("wrong scheme")]
+    WrongScheme,
+    #[error("expected key=value")]
+    NotKeyValue,
+    #[error("parameter {0:?} is given twice")]
+    Repeated(String),
+    #[error("unknown parameter {0:?}")]
+    UnknownParameter(String),
+    /// `subject` or `signature` is not lowercase hex of the right length.
+    #[error("{err}")]
+    Hex {
+        parameter: &'static str,
+        #[source]
+        err: HexError,
+    },
+    #[error("time is not a decimal number")]
+    TimeNotDecimal,
+    #[error("time is out of range")]
+    TimeOutOfRange,
+    #[error("subject, time and signature are all required")]
+    Missing,
 }
 
 /// Checks an Authorization header value; returns the authenticated subject.
@@ -53,48 +80,43 @@ pub fn check_request(
     path: &str,
     now: u64,
 ) -> Result<[u8; 32], RequestAuthError> {
-    let bad = |m: &str| RequestAuthError::Malformed(m.to_string());
     let rest = header
         .strip_prefix(SCHEME)
         .and_then(|r| r.strip_prefix(' '))
-        .ok_or_else(|| bad("wrong scheme"))?;
+        .ok_or(AuthSyntaxError::WrongScheme)?;
     let (mut subject, mut time, mut sig) = (None, None, None);
     for part in rest.split(',') {
-        let (k, v) = part
-            .split_once('=')
-            .ok_or_else(|| bad("expected key=value"))?;
+        let (k, v) = part.split_once('=').ok_or(AuthSyntaxError::NotKeyValue)?;
         let once = |taken: bool| {
             if taken {
-                Err(bad(&format!("parameter {k:?} is given twice")))
+                Err(AuthSyntaxError::Repeated(k.to_string()))
             } else {
                 Ok(())
             }
         };
+        let hex = |parameter| move |err| AuthSyntaxError::Hex { parameter, err };
         match k {
             "subject" => {
                 once(subject.is_some())?;
-                subject = Some(from_hex_array::<32>(v).map_err(|e| bad(&e.to_string()))?)
+                subject = Some(from_hex_array::<32>(v).map_err(hex("subject"))?)
             }
             "time" => {
                 once(time.is_some())?;
-                let canonical = !v.is_empty()
-                    && v.bytes().all(|b| b.is_ascii_digit())
-                    && (v == "0" || !v.starts_with('0'));
-                if !canonical {
-                    return Err(bad("time is not a decimal number"));
-                }
-                time = Some(v.parse::<u64>().map_err(|_| bad("time is out of range"))?)
+                time = Some(parse_decimal(v).map_err(|e| match e {
+                    DecimalError::NotDecimal => AuthSyntaxError::TimeNotDecimal,
+                    DecimalError::OutOfRange => AuthSyntaxError::TimeOutOfRange,
+                })?)
             }
             "signature" => {
                 once(sig.is_some())?;
-                sig = Some(from_hex_array::<64>(v).map_err(|e| bad(&e.to_string()))?)
+                sig = Some(from_hex_array::<64>(v).map_err(hex("signature"))?)
             }
-            other => return Err(bad(&format!("unknown parameter {other:?}"))),
+            other => return Err(AuthSyntaxError::UnknownParameter(other.to_string()).into()),
         }
     }
     let (subject, time, sig) = match (subject, time, sig) {
         (Some(s), Some(t), Some(g)) => (s, t, g),
-        _ => return Err(bad("subject, time and signature are all required")),
+        _ => return Err(AuthSyntaxError::Missing.into()),
     };
     if time.abs_diff(now) > REQUEST_WINDOW_MS {
         return Err(RequestAuthError::Stale { time, now });
@@ -109,4 +131,73 @@ pub fn check_request(
     )
     .map_err(|_| RequestAuthError::BadSignature)?;
     Ok(subject)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_767_225_600_000;
+
+    fn err(header: &str) -> RequestAuthError {
+        check_request(header, "GET", "/v1/heads", NOW).expect_err(header)
+    }
+
+    #[test]
+    fn syntax_errors() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let good = sign_request(&key, "GET", "/v1/heads", NOW);
+        assert_eq!(
+            check_request(&good, "GET", "/v1/heads", NOW),
+            Ok(key.verifying_key().to_bytes())
+        );
+        let params = good.strip_prefix("Consentlog-Ed25519 ").unwrap();
+        let subject = params.split(',').next().unwrap();
+        for (header, want) in [
+            (format!("Bearer {params}"), AuthSyntaxError::WrongScheme),
+            (format!("{SCHEME} {params},x"), AuthSyntaxError::NotKeyValue),
+            (
+                format!("{SCHEME} {params},{subject}"),
+                AuthSyntaxError::Repeated("subject".into()),
+            ),
+            (
+                format!("{SCHEME} {params},x=1"),
+                AuthSyntaxError::UnknownParameter("x".into()),
+            ),
+            (format!("{SCHEME} {subject}"), AuthSyntaxError::Missing),
+            (
+                format!("{SCHEME} subject=AB"),
+                AuthSyntaxError::Hex {
+                    parameter: "subject",
+                    err: HexError::BadChar('A'),
+                },
+            ),
+            (
+                format!("{SCHEME} signature=00"),
+                AuthSyntaxError::Hex {
+                    parameter: "signature",
+                    err: HexError::WrongLength {
+                        expected: 64,
+                        got: 1,
+                    },
+                },
+            ),
+            (format!("{SCHEME} time=01"), AuthSyntaxError::TimeNotDecimal),
+            (
+                format!("{SCHEME} time=99999999999999999999"),
+                AuthSyntaxError::TimeOutOfRange,
+            ),
+        ] {
+            assert_eq!(err(&header), RequestAuthError::Malformed(want), "{header}");
+        }
+        assert_eq!(
+            err(&format!("{SCHEME} subject=AB")).to_string(),
+            "malformed Consentlog-Ed25519 authorization: hex has invalid character 'A' \
+             (only 0-9 and a-f are allowed)"
+        );
+        let stale = sign_request(&key, "GET", "/v1/heads", NOW - REQUEST_WINDOW_MS - 1);
+        assert!(matches!(err(&stale), RequestAuthError::Stale { .. }));
+        let other = sign_request(&key, "GET", "/v1/other", NOW);
+        assert_eq!(err(&other), RequestAuthError::BadSignature);
+    }
 }

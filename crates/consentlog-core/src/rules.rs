@@ -4,7 +4,7 @@
 
 use super::event::{Decision, SignedEvent};
 use super::hash::{to_hex, Hash};
-use super::reject::Reject;
+use super::reject::{ExpiryError, Reject};
 
 /// Largest allowed distance between an event's `issued_at` and the ledger's clock (±5 min).
 pub const ISSUED_AT_WINDOW_MS: u64 = 5 * 60 * 1000;
@@ -78,13 +78,12 @@ pub fn check_chain(ev: &SignedEvent, head: Option<&Head>) -> Result<(), Reject> 
 pub fn check_expiry(ev: &SignedEvent) -> Result<(), Reject> {
     let e = &ev.event;
     match (e.expires_at, e.decision()) {
-        (Some(_), Some(Decision::OptOut)) => Err(Reject::ExpiresAt(
-            "expires_at is only allowed on an opt-in".into(),
-        )),
-        (Some(x), _) if x <= e.issued_at => Err(Reject::ExpiresAt(format!(
-            "expires_at {x} is not after issued_at {}",
-            e.issued_at
-        ))),
+        (Some(_), Some(Decision::OptOut)) => Err(ExpiryError::OnOptOut.into()),
+        (Some(x), _) if x <= e.issued_at => Err(ExpiryError::NotAfterIssued {
+            expires_at: x,
+            issued_at: e.issued_at,
+        }
+        .into()),
         _ => Ok(()),
     }
 }

@@ -234,4 +234,31 @@ mod tests {
         assert_eq!(parse_decimal("18446744073709551615"), Some(u64::MAX));
         assert_eq!(parse_decimal("18446744073709551616"), None);
     }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Proofs round-trip through their text.
+            #[test]
+            fn round_trip(
+                extra in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..100)),
+                index in any::<u64>(),
+                path in proptest::collection::vec(any::<[u8; 32]>(), 0..=MAX_PATH),
+                checkpoint in "[a-z./]{1,20}\n[0-9]{1,5}\n[A-Za-z0-9+/]{43}=\n\n— [a-z.]{1,10} [A-Za-z0-9+/]{10}==\n",
+            ) {
+                let p = TlogProof { extra, index, path, checkpoint };
+                prop_assert_eq!(TlogProof::parse(&p.to_text()), Ok(p));
+            }
+
+            /// Whatever parses writes back to exactly its text.
+            #[test]
+            fn arbitrary_text(text in "(c2sp.org/tlog-proof@v1\n)?(extra [A-Za-z0-9+/=]{0,8}\n)?(index [0-9]{1,3}\n)?([A-Za-z0-9+/=]{0,44}\n){0,3}\n?[ -~\n]{0,30}") {
+                if let Ok(p) = TlogProof::parse(&text) {
+                    prop_assert_eq!(p.to_text(), text);
+                }
+            }
+        }
+    }
 }

@@ -1314,7 +1314,7 @@ pub fn has_duplicate_keys(text: &str) -> bool {
 /// How the server reads one element of a JSON-array batch (`consentlog::core::event::parse_batch`).
 pub fn parse_array_item(item: &str) -> Result<SignedEvent, String> {
     match consentlog::core::event::parse_batch(&format!("[{item}]")) {
-        Err(e) => Err(e),
+        Err(e) => Err(e.to_string()),
         Ok(mut v) if v.len() == 1 => v.remove(0).map_err(|e| e.to_string()),
         Ok(_) => Err("not one array element".into()),
     }

@@ -8,10 +8,16 @@ use std::collections::{HashMap, HashSet};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-use super::codec::{self, DecodeError};
-use super::hash::{hex_array, hex_array_opt, Hash};
-use super::reject::Reject;
-use super::strict;
+use crate::codec::{self, DecodeError};
+use crate::hash::Hash;
+use crate::reject::Reject;
+use crate::strict;
+use crate::text;
+pub use crate::text::NameError;
+
+pub mod json;
+
+pub use json::{parse_batch, BatchError, EventJson};
 
 /// Domain-separation prefix of an event signature.
 pub const EVENT_DOMAIN: &[u8] = b"consentlog/v1/event\n";
@@ -154,10 +160,7 @@ impl SignedEvent {
     /// Strictly decodes `bytes(ConsentEvent) || signature[64]`; checks nothing else.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         if bytes.len() < SIGNATURE_LEN {
-            return Err(DecodeError::Malformed(format!(
-                "signed event of {} bytes is shorter than a signature",
-                bytes.len()
-            )));
+            return Err(DecodeError::SignedEventTooShort { len: bytes.len() });
         }
         let (body, sig) = bytes.split_at(bytes.len() - SIGNATURE_LEN);
         let event: ConsentEvent = codec::decode(body)?;
@@ -292,138 +295,95 @@ pub const SIGNATURE_CHUNK: usize = 64;
 /// Maximum length of a controller or purpose.
 pub const MAX_NAME: usize = 128;
 
-/// Controller and purpose: 1–128 bytes of `[a-z0-9._:/-]`.
-pub fn check_name(what: &str, s: &str) -> Result<(), String> {
-    if s.is_empty() || s.len() > MAX_NAME {
-        return Err(format!(
-            "{what} must be 1-{MAX_NAME} bytes, got {}",
-            s.len()
+/// Controller and purpose: 1–128 bytes of `[a-z0-9._:/-]`; `what` names the field.
+pub fn check_name(what: &str, s: &str) -> Result<(), NameError> {
+    text::check_name_len(what, s, MAX_NAME)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reject::ExpiryError;
+    use crate::rules::check_expiry;
+    use crate::testutil::{Log, T0};
+
+    #[test]
+    fn name_and_expiry_errors() {
+        let log = Log::new();
+        let ev = ConsentEvent {
+            controller: String::new(),
+            ..log.event(None, true, T0).event
+        }
+        .sign(&log.person);
+        assert_eq!(
+            ev.check_self(),
+            Err(Reject::Controller(NameError::Length {
+                what: "controller".into(),
+                len: 0,
+                max: MAX_NAME
+            }))
+        );
+        let ev = ConsentEvent {
+            purpose: "Ads".into(),
+            ..log.event(None, true, T0).event
+        }
+        .sign(&log.person);
+        let r = ev.check_self().unwrap_err();
+        assert_eq!(
+            r,
+            Reject::Purpose(NameError::Character {
+                what: "purpose".into(),
+                c: 'A'
+            })
+        );
+        assert_eq!(
+            r.to_string(),
+            "bad purpose: purpose has character 'A' outside [a-z0-9._:/-]"
+        );
+
+        let expiring = |opt_in, expires_at| {
+            ConsentEvent {
+                expires_at: Some(expires_at),
+                ..log.event(None, opt_in, T0).event
+            }
+            .sign(&log.person)
+        };
+        assert_eq!(check_expiry(&expiring(true, T0 + 1)), Ok(()));
+        assert_eq!(
+            check_expiry(&expiring(false, T0 + 1)),
+            Err(Reject::ExpiresAt(ExpiryError::OnOptOut))
+        );
+        let r = check_expiry(&expiring(true, T0)).unwrap_err();
+        assert_eq!(
+            r,
+            Reject::ExpiresAt(ExpiryError::NotAfterIssued {
+                expires_at: T0,
+                issued_at: T0
+            })
+        );
+        assert_eq!(
+            r.to_string(),
+            format!("expires_at: expires_at {T0} is not after issued_at {T0}")
+        );
+    }
+
+    #[test]
+    fn decode_errors() {
+        let log = Log::new();
+        let ev = log.event(None, true, T0);
+        assert_eq!(
+            SignedEvent::decode(&ev.as_bytes()[..63]),
+            Err(DecodeError::SignedEventTooShort { len: 63 })
+        );
+        assert_eq!(
+            DecodeError::SignedEventTooShort { len: 63 }.to_string(),
+            "malformed encoding: signed event of 63 bytes is shorter than a signature"
+        );
+        let mut b = ev.as_bytes().to_vec();
+        b.insert(0, 1);
+        assert!(matches!(
+            SignedEvent::decode(&b),
+            Err(DecodeError::Malformed(_) | DecodeError::TrailingBytes(_))
         ));
     }
-    if let Some(c) = s
-        .chars()
-        .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '.' | '_' | ':' | '/' | '-'))
-    {
-        return Err(format!("{what} has character {c:?} outside [a-z0-9._:/-]"));
-    }
-    Ok(())
-}
-
-/// The JSON line form of a signed event (what `consentlog sign` prints and `append` reads).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EventJson {
-    pub version: u8,
-    pub log: String,
-    #[serde(with = "hex_array")]
-    pub subject: [u8; 32],
-    pub controller: String,
-    pub purpose: String,
-    pub decision: String,
-    pub seq: u64,
-    #[serde(with = "hex_array_opt")]
-    pub prev: Option<[u8; 32]>,
-    pub issued_at: u64,
-    /// Required, as null when absent (like every field).
-    #[serde(deserialize_with = "Option::deserialize")]
-    pub expires_at: Option<u64>,
-    #[serde(with = "hex_array_opt")]
-    pub notice: Option<[u8; 32]>,
-    #[serde(with = "hex_array")]
-    pub signature: [u8; 64],
-}
-
-impl From<&SignedEvent> for EventJson {
-    fn from(s: &SignedEvent) -> Self {
-        let e = &s.event;
-        EventJson {
-            version: e.version,
-            log: e.log.clone(),
-            subject: e.subject,
-            controller: e.controller.clone(),
-            purpose: e.purpose.clone(),
-            decision: match e.decision() {
-                Some(d) => d.as_str().to_string(),
-                None => e.decision.to_string(),
-            },
-            seq: e.seq,
-            prev: e.prev,
-            issued_at: e.issued_at,
-            expires_at: e.expires_at,
-            notice: e.notice,
-            signature: s.signature,
-        }
-    }
-}
-
-impl EventJson {
-    /// Converts to the binary form; refuses an unknown decision spelling and an event whose
-    /// binary form would exceed the decoder's limit (so every accepted line round-trips).
-    pub fn to_signed(&self) -> Result<SignedEvent, Reject> {
-        let text_len = self.log.len() + self.controller.len() + self.purpose.len();
-        if text_len > codec::MAX_ENCODED {
-            return Err(Reject::Malformed(format!(
-                "event is larger than {} bytes",
-                codec::MAX_ENCODED
-            )));
-        }
-        let decision = match self.decision.as_str() {
-            "opt-in" => 1,
-            "opt-out" => 0,
-            other => return Err(Reject::DecisionName(other.to_string())),
-        };
-        let ev = SignedEvent::from_parts(
-            ConsentEvent {
-                version: self.version,
-                log: self.log.clone(),
-                subject: self.subject,
-                controller: self.controller.clone(),
-                purpose: self.purpose.clone(),
-                decision,
-                seq: self.seq,
-                prev: self.prev,
-                issued_at: self.issued_at,
-                expires_at: self.expires_at,
-                notice: self.notice,
-            },
-            self.signature,
-        );
-        if ev.as_bytes().len() - SIGNATURE_LEN > codec::MAX_ENCODED {
-            return Err(Reject::Malformed(format!(
-                "event is larger than {} bytes",
-                codec::MAX_ENCODED
-            )));
-        }
-        Ok(ev)
-    }
-
-    /// Parses one JSON line strictly.
-    pub fn parse(line: &str) -> Result<SignedEvent, Reject> {
-        let j: EventJson = super::hash::json_object(line).map_err(Reject::Malformed)?;
-        j.to_signed()
-    }
-}
-
-/// Parses the body of a batch: a JSON array of event objects, or NDJSON lines. Each element is
-/// parsed from its own text exactly like an NDJSON line, so a repeated field is refused either
-/// way. Fails as a whole only when the body is not a JSON array (or not text).
-pub fn parse_batch(text: &str) -> Result<Vec<Result<SignedEvent, Reject>>, String> {
-    if !text.trim_start().starts_with('[') {
-        return Ok(text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(EventJson::parse)
-            .collect());
-    }
-    let items: Vec<Box<serde_json::value::RawValue>> =
-        serde_json::from_str(text).map_err(|e| format!("body is not a JSON array: {e}"))?;
-    Ok(items
-        .iter()
-        .map(|raw| {
-            if !raw.get().trim_start().starts_with('{') {
-                return Err(Reject::Malformed("expected a JSON object".into()));
-            }
-            EventJson::parse(raw.get())
-        })
-        .collect())
 }

@@ -1,0 +1,515 @@
+//! [`StateMap`]: the state map as a value, with insert, get and prove. Its nodes are those of
+//! the private `trie` module.
+
+use std::fmt;
+
+use super::bits::{common_prefix_len, key_bit};
+use super::node_hash::{lift, MapValue, EMPTY};
+use super::proof::{MapLeaf, MapProof};
+use super::source::{InMemory, MapError, MapSource};
+use super::trie::{build, expand, merge_into, rep_on_path, Child, Cx};
+use super::{Hash, HexHash};
+
+/// The state map. Cheap to clone (persistent: `Arc`-shared nodes with path copying), so a
+/// snapshot taken at a checkpoint can keep answering proofs while the live map changes.
+///
+/// A map made with [`StateMap::new`] holds every key in memory: one 72-byte leaf and (for two
+/// or more keys) one 72-byte branch per key, each in its own `Arc` allocation (88 bytes, 96
+/// with the allocator's header), so about 192 bytes per key; nodes shared with a clone are
+/// counted once. A map made with [`StateMap::with_buckets`]`(b)` keeps only the subtrees of
+/// more than `b` keys in memory: each subtree of 2..=`b` keys is a 104-byte stub (its hash, its
+/// depth, one of its keys and its key count), and the keys below are loaded from a
+/// [`MapSource`] when a proof or an insert reaches them. Memory is then about `2 × 104 / b`…
+/// `2 × 96 / b` bytes per key in steady state (measured in docs/PERFORMANCE.md).
+#[derive(Clone, Default)]
+pub struct StateMap {
+    root: Option<Child>,
+    root_hash: Hash,
+    len: usize,
+    bucket: usize,
+}
+
+impl fmt::Debug for StateMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StateMap")
+            .field("len", &self.len)
+            .field("bucket", &self.bucket)
+            .field("root", &HexHash(self.root_hash))
+            .finish()
+    }
+}
+
+impl StateMap {
+    /// The empty map (root `EMPTY`), holding every key in memory.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The empty map, keeping subtrees of at most `bucket` keys (at least 2) out of memory.
+    pub fn with_buckets(bucket: usize) -> Self {
+        assert!(bucket >= 2, "a bucket holds at least two keys");
+        StateMap {
+            bucket,
+            ..Self::default()
+        }
+    }
+
+    /// The number of keys.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the map holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The value stored for `key`, for a map holding every key in memory.
+    ///
+    /// # Panics
+    /// On a map made with [`StateMap::with_buckets`]; use [`StateMap::get_from`].
+    pub fn get(&self, key: &Hash) -> Option<MapValue> {
+        self.get_from(key, &InMemory).expect(IN_MEMORY_ONLY)
+    }
+
+    /// The value stored for `key`, loading keys from `src` where needed.
+    pub fn get_from<S: MapSource + ?Sized>(
+        &self,
+        key: &Hash,
+        src: &S,
+    ) -> Result<Option<MapValue>, MapError<S::Error>> {
+        let proof = self.prove_from(key, src)?;
+        Ok(proof.leaf.filter(|l| l.key == *key).map(|l| l.value()))
+    }
+
+    /// Inserts `key` or replaces its value, for a map holding every key in memory. Hashes
+    /// O(depth of `key`'s path) nodes.
+    ///
+    /// # Panics
+    /// On a map made with [`StateMap::with_buckets`]; use [`StateMap::insert_batch_from`].
+    pub fn insert(&mut self, key: Hash, value: MapValue) {
+        self.insert_batch(&[(key, value)]);
+    }
+
+    /// Same result as inserting `items` in order (the last value wins for equal keys), but
+    /// sorts them by key and merges them in one pass, hashing each touched branch once. For a
+    /// map holding every key in memory.
+    ///
+    /// # Panics
+    /// On a map made with [`StateMap::with_buckets`]; use [`StateMap::insert_batch_from`].
+    pub fn insert_batch(&mut self, items: &[(Hash, MapValue)]) {
+        self.insert_batch_from(items, &InMemory)
+            .expect(IN_MEMORY_ONLY)
+    }
+
+    /// [`StateMap::insert_batch`], loading the stubs the items fall into from `src`, which must
+    /// describe this map's keys before the insert. On an error the map is unchanged.
+    pub fn insert_batch_from<S: MapSource + ?Sized>(
+        &mut self,
+        items: &[(Hash, MapValue)],
+        src: &S,
+    ) -> Result<(), MapError<S::Error>> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut sorted = items.to_vec();
+        sorted.sort_by_key(|item| item.0); // stable: equal keys stay in input order
+        let mut distinct: Vec<(Hash, MapValue)> = Vec::with_capacity(sorted.len());
+        for item in sorted {
+            match distinct.last_mut() {
+                Some(last) if last.0 == item.0 => *last = item,
+                _ => distinct.push(item),
+            }
+        }
+        let cx = Cx {
+            bucket: self.bucket,
+            src,
+        };
+        let before = self.root.clone();
+        let result = match &mut self.root {
+            None => {
+                self.root = Some(build(&distinct, 0, cx.bucket));
+                Ok(distinct.len())
+            }
+            Some(root) => merge_into(root, 0, &distinct, None, &cx),
+        };
+        match result {
+            Ok(added) => {
+                self.len += added;
+                self.root_hash = self.root.as_ref().map_or(EMPTY, Child::hash);
+                Ok(())
+            }
+            Err(e) => {
+                self.root = before;
+                Err(e)
+            }
+        }
+    }
+
+    /// The number of nodes held in memory (leaves, branches and stubs; shared nodes counted
+    /// once per path), for measuring memory. Walks every node: O(nodes).
+    pub fn nodes_in_memory(&self) -> usize {
+        fn walk(c: &Child) -> usize {
+            match c {
+                Child::Leaf(_) | Child::Stub(_) => 1,
+                Child::Branch(b) => 1 + walk(&b.left) + walk(&b.right),
+            }
+        }
+        self.root.as_ref().map_or(0, walk)
+    }
+
+    /// The map root (cached; O(1)).
+    pub fn root(&self) -> Hash {
+        self.root_hash
+    }
+
+    /// A proof of `key`'s value, or of its absence, against [`StateMap::root`], for a map
+    /// holding every key in memory.
+    ///
+    /// # Panics
+    /// On a map made with [`StateMap::with_buckets`]; use [`StateMap::prove_from`].
+    pub fn prove(&self, key: &Hash) -> MapProof {
+        self.prove_from(key, &InMemory).expect(IN_MEMORY_ONLY)
+    }
+
+    /// [`StateMap::prove`], loading the stub on `key`'s path (if any) from `src`, which must
+    /// describe this map's keys; the loaded keys are checked against the stub's hash.
+    pub fn prove_from<S: MapSource + ?Sized>(
+        &self,
+        key: &Hash,
+        src: &S,
+    ) -> Result<MapProof, MapError<S::Error>> {
+        let mut siblings = Vec::new();
+        let Some(root) = self.root.as_ref() else {
+            return Ok(MapProof {
+                leaf: None,
+                siblings,
+            });
+        };
+        let mut cur = root.clone();
+        let mut top = 0;
+        loop {
+            // The subtree in `cur` sits in a slot at depth `top` on `key`'s path.
+            let (bit, own_or_rep) = match &cur {
+                Child::Leaf(l) => {
+                    return Ok(MapProof {
+                        leaf: Some(MapLeaf::new(l.key, l.value)),
+                        siblings,
+                    });
+                }
+                Child::Branch(b) => (b.bit as usize, None),
+                Child::Stub(s) => (s.bit as usize, Some((s.own, s.rep))),
+            };
+            // The keys below share bits `0..bit`. If `key` leaves them at a depth
+            // `shared < bit`, it is absent: the sibling there is this subtree seen from
+            // depth `shared + 1`, and `key`'s half is empty.
+            if bit > top {
+                let (own, rep) = match (&cur, own_or_rep) {
+                    (_, Some(x)) => x,
+                    (Child::Branch(b), None) => (b.own_hash(), *rep_on_path(&cur, key)),
+                    _ => unreachable!(),
+                };
+                let shared = common_prefix_len(key, &rep);
+                if shared < bit {
+                    siblings.resize(shared, HexHash(EMPTY));
+                    siblings.push(HexHash(lift(own, bit, shared + 1, &rep)));
+                    return Ok(MapProof {
+                        leaf: None,
+                        siblings,
+                    });
+                }
+            }
+            let next = match &cur {
+                Child::Stub(s) => expand(s, top, src)?,
+                Child::Branch(b) => {
+                    siblings.resize(bit, HexHash(EMPTY));
+                    let side = key_bit(key, bit);
+                    siblings.push(HexHash(b.child(1 - side).hash()));
+                    top = bit + 1;
+                    b.child(side).clone()
+                }
+                Child::Leaf(_) => unreachable!(),
+            };
+            cur = next;
+        }
+    }
+}
+
+const IN_MEMORY_ONLY: &str = "a map holding every key in memory never loads from a source";
+
+#[cfg(test)]
+mod tests {
+    use super::super::check;
+    use super::super::testutil::*;
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    // --- 1. Property tests against a BTreeMap model. ---
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// A fresh random key.
+        Fresh([u8; 32]),
+        /// Overwrite an earlier key (by index modulo the keys so far).
+        Overwrite(usize),
+        /// An earlier key with one bit flipped (often a late bit: a long shared prefix).
+        Near(usize, usize),
+    }
+
+    fn op() -> impl Strategy<Value = (Op, u64)> {
+        let op = prop_oneof![
+            3 => any::<[u8; 32]>().prop_map(Op::Fresh),
+            1 => any::<usize>().prop_map(Op::Overwrite),
+            2 => (any::<usize>(), prop_oneof![200usize..256, 0usize..256])
+                .prop_map(|(i, b)| Op::Near(i, b)),
+        ];
+        (op, any::<u64>())
+    }
+
+    /// Turns ops into the (key, value) sequence they insert.
+    fn realize(ops: &[(Op, u64)]) -> Vec<(Hash, MapValue)> {
+        let mut keys: Vec<Hash> = Vec::new();
+        let mut out = Vec::new();
+        for (op, i) in ops {
+            let key = match op {
+                Op::Fresh(k) => *k,
+                Op::Overwrite(j) if !keys.is_empty() => keys[j % keys.len()],
+                Op::Near(j, b) if !keys.is_empty() => flip(&keys[j % keys.len()], *b),
+                Op::Overwrite(j) | Op::Near(j, _) => b3(&j.to_le_bytes()),
+            };
+            keys.push(key);
+            out.push((key, value(*i)));
+        }
+        out
+    }
+
+    /// A deterministic shuffle.
+    fn shuffled<T: Clone>(v: &[T], mut seed: u64) -> Vec<T> {
+        let mut v = v.to_vec();
+        for i in (1..v.len()).rev() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            v.swap(i, (seed % (i as u64 + 1)) as usize);
+        }
+        v
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn agrees_with_model(
+            ops in prop::collection::vec(op(), 1..48),
+            random_absent in prop::collection::vec(any::<[u8; 32]>(), 0..4),
+            late_bits in prop::collection::vec(0usize..256, 1..4),
+            seed in 1u64..,
+            cut in any::<usize>(),
+        ) {
+            let items = realize(&ops);
+            let mut model = BTreeMap::new();
+            let mut m = StateMap::new();
+            for (key, v) in &items {
+                m.insert(*key, *v);
+                model.insert(*key, *v);
+            }
+            // Absent keys: random, and present keys with one bit flipped (long shared prefixes).
+            let mut absent = random_absent.clone();
+            for key in model.keys() {
+                absent.push(flip(key, 255));
+                for &b in &late_bits {
+                    absent.push(flip(key, b));
+                }
+            }
+            assert_agrees(&m, &model, &absent);
+
+            // The root does not depend on insertion order.
+            let finals: Vec<_> = model.iter().map(|(k, v)| (*k, *v)).collect();
+            prop_assert_eq!(map_of(&shuffled(&finals, seed)).root(), m.root());
+            let reversed: Vec<_> = finals.iter().rev().copied().collect();
+            prop_assert_eq!(map_of(&reversed).root(), m.root());
+
+            // A batch gives the same map as inserting in order (later wins), whole or split,
+            // and into an empty or a non-empty map.
+            let mut batched = StateMap::new();
+            batched.insert_batch(&items);
+            prop_assert_eq!(batched.root(), m.root());
+            assert_agrees(&batched, &model, &absent);
+            let cut = cut % (items.len() + 1);
+            let mut mixed = map_of(&items[..cut]);
+            mixed.insert_batch(&items[cut..]);
+            assert_agrees(&mixed, &model, &absent);
+            let mut chunked = StateMap::new();
+            for chunk in items.chunks(1 + cut % 5) {
+                chunked.insert_batch(chunk);
+            }
+            assert_agrees(&chunked, &model, &absent);
+            // Proofs are canonical: the same whichever way the map was built.
+            for key in model.keys().chain(&absent) {
+                prop_assert_eq!(batched.prove(key), m.prove(key));
+                prop_assert_eq!(mixed.prove(key), m.prove(key));
+            }
+
+            // A snapshot taken part-way keeps its root and proofs while the original changes.
+            let mut live = map_of(&items[..cut]);
+            let snap = live.clone();
+            let snap_model: BTreeMap<_, _> = items[..cut].iter().copied().collect();
+            let snap_proofs: Vec<_> = model.keys().map(|k| snap.prove(k)).collect();
+            if cut & 1 == 0 {
+                live.insert_batch(&items[cut..]);
+            } else {
+                for (key, v) in &items[cut..] {
+                    live.insert(*key, *v);
+                }
+            }
+            prop_assert_eq!(live.root(), m.root());
+            assert_agrees(&snap, &snap_model, &absent);
+            for (key, proof) in model.keys().zip(&snap_proofs) {
+                prop_assert_eq!(&snap.prove(key), proof);
+            }
+        }
+    }
+
+    /// A source that cannot load: every operation that reaches a stub fails and changes
+    /// nothing.
+    #[test]
+    fn source_errors_come_through() {
+        struct Broken;
+        impl MapSource for Broken {
+            type Error = &'static str;
+            fn load(&self, _: &Hash, _: usize) -> Result<Vec<(Hash, MapValue)>, &'static str> {
+                Err("disk on fire")
+            }
+        }
+        let items: Vec<_> = (0..20u64)
+            .map(|i| (b3(&i.to_le_bytes()), value(i)))
+            .collect();
+        let mut m = StateMap::with_buckets(4);
+        m.insert_batch_from(&items, &Broken).unwrap();
+        let root = m.root();
+        assert_eq!(
+            m.prove_from(&items[0].0, &Broken),
+            Err(MapError::Source("disk on fire"))
+        );
+        assert_eq!(
+            m.insert_batch_from(&[(items[0].0, value(99))], &Broken),
+            Err(MapError::Source("disk on fire"))
+        );
+        assert_eq!(m.root(), root);
+        assert_eq!(m.len(), 20);
+        assert_eq!(
+            MapError::Source("disk on fire").to_string(),
+            "cannot load map keys: disk on fire"
+        );
+    }
+
+    /// Keys whose paths share up to 255 bits: chains of single-child levels everywhere.
+    #[test]
+    fn long_shared_prefixes() {
+        let zero = [0u8; 32];
+        let mut items = vec![(zero, value(0)), (flip(&zero, 255), value(1))];
+        for b in [0, 1, 7, 8, 100, 200, 254] {
+            items.push((flip(&zero, b), value(b as u64 + 2)));
+        }
+        items.push(([0xff; 32], value(300)));
+        items.push((flip(&[0xff; 32], 255), value(301)));
+        let mut model = BTreeMap::new();
+        let mut m = StateMap::new();
+        for (i, (key, v)) in items.iter().enumerate() {
+            m.insert(*key, *v);
+            model.insert(*key, *v);
+            let absent: Vec<_> = (0..256).map(|b| flip(&items[i].0, b)).collect();
+            assert_agrees(&m, &model, &absent);
+        }
+        assert_eq!(m.prove(&zero).depth(), 256);
+        assert_eq!(m.prove(&flip(&zero, 254)).depth(), 255);
+        let mut batched = StateMap::new();
+        batched.insert_batch(&shuffled(&items, 7));
+        assert_eq!(batched.root(), m.root());
+    }
+
+    /// Larger maps: sequential, batched, and batched into an existing map with overwrites.
+    #[test]
+    fn larger_maps() {
+        let items: Vec<_> = (0..20_000u64)
+            .map(|i| (b3(&i.to_le_bytes()), value(i)))
+            .collect();
+        let (first, second) = items.split_at(12_000);
+        let mut seq = map_of(first);
+        let mut batched = StateMap::new();
+        batched.insert_batch(first);
+        assert_eq!(seq.root(), batched.root());
+        // The second half, plus overwrites of every 7th key of the first and near keys.
+        let mut more = second.to_vec();
+        for (i, (key, _)) in first.iter().enumerate().step_by(7) {
+            more.push((*key, value(1_000_000 + i as u64)));
+            more.push((flip(key, 200 + i % 56), value(2_000_000 + i as u64)));
+        }
+        for (key, v) in &more {
+            seq.insert(*key, *v);
+        }
+        batched.insert_batch(&more);
+        let model: BTreeMap<_, _> = items.iter().chain(&more).copied().collect();
+        assert_eq!(seq.root(), model_root(&model));
+        assert_eq!(batched.root(), seq.root());
+        assert_eq!(batched.len(), model.len());
+        for (key, v) in model.iter().step_by(97) {
+            assert_eq!(check(&seq.root(), key, &batched.prove(key)), Ok(Some(*v)));
+            let near = flip(key, 255);
+            assert_eq!(check(&seq.root(), &near, &seq.prove(&near)), Ok(None));
+        }
+    }
+
+    // --- 2. Snapshots. ---
+
+    #[test]
+    fn snapshot_is_unaffected_by_later_inserts() {
+        let items: Vec<_> = (0..2_000u64)
+            .map(|i| (b3(&i.to_le_bytes()), value(i)))
+            .collect();
+        let mut live = map_of(&items[..1_000]);
+        let snap = live.clone();
+        let root = snap.root();
+        let queries: Vec<Hash> = items
+            .iter()
+            .step_by(13)
+            .flat_map(|(key, _)| [*key, flip(key, 255), flip(key, 3)])
+            .collect();
+        let before: Vec<_> = queries
+            .iter()
+            .map(|q| (snap.get(q), snap.prove(q)))
+            .collect();
+        // Change the live map every way: new keys, overwrites, near keys, one by one and batched.
+        for (key, v) in &items[1_000..1_500] {
+            live.insert(*key, *v);
+        }
+        for (key, _) in items[..1_000].iter().step_by(3) {
+            live.insert(*key, value(9_999));
+            live.insert(flip(key, 255), value(8_888));
+        }
+        live.insert_batch(&items[1_500..]);
+        let overwrites: Vec<_> = items[..1_000].iter().map(|(k, _)| (*k, value(7))).collect();
+        live.insert_batch(&overwrites);
+        assert_ne!(live.root(), root);
+        assert_eq!(snap.root(), root);
+        assert_eq!(snap.len(), 1_000);
+        for (q, (got, proof)) in queries.iter().zip(&before) {
+            assert_eq!(&snap.get(q), got);
+            assert_eq!(&snap.prove(q), proof);
+            assert_eq!(check(&root, q, proof), Ok(*got));
+        }
+        let model: BTreeMap<_, _> = items
+            .iter()
+            .chain(&overwrites)
+            .copied()
+            .chain(
+                items[..1_000]
+                    .iter()
+                    .step_by(3)
+                    .map(|(k, _)| (flip(k, 255), value(8_888))),
+            )
+            .collect();
+        assert_eq!(live.root(), model_root(&model));
+    }
+}
