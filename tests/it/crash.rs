@@ -17,7 +17,7 @@
 //!
 //! The defaults keep `cargo test` short (20 kill cycles, 50–300 ms of load between kills).
 //! Longer: `CONSENTLOG_CRASH_CYCLES=200 CONSENTLOG_CRASH_MS=2000 cargo test --release --test
-//! crash -- --nocapture` (scripts/crash.sh). CONSENTLOG_CRASH_SEED repeats a run's kill
+//! it -- crash:: --nocapture` (scripts/crash.sh). CONSENTLOG_CRASH_SEED repeats a run's kill
 //! timings and request mix (the server's own timing still varies).
 
 use std::collections::{BTreeMap, HashMap};

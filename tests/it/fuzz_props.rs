@@ -198,7 +198,7 @@ fn fresh_fixture_verifies() {
 
 /// Writes fuzz/fixtures/ledger.json and the seed corpora under fuzz/seeds/. Run by hand after
 /// a format change: `CONSENTLOG_REGENERATE_FUZZ_FIXTURES=1 cargo test --release --test
-/// fuzz_props -- --ignored regenerate` (without the variable it does nothing, so that
+/// it -- --ignored fuzz_props::regenerate` (without the variable it does nothing, so that
 /// `--include-ignored` never rewrites the fixture by accident).
 #[test]
 #[ignore = "writes fuzz/fixtures and fuzz/seeds; run by hand after a format change"]

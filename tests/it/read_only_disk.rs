@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::faults as support_faults;
+use crate::support::faults;
 use crate::support::Server;
 
 use consentlog::core::receipt::Receipt;
@@ -100,7 +100,7 @@ fn serve(dir: &Path, engine: &str) -> Server {
 }
 
 fn post_many(url: &str, n: usize) -> (Vec<Receipt>, Vec<(u16, String)>) {
-    support_faults::post_many(url, ORIGIN, "shop.example", "ai-training", n)
+    faults::post_many(url, ORIGIN, "shop.example", "ai-training", n)
 }
 
 fn turns_read_only(engine: &str) {
@@ -139,7 +139,7 @@ fn turns_read_only(engine: &str) {
     let (ok, no) = post_many(&srv.url, 5);
     assert!(no.is_empty(), "refused after the repair: {no:?}");
     acked.extend(ok);
-    support_faults::stop_then_assert_kept(srv, &dir, &acked);
+    faults::stop_then_assert_kept(srv, &dir, &acked);
 }
 
 #[test]

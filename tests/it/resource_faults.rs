@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::faults as support_faults;
+use crate::support::faults;
 use crate::support::{run, s, Server};
 
 use consentlog::core::receipt::Receipt;
@@ -59,7 +59,7 @@ fn serve(dir: &Path, engine: &str) -> Server {
 
 /// Posts `n` fresh opt-ins with long names, so the small disk fills sooner.
 fn post_many(url: &str, n: usize) -> (Vec<Receipt>, Vec<(u16, String)>) {
-    support_faults::post_many(url, ORIGIN, &"x".repeat(128), &"y".repeat(128), n)
+    faults::post_many(url, ORIGIN, &"x".repeat(128), &"y".repeat(128), n)
 }
 
 fn faults(engine: &str) {
@@ -116,7 +116,7 @@ fn faults(engine: &str) {
     acked.extend(ok);
 
     // Nothing acknowledged was lost, and the ledger audits clean.
-    support_faults::stop_then_assert_kept(srv, &dir, &acked);
+    faults::stop_then_assert_kept(srv, &dir, &acked);
 }
 
 #[test]
