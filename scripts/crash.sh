@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The long crash-safety run: `consentlog serve` under concurrent appends, killed with SIGKILL
-# at random moments and restarted on the same directory (tests/crash.rs), many more times
+# at random moments and restarted on the same directory (tests/it/crash.rs), many more times
 # and with longer runs between kills than plain `cargo test` does.
 #
 #   scripts/crash.sh                       # 200 kill cycles, up to 2 s of load between kills
@@ -11,4 +11,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CONSENTLOG_CRASH_CYCLES="${CONSENTLOG_CRASH_CYCLES:-200}"
 export CONSENTLOG_CRASH_MS="${CONSENTLOG_CRASH_MS:-2000}"
-exec cargo test --release --test crash -- --nocapture "$@"
+exec cargo test --release --test it -- crash:: --nocapture "$@"

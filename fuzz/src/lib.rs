@@ -1,10 +1,10 @@
-//! Shared code of the fuzz targets: the properties and mutator of tests/support_fuzz/mod.rs
-//! (the same file `cargo test` runs as tests/fuzz_props.rs), and the stored fixture, loaded
+//! Shared code of the fuzz targets: the properties and mutator of tests/it/support/fuzz.rs
+//! (the same file `cargo test` runs as tests/it/fuzz_props.rs), and the stored fixture, loaded
 //! once per process.
 
 use std::sync::OnceLock;
 
-#[path = "../../tests/support_fuzz/mod.rs"]
+#[path = "../../tests/it/support/fuzz.rs"]
 pub mod support;
 
 pub use support::*;

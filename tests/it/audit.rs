@@ -2,68 +2,32 @@
 //! store or in an export file, then audited with the real `consentlog audit` (and, for the
 //! exhaustive sweeps, in-process exactly as `consentlog audit` does it).
 
-mod support_cli;
-
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
+use crate::support::*;
 use consentlog::core::audit::{Auditor, Problem, Report};
 use consentlog::core::entry::{Entry, Opening};
-use consentlog::core::event::{ConsentEvent, SignedEvent, EVENT_VERSION};
+use consentlog::core::event::SignedEvent;
 use consentlog::core::export::Reader;
-use consentlog::core::hash::Hash;
 use consentlog::core::map::{MapValue, StateMap};
 use consentlog::core::note::{self, Checkpoint};
 use consentlog::core::tlog::{Blake3Hasher, Frontier};
 use consentlog::keyfile;
 use consentlog::ledger::raw::RawLedger;
-use consentlog::ledger::{clock, Ledger, Outcome};
+use consentlog::ledger::{Ledger, Outcome};
 use consentlog::store::{Store, Table, WriteBatch};
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use support_cli::*;
 
 const ORIGIN: &str = "audit.example/log";
-const CTL: &str = "example.com";
-const PUR: &str = "ai-training";
 
 // ---------------------------------------------------------------------------------------------
 // Building ledgers
 
-struct Person {
-    key: SigningKey,
-    seq: u64,
-    prev: Option<Hash>,
-}
-
-impl Person {
-    fn new() -> Self {
-        Person {
-            key: keyfile::generate(),
-            seq: 0,
-            prev: None,
-        }
-    }
-
-    /// The person's next event (opt-in first, then alternating).
-    fn next(&mut self) -> SignedEvent {
-        let ev = ConsentEvent {
-            version: EVENT_VERSION,
-            log: ORIGIN.into(),
-            subject: self.key.verifying_key().to_bytes(),
-            controller: CTL.into(),
-            purpose: PUR.into(),
-            decision: (self.seq % 2 == 0) as u8,
-            seq: self.seq,
-            prev: self.prev,
-            issued_at: clock::now_ms(),
-            expires_at: None,
-            notice: None,
-        }
-        .sign(&self.key);
-        self.seq += 1;
-        self.prev = Some(ev.event_hash());
-        ev
-    }
+/// The person's next event (opt-in first, then alternating).
+fn next(p: &mut Person) -> SignedEvent {
+    let opt_in = p.seq % 2 == 0;
+    p.step(ORIGIN, opt_in)
 }
 
 /// A ledger built with the library, closed again.
@@ -94,15 +58,13 @@ impl Built {
 /// `people` people; after each batch (round-robin over people) a checkpoint, unless
 /// `checkpoint_last` is false for the last batch.
 fn build(people: usize, batches: &[usize], checkpoint_last: bool) -> Built {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("ledger");
-    let l = Ledger::init(&dir, ORIGIN, consentlog::ledger::default_engine()).expect("init");
+    let mut l = TestLedger::with_origin(ORIGIN);
     let mut ps: Vec<Person> = (0..people).map(|_| Person::new()).collect();
     let mut cp_sizes = vec![0];
     let mut n = 0usize;
     for (b, &count) in batches.iter().enumerate() {
         let evs: Vec<_> = (0..count)
-            .map(|k| Ok(ps[(n + k) % people].next()))
+            .map(|k| Ok(next(&mut ps[(n + k) % people])))
             .collect();
         n += count;
         for o in l.append(evs).expect("append") {
@@ -113,12 +75,11 @@ fn build(people: usize, batches: &[usize], checkpoint_last: bool) -> Built {
         }
     }
     let log_key = l.public_key();
-    drop(l);
-    wait_unlocked(&dir);
+    l.close();
     Built {
-        log_hex: hex::encode(log_key.as_bytes()),
-        tmp,
-        dir,
+        log_hex: l.log_key,
+        tmp: l.tmp,
+        dir: l.dir,
         log_key,
         cp_sizes,
     }
@@ -191,7 +152,7 @@ fn audit_dir_lib(dir: &Path, key: &VerifyingKey) -> Result<Report, String> {
     let result = (|| {
         let raw = RawLedger::open(dir).map_err(|e| e.to_string())?;
         let notes = raw.checkpoints().map_err(|e| e.to_string())?;
-        let mut a = Auditor::new(key, &raw.origin, &notes, clock::now_ms());
+        let mut a = Auditor::new(key, &raw.origin, &notes, now_ms());
         a.push_chunk(raw.entries(0, raw.size).map_err(|e| e.to_string())?);
         Ok(a.finish())
     })();
@@ -549,7 +510,7 @@ fn checkpoint_signed_by_another_key_is_caught() {
             size: last.size,
             root: last.root,
             map_root: last.map_root,
-            time: clock::now_ms(),
+            time: now_ms(),
         }
         .sign(&other);
         let mut batch = WriteBatch::new();
@@ -573,7 +534,7 @@ fn checkpoint_signed_by_another_key_is_caught() {
             size: last.size,
             root: last.root,
             map_root: last.map_root,
-            time: clock::now_ms(),
+            time: now_ms(),
         };
         let by_other = body.sign(&other);
         let by_log = body.sign(&log_secret(&b.dir));
@@ -607,7 +568,7 @@ fn append_resigned(b: &Built, edit: impl FnOnce(&mut Checkpoint<'_>)) -> u64 {
         size: last.size,
         root: last.root,
         map_root: last.map_root,
-        time: clock::now_ms().max(last.time),
+        time: now_ms().max(last.time),
     };
     edit(&mut body);
     let text = body.sign(&log_secret(&b.dir));
@@ -708,7 +669,7 @@ fn checkpoint_that_is_not_a_note_is_caught() {
 fn truncated_export_never_passes() {
     let b = build(4, &[3, 4, 2, 3], true);
     let (path, bytes) = export(&b, "full.export", true);
-    let now = clock::now_ms() + 60_000;
+    let now = now_ms() + 60_000;
     let rep = audit_export_lib(&bytes, &b.log_key, now).unwrap();
     assert!(rep.ok(), "{rep:?}");
     assert_eq!(rep.entries, 12);
@@ -840,7 +801,7 @@ fn every_single_byte_change_of_a_small_export_fails_exhaustive() {
 fn single_byte_sweep(all_values: bool) {
     let b = build(2, &[2, 1], true);
     let (path, bytes) = export(&b, "small.export", true);
-    let now = clock::now_ms() + 60_000;
+    let now = now_ms() + 60_000;
     assert!(audit_export_lib(&bytes, &b.log_key, now).unwrap().ok());
     let structural = structural_offsets(&bytes);
 
@@ -914,7 +875,7 @@ fn export_without_openings_audits_clean() {
     let mut m = bytes.clone();
     let n = m.len();
     m[n - 5] ^= 1; // inside the last entry's commitment
-    let rep = audit_export_lib(&m, &b.log_key, clock::now_ms() + 60_000).unwrap();
+    let rep = audit_export_lib(&m, &b.log_key, now_ms() + 60_000).unwrap();
     assert!(
         rep.violations
             .iter()
@@ -949,22 +910,15 @@ fn uncovered_entries_fail_a_dir_audit_but_exports_end_at_a_covering_checkpoint()
     // directory does not until the next checkpoint.
     let l = Ledger::open(&b.dir).unwrap();
     let mut p = Person::new();
-    l.append(vec![Ok(p.next())]).unwrap();
+    l.append(vec![Ok(next(&mut p))]).unwrap();
     drop(l);
     wait_unlocked(&b.dir);
     run(&["audit", "--log-key", &b.log_hex, "--file", s(&path)]).ok();
     assert_caught(&b.audit_cli(), &["1 entries after it are not covered"]);
     // An empty ledger (init's checkpoint of size 0) is clean.
-    let tmp = tempfile::tempdir().unwrap();
-    let l = Ledger::init(
-        &tmp.path().join("l"),
-        ORIGIN,
-        consentlog::ledger::default_engine(),
-    )
-    .unwrap();
-    drop(l);
-    wait_unlocked(&tmp.path().join("l"));
-    run(&["audit", "--dir", s(&tmp.path().join("l"))]).ok();
+    let mut empty = TestLedger::with_origin(ORIGIN);
+    empty.close();
+    run(&["audit", "--dir", empty.d()]).ok();
 }
 
 #[test]

@@ -1,11 +1,10 @@
 //! The `consentlog` command line, through the real binary in temporary directories: every
 //! command, its output shape (exact JSON key sets), exit codes, file modes and error messages.
 
-mod support_cli;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use crate::support::*;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use consentlog::core::entry::Entry;
@@ -18,26 +17,10 @@ use consentlog::core::tlog::{
 };
 use ed25519_dalek::VerifyingKey;
 use serde_json::Value;
-use support_cli::*;
 
 const CTL: &str = "example.com";
 const PUR: &str = "ai-training";
 
-const RECEIPT_KEYS: &[&str] = &["index", "leaf_hash", "integrated_at", "signature"];
-const EVENT_KEYS: &[&str] = &[
-    "version",
-    "log",
-    "subject",
-    "controller",
-    "purpose",
-    "decision",
-    "seq",
-    "prev",
-    "issued_at",
-    "expires_at",
-    "notice",
-    "signature",
-];
 const VERIFY_KEYS: &[&str] = &[
     "valid",
     "held",
@@ -91,11 +74,9 @@ fn verify_args<'a>(log_key: &'a str, proof: &'a str, extra: &[&'a str]) -> Vec<&
     v
 }
 
-/// `prove` into a file; returns the file path.
-fn prove_to(l: &TestLedger, name: &str, subject: &str, at: Option<u64>) -> std::path::PathBuf {
-    let out = l.path(name);
-    let at_s = at.map(|a| a.to_string());
-    let mut args = vec![
+/// `consentlog prove` on `l` for (subject, CTL, PUR) with `extra` arguments, as it ran.
+fn prove_run(l: &TestLedger, subject: &str, extra: &[&str]) -> Run {
+    let args = [
         "prove",
         "--dir",
         l.d(),
@@ -105,13 +86,19 @@ fn prove_to(l: &TestLedger, name: &str, subject: &str, at: Option<u64>) -> std::
         CTL,
         "--purpose",
         PUR,
-        "--out",
-        s(&out),
     ];
+    run(&[&args[..], extra].concat())
+}
+
+/// `prove` into a file; returns the file path.
+fn prove_to(l: &TestLedger, name: &str, subject: &str, at: Option<u64>) -> std::path::PathBuf {
+    let out = l.path(name);
+    let at_s = at.map(|a| a.to_string());
+    let mut extra = vec!["--out", s(&out)];
     if let Some(a) = &at_s {
-        args.extend_from_slice(&["--at", a]);
+        extra.extend_from_slice(&["--at", a]);
     }
-    run(&args).ok();
+    prove_run(l, subject, &extra).ok();
     out
 }
 
@@ -120,7 +107,7 @@ fn prove_to(l: &TestLedger, name: &str, subject: &str, at: Option<u64>) -> std::
 
 #[test]
 fn init_creates_key_files_and_refuses_an_existing_ledger() {
-    let l = TestLedger::with_origin("init.example/log");
+    let l = TestLedger::cli_with_origin("init.example/log");
     let key = l.dir.join("log.key");
     let pubf = l.dir.join("log.pub");
     assert_eq!(mode(&key), 0o600, "log.key mode");
@@ -151,8 +138,7 @@ fn init_creates_key_files_and_refuses_an_existing_ledger() {
     assert!(cp.stdout.starts_with("consentlog.local/log\n"), "{cp:#?}");
     let d3 = tmp.path().join("l3");
     let r = run(&["init", "--dir", s(&d3), "--origin", "Bad Origin"]);
-    assert_ne!(r.code, 0, "{r:#?}");
-    assert!(r.stderr.contains("origin"), "{r:#?}");
+    r.assert_fails_with("origin");
 }
 
 #[test]
@@ -193,7 +179,7 @@ fn keygen_writes_mode_0600_and_refuses_to_overwrite() {
 
 #[test]
 fn sign_prints_one_event_line_with_exact_keys() {
-    let l = TestLedger::with_origin("sign.example/log");
+    let l = TestLedger::cli_with_origin("sign.example/log");
     let (k, pk) = l.person("alice");
     let issued = now_ms();
     let issued_s = issued.to_string();
@@ -221,7 +207,7 @@ fn sign_prints_one_event_line_with_exact_keys() {
     .ok();
     assert_eq!(r.stdout.lines().count(), 1, "one line: {r:#?}");
     let ev0 = r.json();
-    assert_keys(&ev0, EVENT_KEYS);
+    assert_keys(&ev0, EVENT_JSON_KEYS);
     assert_eq!(ev0["version"], 1);
     assert_eq!(ev0["log"], "sign.example/log");
     assert_eq!(ev0["subject"], pk.as_str());
@@ -258,7 +244,7 @@ fn sign_prints_one_event_line_with_exact_keys() {
     ])
     .ok();
     let ev1 = r.json();
-    assert_keys(&ev1, EVENT_KEYS);
+    assert_keys(&ev1, EVENT_JSON_KEYS);
     assert_eq!(
         ev1["log"], "sign.example/log",
         "--dir uses the ledger's origin"
@@ -303,26 +289,23 @@ fn sign_prints_one_event_line_with_exact_keys() {
     let upper_prev = "AB".repeat(32);
     bad.extend_from_slice(&["--opt-in", "--prev", &upper_prev]);
     let r = run(&bad);
-    assert_ne!(r.code, 0, "{r:#?}");
-    assert!(r.stderr.contains("--prev"), "{r:#?}");
+    r.assert_fails_with("--prev");
     let mut bad = base.to_vec();
     bad.extend_from_slice(&["--opt-in", "--notice", "abcd"]);
     let r = run(&bad);
-    assert_ne!(r.code, 0, "{r:#?}");
-    assert!(r.stderr.contains("--notice"), "{r:#?}");
+    r.assert_fails_with("--notice");
 
     // A key file readable by others is refused.
     std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o644)).unwrap();
     let mut ok_args = base.to_vec();
     ok_args.push("--opt-in");
     let r = run(&ok_args);
-    assert_ne!(r.code, 0, "{r:#?}");
-    assert!(r.stderr.contains("chmod 600"), "{r:#?}");
+    r.assert_fails_with("chmod 600");
 }
 
 #[test]
 fn grant_and_revoke_print_signed_receipts() {
-    let l = TestLedger::new();
+    let l = TestLedger::cli();
     let (alice, _) = l.person("alice");
     let (bob, _) = l.person("bob");
     let r0 = l.decide(&alice, true, CTL, PUR);
@@ -352,52 +335,17 @@ fn grant_and_revoke_print_signed_receipts() {
     // grant with --expires-at is fine, revoke with it is refused.
     let exp = (now_ms() + 3_600_000).to_string();
     let (carol, _) = l.person("carol");
-    let r = run(&[
-        "grant",
-        "--dir",
-        l.d(),
-        "--key",
-        s(&carol),
-        "--controller",
-        CTL,
-        "--purpose",
-        PUR,
-        "--expires-at",
-        &exp,
-    ])
-    .ok();
+    let r = l
+        .decide_with(&carol, true, CTL, PUR, &["--expires-at", &exp])
+        .ok();
     check_receipt(&r.json(), &l.log_key);
-    let r = run(&[
-        "revoke",
-        "--dir",
-        l.d(),
-        "--key",
-        s(&carol),
-        "--controller",
-        CTL,
-        "--purpose",
-        PUR,
-        "--expires-at",
-        &exp,
-    ]);
-    assert_ne!(r.code, 0, "{r:#?}");
-    assert!(r.stderr.contains("--expires-at"), "{r:#?}");
+    let r = l.decide_with(&carol, false, CTL, PUR, &["--expires-at", &exp]);
+    r.assert_fails_with("--expires-at");
 
     // A key file readable by others is refused before anything is written.
     std::fs::set_permissions(&carol, std::fs::Permissions::from_mode(0o640)).unwrap();
-    let r = run(&[
-        "revoke",
-        "--dir",
-        l.d(),
-        "--key",
-        s(&carol),
-        "--controller",
-        CTL,
-        "--purpose",
-        PUR,
-    ]);
-    assert_ne!(r.code, 0, "{r:#?}");
-    assert!(r.stderr.contains("chmod 600"), "{r:#?}");
+    let r = l.decide_with(&carol, false, CTL, PUR, &[]);
+    r.assert_fails_with("chmod 600");
     assert_eq!(run(&["leaves", "--dir", l.d()]).ok().ndjson().len(), 5);
 
     // Not a ledger.
@@ -412,8 +360,7 @@ fn grant_and_revoke_print_signed_receipts() {
         "--purpose",
         PUR,
     ]);
-    assert_ne!(r.code, 0, "{r:#?}");
-    assert!(r.stderr.contains("not a consentlog ledger"), "{r:#?}");
+    r.assert_fails_with("not a consentlog ledger");
 }
 
 /// Signs one event with the CLI and returns its JSON line.
@@ -441,7 +388,7 @@ fn sign_line(k: &Path, log: &str, controller: &str, seq: u64, prev: Option<&str>
 
 #[test]
 fn append_reports_one_line_per_event_in_order() {
-    let l = TestLedger::new();
+    let l = TestLedger::cli();
     let (a, _) = l.person("a");
     let (b, _) = l.person("b");
     let a0 = sign_line(&a, &l.origin, CTL, 0, None);
@@ -533,7 +480,7 @@ fn append_reports_one_line_per_event_in_order() {
 
 #[test]
 fn append_rejects_time_and_chain_rule_breaks_by_name() {
-    let l = TestLedger::new();
+    let l = TestLedger::cli();
     let (a, _) = l.person("a");
     let sign = |extra: &[&str]| -> String {
         let mut args = vec![
@@ -609,7 +556,7 @@ fn append_rejects_time_and_chain_rule_breaks_by_name() {
 
 #[test]
 fn append_garbage_line_gives_error_line_and_writes_nothing_for_it() {
-    let l = TestLedger::new();
+    let l = TestLedger::cli();
     let (a, _) = l.person("a");
     let size = |l: &TestLedger| run(&["leaves", "--dir", l.d()]).ok().ndjson().len();
 
@@ -660,12 +607,12 @@ fn append_garbage_line_gives_error_line_and_writes_nothing_for_it() {
 
 #[test]
 fn checkpoint_prints_a_signed_note() {
-    let l = TestLedger::with_origin("note.example/log");
+    let l = TestLedger::cli_with_origin("note.example/log");
     let (a, _) = l.person("a");
     l.decide(&a, true, CTL, PUR);
     l.decide(&a, false, CTL, PUR);
     let before = now_ms();
-    let text = l.checkpoint();
+    let text = l.note();
     let lines: Vec<&str> = text.split('\n').collect();
     assert_eq!(lines.len(), 8, "{text:?}");
     assert_eq!(lines[0], "note.example/log");
@@ -706,7 +653,7 @@ fn checkpoint_prints_a_signed_note() {
     assert!(note::open(&text, &other).is_err());
 
     // A later checkpoint is not older and also verifies.
-    let cp2 = open_note(&l.checkpoint(), &l.log_key);
+    let cp2 = open_note(&l.note(), &l.log_key);
     assert!(cp2.time >= cp.time);
     assert_eq!(
         (cp2.size, cp2.root, cp2.map_root),
@@ -719,7 +666,7 @@ fn checkpoint_prints_a_signed_note() {
 
 #[test]
 fn verify_exit_codes_and_json() {
-    let l = TestLedger::new();
+    let l = TestLedger::cli();
     let (alice, apk) = l.person("alice");
     let (bob, bpk) = l.person("bob");
     let (_carol, cpk) = l.person("carol");
@@ -872,13 +819,13 @@ fn verify_exit_codes_and_json() {
 
 #[test]
 fn historical_consent_at_t_and_now() {
-    let l = TestLedger::new();
+    let l = TestLedger::cli();
     let (bob, bpk) = l.person("bob");
     let before = now_ms() - 1;
     let g = l.decide(&bob, true, CTL, PUR);
-    sleep_ms(30);
-    let t = now_ms();
-    sleep_ms(30);
+    // T: a millisecond after the grant, the revocation integrated after T.
+    let t = g["integrated_at"].as_u64().unwrap() + 1;
+    wall_past(t);
     let r = l.decide(&bob, false, CTL, PUR);
     let tg = g["integrated_at"].as_u64().unwrap();
     let tr = r["integrated_at"].as_u64().unwrap();
@@ -924,40 +871,16 @@ fn historical_consent_at_t_and_now() {
 
 #[test]
 fn prove_refuses_a_future_time_and_prints_to_stdout() {
-    let l = TestLedger::new();
+    let l = TestLedger::cli();
     let (a, apk) = l.person("a");
     l.decide(&a, true, CTL, PUR);
     let future = (now_ms() + 3_600_000).to_string();
-    let r = run(&[
-        "prove",
-        "--dir",
-        l.d(),
-        "--subject",
-        &apk,
-        "--controller",
-        CTL,
-        "--purpose",
-        PUR,
-        "--at",
-        &future,
-    ]);
-    assert_ne!(r.code, 0, "{r:#?}");
-    assert!(r.stderr.contains("future"), "{r:#?}");
+    let r = prove_run(&l, &apk, &["--at", &future]);
+    r.assert_fails_with("future");
     assert!(r.stdout.is_empty(), "{r:#?}");
 
     // Without --out the proof goes to stdout, with exactly the proof keys.
-    let r = run(&[
-        "prove",
-        "--dir",
-        l.d(),
-        "--subject",
-        &apk,
-        "--controller",
-        CTL,
-        "--purpose",
-        PUR,
-    ])
-    .ok();
+    let r = prove_run(&l, &apk, &[]).ok();
     let v = r.json();
     assert_keys(
         &v,
@@ -982,28 +905,15 @@ fn prove_refuses_a_future_time_and_prints_to_stdout() {
 
 #[test]
 fn expired_opt_in_is_not_held() {
-    let l = TestLedger::new();
+    let l = TestLedger::cli();
     let (a, apk) = l.person("a");
     let exp = now_ms() + 1500;
-    let r = run(&[
-        "grant",
-        "--dir",
-        l.d(),
-        "--key",
-        s(&a),
-        "--controller",
-        CTL,
-        "--purpose",
-        PUR,
-        "--expires-at",
-        &exp.to_string(),
-    ])
-    .ok();
+    let r = l
+        .decide_with(&a, true, CTL, PUR, &["--expires-at", &exp.to_string()])
+        .ok();
     let ti = r.json()["integrated_at"].as_u64().unwrap();
     let before = prove_to(&l, "before.json", &apk, Some(ti));
-    while now_ms() <= exp + 5 {
-        sleep_ms(50);
-    }
+    wall_past(exp + 5);
     let after = prove_to(&l, "after.json", &apk, None);
     let k = l.log_key.as_str();
     assert_eq!(
@@ -1023,11 +933,11 @@ fn expired_opt_in_is_not_held() {
 
 #[test]
 fn inclusion_and_consistency_proofs_match_checkpoints() {
-    let l = TestLedger::new();
+    let l = TestLedger::cli();
     let people: Vec<_> = (0..4).map(|i| l.person(&format!("p{i}")).0).collect();
     // Checkpoints at several sizes: 0 (init), 1, 3, 6, 7.
     let mut roots = std::collections::BTreeMap::new();
-    let cp0 = open_note(&l.checkpoint(), &l.log_key);
+    let cp0 = open_note(&l.note(), &l.log_key);
     roots.insert(0u64, cp0.root);
     let mut n = 0u64;
     for batch in [1usize, 2, 3, 1] {
@@ -1037,7 +947,7 @@ fn inclusion_and_consistency_proofs_match_checkpoints() {
             l.decide(who, opt_in, CTL, PUR);
             n += 1;
         }
-        let cp = open_note(&l.checkpoint(), &l.log_key);
+        let cp = open_note(&l.note(), &l.log_key);
         assert_eq!(cp.size, n);
         roots.insert(n, cp.root);
     }
@@ -1154,7 +1064,7 @@ fn inclusion_and_consistency_proofs_match_checkpoints() {
 
 #[test]
 fn leaves_lists_entries_as_ndjson() {
-    let l = TestLedger::new();
+    let l = TestLedger::cli();
     let (a, apk) = l.person("a");
     let (b, _) = l.person("b");
     let receipts = [
@@ -1204,7 +1114,7 @@ fn leaves_lists_entries_as_ndjson() {
 
 #[test]
 fn history_and_verify_history() {
-    let l = TestLedger::new();
+    let l = TestLedger::cli();
     let (a, apk) = l.person("alice");
     let (b, bpk) = l.person("bob");
     l.decide(&a, true, CTL, PUR);
@@ -1312,7 +1222,7 @@ fn history_and_verify_history() {
 
 #[test]
 fn verify_history_refuses_a_history_with_a_chain_left_out() {
-    let l = TestLedger::new();
+    let l = TestLedger::cli();
     let (a, apk) = l.person("alice");
     l.decide(&a, true, CTL, PUR);
     l.decide(&a, true, "other.org", "ads");
@@ -1349,14 +1259,14 @@ fn verify_history_refuses_a_history_with_a_chain_left_out() {
 
 #[test]
 fn audit_and_export() {
-    let l = TestLedger::new();
+    let l = TestLedger::cli();
     let (a, _) = l.person("a");
     let (b, _) = l.person("b");
     l.decide(&a, true, CTL, PUR);
-    l.checkpoint();
+    l.note();
     l.decide(&b, true, CTL, PUR);
     l.decide(&a, false, CTL, PUR);
-    l.checkpoint();
+    l.note();
     l.decide(&b, false, CTL, PUR);
 
     // Entries after the last checkpoint: a dir audit fails and says so.
@@ -1455,7 +1365,7 @@ fn audit_and_export() {
 
 #[test]
 fn loadgen_files_append_fully_into_one_ledger() {
-    let l = TestLedger::with_origin("load.example/log");
+    let l = TestLedger::cli_with_origin("load.example/log");
     let f1 = l.path("load1.ndjson");
     let f2 = l.path("load2.ndjson");
     run(&[
@@ -1487,7 +1397,7 @@ fn loadgen_files_append_fully_into_one_ledger() {
     let mut subjects = std::collections::HashSet::new();
     for line in lines1.lines() {
         let v: Value = serde_json::from_str(line).unwrap();
-        assert_keys(&v, EVENT_KEYS);
+        assert_keys(&v, EVENT_JSON_KEYS);
         assert_eq!(v["log"], "load.example/log");
         subjects.insert(v["subject"].as_str().unwrap().to_string());
     }
@@ -1506,7 +1416,7 @@ fn loadgen_files_append_fully_into_one_ledger() {
         assert_eq!(r["index"].as_u64(), Some(300 + i as u64), "{r}");
     }
     check_receipt(&out2[149], &l.log_key);
-    l.checkpoint();
+    l.note();
     run(&["audit", "--dir", l.d()]).ok();
 
     // A loadgen file for another origin is refused event by event.
@@ -1552,7 +1462,7 @@ fn demo_runs_and_prints_its_steps() {
 
 #[test]
 fn bad_input_errors_name_what_is_wrong() {
-    let l = TestLedger::new();
+    let l = TestLedger::cli();
     let (a, apk) = l.person("a");
     l.decide(&a, true, CTL, PUR);
     let prove = |subject: &str, controller: &str, purpose: &str| {
@@ -1603,42 +1513,20 @@ fn bad_input_errors_name_what_is_wrong() {
         "{r:#?}"
     );
     let r = prove(&apk, CTL, "AI training");
-    assert_ne!(r.code, 0, "{r:#?}");
-    assert!(r.stderr.contains("purpose"), "{r:#?}");
+    r.assert_fails_with("purpose");
     let r = prove(&apk, "", PUR);
     assert_ne!(r.code, 0, "{r:#?}");
     let r = prove(&apk, &"a".repeat(129), PUR);
-    assert_ne!(r.code, 0, "{r:#?}");
-    assert!(r.stderr.contains("controller"), "{r:#?}");
+    r.assert_fails_with("controller");
     // grant with an uppercase controller: rejected with the rule, nothing written.
-    let r = run(&[
-        "grant",
-        "--dir",
-        l.d(),
-        "--key",
-        s(&a),
-        "--controller",
-        "EXAMPLE.COM",
-        "--purpose",
-        PUR,
-    ]);
+    let r = l.decide_with(&a, true, "EXAMPLE.COM", PUR, &[]);
     assert_ne!(r.code, 0, "{r:#?}");
     let v = r.json();
     assert_keys(&v, &["error", "rule"]);
     assert_eq!(v["rule"], "controller");
     assert!(v["error"].as_str().unwrap().contains("'E'"), "{v}");
     assert_eq!(run(&["leaves", "--dir", l.d()]).ok().ndjson().len(), 1);
-    let r = run(&[
-        "revoke",
-        "--dir",
-        l.d(),
-        "--key",
-        s(&a),
-        "--controller",
-        CTL,
-        "--purpose",
-        "Ads",
-    ]);
+    let r = l.decide_with(&a, false, CTL, "Ads", &[]);
     assert_eq!(r.json()["rule"], "purpose", "{r:#?}");
     // verify with an uppercase --controller is another question: invalid.
     let r = run(&verify_args(
@@ -1652,17 +1540,7 @@ fn bad_input_errors_name_what_is_wrong() {
     let kf = l.path("bad.key");
     std::fs::write(&kf, "not a key\n").unwrap();
     std::fs::set_permissions(&kf, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let r = run(&[
-        "grant",
-        "--dir",
-        l.d(),
-        "--key",
-        s(&kf),
-        "--controller",
-        CTL,
-        "--purpose",
-        PUR,
-    ]);
+    let r = l.decide_with(&kf, true, CTL, PUR, &[]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("not a consentlog key file"), "{r:#?}");
 }

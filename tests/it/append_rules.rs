@@ -2,11 +2,11 @@
 //! nothing (size, head, checkpoint roots, every stored table, and the same after reopening);
 //! duplicates get their existing receipt; the events of a batch are judged one by one.
 
-mod support_append;
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, Barrier};
 
+use crate::support::ledger::*;
+use crate::support::*;
 use consentlog::core::codec::{self, DecodeError};
 use consentlog::core::event::{ConsentEvent, EventJson, SignedEvent};
 use consentlog::core::hash::to_hex;
@@ -14,7 +14,6 @@ use consentlog::core::hash::JsonError;
 use consentlog::core::receipt::Receipt;
 use consentlog::core::reject::{MalformedEvent, Reject};
 use consentlog::ledger::{Outcome, CHUNK};
-use support_append::*;
 
 /// The group order L, little-endian.
 const L: [u8; 32] = [
@@ -99,10 +98,7 @@ fn version_other_than_1_is_rejected() {
     let p = Person::new();
     let key = p.event().state_key();
     for v in [0u8, 2, 255] {
-        let ev = p.sign(ConsentEvent {
-            version: v,
-            ..p.event()
-        });
+        let ev = p.event().version(v).sign();
         let (l2, r) = expect_reject(l, &dir, &key, Ok(ev), "version", &[&format!("version {v}")]);
         assert_eq!(r, Reject::Version(v));
         l = l2;
@@ -122,10 +118,7 @@ fn log_other_than_origin_is_rejected() {
         "TEST.example/log",
         " test.example/log",
     ] {
-        let ev = p.sign(ConsentEvent {
-            log: log.to_string(),
-            ..p.event()
-        });
+        let ev = p.event().log(log).sign();
         let key = ev.event.state_key();
         let (l2, r) = expect_reject(l, &dir, &key, Ok(ev), "log", &[ORIGIN]);
         assert_eq!(
@@ -173,20 +166,14 @@ fn controller_outside_charset_or_length_is_rejected() {
     let (_tmp, dir, mut l) = new_ledger();
     let p = Person::new();
     for (c, why) in bad_names() {
-        let ev = p.sign(ConsentEvent {
-            controller: c.clone(),
-            ..p.event()
-        });
+        let ev = p.event().controller(&c).sign();
         let key = ev.event.state_key();
         let (l2, r) = expect_reject(l, &dir, &key, Ok(ev), "controller", &["controller", why]);
         assert!(matches!(r, Reject::Controller(_)), "{r:?}");
         l = l2;
     }
     for c in good_names() {
-        let ev = p.sign(ConsentEvent {
-            controller: c.clone(),
-            ..p.event()
-        });
+        let ev = p.event().controller(&c).sign();
         accept(&l, ev);
     }
 }
@@ -196,20 +183,14 @@ fn purpose_outside_charset_or_length_is_rejected() {
     let (_tmp, dir, mut l) = new_ledger();
     let p = Person::new();
     for (c, why) in bad_names() {
-        let ev = p.sign(ConsentEvent {
-            purpose: c.clone(),
-            ..p.event()
-        });
+        let ev = p.event().purpose(&c).sign();
         let key = ev.event.state_key();
         let (l2, r) = expect_reject(l, &dir, &key, Ok(ev), "purpose", &["purpose", why]);
         assert!(matches!(r, Reject::Purpose(_)), "{r:?}");
         l = l2;
     }
     for c in good_names() {
-        let ev = p.sign(ConsentEvent {
-            purpose: c.clone(),
-            ..p.event()
-        });
+        let ev = p.event().purpose(&c).sign();
         accept(&l, ev);
     }
 }
@@ -220,10 +201,7 @@ fn decision_byte_other_than_0_or_1_is_rejected() {
     let p = Person::new();
     let key = p.event().state_key();
     for d in [2u8, 3, 0x80, 255] {
-        let ev = p.sign(ConsentEvent {
-            decision: d,
-            ..p.event()
-        });
+        let ev = p.event().decision(d).sign();
         let (l2, r) = expect_reject(
             l,
             &dir,
@@ -236,10 +214,7 @@ fn decision_byte_other_than_0_or_1_is_rejected() {
         l = l2;
     }
     // Both known decisions are accepted.
-    let e0 = p.sign(ConsentEvent {
-        decision: 0,
-        ..p.event()
-    });
+    let e0 = p.event().decision(0).sign();
     accept(&l, e0.clone());
     accept(&l, p.next(&e0, 1));
 }
@@ -251,10 +226,7 @@ fn weak_small_order_key_is_rejected() {
     let mut lax_valid = [0u8; 64];
     lax_valid[0] = 1; // R = identity, S = 0: R == [S]B - [k]A for A of small order and k = 8m
     for subject in small_order_points() {
-        let ev = ConsentEvent {
-            subject,
-            ..p.event()
-        };
+        let ev = p.event().subject(subject).build();
         let key = ev.state_key();
         for sig in [lax_valid, [7u8; 64], [0u8; 64]] {
             let signed = SignedEvent::from_parts(ev.clone(), sig);
@@ -268,11 +240,7 @@ fn weak_small_order_key_is_rejected() {
     let identity = small_order_points()[0];
     let vk = ed25519_dalek::VerifyingKey::from_bytes(&identity).unwrap();
     assert!(vk.is_weak());
-    let msg = ConsentEvent {
-        subject: identity,
-        ..p.event()
-    }
-    .signing_message();
+    let msg = p.event().subject(identity).build().signing_message();
     assert!(
         ed25519_dalek::Verifier::verify(
             &vk,
@@ -292,10 +260,7 @@ fn invalid_point_as_key_is_rejected_under_weak_key_rule() {
     let mut subject = [0u8; 32];
     subject[0] = 2;
     assert!(ed25519_dalek::VerifyingKey::from_bytes(&subject).is_err());
-    let ev = ConsentEvent {
-        subject,
-        ..p.event()
-    };
+    let ev = p.event().subject(subject).build();
     let key = ev.state_key();
     let (_l, r) = expect_reject(
         l,
@@ -376,10 +341,7 @@ fn seq_not_continuing_the_head_is_rejected() {
     let key = key_of(&e0);
 
     // Too high for a first event.
-    let ev = p.sign(ConsentEvent {
-        seq: 1,
-        ..p.event()
-    });
+    let ev = p.event().seq(1).sign();
     let (l, r) = expect_reject(l, &dir, &key, Ok(ev), "seq", &["seq 1", "expected 0"]);
     assert_eq!(
         r,
@@ -392,10 +354,7 @@ fn seq_not_continuing_the_head_is_rejected() {
 
     accept(&l, e0.clone());
     // Too high after the first: skips seq 1.
-    let ev = p.sign(ConsentEvent {
-        seq: 2,
-        ..p.next_event(&e0, 0)
-    });
+    let ev = p.next_event(&e0, 0).seq(2).sign();
     let (l, r) = expect_reject(l, &dir, &key, Ok(ev), "seq", &["seq 2", "expected 1"]);
     assert_eq!(
         r,
@@ -404,10 +363,7 @@ fn seq_not_continuing_the_head_is_rejected() {
             got: 2
         }
     );
-    let ev = p.sign(ConsentEvent {
-        seq: u64::MAX,
-        ..p.next_event(&e0, 0)
-    });
+    let ev = p.next_event(&e0, 0).seq(u64::MAX).sign();
     let (l, r) = expect_reject(l, &dir, &key, Ok(ev), "seq", &["expected 1"]);
     assert_eq!(
         r,
@@ -420,9 +376,10 @@ fn seq_not_continuing_the_head_is_rejected() {
     let e1 = p.next(&e0, 0);
     accept(&l, e1.clone());
     // Too low: another event at seq 1 continuing e0 (a fork of the chain).
-    let mut fork = p.next_event(&e0, 1);
-    fork.issued_at = e1.event.issued_at + 1;
-    let fork = p.sign(fork);
+    let fork = p
+        .next_event(&e0, 1)
+        .issued_at(e1.event.issued_at + 1)
+        .sign();
     assert_ne!(fork.event_hash(), e1.event_hash());
     let (l, r) = expect_reject(l, &dir, &key, Ok(fork), "seq", &["seq 1", "expected 2"]);
     assert_eq!(
@@ -458,10 +415,7 @@ fn prev_not_the_heads_event_hash_is_rejected() {
     let key = key_of(&e0);
 
     // prev present on seq 0.
-    let ev = p.sign(ConsentEvent {
-        prev: Some([9; 32]),
-        ..p.event()
-    });
+    let ev = p.event().prev(Some([9; 32])).sign();
     let (l, r) = expect_reject(
         l,
         &dir,
@@ -475,10 +429,7 @@ fn prev_not_the_heads_event_hash_is_rejected() {
     accept(&l, e0.clone());
     let want = to_hex(&e0.event_hash());
     // prev missing on seq 1.
-    let ev = p.sign(ConsentEvent {
-        prev: None,
-        ..p.next_event(&e0, 0)
-    });
+    let ev = p.next_event(&e0, 0).prev(None).sign();
     let (l, r) = expect_reject(l, &dir, &key, Ok(ev), "prev", &["prev none", &want]);
     assert_eq!(
         r,
@@ -498,10 +449,7 @@ fn prev_not_the_heads_event_hash_is_rejected() {
     ];
     let mut l = l;
     for w in wrongs {
-        let ev = p.sign(ConsentEvent {
-            prev: Some(w),
-            ..p.next_event(&e0, 0)
-        });
+        let ev = p.next_event(&e0, 0).prev(Some(w)).sign();
         let (l2, r) = expect_reject(l, &dir, &key, Ok(ev), "prev", &[&to_hex(&w), &want]);
         assert_eq!(
             r,
@@ -520,7 +468,7 @@ fn issued_at_more_than_5_minutes_off_is_rejected() {
     let (_tmp, dir, mut l) = new_ledger();
     let p = Person::new();
     let key = p.event().state_key();
-    let t = now_ms();
+    let t = l.now_ms();
     for issued_at in [
         t - 6 * MINUTE_MS,
         t + 6 * MINUTE_MS,
@@ -529,10 +477,7 @@ fn issued_at_more_than_5_minutes_off_is_rejected() {
         0,
         u64::MAX,
     ] {
-        let ev = p.sign(ConsentEvent {
-            issued_at,
-            ..p.event()
-        });
+        let ev = p.event().issued_at(issued_at).sign();
         let (l2, r) = expect_reject(
             l,
             &dir,
@@ -554,25 +499,20 @@ fn issued_at_more_than_5_minutes_off_is_rejected() {
         l = l2;
     }
     // 4 minutes either way, and just inside 5 minutes, are accepted.
-    let e0 = p.sign(ConsentEvent {
-        issued_at: now_ms() - 4 * MINUTE_MS,
-        ..p.event()
-    });
+    let t = l.now_ms();
+    let e0 = p.event().issued_at(t - 4 * MINUTE_MS).sign();
     accept(&l, e0.clone());
-    let e1 = p.sign(ConsentEvent {
-        issued_at: now_ms() + 4 * MINUTE_MS,
-        ..p.next_event(&e0, 0)
-    });
+    let e1 = p.next_event(&e0, 0).issued_at(t + 4 * MINUTE_MS).sign();
     accept(&l, e1.clone());
-    let e2 = p.sign(ConsentEvent {
-        issued_at: now_ms() - 5 * MINUTE_MS + 3_000,
-        ..p.next_event(&e1, 1)
-    });
+    let e2 = p
+        .next_event(&e1, 1)
+        .issued_at(t - 5 * MINUTE_MS + 3_000)
+        .sign();
     accept(&l, e2.clone());
-    let e3 = p.sign(ConsentEvent {
-        issued_at: now_ms() + 5 * MINUTE_MS - 3_000,
-        ..p.next_event(&e2, 0)
-    });
+    let e3 = p
+        .next_event(&e2, 0)
+        .issued_at(t + 5 * MINUTE_MS - 3_000)
+        .sign();
     accept(&l, e3);
 }
 
@@ -582,12 +522,13 @@ fn expires_at_on_opt_out_or_not_after_issued_at_is_rejected() {
     let p = Person::new();
     let key = p.event().state_key();
     let base = p.event();
+    let issued_at = base.ev.issued_at;
     // On an opt-out, even a sensible future time.
-    let ev = p.sign(ConsentEvent {
-        decision: 0,
-        expires_at: Some(base.issued_at + 60 * MINUTE_MS),
-        ..base.clone()
-    });
+    let ev = base
+        .clone()
+        .decision(0)
+        .expires_at(Some(issued_at + 60 * MINUTE_MS))
+        .sign();
     let (l, r) = expect_reject(
         l,
         &dir,
@@ -599,11 +540,8 @@ fn expires_at_on_opt_out_or_not_after_issued_at_is_rejected() {
     assert!(matches!(r, Reject::ExpiresAt(_)));
     let mut l = l;
     // On an opt-in: equal to, or before, issued_at.
-    for x in [base.issued_at, base.issued_at - 1, 0] {
-        let ev = p.sign(ConsentEvent {
-            expires_at: Some(x),
-            ..base.clone()
-        });
+    for x in [issued_at, issued_at - 1, 0] {
+        let ev = base.clone().expires_at(Some(x)).sign();
         let (l2, _) = expect_reject(
             l,
             &dir,
@@ -615,10 +553,7 @@ fn expires_at_on_opt_out_or_not_after_issued_at_is_rejected() {
         l = l2;
     }
     // One millisecond after issued_at is fine on an opt-in; an opt-out without it is fine.
-    let e0 = p.sign(ConsentEvent {
-        expires_at: Some(base.issued_at + 1),
-        ..base
-    });
+    let e0 = base.expires_at(Some(issued_at + 1)).sign();
     accept(&l, e0.clone());
     accept(&l, p.next(&e0, 0));
 }
@@ -628,19 +563,19 @@ fn first_failing_rule_is_reported_in_spec_order() {
     let (_tmp, _dir, l) = new_ledger();
     let p = Person::new();
     let t = now_ms();
-    let mut ev = ConsentEvent {
-        version: 2,
-        log: "other.example/log".into(),
-        subject: small_order_points()[0],
-        controller: "Bad Controller".into(),
-        purpose: "".into(),
-        decision: 2,
-        seq: 1,
-        prev: Some([1; 32]),
-        issued_at: t - 10 * MINUTE_MS,
-        expires_at: Some(t - 20 * MINUTE_MS),
-        notice: None,
-    };
+    let mut ev = p
+        .event()
+        .version(2)
+        .log("other.example/log")
+        .subject(small_order_points()[0])
+        .controller("Bad Controller")
+        .purpose("")
+        .decision(2)
+        .seq(1)
+        .prev(Some([1; 32]))
+        .issued_at(t - 10 * MINUTE_MS)
+        .expires_at(Some(t - 20 * MINUTE_MS))
+        .build();
     let mut sig = [3u8; 64];
     #[allow(clippy::type_complexity)]
     let steps: Vec<(&str, Box<dyn Fn(&mut ConsentEvent, &mut [u8; 64])>)> = vec![
@@ -685,12 +620,12 @@ fn json_of(ev: &SignedEvent) -> serde_json::Value {
 fn json_lines_parse_strictly_and_malformed_ones_are_rejected() {
     let (_tmp, dir, l) = new_ledger();
     let p = Person::new();
-    let good = p.sign(ConsentEvent {
-        prev: None,
-        expires_at: Some(now_ms() + MINUTE_MS),
-        notice: Some([0xab; 32]),
-        ..p.event()
-    });
+    let good = p
+        .event()
+        .prev(None)
+        .expires_at(Some(now_ms() + MINUTE_MS))
+        .notice(Some([0xab; 32]))
+        .sign();
     let key = key_of(&good);
     let line = serde_json::to_string(&EventJson::from(&good)).unwrap();
     let parsed = EventJson::parse(&line).expect("round trip");
@@ -855,10 +790,7 @@ fn prev_tag_offset(e: &ConsentEvent) -> usize {
 #[test]
 fn binary_events_decode_strictly() {
     let p = Person::new();
-    let ev = p.sign(ConsentEvent {
-        expires_at: Some(now_ms() + MINUTE_MS),
-        ..p.event()
-    });
+    let ev = p.event().expires_at(Some(now_ms() + MINUTE_MS)).sign();
     let bytes = ev.as_bytes().to_vec();
     assert_eq!(SignedEvent::decode(&bytes).unwrap(), ev);
 
@@ -1160,10 +1092,7 @@ fn batch_events_are_judged_independently_in_order() {
     let p = Person::new();
     let q = Person::new();
     let good0 = p.first();
-    let bad = q.sign(ConsentEvent {
-        decision: 2,
-        ..q.event()
-    });
+    let bad = q.event().decision(2).sign();
     let good1 = p.next(&good0, 0);
     let out = l
         .append(vec![Ok(good0.clone()), Ok(bad), Ok(good1.clone())])
@@ -1198,14 +1127,8 @@ fn batch_events_are_judged_independently_in_order() {
 
     // A continuation of a rejected event is rejected too; a parse error does not stop the rest.
     let r = Person::new();
-    let r0bad = r.sign(ConsentEvent {
-        log: "elsewhere.example/log".into(),
-        ..r.event()
-    });
-    let r1 = r.sign(ConsentEvent {
-        log: ORIGIN.into(),
-        ..r.next_event(&r0bad, 0)
-    });
+    let r0bad = r.event().log("elsewhere.example/log").sign();
+    let r1 = r.next_event(&r0bad, 0).log(ORIGIN).sign();
     let out = l
         .append(vec![
             Ok(r0bad),
@@ -1286,27 +1209,12 @@ fn batch_larger_than_a_chunk_chains_and_dedups_across_chunks() {
     check_receipt(&l, &accepted(&out[CHUNK]));
 }
 
-const JSON_FIELDS: [&str; 12] = [
-    "version",
-    "log",
-    "subject",
-    "controller",
-    "purpose",
-    "decision",
-    "seq",
-    "prev",
-    "issued_at",
-    "expires_at",
-    "notice",
-    "signature",
-];
-
 #[test]
 fn json_array_form_is_refused() {
     let p = Person::new();
     let ev = p.first();
     let obj = json_of(&ev);
-    let arr: Vec<serde_json::Value> = JSON_FIELDS.iter().map(|k| obj[*k].clone()).collect();
+    let arr: Vec<serde_json::Value> = EVENT_JSON_KEYS.iter().map(|k| obj[*k].clone()).collect();
     let text = serde_json::to_string(&arr).unwrap();
     let r = EventJson::parse(&text);
     assert!(
@@ -1343,4 +1251,24 @@ fn json_missing_expires_at_is_refused() {
         matches!(&r, Err(Reject::Malformed(MalformedEvent::Json(JsonError::Parse(m)))) if m.contains("missing field `expires_at`")),
         "without expires_at: {r:?}"
     );
+}
+
+/// The small-order (weak) Ed25519 point encodings: identity, order 2, order 4 (two) and
+/// the order-8 ones, canonical encodings only.
+fn small_order_points() -> Vec<[u8; 32]> {
+    let hexes = [
+        // identity (0, 1)
+        "0100000000000000000000000000000000000000000000000000000000000000",
+        // order 2: (0, -1)
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        // order 4: (±sqrt(-1), 0)
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "0000000000000000000000000000000000000000000000000000000000000080",
+        // order 8
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+    ];
+    hexes.iter().map(|h| h32(h)).collect()
 }

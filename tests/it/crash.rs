@@ -17,17 +17,16 @@
 //!
 //! The defaults keep `cargo test` short (20 kill cycles, 50–300 ms of load between kills).
 //! Longer: `CONSENTLOG_CRASH_CYCLES=200 CONSENTLOG_CRASH_MS=2000 cargo test --release --test
-//! crash -- --nocapture` (scripts/crash.sh). CONSENTLOG_CRASH_SEED repeats a run's kill
+//! it -- crash:: --nocapture` (scripts/crash.sh). CONSENTLOG_CRASH_SEED repeats a run's kill
 //! timings and request mix (the server's own timing still varies).
-
-mod support_crash;
-mod support_server;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::support::crash::*;
+use crate::support::{bin, event_json, h32, try_send, Person, Proc};
 use consentlog::core::entry::Entry;
 use consentlog::core::event::{state_key, SignedEvent};
 use consentlog::core::hash::{from_hex, from_hex_array, to_hex, Hash};
@@ -39,7 +38,6 @@ use consentlog::core::tlog::{
 use consentlog::ledger::{Ledger, CHUNK};
 use ed25519_dalek::VerifyingKey;
 use serde_json::Value;
-use support_crash::*;
 
 const CTL: &str = "example.com";
 const READER: &str = "crash-reader-token";
@@ -157,7 +155,7 @@ enum Kind {
 fn client(id: usize, sh: Arc<Shared>, seed: u64) -> Vec<Person> {
     let mut rng = Rng::new(seed);
     let mut people: Vec<Person> = (0..PEOPLE_PER_CLIENT)
-        .map(|i| Person::new(CTL, &format!("purpose-{id}-{i}")))
+        .map(|i| Person::on(CTL, &format!("purpose-{id}-{i}")))
         .collect();
     let origin = sh.origin.get().expect("origin").clone();
     let key = *sh.log_key.get().expect("log key");
@@ -189,7 +187,7 @@ fn client(id: usize, sh: Arc<Shared>, seed: u64) -> Vec<Person> {
                     .map(|_| {
                         let p = rng.range(0, people.len() as u64 - 1) as usize;
                         let opt_in = rng.chance(2, 3);
-                        people[p].next(&origin, opt_in)
+                        people[p].step(&origin, opt_in)
                     })
                     .collect();
                 Request {
@@ -207,7 +205,7 @@ fn client(id: usize, sh: Arc<Shared>, seed: u64) -> Vec<Person> {
                     Kind::Single
                 };
                 Request {
-                    events: vec![people[p].next(&origin, opt_in)],
+                    events: vec![people[p].step(&origin, opt_in)],
                     kind,
                     uncertain: false,
                 }

@@ -10,13 +10,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-mod support_faults;
-mod support_server;
-use support_server::Server;
+use crate::support::faults;
+use crate::support::Server;
 
 use consentlog::core::receipt::Receipt;
 
-const BIN: &str = env!("CARGO_BIN_EXE_consentlog");
 const ORIGIN: &str = "readonly.example/log";
 
 /// An ext4 file system in an image file, loop-mounted with `errors=remount-ro`.
@@ -102,7 +100,7 @@ fn serve(dir: &Path, engine: &str) -> Server {
 }
 
 fn post_many(url: &str, n: usize) -> (Vec<Receipt>, Vec<(u16, String)>) {
-    support_faults::post_many(url, ORIGIN, "shop.example", "ai-training", n)
+    faults::post_many(url, ORIGIN, "shop.example", "ai-training", n)
 }
 
 fn turns_read_only(engine: &str) {
@@ -141,7 +139,7 @@ fn turns_read_only(engine: &str) {
     let (ok, no) = post_many(&srv.url, 5);
     assert!(no.is_empty(), "refused after the repair: {no:?}");
     acked.extend(ok);
-    support_faults::stop_then_assert_kept(srv, BIN, &dir, &acked);
+    faults::stop_then_assert_kept(srv, &dir, &acked);
 }
 
 #[test]

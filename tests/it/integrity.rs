@@ -2,36 +2,22 @@
 //! a checkpoint) is caught and named, and never served as a valid proof.
 
 use std::path::Path;
-use std::process::Command;
 
-use consentlog::core::event::{state_key, ConsentEvent, EVENT_VERSION};
 use consentlog::core::proof::{check, Question};
 use consentlog::keyfile;
-use consentlog::ledger::{clock, node_key, Ledger, Outcome};
+use consentlog::ledger::{node_key, Ledger, Outcome};
 use consentlog::store::{Table, WriteBatch};
 use ed25519_dalek::SigningKey;
 
-const BIN: &str = env!("CARGO_BIN_EXE_consentlog");
+use crate::support::ledger::next_event;
+use crate::support::{run, s, wait_unlocked, Person};
+
 const C: &str = "example.com";
 const P: &str = "ai-training";
 
 fn decide(l: &Ledger, key: &SigningKey, opt_in: bool) {
-    let subject = key.verifying_key().to_bytes();
-    let head = l.head(&state_key(&subject, C, P)).unwrap();
-    let ev = ConsentEvent {
-        version: EVENT_VERSION,
-        log: l.origin().into(),
-        subject,
-        controller: C.into(),
-        purpose: P.into(),
-        decision: opt_in as u8,
-        seq: head.map_or(0, |h| h.seq + 1),
-        prev: head.map(|h| h.event_hash),
-        issued_at: clock::now_ms(),
-        expires_at: None,
-        notice: None,
-    }
-    .sign(key);
+    let who = Person::with_key(key.clone(), C, P);
+    let ev = next_event(l, &who, C, P, opt_in, None);
     assert!(matches!(
         l.append(vec![Ok(ev)]).unwrap()[0],
         Outcome::Accepted(_)
@@ -53,6 +39,8 @@ fn build(dir: &Path) -> Vec<SigningKey> {
         }
     }
     l.checkpoint().unwrap();
+    drop(l);
+    wait_unlocked(dir);
     people
 }
 
@@ -68,13 +56,8 @@ fn damage(dir: &Path, table: Table, key: &[u8], at: usize) {
 }
 
 fn fsck(dir: &Path) -> (i32, String) {
-    let out = Command::new(BIN)
-        .args(["fsck", "--dir", dir.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code().unwrap_or(-1), text)
+    let r = run(&["fsck", "--dir", s(dir)]);
+    (r.code, r.all())
 }
 
 #[test]
@@ -218,18 +201,9 @@ fn serve_refuses_a_log_key_readable_by_others() {
     let dir = tmp.path().join("l");
     build(&dir);
     std::fs::set_permissions(dir.join("log.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "serve",
-            "--dir",
-            dir.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let out = run(&["serve", "--dir", s(&dir), "--listen", "127.0.0.1:0"]);
+    assert_ne!(out.code, 0);
+    let err = &out.stderr;
     assert!(err.contains("readable by group or others"), "{err}");
     // The key itself never appears in the message.
     let key = std::fs::read_to_string(dir.join("log.key")).unwrap();
@@ -313,14 +287,16 @@ fn a_ledger_without_map_leaves_gets_them_on_open() {
 }
 
 fn migrate(from: &Path, to: &Path, engine: &str) -> (i32, String) {
-    let out = Command::new(BIN)
-        .args(["migrate", "--from", from.to_str().unwrap()])
-        .args(["--to", to.to_str().unwrap(), "--backend", engine])
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code().unwrap_or(-1), text)
+    let r = run(&[
+        "migrate",
+        "--from",
+        s(from),
+        "--to",
+        s(to),
+        "--backend",
+        engine,
+    ]);
+    (r.code, r.all())
 }
 
 /// The engine the suite does not run on by default.

@@ -2,8 +2,6 @@
 //! any time, and no change to their cryptographic material, their question or their
 //! checkpoint turns them into a proof of another verdict.
 
-mod support_proofs;
-
 use std::collections::HashMap;
 
 use consentlog::core::entry::Entry;
@@ -16,11 +14,12 @@ use consentlog::core::proof::{
 };
 use consentlog::core::reject::Reject;
 use consentlog::keyfile;
-use consentlog::ledger::{clock, Ledger, Outcome};
+use consentlog::ledger::{Ledger, Outcome};
 use ed25519_dalek::VerifyingKey;
 use proptest::prelude::*;
 
-use support_proofs::*;
+use crate::support::ledger::*;
+use crate::support::*;
 
 const C: &str = "shop.example";
 const P: &str = "newsletter";
@@ -80,6 +79,23 @@ fn model_of(appended: &[&Appended]) -> Vec<ModelEvent> {
         .collect()
 }
 
+/// `p` asked about `at`, claiming `state`.
+fn claiming(p: &ConsentProof, at: u64, state: State) -> ConsentProof {
+    let mut q = p.clone();
+    q.at = at;
+    q.state = state.as_str().into();
+    q
+}
+
+/// `q` claiming each state in turn is refused every time (`q` keeps the last claim).
+#[track_caller]
+fn refused_in_every_state(l: &Ledger, q: &mut ConsentProof, what: &str) {
+    for s in ALL_STATES {
+        q.state = s.as_str().into();
+        assert!(verify(l, q).is_err(), "{what}, state {s:?}");
+    }
+}
+
 const ALL_STATES: [State; 4] = [
     State::OptedIn,
     State::Expired,
@@ -92,7 +108,7 @@ const ALL_STATES: [State; 4] = [
 
 #[test]
 fn grant_then_revoke_at_every_time() {
-    let l = new_ledger();
+    let l = TestLedger::new();
     add_noise(&l, 6);
     let alice = Person::new();
     let subj = alice.subject();
@@ -100,8 +116,8 @@ fn grant_then_revoke_at_every_time() {
     let r = revoke(&l, &alice, C, P);
     add_noise(&l, 3);
     let (t1, t2) = (g.integrated_at(), r.integrated_at());
-    assert!(t1 < t2, "the sleeps separate the integration times");
-    wait_past(t2 + 1);
+    assert!(t1 < t2, "the clock steps separate the integration times");
+    l.wait_past(t2 + 1);
     let model = model_of(&[&g, &r]);
 
     // Before the grant: no record, shown by the seq-0 event integrated after `at`.
@@ -137,7 +153,7 @@ fn grant_then_revoke_at_every_time() {
     }
 
     // From the revocation on: opted out, with the map proof that it is the latest entry.
-    let now = clock::now_ms();
+    let now = l.now_ms();
     for at in [t2, t2 + 1, now] {
         let p = l.prove_consent(&subj, C, P, Some(at)).unwrap();
         assert_eq!(p.state, "opted_out", "at {at}");
@@ -162,7 +178,7 @@ fn grant_then_revoke_at_every_time() {
     let p = l.prove_consent(&subj, C, P, None).unwrap();
     assert_eq!(state_of(&l, &p), State::OptedOut);
     assert!(l
-        .prove_consent(&subj, C, P, Some(clock::now_ms() + 60_000))
+        .prove_consent(&subj, C, P, Some(l.now_ms() + 60_000))
         .is_err());
 
     // The JSON form round-trips and still verifies.
@@ -174,14 +190,14 @@ fn grant_then_revoke_at_every_time() {
 
 #[test]
 fn expiring_opt_in() {
-    let l = new_ledger();
+    let l = TestLedger::new();
     add_noise(&l, 4);
     let bob = Person::new();
-    let expires = clock::now_ms() + 150;
+    let expires = l.now_ms() + 150;
     let g = append(&l, &bob, C, P, true, Some(expires));
     let t = g.integrated_at();
     assert!(t < expires);
-    wait_past(expires + 2);
+    l.wait_past(expires + 2);
     let model = model_of(&[&g]);
 
     for (at, want) in [
@@ -190,7 +206,7 @@ fn expiring_opt_in() {
         (expires - 1, State::OptedIn),
         (expires, State::Expired),
         (expires + 1, State::Expired),
-        (clock::now_ms(), State::Expired),
+        (l.now_ms(), State::Expired),
     ] {
         let p = l.prove_consent(&bob.subject(), C, P, Some(at)).unwrap();
         let got = state_of(&l, &p);
@@ -207,7 +223,7 @@ fn expiring_opt_in() {
 
     // A revocation after the expiry: opted out from then on, expired before.
     let r = revoke(&l, &bob, C, P);
-    wait_past(r.integrated_at());
+    l.wait_past(r.integrated_at());
     let model = model_of(&[&g, &r]);
     for at in [t, expires, r.integrated_at() - 1, r.integrated_at()] {
         let p = l.prove_consent(&bob.subject(), C, P, Some(at)).unwrap();
@@ -218,7 +234,7 @@ fn expiring_opt_in() {
 #[test]
 fn triple_that_never_existed() {
     // Empty ledger: the map is empty, the absence proof has no leaf and no sibling.
-    let l = new_ledger();
+    let l = TestLedger::new();
     let who = Person::new();
     let p = l.prove_consent(&who.subject(), C, P, None).unwrap();
     assert!(p.events.is_empty());
@@ -231,7 +247,7 @@ fn triple_that_never_existed() {
     add_noise(&l, 10);
     grant(&l, &who, C, "other-purpose");
     grant(&l, &who, "other.controller", P);
-    let at = clock::now_ms();
+    let at = l.now_ms();
     for i in 0..30 {
         let purpose = format!("never-{i}");
         let p = l
@@ -259,11 +275,15 @@ fn triple_that_never_existed() {
 /// another key's leaf and one that stops at an empty subtree, both with siblings. A tree
 /// whose branches have no single-child runs has no empty subtree on any path, so this adds
 /// unrelated keys until both shapes occur.
-fn absence_proofs(l: &Ledger, subject: &[u8; 32], at: Option<u64>) -> (ConsentProof, ConsentProof) {
+fn absence_proofs(
+    l: &TestLedger,
+    subject: &[u8; 32],
+    at: Option<u64>,
+) -> (ConsentProof, ConsentProof) {
     for _ in 0..20 {
         let at = at.unwrap_or_else(|| {
-            let t = clock::now_ms();
-            wait_past(t);
+            let t = l.now_ms();
+            l.wait_past(t);
             t
         });
         let (mut with_leaf, mut empty) = (None, None);
@@ -314,21 +334,21 @@ impl Fixture {
 }
 
 fn fixture() -> Fixture {
-    let l = new_ledger();
+    let l = TestLedger::new();
     add_noise(&l, 9);
     let alice = Person::new();
     let g = grant(&l, &alice, C, P);
     add_noise(&l, 2);
-    wait_past(g.integrated_at());
+    l.wait_past(g.integrated_at());
     let early = l
-        .prove_consent(&alice.subject(), C, P, Some(clock::now_ms()))
+        .prove_consent(&alice.subject(), C, P, Some(l.now_ms()))
         .unwrap();
     assert_eq!(early.events.len(), 1);
     assert!(early.map.is_some());
-    sleep_ms(2);
+    l.advance(2);
     let r = revoke(&l, &alice, C, P);
     add_noise(&l, 4);
-    wait_past(r.integrated_at() + 1);
+    l.wait_past(r.integrated_at() + 1);
     let (t1, t2) = (g.integrated_at(), r.integrated_at());
     let subj = alice.subject();
     // Absence proofs of both shapes first (this may add keys to the ledger).
@@ -647,29 +667,17 @@ fn removing_the_successor_or_the_map_invalidates() {
     let e = verify(&f.l, &q).unwrap_err();
     assert!(matches!(e, ProofError::Map(_)), "{e}");
     // ... also with the state claim adjusted, and with both events dropped.
-    for s in ALL_STATES {
-        q.state = s.as_str().into();
-        assert!(verify(&f.l, &q).is_err(), "successor removed, state {s:?}");
-    }
+    refused_in_every_state(&f.l, &mut q, "successor removed");
     let mut q = two.clone();
     q.events.clear();
-    for s in ALL_STATES {
-        q.state = s.as_str().into();
-        assert!(verify(&f.l, &q).is_err(), "events removed, state {s:?}");
-    }
+    refused_in_every_state(&f.l, &mut q, "events removed");
 
     for name in ["membership", "absent_leaf", "absent_empty"] {
         let mut q = f.proof(name);
         q.map = None;
         let e = verify(&f.l, &q).unwrap_err();
         assert!(matches!(e, ProofError::Map(_)), "{name}: {e}");
-        for s in ALL_STATES {
-            q.state = s.as_str().into();
-            assert!(
-                verify(&f.l, &q).is_err(),
-                "{name}: map removed, state {s:?}"
-            );
-        }
+        refused_in_every_state(&f.l, &mut q, &format!("{name}: map removed"));
     }
 
     // The membership proof stripped of its event: the map shows the key present.
@@ -716,13 +724,7 @@ fn other_map_proofs_are_refused() {
         }
         let mut q = membership.clone();
         q.map = Some(m.clone());
-        for s in ALL_STATES {
-            q.state = s.as_str().into();
-            assert!(
-                verify(&f.l, &q).is_err(),
-                "membership with {what}, state {s:?}"
-            );
-        }
+        refused_in_every_state(&f.l, &mut q, &format!("membership with {what}"));
         // Absence claims with another key's proof.
         let mut q = membership.clone();
         q.events.clear();
@@ -735,13 +737,7 @@ fn other_map_proofs_are_refused() {
     // checkpoint: paths and map are for the older tree.
     let mut q = f.early.clone();
     q.checkpoint = membership.checkpoint.clone();
-    for s in ALL_STATES {
-        q.state = s.as_str().into();
-        assert!(
-            verify(&f.l, &q).is_err(),
-            "early proof on the new checkpoint"
-        );
-    }
+    refused_in_every_state(&f.l, &mut q, "early proof on the new checkpoint");
     // The grant alone with the current membership map (shows the revoke as head).
     let mut q = f.proof("two_events");
     q.events.pop();
@@ -938,10 +934,7 @@ fn changing_at_never_gives_a_wrong_verdict() {
                 model_state(&f.model, at)
             };
             for s in ALL_STATES {
-                let mut q = p.clone();
-                q.at = at;
-                q.state = s.as_str().into();
-                match verify(&f.l, &q) {
+                match verify(&f.l, &claiming(p, at, s)) {
                     Ok(v) => {
                         accepted += 1;
                         assert_eq!(v.state, want, "at {at} (proof at {})", p.at);
@@ -968,10 +961,7 @@ fn changing_at_never_gives_a_wrong_verdict() {
                 model_state(&f.model, at)
             };
             for s in ALL_STATES {
-                let mut q = p.clone();
-                q.at = at;
-                q.state = s.as_str().into();
-                if let Ok(v) = verify(&f.l, &q) {
+                if let Ok(v) = verify(&f.l, &claiming(p, at, s)) {
                     assert_eq!(v.state, want, "at bit {bit} flipped (proof at {})", p.at);
                 }
             }
@@ -984,7 +974,7 @@ fn changing_at_never_gives_a_wrong_verdict() {
 /// replaying the log up to the checkpoint's size).
 #[test]
 fn proofs_after_reopening_the_ledger() {
-    let l = new_ledger();
+    let l = TestLedger::new();
     add_noise(&l, 5);
     let alice = Person::new();
     let g = grant(&l, &alice, C, P);
@@ -992,13 +982,8 @@ fn proofs_after_reopening_the_ledger() {
     let cp = l.checkpoint().unwrap();
     let r = revoke(&l, &alice, C, P);
     add_noise(&l, 2);
-    let TestLedger { ledger, dir } = l;
-    let path = ledger.dir().to_path_buf();
-    drop(ledger);
-    let l = TestLedger {
-        ledger: reopen(&path),
-        dir,
-    };
+    let mut l = l;
+    l.reopen();
     let snap = l.latest();
     assert_eq!(snap.checkpoint, cp);
     assert!(snap.checkpoint.size < l.size());
@@ -1017,7 +1002,7 @@ fn proofs_after_reopening_the_ledger() {
     let g2 = grant(&l, &alice, C, P);
     assert!(g2.integrated_at() > r.integrated_at());
     assert!(g2.integrated_at() > cp.time);
-    wait_past(g2.integrated_at());
+    l.wait_past(g2.integrated_at());
     let model = model_of(&[&g, &r, &g2]);
     for at in [
         g.integrated_at() - 1,
@@ -1038,9 +1023,9 @@ fn proofs_after_reopening_the_ledger() {
 
 #[test]
 fn proofs_of_other_logs_are_refused() {
-    let a = new_ledger();
-    let b = new_ledger(); // same origin, another key
-    let c = new_ledger_with_origin("other.example/log");
+    let a = TestLedger::new();
+    let b = TestLedger::new(); // same origin, another key
+    let c = TestLedger::with_origin("other.example/log");
     let alice = Person::new();
     // The very same signed event goes into A and B (same origin).
     let ev = next_event(&a, &alice, C, P, true, None);
@@ -1052,7 +1037,9 @@ fn proofs_of_other_logs_are_refused() {
     let out = c.append(vec![Ok(ev.clone())]).unwrap();
     assert!(matches!(out[..], [Outcome::Rejected(_)]));
     grant(&c, &alice, C, P);
-    sleep_ms(3);
+    for l in [&a, &b, &c] {
+        l.advance(3);
+    }
     let subj = alice.subject();
     let pa = a.prove_consent(&subj, C, P, None).unwrap();
     let pb = b.prove_consent(&subj, C, P, None).unwrap();
@@ -1094,14 +1081,14 @@ fn proofs_of_other_logs_are_refused() {
 /// events name A's origin, so the proof is refused.
 #[test]
 fn events_must_name_the_checkpoint_origin() {
-    let a = new_ledger();
+    let a = TestLedger::new();
     add_noise(&a, 3);
     let alice = Person::new();
     grant(&a, &alice, C, P);
     let p = a.prove_consent(&alice.subject(), C, P, None).unwrap();
     let key = a.public_key();
     let cp = note::open(&p.checkpoint, &key).unwrap();
-    let log_key = keyfile::read(&a.dir.path().join("ledger/log.key"), false).unwrap();
+    let log_key = keyfile::read(&a.dir.join("log.key"), false).unwrap();
     let forged = Checkpoint {
         origin: "other.example/log",
         size: cp.size,
@@ -1159,7 +1146,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn run_model_case(ops: Vec<Op>, query_offsets: Vec<u64>) -> Result<(), TestCaseError> {
-    let l = new_ledger();
+    let l = TestLedger::new();
     let people = [Person::new(), Person::new()];
     // Keys: (person, purpose).
     let keys = [(0usize, "p-a"), (0, "p-b"), (1, "p-a")];
@@ -1184,21 +1171,17 @@ fn run_model_case(ops: Vec<Op>, query_offsets: Vec<u64>) -> Result<(), TestCaseE
                 None => (0, None),
                 Some((s, h)) => (*s, Some(*h)),
             };
-            let issued_at = clock::now_ms();
-            let ev = consentlog::core::event::ConsentEvent {
-                version: 1,
-                log: ORIGIN.into(),
-                subject: who.subject(),
-                controller: C.into(),
-                purpose: purpose.into(),
-                decision: u8::from(o.opt_in),
-                seq,
-                prev,
-                issued_at,
-                expires_at: o.expires_in.map(|d| issued_at + d),
-                notice: None,
-            }
-            .sign(&who.key);
+            let issued_at = l.now_ms();
+            let ev = who
+                .event()
+                .controller(C)
+                .purpose(purpose)
+                .opt_in(o.opt_in)
+                .seq(seq)
+                .prev(prev)
+                .issued_at(issued_at)
+                .expires_at(o.expires_in.map(|d| issued_at + d))
+                .sign();
             heads.insert(o.key, (seq + 1, ev.event_hash()));
             meta.push((o.key, ev.event.expires_at, o.opt_in));
             evs.push(Ok(ev));
@@ -1218,7 +1201,7 @@ fn run_model_case(ops: Vec<Op>, query_offsets: Vec<u64>) -> Result<(), TestCaseE
                 times.extend([x - 1, x]);
             }
         }
-        sleep_ms(2);
+        l.advance(2);
     }
     let first = *times.iter().min().unwrap();
     let last = *times.iter().max().unwrap();
@@ -1230,7 +1213,7 @@ fn run_model_case(ops: Vec<Op>, query_offsets: Vec<u64>) -> Result<(), TestCaseE
     );
     ats.sort();
     ats.dedup();
-    wait_past(*ats.last().unwrap());
+    l.wait_past(*ats.last().unwrap());
     let key = l.public_key();
     for (k, &(person, purpose)) in keys.iter().enumerate() {
         let subj = people[person].subject();
@@ -1272,7 +1255,7 @@ proptest! {
 /// The checked verdict's checkpoint is the proof's own, so callers can read its origin.
 #[test]
 fn verdict_reports_the_checkpoint() {
-    let l = new_ledger();
+    let l = TestLedger::new();
     let alice = Person::new();
     grant(&l, &alice, C, P);
     let p = l.prove_consent(&alice.subject(), C, P, None).unwrap();

@@ -202,7 +202,7 @@ fn vectors_decode_back() {
     assert_eq!(to_hex(&key), get("state_key"));
 }
 
-/// Prints the vectors in FORMAT.md's form: `cargo test --test vectors -- --ignored --nocapture`.
+/// Prints the vectors in FORMAT.md's form: `cargo test --test it -- --ignored vectors:: --nocapture`.
 #[test]
 #[ignore]
 fn print_vectors() {

@@ -4,28 +4,8 @@
 //! portable and re-checkable by anyone.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-mod support_server;
-use support_server::Server;
-
-const BIN: &str = env!("CARGO_BIN_EXE_consentlog");
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().unwrap()
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap_or(-1)
-}
-
-fn text(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use crate::support::{run, s, Server};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -57,13 +37,7 @@ fn fork() -> Fork {
     let a = root.join("a");
     let b = root.join("b");
     assert_eq!(
-        code(&run(&[
-            "init",
-            "--dir",
-            s(&a),
-            "--origin",
-            "fork.example/log"
-        ])),
+        run(&["init", "--dir", s(&a), "--origin", "fork.example/log"]).code,
         0
     );
     copy_dir(&a, &b);
@@ -73,7 +47,7 @@ fn fork() -> Fork {
         .to_string();
     let person = root.join("me.key");
     let out = run(&["keygen", "--out", s(&person)]);
-    let subject = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let subject = out.stdout.trim().to_string();
     let g = [
         "--key",
         s(&person),
@@ -84,10 +58,10 @@ fn fork() -> Fork {
     ];
     let mut args = vec!["grant", "--dir", s(&a)];
     args.extend(g);
-    assert_eq!(code(&run(&args)), 0);
+    assert_eq!(run(&args).code, 0);
     let mut args = vec!["revoke", "--dir", s(&b)];
     args.extend(g);
-    assert_eq!(code(&run(&args)), 0);
+    assert_eq!(run(&args).code, 0);
     Fork {
         _tmp: tmp,
         root,
@@ -101,7 +75,7 @@ fn fork() -> Fork {
 
 fn checkpoint(dir: &Path, out: &Path) {
     let o = run(&["checkpoint", "--dir", s(dir)]);
-    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_eq!(o.code, 0, "{}", o.all());
     std::fs::write(out, &o.stdout).unwrap();
 }
 
@@ -122,14 +96,14 @@ fn a_fork_is_caught_and_the_evidence_rechecks() {
         "--out",
         s(&ev),
     ]);
-    assert_eq!(code(&o), 1, "{}", text(&o));
-    assert!(text(&o).contains("THE LOG LIED"), "{}", text(&o));
+    assert_eq!(o.code, 1, "{}", o.all());
+    assert!(o.all().contains("THE LOG LIED"), "{}", o.all());
     let o = run(&["verify-evidence", s(&ev)]);
-    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_eq!(o.code, 0, "{}", o.all());
     assert!(
-        text(&o).contains("two different trees of size 1"),
+        o.all().contains("two different trees of size 1"),
         "{}",
-        text(&o)
+        o.all()
     );
 
     // A grows: it extends its own past, not B's.
@@ -143,7 +117,7 @@ fn a_fork_is_caught_and_the_evidence_rechecks() {
     ];
     let mut args = vec!["grant", "--dir", s(&f.a)];
     args.extend(g);
-    assert_eq!(code(&run(&args)), 0);
+    assert_eq!(run(&args).code, 0);
     checkpoint(&f.a, &n3);
     let o = run(&[
         "check-consistency",
@@ -154,7 +128,7 @@ fn a_fork_is_caught_and_the_evidence_rechecks() {
         "--dir",
         s(&f.a),
     ]);
-    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_eq!(o.code, 0, "{}", o.all());
     let ev2 = f.root.join("ev2.json");
     let o = run(&[
         "check-consistency",
@@ -167,14 +141,14 @@ fn a_fork_is_caught_and_the_evidence_rechecks() {
         "--out",
         s(&ev2),
     ]);
-    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert_eq!(o.code, 1, "{}", o.all());
     let o = run(&["verify-evidence", s(&ev2)]);
-    assert_eq!(code(&o), 0, "{}", text(&o));
-    assert!(text(&o).contains("consistency proof fails"), "{}", text(&o));
+    assert_eq!(o.code, 0, "{}", o.all());
+    assert!(o.all().contains("consistency proof fails"), "{}", o.all());
 
     // Without a way to get a proof, differing sizes are undecided, not passed.
     let o = run(&["check-consistency", "--log-key", &f.key, s(&n2), s(&n3)]);
-    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert_eq!(o.code, 2, "{}", o.all());
 
     // Evidence that does not show a lie is refused.
     let mut e: serde_json::Value =
@@ -183,19 +157,19 @@ fn a_fork_is_caught_and_the_evidence_rechecks() {
     let bad = f.root.join("bad.json");
     std::fs::write(&bad, e.to_string()).unwrap();
     let o = run(&["verify-evidence", s(&bad)]);
-    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert_eq!(o.code, 1, "{}", o.all());
     let mut e: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&ev).unwrap()).unwrap();
     e["kind"] = "time_reversal".into();
     std::fs::write(&bad, e.to_string()).unwrap();
-    assert_eq!(code(&run(&["verify-evidence", s(&bad)])), 1);
+    assert_eq!(run(&["verify-evidence", s(&bad)]).code, 1);
     // Notes signed by another key are not evidence against this log.
     let other = f.root.join("other");
     run(&["init", "--dir", s(&other), "--origin", "fork.example/log"]);
     let n4 = f.root.join("n4");
     checkpoint(&other, &n4);
     let o = run(&["check-consistency", "--log-key", &f.key, s(&n1), s(&n4)]);
-    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert_eq!(o.code, 2, "{}", o.all());
 }
 
 #[test]
@@ -218,17 +192,17 @@ fn a_person_who_saw_one_branch_catches_the_other() {
         ])
     };
     let o = verify(&h1);
-    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_eq!(o.code, 0, "{}", o.all());
     assert!(state.exists());
     // Each history is valid on its own; together they show the fork.
     let o = verify(&h2);
-    assert_eq!(code(&o), 2, "{}", text(&o));
-    assert!(text(&o).contains("THE LOG LIED"), "{}", text(&o));
+    assert_eq!(o.code, 2, "{}", o.all());
+    assert!(o.all().contains("THE LOG LIED"), "{}", o.all());
     let ev = state.with_extension("evidence.json");
     let o = run(&["verify-evidence", s(&ev)]);
-    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_eq!(o.code, 0, "{}", o.all());
     // The first branch still verifies against what was remembered.
-    assert_eq!(code(&verify(&h1)), 0);
+    assert_eq!(verify(&h1).code, 0);
 }
 
 #[test]
@@ -249,10 +223,10 @@ fn a_remote_auditor_who_saw_one_branch_catches_the_other() {
     {
         let srv = Server::start_in(&f.a, &[]);
         let o = audit(&srv.url);
-        assert_eq!(code(&o), 0, "{}", text(&o));
+        assert_eq!(o.code, 0, "{}", o.all());
     }
     let srv = Server::start_in(&f.b, &[]);
     let o = audit(&srv.url);
-    assert_ne!(code(&o), 0, "{}", text(&o));
-    assert!(text(&o).contains("THE LOG LIED"), "{}", text(&o));
+    assert_ne!(o.code, 0, "{}", o.all());
+    assert!(o.all().contains("THE LOG LIED"), "{}", o.all());
 }

@@ -1,113 +1,65 @@
 //! Bounded property-based versions of the cargo-fuzz targets in fuzz/ (see fuzz/README.md):
 //! random bytes and text, and mutations of valid events, entries, notes, proofs, histories,
 //! exports and request headers built from a real ledger in this test. The properties are those
-//! of the fuzz targets (tests/support_fuzz/mod.rs): no panic; strict decoders accept only what
+//! of the fuzz targets (support/fuzz.rs): no panic; strict decoders accept only what
 //! re-encodes identically; a mutated proof verifies with the original state or not at all; a
 //! mutated history or note shows the original data or fails.
 //!
 //! Case counts are small so the file runs in a few seconds in release; the fuzz targets run
 //! the same checks for as long as one likes.
 
-mod support_fuzz;
-
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::Duration;
 
-use consentlog::core::event::{state_key, ConsentEvent, EventJson, SignedEvent, EVENT_VERSION};
+use crate::support::fuzz::*;
+use crate::support::ledger::{append_signed, TestLedger};
+use crate::support::Person;
+use consentlog::core::event::{EventJson, SignedEvent};
 use consentlog::core::export::{Header, Writer};
 use consentlog::core::hash::to_hex;
 use consentlog::core::proof::State;
 use consentlog::core::request::sign_request;
-use consentlog::ledger::{clock, Ledger, LedgerError, Outcome};
 use ed25519_dalek::SigningKey;
 use proptest::prelude::*;
-use support_fuzz::*;
 
 const ORIGIN: &str = "fuzz.example/log";
 
-fn sleep_ms(ms: u64) {
-    std::thread::sleep(Duration::from_millis(ms));
-}
-
-fn is_lock_error(e: &LedgerError) -> bool {
-    e.to_string().contains("could not acquire lock")
-}
-
-/// `Ledger::init`, finishing by hand when sled still holds the lock of the store init just
-/// closed (as tests/support_proofs does).
-fn init_ledger(path: &Path) -> Ledger {
-    match Ledger::init(path, ORIGIN, consentlog::ledger::default_engine()) {
-        Ok(l) => l,
-        Err(e) if is_lock_error(&e) => {
-            let l = (0..200)
-                .find_map(|_| match Ledger::open(path) {
-                    Ok(l) => Some(l),
-                    Err(e) if is_lock_error(&e) => {
-                        sleep_ms(5);
-                        None
-                    }
-                    Err(e) => panic!("open ledger: {e}"),
-                })
-                .expect("sled lock released");
-            if l.checkpoints().expect("checkpoints").is_empty() {
-                l.checkpoint().expect("first checkpoint");
-            }
-            l
-        }
-        Err(e) => panic!("init ledger: {e}"),
-    }
-}
-
 /// Appends the next event of (key, controller, purpose); returns it and its integrated_at.
 fn append(
-    l: &Ledger,
+    l: &TestLedger,
     key: &SigningKey,
     controller: &str,
     purpose: &str,
     opt_in: bool,
     expires_in: Option<u64>,
 ) -> (SignedEvent, u64) {
-    let subject = key.verifying_key().to_bytes();
-    let head = l
-        .head(&state_key(&subject, controller, purpose))
-        .expect("head");
-    let issued_at = clock::now_ms();
-    let ev = ConsentEvent {
-        version: EVENT_VERSION,
-        log: ORIGIN.into(),
-        subject,
-        controller: controller.into(),
-        purpose: purpose.into(),
-        decision: u8::from(opt_in),
-        seq: head.map_or(0, |h| h.seq + 1),
-        prev: head.map(|h| h.event_hash),
-        issued_at,
-        expires_at: expires_in.map(|d| issued_at + d),
-        notice: opt_in.then(|| *blake3::hash(b"notice").as_bytes()),
-    }
-    .sign(key);
-    let out = l.append(vec![Ok(ev.clone())]).expect("append");
-    let r = match &out[..] {
-        [Outcome::Accepted(r)] => *r,
-        other => panic!("not accepted: {other:?}"),
-    };
-    sleep_ms(3);
-    (ev, r.integrated_at)
+    let who = Person::with_key(key.clone(), controller, purpose);
+    let head = l.head(&who.state_key(controller, purpose)).expect("head");
+    let issued_at = l.now_ms();
+    let ev = who
+        .event()
+        .log(ORIGIN)
+        .opt_in(opt_in)
+        .head(head)
+        .issued_at(issued_at)
+        .expires_at(expires_in.map(|d| issued_at + d))
+        .notice(opt_in.then(|| *blake3::hash(b"notice").as_bytes()))
+        .sign();
+    let a = append_signed(l, ev);
+    (a.event, a.receipt.integrated_at)
 }
 
 /// Builds the fixture from a real ledger: two people, chains with every kind of state, some
 /// noise, three checkpoints, and an export with openings.
 fn build_fixture() -> Fixture {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let l = init_ledger(&dir.path().join("ledger"));
+    let l = TestLedger::with_origin(ORIGIN);
     let alice = SigningKey::from_bytes(&[7; 32]);
     let bob = SigningKey::from_bytes(&[9; 32]);
     let (ai, tr) = ("example.com", "ai-training");
     let (_, t0) = append(&l, &alice, ai, tr, true, None);
     let (_, t1) = append(&l, &alice, ai, tr, false, None);
     l.checkpoint().expect("checkpoint");
-    sleep_ms(3);
+    l.advance(3);
     let (_, _t2) = append(&l, &alice, ai, tr, true, None);
     append(&l, &alice, ai, "ads", true, Some(1));
     append(&l, &alice, "other.org", "analytics", false, None);
@@ -246,7 +198,7 @@ fn fresh_fixture_verifies() {
 
 /// Writes fuzz/fixtures/ledger.json and the seed corpora under fuzz/seeds/. Run by hand after
 /// a format change: `CONSENTLOG_REGENERATE_FUZZ_FIXTURES=1 cargo test --release --test
-/// fuzz_props -- --ignored regenerate` (without the variable it does nothing, so that
+/// it -- --ignored fuzz_props::regenerate` (without the variable it does nothing, so that
 /// `--include-ignored` never rewrites the fixture by accident).
 #[test]
 #[ignore = "writes fuzz/fixtures and fuzz/seeds; run by hand after a format change"]
@@ -506,7 +458,7 @@ fn regression_json_array_accepts_duplicate_fields() {
 /// The http_bodies target's minimized crash in strict mode (fuzz/regressions/http_bodies/,
 /// after its mode byte): the second line repeats `signature`, first with bad hex.
 const FUZZ_DUPLICATE_SIGNATURE: &[u8] =
-    include_bytes!("../fuzz/regressions/http_bodies/duplicate-field-in-array");
+    include_bytes!("../../fuzz/regressions/http_bodies/duplicate-field-in-array");
 
 #[test]
 fn regression_fuzz_duplicate_signature_field() {

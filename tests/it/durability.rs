@@ -1,36 +1,25 @@
 //! Durability: an acknowledged append survives the process (dropped, or killed outright), and
 //! the sync that makes it durable happens before the receipt is printed (watched with strace).
 
-mod support_append;
-
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::ledger::*;
+use crate::support::*;
 use consentlog::core::event::{EventJson, SignedEvent};
 use consentlog::core::hash::{from_hex_array, to_hex};
 use consentlog::core::receipt::Receipt;
 use consentlog::ledger::{Ledger, Outcome, CHUNK};
 use ed25519_dalek::VerifyingKey;
-use support_append::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_consentlog");
 const CHILD_ENV: &str = "CONSENTLOG_DURABILITY_CHILD_LEDGER";
 
 /// Runs the consentlog binary; panics unless it succeeds; returns stdout.
 fn run_bin(args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("run consentlog");
-    assert!(
-        out.status.success(),
-        "consentlog {args:?} failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 stdout")
+    run(args).ok().stdout
 }
 
 /// A ledger created by the binary (so no lock of it lingers in this process), its log key,
@@ -43,13 +32,10 @@ fn run_bin(args: &[&str]) -> String {
 fn bin_ledger(tmp: &Path) -> (PathBuf, VerifyingKey, PathBuf) {
     let dir = tmp.join("ledger");
     let d = dir.to_str().unwrap();
-    let out = Command::new(BIN)
-        // sled is the engine whose flush needs our extra fdatasync: these traces watch it.
-        .args(["init", "--dir", d, "--origin", ORIGIN, "--backend", "sled"])
-        .output()
-        .expect("run consentlog init");
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
+    // sled is the engine whose flush needs our extra fdatasync: these traces watch it.
+    let out = run(&["init", "--dir", d, "--origin", ORIGIN, "--backend", "sled"]);
+    if out.code != 0 {
+        let err = &out.stderr;
         assert!(
             err.contains("could not acquire lock") && dir.join("engine").exists(),
             "consentlog init failed: {err}"
@@ -58,8 +44,8 @@ fn bin_ledger(tmp: &Path) -> (PathBuf, VerifyingKey, PathBuf) {
         run_bin(&["checkpoint", "--dir", d]);
     }
     let log_pub = std::fs::read_to_string(dir.join("log.pub")).expect("log.pub");
-    if out.status.success() {
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), log_pub.trim());
+    if out.code == 0 {
+        assert_eq!(out.stdout.trim(), log_pub.trim());
     }
     let log_key =
         VerifyingKey::from_bytes(&from_hex_array(log_pub.trim()).expect("log key hex")).unwrap();
@@ -184,7 +170,7 @@ fn acknowledged_appends_survive_the_process_being_killed() {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "child_process_appends_then_waits_to_be_killed",
+            "durability::child_process_appends_then_waits_to_be_killed",
             "--nocapture",
             "--test-threads=1",
         ])
@@ -238,18 +224,7 @@ fn acknowledged_appends_survive_the_process_being_killed() {
     // The survivor is consistent: checkpoint and audit it.
     l.checkpoint().unwrap();
     drop(l);
-    let raw = {
-        let start = Instant::now();
-        loop {
-            match consentlog::ledger::raw::RawLedger::open(&dir) {
-                Ok(r) => break r,
-                Err(e) if is_lock_error(&e) && start.elapsed() < Duration::from_secs(5) => {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
-                Err(e) => panic!("{e}"),
-            }
-        }
-    };
+    let raw = retry_lock(|| consentlog::ledger::raw::RawLedger::open(&dir));
     let notes = raw.checkpoints().unwrap();
     let mut a = consentlog::core::audit::Auditor::new(&log_key, &raw.origin, &notes, now_ms());
     a.push_chunk(raw.entries(0, raw.size).unwrap());

@@ -3,14 +3,14 @@
 //! every entry it covers and strictly before every entry it does not; no time is in the
 //! future; and an auditor's replay of the stored ledger is clean.
 
-mod support_append;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::ledger::*;
+use crate::support::*;
 use consentlog::core::audit::{Auditor, Report};
 use consentlog::core::event::SignedEvent;
 use consentlog::core::note::{self, SignedCheckpoint};
@@ -18,7 +18,6 @@ use consentlog::core::receipt::Receipt;
 use consentlog::ledger::raw::RawLedger;
 use consentlog::ledger::{Ledger, Outcome, CHUNK};
 use ed25519_dalek::VerifyingKey;
-use support_append::*;
 
 /// Every entry's integrated_at, in index order.
 fn entry_times(l: &Ledger) -> Vec<u64> {
@@ -119,20 +118,6 @@ fn check_time_invariants(l: &Ledger) -> (Vec<u64>, Vec<SignedCheckpoint>) {
     (times, cps)
 }
 
-/// Retries `f` while sled's lock of a just-dropped ledger is still held (see durability.rs).
-fn retry_lock<T>(mut f: impl FnMut() -> Result<T, consentlog::ledger::LedgerError>) -> T {
-    let start = Instant::now();
-    loop {
-        match f() {
-            Ok(v) => return v,
-            Err(e) if is_lock_error(&e) && start.elapsed() < Duration::from_secs(5) => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
-}
-
 /// Replays the stored ledger with the auditor, like `consentlog demo` does.
 fn audit(dir: &Path, log_key: &VerifyingKey) -> Report {
     let raw = retry_lock(|| RawLedger::open(dir));
@@ -190,7 +175,7 @@ impl Appender {
 
 #[test]
 fn concurrent_appends_and_checkpoints_keep_time_order() {
-    let (_tmp, dir, l) = new_ledger();
+    let (_tmp, dir, l) = TestLedger::on_system_clock().into_parts();
     let log_key = l.public_key();
     let l = Arc::new(l);
     let done = Arc::new(AtomicBool::new(false));
@@ -335,7 +320,7 @@ fn concurrent_appends_and_checkpoints_keep_time_order() {
 
 #[test]
 fn entries_after_a_checkpoint_are_strictly_later_also_across_reopen() {
-    let (_tmp, dir, mut l) = new_ledger();
+    let (_tmp, dir, mut l) = TestLedger::on_system_clock().into_parts();
     let log_key = l.public_key();
     let p = Person::new();
     let mut head: Option<SignedEvent> = None;

@@ -1,16 +1,14 @@
 //! A person's history: built by a real ledger it verifies; removing, reordering or altering
 //! anything in it makes `history::check` fail.
 
-mod support_proofs;
-
 use consentlog::core::hash::HexHash;
 use consentlog::core::history::{check, ChainError, History, HistoryError};
 use consentlog::core::map::{MapProof, EMPTY};
 use consentlog::core::note;
 use consentlog::core::proof::ProvenEvent;
-use consentlog::ledger::clock;
 
-use support_proofs::*;
+use crate::support::ledger::*;
+use crate::support::*;
 
 struct Fixture {
     l: TestLedger,
@@ -22,7 +20,7 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let l = new_ledger();
+    let l = TestLedger::new();
     add_noise(&l, 5);
     let alice = Person::new();
     let bob = Person::new();
@@ -43,7 +41,7 @@ fn fixture() -> Fixture {
         }
         add_noise(&l, 2);
     }
-    wait_past(clock::now_ms());
+    l.wait_past(l.now_ms());
     let h = l.history(&alice.subject()).unwrap();
     Fixture {
         l,
@@ -254,7 +252,7 @@ fn history_under_an_older_checkpoint_fails() {
         f.h.chains[n].purpose.clone(),
     );
     append(&f.l, &f.alice, &c, &p, false, None);
-    wait_past(clock::now_ms());
+    f.l.wait_past(f.l.now_ms());
     let newer = f.l.history(&f.alice.subject()).unwrap();
     assert_ne!(newer.checkpoint, f.h.checkpoint);
     verify(&f, &newer).unwrap();
@@ -276,7 +274,7 @@ fn history_under_an_older_checkpoint_fails() {
     h.chains[m].map = f.h.chains[n].map.clone();
     assert!(verify(&f, &h).is_err());
     // Another log's key.
-    let other = new_ledger();
+    let other = TestLedger::new();
     assert!(matches!(
         check(&f.h, &other.public_key(), None),
         Err(HistoryError::Checkpoint(

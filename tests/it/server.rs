@@ -3,13 +3,13 @@
 //! Each test starts its own server on an ephemeral port in a temporary directory; the
 //! `Server` guard kills it when the test ends, however it ends.
 
-mod support_server;
-
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::http::check_inclusion_json;
+use crate::support::*;
 use consentlog::core::entry::{commitment, Entry};
 use consentlog::core::event::SignedEvent;
 use consentlog::core::hash::{from_hex, to_hex};
@@ -20,7 +20,6 @@ use consentlog::core::receipt::Receipt;
 use consentlog::core::tlog::{check_consistency, Blake3Hasher, TreeSize};
 use consentlog::ledger::Ledger;
 use serde_json::{json, Value};
-use support_server::*;
 
 const CTL: &str = "example.com";
 const PUR: &str = "ai-training";
@@ -28,20 +27,6 @@ const READER: &str = "reader-secret-1";
 const AUDITOR: &str = "auditor-secret-1";
 /// A reader token the tokens files below limit to some controllers.
 const LIMITED: &str = "limited-reader-2";
-
-const RECEIPT_KEYS: &[&str] = &["index", "leaf_hash", "integrated_at", "signature"];
-
-#[track_caller]
-fn assert_keys(v: &Value, want: &[&str]) {
-    let got: BTreeSet<&str> = v
-        .as_object()
-        .unwrap_or_else(|| panic!("not an object: {v}"))
-        .keys()
-        .map(String::as_str)
-        .collect();
-    let want: BTreeSet<&str> = want.iter().copied().collect();
-    assert_eq!(got, want, "key set of {v}");
-}
 
 /// A tokens file in its own temporary directory (kept alive by the returned guard).
 fn tokens_file(text: &str) -> (tempfile::TempDir, String) {
@@ -69,6 +54,13 @@ fn check_proof(srv: &Server, v: &Value, q: &Question) -> (ConsentProof, State) {
     (p, verdict.state)
 }
 
+/// The state a consent proof from the server shows for `p`'s chain at `at` (checked).
+#[track_caller]
+fn proven_state(srv: &Server, p: &Person, at: Option<u64>, auth: &str) -> State {
+    let v = srv.get_auth(&p.consent_path(at), auth).expect(200).json();
+    check_proof(srv, &v, &question(p, at)).1
+}
+
 fn question(p: &Person, at: Option<u64>) -> Question {
     Question {
         subject: Some(p.subject),
@@ -85,8 +77,8 @@ fn question(p: &Person, at: Option<u64>) -> Question {
 #[test]
 fn post_event_gives_201_receipt_then_200_same_receipt_and_waits_for_a_checkpoint() {
     let srv = Server::start(&["--checkpoint-interval", "30"]);
-    let mut p = Person::new(CTL, PUR);
-    let ev = p.next(&srv.origin, true);
+    let mut p = Person::on(CTL, PUR);
+    let ev = p.step(&srv.origin, true);
 
     let r1 = srv.post_event(&ev);
     r1.expect(201);
@@ -118,7 +110,7 @@ fn post_event_gives_201_receipt_then_200_same_receipt_and_waits_for_a_checkpoint
     assert_eq!(entry.key, ev.event.state_key());
 
     // ?wait=checkpoint: receipt, a checkpoint covering it and an inclusion proof against it.
-    let ev2 = p.next(&srv.origin, false);
+    let ev2 = p.step(&srv.origin, false);
     let r = srv.post("/v1/events?wait=checkpoint", &event_json(&ev2));
     r.expect(201);
     let v = r.json();
@@ -157,12 +149,12 @@ fn post_event_gives_201_receipt_then_200_same_receipt_and_waits_for_a_checkpoint
 fn batch_accepts_ndjson_and_json_arrays_with_one_result_per_event_in_order() {
     let srv = Server::start(&[]);
     let o = srv.origin.clone();
-    let mut a = Person::new(CTL, PUR);
-    let mut b = Person::new(CTL, "analytics");
-    let a0 = a.next(&o, true);
-    let a1 = a.next(&o, false); // continues a0 within the same batch
+    let mut a = Person::on(CTL, PUR);
+    let mut b = Person::on(CTL, "analytics");
+    let a0 = a.step(&o, true);
+    let a1 = a.step(&o, false); // continues a0 within the same batch
     let b_bad = bad_signature(&b.make(&o, true));
-    let b0 = b.next(&o, true);
+    let b0 = b.step(&o, true);
     let mut c = a.other(CTL, "ads");
     c.seq = 5; // no head yet: a seq conflict
     let c_conflict = c.make(&o, true);
@@ -211,8 +203,8 @@ fn batch_accepts_ndjson_and_json_arrays_with_one_result_per_event_in_order() {
     assert_eq!(srv.tree_size(), 3, "rejected events changed nothing");
 
     // A JSON array: the chains go on from the heads the NDJSON batch left.
-    let a2 = a.next(&o, true);
-    let b1 = b.next(&o, false);
+    let a2 = a.step(&o, true);
+    let b1 = b.step(&o, false);
     let arr = format!(
         "[{},{},{},{{\"bogus\":1}},{}]",
         event_json(&a2),
@@ -254,8 +246,8 @@ fn identical_event_twice_in_one_sequencer_batch_is_a_duplicate() {
     // and counted once. A 300 ms gathering window puts concurrent submissions into one batch.
     let srv = Server::start(&["--batch-wait-ms", "300"]);
     let o = srv.origin.clone();
-    let mut p = Person::new(CTL, PUR);
-    let e0 = p.next(&o, true);
+    let mut p = Person::on(CTL, PUR);
+    let e0 = p.step(&o, true);
     let body = format!("{}\n{}\n", event_json(&e0), event_json(&e0));
     let v = srv.post("/v1/events/batch", &body).expect(200).json();
     let st: Vec<u64> = v["results"]
@@ -265,7 +257,7 @@ fn identical_event_twice_in_one_sequencer_batch_is_a_duplicate() {
         .map(|x| x["status"].as_u64().unwrap())
         .collect();
     // Two identical single POSTs at once: the same gathering window.
-    let e1 = p.next(&o, false);
+    let e1 = p.step(&o, false);
     let line = event_json(&e1);
     let url = srv.u("/v1/events");
     let both: Vec<u16> = (0..2)
@@ -297,11 +289,11 @@ fn batch_of_10000_is_accepted_and_10001_is_413_in_both_forms() {
     let srv = Server::start(&[]);
     let o = srv.origin.clone();
     // 100 people, 101 events each: chains continue within the batch.
-    let mut people: Vec<Person> = (0..100).map(|_| Person::new(CTL, PUR)).collect();
+    let mut people: Vec<Person> = (0..100).map(|_| Person::on(CTL, PUR)).collect();
     let mut events = Vec::with_capacity(10_100);
     for round in 0..101 {
         for p in people.iter_mut() {
-            events.push(event_json(&p.next(&o, round % 2 == 0)));
+            events.push(event_json(&p.step(&o, round % 2 == 0)));
         }
     }
     let over = &events[..10_001];
@@ -342,7 +334,7 @@ fn heads_answer_reader_tokens_and_the_persons_signed_requests_only() {
         "# limited readers\n{LIMITED} partner.org,other.org\n"
     ));
     let srv = Server::start(&["--reader-token", READER, "--tokens-file", &tf]);
-    let mut p = Person::new(CTL, PUR);
+    let mut p = Person::on(CTL, PUR);
     let path = p.heads_path();
     let rd = bearer(READER);
 
@@ -364,11 +356,11 @@ fn heads_answer_reader_tokens_and_the_persons_signed_requests_only() {
     assert_eq!(v["purpose"].as_str(), Some(PUR));
     assert!(v["seq"].is_null() && v["event_hash"].is_null() && v["index"].is_null());
 
-    let mut other = Person::new(CTL, PUR);
-    srv.append(&other.next(&srv.origin, true));
-    let e0 = p.next(&srv.origin, true);
+    let mut other = Person::on(CTL, PUR);
+    srv.append(&other.step(&srv.origin, true));
+    let e0 = p.step(&srv.origin, true);
     srv.append(&e0);
-    let e1 = p.next(&srv.origin, false);
+    let e1 = p.step(&srv.origin, false);
     let rc1 = srv.append(&e1);
 
     let v = srv.get_auth(&path, &rd).expect(200).json();
@@ -438,15 +430,15 @@ fn heads_answer_reader_tokens_and_the_persons_signed_requests_only() {
 fn checkpoints_entries_and_log_proofs_verify() {
     let srv = Server::start(&["--checkpoint-interval", "20"]);
     let o = srv.origin.clone();
-    let mut people: Vec<Person> = (0..3).map(|_| Person::new(CTL, PUR)).collect();
+    let mut people: Vec<Person> = (0..3).map(|_| Person::on(CTL, PUR)).collect();
     let mut receipts = Vec::new();
     for i in 0..5 {
-        receipts.push(srv.append(&people[i % 3].next(&o, i % 2 == 0)));
+        receipts.push(srv.append(&people[i % 3].step(&o, i % 2 == 0)));
     }
     let cp_a = srv.wait_covered(5);
     assert_eq!(cp_a.size, 5);
     for i in 5..11 {
-        receipts.push(srv.append(&people[i % 3].next(&o, i % 2 == 0)));
+        receipts.push(srv.append(&people[i % 3].step(&o, i % 2 == 0)));
     }
     let cp_b = srv.wait_covered(11);
     assert_eq!(cp_b.size, 11);
@@ -616,27 +608,20 @@ fn consent_proofs_verify_and_need_a_reader_token_for_the_controller() {
     ]);
     let o = srv.origin.clone();
     let rd = bearer(READER);
-    let mut p = Person::new(CTL, PUR);
+    let mut p = Person::on(CTL, PUR);
+    // t0 before the grant, t1 after it (the server's clock is the system's).
     let t0 = now_ms();
-    sleep_ms(5);
-    srv.append(&p.next(&o, true));
-    sleep_ms(5);
+    wall_past(t0);
+    srv.append(&p.step(&o, true));
     let t1 = now_ms();
-    sleep_ms(5);
+    wall_past(t1);
 
     // Now: opted in; before the grant: no record.
     let v = srv.get_auth(&p.consent_path(None), &rd).expect(200).json();
     let (pr, st) = check_proof(&srv, &v, &question(&p, None));
     assert_eq!(st, State::OptedIn);
     assert_eq!(pr.state, "opted_in");
-    let v = srv
-        .get_auth(&p.consent_path(Some(t0)), &rd)
-        .expect(200)
-        .json();
-    assert_eq!(
-        check_proof(&srv, &v, &question(&p, Some(t0))).1,
-        State::NoRecord
-    );
+    assert_eq!(proven_state(&srv, &p, Some(t0), &rd), State::NoRecord);
 
     // Credentials.
     srv.get(&p.consent_path(None))
@@ -685,30 +670,19 @@ fn consent_proofs_verify_and_need_a_reader_token_for_the_controller() {
         .expect_error_code(400, "bad_request");
 
     // Revoke: now opted out, while at t1 it was held.
-    srv.append(&p.next(&o, false));
-    let v = srv.get_auth(&p.consent_path(None), &rd).expect(200).json();
-    assert_eq!(
-        check_proof(&srv, &v, &question(&p, None)).1,
-        State::OptedOut
-    );
-    let v = srv
-        .get_auth(&p.consent_path(Some(t1)), &rd)
-        .expect(200)
-        .json();
-    assert_eq!(
-        check_proof(&srv, &v, &question(&p, Some(t1))).1,
-        State::OptedIn
-    );
+    srv.append(&p.step(&o, false));
+    assert_eq!(proven_state(&srv, &p, None, &rd), State::OptedOut);
+    assert_eq!(proven_state(&srv, &p, Some(t1), &rd), State::OptedIn);
 
     // POST: many queries, one shared checkpoint, every proof verifies.
-    let mut crowd: Vec<Person> = (0..12).map(|_| Person::new(CTL, PUR)).collect();
+    let mut crowd: Vec<Person> = (0..12).map(|_| Person::on(CTL, PUR)).collect();
     let mut want = Vec::new();
     for (i, c) in crowd.iter_mut().enumerate() {
         if i % 3 != 2 {
-            srv.append(&c.next(&o, true));
+            srv.append(&c.step(&o, true));
         }
         if i % 3 == 1 {
-            srv.append(&c.next(&o, false));
+            srv.append(&c.step(&o, false));
         }
         want.push(match i % 3 {
             0 => State::OptedIn,
@@ -825,14 +799,14 @@ fn bulk_consent_with_no_queries_still_needs_credentials() {
 fn history_is_only_for_the_persons_own_signed_request_and_verifies() {
     let srv = Server::start(&["--reader-token", READER, "--auditor-token", AUDITOR]);
     let o = srv.origin.clone();
-    let mut alice = Person::new(CTL, PUR);
+    let mut alice = Person::on(CTL, PUR);
     let mut alice2 = alice.other(CTL, "analytics");
-    let mut bob = Person::new(CTL, PUR);
-    srv.append(&alice.next(&o, true));
-    srv.append(&bob.next(&o, true));
-    srv.append(&alice2.next(&o, true));
-    srv.append(&alice.next(&o, false));
-    srv.append(&alice.next(&o, true));
+    let mut bob = Person::on(CTL, PUR);
+    srv.append(&alice.step(&o, true));
+    srv.append(&bob.step(&o, true));
+    srv.append(&alice2.step(&o, true));
+    srv.append(&alice.step(&o, false));
+    srv.append(&alice.step(&o, true));
 
     let path = format!("/v1/subjects/{}/history", alice.hex());
     let v = srv
@@ -885,7 +859,7 @@ fn history_is_only_for_the_persons_own_signed_request_and_verifies() {
     let h: History = serde_json::from_value(v).unwrap();
     let c = history::check(&h, &srv.log_key, Some(&bob.subject)).unwrap();
     assert_eq!(c.chains.len(), 1);
-    let carol = Person::new(CTL, PUR);
+    let carol = Person::on(CTL, PUR);
     let carol_path = format!("/v1/subjects/{}/history", carol.hex());
     let v = srv
         .get_auth(&carol_path, &carol.sign_request("GET", &carol_path))
@@ -909,8 +883,8 @@ fn history_is_only_for_the_persons_own_signed_request_and_verifies() {
 fn export_gives_openings_to_auditor_tokens_only() {
     let srv = Server::start(&["--reader-token", READER, "--auditor-token", AUDITOR]);
     let o = srv.origin.clone();
-    let mut p = Person::new(CTL, PUR);
-    let evs: Vec<SignedEvent> = (0..4).map(|i| p.next(&o, i % 2 == 0)).collect();
+    let mut p = Person::on(CTL, PUR);
+    let evs: Vec<SignedEvent> = (0..4).map(|i| p.step(&o, i % 2 == 0)).collect();
     for e in &evs {
         srv.append(e);
     }
@@ -979,7 +953,7 @@ fn openapi_lists_exactly_the_routes_and_every_route_is_live() {
 
     // Every documented route is served, and a documented path has no other method: the
     // router serves exactly the documented routes (both are built from one list).
-    let subject = Person::new(CTL, PUR).hex();
+    let subject = Person::on(CTL, PUR).hex();
     let paths: BTreeSet<&String> = documented.iter().map(|(_, p)| p).collect();
     for path in paths {
         let url = srv.u(&path.replace("{subject}", &subject));
@@ -1010,11 +984,11 @@ fn openapi_lists_exactly_the_routes_and_every_route_is_live() {
 fn metrics_count_appends_duplicates_rejections_and_tree_size() {
     let srv = Server::start(&[]);
     let o = srv.origin.clone();
-    let mut p = Person::new(CTL, PUR);
-    let e0 = p.next(&o, true);
+    let mut p = Person::on(CTL, PUR);
+    let e0 = p.step(&o, true);
     srv.append(&e0);
     srv.post_event(&e0).expect(200);
-    let mut q = Person::new(CTL, PUR);
+    let mut q = Person::on(CTL, PUR);
     q.seq = 3;
     srv.post_event(&q.make(&o, true))
         .expect_error_code(409, "seq");
@@ -1022,7 +996,7 @@ fn metrics_count_appends_duplicates_rejections_and_tree_size() {
         .expect_error_code(400, "malformed");
     srv.post_event(&bad_signature(&p.make(&o, false)))
         .expect_error_code(422, "signature");
-    srv.append(&p.next(&o, false));
+    srv.append(&p.step(&o, false));
 
     let r = srv.get("/metrics");
     r.expect(200);
@@ -1061,8 +1035,8 @@ fn every_error_status_has_a_json_body_and_a_rejected_event_changes_nothing() {
         "2048",
     ]);
     let o = srv.origin.clone();
-    let mut p = Person::new(CTL, PUR);
-    let e0 = p.next(&o, true);
+    let mut p = Person::on(CTL, PUR);
+    let e0 = p.step(&o, true);
     let rc0 = srv.append(&e0);
     let heads_before = srv
         .get_auth(&p.heads_path(), &bearer(READER))
@@ -1165,26 +1139,22 @@ fn every_error_status_has_a_json_body_and_a_rejected_event_changes_nothing() {
     assert_eq!(srv2.tree_size(), 0);
 
     // 422: wrong log, bad signature, issued_at far off, expiry on an opt-out, bad names.
-    let mut ev = p.event("someone-else.org/log", false);
-    let e = ev.clone().sign(&p.key);
-    srv.post_event(&e).expect_error_code(422, "log");
+    let opt_out = p.event().log("someone-else.org/log").opt_in(false);
+    srv.post_event(&opt_out.clone().sign())
+        .expect_error_code(422, "log");
     srv.post_event(&bad_signature(&p.make(&o, false)))
         .expect_error_code(422, "signature");
-    ev.log = o.clone();
-    ev.issued_at = now_ms() - 60 * 60 * 1000;
-    srv.post_event(&ev.clone().sign(&p.key))
+    let opt_out = opt_out.log(&o);
+    srv.post_event(&opt_out.clone().issued_at(now_ms() - 60 * 60 * 1000).sign())
         .expect_error_code(422, "issued_at");
-    ev.issued_at = now_ms();
-    ev.expires_at = Some(now_ms() + 1000);
-    srv.post_event(&ev.clone().sign(&p.key))
+    let expiring = opt_out
+        .issued_at(now_ms())
+        .expires_at(Some(now_ms() + 1000));
+    srv.post_event(&expiring.sign())
         .expect_error_code(422, "expires_at");
-    let mut ev = p.event(&o, true);
-    ev.controller = "Example.com".into();
-    srv.post_event(&ev.sign(&p.key))
+    srv.post_event(&p.event().log(&o).controller("Example.com").sign())
         .expect_error_code(422, "controller");
-    let mut ev = p.event(&o, true);
-    ev.version = 2;
-    srv.post_event(&ev.sign(&p.key))
+    srv.post_event(&p.event().log(&o).version(2).sign())
         .expect_error_code(422, "version");
     let spelled: Value = serde_json::from_str(&event_json(&p.make(&o, true))).unwrap();
     let mut spelled = spelled;
@@ -1196,7 +1166,7 @@ fn every_error_status_has_a_json_body_and_a_rejected_event_changes_nothing() {
         .expect_error_code(422, "invalid");
 
     // And the chain still goes on from the one accepted event.
-    let rc1 = srv.append(&p.next(&o, false));
+    let rc1 = srv.append(&p.step(&o, false));
     assert_eq!(rc1.index, rc0.index + 1);
 }
 
@@ -1220,8 +1190,8 @@ fn request_timeout_answers_a_json_error() {
         "--checkpoint-max-gap",
         "10000",
     ]);
-    let mut p = Person::new(CTL, PUR);
-    let ev = p.next(&srv.origin, true);
+    let mut p = Person::on(CTL, PUR);
+    let ev = p.step(&srv.origin, true);
     let r = srv.post("/v1/events?wait=checkpoint", &event_json(&ev));
     assert!(r.header("retry-after").is_some(), "{r:#?}");
     r.expect_error(503);
@@ -1242,17 +1212,10 @@ fn a_full_queue_answers_503_with_retry_after_and_appends_nothing() {
             let (origin, url) = (origin.clone(), url.clone());
             std::thread::spawn(move || {
                 let a = agent();
-                let mut p = Person::new(CTL, PUR);
+                let mut p = Person::on(CTL, PUR);
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                     let ev = p.make(&origin, true);
-                    let body = event_json(&ev);
-                    let r = send(
-                        &a,
-                        "POST",
-                        &format!("{url}/v1/events"),
-                        None,
-                        Some(body.as_bytes()),
-                    );
+                    let r = post_event(&a, &url, &ev);
                     match r.status {
                         201 => {
                             p.commit(&ev);
@@ -1311,7 +1274,7 @@ fn concurrent_clients_get_distinct_contiguous_receipts_and_the_log_audits() {
             std::thread::spawn(move || {
                 let a = agent();
                 let target = format!("{url}/v1/events");
-                let mut people: Vec<Person> = (0..PEOPLE).map(|_| Person::new(CTL, PUR)).collect();
+                let mut people: Vec<Person> = (0..PEOPLE).map(|_| Person::on(CTL, PUR)).collect();
                 let mut out = Vec::with_capacity(PER_CLIENT);
                 barrier.wait();
                 for i in 0..PER_CLIENT {
@@ -1374,7 +1337,7 @@ fn concurrent_clients_get_distinct_contiguous_receipts_and_the_log_audits() {
     srv.wait_covered(total);
     let t = Instant::now();
     let r = run(&["audit", "--url", &url, "--log-key", &srv.log_key_hex]);
-    r.expect_code(0);
+    r.assert_code(0);
     assert!(
         r.stdout.contains(&format!("audited {total} entries")),
         "{r:#?}"
@@ -1383,7 +1346,7 @@ fn concurrent_clients_get_distinct_contiguous_receipts_and_the_log_audits() {
     assert!(srv.stop().success(), "exit status; stderr {}", srv.stderr());
     let dir = srv.dir.clone();
     let r = run(&["audit", "--dir", s(&dir), "--log-key", &srv.log_key_hex]);
-    r.expect_code(0);
+    r.assert_code(0);
     assert!(r.stdout.contains("audit OK"), "{r:#?}");
 }
 
@@ -1405,7 +1368,7 @@ fn sigterm_while_clients_append_exits_0_and_keeps_every_receipt() {
                 } else {
                     format!("{url}/v1/events")
                 };
-                let mut p = Person::new(CTL, PUR);
+                let mut p = Person::on(CTL, PUR);
                 let mut got = Vec::new();
                 loop {
                     let ev = p.make(&origin, got.len() % 2 == 0);
@@ -1436,10 +1399,9 @@ fn sigterm_while_clients_append_exits_0_and_keeps_every_receipt() {
         })
         .collect();
     // Let the clients get going, then stop the server under load.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while count.load(Ordering::Relaxed) < 1500 && Instant::now() < deadline {
-        sleep_ms(5);
-    }
+    poll(Duration::from_secs(10), || {
+        (count.load(Ordering::Relaxed) >= 1500).then_some(())
+    });
     let at_term = count.load(Ordering::Relaxed);
     srv.sigterm();
     let status = srv.wait_exit(Duration::from_secs(30));
@@ -1491,15 +1453,15 @@ fn sigterm_while_clients_append_exits_0_and_keeps_every_receipt() {
     );
     drop(l);
     let r = run(&["audit", "--dir", s(&srv.dir), "--log-key", &srv.log_key_hex]);
-    r.expect_code(0);
+    r.assert_code(0);
 
     // A restart serves the same log, and appends go on after it.
     let again = Server::start_in(&srv.dir, &[]);
     assert_eq!(again.log_key_hex, srv.log_key_hex);
     assert_eq!(again.tree_size(), size);
     assert_eq!(again.checkpoint().size, size);
-    let mut p = Person::new(CTL, PUR);
-    assert_eq!(again.append(&p.next(&origin, true)).index, size);
+    let mut p = Person::on(CTL, PUR);
+    assert_eq!(again.append(&p.step(&origin, true)).index, size);
 }
 
 #[test]
@@ -1513,11 +1475,11 @@ fn remote_audit_of_a_live_server_with_and_without_an_auditor_token() {
         "20",
     ]);
     let o = srv.origin.clone();
-    let mut people: Vec<Person> = (0..6).map(|_| Person::new(CTL, PUR)).collect();
+    let mut people: Vec<Person> = (0..6).map(|_| Person::on(CTL, PUR)).collect();
     let mut lines = Vec::new();
     for round in 0..5 {
         for p in people.iter_mut() {
-            lines.push(event_json(&p.next(&o, round % 2 == 0)));
+            lines.push(event_json(&p.step(&o, round % 2 == 0)));
         }
     }
     let v = srv
@@ -1531,45 +1493,32 @@ fn remote_audit_of_a_live_server_with_and_without_an_auditor_token() {
         .all(|x| x["status"] == 201));
     srv.wait_covered(30);
     for p in people.iter_mut() {
-        srv.append(&p.next(&o, true));
+        srv.append(&p.step(&o, true));
     }
     srv.wait_covered(36);
 
+    // `consentlog audit --url` of this server, with this log key and `extra` arguments.
+    let audit = |key: &str, extra: &[&str]| {
+        run(&[&["audit", "--url", &srv.url, "--log-key", key][..], extra].concat())
+    };
     let key = &srv.log_key_hex;
-    let r = run(&["audit", "--url", &srv.url, "--log-key", key]);
-    r.expect_code(0);
+    let r = audit(key, &[]);
+    r.assert_code(0);
     assert!(r.stdout.contains("audited 36 entries"), "{r:#?}");
     assert!(r.stdout.contains("0 openings checked"), "{r:#?}");
     assert!(r.stdout.contains("audit OK"), "{r:#?}");
 
-    let r = run(&[
-        "audit",
-        "--url",
-        &srv.url,
-        "--log-key",
-        key,
-        "--token",
-        AUDITOR,
-    ]);
-    r.expect_code(0);
+    let r = audit(key, &["--token", AUDITOR]);
+    r.assert_code(0);
     assert!(r.stdout.contains("audited 36 entries"), "{r:#?}");
     assert!(r.stdout.contains("36 openings checked"), "{r:#?}");
 
     // Another log key, or a reader token where an auditor token is needed: failure.
     let wrong = to_hex(consentlog::keyfile::generate().verifying_key().as_bytes());
-    let r = run(&["audit", "--url", &srv.url, "--log-key", &wrong]);
+    let r = audit(&wrong, &[]);
     assert_ne!(r.code, 0, "{r:#?}");
-    let r = run(&[
-        "audit",
-        "--url",
-        &srv.url,
-        "--log-key",
-        key,
-        "--token",
-        READER,
-    ]);
-    assert_ne!(r.code, 0, "{r:#?}");
-    assert!(r.stderr.contains("403"), "{r:#?}");
+    let r = audit(key, &["--token", READER]);
+    r.assert_fails_with("403");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1581,7 +1530,7 @@ fn cli_grants_revokes_proves_and_reads_history_over_http() {
     let srv = Server::start(&["--reader-token", READER, "--checkpoint-interval", "50"]);
     let key_file = srv.tmp.join("alice.key");
     let r = run(&["keygen", "--out", s(&key_file)]);
-    r.expect_code(0);
+    r.assert_code(0);
     let subject = r.stdout.trim().to_string();
     assert_eq!(subject.len(), 64, "{r:#?}");
     let base = ["--controller", CTL, "--purpose", PUR];
@@ -1591,19 +1540,19 @@ fn cli_grants_revokes_proves_and_reads_history_over_http() {
         &base[..],
     ]
     .concat());
-    r.expect_code(0);
+    r.assert_code(0);
     let grant = receipt(&serde_json::from_str(r.stdout.trim()).expect("receipt JSON"));
     assert!(grant.check(&srv.log_key));
     assert_eq!(grant.index, 0);
-    sleep_ms(30);
-    let t = now_ms();
-    sleep_ms(30);
+    // T: a millisecond after the grant, the revocation integrated after T.
+    let t = grant.integrated_at + 1;
+    wall_past(t);
     let r = run(&[
         &["revoke", "--server", &srv.url, "--key", s(&key_file)][..],
         &base[..],
     ]
     .concat());
-    r.expect_code(0);
+    r.assert_code(0);
     let revoke = receipt(&serde_json::from_str(r.stdout.trim()).unwrap());
     assert!(revoke.check(&srv.log_key));
     assert_eq!(revoke.index, 1);
@@ -1663,12 +1612,12 @@ fn cli_grants_revokes_proves_and_reads_history_over_http() {
         &base[..],
     ]
     .concat());
-    r.expect_code(1);
+    r.assert_code(1);
     assert!(r.stderr.contains("401"), "{r:#?}");
 
     // History through a signed request, then verify-history.
     let r = run(&["history", "--server", &srv.url, "--key", s(&key_file)]);
-    r.expect_code(0);
+    r.assert_code(0);
     let hist = srv.tmp.join("history.json");
     std::fs::write(&hist, &r.stdout).unwrap();
     run(&[

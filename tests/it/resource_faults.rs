@@ -5,13 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-mod support_faults;
-mod support_server;
-use support_server::Server;
+use crate::support::faults;
+use crate::support::{run, s, Server};
 
 use consentlog::core::receipt::Receipt;
 
-const BIN: &str = env!("CARGO_BIN_EXE_consentlog");
 const ORIGIN: &str = "faults.example/log";
 
 struct Mount(PathBuf);
@@ -61,7 +59,7 @@ fn serve(dir: &Path, engine: &str) -> Server {
 
 /// Posts `n` fresh opt-ins with long names, so the small disk fills sooner.
 fn post_many(url: &str, n: usize) -> (Vec<Receipt>, Vec<(u16, String)>) {
-    support_faults::post_many(url, ORIGIN, &"x".repeat(128), &"y".repeat(128), n)
+    faults::post_many(url, ORIGIN, &"x".repeat(128), &"y".repeat(128), n)
 }
 
 fn faults(engine: &str) {
@@ -104,18 +102,9 @@ fn faults(engine: &str) {
 
     // A read-only data directory: the server refuses to start with a clear error.
     mnt.remount("ro");
-    let out = Command::new(BIN)
-        .args([
-            "serve",
-            "--dir",
-            dir.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "served from a read-only directory");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let out = run(&["serve", "--dir", s(&dir), "--listen", "127.0.0.1:0"]);
+    assert_ne!(out.code, 0, "served from a read-only directory");
+    let err = &out.stderr;
     assert!(err.contains("error:"), "{err}");
     mnt.remount("rw");
     let srv = serve(&dir, engine);
@@ -127,7 +116,7 @@ fn faults(engine: &str) {
     acked.extend(ok);
 
     // Nothing acknowledged was lost, and the ledger audits clean.
-    support_faults::stop_then_assert_kept(srv, BIN, &dir, &acked);
+    faults::stop_then_assert_kept(srv, &dir, &acked);
 }
 
 #[test]

@@ -1,0 +1,23 @@
+//! The integration tests, one binary (`cargo test --test it`; one file with
+//! `cargo test --test it -- crash::`). Each module is one former test binary; `support` holds
+//! what they share.
+
+mod support;
+
+mod append_rules;
+mod audit;
+mod cli;
+mod crash;
+mod durability;
+mod fuzz_props;
+mod history;
+mod integrity;
+mod layers;
+mod lying_operator;
+mod map_buckets;
+mod proofs;
+mod read_only_disk;
+mod resource_faults;
+mod server;
+mod time_invariant;
+mod vectors;
