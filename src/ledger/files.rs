@@ -37,13 +37,20 @@ pub fn compact(dir: &Path) -> Result<Option<(u64, u64)>, LedgerError> {
     Ok(recorded_engine(dir)?.compact(&dir.join("db"))?)
 }
 
-/// Writes a small file and syncs it and its directory before returning.
+/// Writes a small file atomically and durably: the text goes to a temporary file beside it,
+/// which is synced and then renamed over `path`, and the directory is synced. A crash at any
+/// point leaves either no file or the whole text, never an empty or partial one (the `engine`
+/// marker is what makes a directory a ledger).
 pub(crate) fn write_durable(path: &Path, text: &str) -> Result<(), LedgerError> {
     use std::io::Write;
-    let mut f = fs::File::create(path).map_err(|e| LedgerError::io("cannot create", path, e))?;
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    let mut f = fs::File::create(&tmp).map_err(|e| LedgerError::io("cannot create", &tmp, e))?;
     f.write_all(text.as_bytes())
         .and_then(|()| f.sync_all())
-        .map_err(|e| LedgerError::io("cannot write", path, e))?;
+        .map_err(|e| LedgerError::io("cannot write", &tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| LedgerError::io("cannot rename into place", path, e))?;
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
@@ -68,7 +75,7 @@ pub(crate) fn write_log_keys(dir: &Path, key: &SigningKey) -> Result<(), LedgerE
 /// Removes the leftovers of an interrupted `init` from `dir` (which has no `engine` marker,
 /// so nothing was served or acknowledged from them): the log key files and the store.
 pub(crate) fn remove_leftovers(dir: &Path) -> Result<(), LedgerError> {
-    for name in ["log.key", "log.pub"] {
+    for name in ["log.key", "log.pub", "log.pub.tmp", "engine.tmp"] {
         let p = dir.join(name);
         if p.exists() {
             fs::remove_file(&p).map_err(|e| LedgerError::io("cannot remove", &p, e))?;
@@ -79,4 +86,30 @@ pub(crate) fn remove_leftovers(dir: &Path) -> Result<(), LedgerError> {
         fs::remove_dir_all(&db).map_err(|e| LedgerError::io("cannot remove", &db, e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durable_writes_replace_whole_files_and_leave_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("engine");
+        write_durable(&p, "sled\n").unwrap();
+        write_durable(&p, "redb\n").unwrap();
+        assert_eq!(fs::read_to_string(&p).unwrap(), "redb\n");
+        assert!(!dir.path().join("engine.tmp").exists());
+    }
+
+    #[test]
+    fn leftovers_of_an_interrupted_init_include_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["log.key", "log.pub", "log.pub.tmp", "engine.tmp"] {
+            fs::write(dir.path().join(name), "").unwrap();
+        }
+        fs::create_dir(dir.path().join("db")).unwrap();
+        remove_leftovers(dir.path()).unwrap();
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
 }
