@@ -21,7 +21,7 @@ fn append(c: &mut Criterion) {
                 let ledger = Ledger::init(
                     dir.path(),
                     common::LOG,
-                    consentlog::ledger::default_engine(),
+                    consentlog::testing::engine_from_env().as_str(),
                 )
                 .unwrap();
                 let batch: Vec<Result<SignedEvent, Reject>> =
@@ -42,7 +42,7 @@ fn append(c: &mut Criterion) {
     let ledger = Ledger::init(
         dir.path(),
         common::LOG,
-        consentlog::ledger::default_engine(),
+        consentlog::testing::engine_from_env().as_str(),
     )
     .unwrap();
     let out = ledger.append(events.into_iter().map(Ok).collect()).unwrap();

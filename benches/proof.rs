@@ -19,7 +19,7 @@ fn proof(c: &mut Criterion) {
     let ledger = Ledger::init(
         dir.path(),
         common::LOG,
-        consentlog::ledger::default_engine(),
+        consentlog::testing::engine_from_env().as_str(),
     )
     .unwrap();
     let events = common::events(0, USERS, EVENTS, clock::now_ms());

@@ -54,15 +54,6 @@ use crate::core::tlog::Frontier;
 use crate::store::{Store, Table, View};
 use clock::{Clock, SystemClock};
 
-/// The name of the storage engine the test suite runs on: `$CONSENTLOG_ENGINE`, else sled.
-///
-/// A shim kept while the tests move to [`crate::testing::engine_from_env`]: the ledger itself
-/// reads no environment (the CLI reads `$CONSENTLOG_ENGINE` through clap).
-#[doc(hidden)]
-pub fn default_engine() -> &'static str {
-    crate::testing::engine_from_env().as_str()
-}
-
 /// Default storage cache (sled's own default is 1 GiB).
 pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 /// Events committed per atomic batch and sync.

@@ -27,7 +27,7 @@ fn config(dir: &std::path::Path) -> ServeConfig {
         dir: dir.to_path_buf(),
         listen: "127.0.0.1:0".parse().expect("address"),
         origin: ORIGIN.to_string(),
-        engine: crate::ledger::default_engine().to_string(),
+        engine: crate::testing::engine_from_env().to_string(),
         batch: BatchConfig {
             max_events: 8192,
             max_wait_ms: 0,

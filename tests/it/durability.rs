@@ -244,7 +244,11 @@ fn init_and_reopen_in_one_process_do_not_fail_on_the_file_lock() {
     let mut failures = Vec::new();
     for i in 0..30 {
         let dir = tmp.path().join(format!("l{i}"));
-        match Ledger::init(&dir, ORIGIN, consentlog::ledger::default_engine()) {
+        match Ledger::init(
+            &dir,
+            ORIGIN,
+            consentlog::testing::engine_from_env().as_str(),
+        ) {
             Err(e) => failures.push(format!("init #{i}: {e}")),
             Ok(l) => {
                 accept(&l, Person::new().first());

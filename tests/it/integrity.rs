@@ -29,7 +29,7 @@ fn build(dir: &Path) -> Vec<SigningKey> {
     let l = Ledger::init(
         dir,
         "integrity.example/log",
-        consentlog::ledger::default_engine(),
+        consentlog::testing::engine_from_env().as_str(),
     )
     .unwrap();
     let people: Vec<SigningKey> = (0..3).map(|_| keyfile::generate()).collect();
@@ -144,7 +144,7 @@ fn a_damaged_node_off_the_frontier_is_never_served() {
     let l = Ledger::init(
         &dir,
         "integrity.example/log",
-        consentlog::ledger::default_engine(),
+        consentlog::testing::engine_from_env().as_str(),
     )
     .unwrap();
     let people: Vec<SigningKey> = (0..4).map(|_| keyfile::generate()).collect();
@@ -301,7 +301,7 @@ fn migrate(from: &Path, to: &Path, engine: &str) -> (i32, String) {
 
 /// The engine the suite does not run on by default.
 fn other_engine() -> &'static str {
-    match consentlog::ledger::default_engine() {
+    match consentlog::testing::engine_from_env().as_str() {
         "sled" => "redb",
         _ => "sled",
     }

@@ -1295,7 +1295,7 @@ fn init_never_fails_on_the_sled_lock() {
         Ledger::init(
             &dir.path().join("ledger"),
             ORIGIN,
-            consentlog::ledger::default_engine(),
+            consentlog::testing::engine_from_env().as_str(),
         )
         .map(drop)
         .map_err(|e| e.to_string())
@@ -1318,7 +1318,11 @@ fn reopen_never_fails_on_the_sled_lock() {
     let failures = on_threads(40, || {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger");
-        let l = match Ledger::init(&path, ORIGIN, consentlog::ledger::default_engine()) {
+        let l = match Ledger::init(
+            &path,
+            ORIGIN,
+            consentlog::testing::engine_from_env().as_str(),
+        ) {
             Ok(l) => l,
             Err(e) => return Err(format!("init: {e}")),
         };
