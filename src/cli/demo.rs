@@ -47,7 +47,7 @@ pub fn demo() -> CmdResult {
     let dir = tmp.join("ledger");
     println!("== consentlog demo (working in {})\n", tmp.display());
 
-    println!("1. The operator creates a ledger (embedded sled database, fresh log key).");
+    println!("1. The operator creates a ledger (embedded redb database, fresh log key).");
     let l = Ledger::init_with(
         &dir,
         "demo.example/consent",

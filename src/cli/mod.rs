@@ -77,7 +77,7 @@ pub enum Command {
         #[arg(long, default_value = "consentlog.local/log")]
         origin: String,
         /// Storage engine, sled or redb, recorded in the directory
-        #[arg(long, env = "CONSENTLOG_ENGINE", default_value_t = Engine::Sled)]
+        #[arg(long, env = "CONSENTLOG_ENGINE", default_value_t = Engine::default())]
         backend: Engine,
     },
     /// Create a person's key file (mode 0600); prints the public key

@@ -22,7 +22,7 @@ pub struct ServeArgs {
     pub origin: String,
     /// Storage engine of a newly created ledger, sled or redb; an existing ledger is reopened
     /// with the engine that wrote it
-    #[arg(long, env = "CONSENTLOG_ENGINE", default_value_t = crate::store::Engine::Sled)]
+    #[arg(long, env = "CONSENTLOG_ENGINE", default_value_t = crate::store::Engine::default())]
     pub backend: crate::store::Engine,
     /// Bearer token allowed to ask for consent proofs and heads (repeatable)
     #[arg(long)]

@@ -160,10 +160,11 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 /// A storage engine this build knows. Recorded by name in a ledger's directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Engine {
-    /// sled 0.34 (the default).
-    #[default]
+    /// sled 0.34: supported for existing ledgers and by choice (`--backend sled`); its memory
+    /// grows with every key it has written (docs/SECURITY.md).
     Sled,
-    /// redb 4.x.
+    /// redb 4.x, the default: faster, smaller, and its memory stays within its cache.
+    #[default]
     Redb,
 }
 
@@ -288,7 +289,7 @@ mod tests {
             "lmdb".parse::<Engine>().unwrap_err().to_string(),
             "unknown storage engine \"lmdb\""
         );
-        assert_eq!(Engine::default(), Engine::Sled);
+        assert_eq!(Engine::default(), Engine::Redb);
     }
 
     #[test]

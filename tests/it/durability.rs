@@ -585,7 +585,7 @@ fn init_syncs_its_files_and_directory_before_printing_the_log_key() {
             "-s",
             "65536",
             "-e",
-            "trace=fsync,fdatasync,openat,write",
+            "trace=fsync,fdatasync,openat,write,rename,renameat,renameat2",
             "-o",
         ])
         .arg(&trace)
@@ -615,18 +615,29 @@ fn init_syncs_its_files_and_directory_before_printing_the_log_key() {
             .map(|c| c.start)
             .max()
     };
+    // A small file is written either in place or through `NAME.tmp` renamed over `NAME`: the
+    // content sync may be on either path, and the file exists under its name once it is
+    // created in place or renamed into place.
     let created = |name: &str| {
         calls
             .iter()
-            .filter(|c| c.name == "openat" && c.text.contains("O_CREAT"))
-            .filter(|c| c.text.contains(&format!("/{name}\"")))
+            .filter(|c| {
+                (c.name == "openat"
+                    && c.text.contains("O_CREAT")
+                    && (c.text.contains(&format!("/{name}\""))
+                        || c.text.contains(&format!("/{name}.tmp\""))))
+                    || (c.name.starts_with("rename") && c.text.contains(&format!("/{name}\"")))
+            })
             .map(|c| c.end)
             .max()
             .unwrap_or_else(|| panic!("{name} is not created"))
     };
     let mut missing = Vec::new();
     for name in ["log.key", "log.pub", "engine"] {
-        if synced(&dir.join(name)).is_none() {
+        if synced(&dir.join(name))
+            .or_else(|| synced(&dir.join(format!("{name}.tmp"))))
+            .is_none()
+        {
             missing.push(format!(
                 "{name} is not fsynced before the log key is printed"
             ));
