@@ -22,6 +22,8 @@ use ed25519_dalek::VerifyingKey;
 use crate::core::hash::from_hex_array;
 use crate::store::Engine;
 
+pub use serve::{config as serve_config, ServeArgs};
+
 /// Exit code and message of a failed command.
 #[derive(Debug)]
 pub struct Failure {

@@ -75,6 +75,12 @@ pub fn serve(a: ServeArgs) -> CmdResult {
         )
         .with_writer(std::io::stderr)
         .try_init();
+    let (cfg, auth) = config(a).map_err(fail)?;
+    server::serve(cfg, auth).map_err(fail)
+}
+
+/// The server's settings and credentials from `serve`'s arguments (reads a tokens file).
+pub fn config(a: ServeArgs) -> Result<(ServeConfig, Auth), String> {
     let mut auth = Auth::default();
     for t in &a.reader_token {
         auth.add_reader(t, None);
@@ -83,7 +89,7 @@ pub fn serve(a: ServeArgs) -> CmdResult {
         auth.add_auditor(t);
     }
     if let Some(f) = &a.tokens_file {
-        auth.load_tokens_file(f).map_err(fail)?;
+        auth.load_tokens_file(f)?;
     }
     let cfg = ServeConfig {
         dir: a.dir,
@@ -103,5 +109,5 @@ pub fn serve(a: ServeArgs) -> CmdResult {
         max_connections: a.max_connections.max(1),
         cache_bytes: a.cache_bytes,
     };
-    server::serve(cfg, auth).map_err(fail)
+    Ok((cfg, auth))
 }

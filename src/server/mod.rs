@@ -211,6 +211,19 @@ impl App {
 /// Opens (or, if the directory holds no ledger, creates) the ledger and serves until SIGTERM
 /// or Ctrl-C; then stops accepting, finishes and flushes the queue, signs a final checkpoint.
 pub fn serve(cfg: ServeConfig, auth: Auth) -> Result<(), String> {
+    let ledger = open(&cfg)?;
+    runtime()?.block_on(async {
+        let signals = Signals::install()?;
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+        serve_on(ledger, listener, &cfg, auth, shutdown_signal(signals), say).await
+    })
+}
+
+/// The ledger `serve` serves: `cfg.dir`'s, opened with its cache; or, if the directory holds
+/// no ledger, a new one with `cfg`'s origin and engine. Refuses a log key others can read.
+pub fn open(cfg: &ServeConfig) -> Result<Arc<Ledger>, String> {
     let ledger = if cfg.dir.join("engine").exists() {
         // A log key others can read is a key others may have copied: refuse to serve with it.
         crate::keyfile::read(&cfg.dir.join("log.key"), true).map_err(|e| e.to_string())?;
@@ -218,21 +231,32 @@ pub fn serve(cfg: ServeConfig, auth: Auth) -> Result<(), String> {
     } else {
         Ledger::init(&cfg.dir, &cfg.origin, &cfg.engine).map_err(|e| e.to_string())?
     };
-    let ledger = Arc::new(ledger);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    rt.block_on(run(ledger, cfg, auth))
+    Ok(Arc::new(ledger))
 }
 
-async fn run(ledger: Arc<Ledger>, cfg: ServeConfig, auth: Auth) -> Result<(), String> {
-    let signals = Signals::install()?;
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+/// The runtime `serve` runs on (multi-threaded, timers and I/O enabled).
+pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
+/// Serves `ledger` on `listener` until `shutdown` (what `serve` does once the ledger is open
+/// and the socket bound): starts the [`App`], gives the banner lines (data directory, origin,
+/// log public key, `listening on http://…`) to `say`, runs the accept loop; after `shutdown`,
+/// finishes every queued append, signs a final checkpoint and says so. `serve` passes SIGTERM
+/// or Ctrl-C and standard output; tests run it in-process with their own.
+pub async fn serve_on(
+    ledger: Arc<Ledger>,
+    listener: tokio::net::TcpListener,
+    cfg: &ServeConfig,
+    auth: Auth,
+    shutdown: impl std::future::Future<Output = ()>,
+    say: impl Fn(&str),
+) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let app = App::new(ledger.clone(), &cfg, auth)?;
+    let app = App::new(ledger.clone(), cfg, auth)?;
     say(&format!("data directory: {}", cfg.dir.display()));
     say(&format!("origin: {}", ledger.origin()));
     say(&format!(
@@ -241,7 +265,7 @@ async fn run(ledger: Arc<Ledger>, cfg: ServeConfig, auth: Auth) -> Result<(), St
     ));
     say(&format!("listening on http://{addr}"));
     tracing::info!(%addr, size = ledger.size(), "serving");
-    accept(listener, app.router(), &cfg, shutdown_signal(signals)).await;
+    accept(listener, app.router(), cfg, shutdown).await;
     // No new requests: finish every queued append, then a final checkpoint.
     app.stop();
     let cp = ledger.checkpoint().map_err(|e| e.to_string())?;

@@ -1,7 +1,19 @@
-//! `consentlog serve` through the real binary: every endpoint, authentication, error statuses
-//! and bodies, overload, concurrency, graceful shutdown, remote audit and the CLI as a client.
+//! `consentlog serve` over real HTTP: every endpoint, authentication, error statuses and
+//! bodies, overload, concurrency, graceful shutdown, remote audit and the CLI as a client.
 //! Each test starts its own server on an ephemeral port in a temporary directory; the
-//! `Server` guard kills it when the test ends, however it ends.
+//! `Server` guard stops it when the test ends, however it ends.
+//!
+//! Where the process is not the point, the server runs in-process (`Server::in_process`):
+//! `serve`'s own argument parsing, ledger opening and accept loop on a thread of the test
+//! process, on a real ledger on disk, over loopback. Two tests keep a `consentlog serve` child
+//! (`Server::start`), because they are about the process:
+//! - `concurrent_clients_get_distinct_contiguous_receipts_and_the_log_audits`: ends with
+//!   SIGTERM, asserts the exit status, then audits the directory the exited process left;
+//! - `sigterm_while_clients_append_exits_0_and_keeps_every_receipt`: SIGTERM under load, exit
+//!   code 0, the "stopped" line on standard output, then a restart on the same directory.
+//!
+//! The CLI tests here (remote audit, grant/revoke/prove/history over HTTP) still run the
+//! binary as the client.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -76,7 +88,7 @@ fn question(p: &Person, at: Option<u64>) -> Question {
 
 #[test]
 fn post_event_gives_201_receipt_then_200_same_receipt_and_waits_for_a_checkpoint() {
-    let srv = Server::start(&["--checkpoint-interval", "30"]);
+    let srv = Server::in_process(&["--checkpoint-interval", "30"]);
     let mut p = Person::on(CTL, PUR);
     let ev = p.step(&srv.origin, true);
 
@@ -147,7 +159,7 @@ fn post_event_gives_201_receipt_then_200_same_receipt_and_waits_for_a_checkpoint
 
 #[test]
 fn batch_accepts_ndjson_and_json_arrays_with_one_result_per_event_in_order() {
-    let srv = Server::start(&[]);
+    let srv = Server::in_process(&[]);
     let o = srv.origin.clone();
     let mut a = Person::on(CTL, PUR);
     let mut b = Person::on(CTL, "analytics");
@@ -244,7 +256,7 @@ fn batch_accepts_ndjson_and_json_arrays_with_one_result_per_event_in_order() {
 fn identical_event_twice_in_one_sequencer_batch_is_a_duplicate() {
     // Repeats inside one ledger batch are duplicates too (docs/FORMAT.md §10 rule 1, §14): 200,
     // and counted once. A 300 ms gathering window puts concurrent submissions into one batch.
-    let srv = Server::start(&["--batch-wait-ms", "300"]);
+    let srv = Server::in_process(&["--batch-wait-ms", "300"]);
     let o = srv.origin.clone();
     let mut p = Person::on(CTL, PUR);
     let e0 = p.step(&o, true);
@@ -286,7 +298,7 @@ fn identical_event_twice_in_one_sequencer_batch_is_a_duplicate() {
 
 #[test]
 fn batch_of_10000_is_accepted_and_10001_is_413_in_both_forms() {
-    let srv = Server::start(&[]);
+    let srv = Server::in_process(&[]);
     let o = srv.origin.clone();
     // 100 people, 101 events each: chains continue within the batch.
     let mut people: Vec<Person> = (0..100).map(|_| Person::on(CTL, PUR)).collect();
@@ -333,7 +345,7 @@ fn heads_answer_reader_tokens_and_the_persons_signed_requests_only() {
     let (_t, tf) = tokens_file(&format!(
         "# limited readers\n{LIMITED} partner.org,other.org\n"
     ));
-    let srv = Server::start(&["--reader-token", READER, "--tokens-file", &tf]);
+    let srv = Server::in_process(&["--reader-token", READER, "--tokens-file", &tf]);
     let mut p = Person::on(CTL, PUR);
     let path = p.heads_path();
     let rd = bearer(READER);
@@ -428,7 +440,7 @@ fn heads_answer_reader_tokens_and_the_persons_signed_requests_only() {
 
 #[test]
 fn checkpoints_entries_and_log_proofs_verify() {
-    let srv = Server::start(&["--checkpoint-interval", "20"]);
+    let srv = Server::in_process(&["--checkpoint-interval", "20"]);
     let o = srv.origin.clone();
     let mut people: Vec<Person> = (0..3).map(|_| Person::on(CTL, PUR)).collect();
     let mut receipts = Vec::new();
@@ -598,7 +610,7 @@ fn checkpoints_entries_and_log_proofs_verify() {
 #[test]
 fn consent_proofs_verify_and_need_a_reader_token_for_the_controller() {
     let (_t, tf) = tokens_file(&format!("{LIMITED} {CTL},partner.org\n"));
-    let srv = Server::start(&[
+    let srv = Server::in_process(&[
         "--reader-token",
         READER,
         "--tokens-file",
@@ -774,7 +786,7 @@ fn consent_proofs_verify_and_need_a_reader_token_for_the_controller() {
 
 #[test]
 fn bulk_consent_with_no_queries_still_needs_credentials() {
-    let srv = Server::start(&["--reader-token", READER]);
+    let srv = Server::in_process(&["--reader-token", READER]);
     let before = srv.get("/v1/checkpoints?from=0").expect(200).json()["checkpoints"]
         .as_array()
         .unwrap()
@@ -797,7 +809,7 @@ fn bulk_consent_with_no_queries_still_needs_credentials() {
 
 #[test]
 fn history_is_only_for_the_persons_own_signed_request_and_verifies() {
-    let srv = Server::start(&["--reader-token", READER, "--auditor-token", AUDITOR]);
+    let srv = Server::in_process(&["--reader-token", READER, "--auditor-token", AUDITOR]);
     let o = srv.origin.clone();
     let mut alice = Person::on(CTL, PUR);
     let mut alice2 = alice.other(CTL, "analytics");
@@ -881,7 +893,7 @@ fn history_is_only_for_the_persons_own_signed_request_and_verifies() {
 
 #[test]
 fn export_gives_openings_to_auditor_tokens_only() {
-    let srv = Server::start(&["--reader-token", READER, "--auditor-token", AUDITOR]);
+    let srv = Server::in_process(&["--reader-token", READER, "--auditor-token", AUDITOR]);
     let o = srv.origin.clone();
     let mut p = Person::on(CTL, PUR);
     let evs: Vec<SignedEvent> = (0..4).map(|i| p.step(&o, i % 2 == 0)).collect();
@@ -928,7 +940,7 @@ fn export_gives_openings_to_auditor_tokens_only() {
 
 #[test]
 fn openapi_lists_exactly_the_routes_and_every_route_is_live() {
-    let srv = Server::start(&[]);
+    let srv = Server::in_process(&[]);
     let r = srv.get("/v1/openapi.json");
     r.expect(200);
     assert!(r
@@ -982,7 +994,7 @@ fn openapi_lists_exactly_the_routes_and_every_route_is_live() {
 
 #[test]
 fn metrics_count_appends_duplicates_rejections_and_tree_size() {
-    let srv = Server::start(&[]);
+    let srv = Server::in_process(&[]);
     let o = srv.origin.clone();
     let mut p = Person::on(CTL, PUR);
     let e0 = p.step(&o, true);
@@ -1026,7 +1038,7 @@ fn metrics_count_appends_duplicates_rejections_and_tree_size() {
 
 #[test]
 fn every_error_status_has_a_json_body_and_a_rejected_event_changes_nothing() {
-    let srv = Server::start(&[
+    let srv = Server::in_process(&[
         "--reader-token",
         READER,
         "--auditor-token",
@@ -1133,7 +1145,7 @@ fn every_error_status_has_a_json_body_and_a_rejected_event_changes_nothing() {
     // batch_of_10000_is_accepted_and_10001_is_413_in_both_forms). These 20 KB are over this
     // server's body limit, so on a second server with the default limit.
     let many = "x\n".repeat(10_001);
-    let srv2 = Server::start(&[]);
+    let srv2 = Server::in_process(&[]);
     srv2.post("/v1/events/batch", &many)
         .expect_error_code(413, "too_large");
     assert_eq!(srv2.tree_size(), 0);
@@ -1172,7 +1184,7 @@ fn every_error_status_has_a_json_body_and_a_rejected_event_changes_nothing() {
 
 #[test]
 fn wrong_method_answers_405_with_a_json_error() {
-    let srv = Server::start(&[]);
+    let srv = Server::in_process(&[]);
     let r = send(&srv.agent, "GET", &srv.u("/v1/events"), None, None);
     r.expect_error(405);
     let r = send(&srv.agent, "DELETE", &srv.u("/v1/checkpoint"), None, None);
@@ -1182,7 +1194,7 @@ fn wrong_method_answers_405_with_a_json_error() {
 #[test]
 fn request_timeout_answers_a_json_error() {
     // No checkpoint for 10 s, so ?wait=checkpoint outlives the 300 ms request timeout.
-    let srv = Server::start(&[
+    let srv = Server::in_process(&[
         "--request-timeout",
         "300",
         "--checkpoint-interval",
@@ -1199,7 +1211,7 @@ fn request_timeout_answers_a_json_error() {
 
 #[test]
 fn a_full_queue_answers_503_with_retry_after_and_appends_nothing() {
-    let srv = Server::start(&["--queue", "1", "--batch-wait-ms", "200", "--batch-max", "1"]);
+    let srv = Server::in_process(&["--queue", "1", "--batch-wait-ms", "200", "--batch-max", "1"]);
     let origin = srv.origin.clone();
     let url = srv.url.clone();
     let stop = Arc::new(AtomicBool::new(false));
@@ -1466,7 +1478,7 @@ fn sigterm_while_clients_append_exits_0_and_keeps_every_receipt() {
 
 #[test]
 fn remote_audit_of_a_live_server_with_and_without_an_auditor_token() {
-    let srv = Server::start(&[
+    let srv = Server::in_process(&[
         "--reader-token",
         READER,
         "--auditor-token",
@@ -1527,7 +1539,7 @@ fn remote_audit_of_a_live_server_with_and_without_an_auditor_token() {
 
 #[test]
 fn cli_grants_revokes_proves_and_reads_history_over_http() {
-    let srv = Server::start(&["--reader-token", READER, "--checkpoint-interval", "50"]);
+    let srv = Server::in_process(&["--reader-token", READER, "--checkpoint-interval", "50"]);
     let key_file = srv.tmp.join("alice.key");
     let r = run(&["keygen", "--out", s(&key_file)]);
     r.assert_code(0);

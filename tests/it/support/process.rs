@@ -18,7 +18,7 @@ use ed25519_dalek::VerifyingKey;
 use serde_json::Value;
 
 use super::http::{agent, metric, post_event, receipt, send, Resp};
-use super::{h32, poll, wait_until};
+use super::{h32, poll, s, wait_until};
 
 /// The binary under test.
 pub fn bin() -> &'static str {
@@ -228,10 +228,98 @@ impl Drop for Serve {
     }
 }
 
-/// A running `consentlog serve` on its own ephemeral port, started and waited for; killed
-/// (and reaped) when dropped.
+/// `serve`'s own code on a thread of the test process: the arguments parsed by the binary's
+/// parser, the ledger opened and served by the functions `consentlog serve` runs
+/// (`server::open`, `server::serve_on`: the same router, sequencer, heartbeat and accept loop)
+/// on a runtime of its own, over real loopback HTTP; the banner lines kept and sent on a
+/// channel as `serve` prints them. No signal handlers (the test process keeps its own). Stopped
+/// gracefully when dropped, as SIGTERM would stop it, and waited for.
+struct InProc {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<Result<(), String>>>,
+    stdout: Arc<Mutex<Vec<String>>>,
+    lines: mpsc::Receiver<String>,
+}
+
+impl InProc {
+    /// Runs what `consentlog serve --dir dir --listen 127.0.0.1:0 extra…` runs.
+    fn spawn(dir: &Path, extra: &[&str]) -> InProc {
+        use clap::Parser;
+        use consentlog::cli::{serve_config, Cli, Command};
+        use consentlog::server;
+        let mut args = vec!["consentlog", "serve", "--dir", s(dir), "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        let Command::Serve(serve_args) = cli.command else {
+            unreachable!("parsed as serve")
+        };
+        let (cfg, auth) = serve_config(serve_args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let (tx, lines) = mpsc::channel::<String>();
+        let kept = stdout.clone();
+        let say = move |line: &str| {
+            kept.lock().expect("stdout lines").push(line.to_string());
+            let _ = tx.send(line.to_string());
+        };
+        let thread = std::thread::spawn(move || {
+            let ledger = server::open(&cfg)?;
+            server::runtime()?.block_on(async {
+                let listener = tokio::net::TcpListener::bind(cfg.listen)
+                    .await
+                    .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+                let shutdown = async {
+                    let _ = stopped.await;
+                };
+                server::serve_on(ledger, listener, &cfg, auth, shutdown, say).await
+            })
+        });
+        InProc {
+            stop: Some(stop),
+            thread: Some(thread),
+            stdout,
+            lines,
+        }
+    }
+
+    fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().expect("stdout").clone()
+    }
+
+    /// Stops the server (no-op if stopped) and gives how its thread ended.
+    fn shut_down(&mut self) -> String {
+        drop(self.stop.take());
+        match self.thread.take().map(JoinHandle::join) {
+            None => "already stopped".into(),
+            Some(Ok(Ok(()))) => "stopped".into(),
+            Some(Ok(Err(e))) => format!("failed: {e}"),
+            Some(Err(_)) => "panicked".into(),
+        }
+    }
+}
+
+impl Drop for InProc {
+    fn drop(&mut self) {
+        let ended = self.shut_down();
+        if !std::thread::panicking() {
+            assert_eq!(ended, "stopped", "the in-process server");
+        }
+    }
+}
+
+/// Where a [`Server`] runs.
+enum Host {
+    /// A `consentlog serve` child process.
+    Process(Serve),
+    /// The same code on a thread of the test process.
+    InProcess(InProc),
+}
+
+/// A running `consentlog serve` on its own ephemeral port, started and waited for: a child
+/// process ([`Server::start`]), killed (and reaped) when dropped, or the same server code in
+/// the test process ([`Server::in_process`]), stopped gracefully when dropped.
 pub struct Server {
-    proc: Serve,
+    host: Host,
     /// The ledger directory.
     pub dir: PathBuf,
     /// The temporary directory holding the server log and any other files (and `dir`, for
@@ -262,6 +350,23 @@ impl Server {
         )
     }
 
+    /// Starts `serve`'s code on a fresh ledger in the test process (see [`InProc`]), with
+    /// extra `serve` arguments; for the tests about requests and answers, where the process is
+    /// not the point. It has no process to signal, exit status or standard error.
+    pub fn in_process(extra: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("ledger");
+        let mut host = InProc::spawn(&dir, extra);
+        let Some(banner) = read_banner(&host.lines, Duration::from_secs(30)) else {
+            panic!(
+                "the in-process server did not start ({}); stdout {:?}",
+                host.shut_down(),
+                host.stdout()
+            );
+        };
+        Self::started(Host::InProcess(host), banner, tmp, dir)
+    }
+
     fn spawn(tmp: tempfile::TempDir, dir: PathBuf, extra: &[&str]) -> Server {
         let tmp_path = tmp.path().to_path_buf();
         let proc = Serve::spawn(&dir, &tmp_path.join("server.log"), Some(&tmp_path), extra);
@@ -272,8 +377,13 @@ impl Server {
                 proc.stderr()
             );
         };
+        Self::started(Host::Process(proc), banner, tmp, dir)
+    }
+
+    fn started(host: Host, banner: Banner, tmp: tempfile::TempDir, dir: PathBuf) -> Server {
+        let tmp_path = tmp.path().to_path_buf();
         Server {
-            proc,
+            host,
             dir,
             tmp: tmp_path,
             _tmp: tmp,
@@ -363,25 +473,44 @@ impl Server {
         got.unwrap_or_else(|| panic!("no checkpoint covers {size} entries (latest {latest})"))
     }
 
-    /// Lines the server printed on standard output so far.
+    /// Lines the server printed on standard output so far (in-process: gave as its banner).
     pub fn stdout(&self) -> Vec<String> {
-        self.proc.stdout()
+        match &self.host {
+            Host::Process(p) => p.stdout(),
+            Host::InProcess(p) => p.stdout(),
+        }
     }
 
-    /// The server's standard error so far.
+    /// The server's standard error so far (in-process: none of its own).
     pub fn stderr(&self) -> String {
-        self.proc.stderr()
+        match &self.host {
+            Host::Process(p) => p.stderr(),
+            Host::InProcess(_) => String::new(),
+        }
+    }
+
+    /// The child process; panics for an in-process server (the test wants a process).
+    #[track_caller]
+    fn process(&mut self) -> &mut Serve {
+        match &mut self.host {
+            Host::Process(p) => p,
+            Host::InProcess(_) => panic!("an in-process server has no process: use Server::start"),
+        }
     }
 
     /// Sends SIGTERM.
+    #[track_caller]
     pub fn sigterm(&self) {
-        self.proc.signal("-TERM");
+        match &self.host {
+            Host::Process(p) => p.signal("-TERM"),
+            Host::InProcess(_) => panic!("an in-process server has no process: use Server::start"),
+        }
     }
 
     /// Waits for the process to exit (at most `timeout`), then for its stdout to close.
     #[track_caller]
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        self.proc.wait_exit(timeout)
+        self.process().wait_exit(timeout)
     }
 
     /// SIGTERM and wait for a clean exit.
