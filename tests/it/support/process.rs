@@ -247,7 +247,14 @@ impl InProc {
         use clap::Parser;
         use consentlog::cli::{serve_config, Cli, Command};
         use consentlog::server;
-        let mut args = vec!["consentlog", "serve", "--dir", s(dir), "--listen", "127.0.0.1:0"];
+        let mut args = vec![
+            "consentlog",
+            "serve",
+            "--dir",
+            s(dir),
+            "--listen",
+            "127.0.0.1:0",
+        ];
         args.extend_from_slice(extra);
         let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         let Command::Serve(serve_args) = cli.command else {
