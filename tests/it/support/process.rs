@@ -322,6 +322,24 @@ enum Host {
     InProcess(InProc),
 }
 
+impl Host {
+    /// Its standard output lines, as they come.
+    fn lines(&self) -> &mpsc::Receiver<String> {
+        match self {
+            Host::Process(p) => &p.lines,
+            Host::InProcess(p) => &p.lines,
+        }
+    }
+
+    /// What a server that gave no banner did.
+    fn not_started(&mut self) -> String {
+        match self {
+            Host::Process(p) => format!("stdout {:?}; stderr:\n{}", p.stdout(), p.stderr()),
+            Host::InProcess(p) => format!("in-process: {}; stdout {:?}", p.shut_down(), p.stdout()),
+        }
+    }
+}
+
 /// A running `consentlog serve` on its own ephemeral port, started and waited for: a child
 /// process ([`Server::start`]), killed (and reaped) when dropped, or the same server code in
 /// the test process ([`Server::in_process`]), stopped gracefully when dropped.
@@ -363,31 +381,20 @@ impl Server {
     pub fn in_process(extra: &[&str]) -> Server {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("ledger");
-        let mut host = InProc::spawn(&dir, extra);
-        let Some(banner) = read_banner(&host.lines, Duration::from_secs(30)) else {
-            panic!(
-                "the in-process server did not start ({}); stdout {:?}",
-                host.shut_down(),
-                host.stdout()
-            );
-        };
-        Self::started(Host::InProcess(host), banner, tmp, dir)
+        Self::started(Host::InProcess(InProc::spawn(&dir, extra)), tmp, dir)
     }
 
     fn spawn(tmp: tempfile::TempDir, dir: PathBuf, extra: &[&str]) -> Server {
-        let tmp_path = tmp.path().to_path_buf();
-        let proc = Serve::spawn(&dir, &tmp_path.join("server.log"), Some(&tmp_path), extra);
-        let Some(banner) = read_banner(&proc.lines, Duration::from_secs(30)) else {
-            panic!(
-                "the server did not start; stdout {:?}; stderr:\n{}",
-                proc.stdout(),
-                proc.stderr()
-            );
-        };
-        Self::started(Host::Process(proc), banner, tmp, dir)
+        let log = tmp.path().join("server.log");
+        let proc = Serve::spawn(&dir, &log, Some(tmp.path()), extra);
+        Self::started(Host::Process(proc), tmp, dir)
     }
 
-    fn started(host: Host, banner: Banner, tmp: tempfile::TempDir, dir: PathBuf) -> Server {
+    /// Waits for `host`'s banner; panics with what it did if it gives none.
+    fn started(mut host: Host, tmp: tempfile::TempDir, dir: PathBuf) -> Server {
+        let Some(banner) = read_banner(host.lines(), Duration::from_secs(30)) else {
+            panic!("the server did not start; {}", host.not_started());
+        };
         let tmp_path = tmp.path().to_path_buf();
         Server {
             host,
