@@ -7,7 +7,7 @@ use clap::Args;
 use rayon::prelude::*;
 
 use super::{fail, CmdResult};
-use crate::core::event::{ConsentEvent, EventJson, SignedEvent, EVENT_VERSION};
+use crate::core::event::{ConsentEvent, EventJson, SignedEvent};
 use crate::keyfile;
 use crate::ledger::clock;
 
@@ -36,7 +36,7 @@ pub fn chain(log: &str, controller: &str, purpose: &str, n: u64, now: u64) -> Ve
     let key = keyfile::generate();
     let subject = key.verifying_key().to_bytes();
     let mut coin = u64::from_le_bytes(keyfile::random32()[..8].try_into().expect("8 bytes")) | 1;
-    let mut prev = None;
+    let mut head = None;
     let mut out = Vec::with_capacity(n as usize);
     for seq in 0..n {
         // xorshift: a cheap mix of opt-ins and opt-outs, opt-in first more often.
@@ -44,21 +44,9 @@ pub fn chain(log: &str, controller: &str, purpose: &str, n: u64, now: u64) -> Ve
         coin ^= coin >> 7;
         coin ^= coin << 17;
         let opt_in = seq == 0 || coin % 3 != 0;
-        let ev = ConsentEvent {
-            version: EVENT_VERSION,
-            log: log.to_string(),
-            subject,
-            controller: controller.to_string(),
-            purpose: purpose.to_string(),
-            decision: opt_in as u8,
-            seq,
-            prev,
-            issued_at: now,
-            expires_at: None,
-            notice: None,
-        }
-        .sign(&key);
-        prev = Some(ev.event_hash());
+        let ev = ConsentEvent::next(log, subject, (controller, purpose), opt_in, head, now, None)
+            .sign(&key);
+        head = Some((seq, ev.event_hash()));
         out.push(ev);
     }
     out
