@@ -113,12 +113,11 @@ impl VrfSecretKey {
     }
 
     pub fn public_key(&self) -> VrfPublicKey {
-        VrfPublicKey(vrf_r255::PublicKey::from(
-            vrf_r255::SecretKey::from_bytes(self.0.to_bytes()).expect("canonical"),
-        ))
+        VrfPublicKey(vrf_r255::PublicKey::from(self.0))
     }
 
-    /// The proof and 64-byte output for `alpha`.
+    /// The proof and 64-byte output for `alpha`. The crate derives the output only from a
+    /// verified proof, so proving costs a verification too (once per new triple).
     pub fn prove(&self, alpha: &[u8]) -> (VrfProof, [u8; 64]) {
         let proof = VrfProof(self.0.prove(alpha).to_bytes());
         let beta = self
@@ -185,6 +184,12 @@ mod tests {
     const PI: &str = "0a97d961262fb549b4175c5117860f42ae44a123f93c476c439eddd1c0cff9265c805525233e2284dbed45e593b8eea31d5ca9734d72bcbba9738d5237f955f3b2422351149d1312503b6441a47c940c";
     const BETA: &str = "dd653f0879b48c3ef69e13551239bec4cbcc1c18fe8894de2e9e1c790e18273603bf1c6c25d7a797aeff3c43fd32b974d3fcbd4bcce916007097922a3ea3a794";
 
+    /// The vector's public key, input and proof.
+    fn vector() -> (VrfPublicKey, Vec<u8>, [u8; PROOF_LEN]) {
+        let pk = VrfPublicKey::from_bytes(h(PK)).unwrap();
+        (pk, hex::decode(ALPHA).unwrap(), h(PI))
+    }
+
     #[test]
     fn c2sp_vector() {
         let sk = VrfSecretKey::from_bytes(h(SK)).unwrap();
@@ -200,9 +205,7 @@ mod tests {
 
     #[test]
     fn every_single_bit_flip_is_refused() {
-        let pk = VrfPublicKey::from_bytes(h(PK)).unwrap();
-        let alpha = hex::decode(ALPHA).unwrap();
-        let pi: [u8; 80] = h(PI);
+        let (pk, alpha, pi) = vector();
         for bit in 0..PROOF_LEN * 8 {
             let mut bad = pi;
             bad[bit / 8] ^= 1 << (bit % 8);
@@ -229,9 +232,7 @@ mod tests {
     #[test]
     fn non_canonical_s_is_refused() {
         // s + q encodes the same scalar; only the canonical encoding is accepted.
-        let pk = VrfPublicKey::from_bytes(h(PK)).unwrap();
-        let alpha = hex::decode(ALPHA).unwrap();
-        let pi: [u8; 80] = h(PI);
+        let (pk, alpha, pi) = vector();
         let s =
             curve25519_dalek::Scalar::from_canonical_bytes(pi[48..].try_into().unwrap()).unwrap();
         // q as little-endian bytes: -1 mod q, plus one.
