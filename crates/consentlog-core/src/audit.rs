@@ -1,23 +1,27 @@
-//! Auditor replay: recompute every checkpoint from the entries alone and check every rule that
-//! the entries (and, where present, the openings) let an outsider check (docs/FORMAT.md,
-//! "Audit"). Fed in chunks by whoever reads the ledger or an export; I/O-free.
+//! Auditor replay: recompute every checkpoint's root and every map leaf's root from the leaves
+//! alone, and check every rule that the leaves (and, where present, the openings) let an
+//! outsider check (docs/FORMAT.md §10 and "Audit"): the genesis leaf first, each key's public
+//! chain (`prev` = the key's head, `seq` = its seq + 1), the time invariant around map leaves,
+//! and each opening against its leaf. Fed in chunks by whoever reads the ledger or an export;
+//! I/O-free.
 
 use std::collections::HashMap;
 
 use ed25519_dalek::VerifyingKey;
 
-use super::entry::{Entry, Opening};
 use super::event::{signatures_valid, subject_keys, SignedEvent, SIGNATURE_CHUNK};
 use super::hash::Hash;
+use super::leaf::{EventLeaf, Leaf};
 use super::map::{MapValue, StateMap};
 use super::note::{self, SignedCheckpoint};
+use super::opening::Opening;
 pub use super::proof::logged_event::{check_opening, check_opening_given, check_opening_with};
 use super::proof::EventError;
 use super::reject::Reject;
 use super::rules::{check_chain, Head};
-use super::tlog::{Blake3Hasher, Frontier};
+use super::tlog::{Frontier, Sha256Hasher};
 
-/// One broken rule, with the entry index where it applies.
+/// One broken rule, with the leaf index where it applies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
     pub index: Option<u64>,
@@ -37,7 +41,7 @@ impl Violation {
 impl std::fmt::Display for Violation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.index {
-            Some(i) => write!(f, "entry {i}: {}", self.problem),
+            Some(i) => write!(f, "leaf {i}: {}", self.problem),
             None => write!(f, "{}", self.problem),
         }
     }
@@ -59,59 +63,64 @@ pub enum Problem {
         origin: String,
         want: String,
     },
-    #[error("checkpoint {n} time {time} is in the future")]
-    CheckpointInFuture { n: usize, time: u64 },
-    /// A checkpoint is smaller or earlier than the one before it.
-    #[error(
-        "checkpoint {n} (size {size}, time {time}) goes back from the previous \
-         (size {prev_size}, time {prev_time})"
-    )]
-    CheckpointGoesBack {
-        n: usize,
-        size: u64,
-        time: u64,
-        prev_size: u64,
-        prev_time: u64,
-    },
+    /// A checkpoint is smaller than the one before it.
+    #[error("checkpoint {n} (size {size}) goes back from the previous (size {prev_size})")]
+    CheckpointGoesBack { n: usize, size: u64, prev_size: u64 },
     #[error("no checkpoints")]
     NoCheckpoints,
-    /// The entries up to a checkpoint's size do not hash to its log root.
-    #[error("checkpoint {n}: log root at size {size} does not match")]
+    /// The leaves up to a checkpoint's size do not hash to its root.
+    #[error("checkpoint {n}: root at size {size} does not match the leaves")]
     LogRoot { n: usize, size: u64 },
-    /// The entries up to a checkpoint's size do not give its map root.
-    #[error("checkpoint {n}: map root at size {size} does not match")]
-    MapRoot { n: usize, size: u64 },
-    #[error("integrated_at {integrated_at} is before the previous entry's {previous}")]
+    /// Leaf 0 is not a genesis leaf.
+    #[error("the first leaf is a {kind} leaf, not the genesis leaf")]
+    NoGenesis { kind: &'static str },
+    /// A genesis leaf anywhere but at index 0.
+    #[error("a genesis leaf after leaf 0")]
+    GenesisNotFirst,
+    #[error("the genesis leaf is for origin {got:?}, not {want:?}")]
+    GenesisOrigin { got: String, want: String },
+    /// A map leaf's root is not the root of the map replayed from the event leaves before it
+    /// (a stale, wrong or invented value for some key).
+    #[error("map leaf root does not match the map replayed from the event leaves before it")]
+    MapRoot,
+    #[error("map leaf time {time} is in the future")]
+    MapInFuture { time: u64 },
+    /// The time invariant: a leaf after a map leaf must be strictly later than it.
+    #[error("time {time} is not after the time {map_time} of the map leaf before it")]
+    NotAfterMap { time: u64, map_time: u64 },
+    /// The time invariant: a map leaf must not be earlier than an event leaf before it.
+    #[error("map leaf time {time} is before the integrated_at {integrated_at} of an event before it")]
+    MapBeforeEvent { time: u64, integrated_at: u64 },
+    #[error("integrated_at {integrated_at} is before the previous event leaf's {previous}")]
     TimeGoesBack { integrated_at: u64, previous: u64 },
+    #[error("time {time} is before the genesis time {genesis_time}")]
+    BeforeGenesis { time: u64, genesis_time: u64 },
+    /// An event leaf does not continue its key's public chain: its `prev` is not the index of
+    /// the key's latest event leaf, or its `seq` is not one more than that leaf's (two leaves
+    /// naming the same `prev` are a fork).
     #[error(
-        "integrated_at {integrated_at} is not after the time {checkpoint_time} of a checkpoint \
-         that does not cover it"
+        "event leaf names prev {got_prev:?} and seq {got_seq}; the key's chain expects prev \
+         {want_prev:?} and seq {want_seq}"
     )]
-    BeforeUncoveringCheckpoint {
-        integrated_at: u64,
-        checkpoint_time: u64,
+    PublicChain {
+        got_prev: Option<u64>,
+        got_seq: u64,
+        want_prev: Option<u64>,
+        want_seq: u64,
     },
-    #[error(
-        "integrated_at {integrated_at} is after the time {checkpoint_time} of a checkpoint \
-         covering it"
-    )]
-    AfterCoveringCheckpoint {
-        integrated_at: u64,
-        checkpoint_time: u64,
-    },
-    /// The entry's opening fails its checks.
+    /// The leaf's opening fails its checks.
     #[error("{0}")]
     Opening(#[from] EventError),
-    /// The event does not continue its key's chain (seq, prev).
+    /// The signed event does not continue the previous signed event of its key (seq, prev).
     #[error("chain: {0}")]
     Chain(#[source] Reject),
     #[error(
-        "the latest checkpoint covers {covered} entries but only {replayed} were replayed \
+        "the latest checkpoint covers {covered} leaves but only {replayed} were replayed \
          (truncated?)"
     )]
     Truncated { covered: u64, replayed: u64 },
     #[error(
-        "the latest checkpoint covers {covered} entries; {uncovered} entries after it are not \
+        "the latest checkpoint covers {covered} leaves; {uncovered} leaves after it are not \
          covered by any checkpoint"
     )]
     Uncovered { covered: u64, uncovered: u64 },
@@ -127,7 +136,10 @@ pub enum Problem {
 /// The outcome of a replay.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
-    pub entries: u64,
+    /// Leaves replayed, of every kind.
+    pub leaves: u64,
+    pub events: u64,
+    pub map_leaves: u64,
     pub checkpoints: usize,
     pub openings_checked: u64,
     pub openings_missing: u64,
@@ -140,40 +152,55 @@ impl Report {
     }
 }
 
-/// An entry, its leaf hash, and its opening with the event hash and the opening's checks.
-type CheckedEntry = (Entry, Hash, Option<(Opening, Hash, Result<(), EventError>)>);
+/// An event leaf's opening with the event hash and the opening's checks.
+type CheckedOpening = (Opening, Hash, Result<(), EventError>);
 
-/// Entries checked on their own (commitments, signatures, fields): the part of a replay that
+/// A leaf, its leaf hash, and for an event leaf its checked opening if given.
+type CheckedLeaf = (Leaf, Hash, Option<CheckedOpening>);
+
+/// Leaves checked on their own (commitments, signatures, fields): the part of a replay that
 /// needs no state, made by [`Auditor::check_chunk`] on all cores, possibly while the auditor
 /// replays the chunk before.
-pub struct CheckedChunk(Vec<CheckedEntry>);
+pub struct CheckedChunk(Vec<CheckedLeaf>);
 
 impl CheckedChunk {
-    /// The number of entries.
+    /// The number of leaves.
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
-    /// Whether the chunk holds no entry.
+    /// Whether the chunk holds no leaf.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 }
 
-/// A chain head known to the auditor; `None` after an erased opening.
-type AuditHead = Option<Head>;
+/// A key's latest event leaf in the public chain.
+#[derive(Clone, Copy)]
+struct PublicHead {
+    index: u64,
+    seq: u64,
+}
 
 /// Streaming replay state.
 pub struct Auditor {
     origin: String,
+    now: u64,
     checkpoints: Vec<SignedCheckpoint>,
     /// Next checkpoint (by position) whose size has not been reached.
     next_cp: usize,
     frontier: Frontier,
     map: StateMap,
     pending: Vec<(Hash, MapValue)>,
+    genesis_time: u64,
+    /// Latest event leaf time.
     last_time: u64,
-    heads: HashMap<Hash, AuditHead>,
+    /// Time of the latest map leaf.
+    last_map_time: Option<u64>,
+    /// Every key's public chain head.
+    heads: HashMap<Hash, PublicHead>,
+    /// Every key's latest signed event (seq, event hash); None after an erased opening.
+    signed: HashMap<Hash, Option<Head>>,
     report: Report,
 }
 
@@ -182,7 +209,7 @@ pub const MAX_VIOLATIONS: usize = 1000;
 
 impl Auditor {
     /// Starts a replay: verifies every checkpoint note under `log_key` and their order.
-    /// `now` bounds checkpoint times (none may be in the future).
+    /// `now` bounds map leaf times (none may be in the future).
     pub fn new(log_key: &VerifyingKey, origin: &str, notes: &[String], now: u64) -> Self {
         let mut report = Report::default();
         let mut checkpoints = Vec::new();
@@ -203,18 +230,13 @@ impl Auditor {
                             want: origin.to_string(),
                         });
                     }
-                    if cp.time > now {
-                        found(Problem::CheckpointInFuture { n, time: cp.time });
-                    }
                     if let Some(prev) = checkpoints.last() {
                         let prev: &SignedCheckpoint = prev;
-                        if cp.size < prev.size || cp.time < prev.time {
+                        if cp.size < prev.size {
                             found(Problem::CheckpointGoesBack {
                                 n,
                                 size: cp.size,
-                                time: cp.time,
                                 prev_size: prev.size,
-                                prev_time: prev.time,
                             });
                         }
                     }
@@ -228,13 +250,17 @@ impl Auditor {
         report.checkpoints = checkpoints.len();
         let mut a = Auditor {
             origin: origin.to_string(),
+            now,
             checkpoints,
             next_cp: 0,
             frontier: Frontier::new(),
             map: StateMap::new(),
             pending: Vec::new(),
+            genesis_time: 0,
             last_time: 0,
+            last_map_time: None,
             heads: HashMap::new(),
+            signed: HashMap::new(),
             report,
         };
         a.check_reached_checkpoints();
@@ -258,33 +284,15 @@ impl Auditor {
         while self.next_cp < self.checkpoints.len() && self.checkpoints[self.next_cp].size <= size {
             let n = self.next_cp;
             self.next_cp += 1;
-            let cp = self.checkpoints[n].clone();
+            let cp = &self.checkpoints[n];
             if cp.size < size {
                 // Only reachable when sizes go backwards, which `new` already reported.
                 continue;
             }
-            if !self.pending.is_empty() {
-                self.map.insert_batch(&self.pending);
-                self.pending.clear();
-            }
-            if self.frontier.root(&Blake3Hasher) != cp.root {
+            if self.frontier.root(&Sha256Hasher) != cp.root {
                 self.violation(None, Problem::LogRoot { n, size });
             }
-            if self.map.root() != cp.map_root {
-                self.violation(None, Problem::MapRoot { n, size });
-            }
         }
-    }
-
-    /// Time bounds for the next entry: strictly after `lo` (the latest checkpoint that does
-    /// not cover it) and at most `hi` (the earliest checkpoint that does).
-    fn bounds(&self) -> (Option<u64>, Option<u64>) {
-        let lo = self
-            .next_cp
-            .checked_sub(1)
-            .map(|n| self.checkpoints[n].time);
-        let hi = self.checkpoints.get(self.next_cp).map(|c| c.time);
-        (lo, hi)
     }
 
     /// The origin the replay expects.
@@ -292,8 +300,8 @@ impl Auditor {
         &self.origin
     }
 
-    /// The per-entry checks that need no state, on all cores, for a log of `origin`.
-    pub fn check_chunk(origin: &str, chunk: Vec<(Entry, Option<Opening>)>) -> CheckedChunk {
+    /// The per-leaf checks that need no state, on all cores, for a log of `origin`.
+    pub fn check_chunk(origin: &str, chunk: Vec<(Leaf, Option<Opening>)>) -> CheckedChunk {
         let keys = subject_keys(
             chunk
                 .iter()
@@ -307,104 +315,165 @@ impl Auditor {
             let mut valid = signatures_valid(&signed, &keys).into_iter();
             let keys = &keys;
             part.into_iter()
-                .map(move |(e, o)| {
-                    let leaf = e.leaf_hash();
+                .map(move |(leaf, o)| {
+                    let hash = leaf.leaf_hash();
                     let o = o.map(|o| {
                         let ok = valid.next().expect("one answer per opening");
                         let key = &keys[&o.event.event.subject];
-                        let r = check_opening_given(&e, &o, origin, key, |_| ok);
+                        let r = match &leaf {
+                            Leaf::Event(e) => check_opening_given(e, &o, origin, key, |_| ok),
+                            _ => Err(EventError::Leaf(crate::leaf::LeafError::WrongKind {
+                                want: "event",
+                                got: leaf.kind().as_str(),
+                            })),
+                        };
                         let h = o.event.event_hash();
                         (o, h, r)
                     });
-                    (e, leaf, o)
+                    (leaf, hash, o)
                 })
                 .collect()
         }))
     }
 
-    /// Replays the next entries in order.
-    pub fn push_chunk(&mut self, chunk: Vec<(Entry, Option<Opening>)>) {
+    /// Replays the next leaves in order.
+    pub fn push_chunk(&mut self, chunk: Vec<(Leaf, Option<Opening>)>) {
         let checked = Self::check_chunk(&self.origin, chunk);
         self.push_checked(checked);
     }
 
-    /// Replays the next entries in order, already through [`Auditor::check_chunk`] for this
+    /// Replays the next leaves in order, already through [`Auditor::check_chunk`] for this
     /// replay's origin.
     pub fn push_checked(&mut self, checked: CheckedChunk) {
-        for (e, leaf, o) in checked.0 {
+        for (leaf, hash, o) in checked.0 {
             let i = self.frontier.size().0;
-            let integrated_at = e.integrated_at;
-            if integrated_at < self.last_time {
-                let previous = self.last_time;
-                self.violation(
-                    Some(i),
-                    Problem::TimeGoesBack {
-                        integrated_at,
-                        previous,
-                    },
-                );
-            }
-            self.last_time = self.last_time.max(integrated_at);
-            let (lo, hi) = self.bounds();
-            if let Some(checkpoint_time) = lo.filter(|lo| integrated_at <= *lo) {
-                self.violation(
-                    Some(i),
-                    Problem::BeforeUncoveringCheckpoint {
-                        integrated_at,
-                        checkpoint_time,
-                    },
-                );
-            }
-            if let Some(checkpoint_time) = hi.filter(|hi| integrated_at > *hi) {
-                self.violation(
-                    Some(i),
-                    Problem::AfterCoveringCheckpoint {
-                        integrated_at,
-                        checkpoint_time,
-                    },
-                );
-            }
-            match o {
-                None => {
-                    self.report.openings_missing += 1;
-                    self.heads.insert(e.key, None);
+            match (i, &leaf) {
+                (0, Leaf::Genesis(g)) => {
+                    if g.origin != self.origin {
+                        let problem = Problem::GenesisOrigin {
+                            got: g.origin.clone(),
+                            want: self.origin.clone(),
+                        };
+                        self.violation(Some(0), problem);
+                    }
+                    self.genesis_time = g.genesis_time;
                 }
-                Some((o, event_hash, r)) => {
-                    self.report.openings_checked += 1;
-                    if let Err(err) = r {
-                        self.violation(Some(i), Problem::Opening(err));
+                (0, other) => {
+                    let kind = other.kind().as_str();
+                    self.violation(Some(0), Problem::NoGenesis { kind });
+                }
+                (_, Leaf::Genesis(_)) => self.violation(Some(i), Problem::GenesisNotFirst),
+                (_, Leaf::Event(e)) => self.replay_event(i, e, hash, o),
+                (_, Leaf::Map(m)) => {
+                    self.report.map_leaves += 1;
+                    self.check_time(i, m.time);
+                    if m.time < self.last_time {
+                        let problem = Problem::MapBeforeEvent {
+                            time: m.time,
+                            integrated_at: self.last_time,
+                        };
+                        self.violation(Some(i), problem);
                     }
-                    // After an erased opening the chain cannot be checked across the gap.
-                    let head = self.heads.get(&e.key);
-                    if !matches!(head, Some(None)) {
-                        if let Err(r) = check_chain(&o.event, head.and_then(Option::as_ref)) {
-                            self.violation(Some(i), Problem::Chain(r));
-                        }
+                    if m.time > self.now {
+                        self.violation(Some(i), Problem::MapInFuture { time: m.time });
                     }
-                    self.heads.insert(
-                        e.key,
-                        Some(Head {
-                            index: i,
-                            seq: o.event.event.seq,
-                            event_hash,
-                        }),
-                    );
+                    self.last_map_time = Some(m.time);
+                    if !self.pending.is_empty() {
+                        self.map.insert_batch(&self.pending);
+                        self.pending.clear();
+                    }
+                    if self.map.root() != m.map_root {
+                        self.violation(Some(i), Problem::MapRoot);
+                    }
                 }
             }
-            self.frontier.append_with(&Blake3Hasher, leaf, |_, _, _| {});
-            self.pending.push((
-                e.key,
-                MapValue {
-                    index: i,
-                    leaf_hash: leaf,
-                },
-            ));
-            self.report.entries += 1;
+            self.frontier.append_with(&Sha256Hasher, hash, |_, _, _| {});
+            self.report.leaves += 1;
             self.check_reached_checkpoints();
         }
     }
 
-    /// Ends the replay: the last checkpoint must cover every entry.
+    /// The time rules every leaf after genesis obeys: not before genesis, and strictly after
+    /// the latest map leaf.
+    fn check_time(&mut self, i: u64, time: u64) {
+        if time < self.genesis_time {
+            let genesis_time = self.genesis_time;
+            self.violation(Some(i), Problem::BeforeGenesis { time, genesis_time });
+        }
+        if let Some(map_time) = self.last_map_time.filter(|t| time <= *t) {
+            self.violation(Some(i), Problem::NotAfterMap { time, map_time });
+        }
+    }
+
+    fn replay_event(&mut self, i: u64, e: &EventLeaf, hash: Hash, o: Option<CheckedOpening>) {
+        self.report.events += 1;
+        self.check_time(i, e.integrated_at);
+        if e.integrated_at < self.last_time {
+            let previous = self.last_time;
+            let problem = Problem::TimeGoesBack {
+                integrated_at: e.integrated_at,
+                previous,
+            };
+            self.violation(Some(i), problem);
+        }
+        self.last_time = self.last_time.max(e.integrated_at);
+        let head = self.heads.get(&e.key).copied();
+        let (want_prev, want_seq) = match head {
+            None => (None, 0),
+            Some(h) => (Some(h.index), h.seq + 1),
+        };
+        if e.prev != want_prev || e.seq != want_seq {
+            let problem = Problem::PublicChain {
+                got_prev: e.prev,
+                got_seq: e.seq,
+                want_prev,
+                want_seq,
+            };
+            self.violation(Some(i), problem);
+        }
+        self.heads.insert(
+            e.key,
+            PublicHead {
+                index: i,
+                seq: e.seq,
+            },
+        );
+        match o {
+            None => {
+                self.report.openings_missing += 1;
+                self.signed.insert(e.key, None);
+            }
+            Some((o, event_hash, r)) => {
+                self.report.openings_checked += 1;
+                if let Err(err) = r {
+                    self.violation(Some(i), Problem::Opening(err));
+                }
+                // After an erased opening the person's prev hash cannot be checked across the
+                // gap (the public chain above still is).
+                let before = self.signed.get(&e.key);
+                if !matches!(before, Some(None)) {
+                    if let Err(r) = check_chain(&o.event, before.and_then(Option::as_ref)) {
+                        self.violation(Some(i), Problem::Chain(r));
+                    }
+                }
+                let signed = Head {
+                    index: i,
+                    seq: o.event.event.seq,
+                    event_hash,
+                };
+                self.signed.insert(e.key, Some(signed));
+            }
+        }
+        self.pending.push((
+            e.key,
+            MapValue {
+                index: i,
+                leaf_hash: hash,
+            },
+        ));
+    }
+
+    /// Ends the replay: the last checkpoint must cover every leaf.
     pub fn finish(mut self) -> Report {
         let size = self.frontier.size().0;
         match self.checkpoints.last() {
@@ -432,17 +501,24 @@ impl Auditor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::leaf::{MapLeaf, LEAF_VERSION};
     use crate::note::{Checkpoint, NoteError};
     use crate::testutil::{Log, ORIGIN, T0};
 
     const NOW: u64 = T0 + 3_600_000;
 
-    fn chunk(log: &Log, openings: bool) -> Vec<(Entry, Option<Opening>)> {
-        let opening = |o: &Opening| openings.then(|| o.clone());
-        log.entries.iter().map(|(e, o)| (*e, opening(o))).collect()
+    fn chunk(log: &Log, openings: bool) -> Vec<(Leaf, Option<Opening>)> {
+        log.leaves
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let o = log.openings.get(&(i as u64)).filter(|_| openings).cloned();
+                (l.clone(), o)
+            })
+            .collect()
     }
 
-    /// The problems a replay of `log`'s entries against `notes` finds.
+    /// The problems a replay of `log`'s leaves against `notes` finds.
     fn problems(log: &Log, notes: &[String], openings: bool) -> Vec<Problem> {
         let mut a = Auditor::new(&log.key.verifying_key(), ORIGIN, notes, NOW);
         a.push_chunk(chunk(log, openings));
@@ -453,20 +529,26 @@ mod tests {
             .collect()
     }
 
-    fn note(log: &Log, size: u64, root: Hash, map_root: Hash, time: u64) -> String {
-        let cp = Checkpoint {
+    fn note(log: &Log, size: u64, root: Hash) -> String {
+        Checkpoint {
             origin: ORIGIN,
             size,
             root,
-            map_root,
+        }
+        .sign(&log.key)
+    }
+
+    fn map_leaf(time: u64, map_root: Hash) -> Leaf {
+        Leaf::Map(MapLeaf {
+            version: LEAF_VERSION,
             time,
-        };
-        cp.sign(&log.key)
+            map_root,
+        })
     }
 
     #[test]
     fn checkpoint_problems() {
-        let (log, _) = Log::chain_of_two();
+        let (mut log, _) = Log::chain_of_two();
         let whole = log.checkpoint(T0 + 120_000).note;
         assert_eq!(problems(&log, std::slice::from_ref(&whole), true), []);
         assert_eq!(problems(&log, &[], true), [Problem::NoCheckpoints]);
@@ -481,7 +563,7 @@ mod tests {
             &log.key.verifying_key(),
             "other",
             std::slice::from_ref(&whole),
-            T0,
+            NOW,
         );
         a.push_chunk(chunk(&log, false));
         let found: Vec<_> = a
@@ -498,63 +580,89 @@ mod tests {
                     origin: ORIGIN.into(),
                     want: "other".into()
                 },
-                Problem::CheckpointInFuture {
-                    n: 0,
-                    time: T0 + 120_000
-                }
+                Problem::GenesisOrigin {
+                    got: ORIGIN.into(),
+                    want: "other".into()
+                },
             ]
         );
-        let (root, map_root) = (log.tree.root(), log.map.root());
-        let earlier = note(&log, 1, root, map_root, T0 + 1_000);
-        assert!(problems(&log, &[whole.clone(), earlier], true).contains(
-            &Problem::CheckpointGoesBack {
-                n: 1,
-                size: 1,
-                time: T0 + 1_000,
-                prev_size: 2,
-                prev_time: T0 + 120_000
-            }
-        ));
-        let bad_log = note(&log, 2, [0; 32], map_root, T0 + 120_000);
-        assert_eq!(
-            problems(&log, &[bad_log], true),
-            [Problem::LogRoot { n: 0, size: 2 }]
+        let earlier = note(
+            &log,
+            1,
+            crate::tlog::tree_hash(&Sha256Hasher, &log.tree, crate::tlog::TreeSize(1)).unwrap(),
         );
-        let bad_map = note(&log, 2, root, [0; 32], T0 + 120_000);
+        assert!(
+            problems(&log, &[whole.clone(), earlier], true).contains(
+                &Problem::CheckpointGoesBack {
+                    n: 1,
+                    size: 1,
+                    prev_size: 4
+                }
+            )
+        );
+        let bad_root = note(&log, 4, [0; 32]);
         assert_eq!(
-            problems(&log, &[bad_map], true),
-            [Problem::MapRoot { n: 0, size: 2 }]
+            problems(&log, &[bad_root], true),
+            [Problem::LogRoot { n: 0, size: 4 }]
         );
         let mut first = Log::new();
-        first.append(log.entries[0].1.event.clone());
+        first.append(log.openings[&1].event.clone());
         assert_eq!(
             problems(&first, std::slice::from_ref(&whole), true),
             [Problem::Truncated {
-                covered: 2,
-                replayed: 1
+                covered: 4,
+                replayed: 2
             }]
         );
-        let one = first.checkpoint(T0 + 1_000).note;
+        let two = first.sign().note;
         assert_eq!(
-            problems(&log, &[one], false),
+            problems(&log, &[two], false),
             [Problem::Uncovered {
-                covered: 1,
-                uncovered: 1
+                covered: 2,
+                uncovered: 2
             }]
         );
     }
 
+    /// The map-root lie: a map leaf that still shows the opt-in as the key's latest after the
+    /// opt-out (issue 11, attack 1) is found by the replay, under a checkpoint the log signed.
     #[test]
-    fn entry_problems() {
-        // Times: the second entry is integrated before the first.
+    fn a_lying_map_leaf_is_found() {
+        let (mut log, key) = Log::chain_of_two();
+        let mut stale = StateMap::new();
+        let first = match &log.leaves[1] {
+            Leaf::Event(e) => *e,
+            _ => unreachable!(),
+        };
+        stale.insert(
+            key,
+            MapValue {
+                index: 1,
+                leaf_hash: first.leaf_hash(),
+            },
+        );
+        log.push(map_leaf(T0 + 120_000, stale.root()));
+        let cp = log.sign().note;
+        let found = problems(&log, &[cp.clone()], false);
+        assert_eq!(found, [Problem::MapRoot]);
+        let mut a = Auditor::new(&log.key.verifying_key(), ORIGIN, &[cp], NOW);
+        a.push_chunk(chunk(&log, false));
+        assert_eq!(a.finish().violations[0].to_string(), format!("leaf 3: {}", Problem::MapRoot));
+    }
+
+    #[test]
+    fn leaf_problems() {
+        // Times: the second event leaf is integrated before the first (another key, so the
+        // chain is fine).
         let mut log = Log::new();
         let ev = log.event(None, true, T0);
         let o = Opening {
             nonce: [1; 32],
             event: ev,
         };
-        log.append_entry(o.entry(T0 + 500), o.clone());
-        log.append_entry(o.entry(T0 + 250), o.clone());
+        let k = o.event.event.state_key();
+        log.append_leaf(o.leaf(T0 + 500, k, None), o.clone());
+        log.append_leaf(o.leaf(T0 + 250, [1; 32], None), o.clone());
         let cp = log.checkpoint(T0 + 1_000).note;
         let found = problems(&log, std::slice::from_ref(&cp), false);
         assert_eq!(
@@ -565,54 +673,96 @@ mod tests {
             }]
         );
         let v = Violation {
-            index: Some(1),
+            index: Some(2),
             problem: found[0].clone(),
         };
         assert_eq!(
             v.to_string(),
             format!(
-                "entry 1: integrated_at {} is before the previous entry's {}",
+                "leaf 2: integrated_at {} is before the previous event leaf's {}",
                 T0 + 250,
                 T0 + 500
             )
         );
-        // The same event twice: its second entry repeats seq 0 (a chain problem).
-        let found = problems(&log, &[cp], true);
-        assert!(found.contains(&Problem::Chain(Reject::Seq {
-            expected: 1,
-            got: 0
-        })));
 
-        // Entries outside the time bounds of the checkpoints around them.
+        // The re-logged opt-out (issue 11, attack 2): a second leaf for a key that names the
+        // same prev as one before it forks the public chain, openings or not.
+        let (mut log, key) = Log::chain_of_two();
+        let copy = log.openings[&2].clone();
+        let forked = copy.leaf(T0 + 60_400, key, Some(1));
+        log.append_leaf(forked, copy);
+        let cp = log.checkpoint(T0 + 120_000).note;
+        for openings in [false, true] {
+            let found = problems(&log, std::slice::from_ref(&cp), openings);
+            assert!(
+                found.contains(&Problem::PublicChain {
+                    got_prev: Some(1),
+                    got_seq: 1,
+                    want_prev: Some(2),
+                    want_seq: 2
+                }),
+                "{found:?}"
+            );
+        }
+
+        // Leaves out of time order around a map leaf, and a map leaf before an event it
+        // covers.
         let mut log = Log::new();
-        log.append_entry(o.entry(T0 + 250), o.clone());
-        let c1 = log.checkpoint(T0 + 100).note;
-        log.append_entry(o.entry(T0 + 50), o.clone());
-        let c2 = log.checkpoint(T0 + 1_000).note;
-        let found = problems(&log, &[c1, c2], false);
-        assert!(found.contains(&Problem::AfterCoveringCheckpoint {
-            integrated_at: T0 + 250,
-            checkpoint_time: T0 + 100
+        let ev = log.event(None, true, T0);
+        log.append(ev.clone());
+        log.checkpoint(T0 + 100);
+        let late = log.event(Some(&ev), false, T0 + 50);
+        let o2 = Opening {
+            nonce: [3; 32],
+            event: late,
+        };
+        let leaf = log.leaf_for(&o2, T0 + 50);
+        log.append_leaf(leaf, o2);
+        log.checkpoint(T0 + 100);
+        let cp = log.sign().note;
+        let found = problems(&log, &[cp], true);
+        assert!(found.contains(&Problem::MapBeforeEvent {
+            time: T0 + 100,
+            integrated_at: T0 + 250
         }));
-        assert!(found.contains(&Problem::BeforeUncoveringCheckpoint {
-            integrated_at: T0 + 50,
-            checkpoint_time: T0 + 100
+        assert!(found.contains(&Problem::NotAfterMap {
+            time: T0 + 50,
+            map_time: T0 + 100
+        }));
+        assert!(found.contains(&Problem::NotAfterMap {
+            time: T0 + 100,
+            map_time: T0 + 100
         }));
 
-        // An opening that does not open its entry.
+        // An opening that does not open its leaf; a genesis leaf out of place; a map leaf in
+        // the future.
         let mut log = Log::new();
         let mut wrong = o.clone();
         wrong.nonce = [2; 32];
-        log.append_entry(o.entry(T0 + 250), wrong);
-        let cp = log.checkpoint(T0 + 1_000).note;
+        log.append_leaf(o.leaf(T0 + 250, k, None), wrong);
+        let g = log.leaves[0].clone();
+        log.push(g);
+        log.checkpoint(NOW + 1);
+        let cp = log.sign().note;
+        let found = problems(&log, &[cp], true);
         assert_eq!(
-            problems(&log, &[cp], true),
-            [Problem::Opening(EventError::Commitment)]
+            found,
+            [
+                Problem::Opening(EventError::Commitment),
+                Problem::GenesisNotFirst,
+                Problem::MapInFuture { time: NOW + 1 }
+            ]
         );
         assert_eq!(
             Violation::other(None, "stored elsewhere").to_string(),
             "stored elsewhere"
         );
+        let mut log = Log::new();
+        log.leaves.clear();
+        log.tree = crate::tlog::MemoryTree::new(Sha256Hasher);
+        log.push(map_leaf(T0, StateMap::new().root()));
+        let cp = log.sign().note;
+        assert_eq!(problems(&log, &[cp], true), [Problem::NoGenesis { kind: "map" }]);
     }
 
     #[test]
@@ -624,7 +774,9 @@ mod tests {
         };
         let n = MAX_VIOLATIONS as u64 + 5;
         for i in 0..n {
-            log.append_entry(o.entry(T0 + n - i), o.clone());
+            let mut key = [0; 32];
+            key[..8].copy_from_slice(&i.to_le_bytes());
+            log.append_leaf(o.leaf(T0 + n - i, key, None), o.clone());
         }
         let cp = log.checkpoint(T0 + n).note;
         let found = problems(&log, &[cp], false);

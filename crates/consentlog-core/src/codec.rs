@@ -39,9 +39,6 @@ pub enum DecodeError {
         /// The length received.
         len: usize,
     },
-    /// An entry version other than 1.
-    #[error("malformed encoding: unsupported entry version {0}")]
-    EntryVersion(u8),
     #[error("{0} trailing bytes after the encoded value")]
     TrailingBytes(usize),
     #[error("non-canonical encoding (re-encoding differs)")]

@@ -6,10 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use super::hash::{hex_array, to_hex, HexHash};
 use super::note::{self, SignedCheckpoint};
-use super::tlog::{check_consistency, Blake3Hasher, TreeSize};
+use super::tlog::{check_consistency, Sha256Hasher, TreeSize};
 
 /// The `format` of an evidence file.
-pub const EVIDENCE_FORMAT: &str = "consentlog-evidence/v1";
+pub const EVIDENCE_FORMAT: &str = "consentlog-evidence/v2";
 
 /// Why two checkpoints cannot both be honest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,8 +19,6 @@ pub enum Kind {
     SameSizeDifferentRoots,
     /// The larger tree does not extend the smaller: the consistency proof fails.
     Inconsistent,
-    /// The larger tree carries an earlier time (the clock went backwards).
-    TimeReversal,
 }
 
 /// A portable evidence file.
@@ -77,7 +75,7 @@ pub enum NotEvidence {
     /// The proof of an `inconsistent` evidence is a valid one.
     #[error("the consistency proof verifies")]
     ProofVerifies,
-    /// The checkpoints do not show what the kind says (sizes, roots or times).
+    /// The checkpoints do not show what the kind says (sizes or roots).
     #[error("the checkpoints do not show {0:?}")]
     KindNotShown(Kind),
 }
@@ -141,15 +139,6 @@ pub fn compare(
             ))
         });
     }
-    if old.time > new.time {
-        return Ok(Comparison::Fork(evidence(
-            key,
-            Kind::TimeReversal,
-            &old,
-            &new,
-            None,
-        )));
-    }
     let Some(path) = proof else {
         return Ok(Comparison::NeedProof {
             old: old.size,
@@ -158,7 +147,7 @@ pub fn compare(
     };
     let hashes: Vec<_> = path.iter().map(|h| h.0).collect();
     match check_consistency(
-        &Blake3Hasher,
+        &Sha256Hasher,
         TreeSize(old.size),
         TreeSize(new.size),
         &old.root,
@@ -190,15 +179,11 @@ pub fn check(e: &Evidence) -> Result<String, EvidenceError> {
             "{who} signed two different trees of size {}",
             a.size
         )),
-        Kind::TimeReversal if a.size < b.size && a.time > b.time => Ok(format!(
-            "{who} signed a tree of size {} at time {} after one of size {} at time {}",
-            a.size, a.time, b.size, b.time
-        )),
         Kind::Inconsistent if a.size < b.size => {
             let path = e.proof.as_ref().ok_or(NotEvidence::NoProof)?;
             let hashes: Vec<_> = path.iter().map(|h| h.0).collect();
             match check_consistency(
-                &Blake3Hasher,
+                &Sha256Hasher,
                 TreeSize(a.size),
                 TreeSize(b.size),
                 &a.root,
@@ -222,7 +207,7 @@ mod tests {
     use crate::testutil::{Log, T0};
     use crate::tlog::prove_consistency;
 
-    /// Two honest checkpoints of one log (sizes 1 and 2), the consistency proof between them,
+    /// Two honest checkpoints of one log (sizes 3 and 5), the consistency proof between them,
     /// and the key.
     fn honest() -> (
         SignedCheckpoint,
@@ -237,7 +222,8 @@ mod tests {
         let a = log.checkpoint(T0 + 1_000);
         log.append(second);
         let b = log.checkpoint(T0 + 61_000);
-        let proof = prove_consistency(&Blake3Hasher, &log.tree, TreeSize(1), TreeSize(2)).unwrap();
+        let proof = prove_consistency(&Sha256Hasher, &log.tree, TreeSize(a.size), TreeSize(b.size))
+            .unwrap();
         let proof = proof.into_iter().map(HexHash).collect();
         (a, b, proof, log.key.verifying_key())
     }
@@ -269,15 +255,15 @@ mod tests {
             .map(|i| [i; 32])
             .find(|k| VerifyingKey::from_bytes(k).is_err())
             .expect("some byte strings are not points");
-        let mut e = of(Kind::TimeReversal, None);
+        let mut e = of(Kind::Inconsistent, None);
         e.log_key = not_a_point;
         assert_eq!(check(&e), Err(NotEvidence::BadKey.into()));
-        let mut e = of(Kind::TimeReversal, None);
+        let mut e = of(Kind::Inconsistent, None);
         e.format = "x".into();
         assert_eq!(check(&e), Err(EvidenceError::Format("x".into())));
         assert_eq!(
-            EvidenceError::from(NotEvidence::KindNotShown(Kind::TimeReversal)).to_string(),
-            "the evidence does not show a lie: the checkpoints do not show TimeReversal"
+            EvidenceError::from(NotEvidence::KindNotShown(Kind::Inconsistent)).to_string(),
+            "the evidence does not show a lie: the checkpoints do not show Inconsistent"
         );
     }
 }

@@ -1,29 +1,34 @@
-//! The export file: every entry (optionally with openings) and every checkpoint of a ledger,
+//! The export file: every leaf (optionally with the openings of event leaves) and every
+//! stored checkpoint of a ledger,
 //! for auditors (docs/FORMAT.md, "Export"). Written and read as a stream; reading is strict:
 //! any malformed, truncated or trailing byte is an error, never skipped.
 //!
 //! ```text
-//! magic        "consentlog-export/v1\n"            (21 bytes)
+//! magic        "consentlog-export/v2\n"            (21 bytes)
 //! origin       u64 length || UTF-8
 //! log key      [32]
 //! openings     u8 (0: none included, 1: included)
 //! cp count     u64
 //! checkpoints  count × ( u64 length || note text )        oldest first
-//! entry count  u64
-//! entries      count × ( entry[73] || if openings == 1: u8 present (0/1) ||
+//! leaf count   u64
+//! leaves       count × ( u64 length || leaf bytes ||
+//!                        if openings == 1 and the leaf is an event leaf: u8 present (0/1) ||
 //!                        if present: nonce[32] || u64 length || SignedEvent bytes )
 //! ```
-//! All integers little-endian. The file ends right after the last entry. Checkpoints come
+//! All integers little-endian. The file ends right after the last leaf. Checkpoints come
 //! first so that a streaming auditor knows where to compare roots.
 
 use std::io::{self, Read, Write};
 
 use super::codec::DecodeError;
-use super::entry::{Entry, Opening, ENTRY_LEN};
 use super::event::SignedEvent;
+use super::leaf::{Leaf, LeafError, MAX_POLICY};
+use super::opening::Opening;
 
 /// First bytes of an export.
-pub const EXPORT_MAGIC: &[u8] = b"consentlog-export/v1\n";
+pub const EXPORT_MAGIC: &[u8] = b"consentlog-export/v2\n";
+/// Largest leaf accepted in an export (a genesis leaf with the longest policy).
+pub const MAX_LEAF_LEN: u64 = (MAX_POLICY + 1024) as u64;
 /// Largest SignedEvent accepted in an export.
 pub const MAX_EVENT_LEN: u64 = 4096;
 /// Largest checkpoint note accepted in an export.
@@ -49,11 +54,11 @@ pub enum Part {
     Openings,
     CheckpointCount,
     Checkpoint(u64),
-    EntryCount,
-    Entry(u64),
-    EntryOpening(u64),
-    EntryNonce(u64),
-    EntryEvent(u64),
+    LeafCount,
+    Leaf(u64),
+    LeafOpening(u64),
+    LeafNonce(u64),
+    LeafEvent(u64),
 }
 
 impl std::fmt::Display for Part {
@@ -65,11 +70,11 @@ impl std::fmt::Display for Part {
             Part::Openings => f.write_str("openings"),
             Part::CheckpointCount => f.write_str("checkpoint count"),
             Part::Checkpoint(i) => write!(f, "checkpoint {i}"),
-            Part::EntryCount => f.write_str("entry count"),
-            Part::Entry(i) => write!(f, "entry {i}"),
-            Part::EntryOpening(i) => write!(f, "entry {i} opening"),
-            Part::EntryNonce(i) => write!(f, "entry {i} nonce"),
-            Part::EntryEvent(i) => write!(f, "entry {i} event"),
+            Part::LeafCount => f.write_str("leaf count"),
+            Part::Leaf(i) => write!(f, "leaf {i}"),
+            Part::LeafOpening(i) => write!(f, "leaf {i} opening"),
+            Part::LeafNonce(i) => write!(f, "leaf {i} nonce"),
+            Part::LeafEvent(i) => write!(f, "leaf {i} event"),
         }
     }
 }
@@ -91,7 +96,13 @@ pub enum ExportFormatError {
         #[source]
         err: DecodeError,
     },
-    #[error("trailing bytes after the last entry")]
+    #[error("{part}: {err}")]
+    Leaf {
+        part: Part,
+        #[source]
+        err: LeafError,
+    },
+    #[error("trailing bytes after the last leaf")]
     TrailingBytes,
 }
 
@@ -102,10 +113,10 @@ pub struct Header {
     pub log_key: [u8; 32],
     pub openings: bool,
     pub checkpoints: Vec<String>,
-    pub entries: u64,
+    pub leaves: u64,
 }
 
-/// Writes an export in order: header, entries, checkpoints.
+/// Writes an export in order: header (with the checkpoints), leaves.
 pub struct Writer<W: Write> {
     w: W,
     openings: bool,
@@ -124,20 +135,23 @@ impl<W: Write> Writer<W> {
             w.write_all(&(c.len() as u64).to_le_bytes())?;
             w.write_all(c.as_bytes())?;
         }
-        w.write_all(&h.entries.to_le_bytes())?;
+        w.write_all(&h.leaves.to_le_bytes())?;
         Ok(Writer {
             w,
             openings: h.openings,
-            left: h.entries,
+            left: h.leaves,
         })
     }
 
-    /// Writes the next entry; `opening` is ignored in an export without openings.
-    pub fn entry(&mut self, e: &Entry, opening: Option<&Opening>) -> io::Result<()> {
-        assert!(self.left > 0, "more entries than the header announced");
+    /// Writes the next leaf (its exact bytes); `opening` is written only for an event leaf
+    /// of an export with openings.
+    pub fn leaf(&mut self, leaf: &[u8], opening: Option<&Opening>) -> io::Result<()> {
+        assert!(self.left > 0, "more leaves than the header announced");
         self.left -= 1;
-        self.w.write_all(&e.to_bytes())?;
-        if self.openings {
+        self.w.write_all(&(leaf.len() as u64).to_le_bytes())?;
+        self.w.write_all(leaf)?;
+        let is_event = leaf.first() == Some(&(super::leaf::LeafKind::Event as u8));
+        if self.openings && is_event {
             match opening {
                 None => self.w.write_all(&[0])?,
                 Some(o) => {
@@ -154,7 +168,7 @@ impl<W: Write> Writer<W> {
 
     /// Flushes and returns the inner writer.
     pub fn finish(mut self) -> io::Result<W> {
-        assert_eq!(self.left, 0, "fewer entries than the header announced");
+        assert_eq!(self.left, 0, "fewer leaves than the header announced");
         self.w.flush()?;
         Ok(self.w)
     }
@@ -222,7 +236,7 @@ impl<R: Read> Reader<R> {
         for i in 0..n {
             checkpoints.push(read_text(&mut r, MAX_NOTE_LEN, Part::Checkpoint(i))?);
         }
-        let entries = read_u64(&mut r, Part::EntryCount)?;
+        let leaves = read_u64(&mut r, Part::LeafCount)?;
         Ok(Reader {
             r,
             header: Header {
@@ -230,17 +244,17 @@ impl<R: Read> Reader<R> {
                 log_key,
                 openings,
                 checkpoints,
-                entries,
+                leaves,
             },
             read: 0,
         })
     }
 
-    /// The next entry and its opening (None when not included or erased); None after the
-    /// last entry, once the stream is checked to end there.
+    /// The next leaf and, for an event leaf, its opening (None when not included or erased);
+    /// None after the last leaf, once the stream is checked to end there.
     #[allow(clippy::type_complexity)]
-    pub fn next_entry(&mut self) -> Result<Option<(Entry, Option<Opening>)>, ExportError> {
-        if self.read == self.header.entries {
+    pub fn next_leaf(&mut self) -> Result<Option<(Leaf, Option<Opening>)>, ExportError> {
+        if self.read == self.header.leaves {
             let mut extra = [0u8; 1];
             if self.r.read(&mut extra)? != 0 {
                 return Err(ExportFormatError::TrailingBytes.into());
@@ -248,20 +262,25 @@ impl<R: Read> Reader<R> {
             return Ok(None);
         }
         let i = self.read;
-        let mut b = [0u8; ENTRY_LEN];
         let decode = |part, err| ExportFormatError::Decode { part, err };
-        read_exact(&mut self.r, &mut b, Part::Entry(i))?;
-        let e = Entry::decode(&b).map_err(|err| decode(Part::Entry(i), err))?;
+        let b = read_bytes(&mut self.r, MAX_LEAF_LEN, Part::Leaf(i))?;
+        let leaf = Leaf::decode(&b).map_err(|err| ExportFormatError::Leaf {
+            part: Part::Leaf(i),
+            err,
+        })?;
         let mut opening = None;
-        if self.header.openings && read_flag(&mut self.r, Part::EntryOpening(i))? {
+        if self.header.openings
+            && matches!(leaf, Leaf::Event(_))
+            && read_flag(&mut self.r, Part::LeafOpening(i))?
+        {
             let mut nonce = [0u8; 32];
-            read_exact(&mut self.r, &mut nonce, Part::EntryNonce(i))?;
-            let ev = read_bytes(&mut self.r, MAX_EVENT_LEN, Part::EntryEvent(i))?;
-            let event = SignedEvent::decode(&ev).map_err(|err| decode(Part::EntryEvent(i), err))?;
+            read_exact(&mut self.r, &mut nonce, Part::LeafNonce(i))?;
+            let ev = read_bytes(&mut self.r, MAX_EVENT_LEN, Part::LeafEvent(i))?;
+            let event = SignedEvent::decode(&ev).map_err(|err| decode(Part::LeafEvent(i), err))?;
             opening = Some(Opening { nonce, event });
         }
         self.read += 1;
-        Ok(Some((e, opening)))
+        Ok(Some((leaf, opening)))
     }
 }
 
@@ -270,7 +289,7 @@ mod tests {
     use super::*;
     use crate::testutil::{Log, T0};
 
-    /// An export of two entries, the first with its opening.
+    /// An export of the genesis leaf and two event leaves, the first with its opening.
     fn export() -> Vec<u8> {
         let log = Log::new();
         let opening = Opening {
@@ -282,18 +301,21 @@ mod tests {
             log_key: [2; 32],
             openings: true,
             checkpoints: vec!["cp".into()],
-            entries: 2,
+            leaves: 3,
         };
         let mut w = Writer::new(Vec::new(), &h).unwrap();
-        w.entry(&opening.entry(T0), Some(&opening)).unwrap();
-        w.entry(&opening.entry(T0 + 1), None).unwrap();
+        w.leaf(&log.leaves[0].to_bytes(), None).unwrap();
+        w.leaf(&opening.leaf(T0, [5; 32], None).to_bytes(), Some(&opening))
+            .unwrap();
+        w.leaf(&opening.leaf(T0 + 1, [5; 32], None).to_bytes(), None)
+            .unwrap();
         w.finish().unwrap()
     }
 
     fn read_all(b: &[u8]) -> Result<usize, ExportError> {
         let mut r = Reader::new(b)?;
         let mut n = 0;
-        while r.next_entry()?.is_some() {
+        while r.next_leaf()?.is_some() {
             n += 1;
         }
         Ok(n)
@@ -308,7 +330,7 @@ mod tests {
 
     #[test]
     fn reads_what_it_writes() {
-        assert_eq!(read_all(&export()).unwrap(), 2);
+        assert_eq!(read_all(&export()).unwrap(), 3);
     }
 
     #[test]
@@ -318,8 +340,10 @@ mod tests {
         let key_at = origin_at + 8 + 16;
         let flag_at = key_at + 32;
         let cp_at = flag_at + 1 + 8;
-        let entries_at = cp_at + 8 + 2 + 8;
-        let opening_at = entries_at + ENTRY_LEN;
+        let leaves_at = cp_at + 8 + 2 + 8;
+        let genesis_len = Log::new().leaves[0].to_bytes().len();
+        let entries_at = leaves_at + 8 + genesis_len;
+        let opening_at = entries_at + 8 + (1 + 1 + 8 + 32 + 1 + 8 + 32);
         let event_at = opening_at + 1 + 32;
 
         assert!(matches!(
@@ -328,11 +352,11 @@ mod tests {
         ));
         assert!(matches!(
             read_all(&b[..event_at + 3]),
-            Err(ExportError::Truncated(Part::EntryEvent(0)))
+            Err(ExportError::Truncated(Part::LeafEvent(1)))
         ));
         assert_eq!(
-            ExportError::Truncated(Part::EntryNonce(3)).to_string(),
-            "export truncated while reading entry 3 nonce"
+            ExportError::Truncated(Part::LeafNonce(3)).to_string(),
+            "export truncated while reading leaf 3 nonce"
         );
         let mut x = b.clone();
         x[0] = b'X';
@@ -371,12 +395,15 @@ mod tests {
             }
         );
         let mut x = b.clone();
-        x[entries_at] = 2;
+        x[entries_at + 8 + 1] = 1;
         assert_eq!(
             malformed(&x),
-            ExportFormatError::Decode {
-                part: Part::Entry(0),
-                err: DecodeError::EntryVersion(2)
+            ExportFormatError::Leaf {
+                part: Part::Leaf(1),
+                err: LeafError::Version {
+                    kind: "event",
+                    version: 1
+                }
             }
         );
         let mut x = b.clone();
@@ -387,7 +414,7 @@ mod tests {
             matches!(
                 e,
                 ExportFormatError::Decode {
-                    part: Part::EntryEvent(0),
+                    part: Part::LeafEvent(1),
                     err: DecodeError::SignedEventTooShort { len: 3 }
                 }
             ),
@@ -398,11 +425,11 @@ mod tests {
         assert_eq!(malformed(&x), ExportFormatError::TrailingBytes);
         assert_eq!(
             ExportFormatError::Flag {
-                part: Part::EntryOpening(1),
+                part: Part::LeafOpening(1),
                 value: 7
             }
             .to_string(),
-            "entry 1 opening flag is 7, not 0 or 1"
+            "leaf 1 opening flag is 7, not 0 or 1"
         );
     }
 }

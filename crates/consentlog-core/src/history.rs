@@ -7,29 +7,33 @@ use serde::{Deserialize, Serialize};
 use super::event::{check_name, state_key};
 use super::hash::{hex_array, to_hex};
 use super::map::MapProof;
-use super::note::{self, SignedCheckpoint};
+use super::note;
 use super::proof::{
-    check_event, check_link, check_map_head, CheckedEvent, EventError, LinkError, MapHeadError,
-    ProvenEvent,
+    check_anchor, check_event, check_link, check_map_head, Anchor, AnchorError, CheckedEvent,
+    EventError, LinkError, MapHeadError, ProvenEvent, ProvenLeaf,
 };
 use super::text::NameError;
 
 /// The `format` string of a history.
-pub const HISTORY_FORMAT: &str = "consentlog-history/v1";
+pub const HISTORY_FORMAT: &str = "consentlog-history/v2";
 
-/// A person's events under one checkpoint, grouped by (controller, purpose).
+/// A person's events under one checkpoint, grouped by (controller, purpose), complete up to
+/// one map leaf: events after it are shown, checked, and reported as not yet proven complete.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct History {
     pub format: String,
     pub checkpoint: String,
+    pub genesis: ProvenLeaf,
+    pub map_leaf: ProvenLeaf,
     #[serde(with = "hex_array")]
     pub subject: [u8; 32],
     pub chains: Vec<Chain>,
 }
 
 /// All events of one (subject, controller, purpose), seq 0 first, and the map proof that the
-/// last is the key's latest entry at the checkpoint.
+/// last one before the map leaf is the key's latest there (or, when every event is after it,
+/// that the key is absent there).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Chain {
@@ -42,9 +46,19 @@ pub struct Chain {
 /// What a valid history shows.
 #[derive(Debug, Clone)]
 pub struct CheckedHistory {
-    pub checkpoint: SignedCheckpoint,
-    /// Per chain: controller, purpose, its events.
-    pub chains: Vec<(String, String, Vec<CheckedEvent>)>,
+    pub anchor: Anchor,
+    pub chains: Vec<CheckedChain>,
+}
+
+/// One checked chain of a history.
+#[derive(Debug, Clone)]
+pub struct CheckedChain {
+    pub controller: String,
+    pub purpose: String,
+    pub events: Vec<CheckedEvent>,
+    /// How many of `events` come before the map leaf, where the map proves the chain complete;
+    /// the rest are logged but not yet proven to be all.
+    pub proven: usize,
 }
 
 /// Why a history is invalid.
@@ -56,6 +70,8 @@ pub enum HistoryError {
     Subject { got: String, want: String },
     #[error("checkpoint: {0}")]
     Checkpoint(#[from] note::NoteError),
+    #[error("{0}")]
+    Anchor(#[from] AnchorError),
     #[error("chain {chain} ({controller}/{purpose}): {reason}")]
     Chain {
         chain: usize,
@@ -107,7 +123,7 @@ pub fn check_expected(
     expected: &[(String, String)],
 ) -> Result<(), HistoryError> {
     for (c, p) in expected {
-        if !h.chains.iter().any(|(hc, hp, _)| hc == c && hp == p) {
+        if !h.chains.iter().any(|ch| &ch.controller == c && &ch.purpose == p) {
             return Err(HistoryError::Missing {
                 controller: c.clone(),
                 purpose: p.clone(),
@@ -117,8 +133,8 @@ pub fn check_expected(
     Ok(())
 }
 
-/// Checks every chain: complete from seq 0 to the map's head, signed by the subject, included
-/// in the checkpoint, linked by prev hashes.
+/// Checks every chain: complete from seq 0 to the map's head at the map leaf, signed by the
+/// subject, included in the checkpoint, linked by leaf indices and prev hashes.
 pub fn check(
     h: &History,
     log_key: &VerifyingKey,
@@ -134,6 +150,7 @@ pub fn check(
         });
     }
     let cp = note::open(&h.checkpoint, log_key)?;
+    let anchor = check_anchor(cp, &h.genesis, &h.map_leaf)?;
     let mut seen = std::collections::HashSet::new();
     let mut chains = Vec::with_capacity(h.chains.len());
     for (n, c) in h.chains.iter().enumerate() {
@@ -151,7 +168,7 @@ pub fn check(
         }
         let mut evs: Vec<CheckedEvent> = Vec::with_capacity(c.events.len());
         for (i, pe) in c.events.iter().enumerate() {
-            let ev = check_event(pe, &cp, &key)
+            let ev = check_event(pe, &anchor, &key)
                 .map_err(|err| fail(ChainError::Event { event: i, err }))?;
             match evs.last() {
                 None if ev.event.event.seq != 0 => return Err(fail(ChainError::FirstSeq)),
@@ -165,13 +182,17 @@ pub fn check(
         if evs.is_empty() {
             return Err(fail(ChainError::Empty));
         }
-        check_map_head(Some(&c.map), &cp, &key, evs.last()).map_err(|e| fail(e.into()))?;
-        chains.push((c.controller.clone(), c.purpose.clone(), evs));
+        let proven = evs.partition_point(|e| e.index < anchor.map_index);
+        let head = proven.checked_sub(1).map(|i| &evs[i]);
+        check_map_head(Some(&c.map), &anchor, &key, head).map_err(|e| fail(e.into()))?;
+        chains.push(CheckedChain {
+            controller: c.controller.clone(),
+            purpose: c.purpose.clone(),
+            events: evs,
+            proven,
+        });
     }
-    Ok(CheckedHistory {
-        checkpoint: cp,
-        chains,
-    })
+    Ok(CheckedHistory { anchor, chains })
 }
 
 #[cfg(test)]
@@ -182,15 +203,17 @@ mod tests {
     use crate::testutil::{Log, T0};
 
     fn fixture() -> (History, VerifyingKey) {
-        let (log, key) = Log::chain_of_two();
+        let (mut log, key) = Log::chain_of_two();
         let h = History {
             format: HISTORY_FORMAT.into(),
             checkpoint: log.checkpoint(T0 + 120_000).note,
+            genesis: log.proven_leaf(0),
+            map_leaf: log.proven_leaf(log.last_map()),
             subject: log.person.verifying_key().to_bytes(),
             chains: vec![Chain {
                 controller: "example.com".into(),
                 purpose: "ai-training".into(),
-                events: vec![log.proven(0), log.proven(1)],
+                events: vec![log.proven(1), log.proven(2)],
                 map: log.map.prove(&key),
             }],
         };
@@ -210,7 +233,8 @@ mod tests {
     fn history_errors() {
         let (h, key) = fixture();
         let checked = check(&h, &key, Some(&h.subject)).unwrap();
-        assert_eq!(checked.chains[0].2.len(), 2);
+        assert_eq!(checked.chains[0].events.len(), 2);
+        assert_eq!(checked.chains[0].proven, 2);
         let pair = |c: &str, p: &str| vec![(c.to_string(), p.to_string())];
         check_expected(&checked, &pair("example.com", "ai-training")).unwrap();
         assert_eq!(
@@ -259,7 +283,7 @@ mod tests {
             chain_err(&bad, &key),
             ChainError::Link {
                 event: 2,
-                err: LinkError::Index { prev: 1, next: 0 }
+                err: LinkError::Index { prev: 2, next: 1 }
             }
         );
         let mut bad = h.clone();
@@ -269,7 +293,7 @@ mod tests {
         bad.chains[0].events.pop();
         assert_eq!(
             chain_err(&bad, &key),
-            ChainError::Map(MapHeadError::OtherEntry { index: 1 })
+            ChainError::Map(MapHeadError::OtherEntry { index: 2 })
         );
         let e = HistoryError::Chain {
             chain: 0,
@@ -285,5 +309,46 @@ mod tests {
             "chain 0 (c/p): event 1: event: signature does not verify (strict Ed25519) under \
              the subject key"
         );
+    }
+
+    /// Events after the map leaf are checked and reported as not yet proven; the map proof is
+    /// about the last event before it.
+    #[test]
+    fn events_after_the_map_leaf_are_pending() {
+        let (mut log, key) = Log::chain_of_two();
+        let first = log.openings[&1].event.clone();
+        log.checkpoint(T0 + 30_000);
+        let map = log.map.prove(&key);
+        let second_index = 2;
+        // Rebuild: the map leaf at 3 came after both events here, so make a log where it
+        // comes between them.
+        let mut log2 = Log::new();
+        log2.append(first.clone());
+        log2.checkpoint(T0 + 30_000);
+        let map2 = log2.map.prove(&key);
+        let second = log.openings[&second_index].event.clone();
+        log2.append(second);
+        let h = History {
+            format: HISTORY_FORMAT.into(),
+            checkpoint: log2.sign().note,
+            genesis: log2.proven_leaf(0),
+            map_leaf: log2.proven_leaf(2),
+            subject: log2.person.verifying_key().to_bytes(),
+            chains: vec![Chain {
+                controller: "example.com".into(),
+                purpose: "ai-training".into(),
+                events: vec![log2.proven(1), log2.proven(3)],
+                map: map2,
+            }],
+        };
+        let checked = check(&h, &log2.key.verifying_key(), None).unwrap();
+        assert_eq!((checked.chains[0].events.len(), checked.chains[0].proven), (2, 1));
+        // A map proof of the head after the map leaf does not fit.
+        let mut bad = h.clone();
+        bad.chains[0].map = map;
+        assert!(matches!(
+            chain_err(&bad, &log2.key.verifying_key()),
+            ChainError::Map(_)
+        ));
     }
 }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::codec;
 use super::hash::Hash;
+use super::tlog::{Sha256Hasher, TreeHasher};
 
 /// The format version of every v2 leaf.
 pub const LEAF_VERSION: u8 = 2;
@@ -66,7 +67,7 @@ pub struct GenesisLeaf {
 }
 
 /// One decision of one state key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct EventLeaf {
     pub version: u8,
     /// The log's clock when the event was appended (ms).
@@ -81,6 +82,18 @@ pub struct EventLeaf {
     pub commitment: Hash,
 }
 
+impl EventLeaf {
+    /// `kind || body` of this event leaf.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        Leaf::Event(*self).to_bytes()
+    }
+
+    /// Its RFC 6962 leaf hash.
+    pub fn leaf_hash(&self) -> Hash {
+        leaf_hash(&self.to_bytes())
+    }
+}
+
 /// The state map as of a time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MapLeaf {
@@ -90,6 +103,20 @@ pub struct MapLeaf {
     pub time: u64,
     /// Root of the state map over every event leaf before this one.
     pub map_root: Hash,
+}
+
+impl MapLeaf {
+    /// `kind || body` of this map leaf.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        Leaf::Map(*self).to_bytes()
+    }
+}
+
+impl GenesisLeaf {
+    /// `kind || body` of this genesis leaf.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        Leaf::Genesis(self.clone()).to_bytes()
+    }
 }
 
 /// A leaf of any kind.
@@ -115,6 +142,16 @@ pub enum LeafError {
     SeqPrev { seq: u64, prev: String },
     #[error("genesis leaf declares a witness policy of {0} bytes (at most {MAX_POLICY})")]
     PolicyTooLong(usize),
+    #[error("expected a {want} leaf, got a {got} leaf")]
+    WrongKind {
+        want: &'static str,
+        got: &'static str,
+    },
+}
+
+/// `SHA-256(0x00 || bytes)`: the RFC 6962 leaf hash of a leaf's bytes.
+pub fn leaf_hash(bytes: &[u8]) -> Hash {
+    Sha256Hasher.hash_leaf(bytes)
 }
 
 impl Leaf {
@@ -144,6 +181,42 @@ impl Leaf {
         };
         body.insert(0, kind as u8);
         body
+    }
+
+    /// The leaf's RFC 6962 hash, `SHA-256(0x00 || bytes(leaf))`.
+    pub fn leaf_hash(&self) -> Hash {
+        leaf_hash(&self.to_bytes())
+    }
+
+    fn wrong_kind(&self, want: LeafKind) -> LeafError {
+        LeafError::WrongKind {
+            want: want.as_str(),
+            got: self.kind().as_str(),
+        }
+    }
+
+    /// Strict decoding of a leaf that must be a genesis leaf.
+    pub fn decode_genesis(bytes: &[u8]) -> Result<GenesisLeaf, LeafError> {
+        match Leaf::decode(bytes)? {
+            Leaf::Genesis(g) => Ok(g),
+            other => Err(other.wrong_kind(LeafKind::Genesis)),
+        }
+    }
+
+    /// Strict decoding of a leaf that must be an event leaf.
+    pub fn decode_event(bytes: &[u8]) -> Result<EventLeaf, LeafError> {
+        match Leaf::decode(bytes)? {
+            Leaf::Event(e) => Ok(e),
+            other => Err(other.wrong_kind(LeafKind::Event)),
+        }
+    }
+
+    /// Strict decoding of a leaf that must be a map leaf.
+    pub fn decode_map(bytes: &[u8]) -> Result<MapLeaf, LeafError> {
+        match Leaf::decode(bytes)? {
+            Leaf::Map(m) => Ok(m),
+            other => Err(other.wrong_kind(LeafKind::Map)),
+        }
     }
 
     /// Strict decoding of `kind || body`.

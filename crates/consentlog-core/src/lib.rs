@@ -6,7 +6,6 @@
 pub mod audit;
 pub mod codec;
 pub mod cosignature;
-pub mod entry;
 pub mod event;
 pub mod evidence;
 pub mod export;
@@ -15,6 +14,7 @@ pub mod history;
 pub mod leaf;
 pub mod map;
 pub mod note;
+pub mod opening;
 pub mod par;
 pub mod policy;
 pub mod proof;

@@ -1,7 +1,8 @@
 //! Signed checkpoints as C2SP signed notes (c2sp.org/signed-note, c2sp.org/tlog-checkpoint).
 //!
-//! Body lines: origin, tree size, base64 log root, `map <base64 map root>`, `time <ms>`.
-//! The signed message is the whole body including its final newline. After a blank line
+//! The body is exactly a c2sp.org/tlog-checkpoint with no extension lines: origin, tree size,
+//! base64 RFC 6962 root. The map root and the time live in map leaves inside the log
+//! (docs/FORMAT.md §4), where the checkpoint covers them. The signed message is the whole body including its final newline. After a blank line
 //! come signature lines `— <origin> <base64(key id[4] || Ed25519 signature[64])>`, with
 //! key id = SHA-256(origin || "\n" || 0x01 || public key)[..4].
 
@@ -26,8 +27,6 @@ pub struct Checkpoint<'a> {
     pub origin: &'a str,
     pub size: u64,
     pub root: Hash,
-    pub map_root: Hash,
-    pub time: u64,
 }
 
 /// An owned checkpoint, as parsed from a verified note.
@@ -36,8 +35,6 @@ pub struct SignedCheckpoint {
     pub origin: String,
     pub size: u64,
     pub root: Hash,
-    pub map_root: Hash,
-    pub time: u64,
     /// The full note text, byte for byte.
     pub note: String,
 }
@@ -87,8 +84,6 @@ pub enum NoteSyntaxError {
 pub enum BodyField {
     TreeSize,
     Root,
-    MapRoot,
-    Time,
 }
 
 impl std::fmt::Display for BodyField {
@@ -96,8 +91,6 @@ impl std::fmt::Display for BodyField {
         f.write_str(match self {
             BodyField::TreeSize => "tree size",
             BodyField::Root => "root hash",
-            BodyField::MapRoot => "map root",
-            BodyField::Time => "time",
         })
     }
 }
@@ -107,14 +100,11 @@ impl std::fmt::Display for BodyField {
 pub enum BodyError {
     #[error("body does not end with a newline")]
     NoFinalNewline,
-    #[error("expected 5 lines (origin, size, root, map, time), got {0}")]
+    /// A consentlog checkpoint has no extension lines.
+    #[error("expected 3 lines (origin, size, root), got {0}")]
     LineCount(usize),
     #[error("{0}")]
     Origin(#[from] NameError),
-    #[error("fourth line is not `map <base64>`")]
-    MapLine,
-    #[error("fifth line is not `time <ms>`")]
-    TimeLine,
     /// Not canonical decimal digits (no sign, no leading zero).
     #[error("{field} {text:?} is not a decimal number")]
     NotDecimal { field: BodyField, text: String },
@@ -150,14 +140,7 @@ pub const MAX_ORIGIN: usize = 255;
 impl Checkpoint<'_> {
     /// The body text, ending in a newline: the bytes the log key signs.
     pub fn body(&self) -> String {
-        format!(
-            "{}\n{}\n{}\nmap {}\ntime {}\n",
-            self.origin,
-            self.size,
-            B64.encode(self.root),
-            B64.encode(self.map_root),
-            self.time
-        )
+        format!("{}\n{}\n{}\n", self.origin, self.size, B64.encode(self.root))
     }
 
     /// Signs the body and returns the full note text.
@@ -206,7 +189,7 @@ fn split(note: &str) -> Result<(&str, Vec<&str>), NoteError> {
     Ok((body, sigs))
 }
 
-/// Parses a checkpoint body strictly (exactly five lines in this order).
+/// Parses a checkpoint body strictly (exactly three lines in this order).
 pub fn parse_body(body: &str) -> Result<Checkpoint<'_>, NoteError> {
     Ok(parse_body_lines(body)?)
 }
@@ -217,18 +200,14 @@ fn parse_body_lines(body: &str) -> Result<Checkpoint<'_>, BodyError> {
         .ok_or(BodyError::NoFinalNewline)?
         .split('\n')
         .collect();
-    let [origin, size, root, map, time] = lines[..] else {
+    let [origin, size, root] = lines[..] else {
         return Err(BodyError::LineCount(lines.len()));
     };
     check_origin(origin)?;
-    let map = map.strip_prefix("map ").ok_or(BodyError::MapLine)?;
-    let time = time.strip_prefix("time ").ok_or(BodyError::TimeLine)?;
     Ok(Checkpoint {
         origin,
         size: parse_u64(size, BodyField::TreeSize)?,
         root: parse_b64_hash(root, BodyField::Root)?,
-        map_root: parse_b64_hash(map, BodyField::MapRoot)?,
-        time: parse_u64(time, BodyField::Time)?,
     })
 }
 
@@ -271,8 +250,6 @@ pub fn open(note: &str, key: &VerifyingKey) -> Result<SignedCheckpoint, NoteErro
         origin: cp.origin.to_string(),
         size: cp.size,
         root: cp.root,
-        map_root: cp.map_root,
-        time: cp.time,
         note: note.to_string(),
     })
 }
@@ -290,8 +267,6 @@ mod tests {
             origin: "test.example/log",
             size: 2,
             root: [1; 32],
-            map_root: [2; 32],
-            time: 1000,
         }
         .sign(&key())
     }
@@ -303,7 +278,11 @@ mod tests {
     #[test]
     fn opens_what_it_signs() {
         let cp = open(&note(), &key().verifying_key()).unwrap();
-        assert_eq!((cp.size, cp.time, cp.root), (2, 1000, [1; 32]));
+        assert_eq!((cp.size, cp.root), (2, [1; 32]));
+        assert_eq!(
+            cp.note.split_once("\n\n").unwrap().0,
+            format!("test.example/log\n2\n{}", B64.encode([1u8; 32]))
+        );
     }
 
     #[test]
@@ -355,38 +334,38 @@ mod tests {
     #[test]
     fn body_errors() {
         let root = B64.encode([1u8; 32]);
-        let body = |size: &str, root: &str, map: &str, time: &str| {
-            format!("test.example/log\n{size}\n{root}\n{map}\n{time}\n")
-        };
-        let map = format!("map {root}");
+        let body = |size: &str, root: &str| format!("test.example/log\n{size}\n{root}\n");
         for (text, want) in [
             ("test.example/log".to_string(), BodyError::NoFinalNewline),
             ("a\nb\n".to_string(), BodyError::LineCount(2)),
-            (body("1", &root, &root, "time 1"), BodyError::MapLine),
-            (body("1", &root, &map, "1"), BodyError::TimeLine),
+            // An extension line (a v1 checkpoint had two) is refused.
             (
-                body("01", &root, &map, "time 1"),
+                format!("{}map {root}\n", body("1", &root)),
+                BodyError::LineCount(4),
+            ),
+            (
+                body("01", &root),
                 BodyError::NotDecimal {
                     field: BodyField::TreeSize,
                     text: "01".into(),
                 },
             ),
             (
-                body("1", &root, &map, "time 99999999999999999999"),
+                body("99999999999999999999", &root),
                 BodyError::OutOfRange {
-                    field: BodyField::Time,
+                    field: BodyField::TreeSize,
                     text: "99999999999999999999".into(),
                 },
             ),
             (
-                body("1", "!", &map, "time 1"),
+                body("1", "!"),
                 BodyError::NotBase64 {
                     field: BodyField::Root,
                     reason: B64.decode("!").unwrap_err().to_string(),
                 },
             ),
             (
-                body("1", "AAAA", &map, "time 1"),
+                body("1", "AAAA"),
                 BodyError::NotHash {
                     field: BodyField::Root,
                 },
@@ -395,7 +374,7 @@ mod tests {
             assert_eq!(parse_body(&text), Err(NoteError::Body(want)), "{text:?}");
         }
         assert_eq!(
-            parse_body(&format!("Test\n1\n{root}\n{map}\ntime 1\n")),
+            parse_body(&format!("Test\n1\n{root}\n")),
             Err(NoteError::Body(BodyError::Origin(NameError::Character {
                 what: "origin".into(),
                 c: 'T'
@@ -405,10 +384,10 @@ mod tests {
         // itself; checked all the same in case the engine's configuration changes.
         assert_eq!(
             BodyError::NonCanonicalBase64 {
-                field: BodyField::MapRoot
+                field: BodyField::Root
             }
             .to_string(),
-            "map root is not canonical base64"
+            "root hash is not canonical base64"
         );
         assert_eq!(
             NoteError::Body(BodyError::NotDecimal {
@@ -418,6 +397,35 @@ mod tests {
             .to_string(),
             "malformed checkpoint body: tree size \"01\" is not a decimal number"
         );
+    }
+
+    /// An independent implementation of c2sp.org/signed-note (the `signed_note` crate) opens
+    /// our notes with the log's vkey, and ours opens its.
+    #[test]
+    fn signed_note_crate_agrees() {
+        use crate::vkey::{NoteVerifier, Vkey, TYPE_ED25519};
+        let name = "test.example/log";
+        let vkey = Vkey::new(name, TYPE_ED25519, key().verifying_key()).unwrap();
+        let verifiers =
+            signed_note::VerifierList::new(vec![Box::new(NoteVerifier::new(vkey.clone()).unwrap())]);
+        let ours = signed_note::Note::from_bytes(note().as_bytes()).unwrap();
+        assert_eq!(ours.verify(&verifiers).unwrap().0.len(), 1);
+        // Signed by the crate's own signer, opened by ours.
+        let mut raw = vec![TYPE_ED25519];
+        raw.extend_from_slice(&[0x42; 32]);
+        let skey = format!("PRIVATE+KEY+{name}+{:08x}+{}", vkey.key_id(), B64.encode(raw));
+        let signer = signed_note::StandardSigner::new(&skey).unwrap();
+        let body = Checkpoint {
+            origin: name,
+            size: 7,
+            root: [9; 32],
+        }
+        .body();
+        let mut theirs = signed_note::Note::new(body.as_bytes(), &[]).unwrap();
+        theirs.add_sigs(&[&signer]).unwrap();
+        let text = String::from_utf8(theirs.to_bytes()).unwrap();
+        let cp = open(&text, &key().verifying_key()).unwrap();
+        assert_eq!((cp.size, cp.root), (7, [9; 32]));
     }
 
     #[test]
@@ -433,8 +441,6 @@ mod tests {
             origin: "test.example/log",
             size: 3,
             root: [1; 32],
-            map_root: [2; 32],
-            time: 1000,
         }
         .sign(&key());
         let (body, _) = forged.split_once("\n\n").unwrap();

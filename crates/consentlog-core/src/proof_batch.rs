@@ -5,10 +5,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::hash::hex_array;
-use super::proof::{consent_proof_struct, ConsentProof, PROOF_FORMAT};
+use super::proof::{consent_proof_struct, ConsentProof, ProvenLeaf, PROOF_FORMAT};
 
 /// The `format` of a proof batch's first line.
-pub const BATCH_FORMAT: &str = "consentlog-proof-batch/v1";
+pub const BATCH_FORMAT: &str = "consentlog-proof-batch/v2";
 
 /// First line of a batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,6 +16,8 @@ pub const BATCH_FORMAT: &str = "consentlog-proof-batch/v1";
 pub struct BatchHeader {
     pub format: String,
     pub checkpoint: String,
+    pub genesis: ProvenLeaf,
+    pub map_leaf: ProvenLeaf,
 }
 
 consent_proof_struct! {
@@ -50,10 +52,12 @@ impl BatchProof {
     }
 
     /// The stand-alone proof, with the batch's checkpoint.
-    pub fn into_proof(self, checkpoint: String) -> ConsentProof {
+    pub fn into_proof(self, header: &BatchHeader) -> ConsentProof {
         ConsentProof {
             format: PROOF_FORMAT.into(),
-            checkpoint,
+            checkpoint: header.checkpoint.clone(),
+            genesis: header.genesis.clone(),
+            map_leaf: header.map_leaf.clone(),
             subject: self.subject,
             controller: self.controller,
             purpose: self.purpose,

@@ -9,8 +9,16 @@ use super::text::NameError;
 pub enum Reject {
     #[error("malformed event: {0}")]
     Malformed(#[from] MalformedEvent),
-    #[error("unsupported event version {0} (only 1 is known)")]
+    #[error("unsupported event version {0} (only 2 is known; format v1 is not accepted)")]
     Version(u8),
+    #[error("event kind {0} is reserved (only 0, a decision, is known)")]
+    Kind(u8),
+    #[error("event kind {0:?} is not \"decision\" (other kinds are reserved)")]
+    KindName(String),
+    #[error("event signer {0} is reserved (only 0, the subject, is known)")]
+    Signer(u8),
+    #[error("event signer {0:?} is not \"subject\" (other signers are reserved)")]
+    SignerName(String),
     #[error("event is for log {got:?}, this ledger is {want:?}")]
     Log { got: String, want: String },
     #[error("bad controller: {0}")]
@@ -76,6 +84,8 @@ impl Reject {
         match self {
             Reject::Malformed(_) => "malformed",
             Reject::Version(_) => "version",
+            Reject::Kind(_) | Reject::KindName(_) => "kind",
+            Reject::Signer(_) | Reject::SignerName(_) => "signer",
             Reject::Log { .. } => "log",
             Reject::Controller(_) => "controller",
             Reject::Purpose(_) => "purpose",

@@ -13,6 +13,8 @@ use crate::reject::{MalformedEvent, Reject};
 #[serde(deny_unknown_fields)]
 pub struct EventJson {
     pub version: u8,
+    pub kind: String,
+    pub signer: String,
     pub log: String,
     #[serde(with = "hex_array")]
     pub subject: [u8; 32],
@@ -37,6 +39,14 @@ impl From<&SignedEvent> for EventJson {
         let e = &s.event;
         EventJson {
             version: e.version,
+            kind: match e.kind {
+                super::KIND_DECISION => "decision".into(),
+                k => k.to_string(),
+            },
+            signer: match e.signer {
+                super::SIGNER_SUBJECT => "subject".into(),
+                k => k.to_string(),
+            },
             log: e.log.clone(),
             subject: e.subject,
             controller: e.controller.clone(),
@@ -71,9 +81,19 @@ impl EventJson {
             "opt-out" => 0,
             other => return Err(Reject::DecisionName(other.to_string())),
         };
+        let kind = match self.kind.as_str() {
+            "decision" => super::KIND_DECISION,
+            other => return Err(Reject::KindName(other.to_string())),
+        };
+        let signer = match self.signer.as_str() {
+            "subject" => super::SIGNER_SUBJECT,
+            other => return Err(Reject::SignerName(other.to_string())),
+        };
         let ev = SignedEvent::from_parts(
             ConsentEvent {
                 version: self.version,
+                kind,
+                signer,
                 log: self.log.clone(),
                 subject: self.subject,
                 controller: self.controller.clone(),

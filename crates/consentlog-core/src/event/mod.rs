@@ -1,6 +1,6 @@
 //! Consent events: what a person signs (docs/FORMAT.md, "ConsentEvent").
 //!
-//! `signature = Ed25519(subject, "consentlog/v1/event\n" || bytes(ConsentEvent))`,
+//! `signature = Ed25519(subject, "consentlog/v2/event\n" || bytes(ConsentEvent))`,
 //! `SignedEvent = bytes(ConsentEvent) || signature`, `event_hash = BLAKE3(bytes(SignedEvent))`.
 
 use std::collections::{HashMap, HashSet};
@@ -20,11 +20,17 @@ pub mod json;
 pub use json::{parse_batch, BatchError, EventJson};
 
 /// Domain-separation prefix of an event signature.
-pub const EVENT_DOMAIN: &[u8] = b"consentlog/v1/event\n";
+pub const EVENT_DOMAIN: &[u8] = b"consentlog/v2/event\n";
 /// Context string of the state key derivation.
 pub const STATE_KEY_CONTEXT: &str = "consentlog v1 state key";
 /// The only event version.
-pub const EVENT_VERSION: u8 = 1;
+pub const EVENT_VERSION: u8 = 2;
+/// The only event kind so far: a decision (opt-in or opt-out). Other kinds (erasure, key
+/// rotation) are reserved for later versions and refused.
+pub const KIND_DECISION: u8 = 0;
+/// The only signer so far: the subject. Other values (a controller acting for the subject)
+/// are reserved for later versions and refused.
+pub const SIGNER_SUBJECT: u8 = 0;
 /// Length of an Ed25519 signature.
 pub const SIGNATURE_LEN: usize = 64;
 
@@ -49,6 +55,10 @@ impl Decision {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsentEvent {
     pub version: u8,
+    /// What the event is: [`KIND_DECISION`] (reserved for erasure and key rotation).
+    pub kind: u8,
+    /// Who signed it: [`SIGNER_SUBJECT`] (reserved for controllers).
+    pub signer: u8,
     pub log: String,
     pub subject: [u8; 32],
     pub controller: String,
@@ -75,6 +85,8 @@ impl ConsentEvent {
     ) -> ConsentEvent {
         ConsentEvent {
             version: EVENT_VERSION,
+            kind: KIND_DECISION,
+            signer: SIGNER_SUBJECT,
             log: log.to_string(),
             subject,
             controller: controller.to_string(),
@@ -205,6 +217,12 @@ impl SignedEvent {
         let e = &self.event;
         if e.version != EVENT_VERSION {
             return Err(Reject::Version(e.version));
+        }
+        if e.kind != KIND_DECISION {
+            return Err(Reject::Kind(e.kind));
+        }
+        if e.signer != SIGNER_SUBJECT {
+            return Err(Reject::Signer(e.signer));
         }
         check_name("controller", &e.controller).map_err(Reject::Controller)?;
         check_name("purpose", &e.purpose).map_err(Reject::Purpose)?;

@@ -1,54 +1,52 @@
-//! The checks of one logged event against a verified checkpoint, of the link between two events
+//! The checks of one logged event against a verified [`Anchor`], of the link between two events
 //! of one chain, and of the map's head for a key: the steps that consent proofs and histories
-//! share (docs/FORMAT.md §8, checks 2-4, and §9), and the check of an opening against its entry
-//! that an auditor makes for every entry.
+//! share (docs/FORMAT.md §8 and §9), and the check of an opening against its event leaf that an
+//! auditor makes for every one.
 
 use ed25519_dalek::VerifyingKey;
 
 use crate::codec::DecodeError;
-use crate::entry::{Entry, Opening};
 use crate::event::{subject_key, SignedEvent};
 use crate::hash::Hash;
+use crate::leaf::{EventLeaf, Leaf, LeafError};
 use crate::map::{self, MapProof, MapProofError};
-use crate::note::SignedCheckpoint;
+use crate::opening::Opening;
 use crate::reject::Reject;
 use crate::rules::{check_expiry, ISSUED_AT_WINDOW_MS};
-use crate::tlog::{self, Blake3Hasher, InclusionError, LeafIndex, TreeSize};
+use crate::tlog::InclusionError;
 
+use super::anchor::{check_inclusion_of, Anchor};
 use super::ProvenEvent;
 
 /// Why a logged event (with its opening) does not check out against a checkpoint, or against
-/// its entry in an audit.
+/// its event leaf in an audit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {
-    /// The entry bytes do not decode strictly.
-    #[error("entry: {0}")]
-    Entry(#[source] DecodeError),
-    /// The entry's leaf hash is not included at its index under the checkpoint's root.
+    /// The leaf bytes are not an event leaf.
+    #[error("leaf: {0}")]
+    Leaf(#[source] LeafError),
+    /// The leaf is not included at its index under the checkpoint's root.
     #[error("inclusion: {0}")]
     Inclusion(#[from] InclusionError),
     /// The opening's SignedEvent bytes do not decode strictly.
     #[error("opening: {0}")]
     Opening(#[source] DecodeError),
-    /// The opening does not open the entry's commitment.
-    #[error("opening does not match the entry's commitment")]
+    /// The opening does not open the leaf's commitment.
+    #[error("opening does not match the leaf's commitment")]
     Commitment,
-    /// The event breaks a rule an outsider can check (version, names, decision, key,
+    /// The event breaks a rule an outsider can check (version, kind, names, decision, key,
     /// signature, log, expiry).
     #[error("event: {0}")]
     Event(#[from] Reject),
-    /// The entry's key is not the state key of the event it commits to.
-    #[error("entry key is not the state key of its event")]
+    /// The leaf's key is not the state key of the event it commits to.
+    #[error("leaf key is not the state key of its event")]
     StateKey,
     /// The event is for another (subject, controller, purpose) than the one asked about.
     #[error("event is for another subject, controller or purpose")]
     OtherKey,
-    /// The entry was integrated after the checkpoint that is said to cover it.
-    #[error("integrated_at {integrated_at} is after the checkpoint time {checkpoint_time}")]
-    AfterCheckpoint {
-        integrated_at: u64,
-        checkpoint_time: u64,
-    },
+    /// The leaf's seq is not the seq the person signed.
+    #[error("leaf seq {leaf} differs from the signed event's seq {event}")]
+    Seq { leaf: u64, event: u64 },
     /// The ledger's time and the signer's differ by more than the window (±5 minutes).
     #[error("integrated_at {integrated_at} is more than 5 minutes from issued_at {issued_at}")]
     IssuedAt { integrated_at: u64, issued_at: u64 },
@@ -59,6 +57,12 @@ pub enum EventError {
 pub enum LinkError {
     #[error("index {next} does not follow index {prev}")]
     Index { prev: u64, next: u64 },
+    #[error("leaf {next} names {named:?} as its prev, not leaf {prev}")]
+    PrevIndex {
+        prev: u64,
+        next: u64,
+        named: Option<u64>,
+    },
     #[error("seq {next} does not follow seq {prev}")]
     Seq { prev: u64, next: u64 },
     #[error("prev is not the event hash of the previous event")]
@@ -74,12 +78,15 @@ pub enum MapHeadError {
     /// A map proof is given where none belongs.
     #[error("unexpected map proof")]
     Unexpected,
-    /// The map proof itself does not verify against the checkpoint's map root.
+    /// The map proof itself does not verify against the map leaf's root.
     #[error("{0}")]
     Proof(#[from] MapProofError),
-    /// The key's latest entry is another one than the event given.
-    #[error("the key's latest entry at the checkpoint is index {index}, not the event given")]
+    /// The key's latest event leaf is another one than the event given.
+    #[error("the key's latest event at the map leaf is index {index}, not the event given")]
     OtherEntry { index: u64 },
+    /// The event given comes after the map leaf, which cannot cover it.
+    #[error("event {index} comes after the map leaf {map}, which cannot cover it")]
+    AfterMap { index: u64, map: u64 },
     /// The key is present, but the proof should show it absent.
     #[error("the key is present in the map, not absent")]
     Present,
@@ -92,78 +99,80 @@ pub enum MapHeadError {
 #[derive(Debug, Clone)]
 pub struct CheckedEvent {
     pub index: u64,
-    pub entry: Entry,
+    pub leaf: EventLeaf,
     pub leaf_hash: Hash,
     pub event: SignedEvent,
 }
 
 /// `integrated_at` is within [`ISSUED_AT_WINDOW_MS`] of the event's `issued_at`.
-pub fn check_issued_at(entry: &Entry, event: &SignedEvent) -> Result<(), EventError> {
-    if entry.integrated_at.abs_diff(event.event.issued_at) > ISSUED_AT_WINDOW_MS {
+pub fn check_issued_at(leaf: &EventLeaf, event: &SignedEvent) -> Result<(), EventError> {
+    if leaf.integrated_at.abs_diff(event.event.issued_at) > ISSUED_AT_WINDOW_MS {
         return Err(EventError::IssuedAt {
-            integrated_at: entry.integrated_at,
+            integrated_at: leaf.integrated_at,
             issued_at: event.event.issued_at,
         });
     }
     Ok(())
 }
 
-/// Checks one logged event against a verified checkpoint: entry decoding, inclusion,
-/// opening, signature, origin, state key and time window (docs/FORMAT.md check 2).
-pub fn check_event(
-    pe: &ProvenEvent,
-    cp: &SignedCheckpoint,
-    key: &Hash,
-) -> Result<CheckedEvent, EventError> {
-    let entry = Entry::decode(&pe.entry).map_err(EventError::Entry)?;
-    let leaf_hash = entry.leaf_hash();
-    let path: Vec<Hash> = pe.inclusion.iter().map(|h| h.0).collect();
-    tlog::check_inclusion(
-        &Blake3Hasher,
-        LeafIndex(pe.index),
-        TreeSize(cp.size),
-        &leaf_hash,
-        &path,
-        &cp.root,
-    )?;
+/// Checks one logged event against a verified anchor: leaf decoding, inclusion, opening,
+/// signature, origin, state key, seq and time window (docs/FORMAT.md §8, step 3).
+pub fn check_event(pe: &ProvenEvent, a: &Anchor, key: &Hash) -> Result<CheckedEvent, EventError> {
+    let leaf = Leaf::decode_event(&pe.leaf).map_err(EventError::Leaf)?;
+    let leaf_hash = leaf.leaf_hash();
+    check_inclusion_of(&leaf_hash, pe.index, &pe.inclusion, &a.checkpoint)?;
     let event = SignedEvent::decode(&pe.opening.event).map_err(EventError::Opening)?;
     let opening = Opening {
         nonce: pe.opening.nonce,
         event,
     };
-    if opening.commitment() != entry.commitment {
+    if opening.commitment() != leaf.commitment {
         return Err(EventError::Commitment);
     }
     let event = opening.event;
     event.check_self()?;
-    event.check_log(&cp.origin)?;
-    if entry.key != event.event.state_key() {
+    event.check_log(&a.genesis.origin)?;
+    if leaf.key != event.event.state_key() {
         return Err(EventError::StateKey);
     }
-    if &entry.key != key {
+    if &leaf.key != key {
         return Err(EventError::OtherKey);
     }
-    if entry.integrated_at > cp.time {
-        return Err(EventError::AfterCheckpoint {
-            integrated_at: entry.integrated_at,
-            checkpoint_time: cp.time,
-        });
-    }
-    check_issued_at(&entry, &event)?;
+    check_seq(&leaf, &event)?;
+    check_issued_at(&leaf, &event)?;
     Ok(CheckedEvent {
         index: pe.index,
-        entry,
+        leaf,
         leaf_hash,
         event,
     })
 }
 
-/// `next` directly follows `prev` in one key's chain.
+/// The leaf's seq is the signed event's.
+fn check_seq(leaf: &EventLeaf, event: &SignedEvent) -> Result<(), EventError> {
+    if leaf.seq != event.event.seq {
+        return Err(EventError::Seq {
+            leaf: leaf.seq,
+            event: event.event.seq,
+        });
+    }
+    Ok(())
+}
+
+/// `next` directly follows `prev` in one key's chain: its leaf names `prev`'s index, its seq
+/// is one more, and the person's `prev` is `prev`'s event hash.
 pub fn check_link(prev: &CheckedEvent, next: &CheckedEvent) -> Result<(), LinkError> {
     if next.index <= prev.index {
         return Err(LinkError::Index {
             prev: prev.index,
             next: next.index,
+        });
+    }
+    if next.leaf.prev != Some(prev.index) {
+        return Err(LinkError::PrevIndex {
+            prev: prev.index,
+            next: next.index,
+            named: next.leaf.prev,
         });
     }
     let (p, n) = (&prev.event.event, &next.event.event);
@@ -179,34 +188,43 @@ pub fn check_link(prev: &CheckedEvent, next: &CheckedEvent) -> Result<(), LinkEr
     Ok(())
 }
 
-/// Checks that the map proof shows `key` present with exactly `ev` as its latest entry
-/// (`ev` Some) or absent (`ev` None).
+/// Checks that the map proof at the anchor's map leaf shows `key` present with exactly `ev`
+/// (which must come before the map leaf) as its latest event (`ev` Some), or absent (`ev`
+/// None).
 pub fn check_map_head(
     proof: Option<&MapProof>,
-    cp: &SignedCheckpoint,
+    a: &Anchor,
     key: &Hash,
     ev: Option<&CheckedEvent>,
 ) -> Result<(), MapHeadError> {
     let proof = proof.ok_or(MapHeadError::Missing)?;
-    let got = map::check(&cp.map_root, key, proof)?;
+    let got = map::check(&a.map.map_root, key, proof)?;
     match (got, ev) {
         (None, None) => Ok(()),
-        (Some(v), Some(e)) if v.index == e.index && v.leaf_hash == e.leaf_hash => Ok(()),
+        (Some(v), Some(e)) if v.index == e.index && v.leaf_hash == e.leaf_hash => {
+            if e.index >= a.map_index {
+                return Err(MapHeadError::AfterMap {
+                    index: e.index,
+                    map: a.map_index,
+                });
+            }
+            Ok(())
+        }
         (Some(v), Some(_)) => Err(MapHeadError::OtherEntry { index: v.index }),
         (Some(_), None) => Err(MapHeadError::Present),
         (None, Some(_)) => Err(MapHeadError::Absent),
     }
 }
 
-/// Checks one opening against its entry: commitment, key, strict signature, origin and the
-/// issued_at window.
-pub fn check_opening(e: &Entry, o: &Opening, origin: &str) -> Result<(), EventError> {
+/// Checks one opening against its event leaf: commitment, key, strict signature, origin, seq
+/// and the issued_at window.
+pub fn check_opening(e: &EventLeaf, o: &Opening, origin: &str) -> Result<(), EventError> {
     check_opening_with(e, o, origin, &subject_key(&o.event.event.subject))
 }
 
 /// [`check_opening`] with the subject's key from [`subject_key`](crate::event::subject_key).
 pub fn check_opening_with(
-    e: &Entry,
+    e: &EventLeaf,
     o: &Opening,
     origin: &str,
     key: &Result<VerifyingKey, Reject>,
@@ -215,9 +233,10 @@ pub fn check_opening_with(
 }
 
 /// [`check_opening_with`], with the strict signature check answered by `signature_ok` (from
-/// [`signatures_valid`](crate::event::signatures_valid), which checks many at once); asked only when the checks before it pass.
+/// [`signatures_valid`](crate::event::signatures_valid), which checks many at once); asked
+/// only when the checks before it pass.
 pub fn check_opening_given(
-    e: &Entry,
+    e: &EventLeaf,
     o: &Opening,
     origin: &str,
     key: &Result<VerifyingKey, Reject>,
@@ -232,105 +251,121 @@ pub fn check_opening_given(
     o.event.check_self_given(key, signature_ok)?;
     o.event.check_log(origin)?;
     check_expiry(&o.event)?;
+    check_seq(e, &o.event)?;
     check_issued_at(e, &o.event)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::DecodeError;
     use crate::event::ConsentEvent;
     use crate::testutil::{Log, ORIGIN, T0};
     use crate::tlog::InclusionError;
 
     #[test]
     fn a_logged_event_checks_out() {
-        let (log, key) = Log::chain_of_two();
-        let cp = log.checkpoint(T0 + 120_000);
-        let a = check_event(&log.proven(0), &cp, &key).unwrap();
-        let b = check_event(&log.proven(1), &cp, &key).unwrap();
-        assert_eq!((a.index, b.index), (0, 1));
-        check_link(&a, &b).unwrap();
+        let (mut log, key) = Log::chain_of_two();
+        log.checkpoint(T0 + 120_000);
+        let a = log.anchor();
+        let first = check_event(&log.proven(1), &a, &key).unwrap();
+        let second = check_event(&log.proven(2), &a, &key).unwrap();
+        assert_eq!((first.index, second.index), (1, 2));
+        check_link(&first, &second).unwrap();
         let head = log.map.prove(&key);
-        check_map_head(Some(&head), &cp, &key, Some(&b)).unwrap();
+        check_map_head(Some(&head), &a, &key, Some(&second)).unwrap();
     }
 
     #[test]
     fn event_errors() {
         let (mut log, key) = Log::chain_of_two();
-        let cp = log.checkpoint(T0 + 120_000);
-        let check = |pe: &ProvenEvent, cp: &SignedCheckpoint| check_event(pe, cp, &key);
+        log.checkpoint(T0 + 120_000);
+        let a = log.anchor();
+        let check = |pe: &ProvenEvent| check_event(pe, &a, &key);
 
-        let mut pe = log.proven(0);
-        pe.entry[0] = 2;
+        let mut pe = log.proven(1);
+        pe.leaf[1] = 1;
         assert_eq!(
-            check(&pe, &cp).unwrap_err(),
-            EventError::Entry(DecodeError::EntryVersion(2))
+            check(&pe).unwrap_err(),
+            EventError::Leaf(LeafError::Version {
+                kind: "event",
+                version: 1
+            })
         );
-        let mut pe = log.proven(0);
+        let mut pe = log.proven(1);
+        pe.leaf = log.proven_leaf(0).leaf;
+        assert_eq!(
+            check(&pe).unwrap_err(),
+            EventError::Leaf(LeafError::WrongKind {
+                want: "event",
+                got: "genesis"
+            })
+        );
+        let mut pe = log.proven(1);
         pe.inclusion.clear();
         assert_eq!(
-            check(&pe, &cp).unwrap_err(),
+            check(&pe).unwrap_err(),
             EventError::Inclusion(InclusionError::WrongProofLength {
-                expected: 1,
+                expected: 2,
                 got: 0
             })
         );
-        let mut pe = log.proven(0);
+        let mut pe = log.proven(1);
         pe.opening.event.truncate(10);
         assert_eq!(
-            check(&pe, &cp).unwrap_err(),
+            check(&pe).unwrap_err(),
             EventError::Opening(DecodeError::SignedEventTooShort { len: 10 })
         );
-        let mut pe = log.proven(0);
+        let mut pe = log.proven(1);
         pe.opening.nonce[0] ^= 1;
-        assert_eq!(check(&pe, &cp).unwrap_err(), EventError::Commitment);
+        assert_eq!(check(&pe).unwrap_err(), EventError::Commitment);
         assert_eq!(
-            check_event(&log.proven(0), &cp, &[0; 32]).unwrap_err(),
+            check_event(&log.proven(1), &a, &[0; 32]).unwrap_err(),
             EventError::OtherKey
         );
-        // The checkpoint is older than the entries it is said to cover.
-        let early = log.checkpoint(T0);
-        assert_eq!(
-            check(&log.proven(0), &early).unwrap_err(),
-            EventError::AfterCheckpoint {
-                integrated_at: T0 + 250,
-                checkpoint_time: T0
-            }
-        );
 
-        // Entries that lie about their openings.
+        // Leaves that lie about their openings.
+        let (mut log, key) = Log::chain_of_two();
         let ev = log.event(None, true, T0);
         let opening = Opening {
             nonce: [9; 32],
             event: ev,
         };
-        let mut wrong_key = opening.entry(T0 + 250);
-        wrong_key.key = key;
+        let mut wrong_key = opening.leaf(T0 + 250, key, None);
         wrong_key.key[0] ^= 1;
-        let i = log.append_entry(wrong_key, opening.clone());
-        let late = opening.entry(T0 + 10 * 60_000);
-        let j = log.append_entry(late, opening.clone());
+        let i = log.append_leaf(wrong_key, opening.clone());
+        let late = opening.leaf(T0 + 10 * 60_000, [3; 32], None);
+        let late = EventLeaf { key, ..late };
+        let j = log.append_leaf(late, opening.clone());
+        let mut wrong_seq = opening.leaf(T0 + 250, key, Some(1));
+        wrong_seq.seq = 1;
+        let s = log.append_leaf(wrong_seq, opening.clone());
         let other_log = ConsentEvent {
             log: "other.example/log".into(),
+            controller: "other.example".into(),
             ..log.event(None, true, T0).event
         }
         .sign(&log.person);
         let k = log.append(other_log);
-        let cp = log.checkpoint(T0 + 3_600_000);
+        log.checkpoint(T0 + 3_600_000);
+        let a = log.anchor();
+        let check = |pe: &ProvenEvent| check_event(pe, &a, &key);
         assert_eq!(
-            check_event(&log.proven(i), &cp, &wrong_key.key).unwrap_err(),
+            check_event(&log.proven(i), &a, &wrong_key.key).unwrap_err(),
             EventError::StateKey
         );
         assert_eq!(
-            check(&log.proven(j), &cp).unwrap_err(),
+            check(&log.proven(j)).unwrap_err(),
             EventError::IssuedAt {
                 integrated_at: T0 + 600_000,
                 issued_at: T0
             }
         );
         assert_eq!(
-            check(&log.proven(k), &cp).unwrap_err(),
+            check(&log.proven(s)).unwrap_err(),
+            EventError::Seq { leaf: 1, event: 0 }
+        );
+        assert_eq!(
+            check(&log.proven(k)).unwrap_err(),
             EventError::Event(Reject::Log {
                 got: "other.example/log".into(),
                 want: ORIGIN.into()
@@ -340,20 +375,23 @@ mod tests {
 
     #[test]
     fn link_errors() {
-        let (log, key) = Log::chain_of_two();
-        let cp = log.checkpoint(T0 + 120_000);
-        let a = check_event(&log.proven(0), &cp, &key).unwrap();
-        let b = check_event(&log.proven(1), &cp, &key).unwrap();
+        let (mut log, key) = Log::chain_of_two();
+        log.checkpoint(T0 + 120_000);
+        let anchor = log.anchor();
+        let a = check_event(&log.proven(1), &anchor, &key).unwrap();
+        let b = check_event(&log.proven(2), &anchor, &key).unwrap();
         assert_eq!(
             check_link(&b, &a),
-            Err(LinkError::Index { prev: 1, next: 0 })
+            Err(LinkError::Index { prev: 2, next: 1 })
         );
         assert_eq!(
             check_link(&a, &a),
-            Err(LinkError::Index { prev: 0, next: 0 })
+            Err(LinkError::Index { prev: 1, next: 1 })
         );
         let mut later = b.clone();
         later.index = 5;
+        // Indices need not be adjacent: the leaf's prev says which one came before.
+        check_link(&a, &later).unwrap();
         later.event.event.seq = 2;
         assert_eq!(
             check_link(&a, &later),
@@ -362,6 +400,16 @@ mod tests {
         later.event.event.seq = 1;
         later.event.event.prev = Some([0; 32]);
         assert_eq!(check_link(&a, &later), Err(LinkError::Prev));
+        let mut skipped = b.clone();
+        skipped.leaf.prev = Some(0);
+        assert_eq!(
+            check_link(&a, &skipped),
+            Err(LinkError::PrevIndex {
+                prev: 1,
+                next: 2,
+                named: Some(0)
+            })
+        );
         assert_eq!(
             LinkError::Seq { prev: 0, next: 2 }.to_string(),
             "seq 2 does not follow seq 0"
@@ -370,39 +418,49 @@ mod tests {
 
     #[test]
     fn map_head_errors() {
-        let (log, key) = Log::chain_of_two();
-        let cp = log.checkpoint(T0 + 120_000);
-        let a = check_event(&log.proven(0), &cp, &key).unwrap();
-        let b = check_event(&log.proven(1), &cp, &key).unwrap();
+        let (mut log, key) = Log::chain_of_two();
+        log.checkpoint(T0 + 120_000);
+        let anchor = log.anchor();
+        let a = check_event(&log.proven(1), &anchor, &key).unwrap();
+        let b = check_event(&log.proven(2), &anchor, &key).unwrap();
         let head = log.map.prove(&key);
         let absent_key = [0; 32];
         let absent = log.map.prove(&absent_key);
         assert_eq!(
-            check_map_head(None, &cp, &key, Some(&b)),
+            check_map_head(None, &anchor, &key, Some(&b)),
             Err(MapHeadError::Missing)
         );
         assert_eq!(
-            check_map_head(Some(&head), &cp, &key, Some(&a)),
-            Err(MapHeadError::OtherEntry { index: 1 })
+            check_map_head(Some(&head), &anchor, &key, Some(&a)),
+            Err(MapHeadError::OtherEntry { index: 2 })
         );
         assert_eq!(
-            check_map_head(Some(&head), &cp, &key, None),
+            check_map_head(Some(&head), &anchor, &key, None),
             Err(MapHeadError::Present)
         );
         assert_eq!(
-            check_map_head(Some(&absent), &cp, &absent_key, Some(&b)),
+            check_map_head(Some(&absent), &anchor, &absent_key, Some(&b)),
             Err(MapHeadError::Absent)
         );
-        check_map_head(Some(&absent), &cp, &absent_key, None).unwrap();
+        check_map_head(Some(&absent), &anchor, &absent_key, None).unwrap();
         let mut forged = head.clone();
-        forged.leaf.as_mut().expect("present").index = 0;
+        forged.leaf.as_mut().expect("present").index = 1;
         assert_eq!(
-            check_map_head(Some(&forged), &cp, &key, Some(&a)),
+            check_map_head(Some(&forged), &anchor, &key, Some(&a)),
             Err(MapHeadError::Proof(MapProofError::RootMismatch))
+        );
+        // A map leaf that claims to cover an event after it.
+        let early = Anchor {
+            map_index: 2,
+            ..anchor.clone()
+        };
+        assert_eq!(
+            check_map_head(Some(&head), &early, &key, Some(&b)),
+            Err(MapHeadError::AfterMap { index: 2, map: 2 })
         );
         assert_eq!(
             MapHeadError::OtherEntry { index: 1 }.to_string(),
-            "the key's latest entry at the checkpoint is index 1, not the event given"
+            "the key's latest event at the map leaf is index 1, not the event given"
         );
     }
 }

@@ -7,13 +7,16 @@
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
-use crate::entry::Opening;
 use crate::event::{check_name, state_key, ConsentEvent, Decision};
 use crate::hash::{hex_array, hex_bytes, to_hex, HexHash};
 use crate::note::{self, NoteError, SignedCheckpoint};
+use crate::opening::Opening;
 use crate::text::NameError;
 
+pub mod anchor;
 pub mod logged_event;
+
+pub use anchor::{check_anchor, Anchor, AnchorError, ProvenLeaf};
 
 pub use logged_event::{
     check_event, check_issued_at, check_link, check_map_head, CheckedEvent, EventError, LinkError,
@@ -21,7 +24,9 @@ pub use logged_event::{
 };
 
 /// The `format` string of a consent proof.
-pub const PROOF_FORMAT: &str = "consentlog-proof/v1";
+pub const PROOF_FORMAT: &str = "consentlog-proof/v2";
+/// How far past a verifier's own clock a question's `at` may be.
+pub const FUTURE_WINDOW_MS: u64 = 5 * 60 * 1000;
 
 /// Declares a strict JSON struct with the given leading fields, then the fields of every
 /// consent proof in their order: `subject, controller, purpose, at, events, map, state` (a
@@ -53,16 +58,18 @@ consent_proof_struct! {
     pub struct ConsentProof {
         pub format: String,
         pub checkpoint: String,
+        pub genesis: crate::proof::ProvenLeaf,
+        pub map_leaf: crate::proof::ProvenLeaf,
     }
 }
 
-/// One logged event with its opening and inclusion proof.
+/// One event leaf with its opening and inclusion proof.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProvenEvent {
     pub index: u64,
     #[serde(with = "hex_bytes")]
-    pub entry: Vec<u8>,
+    pub leaf: Vec<u8>,
     pub opening: OpeningJson,
     pub inclusion: Vec<HexHash>,
 }
@@ -93,6 +100,8 @@ pub enum State {
     Expired,
     OptedOut,
     NoRecord,
+    /// Reserved for the erasure events of a later version; never produced by this one.
+    Erased,
 }
 
 impl State {
@@ -103,6 +112,7 @@ impl State {
             State::Expired => "expired",
             State::OptedOut => "opted_out",
             State::NoRecord => "no_record",
+            State::Erased => "erased",
         }
     }
 
@@ -110,8 +120,8 @@ impl State {
     pub fn held(self, default_allow: bool) -> bool {
         match self {
             State::OptedIn => true,
-            State::OptedOut => false,
-            _ => default_allow,
+            State::OptedOut | State::Erased => false,
+            State::Expired | State::NoRecord => default_allow,
         }
     }
 }
@@ -137,6 +147,9 @@ pub struct Question {
     pub controller: Option<String>,
     pub purpose: Option<String>,
     pub at: Option<u64>,
+    /// The verifier's own clock (ms): a question about more than 5 minutes after it is
+    /// refused, since no honest log has a map leaf that late.
+    pub now: Option<u64>,
 }
 
 /// Why a proof is invalid; each names the check of docs/FORMAT.md that failed.
@@ -150,8 +163,14 @@ pub enum ProofError {
     Name(#[from] NameError),
     #[error("checkpoint: {0}")]
     Checkpoint(#[from] NoteError),
-    #[error("checkpoint time {time} is before the asked time {at}")]
-    CheckpointTooOld { time: u64, at: u64 },
+    #[error("{0}")]
+    Anchor(#[from] AnchorError),
+    #[error("the asked time {at} is before the log's genesis {genesis_time}")]
+    BeforeGenesis { at: u64, genesis_time: u64 },
+    #[error("the map leaf's time {time} is before the asked time {at}")]
+    MapTooOld { time: u64, at: u64 },
+    #[error("the asked time {at} is more than 5 minutes past this verifier's clock {now}")]
+    Future { at: u64, now: u64 },
     #[error("a proof holds at most two events, this one has {0}")]
     TooManyEvents(usize),
     /// Event `pos` (0 or 1) of the proof fails its own checks.
@@ -207,6 +226,9 @@ pub enum ChainError {
 pub struct Verdict {
     pub state: State,
     pub checkpoint: SignedCheckpoint,
+    /// The map leaf the answer rests on (its index and time).
+    pub map_index: u64,
+    pub map_time: u64,
 }
 
 fn check_question(p: &ConsentProof, q: &Question) -> Result<(), QuestionError> {
@@ -234,21 +256,27 @@ fn check_question(p: &ConsentProof, q: &Question) -> Result<(), QuestionError> {
     Ok(())
 }
 
-/// Verifies `p` under the log key and returns the state it shows.
+/// Verifies `p` under the log key and returns the state it shows, in the order of
+/// docs/FORMAT.md §8 "Verifying a consent proof".
 pub fn check(
     p: &ConsentProof,
     log_key: &VerifyingKey,
     q: &Question,
 ) -> Result<Verdict, ProofError> {
+    if p.format != PROOF_FORMAT {
+        return Err(ProofError::Format(p.format.clone()));
+    }
+    check_question(p, q)?;
     let cp = note::open(&p.checkpoint, log_key)?;
-    check_with_checkpoint(p, cp, q)
+    let anchor = check_anchor(cp, &p.genesis, &p.map_leaf)?;
+    check_with_anchor(p, &anchor, q)
 }
 
-/// [`check`] for a checkpoint already opened with the log key (bulk verification opens a
-/// shared checkpoint once); `cp.note` must be `p.checkpoint`.
-pub fn check_with_checkpoint(
+/// [`check`] with the checkpoint, genesis and map leaf already checked (bulk verification
+/// checks a shared anchor once); `p` must carry exactly that anchor.
+pub fn check_with_anchor(
     p: &ConsentProof,
-    cp: SignedCheckpoint,
+    anchor: &Anchor,
     q: &Question,
 ) -> Result<Verdict, ProofError> {
     if p.format != PROOF_FORMAT {
@@ -257,14 +285,28 @@ pub fn check_with_checkpoint(
     check_question(p, q)?;
     check_name("controller", &p.controller)?;
     check_name("purpose", &p.purpose)?;
-    if cp.note != p.checkpoint {
+    if anchor.checkpoint.note != p.checkpoint
+        || p.map_leaf.index != anchor.map_index
+        || p.map_leaf.leaf != anchor.map.to_bytes()
+        || p.genesis.leaf != anchor.genesis.to_bytes()
+    {
         return Err(QuestionError::Checkpoint.into());
     }
-    if cp.time < p.at {
-        return Err(ProofError::CheckpointTooOld {
-            time: cp.time,
-            at: p.at,
+    let at = p.at;
+    if at < anchor.genesis.genesis_time {
+        return Err(ProofError::BeforeGenesis {
+            at,
+            genesis_time: anchor.genesis.genesis_time,
         });
+    }
+    if anchor.map.time < at {
+        return Err(ProofError::MapTooOld {
+            time: anchor.map.time,
+            at,
+        });
+    }
+    if let Some(now) = q.now.filter(|now| at > now.saturating_add(FUTURE_WINDOW_MS)) {
+        return Err(ProofError::Future { at, now });
     }
     if p.events.len() > 2 {
         return Err(ProofError::TooManyEvents(p.events.len()));
@@ -272,20 +314,22 @@ pub fn check_with_checkpoint(
     let key = state_key(&p.subject, &p.controller, &p.purpose);
     let mut evs = Vec::with_capacity(p.events.len());
     for (pos, pe) in p.events.iter().enumerate() {
-        let ev = check_event(pe, &cp, &key).map_err(|reason| ProofError::Event { pos, reason })?;
+        let ev =
+            check_event(pe, anchor, &key).map_err(|reason| ProofError::Event { pos, reason })?;
         evs.push(ev);
     }
     if let [a, b] = &evs[..] {
         check_link(a, b).map_err(ChainError::Link)?;
     }
-    let at = p.at;
     let in_force = match &evs[..] {
+        // (c) K absent from the map at m, which covers every event up to t_m >= at.
         [] => {
-            check_map_head(p.map.as_ref(), &cp, &key, None)?;
+            check_map_head(p.map.as_ref(), anchor, &key, None)?;
             None
         }
-        [first, ..] if first.entry.integrated_at > at => {
-            if evs.len() != 1 || first.event.event.seq != 0 {
+        // (d) K's first event came after `at`.
+        [first, ..] if first.leaf.integrated_at > at => {
+            if evs.len() != 1 || first.leaf.seq != 0 {
                 return Err(ChainError::NotFirst.into());
             }
             if p.map.is_some() {
@@ -293,14 +337,16 @@ pub fn check_with_checkpoint(
             }
             None
         }
+        // (b) the map at m shows this event as K's latest.
         [first] => {
-            check_map_head(p.map.as_ref(), &cp, &key, Some(first))?;
+            check_map_head(p.map.as_ref(), anchor, &key, Some(first))?;
             Some(first)
         }
+        // (a) its direct successor came after `at`.
         [first, second] => {
-            if second.entry.integrated_at <= at {
+            if second.leaf.integrated_at <= at {
                 return Err(ChainError::SuccessorNotAfter {
-                    integrated_at: second.entry.integrated_at,
+                    integrated_at: second.leaf.integrated_at,
                     at,
                 }
                 .into());
@@ -321,7 +367,9 @@ pub fn check_with_checkpoint(
     }
     Ok(Verdict {
         state,
-        checkpoint: cp,
+        checkpoint: anchor.checkpoint.clone(),
+        map_index: anchor.map_index,
+        map_time: anchor.map.time,
     })
 }
 
@@ -334,16 +382,18 @@ mod tests {
     /// A proof of the chain (opt-in at T0, opt-out a minute later) at `at`, valid when `at` is
     /// between the two, with the log key.
     fn fixture() -> (ConsentProof, VerifyingKey) {
-        let (log, _) = Log::chain_of_two();
+        let (mut log, _) = Log::chain_of_two();
         let cp = log.checkpoint(T0 + 120_000);
         let p = ConsentProof {
             format: PROOF_FORMAT.into(),
             checkpoint: cp.note,
+            genesis: log.proven_leaf(0),
+            map_leaf: log.proven_leaf(log.last_map()),
             subject: log.person.verifying_key().to_bytes(),
             controller: "example.com".into(),
             purpose: "ai-training".into(),
             at: T0 + 1_000,
-            events: vec![log.proven(0), log.proven(1)],
+            events: vec![log.proven(1), log.proven(2)],
             map: None,
             state: "opted_in".into(),
         };
@@ -410,10 +460,17 @@ mod tests {
             "at is 6, expected 5"
         );
         let cp = note::open(&p.checkpoint, &key).unwrap();
+        let anchor = check_anchor(cp, &p.genesis, &p.map_leaf).unwrap();
         let mut other = p.clone();
         other.checkpoint.push('\n');
         assert_eq!(
-            check_with_checkpoint(&other, cp.clone(), &none).unwrap_err(),
+            check_with_anchor(&other, &anchor, &none).unwrap_err(),
+            ProofError::Question(QuestionError::Checkpoint)
+        );
+        let mut other = p.clone();
+        other.map_leaf.index -= 1;
+        assert_eq!(
+            check_with_anchor(&other, &anchor, &none).unwrap_err(),
             ProofError::Question(QuestionError::Checkpoint)
         );
 
@@ -436,11 +493,42 @@ mod tests {
         bad.at = T0 + 200_000;
         assert_eq!(
             err(&bad, &key, &none),
-            ProofError::CheckpointTooOld {
+            ProofError::MapTooOld {
                 time: T0 + 120_000,
                 at: T0 + 200_000
             }
         );
+        let mut bad = p.clone();
+        bad.at = T0 - 120_000;
+        assert_eq!(
+            err(&bad, &key, &none),
+            ProofError::BeforeGenesis {
+                at: T0 - 120_000,
+                genesis_time: T0 - 60_000
+            }
+        );
+        let late = Question {
+            now: Some(T0 + 1_000 - FUTURE_WINDOW_MS - 1),
+            ..Question::default()
+        };
+        assert_eq!(
+            err(&p, &key, &late),
+            ProofError::Future {
+                at: T0 + 1_000,
+                now: T0 + 1_000 - FUTURE_WINDOW_MS - 1
+            }
+        );
+        let on_time = Question {
+            now: Some(T0 + 1_000 - FUTURE_WINDOW_MS),
+            ..Question::default()
+        };
+        check(&p, &key, &on_time).unwrap();
+        let mut bad = p.clone();
+        bad.map_leaf = bad.genesis.clone();
+        assert!(matches!(
+            err(&bad, &key, &none),
+            ProofError::Anchor(AnchorError::Map(_))
+        ));
         let mut bad = p.clone();
         bad.events.push(bad.events[0].clone());
         assert_eq!(err(&bad, &key, &none), ProofError::TooManyEvents(3));
@@ -457,7 +545,7 @@ mod tests {
         bad.events.swap(0, 1);
         assert_eq!(
             err(&bad, &key, &none),
-            ProofError::Chain(ChainError::Link(LinkError::Index { prev: 1, next: 0 }))
+            ProofError::Chain(ChainError::Link(LinkError::Index { prev: 2, next: 1 }))
         );
         let mut bad = p.clone();
         bad.at = T0;

@@ -1,6 +1,6 @@
 //! The tree's hash function (RFC 9162 §2.1.1): leaf = H(0x00 || data), node = H(0x01 || l || r),
-//! empty = H(""). [`Blake3Hasher`] is the log's hash; [`Sha256Hasher`] is RFC 6962 exactly and
-//! exists so the code can be checked against Certificate Transparency's published vectors.
+//! empty = H(""). [`Sha256Hasher`] is RFC 6962 exactly: the log's hash (docs/FORMAT.md §4).
+//! The tests also run the generic code with a BLAKE3 hasher, to show nothing assumes SHA-256.
 
 use sha2::{Digest, Sha256};
 
@@ -22,10 +22,13 @@ pub trait TreeHasher: Sync {
     fn hash_children(&self, left: &Hash, right: &Hash) -> Hash;
 }
 
-/// BLAKE3 with the RFC 9162 §2.1.1 domain-separation prefixes.
+/// BLAKE3 with the RFC 9162 §2.1.1 domain-separation prefixes (tests only: a second hash
+/// under the generic code).
+#[cfg(test)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Blake3Hasher;
 
+#[cfg(test)]
 impl TreeHasher for Blake3Hasher {
     fn empty_root(&self) -> Hash {
         *blake3::hash(b"").as_bytes()
@@ -47,7 +50,7 @@ impl TreeHasher for Blake3Hasher {
     }
 }
 
-/// SHA-256 with the RFC 9162 §2.1.1 prefixes, i.e. RFC 6962 exactly.
+/// SHA-256 with the RFC 9162 §2.1.1 prefixes, i.e. RFC 6962 exactly: the log's tree hash.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Sha256Hasher;
 
