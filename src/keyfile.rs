@@ -39,8 +39,21 @@ pub fn random32() -> [u8; 32] {
     b
 }
 
+/// 64 random bytes (a VRF secret key is reduced from them).
+pub fn random64() -> [u8; 64] {
+    let mut b = [0u8; 64];
+    getrandom::fill(&mut b).expect("operating system randomness");
+    b
+}
+
 /// Writes `key` to a new file at `path` with mode 0600; refuses to overwrite.
 pub fn write(path: &Path, key: &SigningKey) -> Result<(), KeyFileError> {
+    write_secret(path, key.as_bytes())
+}
+
+/// Writes 32 secret bytes as one line of hex to a new file at `path` with mode 0600;
+/// refuses to overwrite.
+pub fn write_secret(path: &Path, secret: &[u8; 32]) -> Result<(), KeyFileError> {
     let io = |source| KeyFileError::Io {
         path: path.display().to_string(),
         source,
@@ -50,7 +63,7 @@ pub fn write(path: &Path, key: &SigningKey) -> Result<(), KeyFileError> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
     let mut f = opts.open(path).map_err(io)?;
-    let mut line = to_hex(key.as_bytes());
+    let mut line = to_hex(secret);
     line.push('\n');
     f.write_all(line.as_bytes()).map_err(io)?;
     f.sync_all().map_err(io)
@@ -58,6 +71,12 @@ pub fn write(path: &Path, key: &SigningKey) -> Result<(), KeyFileError> {
 
 /// Reads a key file. With `strict_mode`, refuses a file readable by group or others.
 pub fn read(path: &Path, strict_mode: bool) -> Result<SigningKey, KeyFileError> {
+    read_secret(path, strict_mode).map(|seed| SigningKey::from_bytes(&seed))
+}
+
+/// Reads the 32 secret bytes of a key file. With `strict_mode`, refuses a file readable by
+/// group or others.
+pub fn read_secret(path: &Path, strict_mode: bool) -> Result<[u8; 32], KeyFileError> {
     let p = path.display().to_string();
     let text = fs::read_to_string(path).map_err(|source| KeyFileError::Io {
         path: p.clone(),
@@ -80,7 +99,5 @@ pub fn read(path: &Path, strict_mode: bool) -> Result<SigningKey, KeyFileError> 
             });
         }
     }
-    let seed: [u8; 32] = from_hex_array(text.trim_end_matches('\n'))
-        .map_err(|_| KeyFileError::Format { path: p })?;
-    Ok(SigningKey::from_bytes(&seed))
+    from_hex_array(text.trim_end_matches('\n')).map_err(|_| KeyFileError::Format { path: p })
 }

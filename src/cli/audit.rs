@@ -8,7 +8,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{fail, parse_log_key, CmdResult, Failure};
 use crate::core::audit::{Auditor, Report, Violation};
-use crate::core::entry::{Entry, Opening};
+use crate::core::leaf::Leaf;
+use crate::core::opening::Opening;
 use crate::core::export::Reader;
 use crate::ledger::{clock, raw::RawLedger};
 
@@ -37,10 +38,10 @@ pub struct AuditArgs {
     pub state: Option<PathBuf>,
 }
 
-/// Entries replayed per parallel chunk.
+/// Leaves replayed per parallel chunk.
 const CHUNK: usize = 16384;
 
-/// Entries read together by one thread, within a chunk of a ledger directory.
+/// Leaves read together by one thread, within a chunk of a ledger directory.
 const READ_PART: usize = 2048;
 
 pub(super) fn bar(len: u64) -> ProgressBar {
@@ -49,7 +50,7 @@ pub(super) fn bar(len: u64) -> ProgressBar {
     }
     let pb = ProgressBar::new(len);
     pb.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} entries {per_sec} eta {eta}")
+        ProgressStyle::with_template("{bar:40} {pos}/{len} leaves {per_sec} eta {eta}")
             .expect("template"),
     );
     pb
@@ -83,18 +84,18 @@ pub fn audit(a: AuditArgs) -> CmdResult {
             let parts: Vec<u64> = (start..end).step_by(READ_PART).collect();
             let parts: Result<Vec<_>, _> = parts
                 .into_par_iter()
-                .map(|s| raw.entries(s, (s + READ_PART as u64).min(end)))
+                .map(|s| raw.leaves(s, (s + READ_PART as u64).min(end)))
                 .collect();
             parts.map(|p| p.concat()).map_err(fail)
         });
         replay(&mut auditor, chunks, |done| pb.set_position(done))?;
         pb.finish_and_clear();
         let mut report = auditor.finish();
-        let extra = raw.entries_beyond_size().map_err(fail)?;
+        let extra = raw.leaves_beyond_size().map_err(fail)?;
         if extra > 0 {
             report.violations.push(Violation::other(
                 Some(size),
-                format!("{extra} entries are stored at or past the recorded tree size {size}"),
+                format!("{extra} leaves are stored at or past the recorded tree size {size}"),
             ));
         }
         report
@@ -113,11 +114,11 @@ pub fn audit(a: AuditArgs) -> CmdResult {
             &r.header.checkpoints.clone(),
             now,
         );
-        let pb = bar(r.header.entries);
+        let pb = bar(r.header.leaves);
         let chunks = std::iter::from_fn(|| {
-            let mut chunk: Vec<(Entry, Option<Opening>)> = Vec::with_capacity(CHUNK);
+            let mut chunk: Vec<(Leaf, Option<Opening>)> = Vec::with_capacity(CHUNK);
             while chunk.len() < CHUNK {
-                match r.next_entry() {
+                match r.next_leaf() {
                     Ok(Some(x)) => chunk.push(x),
                     Ok(None) => break,
                     Err(e) => return Some(Err(fail(e))),
@@ -133,11 +134,11 @@ pub fn audit(a: AuditArgs) -> CmdResult {
 }
 
 /// Replays `chunks` into `auditor`: a reader thread reads the next chunk and checks its
-/// entries on all cores while the auditor replays the current one. Stops at the first read
+/// leaves on all cores while the auditor replays the current one. Stops at the first read
 /// error.
 fn replay(
     auditor: &mut Auditor,
-    chunks: impl Iterator<Item = Result<Vec<(Entry, Option<Opening>)>, Failure>> + Send,
+    chunks: impl Iterator<Item = Result<Vec<(Leaf, Option<Opening>)>, Failure>> + Send,
     mut progress: impl FnMut(u64),
 ) -> CmdResult {
     let origin = auditor.origin().to_string();
@@ -164,14 +165,15 @@ fn replay(
 
 fn print_report(r: &Report, what: &str) -> CmdResult {
     println!(
-        "audited {} entries against {} checkpoints; {} openings checked, {} not available",
-        r.entries, r.checkpoints, r.openings_checked, r.openings_missing
+        "audited {} leaves ({} events, {} map leaves) against {} checkpoints; {} openings \
+         checked, {} not available",
+        r.leaves, r.events, r.map_leaves, r.checkpoints, r.openings_checked, r.openings_missing
     );
     for v in &r.violations {
         println!("VIOLATION {v}");
     }
     if r.ok() {
-        println!("{what} OK: every checkpoint recomputed, every rule holds");
+        println!("{what} OK: every checkpoint and map leaf recomputed, every rule holds");
         Ok(())
     } else {
         Err(Failure::new(
@@ -222,7 +224,7 @@ pub fn migrate(
         ));
     }
     println!(
-        "migrated {} entries ({} records) to {} on {engine}; the copy passed fsck",
+        "migrated {} leaves ({} records) to {} on {engine}; the copy passed fsck",
         m.entries,
         m.records,
         to.display()

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::verify::{question, verdict_json, VerifyArgs};
 use super::{fail, CmdResult, Failure};
 use crate::core::note;
-use crate::core::proof::check_with_checkpoint;
+use crate::core::proof::{check_anchor, check_with_anchor};
 use crate::core::proof_batch::{BatchHeader, BatchProof, BatchQuery, BATCH_FORMAT};
 use crate::ledger::Ledger;
 
@@ -23,8 +23,10 @@ pub fn prove(dir: &Path, queries: &Path, out: Option<&Path>, cache_bytes: u64) -
     let f =
         std::fs::File::open(queries).map_err(|e| fail(format!("{}: {e}", queries.display())))?;
     let mut lines = BufReader::with_capacity(1 << 20, f).lines();
+    // A local read never appends: the proofs are as of the newest map leaf.
     let now = crate::ledger::clock::now_ms();
-    let snap = l.snapshot_for(now).map_err(fail)?;
+    let snap = l.latest();
+    let (genesis, map_leaf) = l.anchor(&snap).map_err(fail)?;
     let sink: Box<dyn Write> = match out {
         Some(p) => {
             Box::new(std::fs::File::create(p).map_err(|e| fail(format!("{}: {e}", p.display())))?)
@@ -35,6 +37,8 @@ pub fn prove(dir: &Path, queries: &Path, out: Option<&Path>, cache_bytes: u64) -
     let header = BatchHeader {
         format: BATCH_FORMAT.into(),
         checkpoint: snap.checkpoint.note.clone(),
+        genesis,
+        map_leaf,
     };
     serde_json::to_writer(&mut w, &header).map_err(fail)?;
     w.write_all(b"\n").map_err(fail)?;
@@ -92,8 +96,11 @@ pub fn prove(dir: &Path, queries: &Path, out: Option<&Path>, cache_bytes: u64) -
     }
     w.flush().map_err(fail)?;
     eprintln!(
-        "{} proofs against a checkpoint of {} entries; {failed} queries failed",
+        "{} proofs as of the map leaf at {} ({} ms), under a checkpoint of {} leaves; \
+         {failed} queries failed",
         total - failed,
+        super::time::rfc3339(snap.map_leaf.time),
+        snap.map_leaf.time,
         snap.checkpoint.size
     );
     if failed > 0 {
@@ -123,9 +130,11 @@ pub fn verify(key: &VerifyingKey, file: &str, a: &VerifyArgs) -> CmdResult {
     if header.format != BATCH_FORMAT {
         return Err(invalid(format!("unknown batch format {:?}", header.format)));
     }
-    // The shared checkpoint is checked once.
+    // The shared checkpoint, genesis and map leaf are checked once.
     let cp = note::open(&header.checkpoint, key)
         .map_err(|e| invalid(format!("batch checkpoint: {e}")))?;
+    let anchor = check_anchor(cp, &header.genesis, &header.map_leaf)
+        .map_err(|e| invalid(format!("batch header: {e}")))?;
     let stdout = std::io::stdout();
     let mut w = BufWriter::with_capacity(1 << 20, stdout.lock());
     let (mut total, mut bad) = (0usize, 0usize);
@@ -137,8 +146,8 @@ pub fn verify(key: &VerifyingKey, file: &str, a: &VerifyArgs) -> CmdResult {
                 crate::core::hash::json_object::<BatchProof>(line)
                     .map_err(|e| format!("not a batch proof line: {e}"))
                     .and_then(|bp| {
-                        let p = bp.into_proof(header.checkpoint.clone());
-                        check_with_checkpoint(&p, cp.clone(), &q)
+                        let p = bp.into_proof(&header);
+                        check_with_anchor(&p, &anchor, &q)
                             .map(|v| (p, v))
                             .map_err(|e| e.to_string())
                     })

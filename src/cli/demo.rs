@@ -84,8 +84,12 @@ pub fn demo() -> CmdResult {
         "   bob opts out   -> receipt: index {}, integrated at {}",
         r.index, r.integrated_at
     );
-    let cp = l.checkpoint().map_err(fail)?;
-    println!("   the log signs a checkpoint of {} entries:\n", cp.size);
+    let cp = l.checkpoint_all().map_err(fail)?;
+    let snap = l.latest();
+    println!(
+        "   the log appends a map leaf at {} and signs a checkpoint of {} leaves:\n",
+        snap.map_leaf.time, cp.size
+    );
     for line in cp.note.lines() {
         println!("     {line}");
     }
@@ -93,9 +97,9 @@ pub fn demo() -> CmdResult {
     println!("\n3. The training job asks for proofs and anyone verifies them offline.");
     for (name, who) in [("alice", &alice), ("bob", &bob)] {
         let subject = who.verifying_key().to_bytes();
-        for (label, at) in [("at T ", Some(t)), ("now  ", None)] {
+        for (label, at) in [("at T ", t), ("now  ", snap.map_leaf.time)] {
             let p = l
-                .prove_consent(&subject, CONTROLLER, PURPOSE, at)
+                .prove_consent_in(&snap, &subject, CONTROLLER, PURPOSE, at)
                 .map_err(fail)?;
             let v = proof::check(&p, &log_key, &Question::default()).map_err(fail)?;
             println!(
@@ -111,23 +115,29 @@ pub fn demo() -> CmdResult {
     }
 
     println!("\n4. Bob fetches his own history and checks nothing was hidden or forged.");
-    let h = l.history(&bob.verifying_key().to_bytes()).map_err(fail)?;
+    let h = l
+        .history_in(&snap, &bob.verifying_key().to_bytes())
+        .map_err(fail)?;
     let c = history::check(&h, &log_key, None).map_err(fail)?;
-    for (ctl, p, evs) in &c.chains {
+    for ch in &c.chains {
         println!(
-            "   {ctl} / {p}: {} events, complete from seq 0, all signed by bob and included",
-            evs.len()
+            "   {} / {}: {} events, complete from seq 0, all signed by bob and included",
+            ch.controller,
+            ch.purpose,
+            ch.events.len()
         );
     }
 
-    println!("\n5. An auditor replays the whole ledger and recomputes every checkpoint.");
+    println!(
+        "\n5. An auditor replays the whole ledger and recomputes every checkpoint and map leaf."
+    );
     let notes = l.checkpoints().map_err(fail)?;
     let mut a = Auditor::new(&log_key, l.origin(), &notes, clock::now_ms());
     a.push_chunk(l.read_range(0, l.size(), true).map_err(fail)?);
     let report = a.finish();
     println!(
-        "   {} entries, {} checkpoints, {} openings checked: {}",
-        report.entries,
+        "   {} leaves, {} checkpoints, {} openings checked: {}",
+        report.leaves,
         report.checkpoints,
         report.openings_checked,
         if report.ok() {

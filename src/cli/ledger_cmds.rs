@@ -7,7 +7,6 @@ use clap::Args;
 use serde_json::json;
 
 use super::{fail, print_json, CmdResult, Failure, Triple};
-use crate::core::entry::Entry;
 use crate::core::event::{ConsentEvent, EventJson};
 use crate::core::export::{Header, Writer};
 use crate::core::hash::to_hex;
@@ -158,11 +157,11 @@ pub fn append(dir: &Path, file: &str) -> CmdResult {
         let read = reader.join().expect("reader thread");
         written.and(read)
     })?;
-    // A checkpoint covering what was appended: proofs can use it at once, and the next open
-    // checks against it instead of re-reading every entry after the previous one.
+    // A map leaf and checkpoint covering what was appended: proofs can use it at once, and
+    // the next open checks against it instead of re-reading every leaf after the previous one.
     if l.latest().checkpoint.size < l.size() {
-        let cp = l.checkpoint().map_err(fail)?;
-        eprintln!("signed a checkpoint of {} entries", cp.size);
+        let cp = l.checkpoint_all().map_err(fail)?;
+        eprintln!("appended a map leaf; signed a checkpoint of {} leaves", cp.size);
     }
     if rejected > 0 {
         return Err(Failure::new(
@@ -182,7 +181,12 @@ pub fn compact(dir: &Path) -> CmdResult {
 }
 
 pub fn checkpoint(dir: &Path) -> CmdResult {
-    let cp = open(dir)?.checkpoint().map_err(fail)?;
+    let l = open(dir)?;
+    let cp = l.checkpoint().map_err(fail)?;
+    eprintln!(
+        "appended a map leaf at {}",
+        super::time::both(l.latest().map_leaf.time)
+    );
     print!("{}", cp.note);
     Ok(())
 }
@@ -203,11 +207,11 @@ pub fn leaves(dir: &Path, start: u64, end: Option<u64>) -> CmdResult {
     let stdout = std::io::stdout();
     let mut w = BufWriter::new(stdout.lock());
     for i in start..end {
-        let e: Entry = l
-            .entry(i)
+        let e = l
+            .leaf(i)
             .map_err(fail)?
-            .ok_or_else(|| fail(format!("entry {i} is missing")))?;
-        let line = json!({"index": i, "entry": to_hex(&e.to_bytes()), "leaf_hash": to_hex(&e.leaf_hash())});
+            .ok_or_else(|| fail(format!("leaf {i} is missing")))?;
+        let line = json!({"index": i, "kind": e.kind().as_str(), "leaf": to_hex(&e.to_bytes()), "leaf_hash": to_hex(&e.leaf_hash())});
         writeln!(w, "{line}").map_err(fail)?;
     }
     w.flush().map_err(fail)
@@ -215,8 +219,8 @@ pub fn leaves(dir: &Path, start: u64, end: Option<u64>) -> CmdResult {
 
 pub fn export(dir: &Path, out: &Path, openings: bool) -> CmdResult {
     let l = open(dir)?;
-    // The export ends at a checkpoint that covers it.
-    let snap = l.snapshot_for(0).map_err(fail)?;
+    // The export ends at the latest stored checkpoint (a local read never appends).
+    let snap = l.latest();
     let size = snap.checkpoint.size;
     let notes = l.checkpoints().map_err(fail)?;
     let cut = notes
@@ -229,20 +233,20 @@ pub fn export(dir: &Path, out: &Path, openings: bool) -> CmdResult {
         log_key: l.public_key().to_bytes(),
         openings,
         checkpoints: notes[..=cut].to_vec(),
-        entries: size,
+        leaves: size,
     };
     let mut w = Writer::new(BufWriter::new(f), &header).map_err(fail)?;
     for i in 0..size {
         let e = l
-            .entry(i)
+            .leaf(i)
             .map_err(fail)?
-            .ok_or_else(|| fail(format!("entry {i} is missing")))?;
+            .ok_or_else(|| fail(format!("leaf {i} is missing")))?;
         let o = if openings {
             l.opening(i).map_err(fail)?
         } else {
             None
         };
-        w.entry(&e, o.as_ref()).map_err(fail)?;
+        w.leaf(&e.to_bytes(), o.as_ref()).map_err(fail)?;
     }
     let f = w.finish().map_err(fail)?;
     f.into_inner()
@@ -250,7 +254,7 @@ pub fn export(dir: &Path, out: &Path, openings: bool) -> CmdResult {
         .sync_all()
         .map_err(fail)?;
     eprintln!(
-        "exported {size} entries and {} checkpoints{} to {}",
+        "exported {size} leaves and {} checkpoints{} to {}",
         cut + 1,
         if openings { " with openings" } else { "" },
         out.display()

@@ -11,6 +11,7 @@ mod person;
 mod remote;
 mod remote_audit;
 mod serve;
+mod time;
 mod verify;
 
 use std::io::Read;

@@ -8,7 +8,7 @@ use serde_json::json;
 use super::{
     fail, parse_log_key, parse_subject, print_json, read_input, CmdResult, Failure, Triple,
 };
-use crate::core::event::{ConsentEvent, EventJson, EVENT_VERSION};
+use crate::core::event::{ConsentEvent, EventJson, EVENT_VERSION, KIND_DECISION, SIGNER_SUBJECT};
 use crate::core::hash::{from_hex_array, to_hex};
 use crate::core::history::{self, History};
 use crate::keyfile;
@@ -65,6 +65,8 @@ pub fn sign(a: SignArgs) -> CmdResult {
     };
     let ev = ConsentEvent {
         version: EVENT_VERSION,
+        kind: KIND_DECISION,
+        signer: SIGNER_SUBJECT,
         log,
         subject: key.verifying_key().to_bytes(),
         controller: a.triple.controller,
@@ -87,7 +89,13 @@ pub fn sign(a: SignArgs) -> CmdResult {
 pub fn history(dir: &Path, subject: &str) -> CmdResult {
     let subject = parse_subject(subject)?;
     let l = Ledger::open(dir).map_err(fail)?;
-    let h = l.history(&subject).map_err(fail)?;
+    // A local read never appends: the history is complete up to the newest map leaf.
+    let snap = l.latest();
+    let h = l.history_in(&snap, &subject).map_err(fail)?;
+    eprintln!(
+        "history as of the map leaf at {} (run `consentlog checkpoint` to append a newer one)",
+        super::time::both(snap.map_leaf.time)
+    );
     println!("{}", serde_json::to_string_pretty(&h).expect("json"));
     Ok(())
 }
@@ -119,41 +127,55 @@ pub fn verify_history(
         .and_then(|c| history::check_expected(&c, &expected).map(|()| c))
     {
         Ok(c) => {
+            let a = &c.anchor;
             if json {
                 let chains: Vec<_> = c
                     .chains
                     .iter()
-                    .map(|(ctl, p, evs)| {
-                        let last = &evs[evs.len() - 1].event.event;
-                        json!({"controller": ctl, "purpose": p, "events": evs.len(),
+                    .map(|ch| {
+                        let last = &ch.events[ch.events.len() - 1].event.event;
+                        json!({"controller": ch.controller, "purpose": ch.purpose,
+                               "events": ch.events.len(), "proven_complete": ch.proven,
                                "latest": if last.decision == 1 {"opt-in"} else {"opt-out"}})
                     })
                     .collect();
                 print_json(&json!({"valid": true, "subject": to_hex(&h.subject),
-                    "tree_size": c.checkpoint.size, "checkpoint_time": c.checkpoint.time,
-                    "chains": chains}));
+                    "log": a.genesis.origin, "tree_size": a.checkpoint.size,
+                    "map_leaf": a.map_index, "map_time": a.map.time, "chains": chains}));
             } else {
                 println!(
-                    "history valid: {} chain(s) for {} in a log of {} entries (checkpoint at {})",
+                    "history valid: {} chain(s) for {} in log {} of {} leaves, complete up to \
+                     the map leaf at {}",
                     c.chains.len(),
                     to_hex(&h.subject),
-                    c.checkpoint.size,
-                    c.checkpoint.time
+                    a.genesis.origin,
+                    a.checkpoint.size,
+                    super::time::both(a.map.time)
                 );
-                for (ctl, p, evs) in &c.chains {
-                    println!("  {ctl} / {p}: {} event(s), complete from seq 0", evs.len());
-                    for e in evs {
+                for ch in &c.chains {
+                    println!(
+                        "  {} / {}: {} event(s), complete from seq 0{}",
+                        ch.controller,
+                        ch.purpose,
+                        ch.events.len(),
+                        match ch.events.len() - ch.proven {
+                            0 => String::new(),
+                            n => format!("; the last {n} not yet proven complete (after the map leaf)"),
+                        }
+                    );
+                    for e in &ch.events {
                         let ev = &e.event.event;
                         println!(
-                            "    seq {} {} integrated at {} (index {})",
+                            "    seq {} {} integrated at {} (leaf {}, event hash {})",
                             ev.seq,
                             if ev.decision == 1 {
                                 "opt-in "
                             } else {
                                 "opt-out"
                             },
-                            e.entry.integrated_at,
-                            e.index
+                            super::time::both(e.leaf.integrated_at),
+                            e.index,
+                            to_hex(&e.event.event_hash())
                         );
                     }
                 }

@@ -9,11 +9,12 @@ use super::{fail, Failure};
 use crate::api::{CheckpointsQuery, ConsistencyQuery, PageQuery};
 use crate::client::Client;
 use crate::core::audit::{Auditor, Report, Violation};
-use crate::core::entry::{Entry, Opening};
+use crate::core::leaf::Leaf;
+use crate::core::opening::Opening;
 use crate::core::event::SignedEvent;
 use crate::core::note;
 use crate::core::proof::OpeningJson;
-use crate::core::tlog::{check_consistency, Blake3Hasher, TreeSize};
+use crate::core::tlog::{check_consistency, Sha256Hasher, TreeSize};
 
 fn bad(what: &str, e: impl std::fmt::Display) -> Failure {
     fail(format!("the server sent a malformed {what}: {e}"))
@@ -107,7 +108,7 @@ pub fn audit(
             let ok = proof.old_size == p.size
                 && proof.new_size == cp.size
                 && check_consistency(
-                    &Blake3Hasher,
+                    &Sha256Hasher,
                     TreeSize(p.size),
                     TreeSize(cp.size),
                     &p.root,
@@ -128,7 +129,7 @@ pub fn audit(
         prev = Some(cp);
     }
 
-    // Entries up to the last checkpoint, with openings when we hold an auditor token.
+    // Leaves up to the last checkpoint, with openings when we hold an auditor token.
     let openings = token.is_some();
     let pb = bar(size);
     let mut next = 0u64;
@@ -139,15 +140,15 @@ pub fn audit(
         };
         let page = fetch_page(&c, openings, &q)?;
         if page.start != next || page.end <= next || page.rows.len() as u64 != page.end - next {
-            return Err(fail(format!("the server sent a bad entry page at {next}")));
+            return Err(fail(format!("the server sent a bad leaf page at {next}")));
         }
-        let mut chunk: Vec<(Entry, Option<Opening>)> = Vec::with_capacity(page.rows.len());
+        let mut chunk: Vec<(Leaf, Option<Opening>)> = Vec::with_capacity(page.rows.len());
         for (i, (row_index, bytes, opening)) in page.rows.into_iter().enumerate() {
             let index = next + i as u64;
             if row_index != index {
-                return Err(fail(format!("entry page out of order at {index}")));
+                return Err(fail(format!("leaf page out of order at {index}")));
             }
-            let e = Entry::decode(&bytes).map_err(|e| bad(&format!("entry {index}"), e))?;
+            let e = Leaf::decode(&bytes).map_err(|e| bad(&format!("leaf {index}"), e))?;
             let o = match opening {
                 None => None,
                 Some(o) => Some(Opening {

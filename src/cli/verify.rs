@@ -114,6 +114,7 @@ pub fn question(a: &VerifyArgs) -> Result<Question, Failure> {
         controller: a.controller.clone(),
         purpose: a.purpose.clone(),
         at: a.at,
+        now: Some(crate::ledger::clock::now_ms()),
     })
 }
 
@@ -158,12 +159,17 @@ pub fn verify(a: VerifyArgs) -> CmdResult {
             let held = v.state.held(a.default_allow);
             if !a.json {
                 println!(
-                    "valid proof: consent {} at {} (state {}, checkpoint of {} entries at {})",
+                    "valid proof: consent {} at {} for subject {}, {} / {} (state {}; log {}, \
+                     checkpoint of {} leaves, map leaf at {})",
                     if held { "HELD" } else { "NOT held" },
-                    p.at,
+                    super::time::both(p.at),
+                    to_hex(&p.subject),
+                    p.controller,
+                    p.purpose,
                     v.state.as_str(),
+                    v.checkpoint.origin,
                     v.checkpoint.size,
-                    v.checkpoint.time
+                    super::time::both(v.map_time)
                 );
             }
             if held {

@@ -10,14 +10,15 @@ use super::error::Key;
 use super::leaves::LeafSource;
 use super::schema::{self, index_key, node_key};
 use super::{Ledger, LedgerError, Outcome, State, CHUNK};
-use crate::core::entry::{Entry, Opening};
 use crate::core::event::{signatures_valid, subject_keys, SignedEvent, SIGNATURE_CHUNK};
 use crate::core::hash::Hash;
+use crate::core::leaf::EventLeaf;
 use crate::core::map::{MapValue, StateMap};
+use crate::core::opening::Opening;
 use crate::core::receipt::Receipt;
 use crate::core::reject::Reject;
 use crate::core::rules::{self, Head};
-use crate::core::tlog::{Blake3Hasher, Frontier};
+use crate::core::tlog::{Frontier, Sha256Hasher};
 use crate::keyfile;
 use crate::store::{Table, WriteBatch};
 
@@ -69,20 +70,20 @@ pub fn precheck(events: Vec<Result<SignedEvent, Reject>>) -> Vec<Result<Precheck
 /// Where one submitted event's outcome comes from.
 enum Slot {
     Done(Outcome),
-    /// Existing entry index.
+    /// Existing event leaf index.
     Existing(u64),
-    /// Position among this chunk's accepted entries.
+    /// Position among this chunk's accepted event leaves.
     New(usize),
-    /// A repeat, within this chunk, of the accepted entry at this position.
+    /// A repeat, within this chunk, of the accepted event leaf at this position.
     Repeat(usize),
 }
 
 /// A chunk being applied under the state lock: its writes and what they change, kept apart
 /// from the ledger's state until the batch is durable.
 struct Chunk {
-    /// The ledger's time for this chunk's entries.
+    /// The ledger's time for this chunk's event leaves.
     now: u64,
-    /// Index of the chunk's first new entry.
+    /// Index of the chunk's first new leaf.
     base: u64,
     frontier: Frontier,
     batch: WriteBatch,
@@ -90,8 +91,8 @@ struct Chunk {
     heads: HashMap<Hash, Head>,
     /// Position of each accepted event by its hash.
     fresh: HashMap<Hash, usize>,
-    /// Accepted entries with their leaf hashes.
-    accepted: Vec<(Entry, Hash)>,
+    /// Accepted event leaves with their leaf hashes.
+    accepted: Vec<(EventLeaf, Hash)>,
     /// Node hashes written (level ≥ 1).
     new_nodes: Vec<(u8, u64, Hash)>,
     slots: Vec<Slot>,
@@ -112,19 +113,19 @@ impl Chunk {
         }
     }
 
-    /// Writes an accepted event as the next entry: entry, opening, node hashes, key index and
-    /// (for a key's first event) subject index.
-    fn stage(&mut self, event: SignedEvent, hash: Hash, key: Hash, first_of_key: bool) {
+    /// Writes an accepted event as the next event leaf: leaf, opening, node hashes, key index
+    /// and (for a key's first event) subject index. `prev` is the key's head, if any.
+    fn stage(&mut self, event: SignedEvent, hash: Hash, key: Hash, prev: Option<u64>) {
         let index = self.base + self.accepted.len() as u64;
         let opening = Opening {
             nonce: keyfile::random32(),
             event,
         };
-        let entry = opening.entry(self.now);
+        let entry = opening.leaf(self.now, key, prev);
         let leaf = entry.leaf_hash();
         let (batch, new_nodes) = (&mut self.batch, &mut self.new_nodes);
         self.frontier
-            .append_with(&Blake3Hasher, leaf, |level, i, node| {
+            .append_with(&Sha256Hasher, leaf, |level, i, node| {
                 if level > 0 {
                     batch.put(Table::Node, node_key(level, i), *node);
                     new_nodes.push((level, i, *node));
@@ -132,7 +133,7 @@ impl Chunk {
             });
         let ev = &opening.event.event;
         self.batch
-            .put(Table::Entry, index_key(index), entry.to_bytes());
+            .put(Table::Leaf, index_key(index), entry.to_bytes());
         self.batch
             .put(Table::Opening, index_key(index), opening.to_bytes());
         let seq = ev.seq;
@@ -141,7 +142,7 @@ impl Chunk {
             schema::key_index_key(&key, seq),
             schema::key_index_value(index, &hash),
         );
-        if first_of_key {
+        if prev.is_none() {
             self.batch.put(
                 Table::SubjectIndex,
                 schema::subject_index_key(&ev.subject, &key),
@@ -161,7 +162,7 @@ impl Chunk {
         self.accepted.push((entry, leaf));
     }
 
-    /// The new map values of the accepted entries.
+    /// The new map values of the accepted event leaves.
     fn map_updates(&self) -> Vec<(Hash, MapValue)> {
         self.accepted
             .iter()
@@ -212,7 +213,7 @@ impl Ledger {
     ) -> Result<Vec<Outcome>, LedgerError> {
         let mut st = self.state.lock().expect("state");
         self.recover(&mut st)?;
-        let now = self.clock.after(st.last_cp_time).max(st.last_time);
+        let now = self.clock.after(st.last_map_time).max(st.last_time);
         let mut chunk = Chunk::new(&st, now, checked.len());
         for c in checked {
             self.place(&mut chunk, c)?;
@@ -266,7 +267,7 @@ impl Ledger {
             rules::check_append_checked(&event, &self.origin, head.as_ref(), chunk.now, check);
         match verdict {
             Err(r) => chunk.slots.push(Slot::Done(Outcome::Rejected(r))),
-            Ok(()) => chunk.stage(event, hash, key, head.is_none()),
+            Ok(()) => chunk.stage(event, hash, key, head.map(|h| h.index)),
         }
         Ok(())
     }
@@ -290,7 +291,7 @@ impl Ledger {
         for (key, value) in &updates {
             chunk
                 .batch
-                .put(Table::MapLeaf, *key, schema::map_leaf_value(value));
+                .put(Table::MapValue, *key, schema::map_leaf_value(value));
         }
         Ok(map)
     }
@@ -302,9 +303,9 @@ impl Ledger {
         &self,
         batch: WriteBatch,
         base: u64,
-        accepted: &[(Entry, Hash)],
+        accepted: &[(EventLeaf, Hash)],
     ) -> Result<Vec<Receipt>, LedgerError> {
-        let sign = |pos: usize, e: &Entry| self.receipt(base + pos as u64, e);
+        let sign = |pos: usize, e: &EventLeaf| self.receipt(base + pos as u64, e);
         let (committed, signed) = if accepted.len() < PARALLEL_MIN {
             // A few receipts: signed here, before the commit, rather than handed to other
             // threads and waited for (the server's batches are mostly this small).
@@ -343,8 +344,8 @@ impl Ledger {
                 Slot::Repeat(pos) => Outcome::Duplicate(receipts[pos]),
                 Slot::Existing(idx) => {
                     let e = self
-                        .entry(idx)?
-                        .ok_or_else(|| LedgerError::missing(Table::Entry, Key::Index(idx)))?;
+                        .event_leaf(idx)?
+                        .ok_or_else(|| LedgerError::missing(Table::Leaf, Key::Index(idx)))?;
                     Outcome::Duplicate(self.receipt(idx, &e))
                 }
             })
@@ -356,7 +357,7 @@ impl Ledger {
         }
     }
 
-    pub(super) fn receipt(&self, index: u64, e: &Entry) -> Receipt {
+    pub(super) fn receipt(&self, index: u64, e: &EventLeaf) -> Receipt {
         Receipt::sign(&self.key, index, e.leaf_hash(), e.integrated_at)
     }
 }
@@ -432,7 +433,7 @@ mod tests {
         let store = l.store();
         let subject = schema::subject_index_key(&first.event.subject, &skey);
         assert!(store.get(Table::SubjectIndex, &subject).unwrap().is_some());
-        let leaf = store.get(Table::MapLeaf, &skey).unwrap().unwrap();
+        let leaf = store.get(Table::MapValue, &skey).unwrap().unwrap();
         let (_, value) = schema::decode_map_leaf(&skey, &leaf).unwrap();
         assert_eq!(value.index, 1);
         let size = store.get(Table::Meta, schema::SIZE).unwrap().unwrap();

@@ -144,13 +144,13 @@ pub enum CorruptKind {
 pub fn table_name(t: Table) -> &'static str {
     match t {
         Table::Meta => "meta",
-        Table::Entry => "entry",
+        Table::Leaf => "leaf",
         Table::Opening => "opening",
         Table::Node => "stored Merkle node",
         Table::KeyIndex => "key index",
         Table::SubjectIndex => "subject index",
         Table::Checkpoint => "checkpoint",
-        Table::MapLeaf => "map leaf",
+        Table::MapValue => "map value",
     }
 }
 
@@ -188,9 +188,23 @@ pub enum Invalid {
     Range { old: u64, new: u64, log_size: u64 },
     #[error("`at` {at} is in the future (now {now})")]
     FutureAt { at: u64, now: u64 },
-    #[error("`at` {at} is after the checkpoint time {time}")]
-    AfterCheckpoint { at: u64, time: u64 },
-    #[error("the opening of entry {index} was erased")]
+    #[error(
+        "`at` {at} is after the newest map leaf ({time}); run `consentlog checkpoint` to \
+         append one"
+    )]
+    AfterMapLeaf { at: u64, time: u64 },
+    #[error("`at` {at} is before the log's genesis ({genesis_time})")]
+    BeforeGenesis { at: u64, genesis_time: u64 },
+    /// Map leaves are at least a second apart.
+    #[error("the previous map leaf is less than a second old; retry in {retry_after_ms} ms")]
+    MapLeafTooSoon { retry_after_ms: u64 },
+    #[error(
+        "{} holds a format v1 ledger; this version reads format v2 only (no conversion: \
+         create a new ledger)",
+        .0.display()
+    )]
+    FormatV1(PathBuf),
+    #[error("the opening of leaf {index} was erased")]
     Erased { index: u64 },
     /// A controller or purpose that no event can name.
     #[error("{0}")]
@@ -206,13 +220,13 @@ mod tests {
     #[test]
     fn corrupt_names_table_key_and_what() {
         let e = LedgerError::corrupt(
-            Table::Entry,
+            Table::Leaf,
             Key::Index(4),
             CorruptKind::Malformed("bad".into()),
         );
-        assert_eq!(e.to_string(), "ledger data is corrupt: entry 4: bad");
+        assert_eq!(e.to_string(), "ledger data is corrupt: leaf 4: bad");
         let c = e.as_corrupt().expect("corrupt");
-        assert_eq!((c.table, &c.key), (Table::Entry, &Key::Index(4)));
+        assert_eq!((c.table, &c.key), (Table::Leaf, &Key::Index(4)));
         assert_eq!(
             LedgerError::missing(Table::Node, Key::Node { level: 3, index: 0 }).to_string(),
             "ledger data is corrupt: stored Merkle node (level 3, index 0) is missing"
@@ -227,9 +241,9 @@ mod tests {
             "ledger data is corrupt: meta `origin` is missing"
         );
         assert_eq!(
-            LedgerError::corrupt(Table::Entry, Key::Whole, CorruptKind::Mismatch("x".into()))
+            LedgerError::corrupt(Table::Leaf, Key::Whole, CorruptKind::Mismatch("x".into()))
                 .to_string(),
-            "ledger data is corrupt: entry: x"
+            "ledger data is corrupt: leaf: x"
         );
     }
 }

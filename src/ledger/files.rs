@@ -1,6 +1,6 @@
 //! The ledger directory's own files, beside the store in `db/`: `engine` (the storage engine's
-//! name, written last: it marks the directory as a complete ledger), `log.key` (mode 0600) and
-//! `log.pub`.
+//! name, written last: it marks the directory as a complete ledger), `log.key` and `vrf.key`
+//! (mode 0600) and `log.pub`.
 
 use std::fs;
 use std::path::Path;
@@ -9,6 +9,7 @@ use ed25519_dalek::SigningKey;
 
 use super::{LedgerError, DEFAULT_CACHE_BYTES};
 use crate::core::hash::to_hex;
+use crate::core::vrf::VrfSecretKey;
 use crate::keyfile;
 use crate::store::{Engine, Store, StoreError};
 
@@ -66,16 +67,35 @@ pub(crate) fn log_pub_text(key: &SigningKey) -> String {
     format!("{}\n", to_hex(key.verifying_key().as_bytes()))
 }
 
-/// Writes the log key files of a new ledger directory: `log.key` (mode 0600) and `log.pub`.
-pub(crate) fn write_log_keys(dir: &Path, key: &SigningKey) -> Result<(), LedgerError> {
+/// Writes the key files of a new ledger directory: `log.key` and `vrf.key` (mode 0600) and
+/// `log.pub`.
+pub(crate) fn write_log_keys(
+    dir: &Path,
+    key: &SigningKey,
+    vrf: &VrfSecretKey,
+) -> Result<(), LedgerError> {
     keyfile::write(&dir.join("log.key"), key)?;
+    keyfile::write_secret(&dir.join("vrf.key"), &vrf.to_bytes())?;
     write_durable(&dir.join("log.pub"), &log_pub_text(key))
+}
+
+/// Reads the ledger's VRF secret key (`vrf.key`).
+pub(crate) fn read_vrf_key(dir: &Path) -> Result<VrfSecretKey, LedgerError> {
+    let path = dir.join("vrf.key");
+    let bytes = keyfile::read_secret(&path, false)?;
+    VrfSecretKey::from_bytes(bytes).map_err(|e| {
+        LedgerError::io(
+            "not a VRF secret key",
+            &path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+        )
+    })
 }
 
 /// Removes the leftovers of an interrupted `init` from `dir` (which has no `engine` marker,
 /// so nothing was served or acknowledged from them): the log key files and the store.
 pub(crate) fn remove_leftovers(dir: &Path) -> Result<(), LedgerError> {
-    for name in ["log.key", "log.pub", "log.pub.tmp", "engine.tmp"] {
+    for name in ["log.key", "vrf.key", "log.pub", "log.pub.tmp", "engine.tmp"] {
         let p = dir.join(name);
         if p.exists() {
             fs::remove_file(&p).map_err(|e| LedgerError::io("cannot remove", &p, e))?;

@@ -1,7 +1,7 @@
 //! `fsck`: the full offline check of a ledger directory. It replays everything as an auditor
-//! does (every entry, opening and checkpoint) and also checks the data the ledger derives and
+//! does (every leaf, opening and checkpoint) and also checks the data the ledger derives and
 //! stores for speed: Merkle node hashes, the per-key index, the per-subject index, the state
-//! map's leaves and the recorded size. Each problem is named with where it is.
+//! map's stored values and the recorded size. Each problem is named with where it is.
 
 use std::collections::{HashMap, HashSet};
 
@@ -14,13 +14,14 @@ use crate::core::audit::{Auditor, Report, Violation};
 use crate::core::hash::{to_hex, Hash};
 use crate::core::map::MapValue;
 use crate::core::rules::Head;
-use crate::core::tlog::{Blake3Hasher, Frontier};
+use crate::core::leaf::Leaf;
+use crate::core::tlog::{Frontier, Sha256Hasher};
 use crate::store::Table;
 
-/// Entries checked per chunk.
+/// Leaves checked per chunk.
 const CHUNK: u64 = 16384;
 
-/// Runs the full check; `progress` is told how many entries are done.
+/// Runs the full check; `progress` is told how many leaves are done.
 pub fn fsck(
     raw: &RawLedger,
     log_key: &VerifyingKey,
@@ -42,19 +43,16 @@ pub fn fsck(
     let mut start = 0;
     while start < raw.size {
         let end = (start + CHUNK).min(raw.size);
-        let chunk = raw.entries(start, end)?;
-        for (i, (e, o)) in chunk.iter().enumerate() {
+        let chunk = raw.leaves(start, end)?;
+        for (i, (leaf, o)) in chunk.iter().enumerate() {
             let index = start + i as u64;
-            latest.insert(
-                e.key,
-                MapValue {
-                    index,
-                    leaf_hash: e.leaf_hash(),
-                },
-            );
+            let leaf_hash = leaf.leaf_hash();
+            if let Leaf::Event(e) = leaf {
+                latest.insert(e.key, MapValue { index, leaf_hash });
+            }
             // Stored node hashes must be the ones the tree gives.
             let mut node_errors = Vec::new();
-            frontier.append_with(&Blake3Hasher, e.leaf_hash(), |level, at, hash| {
+            frontier.append_with(&Sha256Hasher, leaf_hash, |level, at, hash| {
                 if level == 0 {
                     return;
                 }
@@ -72,8 +70,8 @@ pub fn fsck(
             for m in node_errors {
                 bad(Some(index), m);
             }
-            // The key index and subject index must name this entry's event.
-            if let Some(o) = o {
+            // The key index and subject index must name this leaf's event.
+            if let (Leaf::Event(e), Some(o)) = (leaf, o) {
                 let seq = o.event.event.seq;
                 let k = schema::key_index_key(&e.key, seq);
                 let want_v = schema::key_index_value(index, &o.event.event_hash());
@@ -81,7 +79,7 @@ pub fn fsck(
                     Some(v) if v == want_v => {}
                     Some(_) => bad(
                         Some(index),
-                        format!("key index of seq {seq} names another entry or event"),
+                        format!("key index of seq {seq} names another leaf or event"),
                     ),
                     None => bad(Some(index), format!("key index of seq {seq} is missing")),
                 }
@@ -96,12 +94,12 @@ pub fn fsck(
         progress(end);
         start = end;
     }
-    // Nothing stored beyond the recorded size, and no key-index record naming a bad entry.
-    let beyond = raw.entries_beyond_size()?;
+    // Nothing stored beyond the recorded size, and no key-index record naming a bad leaf.
+    let beyond = raw.leaves_beyond_size()?;
     if beyond > 0 {
         bad(
             Some(raw.size),
-            format!("{beyond} entries are stored at or past the recorded tree size"),
+            format!("{beyond} leaves are stored at or past the recorded tree size"),
         );
     }
     for r in store.scan(Table::KeyIndex, &[], None) {
@@ -117,24 +115,25 @@ pub fn fsck(
         if index >= raw.size {
             bad(
                 None,
-                format!("key index record names entry {index} past the tree size"),
+                format!("key index record names leaf {index} past the tree size"),
             );
         } else if !keys_seen.contains(&(key, seq)) {
-            // Entries without openings (erased) cannot be cross-checked beyond their key.
-            match raw.entries(index, index + 1)?.first() {
-                Some((e, None)) if e.key == key => {}
+            // Event leaves without openings (erased) cannot be cross-checked beyond their key
+            // and seq.
+            match raw.leaves(index, index + 1)?.first() {
+                Some((Leaf::Event(e), None)) if e.key == key && e.seq == seq => {}
                 _ => bad(
                     Some(index),
-                    format!("key index record (seq {seq}) does not match entry {index}"),
+                    format!("key index record (seq {seq}) does not match leaf {index}"),
                 ),
             }
         }
     }
-    // The state map's stored leaves must be every key's latest entry, and nothing else.
-    for r in store.scan(Table::MapLeaf, &[], None) {
+    // The state map's stored values must be every key's latest event leaf, and nothing else.
+    for r in store.scan(Table::MapValue, &[], None) {
         let (k, v) = r?;
         let Ok((key, value)) = schema::decode_map_leaf(&k, &v) else {
-            bad(None, format!("malformed map leaf record {}", to_hex(&k)));
+            bad(None, format!("malformed map value record {}", to_hex(&k)));
             continue;
         };
         match latest.remove(&key) {
@@ -142,21 +141,21 @@ pub fn fsck(
             Some(want) => bad(
                 Some(want.index),
                 format!(
-                    "map leaf of key {} (entry {}) does not match the key's latest entry",
+                    "map value of key {} (leaf {}) does not match the key's latest event leaf",
                     to_hex(&key),
                     value.index
                 ),
             ),
             None => bad(
                 None,
-                format!("map leaf of key {} names no logged key", to_hex(&key)),
+                format!("map value of key {} names no logged key", to_hex(&key)),
             ),
         }
     }
     for (key, want) in latest {
         bad(
             Some(want.index),
-            format!("map leaf of key {} is missing", to_hex(&key)),
+            format!("map value of key {} is missing", to_hex(&key)),
         );
     }
     let mut report = auditor.finish();

@@ -1,13 +1,13 @@
 //! The state map's keys on disk: the `MapLeaf` table holds every key's latest value, and
 //! [`LeafSource`] serves it to a [`StateMap`](crate::core::map::StateMap) that keeps only its
-//! upper levels in memory, as of any tree size (rolling back values written later through
+//! upper levels in memory, as of any leaf index (rolling back values written later through
 //! the key index).
 
 use crate::core::hash::Hash;
 use crate::core::map::{MapSource, MapValue};
 use crate::store::{scan_prefix, Table, View};
 
-use super::schema::{decode_key_index, decode_map_leaf, require_entry};
+use super::schema::{decode_key_index, decode_map_leaf, require_event};
 use super::LedgerError;
 
 /// Subtrees of the state map with at most this many keys are kept on disk, not in memory.
@@ -31,7 +31,7 @@ impl LeafSource<'_> {
         end: Option<&[u8]>,
     ) -> Result<Vec<(Hash, MapValue)>, LedgerError> {
         let mut out = Vec::new();
-        for r in self.store.scan(Table::MapLeaf, start, end) {
+        for r in self.store.scan(Table::MapValue, start, end) {
             let (k, v) = r?;
             let (key, value) = decode_map_leaf(&k, &v)?;
             if self.upto.is_some_and(|u| key > u) {
@@ -69,7 +69,7 @@ impl LeafSource<'_> {
         };
         Ok(Some(MapValue {
             index,
-            leaf_hash: require_entry(self.store, index)?.leaf_hash(),
+            leaf_hash: require_event(self.store, index)?.leaf_hash(),
         }))
     }
 }

@@ -57,7 +57,7 @@ pub fn migrate(
         }
     }
     fs::create_dir_all(to).map_err(|e| LedgerError::io("cannot create", to, e))?;
-    write_log_keys(to, &key)?;
+    write_log_keys(to, &key, &super::files::read_vrf_key(from)?)?;
 
     let dst = engine.open(&to.join("db"), DEFAULT_CACHE_BYTES)?;
     let mut records = 0u64;

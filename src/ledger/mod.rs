@@ -1,14 +1,16 @@
 //! The ledger: appends events under the rules, keeps the Merkle log and the state map, signs
 //! checkpoints and receipts, and builds proofs. It owns the log key and a [`Store`].
 //!
-//! Directory layout: `log.key` (0600), `log.pub`, `engine` (storage engine name) and `db/`.
+//! Directory layout: `log.key` and `vrf.key` (0600), `log.pub`, `engine` (storage engine name)
+//! and `db/`. The log (docs/FORMAT.md §3) starts with its genesis leaf; event leaves and map
+//! leaves follow, and every stored checkpoint ends at a map leaf.
 //!
 //! | file | owns |
 //! |---|---|
 //! | `mod.rs` | the [`Ledger`] type, its options and small accessors |
 //! | `open.rs` | create, open, rebuild the state and check it against the latest checkpoint |
 //! | `append.rs` | prechecks, the rules under the lock, one atomic batch per chunk, receipts |
-//! | `checkpoint.rs` | signing and storing checkpoints |
+//! | `checkpoint.rs` | appending map leaves, signing and storing checkpoints |
 //! | `schema.rs` | every table's key and value encoding |
 //! | `error.rs` | [`LedgerError`] |
 //! | `files.rs` | the directory's own files (`engine`, `log.key`, `log.pub`) |
@@ -43,10 +45,12 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 
-use crate::core::entry::{Entry, Opening};
 use crate::core::hash::Hash;
+use crate::core::leaf::{EventLeaf, GenesisLeaf, Leaf, MapLeaf};
 use crate::core::map::StateMap;
 use crate::core::note::SignedCheckpoint;
+use crate::core::opening::Opening;
+use crate::core::vrf::VrfSecretKey;
 use crate::core::receipt::Receipt;
 use crate::core::reject::Reject;
 use crate::core::rules::Head;
@@ -103,11 +107,15 @@ pub enum Outcome {
     Rejected(Reject),
 }
 
-/// The latest checkpoint and the state map as of it, so proofs can be answered while appends
-/// go on.
+/// The latest stored checkpoint, the map leaf it ends with and the state map as of that map
+/// leaf, so proofs can be answered while appends go on.
 #[derive(Clone)]
 pub struct Snapshot {
     pub checkpoint: SignedCheckpoint,
+    /// Index of the map leaf (the checkpoint's last leaf).
+    pub map_index: u64,
+    pub map_leaf: MapLeaf,
+    /// The state map over every event leaf before the map leaf.
     pub map: StateMap,
     /// How many checkpoints are durable and may be listed: numbers `0..published`. A
     /// checkpoint being written is stored (and, on sled, readable) a moment before its sync
@@ -120,10 +128,10 @@ pub struct Snapshot {
 struct State {
     frontier: Frontier,
     map: StateMap,
-    /// Latest integrated_at or checkpoint time handed out.
+    /// Latest integrated_at or map leaf time handed out.
     last_time: u64,
-    /// Time of the latest checkpoint; entries after it are integrated strictly later.
-    last_cp_time: u64,
+    /// Time of the latest map leaf; leaves after it are strictly later.
+    last_map_time: u64,
     /// Number of checkpoints stored.
     cp_count: u64,
 }
@@ -137,8 +145,12 @@ pub struct Ledger {
     needs_recovery: AtomicBool,
     cache_bytes: u64,
     origin: String,
+    genesis: GenesisLeaf,
     key: SigningKey,
     public: VerifyingKey,
+    /// The VRF key of the state keys (its public half is in the genesis leaf).
+    #[allow(dead_code)]
+    vrf: VrfSecretKey,
     state: Mutex<State>,
     latest: RwLock<Arc<Snapshot>>,
     /// The tree's upper node hashes, in memory.
@@ -150,6 +162,10 @@ pub struct Ledger {
 impl Ledger {
     pub fn origin(&self) -> &str {
         &self.origin
+    }
+    /// The log's genesis leaf (leaf 0).
+    pub fn genesis(&self) -> &GenesisLeaf {
+        &self.genesis
     }
     pub fn public_key(&self) -> VerifyingKey {
         self.public
@@ -174,12 +190,12 @@ impl Ledger {
         }
     }
 
-    /// Number of entries.
+    /// Number of leaves.
     pub fn size(&self) -> u64 {
         self.state.lock().expect("state").frontier.size().0
     }
 
-    /// The latest checkpoint and the map as of it.
+    /// The latest stored checkpoint, its map leaf and the map as of it.
     pub fn latest(&self) -> Arc<Snapshot> {
         self.latest.read().expect("latest").clone()
     }
@@ -201,9 +217,18 @@ impl Ledger {
         }
     }
 
-    /// The entry at `index`.
-    pub fn entry(&self, index: u64) -> Result<Option<Entry>, LedgerError> {
-        schema::read_entry(&*self.store(), index)
+    /// The leaf at `index`.
+    pub fn leaf(&self, index: u64) -> Result<Option<Leaf>, LedgerError> {
+        schema::read_leaf(&*self.store(), index)
+    }
+
+    /// The event leaf at `index` (an error if it is another kind).
+    pub fn event_leaf(&self, index: u64) -> Result<Option<EventLeaf>, LedgerError> {
+        let store = self.store();
+        match schema::read_leaf(&*store, index)? {
+            None => Ok(None),
+            Some(_) => schema::require_event(&*store, index).map(Some),
+        }
     }
 
     /// The opening of `index`, if it was not erased.

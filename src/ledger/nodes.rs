@@ -1,6 +1,6 @@
 //! Stored Merkle node hashes, read through the core's [`HashReader`].
 
-use crate::core::entry::Entry;
+use crate::core::leaf::{leaf_hash, Leaf};
 use crate::core::hash::Hash;
 use crate::core::tlog::HashReader;
 use crate::store::{StoreError, Table, View};
@@ -23,10 +23,10 @@ impl HashReader for StoreNodes<'_> {
     type Error = NodeError;
     fn read_node(&self, level: u8, index: u64) -> Result<Hash, NodeError> {
         if level == 0 {
-            let v = self.0.get(Table::Entry, &index_key(index))?;
+            let v = self.0.get(Table::Leaf, &index_key(index))?;
             return v
-                .and_then(|v| Entry::decode(&v).ok())
-                .map(|e| e.leaf_hash())
+                .filter(|v| Leaf::decode(v).is_ok())
+                .map(|v| leaf_hash(&v))
                 .ok_or(NodeError::Missing { level, index });
         }
         let v = self.0.get(Table::Node, &node_key(level, index))?;

@@ -1,6 +1,7 @@
 //! Creating and opening a ledger: the store is read back into the in-memory state (the tree's
 //! frontier, the state map's upper levels, the clock's floor), which is checked against the
-//! latest checkpoint before anything is served; and the same rebuild after a failed write.
+//! latest checkpoint and the map leaf it ends with before anything is served; and the same
+//! rebuild after a failed write.
 
 use std::collections::HashMap;
 use std::fs;
@@ -10,16 +11,20 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 
-use super::error::{CorruptKind, Key};
-use super::files::{recorded_engine, remove_leftovers, write_engine, write_log_keys};
+use super::error::{CorruptKind, Invalid, Key};
+use super::files::{
+    read_vrf_key, recorded_engine, remove_leftovers, write_engine, write_log_keys,
+};
 use super::leaves::{LeafSource, MAP_BUCKET};
 use super::schema::{self, index_key};
 use super::Ledger;
 use super::{LedgerError, Options, Snapshot, State, StoreNodes, UpperNodes};
 use crate::core::hash::Hash;
+use crate::core::leaf::{GenesisLeaf, Leaf, MapLeaf, LEAF_VERSION};
 use crate::core::map::{MapValue, StateMap};
 use crate::core::note::{self, SignedCheckpoint};
-use crate::core::tlog::{self, Blake3Hasher, Frontier, TreeSize};
+use crate::core::tlog::{self, Frontier, Sha256Hasher, TreeSize};
+use crate::core::vrf::VrfSecretKey;
 use crate::keyfile;
 use crate::store::{Engine, Store, StoreError, Table, WriteBatch};
 
@@ -27,8 +32,9 @@ use crate::store::{Engine, Store, StoreError, Table, WriteBatch};
 const LEAF_CHUNK: usize = 65536;
 
 impl Ledger {
-    /// Creates a ledger in `dir` (which must not hold one) and signs the empty checkpoint.
-    /// `engine` names the storage engine (`sled`, `redb`).
+    /// Creates a ledger in `dir` (which must not hold one): its keys, the genesis leaf and
+    /// the first map leaf with its signed checkpoint. `engine` names the storage engine
+    /// (`sled`, `redb`).
     pub fn init(dir: &Path, origin: &str, engine: &str) -> Result<Ledger, LedgerError> {
         let engine = engine.parse::<Engine>().map_err(StoreError::from)?;
         Self::init_with(dir, origin, engine, Options::default())
@@ -50,14 +56,23 @@ impl Ledger {
         // interrupted (the marker is written last). Start over.
         remove_leftovers(dir)?;
         let key = keyfile::generate();
-        write_log_keys(dir, &key)?;
+        let vrf = VrfSecretKey::from_random(&keyfile::random64());
+        write_log_keys(dir, &key, &vrf)?;
         let store = engine.open(&dir.join("db"), opts.cache_bytes)?;
+        let genesis = Leaf::Genesis(GenesisLeaf {
+            version: LEAF_VERSION,
+            origin: origin.to_string(),
+            vrf_key: vrf.public_key().to_bytes(),
+            genesis_time: opts.clock.now_ms(),
+            witness_policy: None,
+        });
         let mut b = WriteBatch::new();
         b.put(Table::Meta, schema::ORIGIN, origin.as_bytes());
-        b.put(Table::Meta, schema::SIZE, schema::size_value(0));
-        b.put(Table::Meta, schema::MAP_LEAVES, schema::MAP_LEAVES_DONE);
+        b.put(Table::Meta, schema::FORMAT, schema::FORMAT_VERSION);
+        b.put(Table::Leaf, index_key(0), genesis.to_bytes());
+        b.put(Table::Meta, schema::SIZE, schema::size_value(1));
         store.commit(b)?;
-        let ledger = Ledger::from_store(dir, store, key, opts)?;
+        let ledger = Ledger::from_store(dir, store, key, vrf, opts)?;
         ledger.checkpoint()?;
         // The engine file marks the directory as a complete ledger: written last.
         write_engine(dir, engine)?;
@@ -80,7 +95,11 @@ impl Ledger {
         let engine = recorded_engine(dir)?;
         let key = keyfile::read(&dir.join("log.key"), false)?;
         let store = engine.open(&dir.join("db"), opts.cache_bytes)?;
-        Self::from_store(dir, store, key, opts)
+        if store.get(Table::Meta, schema::FORMAT)?.as_deref() != Some(schema::FORMAT_VERSION) {
+            return Err(Invalid::FormatV1(dir.to_path_buf()).into());
+        }
+        let vrf = read_vrf_key(dir)?;
+        Self::from_store(dir, store, key, vrf, opts)
     }
 
     /// Rebuilds the in-memory state from `store` and checks it against the latest checkpoint.
@@ -88,10 +107,30 @@ impl Ledger {
         dir: &Path,
         store: Box<dyn Store>,
         key: SigningKey,
+        vrf: VrfSecretKey,
         opts: Options,
     ) -> Result<Ledger, LedgerError> {
         let public = key.verifying_key();
         let (origin, state, latest) = load(store.as_ref(), &public)?;
+        let genesis = match schema::require_leaf(store.as_ref(), 0)? {
+            Leaf::Genesis(g) => g,
+            other => {
+                return Err(LedgerError::corrupt(
+                    Table::Leaf,
+                    Key::Index(0),
+                    CorruptKind::Mismatch(format!("a {} leaf, not genesis", other.kind().as_str())),
+                ))
+            }
+        };
+        if genesis.origin != origin || genesis.vrf_key != vrf.public_key().to_bytes() {
+            return Err(LedgerError::corrupt(
+                Table::Leaf,
+                Key::Index(0),
+                CorruptKind::Mismatch(
+                    "the genesis leaf does not name this ledger's origin and VRF key".into(),
+                ),
+            ));
+        }
         let upper = UpperNodes::load(store.as_ref(), state.frontier.size().0)?;
         Ok(Ledger {
             dir: dir.to_path_buf(),
@@ -99,8 +138,10 @@ impl Ledger {
             needs_recovery: AtomicBool::new(false),
             cache_bytes: opts.cache_bytes,
             origin,
+            genesis,
             key,
             public,
+            vrf,
             state: Mutex::new(state),
             latest: RwLock::new(Arc::new(latest)),
             upper,
@@ -139,7 +180,7 @@ impl Ledger {
 }
 
 /// Reads the origin, rebuilds the frontier, map and time floor from `store`, and checks them
-/// against the latest checkpoint.
+/// against the latest checkpoint and the map leaf it ends with.
 fn load(
     store: &dyn Store,
     public: &VerifyingKey,
@@ -147,32 +188,44 @@ fn load(
     let (origin, size) = schema::read_origin_and_size(store)?;
     let last_cp = latest_checkpoint(store, public)?;
     let frontier = Frontier::load(&StoreNodes(store), TreeSize(size))?;
-    let last_time = last_integrated_at(store, size)?;
-    if store.get(Table::Meta, schema::MAP_LEAVES)?.is_none() {
-        write_map_leaves(store, size)?;
-    }
-    let cp_size = match &last_cp {
+    let last_time = last_leaf_time(store, size)?;
+    // The map leaf the latest checkpoint ends with (none while `init` signs the first).
+    let (map_index, map_leaf) = match &last_cp {
         Some((n, cp)) => {
             check_checkpoint_fits(*n, cp, &origin, size)?;
-            cp.size
+            let m = cp.size.checked_sub(1).ok_or_else(|| {
+                LedgerError::corrupt(
+                    Table::Checkpoint,
+                    Key::Index(*n),
+                    CorruptKind::Mismatch("a checkpoint of the empty tree".into()),
+                )
+            })?;
+            (m, schema::require_map(store, m)?)
         }
-        None => 0,
+        None => (
+            0,
+            MapLeaf {
+                version: LEAF_VERSION,
+                time: 0,
+                map_root: StateMap::new().root(),
+            },
+        ),
     };
-    // The map as of the latest checkpoint, from its leaves; then the entries after it.
-    let (mut map, tail) = map_from_leaves(store, cp_size)?;
+    // The map as of the map leaf, from the stored values; then the event leaves after it.
+    let (mut map, tail) = map_from_leaves(store, map_index)?;
     let snapshot_map = map.clone();
-    check_tail(store, cp_size, size, &tail)?;
+    check_tail(store, map_index, size, &tail)?;
     let src = LeafSource {
         store,
-        as_of: cp_size,
+        as_of: map_index,
         upto: None,
     };
     map.insert_batch_from(&tail, &src)?;
     if let Some((n, cp)) = &last_cp {
-        check_roots(store, *n, cp, &snapshot_map)?;
+        check_roots(store, *n, cp, &map_leaf, &snapshot_map)?;
     }
-    if frontier.root(&Blake3Hasher)
-        != tlog::tree_hash(&Blake3Hasher, &StoreNodes(store), TreeSize(size))?
+    if frontier.root(&Sha256Hasher)
+        != tlog::tree_hash(&Sha256Hasher, &StoreNodes(store), TreeSize(size))?
     {
         return Err(LedgerError::corrupt(
             Table::Node,
@@ -180,19 +233,21 @@ fn load(
             CorruptKind::Mismatch("frontier does not match stored nodes".into()),
         ));
     }
-    let (cp_count, last_cp_time) = last_cp.as_ref().map_or((0, 0), |(n, cp)| (n + 1, cp.time));
+    let cp_count = last_cp.as_ref().map_or(0, |(n, _)| n + 1);
     let latest = Snapshot {
         checkpoint: last_cp
             .map(|(_, c)| c)
             .unwrap_or_else(|| placeholder_checkpoint(&origin)),
+        map_index,
+        map_leaf,
         map: snapshot_map,
         published: cp_count,
     };
     let state = State {
         frontier,
         map,
-        last_time: last_time.max(last_cp_time),
-        last_cp_time,
+        last_time: last_time.max(map_leaf.time),
+        last_map_time: map_leaf.time,
         cp_count,
     };
     Ok((origin, state, latest))
@@ -205,8 +260,6 @@ fn placeholder_checkpoint(origin: &str) -> SignedCheckpoint {
         origin: origin.to_string(),
         size: 0,
         root: [0; 32],
-        map_root: [0; 32],
-        time: 0,
         note: String::new(),
     }
 }
@@ -231,25 +284,25 @@ fn latest_checkpoint(
     Ok(Some((n, cp)))
 }
 
-/// The integration time of the last entry (0 if none), after checking that the entries end
-/// at `size`: the last one is there and nothing is past it (`fsck` checks every one).
-/// Integration times never decrease, so the last is the latest.
-fn last_integrated_at(store: &dyn Store, size: u64) -> Result<u64, LedgerError> {
-    if let Some(r) = store.scan(Table::Entry, &index_key(size), None).next() {
+/// The time of the last leaf (0 if none), after checking that the leaves end at `size`: the
+/// last one is there and nothing is past it (`fsck` checks every one). Leaf times never
+/// decrease, so the last is the latest.
+fn last_leaf_time(store: &dyn Store, size: u64) -> Result<u64, LedgerError> {
+    if let Some(r) = store.scan(Table::Leaf, &index_key(size), None).next() {
         let (k, _) = r?;
-        let key = match schema::decode_index_key(Table::Entry, &k) {
+        let key = match schema::decode_index_key(Table::Leaf, &k) {
             Ok(i) => Key::Index(i),
             Err(_) => Key::Raw(k),
         };
         return Err(LedgerError::corrupt(
-            Table::Entry,
+            Table::Leaf,
             key,
             CorruptKind::PastSize { size },
         ));
     }
     match size.checked_sub(1) {
         None => Ok(0),
-        Some(last) => Ok(schema::require_entry(store, last)?.integrated_at),
+        Some(last) => Ok(schema::require_leaf(store, last)?.time()),
     }
 }
 
@@ -271,18 +324,20 @@ fn check_checkpoint_fits(
     }
     if cp.size > size {
         return Err(mismatch(format!(
-            "latest checkpoint covers {} entries but only {size} are stored",
+            "latest checkpoint covers {} leaves but only {size} are stored",
             cp.size
         )));
     }
     Ok(())
 }
 
-/// The stored tree and the map as of the latest checkpoint (number `n`) have its roots.
+/// The stored tree has the latest checkpoint's root (number `n`), and the map as of its map
+/// leaf has that leaf's root.
 fn check_roots(
     store: &dyn Store,
     n: u64,
     cp: &SignedCheckpoint,
+    map_leaf: &MapLeaf,
     map: &StateMap,
 ) -> Result<(), LedgerError> {
     let mismatch = |what: &str| {
@@ -290,66 +345,81 @@ fn check_roots(
             Table::Checkpoint,
             Key::Index(n),
             CorruptKind::Mismatch(format!(
-                "stored {what} root at size {} does not match the latest checkpoint",
+                "stored {what} at size {} does not match the latest checkpoint",
                 cp.size
             )),
         )
     };
-    let root = tlog::tree_hash(&Blake3Hasher, &StoreNodes(store), TreeSize(cp.size))?;
+    let root = tlog::tree_hash(&Sha256Hasher, &StoreNodes(store), TreeSize(cp.size))?;
     if root != cp.root {
-        return Err(mismatch("log"));
+        return Err(mismatch("tree root"));
     }
-    if map.root() != cp.map_root {
-        return Err(mismatch("map"));
+    if map.root() != map_leaf.map_root {
+        return Err(mismatch("map (its map leaf's root)"));
     }
     Ok(())
 }
 
-/// The entries `cp_size..size` (after the latest checkpoint) are all stored, and every key's
-/// latest value among them is its stored leaf: `tail`, the leaves written at or after
-/// `cp_size`.
+/// The leaves `map_index..size` (from the latest checkpoint's map leaf on) are all stored,
+/// are event leaves after it, and every key's latest value among them is its stored map
+/// value: `tail`, the values written at or after `map_index`.
 fn check_tail(
     store: &dyn Store,
-    cp_size: u64,
+    map_index: u64,
     size: u64,
     tail: &[(Hash, MapValue)],
 ) -> Result<(), LedgerError> {
     let mut latest: HashMap<Hash, MapValue> = HashMap::new();
-    let mut next = cp_size;
-    for r in store.scan(Table::Entry, &index_key(cp_size), Some(&index_key(size))) {
+    let mut next = map_index;
+    for r in store.scan(Table::Leaf, &index_key(map_index), Some(&index_key(size))) {
         let (k, v) = r?;
         if k != index_key(next) {
             break;
         }
-        let e = schema::decode_entry(next, &v)?;
-        latest.insert(
-            e.key,
-            MapValue {
-                index: next,
-                leaf_hash: e.leaf_hash(),
-            },
-        );
+        match schema::decode_leaf(next, &v)? {
+            Leaf::Event(e) => {
+                latest.insert(
+                    e.key,
+                    MapValue {
+                        index: next,
+                        leaf_hash: e.leaf_hash(),
+                    },
+                );
+            }
+            Leaf::Map(_) if next == map_index => {}
+            Leaf::Genesis(_) if next == 0 => {}
+            other => {
+                return Err(LedgerError::corrupt(
+                    Table::Leaf,
+                    Key::Index(next),
+                    CorruptKind::Mismatch(format!(
+                        "a {} leaf after the latest checkpoint",
+                        other.kind().as_str()
+                    )),
+                ))
+            }
+        }
         next += 1;
     }
     if next != size {
-        return Err(LedgerError::missing(Table::Entry, Key::Index(next)));
+        return Err(LedgerError::missing(Table::Leaf, Key::Index(next)));
     }
     let matches = tail.len() == latest.len() && tail.iter().all(|(k, v)| latest.get(k) == Some(v));
     if !matches {
         return Err(LedgerError::corrupt(
-            Table::MapLeaf,
+            Table::MapValue,
             Key::Whole,
             CorruptKind::Mismatch(format!(
-                "stored map leaves do not match the {} entries after the latest checkpoint",
-                size - cp_size
+                "stored map values do not match the {} leaves after the latest checkpoint",
+                size - map_index
             )),
         ));
     }
     Ok(())
 }
 
-/// The state map as of tree size `as_of`, rebuilt from the stored leaves in key order, keeping
-/// only its upper levels in memory; and the leaves written at or after `as_of` (key order).
+/// The state map as of leaf `as_of`, rebuilt from the stored values in key order, keeping
+/// only its upper levels in memory; and the values written at or after `as_of` (key order).
 #[allow(clippy::type_complexity)]
 fn map_from_leaves(
     store: &dyn Store,
@@ -362,7 +432,7 @@ fn map_from_leaves(
         as_of,
         upto: None,
     };
-    let mut scan = store.scan(Table::MapLeaf, &[], None);
+    let mut scan = store.scan(Table::MapValue, &[], None);
     let mut done: Option<Hash> = None;
     loop {
         let mut chunk = Vec::with_capacity(LEAF_CHUNK);
@@ -392,34 +462,6 @@ fn map_from_leaves(
     }
 }
 
-/// Writes the `MapLeaf` table of a ledger made before it existed: every key's latest entry
-/// (a full replay, once), then the marker.
-fn write_map_leaves(store: &dyn Store, size: u64) -> Result<(), LedgerError> {
-    let mut latest: HashMap<Hash, MapValue> = HashMap::new();
-    for r in store.scan(Table::Entry, &[], Some(&index_key(size))) {
-        let (k, v) = r?;
-        let i = schema::decode_index_key(Table::Entry, &k)?;
-        let e = schema::decode_entry(i, &v)?;
-        latest.insert(
-            e.key,
-            MapValue {
-                index: i,
-                leaf_hash: e.leaf_hash(),
-            },
-        );
-    }
-    let mut batch = WriteBatch::new();
-    for (key, value) in latest {
-        batch.put(Table::MapLeaf, key, schema::map_leaf_value(&value));
-        if batch.len() >= LEAF_CHUNK {
-            store.commit(std::mem::take(&mut batch))?;
-        }
-    }
-    batch.put(Table::Meta, schema::MAP_LEAVES, schema::MAP_LEAVES_DONE);
-    store.commit(batch)?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::testing::{first_events, ledger_on, ORIGIN, T0};
@@ -432,10 +474,12 @@ mod tests {
             .unwrap_or_else(|| panic!("not Corrupt: {e}"))
     }
 
-    /// A ledger of 5 entries, checkpointed after 3, closed; its directory.
+    /// A ledger of genesis, a map leaf, 3 events, a map leaf (leaf 5) and 2 more events,
+    /// closed; its directory.
     fn closed_ledger() -> tempfile::TempDir {
         let t = ledger_on(Engine::Redb);
         t.accept(first_events(3, T0));
+        t.clock.advance(1_000);
         t.ledger.checkpoint().unwrap();
         t.accept(first_events(2, T0));
         t.dir
@@ -445,13 +489,15 @@ mod tests {
     fn open_rebuilds_the_state_as_it_was() {
         let t = ledger_on(Engine::Redb);
         t.accept(first_events(3, T0));
+        t.clock.advance(1_000);
         let cp = t.ledger.checkpoint().unwrap();
+        let map_leaf = t.ledger.latest().map_leaf;
         t.accept(first_events(2, T0));
         let (size, root, map_root) = {
             let st = t.ledger.state.lock().unwrap();
             (
                 st.frontier.size().0,
-                st.frontier.root(&Blake3Hasher),
+                st.frontier.root(&Sha256Hasher),
                 st.map.root(),
             )
         };
@@ -462,14 +508,15 @@ mod tests {
         assert_eq!(l.origin(), ORIGIN);
         assert_eq!(l.size(), size);
         let st = l.state.lock().unwrap();
-        assert_eq!(st.frontier.root(&Blake3Hasher), root);
+        assert_eq!(st.frontier.root(&Sha256Hasher), root);
         assert_eq!(st.map.root(), map_root);
-        assert_eq!((st.cp_count, st.last_cp_time), (2, cp.time));
-        assert_eq!(st.last_time, cp.time + 1);
+        assert_eq!((st.cp_count, st.last_map_time), (2, map_leaf.time));
+        assert_eq!(st.last_time, map_leaf.time + 1);
         drop(st);
         let latest = l.latest();
         assert_eq!(latest.checkpoint, cp);
-        assert_eq!(latest.map.root(), cp.map_root);
+        assert_eq!((latest.map_index, latest.map_leaf), (5, map_leaf));
+        assert_eq!(latest.map.root(), map_leaf.map_root);
     }
 
     #[test]
@@ -507,51 +554,59 @@ mod tests {
 
     #[test]
     fn open_names_what_does_not_match() {
-        // A recorded size short of the entries: an entry past it.
+        // A recorded size short of the leaves: a leaf past it.
         let dir = closed_ledger();
         tamper(
             dir.path(),
             Table::Meta,
             schema::SIZE,
-            Some(schema::size_value(4).to_vec()),
+            Some(schema::size_value(6).to_vec()),
         );
         let c = corrupt(Ledger::open(dir.path()).err().unwrap());
         assert_eq!(
             (c.table, c.key, c.what),
             (
-                Table::Entry,
-                Key::Index(4),
-                CorruptKind::PastSize { size: 4 }
+                Table::Leaf,
+                Key::Index(6),
+                CorruptKind::PastSize { size: 6 }
             )
         );
 
-        // An entry after the checkpoint missing.
+        // A leaf after the checkpoint missing.
         let dir = closed_ledger();
-        tamper(dir.path(), Table::Entry, &index_key(3), None);
+        tamper(dir.path(), Table::Leaf, &index_key(6), None);
         let c = corrupt(Ledger::open(dir.path()).err().unwrap());
         assert_eq!(
             (c.table, c.key, c.what),
-            (Table::Entry, Key::Index(3), CorruptKind::Missing)
+            (Table::Leaf, Key::Index(6), CorruptKind::Missing)
         );
 
-        // A map leaf changed: the map root of the latest checkpoint no longer matches.
+        // A v1 ledger (no format marker) is refused by name.
+        let dir = closed_ledger();
+        tamper(dir.path(), Table::Meta, schema::FORMAT, None);
+        assert!(matches!(
+            Ledger::open(dir.path()),
+            Err(LedgerError::Invalid(Invalid::FormatV1(_)))
+        ));
+
+        // A map value changed: the root of the latest map leaf no longer matches.
         let dir = closed_ledger();
         let leaf = {
             let s = super::super::open_store(dir.path()).unwrap();
-            let (k, v) = s.scan(Table::MapLeaf, &[], None).next().unwrap().unwrap();
+            let (k, v) = s.scan(Table::MapValue, &[], None).next().unwrap().unwrap();
             let (key, mut value) = schema::decode_map_leaf(&k, &v).unwrap();
             value.leaf_hash[0] ^= 1;
             (key, value)
         };
         tamper(
             dir.path(),
-            Table::MapLeaf,
+            Table::MapValue,
             &leaf.0,
             Some(schema::map_leaf_value(&leaf.1).to_vec()),
         );
         let e = Ledger::open(dir.path()).err().unwrap();
         let c = corrupt(e);
-        assert!(matches!(c.table, Table::Checkpoint | Table::MapLeaf), "{c}");
+        assert!(matches!(c.table, Table::Checkpoint | Table::MapValue), "{c}");
 
         // The origin.
         let dir = closed_ledger();
@@ -578,31 +633,5 @@ mod tests {
             (c.table, c.key, c.what),
             (Table::Checkpoint, Key::Index(1), CorruptKind::NotUtf8)
         );
-    }
-
-    #[test]
-    fn a_ledger_without_map_leaves_gets_them_on_open() {
-        let dir = closed_ledger();
-        let before: Vec<_> = {
-            let s = super::super::open_store(dir.path()).unwrap();
-            let leaves: Vec<_> = s
-                .scan(Table::MapLeaf, &[], None)
-                .map(|r| r.unwrap())
-                .collect();
-            let mut b = WriteBatch::new();
-            for (k, _) in &leaves {
-                b.delete(Table::MapLeaf, k.clone());
-            }
-            b.delete(Table::Meta, schema::MAP_LEAVES);
-            s.commit(b).unwrap();
-            leaves
-        };
-        let l = Ledger::open(dir.path()).unwrap();
-        let after: Vec<_> = l
-            .store()
-            .scan(Table::MapLeaf, &[], None)
-            .map(|r| r.unwrap())
-            .collect();
-        assert_eq!(after, before);
     }
 }

@@ -1,17 +1,20 @@
 //! Building proofs from stored data: consent proofs, histories, inclusion and consistency.
 
-use crate::core::entry::{Entry, Opening};
 use crate::core::event::state_key;
 use crate::core::hash::{Hash, HexHash};
 use crate::core::history::{Chain, History, HISTORY_FORMAT};
+use crate::core::leaf::{EventLeaf, Leaf};
 use crate::core::map::{self, MapProof};
-use crate::core::proof::{state_at, ConsentProof, OpeningJson, ProvenEvent, PROOF_FORMAT};
-use crate::core::tlog::{self, Blake3Hasher, LeafIndex, TreeSize};
+use crate::core::opening::Opening;
+use crate::core::proof::{
+    state_at, ConsentProof, OpeningJson, ProvenEvent, ProvenLeaf, PROOF_FORMAT,
+};
+use crate::core::tlog::{self, LeafIndex, Sha256Hasher, TreeSize};
 use crate::store::{scan_prefix, StoreError, Table, View};
 
 use super::error::{CorruptKind, Invalid, Key};
 use super::leaves::LeafSource;
-use super::schema::{self, read_opening, require_entry};
+use super::schema::{self, read_opening, require_event, require_leaf_bytes};
 use super::{Ledger, LedgerError, NodeError, Snapshot};
 
 /// The shared snapshot of a proof batch and a proof (or why not) per query.
@@ -20,7 +23,7 @@ pub type ProofBatch = (
     Vec<Result<ConsentProof, LedgerError>>,
 );
 
-/// Inclusion proof of one entry (the CLI's JSON shape).
+/// Inclusion proof of one leaf (the CLI's JSON shape).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InclusionProof {
@@ -72,7 +75,7 @@ fn mismatch(table: Table, key: Key, why: String) -> LedgerError {
 }
 
 impl Ledger {
-    /// Root of the tree of the first `size` entries.
+    /// Root of the tree of the first `size` leaves.
     pub fn root_at(&self, size: u64) -> Result<Hash, LedgerError> {
         if size > self.size() {
             let log_size = self.size();
@@ -80,13 +83,13 @@ impl Ledger {
         }
         let store = self.store();
         Ok(tlog::tree_hash(
-            &Blake3Hasher,
+            &Sha256Hasher,
             &self.nodes(&*store),
             TreeSize(size),
         )?)
     }
 
-    /// Inclusion proof of entry `index` in the tree of `size` entries (default: current).
+    /// Inclusion proof of leaf `index` in the tree of `size` leaves (default: current).
     pub fn prove_inclusion(
         &self,
         index: u64,
@@ -104,9 +107,9 @@ impl Ledger {
         }
         let store = self.store();
         let nodes = self.nodes(&*store);
-        let path = tlog::prove_inclusion(&Blake3Hasher, &nodes, LeafIndex(index), TreeSize(size))
+        let path = tlog::prove_inclusion(&Sha256Hasher, &nodes, LeafIndex(index), TreeSize(size))
             .map_err(prove_error)?;
-        let leaf = require_entry(&*store, index)?.leaf_hash();
+        let leaf = crate::core::leaf::leaf_hash(&require_leaf_bytes(&*store, index)?);
         Ok(InclusionProof {
             index,
             tree_size: size,
@@ -129,7 +132,7 @@ impl Ledger {
         }
         let store = self.store();
         let nodes = self.nodes(&*store);
-        let path = tlog::prove_consistency(&Blake3Hasher, &nodes, TreeSize(old), TreeSize(new))
+        let path = tlog::prove_consistency(&Sha256Hasher, &nodes, TreeSize(old), TreeSize(new))
             .map_err(prove_error)?;
         Ok(ConsistencyProof {
             old_size: old,
@@ -140,8 +143,8 @@ impl Ledger {
         })
     }
 
-    /// A state-map proof for `key` under the snapshot's checkpoint, checked against its map
-    /// root before it is served (the map's lower levels come from storage).
+    /// A state-map proof for `key` at the snapshot's map leaf, checked against its map root
+    /// before it is served (the map's lower levels come from storage).
     pub fn prove_key(&self, snap: &Snapshot, key: &Hash) -> Result<MapProof, LedgerError> {
         let store = self.store();
         let view = store.view()?;
@@ -156,13 +159,13 @@ impl Ledger {
     ) -> Result<MapProof, LedgerError> {
         let src = LeafSource {
             store: r,
-            as_of: snap.checkpoint.size,
+            as_of: snap.map_index,
             upto: None,
         };
         let proof = snap.map.prove_from(key, &src)?;
-        map::check(&snap.checkpoint.map_root, key, &proof).map_err(|e| {
+        map::check(&snap.map_leaf.map_root, key, &proof).map_err(|e| {
             mismatch(
-                Table::MapLeaf,
+                Table::MapValue,
                 Key::State(*key),
                 format!("state map proof: {e}"),
             )
@@ -170,79 +173,132 @@ impl Ledger {
         Ok(proof)
     }
 
-    /// One event (`entry` is entry `index`, already read) with its opening and inclusion
-    /// proof in the tree of `cp`. Before anything is served, the inclusion path is checked
-    /// against the checkpoint root and the opening against the entry's commitment (hashing
-    /// only), so damaged storage is reported as such instead of being handed out as a proof.
-    /// Returns the opening too, decoded.
-    fn proven_event(
+    /// Leaf `index` with its inclusion proof in the tree of `cp`, the path checked against
+    /// the checkpoint's root before it is served.
+    fn proven_leaf(
         &self,
         r: &dyn View,
         index: u64,
-        entry: &Entry,
         cp: &crate::core::note::SignedCheckpoint,
-    ) -> Result<(ProvenEvent, Opening), LedgerError> {
-        let opening = read_opening(r, index)?.ok_or(Invalid::Erased { index })?;
+    ) -> Result<ProvenLeaf, LedgerError> {
+        let leaf = require_leaf_bytes(r, index)?;
+        let inclusion = self.checked_path(r, index, &crate::core::leaf::leaf_hash(&leaf), cp)?;
+        Ok(ProvenLeaf {
+            index,
+            leaf,
+            inclusion,
+        })
+    }
+
+    /// The genesis leaf and the snapshot's map leaf, proven under its checkpoint (what a
+    /// proof batch's header carries).
+    pub fn anchor(&self, snap: &Snapshot) -> Result<(ProvenLeaf, ProvenLeaf), LedgerError> {
+        let store = self.store();
+        let view = store.view()?;
+        self.anchor_leaves(&*view, snap)
+    }
+
+    /// [`Ledger::anchor`], reading through `r`.
+    fn anchor_leaves(
+        &self,
+        r: &dyn View,
+        snap: &Snapshot,
+    ) -> Result<(ProvenLeaf, ProvenLeaf), LedgerError> {
+        let cp = &snap.checkpoint;
+        Ok((
+            self.proven_leaf(r, 0, cp)?,
+            self.proven_leaf(r, snap.map_index, cp)?,
+        ))
+    }
+
+    /// The inclusion path of leaf `index` (whose hash is `leaf_hash`) under `cp`, checked
+    /// against its root, so damaged storage is reported as such instead of being handed out.
+    fn checked_path(
+        &self,
+        r: &dyn View,
+        index: u64,
+        leaf_hash: &Hash,
+        cp: &crate::core::note::SignedCheckpoint,
+    ) -> Result<Vec<HexHash>, LedgerError> {
         let path = tlog::prove_inclusion(
-            &Blake3Hasher,
+            &Sha256Hasher,
             &self.nodes(r),
             LeafIndex(index),
             TreeSize(cp.size),
         )
         .map_err(|e| {
             mismatch(
-                Table::Entry,
+                Table::Leaf,
                 Key::Index(index),
                 format!("inclusion proof: {e}"),
             )
         })?;
         tlog::check_inclusion(
-            &Blake3Hasher,
+            &Sha256Hasher,
             LeafIndex(index),
             TreeSize(cp.size),
-            &entry.leaf_hash(),
+            leaf_hash,
             &path,
             &cp.root,
         )
         .map_err(|e| {
             mismatch(
-                Table::Entry,
+                Table::Leaf,
                 Key::Index(index),
                 format!("stored data does not match checkpoint root: {e}"),
             )
         })?;
-        if opening.commitment() != entry.commitment {
+        Ok(hexes(path))
+    }
+
+    /// One event leaf (`leaf` is leaf `index`, already read) with its opening and inclusion
+    /// proof in the tree of `cp`. Before anything is served, the inclusion path is checked
+    /// against the checkpoint root and the opening against the leaf's commitment (hashing
+    /// only), so damaged storage is reported as such instead of being handed out as a proof.
+    /// Returns the opening too, decoded.
+    fn proven_event(
+        &self,
+        r: &dyn View,
+        index: u64,
+        leaf: &EventLeaf,
+        cp: &crate::core::note::SignedCheckpoint,
+    ) -> Result<(ProvenEvent, Opening), LedgerError> {
+        let opening = read_opening(r, index)?.ok_or(Invalid::Erased { index })?;
+        let inclusion = self.checked_path(r, index, &leaf.leaf_hash(), cp)?;
+        if opening.commitment() != leaf.commitment {
             return Err(mismatch(
                 Table::Opening,
                 Key::Index(index),
-                format!("does not match the commitment of entry {index}"),
+                format!("does not match the commitment of leaf {index}"),
             ));
         }
         let proven = ProvenEvent {
             index,
-            entry: entry.to_bytes().to_vec(),
+            leaf: Leaf::Event(*leaf).to_bytes(),
             opening: OpeningJson::from(&opening),
-            inclusion: hexes(path),
+            inclusion,
         };
         Ok((proven, opening))
     }
 
-    /// A checkpoint snapshot that covers the whole tree and is not older than `at`, signing
-    /// a fresh checkpoint when the latest does not.
+    /// The latest snapshot if its map leaf is not older than `at`; else a new map leaf is
+    /// appended first (at most one a second: sooner, [`Invalid::MapLeafTooSoon`]). A future
+    /// `at` is refused.
     pub fn snapshot_for(&self, at: u64) -> Result<std::sync::Arc<Snapshot>, LedgerError> {
         let snap = self.latest();
-        if snap.checkpoint.time >= at
-            && snap.checkpoint.size == self.size()
-            && !snap.checkpoint.note.is_empty()
-        {
+        if snap.map_leaf.time >= at && !snap.checkpoint.note.is_empty() {
             return Ok(snap);
+        }
+        let now = self.now_ms();
+        if at > now {
+            return Err(Invalid::FutureAt { at, now }.into());
         }
         self.checkpoint()?;
         Ok(self.latest())
     }
 
-    /// A consent proof for (subject, controller, purpose) at `at` (default now), against a
-    /// checkpoint covering the whole tree; refuses a future `at`.
+    /// A consent proof for (subject, controller, purpose) at `at` (default now), appending a
+    /// map leaf first when the newest is older than `at`; refuses a future `at`.
     pub fn prove_consent(
         &self,
         subject: &[u8; 32],
@@ -256,7 +312,7 @@ impl Ledger {
         self.prove_consent_in(&snap, subject, controller, purpose, at)
     }
 
-    /// A consent proof against a given snapshot (`at` must not be after its checkpoint).
+    /// A consent proof against a given snapshot (`at` must not be after its map leaf).
     pub fn prove_consent_in(
         &self,
         snap: &Snapshot,
@@ -283,22 +339,27 @@ impl Ledger {
         crate::core::event::check_name("controller", controller).map_err(Invalid::Name)?;
         crate::core::event::check_name("purpose", purpose).map_err(Invalid::Name)?;
         let cp = &snap.checkpoint;
-        if at > cp.time {
-            return Err(Invalid::AfterCheckpoint { at, time: cp.time }.into());
+        let time = snap.map_leaf.time;
+        if at > time {
+            return Err(Invalid::AfterMapLeaf { at, time }.into());
+        }
+        let genesis_time = self.genesis().genesis_time;
+        if at < genesis_time {
+            return Err(Invalid::BeforeGenesis { at, genesis_time }.into());
         }
         let key = state_key(subject, controller, purpose);
-        let indices = key_indices(r, &key, cp.size)?;
-        // Entries read while searching, kept for the proofs.
-        let mut read: Vec<(usize, Entry)> = Vec::with_capacity(8);
-        let mut entry = |pos: usize| -> Result<Entry, LedgerError> {
+        let indices = key_indices(r, &key, snap.map_index)?;
+        // Event leaves read while searching, kept for the proofs.
+        let mut read: Vec<(usize, EventLeaf)> = Vec::with_capacity(8);
+        let mut entry = |pos: usize| -> Result<EventLeaf, LedgerError> {
             if let Some((_, e)) = read.iter().find(|(p, _)| *p == pos) {
                 return Ok(*e);
             }
-            let e = require_entry(r, indices[pos])?;
+            let e = require_event(r, indices[pos])?;
             read.push((pos, e));
             Ok(e)
         };
-        // `lo`: how many of the key's entries were integrated at or before `at`.
+        // `lo`: how many of the key's event leaves were integrated at or before `at`.
         // integrated_at never decreases along the log. The common questions (consent now, or
         // before the key's first event) read one or two entries; others search in O(log k).
         let n = indices.len();
@@ -338,9 +399,12 @@ impl Ledger {
         } else {
             Some(self.prove_key_with(r, snap, &key)?)
         };
+        let (genesis, map_leaf) = self.anchor_leaves(r, snap)?;
         Ok(ConsentProof {
             format: PROOF_FORMAT.into(),
             checkpoint: cp.note.clone(),
+            genesis,
+            map_leaf,
             subject: *subject,
             controller: controller.into(),
             purpose: purpose.into(),
@@ -351,13 +415,13 @@ impl Ledger {
         })
     }
 
-    /// All of a person's events under a fresh checkpoint.
+    /// All of a person's events, up to a fresh map leaf.
     pub fn history(&self, subject: &[u8; 32]) -> Result<History, LedgerError> {
         let snap = self.snapshot_for(self.now_ms())?;
         self.history_in(&snap, subject)
     }
 
-    /// All of a person's events under the snapshot's checkpoint.
+    /// All of a person's events up to the snapshot's map leaf.
     pub fn history_in(&self, snap: &Snapshot, subject: &[u8; 32]) -> Result<History, LedgerError> {
         let cp = &snap.checkpoint;
         let store = self.store();
@@ -366,11 +430,11 @@ impl Ledger {
         for kv in scan_prefix(r, Table::SubjectIndex, subject) {
             let (k, _) = kv?;
             let (_, key) = schema::decode_subject_index_key(&k)?;
-            let indices = key_indices(r, &key, cp.size)?;
+            let indices = key_indices(r, &key, snap.map_index)?;
             let mut events = Vec::with_capacity(indices.len());
             let mut first = None;
             for &i in &indices {
-                let entry = require_entry(r, i)?;
+                let entry = require_event(r, i)?;
                 let (pe, opening) = self.proven_event(r, i, &entry, cp)?;
                 first.get_or_insert(opening.event.event);
                 events.push(pe);
@@ -385,9 +449,12 @@ impl Ledger {
                 map: self.prove_key_with(r, snap, &key)?,
             });
         }
+        let (genesis, map_leaf) = self.anchor_leaves(r, snap)?;
         Ok(History {
             format: HISTORY_FORMAT.into(),
             checkpoint: cp.note.clone(),
+            genesis,
+            map_leaf,
             subject: *subject,
             chains,
         })
@@ -395,20 +462,15 @@ impl Ledger {
 }
 
 impl Ledger {
-    /// Entries `start..end` (clamped to the log) with openings when asked.
+    /// Leaves `start..end` (clamped to the log) with the openings of event leaves when
+    /// asked.
     #[allow(clippy::type_complexity)]
     pub fn read_range(
         &self,
         start: u64,
         end: u64,
         openings: bool,
-    ) -> Result<
-        Vec<(
-            crate::core::entry::Entry,
-            Option<crate::core::entry::Opening>,
-        )>,
-        LedgerError,
-    > {
+    ) -> Result<Vec<(Leaf, Option<Opening>)>, LedgerError> {
         let end = end.min(self.size());
         if start >= end {
             return Ok(Vec::new());
@@ -461,7 +523,8 @@ impl Ledger {
     }
 
     /// One query of a proof batch, read through `view` (from [`Store::view`], taken once per
-    /// run of queries on a thread); `at` defaults to `now`, and a future `at` is refused.
+    /// run of queries on a thread); `at` defaults to the map leaf's time, an `at` after `now`
+    /// is refused, and so is one after the map leaf.
     pub fn prove_query_with(
         &self,
         view: &Result<Box<dyn View + '_>, StoreError>,
@@ -469,7 +532,7 @@ impl Ledger {
         now: u64,
         q: &crate::core::proof_batch::BatchQuery,
     ) -> Result<ConsentProof, LedgerError> {
-        let at = not_future(q.at, now)?;
+        let at = not_future(q.at, now)?.min(q.at.unwrap_or(snap.map_leaf.time));
         let r = view
             .as_deref()
             .map_err(|e| LedgerError::Store(StoreError::Engine(e.to_string())))?;
@@ -485,7 +548,7 @@ fn not_future(at: Option<u64>, now: u64) -> Result<u64, LedgerError> {
     }
 }
 
-/// Indices of the entries of `key` below `size`, in log order.
+/// Indices of the event leaves of `key` below `size`, in log order.
 fn key_indices(r: &dyn View, key: &Hash, size: u64) -> Result<Vec<u64>, LedgerError> {
     let mut out = Vec::new();
     for kv in scan_prefix(r, Table::KeyIndex, key) {

@@ -1,9 +1,10 @@
 //! Read-only access to a ledger directory without rebuilding or trusting its state, for the
-//! auditor: entries, openings and checkpoints exactly as stored.
+//! auditor: leaves, openings and checkpoints exactly as stored.
 
 use std::path::Path;
 
-use crate::core::entry::{Entry, Opening};
+use crate::core::leaf::Leaf;
+use crate::core::opening::Opening;
 use crate::store::{Store, Table, View};
 
 use super::error::Key;
@@ -33,10 +34,10 @@ impl RawLedger {
         })
     }
 
-    /// Entries stored at or past the recorded size (there should be none).
-    pub fn entries_beyond_size(&self) -> Result<u64, LedgerError> {
+    /// Leaves stored at or past the recorded size (there should be none).
+    pub fn leaves_beyond_size(&self) -> Result<u64, LedgerError> {
         let mut n = 0;
-        for r in self.store.scan(Table::Entry, &index_key(self.size), None) {
+        for r in self.store.scan(Table::Leaf, &index_key(self.size), None) {
             r?;
             n += 1;
         }
@@ -48,13 +49,13 @@ impl RawLedger {
         checkpoint_notes(self.store.as_ref())
     }
 
-    /// Entries `start..end` with their openings (None where erased).
+    /// Leaves `start..end` with the openings of event leaves (None where erased).
     #[allow(clippy::type_complexity)]
-    pub fn entries(
+    pub fn leaves(
         &self,
         start: u64,
         end: u64,
-    ) -> Result<Vec<(Entry, Option<Opening>)>, LedgerError> {
+    ) -> Result<Vec<(Leaf, Option<Opening>)>, LedgerError> {
         read_range(self.store.as_ref(), start, end, true)
     }
 }
@@ -85,25 +86,25 @@ pub fn checkpoint_range(
     })
 }
 
-/// Entries `start..end` in order, with their openings when `openings` (None where erased). A
-/// missing or undecodable entry or opening is an error naming its index.
+/// Leaves `start..end` in order, with the openings of event leaves when `openings` (None
+/// where erased). A missing or undecodable leaf or opening is an error naming its index.
 #[allow(clippy::type_complexity)]
 pub fn read_range(
     store: &dyn Store,
     start: u64,
     end: u64,
     openings: bool,
-) -> Result<Vec<(Entry, Option<Opening>)>, LedgerError> {
+) -> Result<Vec<(Leaf, Option<Opening>)>, LedgerError> {
     let mut out = Vec::with_capacity(end.saturating_sub(start) as usize);
     let mut expect = start;
     let (from, to) = (index_key(start), index_key(end));
     let mut ops = openings.then(|| store.scan(Table::Opening, &from, Some(&to)).peekable());
-    for r in store.scan(Table::Entry, &from, Some(&to)) {
+    for r in store.scan(Table::Leaf, &from, Some(&to)) {
         let (k, v) = r?;
         if k != index_key(expect) {
-            return Err(LedgerError::missing(Table::Entry, Key::Index(expect)));
+            return Err(LedgerError::missing(Table::Leaf, Key::Index(expect)));
         }
-        let e = schema::decode_entry(expect, &v)?;
+        let e = schema::decode_leaf(expect, &v)?;
         let mut opening = None;
         if let Some(ops) = ops.as_mut() {
             if matches!(ops.peek(), Some(Ok((ok, _))) if *ok == k) {
@@ -115,7 +116,7 @@ pub fn read_range(
         expect += 1;
     }
     if start < end && expect != end {
-        return Err(LedgerError::missing(Table::Entry, Key::Index(expect)));
+        return Err(LedgerError::missing(Table::Leaf, Key::Index(expect)));
     }
     Ok(out)
 }

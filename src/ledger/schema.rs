@@ -4,17 +4,18 @@
 //!
 //! | table | key | value |
 //! |---|---|---|
-//! | `Meta` | a name ([`ORIGIN`], [`SIZE`], [`MAP_LEAVES`]) | origin UTF-8; size u64 LE; `1` |
-//! | `Entry` | index u64 BE | [`Entry`] bytes |
+//! | `Meta` | a name ([`ORIGIN`], [`SIZE`], [`FORMAT`]) | origin UTF-8; size u64 LE; `2` |
+//! | `Leaf` | index u64 BE | [`Leaf`] bytes |
 //! | `Opening` | index u64 BE | [`Opening`] bytes (erasable) |
 //! | `Node` | level u8 (≥ 1) ‖ index u64 BE | hash |
 //! | `KeyIndex` | state key ‖ seq u64 BE | index u64 LE ‖ event hash |
 //! | `SubjectIndex` | subject ‖ state key | empty |
 //! | `Checkpoint` | number u64 BE | note text, UTF-8 |
-//! | `MapLeaf` | state key | index u64 LE ‖ leaf hash |
+//! | `MapValue` | state key | index u64 LE ‖ leaf hash |
 
-use crate::core::entry::{Entry, Opening};
 use crate::core::hash::Hash;
+use crate::core::leaf::{EventLeaf, Leaf, MapLeaf};
+use crate::core::opening::Opening;
 use crate::core::map::MapValue;
 use crate::core::rules::Head;
 use crate::store::{Table, View};
@@ -25,12 +26,11 @@ use super::error::{CorruptKind, Key, LedgerError};
 pub const ORIGIN: &[u8] = b"origin";
 /// `Meta`: the number of entries.
 pub const SIZE: &[u8] = b"size";
-/// `Meta`: marks a ledger whose `MapLeaf` table is written (ledgers made before it existed
-/// get it on their first open).
-pub const MAP_LEAVES: &[u8] = b"map_leaves";
-/// The value of [`MAP_LEAVES`].
-pub const MAP_LEAVES_DONE: &[u8] = b"1";
-
+/// `Meta`: the format version of the ledger's leaves, [`FORMAT_VERSION`] (a ledger without
+/// it was written by format v1, which this version does not read).
+pub const FORMAT: &[u8] = b"format";
+/// The value of [`FORMAT`].
+pub const FORMAT_VERSION: &[u8] = b"2";
 fn malformed(table: Table, key: Key, why: impl Into<String>) -> LedgerError {
     LedgerError::corrupt(table, key, CorruptKind::Malformed(why.into()))
 }
@@ -91,9 +91,9 @@ pub fn read_origin_and_size(r: &dyn View) -> Result<(String, u64), LedgerError> 
     Ok((decode_origin(origin)?, decode_size(&size)?))
 }
 
-// ---- Entry, Opening, Checkpoint: numbered records ----
+// ---- Leaf, Opening, Checkpoint: numbered records ----
 
-/// Key of entry, opening or checkpoint number `i`.
+/// Key of leaf, opening or checkpoint number `i`.
 pub fn index_key(i: u64) -> [u8; 8] {
     i.to_be_bytes()
 }
@@ -103,12 +103,22 @@ pub fn decode_index_key(table: Table, k: &[u8]) -> Result<u64, LedgerError> {
     u64_be(k).map_err(|e| malformed(table, Key::Raw(k.to_vec()), e))
 }
 
-/// Decodes entry `index`.
-pub fn decode_entry(index: u64, v: &[u8]) -> Result<Entry, LedgerError> {
-    Entry::decode(v).map_err(|e| malformed(Table::Entry, Key::Index(index), e.to_string()))
+/// Decodes leaf `index`.
+pub fn decode_leaf(index: u64, v: &[u8]) -> Result<Leaf, LedgerError> {
+    Leaf::decode(v).map_err(|e| malformed(Table::Leaf, Key::Index(index), e.to_string()))
 }
 
-/// Decodes the opening of entry `index`.
+/// Decodes leaf `index`, which must be an event leaf.
+pub fn decode_event(index: u64, v: &[u8]) -> Result<EventLeaf, LedgerError> {
+    Leaf::decode_event(v).map_err(|e| malformed(Table::Leaf, Key::Index(index), e.to_string()))
+}
+
+/// Decodes leaf `index`, which must be a map leaf.
+pub fn decode_map(index: u64, v: &[u8]) -> Result<MapLeaf, LedgerError> {
+    Leaf::decode_map(v).map_err(|e| malformed(Table::Leaf, Key::Index(index), e.to_string()))
+}
+
+/// Decodes the opening of leaf `index`.
 pub fn decode_opening(index: u64, v: &[u8]) -> Result<Opening, LedgerError> {
     Opening::decode(v).map_err(|e| malformed(Table::Opening, Key::Index(index), e.to_string()))
 }
@@ -125,17 +135,33 @@ pub fn decode_checkpoint_pair(k: &[u8], v: Vec<u8>) -> Result<(u64, String), Led
     Ok((n, decode_checkpoint(n, v)?))
 }
 
-/// Entry `index` as read through `r`.
-pub fn read_entry(r: &dyn View, index: u64) -> Result<Option<Entry>, LedgerError> {
-    match r.get(Table::Entry, &index_key(index))? {
+/// Leaf `index` as read through `r`.
+pub fn read_leaf(r: &dyn View, index: u64) -> Result<Option<Leaf>, LedgerError> {
+    match r.get(Table::Leaf, &index_key(index))? {
         None => Ok(None),
-        Some(v) => decode_entry(index, &v).map(Some),
+        Some(v) => decode_leaf(index, &v).map(Some),
     }
 }
 
-/// Entry `index`, which must be there.
-pub fn require_entry(r: &dyn View, index: u64) -> Result<Entry, LedgerError> {
-    read_entry(r, index)?.ok_or_else(|| LedgerError::missing(Table::Entry, Key::Index(index)))
+/// The bytes of leaf `index`, which must be there.
+pub fn require_leaf_bytes(r: &dyn View, index: u64) -> Result<Vec<u8>, LedgerError> {
+    r.get(Table::Leaf, &index_key(index))?
+        .ok_or_else(|| LedgerError::missing(Table::Leaf, Key::Index(index)))
+}
+
+/// Leaf `index`, which must be there.
+pub fn require_leaf(r: &dyn View, index: u64) -> Result<Leaf, LedgerError> {
+    decode_leaf(index, &require_leaf_bytes(r, index)?)
+}
+
+/// Event leaf `index`, which must be there.
+pub fn require_event(r: &dyn View, index: u64) -> Result<EventLeaf, LedgerError> {
+    decode_event(index, &require_leaf_bytes(r, index)?)
+}
+
+/// Map leaf `index`, which must be there.
+pub fn require_map(r: &dyn View, index: u64) -> Result<MapLeaf, LedgerError> {
+    decode_map(index, &require_leaf_bytes(r, index)?)
 }
 
 /// The opening of `index` as read through `r`, if it was not erased.
@@ -236,9 +262,9 @@ pub fn map_leaf_value(v: &MapValue) -> [u8; 40] {
 
 /// Decodes a `MapLeaf` pair.
 pub fn decode_map_leaf(k: &[u8], v: &[u8]) -> Result<(Hash, MapValue), LedgerError> {
-    let key: Hash = exact(k).map_err(|e| malformed(Table::MapLeaf, Key::Raw(k.to_vec()), e))?;
+    let key: Hash = exact(k).map_err(|e| malformed(Table::MapValue, Key::Raw(k.to_vec()), e))?;
     let (index, leaf_hash) =
-        decode_index_hash(v).map_err(|e| malformed(Table::MapLeaf, Key::State(key), e))?;
+        decode_index_hash(v).map_err(|e| malformed(Table::MapValue, Key::State(key), e))?;
     Ok((key, MapValue { index, leaf_hash }))
 }
 
@@ -268,7 +294,7 @@ mod tests {
     #[test]
     fn numbered_keys_round_trip_in_order() {
         for i in [0, 1, 255, 256, u64::MAX] {
-            assert_eq!(decode_index_key(Table::Entry, &index_key(i)).unwrap(), i);
+            assert_eq!(decode_index_key(Table::Leaf, &index_key(i)).unwrap(), i);
         }
         // Big-endian: byte order is number order, so scans run in log order.
         assert!(index_key(255) < index_key(256));
@@ -283,9 +309,9 @@ mod tests {
     }
 
     #[test]
-    fn damaged_entries_and_openings_are_named() {
-        let c = corrupt(decode_entry(4, &[1, 2, 3]).unwrap_err());
-        assert_eq!((c.table, c.key), (Table::Entry, Key::Index(4)));
+    fn damaged_leaves_and_openings_are_named() {
+        let c = corrupt(decode_leaf(4, &[1, 2, 3]).unwrap_err());
+        assert_eq!((c.table, c.key), (Table::Leaf, Key::Index(4)));
         assert!(matches!(c.what, CorruptKind::Malformed(_)));
         let c = corrupt(decode_opening(5, &[9; 10]).unwrap_err());
         assert_eq!((c.table, c.key), (Table::Opening, Key::Index(5)));
@@ -348,7 +374,7 @@ mod tests {
         let v = map_leaf_value(&value);
         assert_eq!(decode_map_leaf(&[6; 32], &v).unwrap(), ([6; 32], value));
         let c = corrupt(decode_map_leaf(&[6; 32], &v[..20]).unwrap_err());
-        assert_eq!((c.table, c.key), (Table::MapLeaf, Key::State([6; 32])));
+        assert_eq!((c.table, c.key), (Table::MapValue, Key::State([6; 32])));
         let c = corrupt(decode_map_leaf(&[6; 31], &v).unwrap_err());
         assert_eq!(c.key, Key::Raw(vec![6; 31]));
     }

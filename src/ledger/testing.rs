@@ -2,7 +2,7 @@
 
 use super::clock::ManualClock;
 use super::*;
-use crate::core::event::{ConsentEvent, SignedEvent, EVENT_VERSION};
+use crate::core::event::{ConsentEvent, SignedEvent};
 use crate::store::{Engine, ScanIter, StoreError, WriteBatch};
 
 pub const ORIGIN: &str = "unit.example/log";
@@ -58,17 +58,17 @@ pub fn ledger() -> TestLedger {
 /// An opt-in of `key` for ("c.example", "p").
 pub fn event(key: &SigningKey, seq: u64, prev: Option<Hash>, issued_at: u64) -> SignedEvent {
     ConsentEvent {
-        version: EVENT_VERSION,
-        log: ORIGIN.into(),
-        subject: key.verifying_key().to_bytes(),
-        controller: "c.example".into(),
-        purpose: "p".into(),
-        decision: 1,
         seq,
         prev,
-        issued_at,
-        expires_at: None,
-        notice: None,
+        ..ConsentEvent::next(
+            ORIGIN,
+            key.verifying_key().to_bytes(),
+            ("c.example", "p"),
+            true,
+            None,
+            issued_at,
+            None,
+        )
     }
     .sign(key)
 }

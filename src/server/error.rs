@@ -6,7 +6,7 @@ use axum::Json;
 
 use crate::api::{ErrorBody, ErrorDetail};
 use crate::core::reject::Reject;
-use crate::ledger::LedgerError;
+use crate::ledger::{Invalid, LedgerError};
 
 /// An error answered to a client.
 #[derive(Debug)]
@@ -93,6 +93,15 @@ impl From<&Reject> for ApiError {
 impl From<LedgerError> for ApiError {
     fn from(e: LedgerError) -> Self {
         match e {
+            LedgerError::Invalid(Invalid::MapLeafTooSoon { retry_after_ms }) => {
+                let mut e = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "map_leaf_pending",
+                    "no map leaf covers that time yet; retry shortly",
+                );
+                e.retry_after = Some(retry_after_ms.div_ceil(1000).max(1));
+                e
+            }
             LedgerError::Invalid(m) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m)
             }

@@ -158,7 +158,7 @@ impl Metrics {
         let snap = ledger.latest();
         self.tree_size.set(ledger.size() as i64);
         self.checkpoint_size.set(snap.checkpoint.size as i64);
-        let age = clock::now_ms().saturating_sub(snap.checkpoint.time) as f64 / 1000.0;
+        let age = clock::now_ms().saturating_sub(snap.map_leaf.time) as f64 / 1000.0;
         self.checkpoint_age.set(age);
         let mut out = String::new();
         prometheus_text::encode(&mut out, &self.registry).expect("writing to a String");

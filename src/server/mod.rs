@@ -162,7 +162,7 @@ impl App {
     /// Starts the sequencer and the heartbeat for `ledger` with `cfg`'s batching, checkpoint,
     /// timeout and body settings (its directory and listen address are not used here).
     pub fn new(ledger: Arc<Ledger>, cfg: &ServeConfig, auth: Auth) -> Result<App, String> {
-        let cp = ledger.checkpoint().map_err(|e| e.to_string())?;
+        let cp = ledger.checkpoint_all().map_err(|e| e.to_string())?;
         let metrics = Arc::new(metrics::Metrics::default());
         let (covered_tx, covered) = watch::channel(cp.size);
         let heartbeat = heartbeat::Heartbeat::start(
@@ -268,9 +268,9 @@ pub async fn serve_on(
     accept(listener, app.router(), cfg, shutdown).await;
     // No new requests: finish every queued append, then a final checkpoint.
     app.stop();
-    let cp = ledger.checkpoint().map_err(|e| e.to_string())?;
+    let cp = ledger.checkpoint_all().map_err(|e| e.to_string())?;
     say(&format!(
-        "stopped: final checkpoint covers {} entries",
+        "stopped: final checkpoint covers {} leaves",
         cp.size
     ));
     Ok(())

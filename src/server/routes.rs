@@ -15,12 +15,14 @@ use super::sequencer::SubmitError;
 use super::AppState;
 use crate::api::schema::{ConsentProofSchema, HistorySchema};
 use crate::api::*;
-use crate::core::entry::{Entry, Opening};
+use crate::core::leaf::Leaf;
+use crate::core::opening::Opening;
 use crate::core::event::{check_name, state_key, EventJson, SignedEvent};
 use crate::core::history::History;
 use crate::core::proof::{ConsentProof, OpeningJson};
 use crate::core::reject::Reject;
-use crate::ledger::{clock, precheck, precheck_one, Outcome};
+use crate::ledger::{clock, precheck, precheck_one, Invalid, Ledger, LedgerError, Outcome, Snapshot};
+use std::sync::Arc;
 
 fn future_at() -> ApiError {
     ApiError::new(
@@ -52,6 +54,29 @@ pub async fn fallback(uri: Uri) -> ApiError {
 fn check_names(controller: &str, purpose: &str) -> Result<(), ApiError> {
     check_name("controller", controller).map_err(ApiError::bad_request)?;
     check_name("purpose", purpose).map_err(ApiError::bad_request)
+}
+
+/// The snapshot a proof at `at` is answered from: the latest if its map leaf is not older
+/// than `at`. Without `at` ("now"), the latest if nothing was appended after its map leaf (the
+/// state at its time is then the state now). Otherwise a map leaf is appended; when the last
+/// one is under a second old, this waits for it once (at most a second) and then answers 503
+/// with Retry-After. Runs on the blocking pool.
+fn snapshot(ledger: &Ledger, at: Option<u64>) -> Result<Arc<Snapshot>, ApiError> {
+    let latest = ledger.latest();
+    let want = match at {
+        Some(at) => at,
+        None if ledger.size() > latest.checkpoint.size => ledger.now_ms(),
+        None => 0,
+    };
+    match ledger.snapshot_for(want) {
+        Err(LedgerError::Invalid(Invalid::MapLeafTooSoon { retry_after_ms }))
+            if retry_after_ms <= 1_000 =>
+        {
+            std::thread::sleep(std::time::Duration::from_millis(retry_after_ms));
+            Ok(ledger.snapshot_for(want)?)
+        }
+        other => Ok(other?),
+    }
 }
 
 async fn blocking<T: Send + 'static>(
@@ -303,7 +328,7 @@ async fn rows<R: Send + 'static>(
     start: u64,
     end: u64,
     openings: bool,
-    row: fn(u64, &Entry, Option<&Opening>) -> R,
+    row: fn(u64, &Leaf, Option<&Opening>) -> R,
 ) -> Result<(u64, Vec<R>), ApiError> {
     let ledger = st.ledger.clone();
     let read = blocking(move || Ok(ledger.read_range(start, end, openings)?)).await?;
@@ -329,7 +354,7 @@ pub async fn get_entries(
     let (start, end) = page(&q, st.ledger.size())?;
     let (end, entries) = rows(&st, start, end, false, |index, e, _| EntryRow {
         index,
-        entry: e.to_bytes().to_vec(),
+        entry: e.to_bytes(),
         leaf_hash: e.leaf_hash(),
     })
     .await?;
@@ -363,7 +388,7 @@ pub async fn get_export(
     let (start, end) = page(&q?.0, st.ledger.size())?;
     let (end, entries) = rows(&st, start, end, true, |index, e, o| ExportRow {
         index,
-        entry: e.to_bytes().to_vec(),
+        entry: e.to_bytes(),
         opening: o.map(OpeningJson::from),
     })
     .await?;
@@ -440,11 +465,8 @@ pub async fn get_consent(
         if q.at.is_some_and(|at| at > clock::now_ms()) {
             return Err(future_at());
         }
-        // Without `at`, the latest checkpoint answers if it covers the whole tree: the state
-        // at its time is the state now (later entries are integrated after it), so a read
-        // signs a checkpoint only when the log grew since the last one.
-        let snap = ledger.snapshot_for(q.at.unwrap_or(0))?;
-        let at = q.at.unwrap_or(snap.checkpoint.time);
+        let snap = snapshot(&ledger, q.at)?;
+        let at = q.at.unwrap_or(snap.map_leaf.time);
         Ok(ledger.prove_consent_in(&snap, &q.subject, &q.controller, &q.purpose, at)?)
     })
     .await?;
@@ -490,10 +512,15 @@ pub async fn post_consent(
         {
             return Err(future_at());
         }
-        let latest_at = req.queries.iter().filter_map(|qu| qu.at).max().unwrap_or(0);
-        let snap = ledger.snapshot_for(latest_at)?;
-        // Queries without `at` are answered as of the shared checkpoint's time.
-        let now = snap.checkpoint.time;
+        let latest_at = req.queries.iter().filter_map(|qu| qu.at).max();
+        let all_timed = req.queries.iter().all(|qu| qu.at.is_some());
+        let snap = snapshot(&ledger, if all_timed { latest_at } else { None })?;
+        let snap = match latest_at {
+            Some(at) if at > snap.map_leaf.time => snapshot(&ledger, Some(at))?,
+            _ => snap,
+        };
+        // Queries without `at` are answered as of the shared map leaf's time.
+        let now = snap.map_leaf.time;
         let proofs = req
             .queries
             .iter()
@@ -537,7 +564,7 @@ pub async fn get_history(
         .require_subject(&headers, "GET", &path_and_query(&uri), &subject)?;
     let ledger = st.ledger.clone();
     let h = blocking(move || {
-        let snap = ledger.snapshot_for(0)?;
+        let snap = snapshot(&ledger, None)?;
         Ok(ledger.history_in(&snap, &subject)?)
     })
     .await?;

@@ -17,12 +17,12 @@ use std::path::Path;
 pub enum Table {
     /// Ledger settings and counters (`origin`, `size`).
     Meta = 0,
-    /// index (u64 BE) → Entry bytes.
-    Entry = 1,
+    /// index (u64 BE) → leaf bytes (genesis, event or map leaf: docs/FORMAT.md §3).
+    Leaf = 1,
     /// index (u64 BE) → Opening bytes (nonce || SignedEvent). Erasable.
     Opening = 2,
     /// level (u8, ≥ 1) || index (u64 BE) → hash of a complete subtree. Level 0 (leaf hashes)
-    /// is not stored: it is the hash of the entry.
+    /// is not stored: it is the hash of the leaf.
     Node = 3,
     /// state key || seq (u64 BE) → index (u64 LE) || event hash: every event of a key in chain
     /// order. The last one is the key's head; a lookup by seq finds resubmissions.
@@ -31,22 +31,22 @@ pub enum Table {
     SubjectIndex = 7,
     /// checkpoint number (u64 BE) → note text.
     Checkpoint = 8,
-    /// state key → index (u64 LE) || leaf hash: every key's latest entry, the state map's
-    /// leaves (the map keeps only its upper levels in memory).
-    MapLeaf = 9,
+    /// state key → index (u64 LE) || leaf hash: every key's latest event leaf, the state
+    /// map's values (the map keeps only its upper levels in memory).
+    MapValue = 9,
 }
 
 impl Table {
     /// Every table.
     pub const ALL: [Table; 8] = [
         Table::Meta,
-        Table::Entry,
+        Table::Leaf,
         Table::Opening,
         Table::Node,
         Table::KeyIndex,
         Table::SubjectIndex,
         Table::Checkpoint,
-        Table::MapLeaf,
+        Table::MapValue,
     ];
 }
 
@@ -300,18 +300,18 @@ mod tests {
             let mut b = WriteBatch::new();
             for i in 0u8..10 {
                 b.put(Table::KeyIndex, vec![1, i], vec![i; 3]);
-                b.put(Table::Entry, vec![i], vec![i]);
+                b.put(Table::Leaf, vec![i], vec![i]);
             }
             store.commit(b).expect("commit");
             let view = store.view().expect("view");
-            for t in [Table::KeyIndex, Table::Entry, Table::Opening] {
+            for t in [Table::KeyIndex, Table::Leaf, Table::Opening] {
                 assert_eq!(
                     pairs(view.scan(t, &[], None)),
                     pairs(store.scan(t, &[], None)),
                     "{engine}: scan of {t:?}"
                 );
             }
-            assert_eq!(view.get(Table::Entry, &[4]).expect("get"), Some(vec![4]));
+            assert_eq!(view.get(Table::Leaf, &[4]).expect("get"), Some(vec![4]));
             assert_eq!(view.get(Table::Opening, &[4]).expect("get"), None);
             assert_eq!(
                 view.last_with_prefix(Table::KeyIndex, &[1]).expect("last"),
@@ -326,10 +326,10 @@ mod tests {
             drop(view);
             // A later view sees a later commit.
             let mut b = WriteBatch::new();
-            b.delete(Table::Entry, vec![4]);
+            b.delete(Table::Leaf, vec![4]);
             store.commit(b).expect("commit");
             let view = store.view().expect("view");
-            assert_eq!(view.get(Table::Entry, &[4]).expect("get"), None, "{engine}");
+            assert_eq!(view.get(Table::Leaf, &[4]).expect("get"), None, "{engine}");
         }
     }
 }

@@ -240,10 +240,10 @@ fn tampered_entry_bytes_are_caught_with_their_index() {
         let b = build(4, &[3, 4, 2, 3], true);
         assert_clean(&b);
         tamper(&b.dir, |st, batch| {
-            let mut v = get(st, Table::Entry, i);
+            let mut v = get(st, Table::Leaf, i);
             assert_eq!(v.len(), 73);
             v[off] ^= x;
-            batch.put(Table::Entry, i.to_be_bytes().to_vec(), v);
+            batch.put(Table::Leaf, i.to_be_bytes().to_vec(), v);
         });
         let r = b.audit_cli();
         let entry = format!("entry {i}");
@@ -286,9 +286,9 @@ fn tampered_entry_without_openings_is_caught_by_the_checkpoint_root() {
         for i in 0..8u64 {
             batch.delete(Table::Opening, i.to_be_bytes().to_vec());
         }
-        let mut v = get(st, Table::Entry, 5);
+        let mut v = get(st, Table::Leaf, 5);
         v[60] ^= 0x01;
-        batch.put(Table::Entry, 5u64.to_be_bytes().to_vec(), v);
+        batch.put(Table::Leaf, 5u64.to_be_bytes().to_vec(), v);
     });
     let r = b.audit_cli();
     assert_caught(
@@ -314,7 +314,7 @@ fn tampered_entry_without_openings_is_caught_by_the_checkpoint_root() {
 fn missing_entry_is_an_error_naming_it() {
     let b = build(2, &[3, 3], true);
     tamper(&b.dir, |_, batch| {
-        batch.delete(Table::Entry, 4u64.to_be_bytes().to_vec());
+        batch.delete(Table::Leaf, 4u64.to_be_bytes().to_vec());
     });
     let r = b.audit_cli();
     assert_caught(&r, &["entry 4 is missing"]);
@@ -415,7 +415,7 @@ fn operator_rewrite(b: &Built, f: impl FnOnce(&mut Vec<(Entry, Option<Opening>)>
     let mut batch = WriteBatch::new();
     for (i, (e, o)) in all.iter().enumerate() {
         let k = (i as u64).to_be_bytes().to_vec();
-        batch.put(Table::Entry, k.clone(), e.to_bytes().to_vec());
+        batch.put(Table::Leaf, k.clone(), e.to_bytes().to_vec());
         match o {
             Some(o) => batch.put(Table::Opening, k, o.to_bytes()),
             None => batch.delete(Table::Opening, k),
@@ -927,9 +927,9 @@ fn entries_stored_beyond_the_recorded_size_fail_a_dir_audit() {
     // itself refuses to open such a directory); a dir audit must not call it clean.
     let b = build(2, &[2, 2], true);
     tamper(&b.dir, |st, batch| {
-        let e = get(st, Table::Entry, 3);
+        let e = get(st, Table::Leaf, 3);
         let o = get(st, Table::Opening, 3);
-        batch.put(Table::Entry, 4u64.to_be_bytes().to_vec(), e);
+        batch.put(Table::Leaf, 4u64.to_be_bytes().to_vec(), e);
         batch.put(Table::Opening, 4u64.to_be_bytes().to_vec(), o);
     });
     wait_unlocked(&b.dir);

@@ -75,7 +75,7 @@ fn a_damaged_entry_is_never_served_and_fsck_names_it() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("l");
     build(&dir);
-    damage(&dir, Table::Entry, &4u64.to_be_bytes(), 10);
+    damage(&dir, Table::Leaf, &4u64.to_be_bytes(), 10);
     // Opening checks the latest checkpoint against the stored nodes and map leaves, not every
     // entry: a damaged entry in the middle of the log is caught when it would be served.
     let l = Ledger::open(&dir).expect("open reads no entry but the last");
@@ -221,7 +221,7 @@ fn a_damaged_map_leaf_is_caught_at_open_and_while_serving_and_fsck_names_it() {
         (l.entry(0).unwrap().unwrap().key, o.event.event.subject)
     };
     // At rest: opening rebuilds the state map from its stored leaves and compares the root.
-    damage(&dir, Table::MapLeaf, &key, 20);
+    damage(&dir, Table::MapValue, &key, 20);
     let msg = Ledger::open(&dir)
         .err()
         .expect("a damaged map leaf must not open")
@@ -239,15 +239,15 @@ fn a_damaged_map_leaf_is_caught_at_open_and_while_serving_and_fsck_names_it() {
         )),
         "{text}"
     );
-    damage(&dir, Table::MapLeaf, &key, 20); // flipped back
+    damage(&dir, Table::MapValue, &key, 20); // flipped back
                                             // While serving: the leaves loaded for a proof must hash to the map's node in memory.
     let l = Ledger::open(&dir).unwrap();
     let snap = l.latest();
     let store = l.store();
-    let mut v = store.get(Table::MapLeaf, &key).unwrap().unwrap();
+    let mut v = store.get(Table::MapValue, &key).unwrap().unwrap();
     v[20] ^= 1;
     let mut b = WriteBatch::new();
-    b.put(Table::MapLeaf, key.to_vec(), v);
+    b.put(Table::MapValue, key.to_vec(), v);
     store.commit(b).unwrap();
     let err = l
         .prove_consent_in(&snap, &subject, C, P, snap.checkpoint.time)
@@ -266,15 +266,15 @@ fn a_ledger_without_map_leaves_gets_them_on_open() {
     {
         let s = consentlog::ledger::open_store(&dir).unwrap();
         let mut b = WriteBatch::new();
-        for r in s.scan(Table::MapLeaf, &[], None) {
-            b.delete(Table::MapLeaf, r.unwrap().0);
+        for r in s.scan(Table::MapValue, &[], None) {
+            b.delete(Table::MapValue, r.unwrap().0);
         }
         b.delete(Table::Meta, b"map_leaves".to_vec());
         s.commit(b).unwrap();
-        assert_eq!(s.scan(Table::MapLeaf, &[], None).count(), 0);
+        assert_eq!(s.scan(Table::MapValue, &[], None).count(), 0);
     }
     let l = Ledger::open(&dir).unwrap();
-    assert_eq!(l.store().scan(Table::MapLeaf, &[], None).count(), 3);
+    assert_eq!(l.store().scan(Table::MapValue, &[], None).count(), 3);
     let snap = l.latest();
     for p in &people {
         let subject = p.verifying_key().to_bytes();
