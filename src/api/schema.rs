@@ -15,7 +15,12 @@ use crate::ledger::{ConsistencyProof, InclusionProof};
 #[derive(ToSchema)]
 #[schema(as = Event)]
 pub struct EventSchema {
+    /// 2.
     version: u8,
+    /// `decision` (other kinds are reserved).
+    kind: String,
+    /// `subject` (other signers are reserved).
+    signer: String,
     log: String,
     /// The person's public key (hex).
     subject: String,
@@ -53,13 +58,23 @@ pub struct OpeningSchema {
     event: String,
 }
 
-/// A logged event with its opening and inclusion path.
+/// A leaf of the log (hex) with its index and RFC 6962 inclusion path.
+#[allow(dead_code)]
+#[derive(ToSchema)]
+#[schema(as = ProvenLeaf)]
+pub struct ProvenLeafSchema {
+    index: u64,
+    leaf: String,
+    inclusion: Vec<String>,
+}
+
+/// An event leaf with its opening and inclusion path.
 #[allow(dead_code)]
 #[derive(ToSchema)]
 #[schema(as = ProvenEvent)]
 pub struct ProvenEventSchema {
     index: u64,
-    entry: String,
+    leaf: String,
     opening: OpeningSchema,
     inclusion: Vec<String>,
 }
@@ -82,6 +97,8 @@ pub struct MapProofSchema {
 pub struct ConsentProofSchema {
     format: String,
     checkpoint: String,
+    genesis: ProvenLeafSchema,
+    map_leaf: ProvenLeafSchema,
     subject: String,
     controller: String,
     purpose: String,
@@ -110,6 +127,8 @@ pub struct ChainSchema {
 pub struct HistorySchema {
     format: String,
     checkpoint: String,
+    genesis: ProvenLeafSchema,
+    map_leaf: ProvenLeafSchema,
     subject: String,
     chains: Vec<ChainSchema>,
 }

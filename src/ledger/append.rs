@@ -392,10 +392,12 @@ mod tests {
         let late = event(&key, 1, Some(first.event_hash()), T0);
         let out = l.append(vec![Ok(late)]).unwrap();
         assert!(matches!(out[0], Outcome::Rejected(Reject::IssuedAt { .. })));
-        // Entries are integrated strictly after the latest checkpoint, even on a stopped clock.
-        let cp = l.checkpoint().unwrap();
-        let next = event(&key, 1, Some(first.event_hash()), cp.time);
-        assert_eq!(t.accept(vec![next])[0].integrated_at, cp.time + 1);
+        // Event leaves are integrated strictly after the latest map leaf, even on a stopped
+        // clock.
+        l.checkpoint().unwrap();
+        let time = l.latest().map_leaf.time;
+        let next = event(&key, 1, Some(first.event_hash()), time);
+        assert_eq!(t.accept(vec![next])[0].integrated_at, time + 1);
     }
 
     #[test]
@@ -414,7 +416,8 @@ mod tests {
         // Again later: read back from the log.
         let out = t.ledger.append(vec![Ok(ev)]).unwrap();
         assert_eq!(out, vec![Outcome::Duplicate(*a)]);
-        assert_eq!(t.ledger.size(), 1);
+        // Genesis, the first map leaf, the event.
+        assert_eq!(t.ledger.size(), 3);
     }
 
     #[test]
@@ -427,18 +430,21 @@ mod tests {
         let l = &t.ledger;
         let skey = first.event.state_key();
         let head = l.head(&skey).unwrap().unwrap();
-        assert_eq!((head.index, head.seq), (1, 1));
+        assert_eq!((head.index, head.seq), (3, 1));
         assert_eq!(head.event_hash, second.event_hash());
-        assert_eq!(l.event_at_seq(&skey, 0).unwrap().unwrap().index, 0);
+        assert_eq!(l.event_at_seq(&skey, 0).unwrap().unwrap().index, 2);
+        // The second event leaf names the first as its prev, publicly.
+        let leaf = l.event_leaf(3).unwrap().unwrap();
+        assert_eq!((leaf.prev, leaf.seq, leaf.key), (Some(2), 1, skey));
         let store = l.store();
         let subject = schema::subject_index_key(&first.event.subject, &skey);
         assert!(store.get(Table::SubjectIndex, &subject).unwrap().is_some());
         let leaf = store.get(Table::MapValue, &skey).unwrap().unwrap();
         let (_, value) = schema::decode_map_leaf(&skey, &leaf).unwrap();
-        assert_eq!(value.index, 1);
+        assert_eq!(value.index, 3);
         let size = store.get(Table::Meta, schema::SIZE).unwrap().unwrap();
-        assert_eq!(schema::decode_size(&size).unwrap(), 2);
-        assert_eq!(l.opening(1).unwrap().unwrap().event, second);
+        assert_eq!(schema::decode_size(&size).unwrap(), 4);
+        assert_eq!(l.opening(3).unwrap().unwrap().event, second);
     }
 
     #[test]
@@ -446,20 +452,21 @@ mod tests {
         let t = ledger_on(Engine::Redb);
         t.accept(first_events(3, T0));
         let l = &t.ledger;
+        t.clock.advance(1_000);
         let cp = l.checkpoint().unwrap();
-        let root = l.root_at(3).unwrap();
+        let root = l.root_at(6).unwrap();
         t.break_commits();
         let err = l.append(first_events(100, T0).into_iter().map(Ok).collect());
         assert!(matches!(err, Err(LedgerError::Store(_))), "{:?}", err.err());
-        assert_eq!(l.size(), 3);
-        assert_eq!(l.root_at(3).unwrap(), root);
+        assert_eq!(l.size(), 6);
+        assert_eq!(l.root_at(6).unwrap(), root);
         assert_eq!(l.latest().checkpoint, cp);
         let st = l.state.lock().unwrap();
-        assert_eq!(st.map.root(), cp.map_root);
+        assert_eq!(st.map.root(), l.latest().map_leaf.map_root);
         drop(st);
         // The next write reopens the store and goes on from what is durable.
         assert_eq!(t.accept(first_events(2, T0)).len(), 2);
-        assert_eq!(l.size(), 5);
-        assert_eq!(l.root_at(3).unwrap(), root);
+        assert_eq!(l.size(), 8);
+        assert_eq!(l.root_at(6).unwrap(), root);
     }
 }
