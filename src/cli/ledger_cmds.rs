@@ -182,7 +182,7 @@ pub fn compact(dir: &Path) -> CmdResult {
 
 pub fn checkpoint(dir: &Path) -> CmdResult {
     let l = open(dir)?;
-    let cp = l.checkpoint().map_err(fail)?;
+    let cp = l.checkpoint_waiting().map_err(fail)?;
     eprintln!(
         "appended a map leaf at {}",
         super::time::both(l.latest().map_leaf.time)

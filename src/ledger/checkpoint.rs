@@ -89,6 +89,12 @@ impl Ledger {
         if !latest.checkpoint.note.is_empty() && self.size() == latest.checkpoint.size {
             return Ok(latest.checkpoint.clone());
         }
+        self.checkpoint_waiting()
+    }
+
+    /// [`Ledger::checkpoint`], waiting (once, on the real clock) for the interval since the
+    /// last map leaf when it is not over yet.
+    pub fn checkpoint_waiting(&self) -> Result<SignedCheckpoint, LedgerError> {
         match self.checkpoint() {
             Err(LedgerError::Invalid(Invalid::MapLeafTooSoon { retry_after_ms })) => {
                 std::thread::sleep(std::time::Duration::from_millis(retry_after_ms));

@@ -195,6 +195,17 @@ impl Ledger {
         self.state.lock().expect("state").frontier.size().0
     }
 
+    /// The tree size, the tree's root and the live state map's root (over every event leaf)
+    /// as they are now in memory, read together; nothing is written.
+    pub fn live_roots(&self) -> (u64, Hash, Hash) {
+        let st = self.state.lock().expect("state");
+        (
+            st.frontier.size().0,
+            st.frontier.root(&crate::core::tlog::Sha256Hasher),
+            st.map.root(),
+        )
+    }
+
     /// The latest stored checkpoint, its map leaf and the map as of it.
     pub fn latest(&self) -> Arc<Snapshot> {
         self.latest.read().expect("latest").clone()

@@ -42,20 +42,18 @@ pub fn stop_then_assert_kept(mut srv: Server, dir: &Path, acked: &[Receipt]) {
     assert_kept_and_audits_clean(dir, acked);
 }
 
-/// Every acknowledged entry is stored at its index with its leaf hash, and `consentlog audit`
+/// Every acknowledged event leaf is stored at its index with its leaf hash, and `consentlog audit`
 /// passes on the ledger in `dir` after a checkpoint covering it.
 pub fn assert_kept_and_audits_clean(dir: &Path, acked: &[Receipt]) {
     let l = Ledger::open(dir).unwrap();
     for r in acked {
         let e = l
-            .entry(r.index)
+            .event_leaf(r.index)
             .unwrap()
-            .expect("acknowledged entry present");
-        assert_eq!(e.leaf_hash(), r.leaf_hash, "entry {}", r.index);
+            .expect("acknowledged event leaf present");
+        assert_eq!(e.leaf_hash(), r.leaf_hash, "leaf {}", r.index);
     }
-    if l.latest().checkpoint.size < l.size() {
-        l.checkpoint().unwrap();
-    }
+    l.checkpoint_all().unwrap();
     drop(l);
     run(&["audit", "--dir", s(dir)]).ok();
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use consentlog::core::event::{EventJson, SignedEvent};
 use consentlog::core::hash::Hash;
 use consentlog::core::receipt::Receipt;
-use consentlog::core::tlog::{check_inclusion, Blake3Hasher, LeafIndex, TreeSize};
+use consentlog::core::tlog::{check_inclusion, Sha256Hasher, LeafIndex, TreeSize};
 use serde_json::Value;
 
 use super::jh;
@@ -191,7 +191,7 @@ pub fn check_inclusion_json(p: &Value, leaf: &Hash, size: u64, root: &Hash) {
     assert_eq!(&jh(&p["leaf_hash"]), leaf, "leaf hash of {p}");
     assert_eq!(&jh(&p["root"]), root, "root of {p}");
     check_inclusion(
-        &Blake3Hasher,
+        &Sha256Hasher,
         LeafIndex(index),
         TreeSize(size),
         leaf,

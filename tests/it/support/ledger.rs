@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use consentlog::core::event::SignedEvent;
 use consentlog::core::hash::{to_hex, Hash};
+use consentlog::core::history::History;
+use consentlog::core::note::SignedCheckpoint;
+use consentlog::core::proof::ConsentProof;
 use consentlog::core::receipt::Receipt;
 use consentlog::core::reject::Reject;
 use consentlog::core::rules::Head;
@@ -145,6 +148,53 @@ impl TestLedger {
             &self.dir,
             Options::default().clock(self.clock.clone()),
         ));
+    }
+
+    /// Appends a map leaf and its checkpoint (`Ledger::checkpoint`), first moving the manual
+    /// clock a second on so that the one-a-second rule for map leaves holds (on the system
+    /// clock, waits instead).
+    pub fn checkpoint(&self) -> SignedCheckpoint {
+        if self.clock.now_ms() > 0 {
+            self.clock.advance(1_000);
+        }
+        self.ledger().checkpoint_waiting().expect("checkpoint")
+    }
+
+    /// A consent proof at `at` (default: the newest map leaf's time), appending a map leaf
+    /// first (through [`TestLedger::checkpoint`]) when the newest is older than `at` or
+    /// leaves events out; what the server does, on the manual clock.
+    pub fn prove_consent(
+        &self,
+        subject: &[u8; 32],
+        controller: &str,
+        purpose: &str,
+        at: Option<u64>,
+    ) -> Result<ConsentProof, LedgerError> {
+        let latest = self.latest();
+        let stale = match at {
+            Some(at) => at > latest.map_leaf.time,
+            None => self.size() > latest.checkpoint.size,
+        };
+        if stale {
+            self.checkpoint();
+        }
+        let snap = self.latest();
+        let at = at.unwrap_or(snap.map_leaf.time);
+        self.ledger()
+            .prove_consent_in(&snap, subject, controller, purpose, at)
+    }
+
+    /// A person's history up to a map leaf that covers every event (appended first if
+    /// needed, as the server does).
+    pub fn history(&self, subject: &[u8; 32]) -> Result<History, LedgerError> {
+        if self.size() > self.latest().checkpoint.size {
+            self.checkpoint();
+        }
+        self.ledger().history_in(&self.latest(), subject)
+    }
+
+    fn ledger(&self) -> &Ledger {
+        self
     }
 
     /// Moves the ledger's clock forward by `ms`; returns the new time.
@@ -375,20 +425,20 @@ pub fn accept(l: &Ledger, ev: SignedEvent) -> Receipt {
     }
 }
 
-/// The receipt verifies under the log key and matches the stored entry.
+/// The receipt verifies under the log key and matches the stored event leaf.
 pub fn check_receipt(l: &Ledger, r: &Receipt) {
     assert!(
         r.check(&l.public_key()),
         "receipt {r:?} does not verify under the log key"
     );
     let e = l
-        .entry(r.index)
-        .expect("read entry")
-        .unwrap_or_else(|| panic!("receipt names entry {} which is not stored", r.index));
-    assert_eq!(e.leaf_hash(), r.leaf_hash, "leaf hash of entry {}", r.index);
+        .event_leaf(r.index)
+        .expect("read leaf")
+        .unwrap_or_else(|| panic!("receipt names leaf {} which is not stored", r.index));
+    assert_eq!(e.leaf_hash(), r.leaf_hash, "leaf hash of leaf {}", r.index);
     assert_eq!(
         e.integrated_at, r.integrated_at,
-        "integrated_at of entry {}",
+        "integrated_at of leaf {}",
         r.index
     );
 }
@@ -417,38 +467,28 @@ pub fn store_fingerprint(l: &Ledger) -> String {
 pub struct Observed {
     pub size: u64,
     pub head: Option<Head>,
+    pub root: Hash,
+    pub map_root: Hash,
     pub cp_size: u64,
-    pub cp_root: Hash,
-    pub cp_map_root: Hash,
     pub fingerprint: String,
 }
 
-/// Observes `l` for the state key `key`, signing a new checkpoint to learn its roots.
+/// Observes `l` for the state key `key`: sizes, roots and everything stored, without writing.
 pub fn observe(l: &Ledger, key: &Hash) -> Observed {
-    let cp = l.checkpoint().expect("checkpoint");
-    let latest = l.latest();
-    assert_eq!(latest.checkpoint.root, cp.root);
+    let (size, root, map_root) = l.live_roots();
     Observed {
-        size: l.size(),
+        size,
         head: l.head(key).expect("head"),
-        cp_size: cp.size,
-        cp_root: cp.root,
-        cp_map_root: cp.map_root,
+        root,
+        map_root,
+        cp_size: l.latest().checkpoint.size,
         fingerprint: store_fingerprint(l),
     }
 }
 
-/// Observes a reopened ledger without writing to it: its latest stored checkpoint.
+/// Observes a reopened ledger the same way.
 pub fn observe_reopened(l: &Ledger, key: &Hash) -> Observed {
-    let latest = l.latest();
-    Observed {
-        size: l.size(),
-        head: l.head(key).expect("head"),
-        cp_size: latest.checkpoint.size,
-        cp_root: latest.checkpoint.root,
-        cp_map_root: latest.checkpoint.map_root,
-        fingerprint: store_fingerprint(l),
-    }
+    observe(l, key)
 }
 
 /// Asserts that a rejected submission changed nothing, in memory (after a new checkpoint) and

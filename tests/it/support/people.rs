@@ -1,7 +1,9 @@
 //! People and their events: one [`Person`] type, and [`Draft`], the builder every test event
 //! goes through (instead of `ConsentEvent { … }` literals).
 
-use consentlog::core::event::{state_key, ConsentEvent, SignedEvent, EVENT_VERSION};
+use consentlog::core::event::{
+    state_key, ConsentEvent, SignedEvent, EVENT_VERSION, KIND_DECISION, SIGNER_SUBJECT,
+};
 use consentlog::core::hash::{to_hex, Hash};
 use consentlog::core::request::sign_request;
 use ed25519_dalek::SigningKey;
@@ -75,6 +77,8 @@ impl Person {
             key: &self.key,
             ev: ConsentEvent {
                 version: EVENT_VERSION,
+                kind: KIND_DECISION,
+                signer: SIGNER_SUBJECT,
                 log: ORIGIN.to_string(),
                 subject: self.subject,
                 controller: self.controller.clone(),
