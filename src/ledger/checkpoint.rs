@@ -18,8 +18,9 @@ pub const MAP_LEAF_INTERVAL_MS: u64 = 1_000;
 impl Ledger {
     /// Appends a map leaf (the time and the current state map's root) and stores the signed
     /// checkpoint of the tree that ends with it, as one atomic, synced batch; then publishes
-    /// both. Map leaves are at least [`MAP_LEAF_INTERVAL_MS`] apart: sooner than that this
-    /// is refused with [`Invalid::MapLeafTooSoon`]. Only durable data is covered: appends
+    /// both. Map leaves are at least [`MAP_LEAF_INTERVAL_MS`] apart (or the interval the
+    /// ledger was opened with): sooner than that this is refused with
+    /// [`Invalid::MapLeafTooSoon`]. Only durable data is covered: appends
     /// commit before they update the in-memory state this reads.
     pub fn checkpoint(&self) -> Result<SignedCheckpoint, LedgerError> {
         let mut st = self.state.lock().expect("state");
@@ -27,7 +28,7 @@ impl Ledger {
         // Never before a time already handed out, and never in the same millisecond as the
         // previous map leaf.
         let time = self.clock.now_ms().max(st.last_time);
-        let earliest = st.last_map_time.saturating_add(MAP_LEAF_INTERVAL_MS);
+        let earliest = st.last_map_time.saturating_add(self.map_leaf_interval_ms);
         if st.cp_count > 0 && time < earliest {
             return Err(Invalid::MapLeafTooSoon {
                 retry_after_ms: earliest - time,

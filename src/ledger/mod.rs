@@ -17,7 +17,7 @@
 //! | `testing.rs` | (tests only) ledgers on a manual clock, a store whose commits fail |
 
 mod append;
-mod checkpoint;
+pub mod checkpoint;
 pub mod clock;
 mod error;
 mod files;
@@ -71,6 +71,8 @@ pub struct Options {
     pub clock: Arc<dyn Clock>,
     /// The storage engine's cache.
     pub cache_bytes: u64,
+    /// The least time between two map leaves (default a second; at least a millisecond).
+    pub map_leaf_interval_ms: u64,
 }
 
 impl Default for Options {
@@ -78,6 +80,7 @@ impl Default for Options {
         Options {
             clock: Arc::new(SystemClock),
             cache_bytes: DEFAULT_CACHE_BYTES,
+            map_leaf_interval_ms: checkpoint::MAP_LEAF_INTERVAL_MS,
         }
     }
 }
@@ -86,6 +89,12 @@ impl Options {
     /// These options with `clock` (a [`ManualClock`](clock::ManualClock), say).
     pub fn clock(mut self, clock: impl Clock + 'static) -> Options {
         self.clock = Arc::new(clock);
+        self
+    }
+
+    /// These options with map leaves at least `ms` apart (at least 1).
+    pub fn map_leaf_interval_ms(mut self, ms: u64) -> Options {
+        self.map_leaf_interval_ms = ms.max(1);
         self
     }
 
@@ -157,6 +166,8 @@ pub struct Ledger {
     upper: UpperNodes,
     /// Where the time comes from.
     clock: Arc<dyn Clock>,
+    /// The least time between two map leaves.
+    map_leaf_interval_ms: u64,
 }
 
 impl Ledger {

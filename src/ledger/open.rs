@@ -146,6 +146,7 @@ impl Ledger {
             latest: RwLock::new(Arc::new(latest)),
             upper,
             clock: opts.clock,
+            map_leaf_interval_ms: opts.map_leaf_interval_ms.max(1),
         })
     }
 

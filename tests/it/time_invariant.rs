@@ -1,7 +1,8 @@
-//! The ledger's clock under concurrency: appends from several threads while another signs
-//! checkpoints in a loop. integrated_at never decreases; a checkpoint's time is at or after
-//! every entry it covers and strictly before every entry it does not; no time is in the
-//! future; and an auditor's replay of the stored ledger is clean.
+//! The ledger's clock under concurrency: appends from several threads while another appends
+//! map leaves (and their checkpoints) in a loop. Leaf times never decrease; a map leaf's time
+//! is at or after every leaf before it and strictly before every leaf after it; every stored
+//! checkpoint ends at a map leaf; no time is in the future; and an auditor's replay of the
+//! stored ledger is clean.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -13,20 +14,20 @@ use crate::support::ledger::*;
 use crate::support::*;
 use consentlog::core::audit::{Auditor, Report};
 use consentlog::core::event::SignedEvent;
+use consentlog::core::leaf::Leaf;
 use consentlog::core::note::{self, SignedCheckpoint};
 use consentlog::core::receipt::Receipt;
 use consentlog::ledger::raw::RawLedger;
-use consentlog::ledger::{Ledger, Outcome, CHUNK};
+use consentlog::ledger::{Invalid, Ledger, LedgerError, Options, Outcome, CHUNK};
 use ed25519_dalek::VerifyingKey;
 
-/// Every entry's integrated_at, in index order.
-fn entry_times(l: &Ledger) -> Vec<u64> {
+/// Every leaf, in index order.
+fn leaves(l: &Ledger) -> Vec<Leaf> {
     (0..l.size())
         .map(|i| {
-            l.entry(i)
+            l.leaf(i)
                 .unwrap()
-                .unwrap_or_else(|| panic!("entry {i} missing"))
-                .integrated_at
+                .unwrap_or_else(|| panic!("leaf {i} missing"))
         })
         .collect()
 }
@@ -46,66 +47,53 @@ fn stored_checkpoints(l: &Ledger) -> Vec<SignedCheckpoint> {
         .collect()
 }
 
-/// The time invariants over all entries and checkpoints of `l`.
+/// The time invariants over all leaves and checkpoints of `l`; the leaves' times.
 fn check_time_invariants(l: &Ledger) -> (Vec<u64>, Vec<SignedCheckpoint>) {
-    let times = entry_times(l);
+    let leaves = leaves(l);
+    let times: Vec<u64> = leaves.iter().map(Leaf::time).collect();
     let cps = stored_checkpoints(l);
     let now = now_ms();
+    assert!(matches!(leaves[0], Leaf::Genesis(_)), "leaf 0 is genesis");
     for (i, w) in times.windows(2).enumerate() {
         assert!(
             w[0] <= w[1],
-            "integrated_at decreases from entry {i} ({}) to entry {} ({})",
+            "time decreases from leaf {i} ({}) to leaf {} ({})",
             w[0],
             i + 1,
             w[1]
         );
     }
     if let Some(last) = times.last() {
-        assert!(
-            *last <= now,
-            "entry integrated_at {last} is in the future (now {now})"
-        );
+        assert!(*last <= now, "leaf time {last} is in the future (now {now})");
+    }
+    let mut last_map: Option<(usize, u64)> = None;
+    for (i, leaf) in leaves.iter().enumerate() {
+        if let Some((m, t)) = last_map {
+            assert!(
+                leaf.time() > t,
+                "leaf {i} at {} is not after the map leaf {m} at {t}",
+                leaf.time()
+            );
+        }
+        if let Leaf::Map(m) = leaf {
+            last_map = Some((i, m.time));
+        }
     }
     for (n, cp) in cps.iter().enumerate() {
         assert!(
-            cp.time <= now,
-            "checkpoint {n} time {} is in the future (now {now})",
-            cp.time
+            cp.size <= times.len() as u64 && cp.size >= 2,
+            "checkpoint {n} covers more than the log, or less than genesis and a map leaf"
         );
         assert!(
-            cp.size <= times.len() as u64,
-            "checkpoint {n} covers more than the log"
+            matches!(leaves[cp.size as usize - 1], Leaf::Map(_)),
+            "checkpoint {n} does not end at a map leaf"
         );
         if n > 0 {
-            let prev = &cps[n - 1];
             assert!(
-                cp.size >= prev.size && cp.time >= prev.time,
-                "checkpoint {n} (size {}, time {}) goes back from (size {}, time {})",
+                cp.size > cps[n - 1].size,
+                "checkpoint {n} (size {}) does not grow from {}",
                 cp.size,
-                cp.time,
-                prev.size,
-                prev.time
-            );
-        }
-        let covered = &times[..cp.size as usize];
-        if let Some(max) = covered.iter().max() {
-            assert!(
-                cp.time >= *max,
-                "checkpoint {n} at time {} covers an entry integrated at {max}",
-                cp.time
-            );
-        }
-        if let Some((j, t)) = times[cp.size as usize..]
-            .iter()
-            .enumerate()
-            .find(|(_, t)| **t <= cp.time)
-        {
-            panic!(
-                "entry {} integrated at {t} is after checkpoint {n} (size {}) but not after its \
-                 time {}",
-                cp.size as usize + j,
-                cp.size,
-                cp.time
+                cps[n - 1].size
             );
         }
         assert_eq!(
@@ -127,10 +115,27 @@ fn audit(dir: &Path, log_key: &VerifyingKey) -> Report {
     let mut start = 0;
     while start < raw.size {
         let end = (start + 1000).min(raw.size);
-        a.push_chunk(raw.entries(start, end).unwrap());
+        a.push_chunk(raw.leaves(start, end).unwrap());
         start = end;
     }
     a.finish()
+}
+
+/// A ledger on the system clock whose map leaves may be a millisecond apart.
+fn fast_ledger() -> (tempfile::TempDir, std::path::PathBuf, Ledger) {
+    let (tmp, dir, l) = TestLedger::on_system_clock().into_parts();
+    drop(l);
+    let l = retry_lock(|| Ledger::open_with(&dir, Options::default().map_leaf_interval_ms(1)));
+    (tmp, dir, l)
+}
+
+/// A map leaf now, or None if the last one is not a millisecond old yet.
+fn map_leaf(l: &Ledger) -> Option<SignedCheckpoint> {
+    match l.checkpoint() {
+        Ok(cp) => Some(cp),
+        Err(LedgerError::Invalid(Invalid::MapLeafTooSoon { .. })) => None,
+        Err(e) => panic!("checkpoint: {e}"),
+    }
 }
 
 /// One appender's people and their latest events.
@@ -175,7 +180,7 @@ impl Appender {
 
 #[test]
 fn concurrent_appends_and_checkpoints_keep_time_order() {
-    let (_tmp, dir, l) = TestLedger::on_system_clock().into_parts();
+    let (_tmp, dir, l) = fast_ledger();
     let log_key = l.public_key();
     let l = Arc::new(l);
     let done = Arc::new(AtomicBool::new(false));
@@ -188,10 +193,12 @@ fn concurrent_appends_and_checkpoints_keep_time_order() {
             let mut cps = Vec::new();
             let mut n = 0u64;
             while !done.load(Ordering::SeqCst) {
-                let cp = l.checkpoint().expect("checkpoint");
+                let Some(cp) = map_leaf(&l) else {
+                    continue;
+                };
                 // The published snapshot is the checkpoint just signed (or a later one).
                 let latest = l.latest();
-                assert!(latest.checkpoint.time >= cp.time);
+                assert!(latest.checkpoint.size >= cp.size);
                 cps.push(cp);
                 n += 1;
                 // Vary the pace: back to back, or a little later.
@@ -259,10 +266,10 @@ fn concurrent_appends_and_checkpoints_keep_time_order() {
     receipts.extend(big.join().unwrap());
     done.store(true, Ordering::SeqCst);
     let returned = checkpointer.join().unwrap();
-    let last = l.checkpoint().unwrap();
+    let last = l.checkpoint_waiting().unwrap();
     assert_eq!(last.size, l.size());
     eprintln!(
-        "{} entries, {} checkpoints in {:?}",
+        "{} leaves, {} checkpoints in {:?}",
         l.size(),
         returned.len() + 1,
         started.elapsed()
@@ -272,9 +279,9 @@ fn concurrent_appends_and_checkpoints_keep_time_order() {
         "the checkpointer ran: {}",
         returned.len()
     );
-    assert_eq!(receipts.len() as u64, l.size());
-
     let (times, cps) = check_time_invariants(&l);
+    // Every leaf is genesis, a map leaf (one per stored checkpoint) or an acknowledged event.
+    assert_eq!(receipts.len() + cps.len() + 1, l.size() as usize);
     // Checkpoints interleaved with entries (some cover part of the log only).
     assert!(
         cps.iter().any(|c| c.size > 0 && c.size < l.size()),
@@ -295,7 +302,7 @@ fn concurrent_appends_and_checkpoints_keep_time_order() {
         returned.len() + 2,
         "init's checkpoint + loop + last"
     );
-    // Receipts: unique indices, matching the stored entries.
+    // Receipts: unique indices, matching the stored event leaves.
     let mut by_index = HashMap::new();
     for r in &receipts {
         assert!(
@@ -305,7 +312,10 @@ fn concurrent_appends_and_checkpoints_keep_time_order() {
         );
         assert!(r.check(&log_key));
         assert_eq!(times[r.index as usize], r.integrated_at);
-        assert_eq!(l.entry(r.index).unwrap().unwrap().leaf_hash(), r.leaf_hash);
+        assert_eq!(
+            l.event_leaf(r.index).unwrap().unwrap().leaf_hash(),
+            r.leaf_hash
+        );
     }
 
     let l = Arc::try_unwrap(l).ok().expect("all threads are done");
@@ -313,21 +323,23 @@ fn concurrent_appends_and_checkpoints_keep_time_order() {
     drop(l);
     let report = audit(&dir, &log_key);
     assert!(report.ok(), "audit violations: {:?}", report.violations);
-    assert_eq!(report.entries, size);
-    assert_eq!(report.openings_checked, size);
+    assert_eq!(report.leaves, size);
+    assert_eq!(report.events, receipts.len() as u64);
+    assert_eq!(report.openings_checked, receipts.len() as u64);
     assert_eq!(report.checkpoints, cps.len());
 }
 
 #[test]
-fn entries_after_a_checkpoint_are_strictly_later_also_across_reopen() {
-    let (_tmp, dir, mut l) = TestLedger::on_system_clock().into_parts();
+fn leaves_after_a_map_leaf_are_strictly_later_also_across_reopen() {
+    let (_tmp, dir, mut l) = fast_ledger();
     let log_key = l.public_key();
     let p = Person::new();
     let mut head: Option<SignedEvent> = None;
     for round in 0..12 {
-        // Checkpoint, then append at once: the entry must be integrated strictly after the
-        // checkpoint's time even within the same wall-clock millisecond.
-        let cp = l.checkpoint().unwrap();
+        // A map leaf, then append at once: the event leaf must be integrated strictly after
+        // the map leaf's time even within the same wall-clock millisecond.
+        l.checkpoint_waiting().unwrap();
+        let t = l.latest().map_leaf.time;
         let ev = match &head {
             None => p.first(),
             Some(h) => p.next(h, round as u8 % 2),
@@ -335,31 +347,30 @@ fn entries_after_a_checkpoint_are_strictly_later_also_across_reopen() {
         let r = accept(&l, ev.clone());
         head = Some(ev);
         assert!(
-            r.integrated_at > cp.time,
-            "round {round}: entry integrated at {} is not after checkpoint time {}",
+            r.integrated_at > t,
+            "round {round}: event integrated at {} is not after the map leaf's time {t}",
             r.integrated_at,
-            cp.time
         );
-        // Two checkpoints in a row: the second is not earlier.
-        let cp2 = l.checkpoint().unwrap();
-        assert!(cp2.time >= r.integrated_at && cp2.time >= cp.time);
+        // Two map leaves in a row: the second is later than both.
+        l.checkpoint_waiting().unwrap();
+        let t2 = l.latest().map_leaf.time;
+        assert!(t2 >= r.integrated_at && t2 > t);
         if round % 3 == 2 {
             // The clock's floor comes back from disk.
             drop(l);
-            l = open_ledger(&dir);
-            assert_eq!(l.latest().checkpoint.time, cp2.time);
+            l = retry_lock(|| Ledger::open_with(&dir, Options::default().map_leaf_interval_ms(1)));
+            assert_eq!(l.latest().map_leaf.time, t2);
             let ev = p.next(head.as_ref().unwrap(), 1);
             let r = accept(&l, ev.clone());
             head = Some(ev);
             assert!(
-                r.integrated_at > cp2.time,
-                "after reopen: entry integrated at {} is not after checkpoint time {}",
+                r.integrated_at > t2,
+                "after reopen: event integrated at {} is not after the map leaf's time {t2}",
                 r.integrated_at,
-                cp2.time
             );
         }
     }
-    l.checkpoint().unwrap();
+    l.checkpoint_waiting().unwrap();
     check_time_invariants(&l);
     drop(l);
     let report = audit(&dir, &log_key);

@@ -154,7 +154,7 @@ impl TestLedger {
     /// clock a second on so that the one-a-second rule for map leaves holds (on the system
     /// clock, waits instead).
     pub fn checkpoint(&self) -> SignedCheckpoint {
-        if self.clock.now_ms() > 0 {
+        if consentlog::ledger::clock::Clock::now_ms(&self.clock) > 0 {
             self.clock.advance(1_000);
         }
         self.ledger().checkpoint_waiting().expect("checkpoint")
