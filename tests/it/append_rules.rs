@@ -60,21 +60,25 @@ fn valid_chain_is_accepted_with_checkable_receipts() {
     let (_tmp, dir, l) = new_ledger();
     let p = Person::new();
     let e0 = p.first();
+    // Leaf 0 is the genesis leaf and leaf 1 init's map leaf: events start at FIRST.
     let r0 = accept(&l, e0.clone());
-    assert_eq!(r0.index, 0);
+    assert_eq!(r0.index, FIRST);
     let e1 = p.next(&e0, 0);
     let r1 = accept(&l, e1.clone());
-    assert_eq!(r1.index, 1);
+    assert_eq!(r1.index, FIRST + 1);
     let e2 = p.next(&e1, 1);
     let r2 = accept(&l, e2.clone());
-    assert_eq!(r2.index, 2);
+    assert_eq!(r2.index, FIRST + 2);
     assert!(r0.integrated_at <= r1.integrated_at && r1.integrated_at <= r2.integrated_at);
-    assert_eq!(l.size(), 3);
+    assert_eq!(l.size(), FIRST + 3);
     let head = l.head(&key_of(&e0)).unwrap().expect("head");
     assert_eq!(
         (head.index, head.seq, head.event_hash),
-        (2, 2, e2.event_hash())
+        (FIRST + 2, 2, e2.event_hash())
     );
+    // Each event leaf names its key's previous one, publicly.
+    let leaf = l.event_leaf(FIRST + 2).unwrap().unwrap();
+    assert_eq!((leaf.prev, leaf.seq), (Some(FIRST + 1), 2));
     // A receipt under another key does not check.
     let other = consentlog::keyfile::generate().verifying_key();
     assert!(!r0.check(&other));
@@ -93,15 +97,50 @@ fn valid_chain_is_accepted_with_checkable_receipts() {
 // One test per rule
 
 #[test]
-fn version_other_than_1_is_rejected() {
+fn version_other_than_2_is_rejected() {
     let (_tmp, dir, mut l) = new_ledger();
     let p = Person::new();
     let key = p.event().state_key();
-    for v in [0u8, 2, 255] {
+    // Format v1 events (version 1) are not accepted.
+    for v in [0u8, 1, 3, 255] {
         let ev = p.event().version(v).sign();
         let (l2, r) = expect_reject(l, &dir, &key, Ok(ev), "version", &[&format!("version {v}")]);
         assert_eq!(r, Reject::Version(v));
         l = l2;
+    }
+    accept(&l, p.first());
+}
+
+#[test]
+fn reserved_kinds_and_signers_are_rejected() {
+    let (_tmp, dir, mut l) = new_ledger();
+    let p = Person::new();
+    let key = p.event().state_key();
+    for k in [1u8, 2, 255] {
+        let ev = p.sign(ConsentEvent {
+            kind: k,
+            ..p.event().build()
+        });
+        let (l2, r) = expect_reject(l, &dir, &key, Ok(ev), "kind", &["reserved"]);
+        assert_eq!(r, Reject::Kind(k));
+        let ev = p.sign(ConsentEvent {
+            signer: k,
+            ..p.event().build()
+        });
+        let (l3, r) = expect_reject(l2, &dir, &key, Ok(ev), "signer", &["reserved"]);
+        assert_eq!(r, Reject::Signer(k));
+        l = l3;
+    }
+    // The JSON line names them; another spelling is refused as malformed.
+    let line = event_json(&p.first());
+    for (field, bad) in [("kind", "erasure"), ("signer", "controller")] {
+        let edited = line.replace(
+            &format!("\"{field}\":\"{}\"", if field == "kind" { "decision" } else { "subject" }),
+            &format!("\"{field}\":\"{bad}\""),
+        );
+        assert_ne!(edited, line);
+        let r = EventJson::parse(&edited).unwrap_err();
+        assert_eq!(r.code(), field, "{r}");
     }
     accept(&l, p.first());
 }
@@ -565,7 +604,7 @@ fn first_failing_rule_is_reported_in_spec_order() {
     let t = now_ms();
     let mut ev = p
         .event()
-        .version(2)
+        .version(3)
         .log("other.example/log")
         .subject(small_order_points()[0])
         .controller("Bad Controller")
@@ -576,11 +615,15 @@ fn first_failing_rule_is_reported_in_spec_order() {
         .issued_at(t - 10 * MINUTE_MS)
         .expires_at(Some(t - 20 * MINUTE_MS))
         .build();
+    ev.kind = 1;
+    ev.signer = 1;
     let mut sig = [3u8; 64];
     #[allow(clippy::type_complexity)]
     let steps: Vec<(&str, Box<dyn Fn(&mut ConsentEvent, &mut [u8; 64])>)> = vec![
-        ("version", Box::new(|e, _| e.version = 1)),
+        ("version", Box::new(|e, _| e.version = 2)),
         ("log", Box::new(|e, _| e.log = ORIGIN.into())),
+        ("kind", Box::new(|e, _| e.kind = 0)),
+        ("signer", Box::new(|e, _| e.signer = 0)),
         (
             "controller",
             Box::new(|e, _| e.controller = CONTROLLER.into()),
@@ -605,7 +648,7 @@ fn first_failing_rule_is_reported_in_spec_order() {
         assert_eq!(r.code(), code, "{r}");
         fix(&mut ev, &mut sig);
     }
-    assert_eq!(l.size(), 0);
+    assert_eq!(l.size(), FIRST);
     accept(&l, p.sign(ev));
 }
 
@@ -784,7 +827,7 @@ fn json_lines_parse_strictly_and_malformed_ones_are_rejected() {
 
 /// Offset of the `prev` Option tag in bytes(ConsentEvent).
 fn prev_tag_offset(e: &ConsentEvent) -> usize {
-    1 + 8 + e.log.len() + 32 + 8 + e.controller.len() + 8 + e.purpose.len() + 1 + 8
+    1 + 1 + 1 + 8 + e.log.len() + 32 + 8 + e.controller.len() + 8 + e.purpose.len() + 1 + 8
 }
 
 #[test]
@@ -973,8 +1016,8 @@ fn duplicate_within_one_batch_gets_the_same_receipt() {
     assert_eq!(receipt(&out[1]), r0);
     assert_eq!(receipt(&out[3]), r0);
     assert_eq!(receipt(&out[4]), r1);
-    assert_eq!((r0.index, r1.index), (0, 1));
-    assert_eq!(l.size(), 2, "a repeat is logged once");
+    assert_eq!((r0.index, r1.index), (FIRST, FIRST + 1));
+    assert_eq!(l.size(), FIRST + 2, "a repeat is logged once");
     check_receipt(&l, &r0);
     check_receipt(&l, &r1);
 }
@@ -1080,7 +1123,7 @@ fn concurrent_submissions_of_one_event_log_it_once() {
             );
         }
     }
-    assert_eq!(l.size(), 5);
+    assert_eq!(l.size(), FIRST + 5);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1102,10 +1145,10 @@ fn batch_events_are_judged_independently_in_order() {
     let r1 = accepted(&out[2]);
     assert_eq!(
         (r0.index, r1.index),
-        (0, 1),
+        (FIRST, FIRST + 1),
         "a rejected event takes no index"
     );
-    assert_eq!(l.size(), 2);
+    assert_eq!(l.size(), FIRST + 2);
     assert_eq!(
         l.head(&key_of(&good0)).unwrap().unwrap().event_hash,
         good1.event_hash()
@@ -1147,7 +1190,7 @@ fn batch_events_are_judged_independently_in_order() {
     );
     assert_eq!(rejected(&out[2]).code(), "malformed");
     let ra1 = accepted(&out[3]);
-    assert_eq!(ra1.index, 3);
+    assert_eq!(ra1.index, FIRST + 3);
 
     // An all-rejected batch writes nothing.
     let key = key_of(&good0);
@@ -1158,7 +1201,7 @@ fn batch_events_are_judged_independently_in_order() {
     assert!(matches!(out[0], Outcome::Duplicate(_)));
     assert_eq!(rejected(&out[1]).code(), "seq");
     let l = assert_unchanged(l, &dir, &key, &before);
-    assert_eq!(l.size(), 4);
+    assert_eq!(l.size(), FIRST + 4);
     // An empty batch is fine.
     assert!(l.append(vec![]).unwrap().is_empty());
 }
@@ -1189,7 +1232,7 @@ fn batch_larger_than_a_chunk_chains_and_dedups_across_chunks() {
     let r_first = accepted(&out[0]);
     for (i, o) in out[..CHUNK + 1].iter().enumerate() {
         let r = accepted(o);
-        assert_eq!(r.index, i as u64);
+        assert_eq!(r.index, FIRST + i as u64);
         assert!(r.check(&l.public_key()));
     }
     match &out[CHUNK + 1] {
@@ -1197,15 +1240,17 @@ fn batch_larger_than_a_chunk_chains_and_dedups_across_chunks() {
         other => panic!("expected Duplicate of entry 0, got {other:?}"),
     }
     match &out[CHUNK + 2] {
-        Outcome::Accepted(r) | Outcome::Duplicate(r) => assert_eq!(r.index, CHUNK as u64),
+        Outcome::Accepted(r) | Outcome::Duplicate(r) => {
+            assert_eq!(r.index, FIRST + CHUNK as u64)
+        }
         other => panic!("{other:?}"),
     }
-    assert_eq!(l.size(), CHUNK as u64 + 1);
+    assert_eq!(l.size(), FIRST + CHUNK as u64 + 1);
     drop(l);
     let l = open_ledger(&dir);
-    assert_eq!(l.size(), CHUNK as u64 + 1);
+    assert_eq!(l.size(), FIRST + CHUNK as u64 + 1);
     let head = l.head(&key_of(&a0)).unwrap().unwrap();
-    assert_eq!((head.index, head.seq), (CHUNK as u64, 1));
+    assert_eq!((head.index, head.seq), (FIRST + CHUNK as u64, 1));
     check_receipt(&l, &accepted(&out[CHUNK]));
 }
 

@@ -7,13 +7,13 @@ use std::path::Path;
 use crate::support::*;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use consentlog::core::entry::Entry;
+use consentlog::core::leaf::Leaf;
 use consentlog::core::event::EventJson;
 use consentlog::core::hash::from_hex_array;
 use consentlog::core::note;
 use consentlog::core::receipt::Receipt;
 use consentlog::core::tlog::{
-    check_consistency, check_inclusion, Blake3Hasher, LeafIndex, TreeHasher, TreeSize,
+    check_consistency, check_inclusion, LeafIndex, Sha256Hasher, TreeHasher, TreeSize,
 };
 use ed25519_dalek::VerifyingKey;
 use serde_json::Value;
@@ -613,52 +613,52 @@ fn checkpoint_prints_a_signed_note() {
     l.decide(&a, false, CTL, PUR);
     let before = now_ms();
     let text = l.note();
+    // A plain c2sp.org/tlog-checkpoint: origin, size, root; no extension lines.
     let lines: Vec<&str> = text.split('\n').collect();
-    assert_eq!(lines.len(), 8, "{text:?}");
+    assert_eq!(lines.len(), 6, "{text:?}");
     assert_eq!(lines[0], "note.example/log");
-    assert_eq!(lines[1], "2");
+    // Genesis, the first map leaf, two events, the new map leaf.
+    assert_eq!(lines[1], "5");
     assert_eq!(B64.decode(lines[2]).unwrap().len(), 32, "{text:?}");
-    let map = lines[3].strip_prefix("map ").expect("map line");
-    assert_eq!(B64.decode(map).unwrap().len(), 32);
-    let time: u64 = lines[4]
-        .strip_prefix("time ")
-        .expect("time line")
-        .parse()
-        .unwrap();
-    assert!(
-        time + 5 >= before && time <= now_ms() + 5,
-        "{time} vs {before}"
-    );
-    assert_eq!(lines[5], "");
-    let sig = lines[6]
+    assert_eq!(lines[3], "");
+    let sig = lines[4]
         .strip_prefix("\u{2014} note.example/log ")
         .expect("signature line");
     assert_eq!(B64.decode(sig).unwrap().len(), 4 + 64);
-    assert_eq!(lines[7], "", "note ends with a newline");
+    assert_eq!(lines[5], "", "note ends with a newline");
 
     let cp = open_note(&text, &l.log_key);
-    assert_eq!(cp.size, 2);
-    assert_eq!(cp.time, time);
-    // The root matches the leaves.
-    let leaves: Vec<[u8; 32]> = run(&["leaves", "--dir", l.d()])
-        .ok()
-        .ndjson()
-        .iter()
-        .map(|v| hash(&v["leaf_hash"]))
-        .collect();
-    let h = Blake3Hasher;
-    assert_eq!(cp.root, h.hash_children(&leaves[0], &leaves[1]));
+    assert_eq!(cp.size, 5);
+    // The root matches the leaves, and the last leaf is the map leaf with the time.
+    let all = run(&["leaves", "--dir", l.d()]).ok().ndjson();
+    let leaves: Vec<[u8; 32]> = all.iter().map(|v| hash(&v["leaf_hash"])).collect();
+    let h = Sha256Hasher;
+    let root = h.hash_children(
+        &h.hash_children(
+            &h.hash_children(&leaves[0], &leaves[1]),
+            &h.hash_children(&leaves[2], &leaves[3]),
+        ),
+        &leaves[4],
+    );
+    assert_eq!(cp.root, root);
+    assert_eq!(all[4]["kind"], "map");
+    let Leaf::Map(m) = Leaf::decode(&hex::decode(all[4]["leaf"].as_str().unwrap()).unwrap())
+        .unwrap()
+    else {
+        panic!("not a map leaf")
+    };
+    assert!(
+        m.time + 5 >= before && m.time <= now_ms() + 5,
+        "{} vs {before}",
+        m.time
+    );
     // Another key does not open it.
     let other = consentlog::keyfile::generate().verifying_key();
     assert!(note::open(&text, &other).is_err());
 
-    // A later checkpoint is not older and also verifies.
+    // A later checkpoint appends another map leaf (at least a second later) and verifies.
     let cp2 = open_note(&l.note(), &l.log_key);
-    assert!(cp2.time >= cp.time);
-    assert_eq!(
-        (cp2.size, cp2.root, cp2.map_root),
-        (2, cp.root, cp.map_root)
-    );
+    assert_eq!(cp2.size, 6);
 
     let r = run(&["checkpoint", "--dir", s(&l.path("none"))]);
     assert_ne!(r.code, 0);
@@ -935,11 +935,12 @@ fn expired_opt_in_is_not_held() {
 fn inclusion_and_consistency_proofs_match_checkpoints() {
     let l = TestLedger::cli();
     let people: Vec<_> = (0..4).map(|i| l.person(&format!("p{i}")).0).collect();
-    // Checkpoints at several sizes: 0 (init), 1, 3, 6, 7.
+    // Checkpoints at several sizes, each ending with its map leaf: 3, 5, 8, 12, 14.
     let mut roots = std::collections::BTreeMap::new();
     let cp0 = open_note(&l.note(), &l.log_key);
-    roots.insert(0u64, cp0.root);
-    let mut n = 0u64;
+    assert_eq!(cp0.size, 3);
+    roots.insert(cp0.size, cp0.root);
+    let (mut n, mut size) = (0u64, cp0.size);
     for batch in [1usize, 2, 3, 1] {
         for _ in 0..batch {
             let who = &people[n as usize % people.len()];
@@ -948,13 +949,13 @@ fn inclusion_and_consistency_proofs_match_checkpoints() {
             n += 1;
         }
         let cp = open_note(&l.note(), &l.log_key);
-        assert_eq!(cp.size, n);
-        roots.insert(n, cp.root);
+        assert_eq!(cp.size, size + batch as u64 + 1);
+        size = cp.size;
+        roots.insert(size, cp.root);
     }
-    let size = n;
     let leaves = run(&["leaves", "--dir", l.d()]).ok().ndjson();
     assert_eq!(leaves.len() as u64, size);
-    let h = Blake3Hasher;
+    let h = Sha256Hasher;
 
     for (&sz, root) in &roots {
         for i in 0..sz {
@@ -1074,24 +1075,32 @@ fn leaves_lists_entries_as_ndjson() {
         l.decide(&b, true, CTL, "analytics"),
     ];
     let all = run(&["leaves", "--dir", l.d()]).ok().ndjson();
-    assert_eq!(all.len(), 4);
+    // Genesis, the first map leaf, the four events.
+    assert_eq!(all.len(), 6);
     let subject = from_hex_array::<32>(&apk).unwrap();
     for (i, v) in all.iter().enumerate() {
-        assert_keys(v, &["index", "entry", "leaf_hash"]);
+        assert_keys(v, &["index", "kind", "leaf", "leaf_hash"]);
         assert_eq!(v["index"].as_u64(), Some(i as u64));
-        let bytes = hex::decode(v["entry"].as_str().unwrap()).unwrap();
-        assert!(is_hex(v["entry"].as_str().unwrap(), 73));
-        let e = Entry::decode(&bytes).expect("entry decodes");
+        let bytes = hex::decode(v["leaf"].as_str().unwrap()).unwrap();
+        let e = Leaf::decode(&bytes).expect("leaf decodes");
+        assert_eq!(v["kind"], e.kind().as_str());
         assert_eq!(hash(&v["leaf_hash"]), e.leaf_hash());
-        assert_eq!(hash(&v["leaf_hash"]), Blake3Hasher.hash_leaf(&bytes));
-        assert_eq!(v["leaf_hash"], receipts[i]["leaf_hash"]);
-        assert_eq!(Some(e.integrated_at), receipts[i]["integrated_at"].as_u64());
+        assert_eq!(hash(&v["leaf_hash"]), Sha256Hasher.hash_leaf(&bytes));
+        match (i, e) {
+            (0, Leaf::Genesis(g)) => assert_eq!(g.origin, l.origin),
+            (1, Leaf::Map(_)) => {}
+            (i, Leaf::Event(e)) if i >= 2 => {
+                assert_eq!(v["leaf_hash"], receipts[i - 2]["leaf_hash"]);
+                assert_eq!(Some(e.integrated_at), receipts[i - 2]["integrated_at"].as_u64());
+            }
+            (i, e) => panic!("leaf {i} is {e:?}"),
+        }
     }
-    // The public entries do not show who: only the state key.
+    // The public leaves do not show who: only the state key.
     let k = consentlog::core::event::state_key(&subject, CTL, PUR);
-    let e0 = Entry::decode(&hex::decode(all[0]["entry"].as_str().unwrap()).unwrap()).unwrap();
+    let e0 = Leaf::decode_event(&hex::decode(all[2]["leaf"].as_str().unwrap()).unwrap()).unwrap();
     assert_eq!(e0.key, k);
-    assert!(!all[0]["entry"].as_str().unwrap().contains(&apk));
+    assert!(!all[2]["leaf"].as_str().unwrap().contains(&apk));
 
     let part = run(&["leaves", "--dir", l.d(), "--start", "1", "--end", "3"])
         .ok()
@@ -1105,7 +1114,7 @@ fn leaves_lists_entries_as_ndjson() {
         .ok()
         .ndjson();
     assert_eq!(clipped, all);
-    let none = run(&["leaves", "--dir", l.d(), "--start", "4"]).ok();
+    let none = run(&["leaves", "--dir", l.d(), "--start", "6"]).ok();
     assert!(none.stdout.is_empty());
 }
 

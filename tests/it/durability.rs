@@ -63,7 +63,8 @@ fn check_acknowledged(l: &Ledger, r: &Receipt, ev: &SignedEvent) {
         .unwrap()
         .unwrap_or_else(|| panic!("opening {} missing", r.index));
     assert_eq!(o.event.as_bytes(), ev.as_bytes(), "opening {}", r.index);
-    assert_eq!(o.entry(r.integrated_at).leaf_hash(), r.leaf_hash);
+    let leaf = l.event_leaf(r.index).unwrap().expect("event leaf");
+    assert_eq!(o.leaf(r.integrated_at, leaf.key, leaf.prev).leaf_hash(), r.leaf_hash);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -96,7 +97,7 @@ fn acknowledged_appends_survive_dropping_and_reopening_the_ledger() {
         }
     }
     let size = l.size();
-    assert_eq!(size, acked.len() as u64);
+    assert_eq!(size, FIRST + acked.len() as u64);
     // No checkpoint after the appends: the entries must survive on their own.
     drop(l);
 
@@ -214,7 +215,7 @@ fn acknowledged_appends_survive_the_process_being_killed() {
     assert_eq!(l.public_key(), log_key);
     assert_eq!(
         l.size(),
-        acked.len() as u64,
+        FIRST + acked.len() as u64,
         "every acknowledged entry is there"
     );
     for (r, ev) in &acked {
@@ -227,7 +228,7 @@ fn acknowledged_appends_survive_the_process_being_killed() {
     let raw = retry_lock(|| consentlog::ledger::raw::RawLedger::open(&dir));
     let notes = raw.checkpoints().unwrap();
     let mut a = consentlog::core::audit::Auditor::new(&log_key, &raw.origin, &notes, now_ms());
-    a.push_chunk(raw.entries(0, raw.size).unwrap());
+    a.push_chunk(raw.leaves(0, raw.size).unwrap());
     let report = a.finish();
     assert!(report.ok(), "{:?}", report.violations);
 }
@@ -505,7 +506,7 @@ fn grant_fdatasyncs_after_the_last_sync_file_range_before_printing_its_receipt()
     );
     let r: Receipt = serde_json::from_str(stdout.trim()).expect("a receipt on stdout");
     assert!(r.check(&log_key));
-    assert_eq!(r.index, 0);
+    assert_eq!(r.index, FIRST);
     let calls = parse_strace(&trace);
     assert!(
         calls.iter().any(|c| c.name == "sync_file_range"),
@@ -568,7 +569,8 @@ fn append_of_several_chunks_syncs_before_printing_receipts() {
         .count();
     assert!(syncs >= 2, "{syncs} syncs of the log file for two chunks");
     let l = open_ledger(&dir);
-    assert_eq!(l.size(), n as u64);
+    // Genesis, init's map leaf, the events, and the map leaf `append` ends with.
+    assert_eq!(l.size(), FIRST + n as u64 + 1);
     check_receipt(&l, &receipts[n - 1]);
 }
 

@@ -35,6 +35,9 @@ pub const ORIGIN: &str = "test.example/log";
 pub const CONTROLLER: &str = "example.com";
 pub const PURPOSE: &str = "ai-training";
 pub const MINUTE_MS: u64 = 60 * 1000;
+/// The index of the first event leaf of a new ledger: leaf 0 is the genesis leaf, leaf 1 the
+/// map leaf `init` appends.
+pub const FIRST: u64 = 2;
 
 /// The keys of a receipt's JSON.
 pub const RECEIPT_KEYS: &[&str] = &["index", "leaf_hash", "integrated_at", "signature"];
@@ -42,6 +45,8 @@ pub const RECEIPT_KEYS: &[&str] = &["index", "leaf_hash", "integrated_at", "sign
 /// The keys of an event's JSON line, in order.
 pub const EVENT_JSON_KEYS: &[&str] = &[
     "version",
+    "kind",
+    "signer",
     "log",
     "subject",
     "controller",
