@@ -56,10 +56,23 @@ pub fn prove(a: ProveArgs) -> CmdResult {
     };
     let p = match &a.server {
         Some(url) => super::remote::prove(url, a.token.clone(), &subject, &triple, a.at)?,
-        None => Ledger::open(a.dir.as_deref().expect("clap: --dir or --server"))
-            .map_err(fail)?
-            .prove_consent(&subject, &triple.controller, &triple.purpose, a.at)
-            .map_err(fail)?,
+        None => {
+            // A local read never appends: it answers as of the newest map leaf.
+            let l = Ledger::open(a.dir.as_deref().expect("clap: --dir or --server"))
+                .map_err(fail)?;
+            let now = crate::ledger::clock::now_ms();
+            if let Some(at) = a.at.filter(|at| *at > now) {
+                return Err(fail(format!("--at {at} is in the future (now {now})")));
+            }
+            let snap = l.latest();
+            let at = a.at.unwrap_or(snap.map_leaf.time);
+            eprintln!(
+                "answering as of the map leaf at {}",
+                super::time::both(snap.map_leaf.time)
+            );
+            l.prove_consent_in(&snap, &subject, &triple.controller, &triple.purpose, at)
+                .map_err(fail)?
+        }
     };
     let text = serde_json::to_string_pretty(&p).expect("json") + "\n";
     match a.out {

@@ -16,7 +16,7 @@ use consentlog::core::tlog::{
     check_consistency, check_inclusion, LeafIndex, Sha256Hasher, TreeHasher, TreeSize,
 };
 use ed25519_dalek::VerifyingKey;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const CTL: &str = "example.com";
 const PUR: &str = "ai-training";
@@ -91,7 +91,31 @@ fn prove_run(l: &TestLedger, subject: &str, extra: &[&str]) -> Run {
 }
 
 /// `prove` into a file; returns the file path.
+/// How many event leaves the ledger holds (`consentlog leaves`, without the genesis and map
+/// leaves).
+fn events(l: &TestLedger) -> usize {
+    run(&["leaves", "--dir", l.d()])
+        .ok()
+        .ndjson()
+        .iter()
+        .filter(|v| v["kind"] == "event")
+        .count()
+}
+
+/// The position among the event leaves (0 for the first event) of leaf `index`, which must be
+/// an event leaf.
+fn event_no(l: &TestLedger, index: u64) -> usize {
+    let all = run(&["leaves", "--dir", l.d()]).ok().ndjson();
+    assert_eq!(all[index as usize]["kind"], "event", "leaf {index}");
+    all[..index as usize]
+        .iter()
+        .filter(|v| v["kind"] == "event")
+        .count()
+}
+
+/// `consentlog checkpoint` (a map leaf covering everything so far), then `prove` to a file.
 fn prove_to(l: &TestLedger, name: &str, subject: &str, at: Option<u64>) -> std::path::PathBuf {
+    l.note();
     let out = l.path(name);
     let at_s = at.map(|a| a.to_string());
     let mut extra = vec!["--out", s(&out)];
@@ -208,7 +232,8 @@ fn sign_prints_one_event_line_with_exact_keys() {
     assert_eq!(r.stdout.lines().count(), 1, "one line: {r:#?}");
     let ev0 = r.json();
     assert_keys(&ev0, EVENT_JSON_KEYS);
-    assert_eq!(ev0["version"], 1);
+    assert_eq!(ev0["version"], 2);
+    assert_eq!((&ev0["kind"], &ev0["signer"]), (&json!("decision"), &json!("subject")));
     assert_eq!(ev0["log"], "sign.example/log");
     assert_eq!(ev0["subject"], pk.as_str());
     assert_eq!(ev0["controller"], CTL);
@@ -261,8 +286,8 @@ fn sign_prints_one_event_line_with_exact_keys() {
     std::fs::write(&file, format!("{line0}\n{}", r.stdout)).unwrap();
     let out = run(&["append", "--dir", l.d(), s(&file)]).ok().ndjson();
     assert_eq!(out.len(), 2);
-    assert_eq!(check_receipt(&out[0], &l.log_key), 0);
-    assert_eq!(check_receipt(&out[1], &l.log_key), 1);
+    assert_eq!(event_no(&l, check_receipt(&out[0], &l.log_key)), 0);
+    assert_eq!(event_no(&l, check_receipt(&out[1], &l.log_key)), 1);
 
     // Neither --opt-in nor --opt-out, or both: refused by the argument parser.
     let base = [
@@ -309,14 +334,14 @@ fn grant_and_revoke_print_signed_receipts() {
     let (alice, _) = l.person("alice");
     let (bob, _) = l.person("bob");
     let r0 = l.decide(&alice, true, CTL, PUR);
-    assert_eq!(check_receipt(&r0, &l.log_key), 0);
+    assert_eq!(event_no(&l, check_receipt(&r0, &l.log_key)), 0);
     let r1 = l.decide(&bob, true, CTL, PUR);
-    assert_eq!(check_receipt(&r1, &l.log_key), 1);
+    assert_eq!(event_no(&l, check_receipt(&r1, &l.log_key)), 1);
     let r2 = l.decide(&alice, false, CTL, PUR);
-    assert_eq!(check_receipt(&r2, &l.log_key), 2);
+    assert_eq!(event_no(&l, check_receipt(&r2, &l.log_key)), 2);
     // Another purpose is another chain, starting at seq 0.
     let r3 = l.decide(&alice, true, CTL, "analytics");
-    assert_eq!(check_receipt(&r3, &l.log_key), 3);
+    assert_eq!(event_no(&l, check_receipt(&r3, &l.log_key)), 3);
     let t: Vec<u64> = [&r0, &r1, &r2, &r3]
         .iter()
         .map(|r| r["integrated_at"].as_u64().unwrap())
@@ -326,9 +351,10 @@ fn grant_and_revoke_print_signed_receipts() {
         "integrated_at never goes back: {t:?}"
     );
 
-    // The receipt's leaf hash is the stored entry's.
+    // The receipt's leaf hash is the stored event leaf's.
     let leaves = run(&["leaves", "--dir", l.d()]).ok().ndjson();
-    for (i, r) in [&r0, &r1, &r2, &r3].iter().enumerate() {
+    for r in [&r0, &r1, &r2, &r3] {
+        let i = r["index"].as_u64().unwrap() as usize;
         assert_eq!(leaves[i]["leaf_hash"], r["leaf_hash"]);
     }
 
@@ -346,7 +372,7 @@ fn grant_and_revoke_print_signed_receipts() {
     std::fs::set_permissions(&carol, std::fs::Permissions::from_mode(0o640)).unwrap();
     let r = l.decide_with(&carol, false, CTL, PUR, &[]);
     r.assert_fails_with("chmod 600");
-    assert_eq!(run(&["leaves", "--dir", l.d()]).ok().ndjson().len(), 5);
+    assert_eq!(events(&l), 5);
 
     // Not a ledger.
     let r = run(&[
@@ -400,8 +426,8 @@ fn append_reports_one_line_per_event_in_order() {
     let input = format!("{a0}\n\n{b0}\n");
     let out = run_stdin(&["append", "--dir", l.d()], &input).ok().ndjson();
     assert_eq!(out.len(), 2);
-    assert_eq!(check_receipt(&out[0], &l.log_key), 0);
-    assert_eq!(check_receipt(&out[1], &l.log_key), 1);
+    assert_eq!(event_no(&l, check_receipt(&out[0], &l.log_key)), 0);
+    assert_eq!(event_no(&l, check_receipt(&out[1], &l.log_key)), 1);
 
     // A resubmission gets its original receipt; the new event is appended after.
     let out = run_stdin(&["append", "--dir", l.d(), "-"], &format!("{a0}\n{a1}\n"))
@@ -409,12 +435,12 @@ fn append_reports_one_line_per_event_in_order() {
         .ndjson();
     assert_eq!(out.len(), 2);
     assert_eq!(
-        check_receipt(&out[0], &l.log_key),
+        event_no(&l, check_receipt(&out[0], &l.log_key)),
         0,
         "duplicate: original index"
     );
-    assert_eq!(check_receipt(&out[1], &l.log_key), 2);
-    assert_eq!(run(&["leaves", "--dir", l.d()]).ok().ndjson().len(), 3);
+    assert_eq!(event_no(&l, check_receipt(&out[1], &l.log_key)), 2);
+    assert_eq!(events(&l), 3);
 
     // The same new event twice in one batch: one entry, the same receipt twice, exit 0.
     let c = l.person("c").0;
@@ -423,9 +449,9 @@ fn append_reports_one_line_per_event_in_order() {
         .ok()
         .ndjson();
     assert_eq!(out.len(), 2);
-    assert_eq!(check_receipt(&out[0], &l.log_key), 3);
+    assert_eq!(event_no(&l, check_receipt(&out[0], &l.log_key)), 3);
     assert_eq!(out[0], out[1]);
-    assert_eq!(run(&["leaves", "--dir", l.d()]).ok().ndjson().len(), 4);
+    assert_eq!(events(&l), 4);
 
     // Rejections name the rule, in position, and the exit code is non-zero.
     let wrong_log = sign_line(&b, "other.example/log", CTL, 1, None);
@@ -468,7 +494,7 @@ fn append_reports_one_line_per_event_in_order() {
     );
     assert!(r.stderr.contains("5 of 5 events rejected"), "{r:#?}");
     assert_eq!(
-        run(&["leaves", "--dir", l.d()]).ok().ndjson().len(),
+        events(&l),
         4,
         "nothing written"
     );
@@ -545,7 +571,7 @@ fn append_rejects_time_and_chain_rule_breaks_by_name() {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0]["rule"], *rule, "{r:#?}");
     }
-    assert_eq!(run(&["leaves", "--dir", l.d()]).ok().ndjson().len(), 0);
+    assert_eq!(events(&l), 0);
     // After a good seq 0, a seq 1 with the wrong prev names prev.
     let g = sign(&["--opt-in", "--seq", "0"]);
     run_stdin(&["append", "--dir", l.d()], &g).ok();
@@ -558,7 +584,7 @@ fn append_rejects_time_and_chain_rule_breaks_by_name() {
 fn append_garbage_line_gives_error_line_and_writes_nothing_for_it() {
     let l = TestLedger::cli();
     let (a, _) = l.person("a");
-    let size = |l: &TestLedger| run(&["leaves", "--dir", l.d()]).ok().ndjson().len();
+    let size = events;
 
     for garbage in [
         "this is not json",
@@ -806,8 +832,8 @@ fn verify_exit_codes_and_json() {
         .into();
     check_tampered(&v, "checkpoint size changed");
     let mut v = bob_proof.clone();
-    v["format"] = "consentlog-proof/v2".into();
-    check_tampered(&v, "format");
+    v["format"] = "consentlog-proof/v1".into();
+    check_tampered(&v, "format v1");
     let mut v = bob_proof.clone();
     v["extra"] = 1.into();
     check_tampered(&v, "unknown field");
@@ -857,8 +883,8 @@ fn historical_consent_at_t_and_now() {
     let p: Value = serde_json::from_str(&std::fs::read_to_string(&at_t).unwrap()).unwrap();
     assert_eq!(p["events"].as_array().unwrap().len(), 2);
     assert_eq!(p["map"], Value::Null);
-    assert_eq!(p["events"][0]["index"], 0);
-    assert_eq!(p["events"][1]["index"], 1);
+    assert_eq!(event_no(&l, p["events"][0]["index"].as_u64().unwrap()), 0);
+    assert_eq!(event_no(&l, p["events"][1]["index"].as_u64().unwrap()), 1);
     // The proof at T cannot be passed off as a proof at another time.
     run(&verify_args(k, s(&at_t), &["--at", &(t + 1).to_string()])).expect_code(2);
 
@@ -879,6 +905,11 @@ fn prove_refuses_a_future_time_and_prints_to_stdout() {
     r.assert_fails_with("future");
     assert!(r.stdout.is_empty(), "{r:#?}");
 
+    // A time after the newest map leaf is refused, naming the command that appends one.
+    let now = now_ms().to_string();
+    let r = prove_run(&l, &apk, &["--at", &now]);
+    r.assert_fails_with("consentlog checkpoint");
+    l.note();
     // Without --out the proof goes to stdout, with exactly the proof keys.
     let r = prove_run(&l, &apk, &[]).ok();
     let v = r.json();
@@ -887,6 +918,8 @@ fn prove_refuses_a_future_time_and_prints_to_stdout() {
         &[
             "format",
             "checkpoint",
+            "genesis",
+            "map_leaf",
             "subject",
             "controller",
             "purpose",
@@ -896,7 +929,7 @@ fn prove_refuses_a_future_time_and_prints_to_stdout() {
             "state",
         ],
     );
-    assert_eq!(v["format"], "consentlog-proof/v1");
+    assert_eq!(v["format"], "consentlog-proof/v2");
     assert_eq!(v["state"], "opted_in");
     let f = l.path("p.json");
     std::fs::write(&f, &r.stdout).unwrap();
@@ -1131,9 +1164,18 @@ fn history_and_verify_history() {
     l.decide(&a, false, CTL, PUR);
     l.decide(&a, true, CTL, PUR);
     l.decide(&a, true, "other.org", "ads");
+    // A local read answers as of the newest map leaf: before `consentlog checkpoint` the
+    // events are not in the history yet.
+    let r = run(&["history", "--dir", l.d(), "--subject", &apk]).ok();
+    assert!(r.json()["chains"].as_array().unwrap().is_empty(), "{r:#?}");
+    assert!(r.stderr.contains("consentlog checkpoint"), "{r:#?}");
+    l.note();
     let r = run(&["history", "--dir", l.d(), "--subject", &apk]).ok();
     let h = r.json();
-    assert_keys(&h, &["format", "checkpoint", "subject", "chains"]);
+    assert_keys(
+        &h,
+        &["format", "checkpoint", "genesis", "map_leaf", "subject", "chains"],
+    );
     assert_eq!(h["subject"], apk.as_str());
     let chains = h["chains"].as_array().unwrap();
     assert_eq!(chains.len(), 2);
@@ -1157,10 +1199,12 @@ fn history_and_verify_history() {
         .json();
     assert_keys(
         &v,
-        &["valid", "subject", "tree_size", "checkpoint_time", "chains"],
+        &["valid", "subject", "log", "tree_size", "map_leaf", "map_time", "chains"],
     );
     assert_eq!(v["valid"], true);
-    assert_eq!(v["tree_size"], 5);
+    // Genesis, init's map leaf, five events, the map leaf of `consentlog checkpoint`.
+    assert_eq!(v["tree_size"], 8);
+    assert_eq!(v["map_leaf"], 7);
     run(&["verify-history", "--log-key", k, s(&hf), "--subject", &apk]).ok();
     let text = std::fs::read_to_string(&hf).unwrap();
     let r = run_stdin(&["verify-history", "--log-key", k, "-"], &text);
@@ -1235,6 +1279,7 @@ fn verify_history_refuses_a_history_with_a_chain_left_out() {
     let (a, apk) = l.person("alice");
     l.decide(&a, true, CTL, PUR);
     l.decide(&a, true, "other.org", "ads");
+    l.note();
     let h = run(&["history", "--dir", l.d(), "--subject", &apk])
         .ok()
         .json();
@@ -1283,12 +1328,22 @@ fn audit_and_export() {
     assert_eq!(r.code, 1, "{r:#?}");
     assert!(r.stdout.contains("not covered by any checkpoint"), "{r:#?}");
 
-    // Export ends at a covering checkpoint (signing one).
+    // An export ends at the latest stored checkpoint (a local read never appends): without a
+    // new one it leaves the last event out; after `consentlog checkpoint` it has every leaf.
     let ex = l.path("export.bin");
     run(&["export", "--dir", l.d(), "--out", s(&ex)]).ok();
     let r = run(&["audit", "--log-key", &l.log_key, "--file", s(&ex)]).ok();
     assert!(
-        r.stdout.contains("audited 4 entries against 4 checkpoints"),
+        r.stdout
+            .contains("audited 7 leaves (3 events, 3 map leaves) against 3 checkpoints"),
+        "{r:#?}"
+    );
+    l.note();
+    run(&["export", "--dir", l.d(), "--out", s(&ex)]).ok();
+    let r = run(&["audit", "--log-key", &l.log_key, "--file", s(&ex)]).ok();
+    assert!(
+        r.stdout
+            .contains("audited 9 leaves (4 events, 4 map leaves) against 4 checkpoints"),
         "{r:#?}"
     );
     assert!(
@@ -1417,12 +1472,13 @@ fn loadgen_files_append_fully_into_one_ledger() {
     assert_eq!(out1.len(), 300);
     for (i, r) in out1.iter().enumerate() {
         assert_keys(r, RECEIPT_KEYS);
-        assert_eq!(r["index"].as_u64(), Some(i as u64));
+        assert_eq!(r["index"].as_u64(), Some(FIRST + i as u64));
     }
     let out2 = run(&["append", "--dir", l.d(), s(&f2)]).ok().ndjson();
     assert_eq!(out2.len(), 150);
+    // After the first file's events, the map leaf `append` ended with.
     for (i, r) in out2.iter().enumerate() {
-        assert_eq!(r["index"].as_u64(), Some(300 + i as u64), "{r}");
+        assert_eq!(r["index"].as_u64(), Some(FIRST + 301 + i as u64), "{r}");
     }
     check_receipt(&out2[149], &l.log_key);
     l.note();
@@ -1534,7 +1590,7 @@ fn bad_input_errors_name_what_is_wrong() {
     assert_keys(&v, &["error", "rule"]);
     assert_eq!(v["rule"], "controller");
     assert!(v["error"].as_str().unwrap().contains("'E'"), "{v}");
-    assert_eq!(run(&["leaves", "--dir", l.d()]).ok().ndjson().len(), 1);
+    assert_eq!(events(&l), 1);
     let r = l.decide_with(&a, false, CTL, "Ads", &[]);
     assert_eq!(r.json()["rule"], "purpose", "{r:#?}");
     // verify with an uppercase --controller is another question: invalid.
@@ -1606,7 +1662,7 @@ fn compact_gives_back_free_space_and_keeps_the_ledger_intact() {
         }
         let a = run(&["audit", "--dir", s(&dir)]).ok();
         assert!(a.stdout.contains("audit OK"), "{a:?}");
-        assert!(a.stdout.contains("audited 3000 entries"), "{a:?}");
+        assert!(a.stdout.contains("(3000 events,"), "{a:?}");
     }
     let r = run(&["compact", "--dir", "/nonexistent/ledger"]);
     assert_ne!(r.code, 0);
