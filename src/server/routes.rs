@@ -58,24 +58,26 @@ fn check_names(controller: &str, purpose: &str) -> Result<(), ApiError> {
 
 /// The snapshot a proof at `at` is answered from: the latest if its map leaf is not older
 /// than `at`. Without `at` ("now"), the latest if nothing was appended after its map leaf (the
-/// state at its time is then the state now). Otherwise a map leaf is appended; when the last
-/// one is under a second old, this waits for it once (at most a second) and then answers 503
-/// with Retry-After. Runs on the blocking pool.
+/// state at its time is then the state now). Otherwise a map leaf is appended; while the last
+/// one is under a second old this waits for it (at most 2 s in all, or for a newer one the
+/// heartbeat appends), then answers 503 with Retry-After. Runs on the blocking pool.
 fn snapshot(ledger: &Ledger, at: Option<u64>) -> Result<Arc<Snapshot>, ApiError> {
-    let latest = ledger.latest();
     let want = match at {
         Some(at) => at,
-        None if ledger.size() > latest.checkpoint.size => ledger.now_ms(),
+        None if ledger.size() > ledger.latest().checkpoint.size => ledger.now_ms(),
         None => 0,
     };
-    match ledger.snapshot_for(want) {
-        Err(LedgerError::Invalid(Invalid::MapLeafTooSoon { retry_after_ms }))
-            if retry_after_ms <= 1_000 =>
-        {
-            std::thread::sleep(std::time::Duration::from_millis(retry_after_ms));
-            Ok(ledger.snapshot_for(want)?)
+    let deadline = Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match ledger.snapshot_for(want) {
+            Err(LedgerError::Invalid(Invalid::MapLeafTooSoon { retry_after_ms }))
+                if Instant::now() + std::time::Duration::from_millis(retry_after_ms)
+                    < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(retry_after_ms.max(1)));
+            }
+            other => return Ok(other?),
         }
-        other => Ok(other?),
     }
 }
 
@@ -512,13 +514,17 @@ pub async fn post_consent(
         {
             return Err(future_at());
         }
-        let latest_at = req.queries.iter().filter_map(|qu| qu.at).max();
-        let all_timed = req.queries.iter().all(|qu| qu.at.is_some());
-        let snap = snapshot(&ledger, if all_timed { latest_at } else { None })?;
-        let snap = match latest_at {
-            Some(at) if at > snap.map_leaf.time => snapshot(&ledger, Some(at))?,
-            _ => snap,
+        // One map leaf for all: not older than any query's `at`, and covering every event
+        // when a query asks about now.
+        let latest_at = req.queries.iter().filter_map(|qu| qu.at).max().unwrap_or(0);
+        let grew = ledger.size() > ledger.latest().checkpoint.size;
+        let now_asked = req.queries.iter().any(|qu| qu.at.is_none()) && grew;
+        let want = if now_asked {
+            latest_at.max(ledger.now_ms())
+        } else {
+            latest_at
         };
+        let snap = snapshot(&ledger, Some(want))?;
         // Queries without `at` are answered as of the shared map leaf's time.
         let now = snap.map_leaf.time;
         let proofs = req

@@ -459,6 +459,16 @@ impl Server {
 
     /// The server's tree size (from /metrics, which reads the ledger itself).
     #[track_caller]
+    /// Events this server appended (`consentlog_appends_total`): unlike the tree size, not
+    /// moved by the map leaves the heartbeat appends.
+    pub fn events(&self) -> u64 {
+        metric(
+            &self.get("/metrics").expect(200).body,
+            "consentlog_appends_total",
+        )
+        .expect("consentlog_appends_total") as u64
+    }
+
     pub fn tree_size(&self) -> u64 {
         metric(
             &self.get("/metrics").expect(200).body,
