@@ -48,8 +48,8 @@ fn proof(c: &mut Criterion) {
     };
     // "latest": at the checkpoint, so the last event is in force (one event + a map proof).
     // "past": at the first chunk's time, so an event with its successor (two events, no map).
-    let latest = snap.checkpoint.time;
-    let past = ledger.entry(0).unwrap().unwrap().integrated_at;
+    let latest = snap.map_leaf.time;
+    let past = ledger.event_leaf(2).unwrap().unwrap().integrated_at;
     let shape = |p: &ConsentProof| format!("{} event(s), map {}", p.events.len(), p.map.is_some());
     eprintln!(
         "proof bench: {EVENTS} entries; latest proof: {}; past proof: {}",

@@ -8,8 +8,8 @@ use std::hint::black_box;
 use common::Cycle;
 use consentlog::core::hash::Hash;
 use consentlog::core::tlog::{
-    check_consistency, check_inclusion, prove_consistency, prove_inclusion, tree_hash,
-    Blake3Hasher, Frontier, LeafIndex, MemoryTree, TreeHasher, TreeSize,
+    check_consistency, check_inclusion, prove_consistency, prove_inclusion, tree_hash, Frontier,
+    LeafIndex, MemoryTree, Sha256Hasher, TreeHasher, TreeSize,
 };
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 
@@ -19,11 +19,11 @@ const SIZES: [u32; 2] = [16, 20];
 const APPEND: u64 = 1024;
 
 fn leaf(i: u64) -> Hash {
-    Blake3Hasher.hash_leaf(&i.to_le_bytes())
+    Sha256Hasher.hash_leaf(&i.to_le_bytes())
 }
 
-fn tree(leaves: u64) -> MemoryTree<Blake3Hasher> {
-    let mut t = MemoryTree::new(Blake3Hasher);
+fn tree(leaves: u64) -> MemoryTree<Sha256Hasher> {
+    let mut t = MemoryTree::new(Sha256Hasher);
     for i in 0..leaves {
         t.push_leaf_hash(leaf(i));
     }
@@ -38,14 +38,14 @@ fn append(c: &mut Criterion) {
         // A frontier of 2^bits leaves; each sample appends APPEND more to a copy of it.
         let mut base = Frontier::new();
         for i in 0..1u64 << bits {
-            base.append_with(&Blake3Hasher, leaf(i), |_, _, _| {});
+            base.append_with(&Sha256Hasher, leaf(i), |_, _, _| {});
         }
         g.bench_function(BenchmarkId::new("append_with", format!("2^{bits}")), |b| {
             b.iter_batched_ref(
                 || base.clone(),
                 |f| {
                     for l in &leaves {
-                        f.append_with(&Blake3Hasher, *l, |level, index, hash| {
+                        f.append_with(&Sha256Hasher, *l, |level, index, hash| {
                             black_box((level, index, hash));
                         });
                     }
@@ -58,7 +58,7 @@ fn append(c: &mut Criterion) {
 }
 
 fn proofs(c: &mut Criterion) {
-    let h = Blake3Hasher;
+    let h = Sha256Hasher;
     let mut g = c.benchmark_group("tlog");
     for bits in SIZES {
         let n = 1u64 << bits;

@@ -6,7 +6,9 @@
 
 #![allow(dead_code)] // each bench uses a part of this module
 
-use consentlog::core::event::{ConsentEvent, SignedEvent, EVENT_VERSION};
+use consentlog::core::event::{
+    ConsentEvent, SignedEvent, EVENT_VERSION, KIND_DECISION, SIGNER_SUBJECT,
+};
 use ed25519_dalek::SigningKey;
 use rayon::prelude::*;
 
@@ -33,6 +35,8 @@ pub fn chain(u: u64, n: u64, now: u64) -> Vec<SignedEvent> {
         coin ^= coin << 17;
         let ev = ConsentEvent {
             version: EVENT_VERSION,
+            kind: KIND_DECISION,
+            signer: SIGNER_SUBJECT,
             log: LOG.to_string(),
             subject,
             controller: CONTROLLER.to_string(),

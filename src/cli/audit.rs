@@ -8,9 +8,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{fail, parse_log_key, CmdResult, Failure};
 use crate::core::audit::{Auditor, Report, Violation};
+use crate::core::export::Reader;
 use crate::core::leaf::Leaf;
 use crate::core::opening::Opening;
-use crate::core::export::Reader;
 use crate::ledger::{clock, raw::RawLedger};
 
 /// Arguments of `audit`.

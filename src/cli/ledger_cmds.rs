@@ -161,7 +161,10 @@ pub fn append(dir: &Path, file: &str) -> CmdResult {
     // the next open checks against it instead of re-reading every leaf after the previous one.
     if l.latest().checkpoint.size < l.size() {
         let cp = l.checkpoint_all().map_err(fail)?;
-        eprintln!("appended a map leaf; signed a checkpoint of {} leaves", cp.size);
+        eprintln!(
+            "appended a map leaf; signed a checkpoint of {} leaves",
+            cp.size
+        );
     }
     if rejected > 0 {
         return Err(Failure::new(

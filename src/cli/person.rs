@@ -160,7 +160,9 @@ pub fn verify_history(
                         ch.events.len(),
                         match ch.events.len() - ch.proven {
                             0 => String::new(),
-                            n => format!("; the last {n} not yet proven complete (after the map leaf)"),
+                            n => format!(
+                                "; the last {n} not yet proven complete (after the map leaf)"
+                            ),
                         }
                     );
                     for e in &ch.events {

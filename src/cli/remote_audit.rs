@@ -9,10 +9,10 @@ use super::{fail, Failure};
 use crate::api::{CheckpointsQuery, ConsistencyQuery, PageQuery};
 use crate::client::Client;
 use crate::core::audit::{Auditor, Report, Violation};
-use crate::core::leaf::Leaf;
-use crate::core::opening::Opening;
 use crate::core::event::SignedEvent;
+use crate::core::leaf::Leaf;
 use crate::core::note;
+use crate::core::opening::Opening;
 use crate::core::proof::OpeningJson;
 use crate::core::tlog::{check_consistency, Sha256Hasher, TreeSize};
 

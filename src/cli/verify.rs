@@ -58,8 +58,8 @@ pub fn prove(a: ProveArgs) -> CmdResult {
         Some(url) => super::remote::prove(url, a.token.clone(), &subject, &triple, a.at)?,
         None => {
             // A local read never appends: it answers as of the newest map leaf.
-            let l = Ledger::open(a.dir.as_deref().expect("clap: --dir or --server"))
-                .map_err(fail)?;
+            let l =
+                Ledger::open(a.dir.as_deref().expect("clap: --dir or --server")).map_err(fail)?;
             let now = crate::ledger::clock::now_ms();
             if let Some(at) = a.at.filter(|at| *at > now) {
                 return Err(fail(format!("--at {at} is in the future (now {now})")));

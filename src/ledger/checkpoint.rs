@@ -45,12 +45,16 @@ impl Ledger {
         let mut frontier = st.frontier.clone();
         let mut b = WriteBatch::new();
         let mut new_nodes = Vec::new();
-        frontier.append_with(&Sha256Hasher, crate::core::leaf::leaf_hash(&bytes), |level, i, node| {
-            if level > 0 {
-                b.put(Table::Node, node_key(level, i), *node);
-                new_nodes.push((level, i, *node));
-            }
-        });
+        frontier.append_with(
+            &Sha256Hasher,
+            crate::core::leaf::leaf_hash(&bytes),
+            |level, i, node| {
+                if level > 0 {
+                    b.put(Table::Node, node_key(level, i), *node);
+                    new_nodes.push((level, i, *node));
+                }
+            },
+        );
         b.put(Table::Leaf, index_key(index), bytes.clone());
         b.put(Table::Meta, schema::SIZE, schema::size_value(index + 1));
         let body = Checkpoint {
@@ -124,7 +128,9 @@ mod tests {
         t.clock.advance(400);
         assert!(matches!(
             l.checkpoint(),
-            Err(LedgerError::Invalid(Invalid::MapLeafTooSoon { retry_after_ms: 600 }))
+            Err(LedgerError::Invalid(Invalid::MapLeafTooSoon {
+                retry_after_ms: 600
+            }))
         ));
         // An event leaf after the map leaf is strictly later, and so is the next map leaf.
         t.clock.set(T0 + 60_000);

@@ -12,9 +12,9 @@ use super::schema::{self, node_key};
 use super::LedgerError;
 use crate::core::audit::{Auditor, Report, Violation};
 use crate::core::hash::{to_hex, Hash};
+use crate::core::leaf::Leaf;
 use crate::core::map::MapValue;
 use crate::core::rules::Head;
-use crate::core::leaf::Leaf;
 use crate::core::tlog::{Frontier, Sha256Hasher};
 use crate::store::Table;
 

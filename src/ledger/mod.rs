@@ -50,11 +50,11 @@ use crate::core::leaf::{EventLeaf, GenesisLeaf, Leaf, MapLeaf};
 use crate::core::map::StateMap;
 use crate::core::note::SignedCheckpoint;
 use crate::core::opening::Opening;
-use crate::core::vrf::VrfSecretKey;
 use crate::core::receipt::Receipt;
 use crate::core::reject::Reject;
 use crate::core::rules::Head;
 use crate::core::tlog::Frontier;
+use crate::core::vrf::VrfSecretKey;
 use crate::store::{Store, Table, View};
 use clock::{Clock, SystemClock};
 

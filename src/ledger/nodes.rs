@@ -1,7 +1,7 @@
 //! Stored Merkle node hashes, read through the core's [`HashReader`].
 
-use crate::core::leaf::{leaf_hash, Leaf};
 use crate::core::hash::Hash;
+use crate::core::leaf::{leaf_hash, Leaf};
 use crate::core::tlog::HashReader;
 use crate::store::{StoreError, Table, View};
 

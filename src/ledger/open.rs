@@ -12,9 +12,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 
 use super::error::{CorruptKind, Invalid, Key};
-use super::files::{
-    read_vrf_key, recorded_engine, remove_leftovers, write_engine, write_log_keys,
-};
+use super::files::{read_vrf_key, recorded_engine, remove_leftovers, write_engine, write_log_keys};
 use super::leaves::{LeafSource, MAP_BUCKET};
 use super::schema::{self, index_key};
 use super::Ledger;
@@ -607,7 +605,10 @@ mod tests {
         );
         let e = Ledger::open(dir.path()).err().unwrap();
         let c = corrupt(e);
-        assert!(matches!(c.table, Table::Checkpoint | Table::MapValue), "{c}");
+        assert!(
+            matches!(c.table, Table::Checkpoint | Table::MapValue),
+            "{c}"
+        );
 
         // The origin.
         let dir = closed_ledger();

@@ -15,8 +15,8 @@
 
 use crate::core::hash::Hash;
 use crate::core::leaf::{EventLeaf, Leaf, MapLeaf};
-use crate::core::opening::Opening;
 use crate::core::map::MapValue;
+use crate::core::opening::Opening;
 use crate::core::rules::Head;
 use crate::store::{Table, View};
 

@@ -15,13 +15,15 @@ use super::sequencer::SubmitError;
 use super::AppState;
 use crate::api::schema::{ConsentProofSchema, HistorySchema};
 use crate::api::*;
-use crate::core::leaf::Leaf;
-use crate::core::opening::Opening;
 use crate::core::event::{check_name, state_key, EventJson, SignedEvent};
 use crate::core::history::History;
+use crate::core::leaf::Leaf;
+use crate::core::opening::Opening;
 use crate::core::proof::{ConsentProof, OpeningJson};
 use crate::core::reject::Reject;
-use crate::ledger::{clock, precheck, precheck_one, Invalid, Ledger, LedgerError, Outcome, Snapshot};
+use crate::ledger::{
+    clock, precheck, precheck_one, Invalid, Ledger, LedgerError, Outcome, Snapshot,
+};
 use std::sync::Arc;
 
 fn future_at() -> ApiError {
@@ -71,8 +73,7 @@ fn snapshot(ledger: &Ledger, at: Option<u64>) -> Result<Arc<Snapshot>, ApiError>
     loop {
         match ledger.snapshot_for(want) {
             Err(LedgerError::Invalid(Invalid::MapLeafTooSoon { retry_after_ms }))
-                if Instant::now() + std::time::Duration::from_millis(retry_after_ms)
-                    < deadline =>
+                if Instant::now() + std::time::Duration::from_millis(retry_after_ms) < deadline =>
             {
                 std::thread::sleep(std::time::Duration::from_millis(retry_after_ms.max(1)));
             }

@@ -135,7 +135,14 @@ fn reserved_kinds_and_signers_are_rejected() {
     let line = event_json(&p.first());
     for (field, bad) in [("kind", "erasure"), ("signer", "controller")] {
         let edited = line.replace(
-            &format!("\"{field}\":\"{}\"", if field == "kind" { "decision" } else { "subject" }),
+            &format!(
+                "\"{field}\":\"{}\"",
+                if field == "kind" {
+                    "decision"
+                } else {
+                    "subject"
+                }
+            ),
             &format!("\"{field}\":\"{bad}\""),
         );
         assert_ne!(edited, line);

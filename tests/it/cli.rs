@@ -7,9 +7,9 @@ use std::path::Path;
 use crate::support::*;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use consentlog::core::leaf::Leaf;
 use consentlog::core::event::EventJson;
 use consentlog::core::hash::from_hex_array;
+use consentlog::core::leaf::Leaf;
 use consentlog::core::note;
 use consentlog::core::receipt::Receipt;
 use consentlog::core::tlog::{
@@ -233,7 +233,10 @@ fn sign_prints_one_event_line_with_exact_keys() {
     let ev0 = r.json();
     assert_keys(&ev0, EVENT_JSON_KEYS);
     assert_eq!(ev0["version"], 2);
-    assert_eq!((&ev0["kind"], &ev0["signer"]), (&json!("decision"), &json!("subject")));
+    assert_eq!(
+        (&ev0["kind"], &ev0["signer"]),
+        (&json!("decision"), &json!("subject"))
+    );
     assert_eq!(ev0["log"], "sign.example/log");
     assert_eq!(ev0["subject"], pk.as_str());
     assert_eq!(ev0["controller"], CTL);
@@ -493,11 +496,7 @@ fn append_reports_one_line_per_event_in_order() {
         out[1]
     );
     assert!(r.stderr.contains("5 of 5 events rejected"), "{r:#?}");
-    assert_eq!(
-        events(&l),
-        4,
-        "nothing written"
-    );
+    assert_eq!(events(&l), 4, "nothing written");
 
     // A missing input file.
     let r = run(&["append", "--dir", l.d(), s(&l.path("missing.ndjson"))]);
@@ -668,8 +667,8 @@ fn checkpoint_prints_a_signed_note() {
     );
     assert_eq!(cp.root, root);
     assert_eq!(all[4]["kind"], "map");
-    let Leaf::Map(m) = Leaf::decode(&hex::decode(all[4]["leaf"].as_str().unwrap()).unwrap())
-        .unwrap()
+    let Leaf::Map(m) =
+        Leaf::decode(&hex::decode(all[4]["leaf"].as_str().unwrap()).unwrap()).unwrap()
     else {
         panic!("not a map leaf")
     };
@@ -1124,7 +1123,10 @@ fn leaves_lists_entries_as_ndjson() {
             (1, Leaf::Map(_)) => {}
             (i, Leaf::Event(e)) if i >= 2 => {
                 assert_eq!(v["leaf_hash"], receipts[i - 2]["leaf_hash"]);
-                assert_eq!(Some(e.integrated_at), receipts[i - 2]["integrated_at"].as_u64());
+                assert_eq!(
+                    Some(e.integrated_at),
+                    receipts[i - 2]["integrated_at"].as_u64()
+                );
             }
             (i, e) => panic!("leaf {i} is {e:?}"),
         }
@@ -1174,7 +1176,14 @@ fn history_and_verify_history() {
     let h = r.json();
     assert_keys(
         &h,
-        &["format", "checkpoint", "genesis", "map_leaf", "subject", "chains"],
+        &[
+            "format",
+            "checkpoint",
+            "genesis",
+            "map_leaf",
+            "subject",
+            "chains",
+        ],
     );
     assert_eq!(h["subject"], apk.as_str());
     let chains = h["chains"].as_array().unwrap();
@@ -1199,7 +1208,15 @@ fn history_and_verify_history() {
         .json();
     assert_keys(
         &v,
-        &["valid", "subject", "log", "tree_size", "map_leaf", "map_time", "chains"],
+        &[
+            "valid",
+            "subject",
+            "log",
+            "tree_size",
+            "map_leaf",
+            "map_time",
+            "chains",
+        ],
     );
     assert_eq!(v["valid"], true);
     // Genesis, init's map leaf, five events, the map leaf of `consentlog checkpoint`.

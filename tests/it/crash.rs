@@ -33,7 +33,7 @@ use consentlog::core::leaf::Leaf;
 use consentlog::core::note::{self, SignedCheckpoint};
 use consentlog::core::receipt::Receipt;
 use consentlog::core::tlog::{
-    check_consistency, check_inclusion, Sha256Hasher, LeafIndex, TreeSize,
+    check_consistency, check_inclusion, LeafIndex, Sha256Hasher, TreeSize,
 };
 use consentlog::ledger::{Ledger, CHUNK};
 use ed25519_dalek::VerifyingKey;
@@ -802,7 +802,11 @@ fn sigkill_under_concurrent_appends_loses_no_receipt_and_keeps_checkpoints_consi
     // The ledger itself.
     {
         let ledger = Ledger::open(&dir).expect("the ledger opens after the last stop");
-        assert_eq!(ledger.size(), covered, "the final checkpoint covers the log");
+        assert_eq!(
+            ledger.size(),
+            covered,
+            "the final checkpoint covers the log"
+        );
         let events = (0..ledger.size())
             .filter(|&i| matches!(ledger.leaf(i).unwrap(), Some(Leaf::Event(_))))
             .count() as u64;

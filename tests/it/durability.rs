@@ -64,7 +64,10 @@ fn check_acknowledged(l: &Ledger, r: &Receipt, ev: &SignedEvent) {
         .unwrap_or_else(|| panic!("opening {} missing", r.index));
     assert_eq!(o.event.as_bytes(), ev.as_bytes(), "opening {}", r.index);
     let leaf = l.event_leaf(r.index).unwrap().expect("event leaf");
-    assert_eq!(o.leaf(r.integrated_at, leaf.key, leaf.prev).leaf_hash(), r.leaf_hash);
+    assert_eq!(
+        o.leaf(r.integrated_at, leaf.key, leaf.prev).leaf_hash(),
+        r.leaf_hash
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -22,12 +22,12 @@ use std::time::{Duration, Instant};
 
 use crate::support::http::check_inclusion_json;
 use crate::support::*;
-use consentlog::core::leaf::Leaf;
-use consentlog::core::opening::commitment;
 use consentlog::core::event::SignedEvent;
 use consentlog::core::hash::{from_hex, to_hex};
 use consentlog::core::history::{self, History};
+use consentlog::core::leaf::Leaf;
 use consentlog::core::note;
+use consentlog::core::opening::commitment;
 use consentlog::core::proof::{self, ConsentProof, Question, State};
 use consentlog::core::receipt::Receipt;
 use consentlog::core::tlog::{check_consistency, Sha256Hasher, TreeHasher, TreeSize};
@@ -496,7 +496,11 @@ fn checkpoints_entries_and_log_proofs_verify() {
             assert!(cp.size >= l.size, "checkpoint {n}");
         }
         let leaf = srv
-            .get(&format!("/v1/entries?start={}&end={}", cp.size - 1, cp.size))
+            .get(&format!(
+                "/v1/entries?start={}&end={}",
+                cp.size - 1,
+                cp.size
+            ))
             .expect(200)
             .json();
         let bytes = from_hex(leaf["entries"][0]["entry"].as_str().unwrap()).unwrap();
@@ -526,7 +530,10 @@ fn checkpoints_entries_and_log_proofs_verify() {
 
     // GET /v1/entries: every leaf, its hash SHA-256(0x00 || leaf); the event leaves match the
     // receipts.
-    let v = srv.get(&format!("/v1/entries?start=0&end={b}")).expect(200).json();
+    let v = srv
+        .get(&format!("/v1/entries?start=0&end={b}"))
+        .expect(200)
+        .json();
     assert_keys(&v, &["start", "end", "entries"]);
     assert_eq!((v["start"].as_u64(), v["end"].as_u64()), (Some(0), Some(b)));
     let rows = v["entries"].as_array().unwrap();
@@ -1058,7 +1065,10 @@ fn metrics_count_appends_duplicates_rejections_and_tree_size() {
         assert_eq!(metric(m, &name), Some(1.0), "{name} in {m}");
     }
     // The genesis leaf, the first map leaf, two events (and any map leaf since).
-    assert!(metric(m, "consentlog_tree_size").unwrap() >= (FIRST + 2) as f64, "{m}");
+    assert!(
+        metric(m, "consentlog_tree_size").unwrap() >= (FIRST + 2) as f64,
+        "{m}"
+    );
     assert!(metric(m, "consentlog_checkpoint_size").is_some(), "{m}");
     assert!(
         metric(m, "consentlog_batch_events_count").unwrap_or(0.0) >= 1.0,
@@ -1357,7 +1367,10 @@ fn concurrent_clients_get_distinct_contiguous_receipts_and_the_log_audits() {
     idx.sort_unstable();
     idx.dedup();
     assert_eq!(idx.len() as u64, total, "indices are distinct");
-    assert!(idx[0] >= FIRST, "events come after the genesis and first map leaf");
+    assert!(
+        idx[0] >= FIRST,
+        "events come after the genesis and first map leaf"
+    );
     assert_eq!(srv.events(), total);
 
     // The public leaves match the receipts: every event leaf has one, and the others are the
@@ -1393,10 +1406,7 @@ fn concurrent_clients_get_distinct_contiguous_receipts_and_the_log_audits() {
     let t = Instant::now();
     let r = run(&["audit", "--url", &url, "--log-key", &srv.log_key_hex]);
     r.assert_code(0);
-    assert!(
-        r.stdout.contains(&format!("({total} events,")),
-        "{r:#?}"
-    );
+    assert!(r.stdout.contains(&format!("({total} events,")), "{r:#?}");
     eprintln!("remote audit of {total} entries took {:?}", t.elapsed());
     assert!(srv.stop().success(), "exit status; stderr {}", srv.stderr());
     let dir = srv.dir.clone();

@@ -89,7 +89,9 @@ pub enum Problem {
     #[error("time {time} is not after the time {map_time} of the map leaf before it")]
     NotAfterMap { time: u64, map_time: u64 },
     /// The time invariant: a map leaf must not be earlier than an event leaf before it.
-    #[error("map leaf time {time} is before the integrated_at {integrated_at} of an event before it")]
+    #[error(
+        "map leaf time {time} is before the integrated_at {integrated_at} of an event before it"
+    )]
     MapBeforeEvent { time: u64, integrated_at: u64 },
     #[error("integrated_at {integrated_at} is before the previous event leaf's {previous}")]
     TimeGoesBack { integrated_at: u64, previous: u64 },
@@ -591,15 +593,13 @@ mod tests {
             1,
             crate::tlog::tree_hash(&Sha256Hasher, &log.tree, crate::tlog::TreeSize(1)).unwrap(),
         );
-        assert!(
-            problems(&log, &[whole.clone(), earlier], true).contains(
-                &Problem::CheckpointGoesBack {
-                    n: 1,
-                    size: 1,
-                    prev_size: 4
-                }
-            )
-        );
+        assert!(problems(&log, &[whole.clone(), earlier], true).contains(
+            &Problem::CheckpointGoesBack {
+                n: 1,
+                size: 1,
+                prev_size: 4
+            }
+        ));
         let bad_root = note(&log, 4, [0; 32]);
         assert_eq!(
             problems(&log, &[bad_root], true),
@@ -643,11 +643,14 @@ mod tests {
         );
         log.push(map_leaf(T0 + 120_000, stale.root()));
         let cp = log.sign().note;
-        let found = problems(&log, &[cp.clone()], false);
+        let found = problems(&log, std::slice::from_ref(&cp), false);
         assert_eq!(found, [Problem::MapRoot]);
         let mut a = Auditor::new(&log.key.verifying_key(), ORIGIN, &[cp], NOW);
         a.push_chunk(chunk(&log, false));
-        assert_eq!(a.finish().violations[0].to_string(), format!("leaf 3: {}", Problem::MapRoot));
+        assert_eq!(
+            a.finish().violations[0].to_string(),
+            format!("leaf 3: {}", Problem::MapRoot)
+        );
     }
 
     #[test]
@@ -762,7 +765,10 @@ mod tests {
         log.tree = crate::tlog::MemoryTree::new(Sha256Hasher);
         log.push(map_leaf(T0, StateMap::new().root()));
         let cp = log.sign().note;
-        assert_eq!(problems(&log, &[cp], true), [Problem::NoGenesis { kind: "map" }]);
+        assert_eq!(
+            problems(&log, &[cp], true),
+            [Problem::NoGenesis { kind: "map" }]
+        );
     }
 
     #[test]

@@ -123,7 +123,11 @@ pub fn check_expected(
     expected: &[(String, String)],
 ) -> Result<(), HistoryError> {
     for (c, p) in expected {
-        if !h.chains.iter().any(|ch| &ch.controller == c && &ch.purpose == p) {
+        if !h
+            .chains
+            .iter()
+            .any(|ch| &ch.controller == c && &ch.purpose == p)
+        {
             return Err(HistoryError::Missing {
                 controller: c.clone(),
                 purpose: p.clone(),
@@ -342,7 +346,10 @@ mod tests {
             }],
         };
         let checked = check(&h, &log2.key.verifying_key(), None).unwrap();
-        assert_eq!((checked.chains[0].events.len(), checked.chains[0].proven), (2, 1));
+        assert_eq!(
+            (checked.chains[0].events.len(), checked.chains[0].proven),
+            (2, 1)
+        );
         // A map proof of the head after the map leaf does not fit.
         let mut bad = h.clone();
         bad.chains[0].map = map;

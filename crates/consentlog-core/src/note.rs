@@ -140,7 +140,12 @@ pub const MAX_ORIGIN: usize = 255;
 impl Checkpoint<'_> {
     /// The body text, ending in a newline: the bytes the log key signs.
     pub fn body(&self) -> String {
-        format!("{}\n{}\n{}\n", self.origin, self.size, B64.encode(self.root))
+        format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            B64.encode(self.root)
+        )
     }
 
     /// Signs the body and returns the full note text.
@@ -406,14 +411,19 @@ mod tests {
         use crate::vkey::{NoteVerifier, Vkey, TYPE_ED25519};
         let name = "test.example/log";
         let vkey = Vkey::new(name, TYPE_ED25519, key().verifying_key()).unwrap();
-        let verifiers =
-            signed_note::VerifierList::new(vec![Box::new(NoteVerifier::new(vkey.clone()).unwrap())]);
+        let verifiers = signed_note::VerifierList::new(vec![Box::new(
+            NoteVerifier::new(vkey.clone()).unwrap(),
+        )]);
         let ours = signed_note::Note::from_bytes(note().as_bytes()).unwrap();
         assert_eq!(ours.verify(&verifiers).unwrap().0.len(), 1);
         // Signed by the crate's own signer, opened by ours.
         let mut raw = vec![TYPE_ED25519];
         raw.extend_from_slice(&[0x42; 32]);
-        let skey = format!("PRIVATE+KEY+{name}+{:08x}+{}", vkey.key_id(), B64.encode(raw));
+        let skey = format!(
+            "PRIVATE+KEY+{name}+{:08x}+{}",
+            vkey.key_id(),
+            B64.encode(raw)
+        );
         let signer = signed_note::StandardSigner::new(&skey).unwrap();
         let body = Checkpoint {
             origin: name,

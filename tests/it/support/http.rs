@@ -7,7 +7,7 @@ use std::time::Duration;
 use consentlog::core::event::{EventJson, SignedEvent};
 use consentlog::core::hash::Hash;
 use consentlog::core::receipt::Receipt;
-use consentlog::core::tlog::{check_inclusion, Sha256Hasher, LeafIndex, TreeSize};
+use consentlog::core::tlog::{check_inclusion, LeafIndex, Sha256Hasher, TreeSize};
 use serde_json::Value;
 
 use super::jh;

@@ -98,7 +98,8 @@ pub fn check_anchor(
         });
     }
     let m = Leaf::decode_map(&map.leaf).map_err(AnchorError::Map)?;
-    map.check_inclusion(&cp).map_err(AnchorError::MapInclusion)?;
+    map.check_inclusion(&cp)
+        .map_err(AnchorError::MapInclusion)?;
     if m.time < g.genesis_time {
         return Err(AnchorError::MapBeforeGenesis {
             time: m.time,

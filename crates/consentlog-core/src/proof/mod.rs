@@ -305,7 +305,10 @@ pub fn check_with_anchor(
             at,
         });
     }
-    if let Some(now) = q.now.filter(|now| at > now.saturating_add(FUTURE_WINDOW_MS)) {
+    if let Some(now) = q
+        .now
+        .filter(|now| at > now.saturating_add(FUTURE_WINDOW_MS))
+    {
         return Err(ProofError::Future { at, now });
     }
     if p.events.len() > 2 {
