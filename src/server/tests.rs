@@ -15,7 +15,7 @@ use tower::ServiceExt;
 use super::*;
 use crate::api::{paths, EntryPage, ErrorBody};
 use crate::core::event::{ConsentEvent, EventJson};
-use crate::core::request::sign_request;
+use crate::core::request::{sign_request, Target};
 use crate::ledger::clock;
 
 const ORIGIN: &str = "test.example/log";
@@ -40,6 +40,8 @@ fn config(dir: &std::path::Path) -> ServeConfig {
         cache_bytes: crate::ledger::DEFAULT_CACHE_BYTES,
         header_timeout: Duration::from_millis(300),
         max_connections: 1,
+        public_url: None,
+        replay_cache: DEFAULT_REPLAY_CACHE,
     }
 }
 
@@ -53,9 +55,26 @@ struct TestApp {
 
 impl TestApp {
     fn new() -> TestApp {
+        Self::with(ORIGIN, |_| {}, None)
+    }
+
+    /// A new ledger of `origin`, served with `config` changed by `set`, on `clock` (else the
+    /// system's).
+    fn with(
+        origin: &str,
+        set: impl FnOnce(&mut ServeConfig),
+        clock: Option<clock::ManualClock>,
+    ) -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
-        let cfg = config(dir.path());
-        let ledger = Arc::new(Ledger::init(dir.path(), ORIGIN, &cfg.engine).expect("init"));
+        let mut cfg = config(dir.path());
+        set(&mut cfg);
+        let mut opts = crate::ledger::Options::default();
+        if let Some(c) = clock {
+            opts = opts.clock(c);
+        }
+        let engine = cfg.engine.parse().expect("engine");
+        let ledger = Ledger::init_with(dir.path(), origin, engine, opts).expect("init");
+        let ledger = Arc::new(ledger);
         let mut auth = Auth::default();
         auth.add_reader(READER, None);
         auth.add_auditor(AUDITOR);
@@ -100,6 +119,13 @@ impl TestApp {
     async fn post(&self, uri: &str, body: &str) -> (StatusCode, String) {
         self.call(Method::POST, uri, Some(&format!("Bearer {READER}")), body)
             .await
+    }
+
+    /// A request signed by `key` for this app's log and audience at `time`, with a fresh nonce.
+    fn sign(&self, key: &SigningKey, method: &str, path: &str, time: u64) -> String {
+        let app = self.app.as_ref().expect("running");
+        let target = Target::new(self.ledger.origin(), app.audience(), method, path, b"");
+        sign_request(key, &target, time, &crate::keyfile::random32())
     }
 
     /// Waits until a checkpoint covers the whole tree.
@@ -316,7 +342,7 @@ async fn real_answers_conform_to_the_generated_document() {
     let reader = format!("Bearer {READER}");
     let auditor = format!("Bearer {AUDITOR}");
     let history = paths::history(&subject);
-    let signed = sign_request(&key, "GET", &history, clock::now_ms());
+    let signed = t.sign(&key, "GET", &history, clock::now_ms());
     let consent =
         format!("/v1/proofs/consent?subject={subject}&controller=example.com&purpose=ai-training");
     let heads = format!("/v1/heads?subject={subject}&controller=example.com&purpose=ai-training");

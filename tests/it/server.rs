@@ -385,7 +385,7 @@ fn heads_answer_reader_tokens_and_the_persons_signed_requests_only() {
 
     // The person's own signed request.
     let v2 = srv
-        .get_auth(&path, &p.sign_request("GET", &path))
+        .get_auth(&path, &p.sign_request(&srv.request_to(), "GET", &path))
         .expect(200)
         .json();
     assert_eq!(v2, v);
@@ -396,19 +396,26 @@ fn heads_answer_reader_tokens_and_the_persons_signed_requests_only() {
         .expect_error_code(403, "forbidden");
     srv.get_auth(&path, "Basic cmVhZGVyOnNlY3JldA==")
         .expect_error_code(403, "forbidden");
-    // Signed by someone else, or signed for another path, or stale.
-    srv.get_auth(&path, &other.sign_request("GET", &path))
+    // Signed by someone else, or signed for another path, or stale, or used twice.
+    srv.get_auth(&path, &other.sign_request(&srv.request_to(), "GET", &path))
         .expect_error_code(403, "forbidden");
     let other_path = p.other(CTL, "ads").heads_path();
-    srv.get_auth(&path, &p.sign_request("GET", &other_path))
-        .expect_error_code(403, "forbidden");
-    srv.get_auth(&path, &p.sign_request("POST", &path))
-        .expect_error_code(403, "forbidden");
     srv.get_auth(
         &path,
-        &p.sign_request_at("GET", &path, now_ms() - 10 * 60 * 1000),
+        &p.sign_request(&srv.request_to(), "GET", &other_path),
     )
-    .expect_error_code(403, "forbidden");
+    .expect_error_code(403, "bad_signature");
+    srv.get_auth(&path, &p.sign_request(&srv.request_to(), "POST", &path))
+        .expect_error_code(403, "bad_signature");
+    srv.get_auth(
+        &path,
+        &p.sign_request_at(&srv.request_to(), "GET", &path, now_ms() - 10 * 60 * 1000),
+    )
+    .expect_error_code(403, "stale_request");
+    let once = p.sign_request(&srv.request_to(), "GET", &path);
+    srv.get_auth(&path, &once).expect(200);
+    srv.get_auth(&path, &once)
+        .expect_error_code(403, "replayed_request");
     // A token limited to other controllers.
     srv.get_auth(&path, &bearer(LIMITED))
         .expect_error_code(403, "forbidden");
@@ -642,7 +649,7 @@ fn consent_proofs_verify_and_need_a_reader_token_for_the_controller() {
         .expect_error_code(403, "forbidden");
     srv.get_auth(
         &p.consent_path(None),
-        &p.sign_request("GET", &p.consent_path(None)),
+        &p.sign_request(&srv.request_to(), "GET", &p.consent_path(None)),
     )
     .expect_error_code(403, "forbidden");
     // A token limited to example.com and partner.org.
@@ -822,7 +829,7 @@ fn history_is_only_for_the_persons_own_signed_request_and_verifies() {
 
     let path = format!("/v1/subjects/{}/history", alice.hex());
     let v = srv
-        .get_auth(&path, &alice.sign_request("GET", &path))
+        .get_auth(&path, &alice.sign_request(&srv.request_to(), "GET", &path))
         .expect(200)
         .json();
     let h: History = serde_json::from_value(v.clone()).expect("a history");
@@ -840,32 +847,44 @@ fn history_is_only_for_the_persons_own_signed_request_and_verifies() {
     );
     assert_eq!(checked.checkpoint.size, 5);
 
-    // Not signed: 401; signed by someone else, stale, or a token: 403.
+    // Not signed: 401; signed by someone else, for another path, stale, or a token: 403.
     srv.get(&path).expect_error_code(401, "unauthorized");
-    srv.get_auth(&path, &bob.sign_request("GET", &path))
+    srv.get_auth(&path, &bob.sign_request(&srv.request_to(), "GET", &path))
         .expect_error_code(403, "forbidden");
     let bob_path = format!("/v1/subjects/{}/history", bob.hex());
-    srv.get_auth(&path, &alice.sign_request("GET", &bob_path))
-        .expect_error_code(403, "forbidden");
-    srv.get_auth(&bob_path, &alice.sign_request("GET", &bob_path))
-        .expect_error_code(403, "forbidden");
+    srv.get_auth(
+        &path,
+        &alice.sign_request(&srv.request_to(), "GET", &bob_path),
+    )
+    .expect_error_code(403, "bad_signature");
+    srv.get_auth(
+        &bob_path,
+        &alice.sign_request(&srv.request_to(), "GET", &bob_path),
+    )
+    .expect_error_code(403, "forbidden");
     for skew in [-(10 * 60 * 1000i64), 10 * 60 * 1000] {
         let t = (now_ms() as i64 + skew) as u64;
-        srv.get_auth(&path, &alice.sign_request_at("GET", &path, t))
-            .expect_error_code(403, "forbidden");
+        srv.get_auth(
+            &path,
+            &alice.sign_request_at(&srv.request_to(), "GET", &path, t),
+        )
+        .expect_error_code(403, "stale_request");
     }
     srv.get_auth(&path, &bearer(READER))
         .expect_error_code(403, "forbidden");
     srv.get_auth(&path, &bearer(AUDITOR))
         .expect_error_code(403, "forbidden");
-    let mut garbled = alice.sign_request("GET", &path);
+    let mut garbled = alice.sign_request(&srv.request_to(), "GET", &path);
     garbled.truncate(garbled.len() - 2);
     srv.get_auth(&path, &garbled)
-        .expect_error_code(403, "forbidden");
+        .expect_error_code(403, "malformed_request");
 
     // Bob's own history holds only his chain; someone with no events gets an empty one.
     let v = srv
-        .get_auth(&bob_path, &bob.sign_request("GET", &bob_path))
+        .get_auth(
+            &bob_path,
+            &bob.sign_request(&srv.request_to(), "GET", &bob_path),
+        )
         .expect(200)
         .json();
     let h: History = serde_json::from_value(v).unwrap();
@@ -874,7 +893,10 @@ fn history_is_only_for_the_persons_own_signed_request_and_verifies() {
     let carol = Person::on(CTL, PUR);
     let carol_path = format!("/v1/subjects/{}/history", carol.hex());
     let v = srv
-        .get_auth(&carol_path, &carol.sign_request("GET", &carol_path))
+        .get_auth(
+            &carol_path,
+            &carol.sign_request(&srv.request_to(), "GET", &carol_path),
+        )
         .expect(200)
         .json();
     let h: History = serde_json::from_value(v).unwrap();
@@ -886,7 +908,7 @@ fn history_is_only_for_the_persons_own_signed_request_and_verifies() {
     // A subject that is not 32 bytes of hex.
     srv.get_auth(
         "/v1/subjects/xyz/history",
-        &alice.sign_request("GET", "/v1/subjects/xyz/history"),
+        &alice.sign_request(&srv.request_to(), "GET", "/v1/subjects/xyz/history"),
     )
     .expect_error_code(400, "bad_request");
 }
@@ -930,7 +952,7 @@ fn export_gives_openings_to_auditor_tokens_only() {
     srv.get_auth("/v1/export", &bearer("wrong"))
         .expect_error_code(403, "forbidden");
     let path = "/v1/export";
-    srv.get_auth(path, &p.sign_request("GET", path))
+    srv.get_auth(path, &p.sign_request(&srv.request_to(), "GET", path))
         .expect_error_code(403, "forbidden");
 }
 
