@@ -506,3 +506,52 @@ fn regression_request_header_is_not_strict() {
         );
     }
 }
+
+proptest! {
+    #![proptest_config(cfg(256))]
+
+    /// A request signed for one target (log, audience, method, path, body) and time verifies
+    /// for that one only: any other origin, audience, method, path or body, or a changed
+    /// time or nonce, is refused.
+    #[test]
+    fn a_signed_request_verifies_for_its_own_target_only(
+        origin in "[a-z0-9./]{1,24}",
+        audience in "https?://[a-z0-9.:]{1,24}",
+        method in "GET|POST|PUT",
+        path in "/[ -~]{0,40}",
+        body in proptest::collection::vec(any::<u8>(), 0..64),
+        time in 0u64..u64::MAX / 2,
+        nonce in any::<[u8; 32]>(),
+        which in 0usize..7,
+        change in any::<[u8; 32]>(),
+    ) {
+        use consentlog::core::request::{check_request, sign, Freshness, Target};
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let t = Target::new(&origin, &audience, &method, &path, &body);
+        let r = sign(&key, &t, time, &nonce);
+        let fresh = Freshness { now: time, not_before: time };
+        prop_assert_eq!(check_request(&r.header(), &t, fresh), Ok(r));
+        let tail = to_hex(&change[..4]);
+        let (o, a, m, p) = (
+            format!("{origin}{tail}"),
+            format!("{audience}{tail}"),
+            format!("{method}X"),
+            format!("{path}{tail}"),
+        );
+        let mut b = body.clone();
+        b.push(change[0]);
+        let mut r2 = r;
+        let mut target = t;
+        match which {
+            0 => target.origin = &o,
+            1 => target.audience = &a,
+            2 => target.method = &m,
+            3 => target.path_and_query = &p,
+            4 => target = Target::new(&origin, &audience, &method, &path, &b),
+            5 => r2.time ^= 1 + u64::from(change[0] % 16),
+            _ => r2.nonce[usize::from(change[0] % 32)] ^= 1 | change[1],
+        }
+        let fresh = Freshness { now: r2.time, not_before: r2.time };
+        prop_assert!(check_request(&r2.header(), &target, fresh).is_err());
+    }
+}

@@ -913,6 +913,112 @@ fn history_is_only_for_the_persons_own_signed_request_and_verifies() {
     .expect_error_code(400, "bad_request");
 }
 
+// ---------------------------------------------------------------------------------------
+// Signed requests: bound to one log and one server, used once, not across a restart
+// ---------------------------------------------------------------------------------------
+
+const PUBLIC_URL: &str = "https://consent.example.com";
+
+#[test]
+fn a_signed_request_is_refused_by_other_servers_and_the_second_time() {
+    let a = Server::in_process(&["--origin", "a.example/log", "--public-url", PUBLIC_URL]);
+    assert_eq!(a.public_url, PUBLIC_URL);
+    // Another log behind the same public URL; the same log behind other URLs (the default
+    // one: http:// and the listen address; and another configured one).
+    let other_log = Server::in_process(&["--origin", "b.example/log", "--public-url", PUBLIC_URL]);
+    let other_url = Server::in_process(&["--origin", "a.example/log"]);
+    assert_eq!(other_url.public_url, other_url.url);
+    let other_url2 = Server::in_process(&[
+        "--origin",
+        "a.example/log",
+        "--public-url",
+        "HTTPS://Consent.Example.com:8443/",
+    ]);
+    assert_eq!(other_url2.public_url, "https://consent.example.com:8443");
+
+    let alice = Person::on(CTL, PUR);
+    let path = format!("/v1/subjects/{}/history", alice.hex());
+    let signed = alice.sign_request(&a.request_to(), "GET", &path);
+    // Sent to the others first, so that only the binding can refuse it there.
+    for srv in [&other_log, &other_url, &other_url2] {
+        let r = srv.get_auth(&path, &signed);
+        r.expect_error_code(403, "bad_signature");
+        let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(
+            message.contains("does not verify for this log and audience")
+                && message.contains(&srv.origin)
+                && message.contains(&srv.public_url),
+            "{message}"
+        );
+    }
+    a.get_auth(&path, &signed).expect(200);
+    // The same request again, to the server it was made for.
+    a.get_auth(&path, &signed)
+        .expect_error_code(403, "replayed_request");
+    // And the other way: a request the default-URL server took is no good at `a`.
+    let there = alice.sign_request(&other_url.request_to(), "GET", &path);
+    other_url.get_auth(&path, &there).expect(200);
+    a.get_auth(&path, &there)
+        .expect_error_code(403, "bad_signature");
+
+    // The CLI signs for the URL it is given: a server reached at an address other than its
+    // public URL refuses, naming the audience it wants.
+    let key_file = a.tmp.join("alice.key");
+    run(&["keygen", "--out", s(&key_file)]).ok();
+    let r = run(&["history", "--server", &other_url.url, "--key", s(&key_file)]);
+    r.assert_code(0);
+    let r = run(&["history", "--server", &a.url, "--key", s(&key_file)]);
+    r.assert_fails_with(
+        "HTTP 403: the request signature does not verify for this log and audience",
+    );
+    assert!(r.stderr.contains(PUBLIC_URL), "{r:#?}");
+}
+
+#[test]
+fn a_request_taken_before_a_restart_is_refused_after_it() {
+    let mut srv = Server::start(&["--public-url", PUBLIC_URL]);
+    let alice = Person::on(CTL, PUR);
+    let path = format!("/v1/subjects/{}/history", alice.hex());
+    let used = alice.sign_request(&srv.request_to(), "GET", &path);
+    srv.get_auth(&path, &used).expect(200);
+    let unused = alice.sign_request(&srv.request_to(), "GET", &path);
+    assert!(srv.stop().success());
+    let again = Server::start_in(&srv.dir, &["--public-url", PUBLIC_URL]);
+    assert_eq!(again.request_to(), srv.request_to());
+    // Both are still within 5 minutes, and the new process has no memory of the nonces.
+    for h in [&used, &unused] {
+        let r = again.get_auth(&path, h);
+        r.expect_error_code(403, "request_before_start");
+        assert!(r.body.contains("before the server started"), "{r:#?}");
+    }
+    let fresh = alice.sign_request(&again.request_to(), "GET", &path);
+    again.get_auth(&path, &fresh).expect(200);
+}
+
+#[test]
+fn serve_refuses_a_public_url_that_cannot_be_an_audience() {
+    let dir = tempfile::tempdir().unwrap();
+    for (url, why) in [
+        ("consent.example.com", "must start with http:// or https://"),
+        (
+            "https://consent.example.com/?x=1",
+            "must not have a query or fragment",
+        ),
+        ("https://", "has no host"),
+    ] {
+        let r = run(&[
+            "serve",
+            "--dir",
+            s(&dir.path().join("ledger")),
+            "--listen",
+            "127.0.0.1:0",
+            "--public-url",
+            url,
+        ]);
+        r.assert_fails_with(&format!("--public-url: the public URL {why}"));
+    }
+}
+
 #[test]
 fn export_gives_openings_to_auditor_tokens_only() {
     let srv = Server::in_process(&["--reader-token", READER, "--auditor-token", AUDITOR]);
