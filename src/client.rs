@@ -2,6 +2,7 @@
 //! modes and the examples: one method per route, reading and writing the wire types of
 //! [`crate::api`] (the ones the server's handlers use).
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
@@ -14,7 +15,7 @@ use crate::core::hash::to_hex;
 use crate::core::history::History;
 use crate::core::proof::ConsentProof;
 use crate::core::receipt::Receipt;
-use crate::core::request::sign_request;
+use crate::core::request::{normalize_audience, sign_request, Target};
 use crate::ledger::clock;
 
 /// A server base URL and optional bearer token.
@@ -22,6 +23,8 @@ pub struct Client {
     base: String,
     token: Option<String>,
     agent: ureq::Agent,
+    /// The log's origin, read from its checkpoint when a request is first signed.
+    origin: OnceLock<String>,
 }
 
 /// A failed request: transport error, a non-success status with the server's message, or an
@@ -80,7 +83,49 @@ impl Client {
             base: base.trim_end_matches('/').to_string(),
             token,
             agent,
+            origin: OnceLock::new(),
         }
+    }
+
+    /// The audience of the requests this client signs: its server URL, normalised
+    /// (docs/FORMAT.md §13). The server must have been given it as its public URL.
+    pub fn audience(&self) -> String {
+        normalize_audience(&self.base)
+    }
+
+    /// The log's origin: the first line of its latest checkpoint (`GET /v1/checkpoint`), read
+    /// once. It is what requests are signed for, not something trusted: a server that named
+    /// another log's origin would only get requests that its own log's server refuses.
+    pub fn origin(&self) -> Result<String, ClientError> {
+        if let Some(o) = self.origin.get() {
+            return Ok(o.clone());
+        }
+        let note = self.checkpoint()?;
+        let origin = note
+            .lines()
+            .next()
+            .filter(|l| !l.is_empty())
+            .ok_or_else(|| ClientError::Malformed {
+                url: format!("{}{}", self.base, paths::CHECKPOINT),
+                message: "the checkpoint has no origin line".into(),
+            })?;
+        Ok(self.origin.get_or_init(|| origin.to_string()).clone())
+    }
+
+    /// An Authorization header for `method` `path` (with query) and `body`, signed by `key`
+    /// for this server's log and URL, now, with a fresh random nonce.
+    pub fn sign(
+        &self,
+        key: &SigningKey,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<String, ClientError> {
+        let origin = self.origin()?;
+        let audience = self.audience();
+        let target = Target::new(&origin, &audience, method, path, body);
+        let nonce = crate::keyfile::random32();
+        Ok(sign_request(key, &target, clock::now_ms(), &nonce))
     }
 
     /// GET `path` (with query); `auth` overrides the bearer token's Authorization header.
@@ -181,14 +226,15 @@ impl Client {
         self.json(paths::EVENTS_BATCH, &text)
     }
 
-    /// `GET /v1/heads`, with the bearer token or, given `key`, a request signed by the person.
+    /// `GET /v1/heads`, with the bearer token or, given `key`, a request signed by the person
+    /// (which first reads the log's origin, [`Client::origin`]).
     pub fn heads(
         &self,
         q: &HeadsQuery,
         key: Option<&SigningKey>,
     ) -> Result<HeadResponse, ClientError> {
         let path = with_query(paths::HEADS, q);
-        let auth = key.map(|k| sign_request(k, "GET", &path, clock::now_ms()));
+        let auth = key.map(|k| self.sign(k, "GET", &path, b"")).transpose()?;
         self.get_json(&path, auth.as_deref())
     }
 
@@ -236,10 +282,11 @@ impl Client {
         self.json(paths::CONSENT, &text)
     }
 
-    /// `GET /v1/subjects/{subject}/history`, signed by the person's `key`.
+    /// `GET /v1/subjects/{subject}/history`, signed by the person's `key` (which first reads
+    /// the log's origin, [`Client::origin`]).
     pub fn history(&self, key: &SigningKey) -> Result<History, ClientError> {
         let path = paths::history(&to_hex(key.verifying_key().as_bytes()));
-        let auth = sign_request(key, "GET", &path, clock::now_ms());
+        let auth = self.sign(key, "GET", &path, b"")?;
         self.get_json(&path, Some(&auth))
     }
 

@@ -12,16 +12,6 @@ use crate::core::proof::ConsentProof;
 use crate::keyfile;
 use crate::ledger::clock;
 
-/// The origin named by a server's latest checkpoint.
-pub fn origin(c: &Client) -> Result<String, Failure> {
-    let note = c.checkpoint().map_err(fail)?;
-    note.lines()
-        .next()
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .ok_or_else(|| fail("the server's checkpoint has no origin line"))
-}
-
 pub fn decide(
     url: &str,
     key: &SigningKey,
@@ -30,7 +20,7 @@ pub fn decide(
     opt_in: bool,
 ) -> CmdResult {
     let c = Client::new(url, None);
-    let log = origin(&c)?;
+    let log = c.origin().map_err(fail)?;
     let subject = key.verifying_key().to_bytes();
     let q = HeadsQuery {
         subject,

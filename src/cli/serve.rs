@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{fail, CmdResult};
+use crate::core::request::parse_audience;
 use crate::server::{self, Auth, BatchConfig, ServeConfig};
 
 /// Arguments of `serve`.
@@ -17,6 +18,10 @@ pub struct ServeArgs {
     pub dir: PathBuf,
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// The URL people reach this server at, e.g. https://consent.example.com: the audience
+    /// their signed requests must name (docs/FORMAT.md §13); default http://<listen address>
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
     /// Origin of a newly created ledger
     #[arg(long, default_value = "consentlog.local/log")]
     pub origin: String,
@@ -65,6 +70,10 @@ pub struct ServeArgs {
     /// Storage cache (bytes)
     #[arg(long, default_value_t = crate::ledger::DEFAULT_CACHE_BYTES)]
     pub cache_bytes: u64,
+    /// Most signed requests remembered at once (their nonces, each for 5 minutes); when full,
+    /// further signed requests get 503 until the oldest expire
+    #[arg(long, default_value_t = server::DEFAULT_REPLAY_CACHE)]
+    pub replay_cache: usize,
 }
 
 pub fn serve(a: ServeArgs) -> CmdResult {
@@ -91,6 +100,12 @@ pub fn config(a: ServeArgs) -> Result<(ServeConfig, Auth), String> {
     if let Some(f) = &a.tokens_file {
         auth.load_tokens_file(f)?;
     }
+    let public_url = a
+        .public_url
+        .as_deref()
+        .map(parse_audience)
+        .transpose()
+        .map_err(|e| format!("--public-url: {e}"))?;
     let cfg = ServeConfig {
         dir: a.dir,
         listen: a.listen,
@@ -108,6 +123,8 @@ pub fn config(a: ServeArgs) -> Result<(ServeConfig, Auth), String> {
         header_timeout: Duration::from_millis(a.header_timeout.max(1)),
         max_connections: a.max_connections.max(1),
         cache_bytes: a.cache_bytes,
+        public_url,
+        replay_cache: a.replay_cache.max(1),
     };
     Ok((cfg, auth))
 }

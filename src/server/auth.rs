@@ -1,15 +1,20 @@
 //! Who may read what: reader tokens (optionally limited to controllers), auditor tokens, and
-//! requests signed by the person. Missing credentials get 401, wrong or insufficient ones 403.
+//! requests signed by the person (docs/FORMAT.md §13: for this log and this server, fresh, not
+//! dated before the server started, used once). Missing credentials get 401, wrong or
+//! insufficient ones 403; a signed request's refusal names its reason in the error code.
 
-use std::collections::{HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, StatusCode};
 
 use super::error::ApiError;
 use crate::core::hash::Hash;
-use crate::core::request::{check_request, SCHEME};
-use crate::ledger::clock;
+use crate::core::request::{
+    check_request, Freshness, RequestAuthError, Target, REQUEST_WINDOW_MS, SCHEME,
+};
 
 /// Tokens are kept as BLAKE3 hashes, so lookups do not compare secrets byte by byte.
 fn token_id(t: &str) -> Hash {
@@ -109,38 +114,294 @@ impl Auth {
         }
     }
 
-    /// A request signed by `subject` for this method and path (with query).
+    /// A request signed by `subject` for this method, path (with query) and body, checked by
+    /// `people` (fresh, for this log and audience, not seen before).
     pub fn require_subject(
         &self,
+        people: &People,
         headers: &HeaderMap,
-        method: &str,
-        path_and_query: &str,
+        target: (&str, &str, &[u8]),
         subject: &[u8; 32],
     ) -> Result<(), ApiError> {
         let v = Self::authorization(headers)?.ok_or_else(ApiError::unauthorized)?;
         if !v.starts_with(SCHEME) {
             return Err(ApiError::forbidden());
         }
-        match check_request(v, method, path_and_query, clock::now_ms()) {
-            Ok(s) if s == *subject => Ok(()),
-            _ => Err(ApiError::forbidden()),
-        }
+        people.check(v, target, subject)
     }
 
     /// Either a reader token for `controller` or a request signed by `subject`.
     pub fn require_reader_or_subject(
         &self,
+        people: &People,
         headers: &HeaderMap,
         controller: &str,
-        method: &str,
-        path_and_query: &str,
+        target: (&str, &str, &[u8]),
         subject: &[u8; 32],
     ) -> Result<(), ApiError> {
         match Self::authorization(headers)? {
             Some(v) if v.starts_with(SCHEME) => {
-                self.require_subject(headers, method, path_and_query, subject)
+                self.require_subject(people, headers, target, subject)
             }
             _ => self.require_reader(headers, controller),
         }
+    }
+}
+
+/// Most (subject, nonce) pairs the replay cache holds unless configured otherwise
+/// (`serve --replay-cache`): about 55 MB when full, and room for 870 signed requests a second
+/// sustained over the 5-minute window.
+pub const DEFAULT_REPLAY_CACHE: usize = 262_144;
+
+/// What a person's signed request is checked against (docs/FORMAT.md §13): this server's log
+/// origin and public URL (the audience), the time it started, and the nonces it has taken.
+pub struct People {
+    origin: String,
+    audience: String,
+    started: u64,
+    clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+    seen: Mutex<ReplayCache>,
+}
+
+impl People {
+    /// Requests for `origin` and `audience`, on `clock`, taken from when the clock says now
+    /// (the server's start), remembering at most `capacity` nonces.
+    pub fn new(
+        origin: &str,
+        audience: &str,
+        clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+        capacity: usize,
+    ) -> People {
+        People {
+            origin: origin.to_string(),
+            audience: audience.to_string(),
+            started: clock(),
+            clock,
+            seen: Mutex::new(ReplayCache::new(capacity)),
+        }
+    }
+
+    /// The audience requests must be signed for.
+    pub fn audience(&self) -> &str {
+        &self.audience
+    }
+
+    /// When the server started: requests dated earlier are refused.
+    pub fn started(&self) -> u64 {
+        self.started
+    }
+
+    /// Checks a `Consentlog-Ed25519` header for (method, path and query, body) and `subject`;
+    /// on success its nonce is spent.
+    pub fn check(
+        &self,
+        header: &str,
+        (method, path_and_query, body): (&str, &str, &[u8]),
+        subject: &[u8; 32],
+    ) -> Result<(), ApiError> {
+        let target = Target::new(&self.origin, &self.audience, method, path_and_query, body);
+        let now = (self.clock)();
+        let fresh = Freshness {
+            now,
+            not_before: self.started,
+        };
+        let r = check_request(header, &target, fresh).map_err(|e| self.refusal(e))?;
+        if r.subject != *subject {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "the request is signed by another subject than the one whose data it asks for",
+            ));
+        }
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.insert(&r.subject, &r.nonce, r.time, now)
+            .map_err(|e| match e {
+                Spent::Refused(e) => self.refusal(e),
+                Spent::Full { retry_after_ms } => {
+                    let mut e = ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "overloaded",
+                        "too many signed requests within 5 minutes (the replay cache is full); \
+                         retry later",
+                    );
+                    e.retry_after = Some(retry_after_ms.div_ceil(1000).max(1));
+                    e
+                }
+            })
+    }
+
+    fn refusal(&self, e: RequestAuthError) -> ApiError {
+        let code = match e {
+            RequestAuthError::Malformed(_) => "malformed_request",
+            RequestAuthError::Stale { .. } => "stale_request",
+            RequestAuthError::BeforeStart { .. } => "request_before_start",
+            RequestAuthError::BadSignature => "bad_signature",
+            RequestAuthError::Replayed => "replayed_request",
+        };
+        let message = match e {
+            RequestAuthError::BadSignature => format!(
+                "the request signature does not verify for this log and audience (origin {}, \
+                 audience {}), method, path, body, time and nonce",
+                self.origin, self.audience
+            ),
+            e => e.to_string(),
+        };
+        ApiError::new(StatusCode::FORBIDDEN, code, message)
+    }
+}
+
+/// Why a nonce could not be spent.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Spent {
+    /// Seen before ([`RequestAuthError::Replayed`]), or stale by the cache's clock.
+    Refused(RequestAuthError),
+    /// The cache holds `capacity` live pairs; the oldest expires in `retry_after_ms`.
+    Full { retry_after_ms: u64 },
+}
+
+/// A (subject, nonce) pair.
+type Pair = ([u8; 32], [u8; 32]);
+
+/// The (subject, nonce) pairs of the signed requests taken, each kept until its request is
+/// stale (`time + REQUEST_WINDOW_MS`), at most `capacity` of them. When full of live pairs it
+/// refuses new ones rather than forget a live one (which could then be replayed). Its clock
+/// never goes back: it keeps the latest `now` it was given, so a pair it let go of stays
+/// refused as stale even if the server's clock is set back.
+pub struct ReplayCache {
+    capacity: usize,
+    seen: HashSet<Pair>,
+    /// Expiry times, soonest first.
+    expiry: BinaryHeap<Reverse<(u64, Pair)>>,
+    now: u64,
+}
+
+impl ReplayCache {
+    pub fn new(capacity: usize) -> ReplayCache {
+        ReplayCache {
+            capacity: capacity.max(1),
+            seen: HashSet::new(),
+            expiry: BinaryHeap::new(),
+            now: 0,
+        }
+    }
+
+    /// Pairs held.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+
+    /// Spends `nonce` of `subject` for a request dated `time`, at `now`.
+    pub fn insert(
+        &mut self,
+        subject: &[u8; 32],
+        nonce: &[u8; 32],
+        time: u64,
+        now: u64,
+    ) -> Result<(), Spent> {
+        self.now = self.now.max(now);
+        while let Some(Reverse((t, pair))) = self.expiry.peek() {
+            if *t >= self.now {
+                break;
+            }
+            self.seen.remove(pair);
+            self.expiry.pop();
+        }
+        let expires = time.saturating_add(REQUEST_WINDOW_MS);
+        if expires < self.now {
+            return Err(Spent::Refused(RequestAuthError::Stale {
+                time,
+                now: self.now,
+            }));
+        }
+        let pair = (*subject, *nonce);
+        if self.seen.contains(&pair) {
+            return Err(Spent::Refused(RequestAuthError::Replayed));
+        }
+        if self.seen.len() >= self.capacity {
+            let soonest = self.expiry.peek().map_or(0, |Reverse((t, _))| *t);
+            return Err(Spent::Full {
+                retry_after_ms: soonest.saturating_sub(self.now).saturating_add(1),
+            });
+        }
+        self.seen.insert(pair);
+        self.expiry.push(Reverse((expires, pair)));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: u64 = 1_767_225_600_000;
+
+    #[test]
+    fn a_nonce_is_spent_once_per_subject_until_its_request_is_stale() {
+        let mut c = ReplayCache::new(10);
+        let (a, b) = ([1; 32], [2; 32]);
+        assert_eq!(c.insert(&a, &[9; 32], T, T), Ok(()));
+        assert_eq!(
+            c.insert(&a, &[9; 32], T, T + 1),
+            Err(Spent::Refused(RequestAuthError::Replayed))
+        );
+        // Another subject may use the same nonce; the same subject another one.
+        assert_eq!(c.insert(&b, &[9; 32], T, T + 1), Ok(()));
+        assert_eq!(c.insert(&a, &[8; 32], T, T + 1), Ok(()));
+        assert_eq!(c.len(), 3);
+        // Kept while the request is fresh...
+        assert_eq!(
+            c.insert(&a, &[9; 32], T, T + REQUEST_WINDOW_MS),
+            Err(Spent::Refused(RequestAuthError::Replayed))
+        );
+        // ...and let go of once it is stale (then it is refused as stale).
+        let later = T + REQUEST_WINDOW_MS + 1;
+        assert_eq!(
+            c.insert(&a, &[9; 32], T, later),
+            Err(Spent::Refused(RequestAuthError::Stale {
+                time: T,
+                now: later
+            }))
+        );
+        assert!(c.is_empty());
+        // A clock set back does not bring a forgotten pair back to life.
+        assert_eq!(
+            c.insert(&a, &[9; 32], T, T),
+            Err(Spent::Refused(RequestAuthError::Stale {
+                time: T,
+                now: later
+            }))
+        );
+    }
+
+    #[test]
+    fn a_full_cache_refuses_new_pairs_and_keeps_the_live_ones() {
+        let mut c = ReplayCache::new(3);
+        for i in 0..3u8 {
+            assert_eq!(
+                c.insert(&[i; 32], &[0; 32], T + u64::from(i) * 1000, T),
+                Ok(())
+            );
+        }
+        assert_eq!(
+            c.insert(&[7; 32], &[0; 32], T, T + 500),
+            Err(Spent::Full {
+                retry_after_ms: REQUEST_WINDOW_MS - 500 + 1
+            })
+        );
+        // The live pairs are still refused, not forgotten.
+        assert_eq!(
+            c.insert(&[1; 32], &[0; 32], T + 1000, T + 500),
+            Err(Spent::Refused(RequestAuthError::Replayed))
+        );
+        // Once the oldest expires there is room again.
+        let t = T + REQUEST_WINDOW_MS + 1;
+        assert_eq!(c.insert(&[7; 32], &[0; 32], t, t), Ok(()));
+        assert_eq!(c.len(), 3);
     }
 }

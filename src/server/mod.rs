@@ -12,7 +12,7 @@ mod sequencer;
 #[cfg(test)]
 mod tests;
 
-pub use auth::Auth;
+pub use auth::{Auth, DEFAULT_REPLAY_CACHE};
 pub use sequencer::BatchConfig;
 
 use std::net::SocketAddr;
@@ -56,12 +56,30 @@ pub struct ServeConfig {
     pub header_timeout: Duration,
     /// Most connections open at once; beyond it new connections wait in the listen backlog.
     pub max_connections: usize,
+    /// The server's public URL, normalised (`core::request::parse_audience`): the audience
+    /// people sign their requests for. None: `http://` and the address it listens on.
+    pub public_url: Option<String>,
+    /// Most (subject, nonce) pairs of signed requests remembered; beyond it, signed requests
+    /// get 503 until the oldest expire.
+    pub replay_cache: usize,
+}
+
+impl ServeConfig {
+    /// The audience of signed requests when listening on `addr`: the public URL, or
+    /// `http://addr`.
+    pub fn audience(&self, addr: SocketAddr) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"))
+    }
 }
 
 struct Inner {
     ledger: Arc<Ledger>,
     seq: sequencer::Sequencer,
     auth: Auth,
+    /// Signed requests: this log's origin and audience, the start time, the nonces taken.
+    people: auth::People,
     metrics: Arc<metrics::Metrics>,
     covered: watch::Receiver<u64>,
 }
@@ -108,7 +126,9 @@ impl utoipa::Modify for SecuritySchemes {
             "signedRequest",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 "Authorization",
-                "Consentlog-Ed25519 subject=<hex>,time=<ms>,signature=<hex> (docs/FORMAT.md §13)",
+                "Consentlog-Ed25519 subject=<hex>,time=<ms>,nonce=<hex>,signature=<hex>, signed \
+                 for this log's origin and the server's public URL, at most 5 minutes off its \
+                 clock, not before it started, each nonce once (docs/FORMAT.md §13)",
             ))),
         );
     }
@@ -160,7 +180,9 @@ pub struct App {
 
 impl App {
     /// Starts the sequencer and the heartbeat for `ledger` with `cfg`'s batching, checkpoint,
-    /// timeout and body settings (its directory and listen address are not used here).
+    /// timeout, body and signed-request settings (its directory is not used here; the listen
+    /// address only as the default audience, [`ServeConfig::audience`]). Signed requests are
+    /// taken from now on, on the ledger's clock.
     pub fn new(ledger: Arc<Ledger>, cfg: &ServeConfig, auth: Auth) -> Result<App, String> {
         let cp = ledger.checkpoint_all().map_err(|e| e.to_string())?;
         let metrics = Arc::new(metrics::Metrics::default());
@@ -171,10 +193,21 @@ impl App {
             cfg.max_checkpoint_gap,
             covered_tx,
         );
+        let clock = {
+            let l = ledger.clone();
+            Arc::new(move || l.now_ms())
+        };
+        let people = auth::People::new(
+            ledger.origin(),
+            &cfg.audience(cfg.listen),
+            clock,
+            cfg.replay_cache,
+        );
         let state = AppState(Arc::new(Inner {
             ledger: ledger.clone(),
             seq: sequencer::Sequencer::start(ledger, cfg.batch, metrics.clone()),
             auth,
+            people,
             metrics,
             covered,
         }));
@@ -194,6 +227,16 @@ impl App {
             heartbeat,
             router,
         })
+    }
+
+    /// The audience signed requests must name (the public URL).
+    pub fn audience(&self) -> &str {
+        self.state.people.audience()
+    }
+
+    /// When the app started, on the ledger's clock: signed requests dated earlier are refused.
+    pub fn started(&self) -> u64 {
+        self.state.people.started()
     }
 
     /// The router (cheap to clone).
@@ -243,10 +286,12 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
 }
 
 /// Serves `ledger` on `listener` until `shutdown` (what `serve` does once the ledger is open
-/// and the socket bound): starts the [`App`], gives the banner lines (data directory, origin,
-/// log public key, `listening on http://…`) to `say`, runs the accept loop; after `shutdown`,
-/// finishes every queued append, signs a final checkpoint and says so. `serve` passes SIGTERM
-/// or Ctrl-C and standard output; tests run it in-process with their own.
+/// and the socket bound): starts the [`App`] (the audience of signed requests is `cfg`'s
+/// public URL, or `http://` and the bound address), gives the banner lines (data directory,
+/// origin, log public key, public URL, `listening on http://…`) to `say`, runs the accept loop;
+/// after `shutdown`, finishes every queued append, signs a final checkpoint and says so.
+/// `serve` passes SIGTERM or Ctrl-C and standard output; tests run it in-process with their
+/// own.
 pub async fn serve_on(
     ledger: Arc<Ledger>,
     listener: tokio::net::TcpListener,
@@ -256,6 +301,18 @@ pub async fn serve_on(
     say: impl Fn(&str),
 ) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    if cfg.public_url.is_none() && addr.ip().is_unspecified() {
+        tracing::warn!(
+            %addr,
+            "listening on an unspecified address without --public-url: people's signed \
+             requests must be signed for http://{addr}"
+        );
+    }
+    let cfg = ServeConfig {
+        public_url: Some(cfg.audience(addr)),
+        ..cfg.clone()
+    };
+    let cfg = &cfg;
     let app = App::new(ledger.clone(), cfg, auth)?;
     say(&format!("data directory: {}", cfg.dir.display()));
     say(&format!("origin: {}", ledger.origin()));
@@ -263,6 +320,7 @@ pub async fn serve_on(
         "log public key: {}",
         to_hex(ledger.public_key().as_bytes())
     ));
+    say(&format!("public URL: {}", app.audience()));
     say(&format!("listening on http://{addr}"));
     tracing::info!(%addr, size = ledger.size(), "serving");
     accept(listener, app.router(), cfg, shutdown).await;

@@ -242,7 +242,8 @@ fn too_many(n: usize) -> ApiError {
         (status = 200, body = HeadResponse),
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
+        (status = 403, description = "Wrong credentials; a signed request's code names why", body = ErrorBody),
+        (status = 503, description = "Too many signed requests within 5 minutes (Retry-After)", body = ErrorBody),
     ),
     security(("readerToken" = []), ("signedRequest" = []))
 )]
@@ -254,10 +255,10 @@ pub async fn get_heads(
 ) -> Result<Json<HeadResponse>, ApiError> {
     check_names(&q.controller, &q.purpose)?;
     st.auth.require_reader_or_subject(
+        &st.people,
         &headers,
         &q.controller,
-        "GET",
-        &path_and_query(&uri),
+        ("GET", &path_and_query(&uri), b""),
         &q.subject,
     )?;
     let head = st
@@ -557,7 +558,8 @@ pub async fn post_consent(
         (status = 200, body = HistorySchema),
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
+        (status = 403, description = "Wrong credentials; the code names why", body = ErrorBody),
+        (status = 503, description = "Too many signed requests within 5 minutes (Retry-After)", body = ErrorBody),
     ),
     security(("signedRequest" = []))
 )]
@@ -567,8 +569,12 @@ pub async fn get_history(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Json<History>, ApiError> {
-    st.auth
-        .require_subject(&headers, "GET", &path_and_query(&uri), &subject)?;
+    st.auth.require_subject(
+        &st.people,
+        &headers,
+        ("GET", &path_and_query(&uri), b""),
+        &subject,
+    )?;
     let ledger = st.ledger.clone();
     let h = blocking(move || {
         let snap = snapshot(&ledger, None)?;

@@ -15,8 +15,8 @@ use tower::ServiceExt;
 use super::*;
 use crate::api::{paths, EntryPage, ErrorBody};
 use crate::core::event::{ConsentEvent, EventJson};
-use crate::core::request::sign_request;
-use crate::ledger::clock;
+use crate::core::request::{sign_request, Target};
+use crate::ledger::clock::{self, Clock};
 
 const ORIGIN: &str = "test.example/log";
 const READER: &str = "reader-token-1";
@@ -40,6 +40,8 @@ fn config(dir: &std::path::Path) -> ServeConfig {
         cache_bytes: crate::ledger::DEFAULT_CACHE_BYTES,
         header_timeout: Duration::from_millis(300),
         max_connections: 1,
+        public_url: None,
+        replay_cache: DEFAULT_REPLAY_CACHE,
     }
 }
 
@@ -53,9 +55,26 @@ struct TestApp {
 
 impl TestApp {
     fn new() -> TestApp {
+        Self::with(ORIGIN, |_| {}, None)
+    }
+
+    /// A new ledger of `origin`, served with `config` changed by `set`, on `clock` (else the
+    /// system's).
+    fn with(
+        origin: &str,
+        set: impl FnOnce(&mut ServeConfig),
+        clock: Option<clock::ManualClock>,
+    ) -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
-        let cfg = config(dir.path());
-        let ledger = Arc::new(Ledger::init(dir.path(), ORIGIN, &cfg.engine).expect("init"));
+        let mut cfg = config(dir.path());
+        set(&mut cfg);
+        let mut opts = crate::ledger::Options::default();
+        if let Some(c) = clock {
+            opts = opts.clock(c);
+        }
+        let engine = cfg.engine.parse().expect("engine");
+        let ledger = Ledger::init_with(dir.path(), origin, engine, opts).expect("init");
+        let ledger = Arc::new(ledger);
         let mut auth = Auth::default();
         auth.add_reader(READER, None);
         auth.add_auditor(AUDITOR);
@@ -100,6 +119,13 @@ impl TestApp {
     async fn post(&self, uri: &str, body: &str) -> (StatusCode, String) {
         self.call(Method::POST, uri, Some(&format!("Bearer {READER}")), body)
             .await
+    }
+
+    /// A request signed by `key` for this app's log and audience at `time`, with a fresh nonce.
+    fn sign(&self, key: &SigningKey, method: &str, path: &str, time: u64) -> String {
+        let app = self.app.as_ref().expect("running");
+        let target = Target::new(self.ledger.origin(), app.audience(), method, path, b"");
+        sign_request(key, &target, time, &crate::keyfile::random32())
     }
 
     /// Waits until a checkpoint covers the whole tree.
@@ -316,7 +342,7 @@ async fn real_answers_conform_to_the_generated_document() {
     let reader = format!("Bearer {READER}");
     let auditor = format!("Bearer {AUDITOR}");
     let history = paths::history(&subject);
-    let signed = sign_request(&key, "GET", &history, clock::now_ms());
+    let signed = t.sign(&key, "GET", &history, clock::now_ms());
     let consent =
         format!("/v1/proofs/consent?subject={subject}&controller=example.com&purpose=ai-training");
     let heads = format!("/v1/heads?subject={subject}&controller=example.com&purpose=ai-training");
@@ -461,4 +487,189 @@ async fn connections_beyond_the_limit_wait_until_one_closes() {
         "{:?}",
         String::from_utf8_lossy(&answer)
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signed requests: bound to the log and the server, fresh, not before the start, used once
+// ---------------------------------------------------------------------------------------------
+
+/// A person's history path and a request for it signed for `origin` and `audience`.
+fn signed_history(key: &SigningKey, origin: &str, audience: &str, time: u64) -> (String, String) {
+    let path = paths::history(&crate::core::hash::to_hex(key.verifying_key().as_bytes()));
+    let target = Target::new(origin, audience, "GET", &path, b"");
+    let header = sign_request(key, &target, time, &crate::keyfile::random32());
+    (path, header)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_request_is_refused_by_another_log_and_by_another_audience() {
+    let a = TestApp::with(
+        ORIGIN,
+        |c| c.public_url = Some("https://a.example".into()),
+        None,
+    );
+    let other_log = TestApp::with(
+        "other.example/log",
+        |c| c.public_url = Some("https://a.example".into()),
+        None,
+    );
+    let other_server = TestApp::with(
+        ORIGIN,
+        |c| c.public_url = Some("https://b.example".into()),
+        None,
+    );
+    let key = crate::keyfile::generate();
+    let (path, header) = signed_history(&key, ORIGIN, "https://a.example", clock::now_ms());
+    // Never seen by the others, so only the binding can refuse it there.
+    for (t, what) in [
+        (&other_log, "another log"),
+        (&other_server, "another audience"),
+    ] {
+        let (s, body) = t.get(&path, Some(&header)).await;
+        error_code(s, &body, (403, "bad_signature"));
+        assert!(
+            body.contains("does not verify for this log and audience"),
+            "{what}: {body}"
+        );
+        assert!(
+            body.contains(t.app.as_ref().unwrap().audience()),
+            "{what}: {body}"
+        );
+    }
+    let (s, body) = a.get(&path, Some(&header)).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+
+    // The default audience is http:// and the listen address.
+    let d = TestApp::new();
+    assert_eq!(d.app.as_ref().unwrap().audience(), "http://127.0.0.1:0");
+    let (path, header) = signed_history(&key, ORIGIN, "http://127.0.0.1:0/", clock::now_ms());
+    let (s, body) = d.get(&path, Some(&header)).await;
+    error_code(s, &body, (403, "bad_signature")); // signers normalise; the server does not
+    let (path, header) = signed_history(&key, ORIGIN, "http://127.0.0.1:0", clock::now_ms());
+    assert_eq!(d.get(&path, Some(&header)).await.0, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_request_is_taken_once() {
+    let t = TestApp::new();
+    let key = crate::keyfile::generate();
+    let subject = crate::core::hash::to_hex(key.verifying_key().as_bytes());
+    let path = paths::history(&subject);
+    let header = t.sign(&key, "GET", &path, clock::now_ms());
+    assert_eq!(t.get(&path, Some(&header)).await.0, StatusCode::OK);
+    let (s, body) = t.get(&path, Some(&header)).await;
+    error_code(s, &body, (403, "replayed_request"));
+    let (s, body) = t.get(&path, Some(&header)).await;
+    error_code(s, &body, (403, "replayed_request"));
+    // A new nonce is a new request.
+    let again = t.sign(&key, "GET", &path, clock::now_ms());
+    assert_eq!(t.get(&path, Some(&again)).await.0, StatusCode::OK);
+
+    // Heads too, whether or not a reader token would also do.
+    let heads = format!("/v1/heads?subject={subject}&controller=example.com&purpose=ai-training");
+    let header = t.sign(&key, "GET", &heads, clock::now_ms());
+    assert_eq!(t.get(&heads, Some(&header)).await.0, StatusCode::OK);
+    let (s, body) = t.get(&heads, Some(&header)).await;
+    error_code(s, &body, (403, "replayed_request"));
+
+    // Signed by someone else (validly, for their own subject): refused, and their nonce is
+    // not spent on it.
+    let mallory = crate::keyfile::generate();
+    let header = t.sign(&mallory, "GET", &path, clock::now_ms());
+    let (s, body) = t.get(&path, Some(&header)).await;
+    error_code(s, &body, (403, "forbidden"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_requests_and_requests_from_before_the_start_are_refused() {
+    const T0: u64 = 1_767_225_600_000;
+    const WINDOW: u64 = crate::core::request::REQUEST_WINDOW_MS;
+    let c = clock::ManualClock::new(T0);
+    let t = TestApp::with(ORIGIN, |_| {}, Some(c.clone()));
+    assert_eq!(t.app.as_ref().unwrap().started(), T0);
+    let key = crate::keyfile::generate();
+    let path = paths::history(&crate::core::hash::to_hex(key.verifying_key().as_bytes()));
+
+    // Signed a moment before the server started (a request it could have taken before a
+    // restart, and no longer remembers): refused, though fresh.
+    let before = t.sign(&key, "GET", &path, T0 - 1);
+    let (s, body) = t.get(&path, Some(&before)).await;
+    error_code(s, &body, (403, "request_before_start"));
+    c.advance(60_000);
+    let (s, body) = t.get(&path, Some(&before)).await;
+    error_code(s, &body, (403, "request_before_start"));
+
+    // More than 5 minutes off the clock, either way.
+    let now = c.advance(2 * WINDOW);
+    for time in [now - WINDOW - 1, now + WINDOW + 1] {
+        let h = t.sign(&key, "GET", &path, time);
+        let (s, body) = t.get(&path, Some(&h)).await;
+        error_code(s, &body, (403, "stale_request"));
+        assert!(
+            body.contains("more than 5 minutes from the server clock"),
+            "{body}"
+        );
+    }
+    // At the edges of the window: taken.
+    for time in [now - WINDOW, now + WINDOW] {
+        let h = t.sign(&key, "GET", &path, time);
+        let (s, body) = t.get(&path, Some(&h)).await;
+        assert_eq!(s, StatusCode::OK, "{time}: {body}");
+    }
+    // A request taken once, then the clock moves past its window: stale, not replayed.
+    let h = t.sign(&key, "GET", &path, now);
+    assert_eq!(t.get(&path, Some(&h)).await.0, StatusCode::OK);
+    c.advance(WINDOW + 1);
+    let (s, body) = t.get(&path, Some(&h)).await;
+    error_code(s, &body, (403, "stale_request"));
+    // A request at the new time lets the cache forget the old nonce; with the clock then set
+    // back, the old request is still refused (stale by the cache's clock, which never goes
+    // back).
+    let later = t.sign(&key, "GET", &path, c.now_ms());
+    assert_eq!(t.get(&path, Some(&later)).await.0, StatusCode::OK);
+    c.set(now);
+    let (s, body) = t.get(&path, Some(&h)).await;
+    error_code(s, &body, (403, "stale_request"));
+    // A header without a nonce (format v1) is malformed.
+    let v1 = format!(
+        "Consentlog-Ed25519 subject={},time={now},signature={}",
+        crate::core::hash::to_hex(key.verifying_key().as_bytes()),
+        "00".repeat(64)
+    );
+    let (s, body) = t.get(&path, Some(&v1)).await;
+    error_code(s, &body, (403, "malformed_request"));
+    assert!(body.contains("nonce is missing"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_replay_cache_refuses_with_503_until_its_oldest_request_expires() {
+    const T0: u64 = 1_767_225_600_000;
+    const WINDOW: u64 = crate::core::request::REQUEST_WINDOW_MS;
+    let c = clock::ManualClock::new(T0);
+    let t = TestApp::with(ORIGIN, |cfg| cfg.replay_cache = 2, Some(c.clone()));
+    let key = crate::keyfile::generate();
+    let path = paths::history(&crate::core::hash::to_hex(key.verifying_key().as_bytes()));
+    let first = t.sign(&key, "GET", &path, T0);
+    assert_eq!(t.get(&path, Some(&first)).await.0, StatusCode::OK);
+    let h = t.sign(&key, "GET", &path, T0 + 1000);
+    assert_eq!(t.get(&path, Some(&h)).await.0, StatusCode::OK);
+    let h = t.sign(&key, "GET", &path, T0 + 1000);
+    let req = Request::get(path.as_str())
+        .header("authorization", &h)
+        .body(Body::empty())
+        .expect("request");
+    let resp = t.router().oneshot(req).await.expect("infallible");
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        resp.headers()["retry-after"].to_str().unwrap(),
+        (WINDOW / 1000 + 1).to_string()
+    );
+    // The live ones are not forgotten to make room.
+    let (s, body) = t.get(&path, Some(&first)).await;
+    error_code(s, &body, (403, "replayed_request"));
+    // Once the first expires, there is room.
+    c.advance(WINDOW + 1);
+    let h = t.sign(&key, "GET", &path, c.now_ms());
+    let (s, body) = t.get(&path, Some(&h)).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
 }

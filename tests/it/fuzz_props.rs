@@ -18,7 +18,6 @@ use consentlog::core::event::{EventJson, SignedEvent};
 use consentlog::core::export::{Header, Writer};
 use consentlog::core::hash::to_hex;
 use consentlog::core::proof::State;
-use consentlog::core::request::sign_request;
 use ed25519_dalek::SigningKey;
 use proptest::prelude::*;
 
@@ -134,14 +133,7 @@ fn build_fixture() -> Fixture {
     }
     let export = w.finish().expect("export");
 
-    let path = format!("/v1/subjects/{}/history", to_hex(&a));
-    let request = RequestCase {
-        header: sign_request(&alice, "GET", &path, now),
-        method: "GET".into(),
-        path,
-        now,
-        subject: to_hex(&a),
-    };
+    let request = RequestCase::sign(&alice, ORIGIN, now);
     let log_key = to_hex(&l.public_key().to_bytes());
     drop(l);
     Fixture {
@@ -503,13 +495,63 @@ fn regression_request_header_is_not_strict() {
     let variants = [
         format!("Consentlog-Ed25519 subject={other},{rest}"),
         format!("Consentlog-Ed25519 time=1,{rest}"),
+        format!("Consentlog-Ed25519 nonce={other},{rest}"),
         h.replacen("time=", "time=+", 1),
         h.replacen("time=", "time=0", 1),
     ];
     for v in variants {
         assert!(
-            consentlog::core::request::check_request(&v, &r.method, &r.path, r.now).is_err(),
+            consentlog::core::request::check_request(&v, &r.target(), r.freshness()).is_err(),
             "a non-canonical header was accepted: {v}"
         );
+    }
+}
+
+proptest! {
+    #![proptest_config(cfg(256))]
+
+    /// A request signed for one target (log, audience, method, path, body) and time verifies
+    /// for that one only: any other origin, audience, method, path or body, or a changed
+    /// time or nonce, is refused.
+    #[test]
+    fn a_signed_request_verifies_for_its_own_target_only(
+        origin in "[a-z0-9./]{1,24}",
+        audience in "https?://[a-z0-9.:]{1,24}",
+        method in "GET|POST|PUT",
+        path in "/[ -~]{0,40}",
+        body in proptest::collection::vec(any::<u8>(), 0..64),
+        time in 0u64..u64::MAX / 2,
+        nonce in any::<[u8; 32]>(),
+        which in 0usize..7,
+        change in any::<[u8; 32]>(),
+    ) {
+        use consentlog::core::request::{check_request, sign, Freshness, Target};
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let t = Target::new(&origin, &audience, &method, &path, &body);
+        let r = sign(&key, &t, time, &nonce);
+        let fresh = Freshness { now: time, not_before: time };
+        prop_assert_eq!(check_request(&r.header(), &t, fresh), Ok(r));
+        let tail = to_hex(&change[..4]);
+        let (o, a, m, p) = (
+            format!("{origin}{tail}"),
+            format!("{audience}{tail}"),
+            format!("{method}X"),
+            format!("{path}{tail}"),
+        );
+        let mut b = body.clone();
+        b.push(change[0]);
+        let mut r2 = r;
+        let mut target = t;
+        match which {
+            0 => target.origin = &o,
+            1 => target.audience = &a,
+            2 => target.method = &m,
+            3 => target.path_and_query = &p,
+            4 => target = Target::new(&origin, &audience, &method, &path, &b),
+            5 => r2.time ^= 1 + u64::from(change[0] % 16),
+            _ => r2.nonce[usize::from(change[0] % 32)] ^= 1 | change[1],
+        }
+        let fresh = Freshness { now: r2.time, not_before: r2.time };
+        prop_assert!(check_request(&r2.header(), &target, fresh).is_err());
     }
 }

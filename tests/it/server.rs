@@ -393,7 +393,7 @@ fn heads_answer_reader_tokens_and_the_persons_signed_requests_only() {
 
     // The person's own signed request.
     let v2 = srv
-        .get_auth(&path, &p.sign_request("GET", &path))
+        .get_auth(&path, &p.sign_request(&srv.request_to(), "GET", &path))
         .expect(200)
         .json();
     assert_eq!(v2, v);
@@ -404,19 +404,26 @@ fn heads_answer_reader_tokens_and_the_persons_signed_requests_only() {
         .expect_error_code(403, "forbidden");
     srv.get_auth(&path, "Basic cmVhZGVyOnNlY3JldA==")
         .expect_error_code(403, "forbidden");
-    // Signed by someone else, or signed for another path, or stale.
-    srv.get_auth(&path, &other.sign_request("GET", &path))
+    // Signed by someone else, or signed for another path, or stale, or used twice.
+    srv.get_auth(&path, &other.sign_request(&srv.request_to(), "GET", &path))
         .expect_error_code(403, "forbidden");
     let other_path = p.other(CTL, "ads").heads_path();
-    srv.get_auth(&path, &p.sign_request("GET", &other_path))
-        .expect_error_code(403, "forbidden");
-    srv.get_auth(&path, &p.sign_request("POST", &path))
-        .expect_error_code(403, "forbidden");
     srv.get_auth(
         &path,
-        &p.sign_request_at("GET", &path, now_ms() - 10 * 60 * 1000),
+        &p.sign_request(&srv.request_to(), "GET", &other_path),
     )
-    .expect_error_code(403, "forbidden");
+    .expect_error_code(403, "bad_signature");
+    srv.get_auth(&path, &p.sign_request(&srv.request_to(), "POST", &path))
+        .expect_error_code(403, "bad_signature");
+    srv.get_auth(
+        &path,
+        &p.sign_request_at(&srv.request_to(), "GET", &path, now_ms() - 10 * 60 * 1000),
+    )
+    .expect_error_code(403, "stale_request");
+    let once = p.sign_request(&srv.request_to(), "GET", &path);
+    srv.get_auth(&path, &once).expect(200);
+    srv.get_auth(&path, &once)
+        .expect_error_code(403, "replayed_request");
     // A token limited to other controllers.
     srv.get_auth(&path, &bearer(LIMITED))
         .expect_error_code(403, "forbidden");
@@ -670,7 +677,7 @@ fn consent_proofs_verify_and_need_a_reader_token_for_the_controller() {
         .expect_error_code(403, "forbidden");
     srv.get_auth(
         &p.consent_path(None),
-        &p.sign_request("GET", &p.consent_path(None)),
+        &p.sign_request(&srv.request_to(), "GET", &p.consent_path(None)),
     )
     .expect_error_code(403, "forbidden");
     // A token limited to example.com and partner.org.
@@ -851,7 +858,7 @@ fn history_is_only_for_the_persons_own_signed_request_and_verifies() {
 
     let path = format!("/v1/subjects/{}/history", alice.hex());
     let v = srv
-        .get_auth(&path, &alice.sign_request("GET", &path))
+        .get_auth(&path, &alice.sign_request(&srv.request_to(), "GET", &path))
         .expect(200)
         .json();
     let h: History = serde_json::from_value(v.clone()).expect("a history");
@@ -871,32 +878,44 @@ fn history_is_only_for_the_persons_own_signed_request_and_verifies() {
     assert_eq!(checked.anchor.checkpoint.size, srv.tree_size());
     assert_eq!(checked.anchor.map_index + 1, srv.tree_size());
 
-    // Not signed: 401; signed by someone else, stale, or a token: 403.
+    // Not signed: 401; signed by someone else, for another path, stale, or a token: 403.
     srv.get(&path).expect_error_code(401, "unauthorized");
-    srv.get_auth(&path, &bob.sign_request("GET", &path))
+    srv.get_auth(&path, &bob.sign_request(&srv.request_to(), "GET", &path))
         .expect_error_code(403, "forbidden");
     let bob_path = format!("/v1/subjects/{}/history", bob.hex());
-    srv.get_auth(&path, &alice.sign_request("GET", &bob_path))
-        .expect_error_code(403, "forbidden");
-    srv.get_auth(&bob_path, &alice.sign_request("GET", &bob_path))
-        .expect_error_code(403, "forbidden");
+    srv.get_auth(
+        &path,
+        &alice.sign_request(&srv.request_to(), "GET", &bob_path),
+    )
+    .expect_error_code(403, "bad_signature");
+    srv.get_auth(
+        &bob_path,
+        &alice.sign_request(&srv.request_to(), "GET", &bob_path),
+    )
+    .expect_error_code(403, "forbidden");
     for skew in [-(10 * 60 * 1000i64), 10 * 60 * 1000] {
         let t = (now_ms() as i64 + skew) as u64;
-        srv.get_auth(&path, &alice.sign_request_at("GET", &path, t))
-            .expect_error_code(403, "forbidden");
+        srv.get_auth(
+            &path,
+            &alice.sign_request_at(&srv.request_to(), "GET", &path, t),
+        )
+        .expect_error_code(403, "stale_request");
     }
     srv.get_auth(&path, &bearer(READER))
         .expect_error_code(403, "forbidden");
     srv.get_auth(&path, &bearer(AUDITOR))
         .expect_error_code(403, "forbidden");
-    let mut garbled = alice.sign_request("GET", &path);
+    let mut garbled = alice.sign_request(&srv.request_to(), "GET", &path);
     garbled.truncate(garbled.len() - 2);
     srv.get_auth(&path, &garbled)
-        .expect_error_code(403, "forbidden");
+        .expect_error_code(403, "malformed_request");
 
     // Bob's own history holds only his chain; someone with no events gets an empty one.
     let v = srv
-        .get_auth(&bob_path, &bob.sign_request("GET", &bob_path))
+        .get_auth(
+            &bob_path,
+            &bob.sign_request(&srv.request_to(), "GET", &bob_path),
+        )
         .expect(200)
         .json();
     let h: History = serde_json::from_value(v).unwrap();
@@ -905,7 +924,10 @@ fn history_is_only_for_the_persons_own_signed_request_and_verifies() {
     let carol = Person::on(CTL, PUR);
     let carol_path = format!("/v1/subjects/{}/history", carol.hex());
     let v = srv
-        .get_auth(&carol_path, &carol.sign_request("GET", &carol_path))
+        .get_auth(
+            &carol_path,
+            &carol.sign_request(&srv.request_to(), "GET", &carol_path),
+        )
         .expect(200)
         .json();
     let h: History = serde_json::from_value(v).unwrap();
@@ -917,9 +939,115 @@ fn history_is_only_for_the_persons_own_signed_request_and_verifies() {
     // A subject that is not 32 bytes of hex.
     srv.get_auth(
         "/v1/subjects/xyz/history",
-        &alice.sign_request("GET", "/v1/subjects/xyz/history"),
+        &alice.sign_request(&srv.request_to(), "GET", "/v1/subjects/xyz/history"),
     )
     .expect_error_code(400, "bad_request");
+}
+
+// ---------------------------------------------------------------------------------------
+// Signed requests: bound to one log and one server, used once, not across a restart
+// ---------------------------------------------------------------------------------------
+
+const PUBLIC_URL: &str = "https://consent.example.com";
+
+#[test]
+fn a_signed_request_is_refused_by_other_servers_and_the_second_time() {
+    let a = Server::in_process(&["--origin", "a.example/log", "--public-url", PUBLIC_URL]);
+    assert_eq!(a.public_url, PUBLIC_URL);
+    // Another log behind the same public URL; the same log behind other URLs (the default
+    // one: http:// and the listen address; and another configured one).
+    let other_log = Server::in_process(&["--origin", "b.example/log", "--public-url", PUBLIC_URL]);
+    let other_url = Server::in_process(&["--origin", "a.example/log"]);
+    assert_eq!(other_url.public_url, other_url.url);
+    let other_url2 = Server::in_process(&[
+        "--origin",
+        "a.example/log",
+        "--public-url",
+        "HTTPS://Consent.Example.com:8443/",
+    ]);
+    assert_eq!(other_url2.public_url, "https://consent.example.com:8443");
+
+    let alice = Person::on(CTL, PUR);
+    let path = format!("/v1/subjects/{}/history", alice.hex());
+    let signed = alice.sign_request(&a.request_to(), "GET", &path);
+    // Sent to the others first, so that only the binding can refuse it there.
+    for srv in [&other_log, &other_url, &other_url2] {
+        let r = srv.get_auth(&path, &signed);
+        r.expect_error_code(403, "bad_signature");
+        let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(
+            message.contains("does not verify for this log and audience")
+                && message.contains(&srv.origin)
+                && message.contains(&srv.public_url),
+            "{message}"
+        );
+    }
+    a.get_auth(&path, &signed).expect(200);
+    // The same request again, to the server it was made for.
+    a.get_auth(&path, &signed)
+        .expect_error_code(403, "replayed_request");
+    // And the other way: a request the default-URL server took is no good at `a`.
+    let there = alice.sign_request(&other_url.request_to(), "GET", &path);
+    other_url.get_auth(&path, &there).expect(200);
+    a.get_auth(&path, &there)
+        .expect_error_code(403, "bad_signature");
+
+    // The CLI signs for the URL it is given: a server reached at an address other than its
+    // public URL refuses, naming the audience it wants.
+    let key_file = a.tmp.join("alice.key");
+    run(&["keygen", "--out", s(&key_file)]).ok();
+    let r = run(&["history", "--server", &other_url.url, "--key", s(&key_file)]);
+    r.assert_code(0);
+    let r = run(&["history", "--server", &a.url, "--key", s(&key_file)]);
+    r.assert_fails_with(
+        "HTTP 403: the request signature does not verify for this log and audience",
+    );
+    assert!(r.stderr.contains(PUBLIC_URL), "{r:#?}");
+}
+
+#[test]
+fn a_request_taken_before_a_restart_is_refused_after_it() {
+    let mut srv = Server::start(&["--public-url", PUBLIC_URL]);
+    let alice = Person::on(CTL, PUR);
+    let path = format!("/v1/subjects/{}/history", alice.hex());
+    let used = alice.sign_request(&srv.request_to(), "GET", &path);
+    srv.get_auth(&path, &used).expect(200);
+    let unused = alice.sign_request(&srv.request_to(), "GET", &path);
+    assert!(srv.stop().success());
+    let again = Server::start_in(&srv.dir, &["--public-url", PUBLIC_URL]);
+    assert_eq!(again.request_to(), srv.request_to());
+    // Both are still within 5 minutes, and the new process has no memory of the nonces.
+    for h in [&used, &unused] {
+        let r = again.get_auth(&path, h);
+        r.expect_error_code(403, "request_before_start");
+        assert!(r.body.contains("before the server started"), "{r:#?}");
+    }
+    let fresh = alice.sign_request(&again.request_to(), "GET", &path);
+    again.get_auth(&path, &fresh).expect(200);
+}
+
+#[test]
+fn serve_refuses_a_public_url_that_cannot_be_an_audience() {
+    let dir = tempfile::tempdir().unwrap();
+    for (url, why) in [
+        ("consent.example.com", "must start with http:// or https://"),
+        (
+            "https://consent.example.com/?x=1",
+            "must not have a query or fragment",
+        ),
+        ("https://", "has no host"),
+    ] {
+        let r = run(&[
+            "serve",
+            "--dir",
+            s(&dir.path().join("ledger")),
+            "--listen",
+            "127.0.0.1:0",
+            "--public-url",
+            url,
+        ]);
+        r.assert_fails_with(&format!("--public-url: the public URL {why}"));
+    }
 }
 
 #[test]
@@ -970,7 +1098,7 @@ fn export_gives_openings_to_auditor_tokens_only() {
     srv.get_auth("/v1/export", &bearer("wrong"))
         .expect_error_code(403, "forbidden");
     let path = "/v1/export";
-    srv.get_auth(path, &p.sign_request("GET", path))
+    srv.get_auth(path, &p.sign_request(&srv.request_to(), "GET", path))
         .expect_error_code(403, "forbidden");
 }
 

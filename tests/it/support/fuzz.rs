@@ -17,7 +17,7 @@ use consentlog::core::codec::{self, MAX_ENCODED};
 use consentlog::core::entry::{Entry, Opening, ENTRY_LEN};
 use consentlog::core::event::{check_name, EventJson, SignedEvent, SIGNATURE_LEN};
 use consentlog::core::export::{Header, Reader, Writer, EXPORT_MAGIC};
-use consentlog::core::hash::{from_hex, from_hex_array, json_object, Hash, HexHash};
+use consentlog::core::hash::{from_hex, from_hex_array, json_object, to_hex, Hash, HexHash};
 use consentlog::core::history::{self, History};
 use consentlog::core::map::{MapLeaf, MapProof};
 use consentlog::core::note;
@@ -75,16 +75,56 @@ pub struct ProofCase {
     pub proof: ConsentProof,
 }
 
+/// A signed request (format v2, docs/FORMAT.md §13) and what the server checks it against.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestCase {
     pub header: String,
+    /// The log's origin and the server's public URL it is signed for.
+    pub origin: String,
+    pub audience: String,
     pub method: String,
     pub path: String,
-    /// The server clock to check it at.
+    /// The server clock to check it at, and the time the server started: the request's own
+    /// time (so the start-time rule is in play too). The body is empty (a GET).
     pub now: u64,
     /// Hex of the signing subject.
     pub subject: String,
+}
+
+/// The fixed nonce of the fixture's request.
+pub const REQUEST_NONCE: [u8; 32] = [0x5a; 32];
+
+impl RequestCase {
+    /// `key`'s request for its own history from the server of `origin` at
+    /// `https://consent.example.com`, at `now`, with [`REQUEST_NONCE`].
+    pub fn sign(key: &ed25519_dalek::SigningKey, origin: &str, now: u64) -> RequestCase {
+        let subject = to_hex(key.verifying_key().as_bytes());
+        let mut c = RequestCase {
+            header: String::new(),
+            origin: origin.to_string(),
+            audience: "https://consent.example.com".into(),
+            method: "GET".into(),
+            path: format!("/v1/subjects/{subject}/history"),
+            now,
+            subject,
+        };
+        c.header = request::sign_request(key, &c.target(), now, &REQUEST_NONCE);
+        c
+    }
+
+    /// What the server checks the request against.
+    pub fn target(&self) -> request::Target<'_> {
+        request::Target::new(&self.origin, &self.audience, &self.method, &self.path, b"")
+    }
+
+    /// The server's clock: now, and started now.
+    pub fn freshness(&self) -> request::Freshness {
+        request::Freshness {
+            now: self.now,
+            not_before: self.now,
+        }
+    }
 }
 
 /// A fixture with everything decoded and checked, and the pool of parts the mutator splices.
@@ -142,16 +182,13 @@ impl Loaded {
         }
         history::check(&f.history, &key, Some(&f.history.subject)).expect("fixture history");
         let request_subject = from_hex_array::<32>(&f.request.subject).expect("subject");
-        assert_eq!(
-            request::check_request(
-                &f.request.header,
-                &f.request.method,
-                &f.request.path,
-                f.request.now
-            ),
-            Ok(request_subject),
-            "fixture request"
-        );
+        let checked = request::check_request(
+            &f.request.header,
+            &f.request.target(),
+            f.request.freshness(),
+        )
+        .expect("fixture request");
+        assert_eq!(checked.subject, request_subject, "fixture request");
         let events: Vec<Vec<u8>> = f.events.iter().map(|s| unhex(s)).collect();
         let entries: Vec<Vec<u8>> = f.entries.iter().map(|s| unhex(s)).collect();
         let openings: Vec<Vec<u8>> = f.openings.iter().map(|s| unhex(s)).collect();
@@ -1396,28 +1433,63 @@ pub fn check_http_body(text: &str, strict: bool, req: Option<&Loaded>) {
     }
 }
 
-/// `check_request` on an arbitrary header: no panic, and only the fixture's subject (the one
-/// key that signed anything here) can ever be authenticated.
+/// `check_request` on an arbitrary header: no panic, and only the fixture's request (the one
+/// request signed here) can ever be authenticated: the same subject, time and nonce, whatever
+/// was changed around them. A header that parses prints back in the canonical form, which
+/// parses to the same request.
 pub fn check_header(header: &str, l: Option<&Loaded>) {
-    let (method, path, now) = match l {
-        Some(l) => (
-            l.request.method.as_str(),
-            l.request.path.as_str(),
-            l.request.now,
-        ),
-        None => ("GET", "/v1/heads", 0),
+    let other = RequestCase {
+        header: String::new(),
+        origin: "fuzz.example/log".into(),
+        audience: "https://consent.example.com".into(),
+        method: "GET".into(),
+        path: "/v1/heads".into(),
+        now: 0,
+        subject: String::new(),
     };
-    if let Ok(s) = request::check_request(header, method, path, now) {
-        if let Some(l) = l {
-            assert_eq!(
-                s, l.request_subject,
-                "a header authenticated another subject"
-            );
-        } else {
-            panic!("a header verified without any signed request: {header:?}");
+    let case = l.map_or(&other, |l| &l.request);
+    if let Ok(r) = request::check_request(header, &case.target(), case.freshness()) {
+        match l {
+            Some(l) => assert_eq!(
+                Ok(r),
+                request::parse_authorization(&l.request.header),
+                "a changed header authenticated another request: {header:?}"
+            ),
+            None => panic!("a header verified without any signed request: {header:?}"),
         }
     }
-    let _ = request::check_request(header, "POST", path, u64::MAX);
+    if let Ok(r) = request::parse_authorization(header) {
+        assert_eq!(request::parse_authorization(&r.header()), Ok(r));
+    }
+    // The same header for another method, another log, another audience, a body, and clocks
+    // at the ends of time: no panic, and never valid.
+    for target in [
+        request::Target {
+            method: "POST",
+            ..case.target()
+        },
+        request::Target {
+            origin: "other.example/log",
+            ..case.target()
+        },
+        request::Target {
+            audience: "https://other.example.com",
+            ..case.target()
+        },
+        request::Target::new(&case.origin, &case.audience, &case.method, &case.path, b"x"),
+    ] {
+        assert!(
+            request::check_request(header, &target, case.freshness()).is_err(),
+            "a header verified for another target: {header:?} {target:?}"
+        );
+    }
+    for (now, not_before) in [(u64::MAX, 0), (0, u64::MAX), (u64::MAX, u64::MAX)] {
+        let _ = request::check_request(
+            header,
+            &case.target(),
+            request::Freshness { now, not_before },
+        );
+    }
 }
 
 /// A mutated valid Authorization header either fails or names the same subject.
@@ -1447,10 +1519,37 @@ pub fn check_header_mutation(l: &Loaded, data: &[u8]) {
             }
             4 => {
                 let s = String::from_utf8_lossy(&h).into_owned();
-                let s = match c.below(4) {
+                let s = match c.below(7) {
                     0 => s.replacen(',', " , ", 1),
                     1 => s.replacen("time=", "time=+", 1),
                     2 => s.replacen("time=", "time=0", 1),
+                    3 => {
+                        // Drop one parameter (a v1 header has no nonce).
+                        let names = ["subject=", "time=", "nonce=", "signature="];
+                        let name = names[c.below(names.len())];
+                        match s.split_once(' ') {
+                            Some((scheme, rest)) => {
+                                let kept: Vec<&str> =
+                                    rest.split(',').filter(|p| !p.starts_with(name)).collect();
+                                format!("{scheme} {}", kept.join(","))
+                            }
+                            None => s,
+                        }
+                    }
+                    4 => {
+                        // Another nonce, time or subject from the pool.
+                        let hx = c
+                            .pick(&l.pool.hashes)
+                            .map(|x| to_hex(x))
+                            .unwrap_or_default();
+                        let n = c.pick(&l.pool.numbers).copied().unwrap_or(0);
+                        match c.below(3) {
+                            0 => replace_param(&s, "nonce", &hx),
+                            1 => replace_param(&s, "subject", &hx),
+                            _ => replace_param(&s, "time", &n.to_string()),
+                        }
+                    }
+                    5 => s.replacen("nonce=", "nonce=00", 1),
                     _ => s.to_uppercase(),
                 };
                 h = s.into_bytes();
@@ -1463,6 +1562,21 @@ pub fn check_header_mutation(l: &Loaded, data: &[u8]) {
     }
     let s = String::from_utf8_lossy(&h).into_owned();
     check_header(&s, Some(l));
+}
+
+/// `header` with parameter `name`'s value replaced by `value` (unchanged without it).
+fn replace_param(header: &str, name: &str, value: &str) -> String {
+    let Some((scheme, rest)) = header.split_once(' ') else {
+        return header.to_string();
+    };
+    let parts: Vec<String> = rest
+        .split(',')
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) if k == name => format!("{k}={value}"),
+            _ => p.to_string(),
+        })
+        .collect();
+    format!("{scheme} {}", parts.join(","))
 }
 
 /// A valid event's bytes, mutated, through `check_event_bytes`.

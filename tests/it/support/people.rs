@@ -5,10 +5,18 @@ use consentlog::core::event::{
     state_key, ConsentEvent, SignedEvent, EVENT_VERSION, KIND_DECISION, SIGNER_SUBJECT,
 };
 use consentlog::core::hash::{to_hex, Hash};
-use consentlog::core::request::sign_request;
+use consentlog::core::request::{sign_request, Target};
 use ed25519_dalek::SigningKey;
 
 use super::{now_ms, CONTROLLER, ORIGIN, PURPOSE};
+
+/// Where a person's signed request goes: the log's origin and the server's public URL (the
+/// audience). [`Server::request_to`](super::Server::request_to) gives a server's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestTo {
+    pub origin: String,
+    pub audience: String,
+}
 
 /// A person: their key, and the (controller, purpose) chain they are on (where the next event
 /// of [`Person::event`] goes: its seq and the hash of the event before it).
@@ -131,14 +139,30 @@ impl Person {
         ev
     }
 
-    /// An Authorization header for a request signed by this person, at `time`.
-    pub fn sign_request_at(&self, method: &str, path: &str, time: u64) -> String {
-        sign_request(&self.key, method, path, time)
+    /// An Authorization header for a request to `to`, signed by this person: `method`,
+    /// `path` (with query) and `body`, at `time`, with `nonce`.
+    pub fn sign_request_with(
+        &self,
+        to: &RequestTo,
+        (method, path, body): (&str, &str, &[u8]),
+        time: u64,
+        nonce: &[u8; 32],
+    ) -> String {
+        let target = Target::new(&to.origin, &to.audience, method, path, body);
+        sign_request(&self.key, &target, time, nonce)
     }
 
-    /// An Authorization header for a request signed by this person, now.
-    pub fn sign_request(&self, method: &str, path: &str) -> String {
-        self.sign_request_at(method, path, now_ms())
+    /// An Authorization header for a bodiless request to `to` signed by this person at
+    /// `time`, with a fresh random nonce.
+    pub fn sign_request_at(&self, to: &RequestTo, method: &str, path: &str, time: u64) -> String {
+        let nonce = consentlog::keyfile::random32();
+        self.sign_request_with(to, (method, path, b""), time, &nonce)
+    }
+
+    /// An Authorization header for a bodiless request to `to` signed by this person now, with
+    /// a fresh random nonce.
+    pub fn sign_request(&self, to: &RequestTo, method: &str, path: &str) -> String {
+        self.sign_request_at(to, method, path, now_ms())
     }
 
     /// `/v1/heads?...` for this chain.

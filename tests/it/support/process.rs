@@ -18,6 +18,7 @@ use ed25519_dalek::VerifyingKey;
 use serde_json::Value;
 
 use super::http::{agent, metric, post_event, receipt, send, Resp};
+use super::people::RequestTo;
 use super::{h32, poll, s, wait_until};
 
 /// The binary under test.
@@ -355,6 +356,8 @@ pub struct Server {
     pub log_key: VerifyingKey,
     pub log_key_hex: String,
     pub origin: String,
+    /// Its public URL, the audience of signed requests (by default `url`).
+    pub public_url: String,
     pub agent: ureq::Agent,
 }
 
@@ -405,7 +408,17 @@ impl Server {
             log_key: banner.log_key,
             log_key_hex: banner.log_key_hex,
             origin: banner.origin,
+            public_url: banner.public_url,
             agent: agent(),
+        }
+    }
+
+    /// Where a person's signed request to this server goes: its log's origin and its public
+    /// URL.
+    pub fn request_to(&self) -> RequestTo {
+        RequestTo {
+            origin: self.origin.clone(),
+            audience: self.public_url.clone(),
         }
     }
 
@@ -625,12 +638,14 @@ pub struct Banner {
     pub log_key: VerifyingKey,
     pub log_key_hex: String,
     pub origin: String,
+    /// The audience of signed requests (`public URL:`).
+    pub public_url: String,
 }
 
 /// Reads `serve`'s banner from its output lines; `None` if they end, or `timeout` passes,
 /// before the "listening on" line.
 pub fn read_banner(lines: &mpsc::Receiver<String>, timeout: Duration) -> Option<Banner> {
-    let (mut url, mut key, mut origin) = (None, None, None);
+    let (mut url, mut key, mut origin, mut public_url) = (None, None, None, None);
     let deadline = std::time::Instant::now() + timeout;
     while url.is_none() {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -639,6 +654,8 @@ pub fn read_banner(lines: &mpsc::Receiver<String>, timeout: Duration) -> Option<
             key = Some(k.trim().to_string());
         } else if let Some(o) = line.strip_prefix("origin: ") {
             origin = Some(o.trim().to_string());
+        } else if let Some(u) = line.strip_prefix("public URL: ") {
+            public_url = Some(u.trim().to_string());
         } else if let Some(u) = line.strip_prefix("listening on ") {
             url = Some(u.trim().to_string());
         }
@@ -649,6 +666,7 @@ pub fn read_banner(lines: &mpsc::Receiver<String>, timeout: Duration) -> Option<
         log_key: VerifyingKey::from_bytes(&h32(&log_key_hex)).expect("log key"),
         log_key_hex,
         origin: origin.expect("the server printed no origin"),
+        public_url: public_url.expect("the server printed no public URL"),
     })
 }
 
