@@ -25,6 +25,12 @@ pub enum Seen {
     Extends,
     /// Sizes differ and no consistency proof could be had: not checked.
     Unchecked { old: u64, new: u64 },
+    /// The log's consistency proof between the two does not verify: not evidence, but the log
+    /// has not shown that it did not fork.
+    Unproven { old: u64, new: u64 },
+    /// Consistent, but older than the checkpoint remembered: a stale view (whatever happened
+    /// after it is not shown). The remembered one is kept.
+    Stale { seen: u64, shown: u64 },
     /// The log showed a tree that does not extend the one seen before.
     Fork(Box<Evidence>),
 }
@@ -63,22 +69,29 @@ pub fn check_and_remember(
         Some(old) => match compare(key, old, note, None).map_err(|e| e.to_string())? {
             Comparison::Consistent => Seen::Extends,
             Comparison::Fork(e) => Seen::Fork(Box::new(e)),
+            Comparison::Unproven { old: o, new: n } => Seen::Unproven { old: o, new: n },
             Comparison::NeedProof { old: o, new: n } => match prove(o, n) {
                 None => Seen::Unchecked { old: o, new: n },
                 Some(p) => match compare(key, old, note, Some(&p)).map_err(|e| e.to_string())? {
                     Comparison::Fork(e) => Seen::Fork(Box::new(e)),
+                    Comparison::Unproven { old: o, new: n } => Seen::Unproven { old: o, new: n },
                     _ => Seen::Extends,
                 },
             },
         },
     };
+    let size = |n: &str| crate::core::note::open(n, key).map(|c| c.size).unwrap_or(0);
+    let seen = match (seen, map.get(&id)) {
+        (Seen::Extends, Some(old)) if size(note) < size(old) => Seen::Stale {
+            seen: size(old),
+            shown: size(note),
+        },
+        (seen, _) => seen,
+    };
     // Remember the larger of the two trees (never step back to a smaller one).
     let newer = match map.get(&id) {
         None => true,
-        Some(old) => {
-            let size = |n: &str| crate::core::note::open(n, key).map(|c| c.size).unwrap_or(0);
-            size(note) >= size(old)
-        }
+        Some(old) => size(note) >= size(old),
     };
     if matches!(seen, Seen::Extends) && newer {
         map.insert(id, note.to_string());

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::{fail, parse_log_key, read_input, CmdResult, Failure};
 use crate::api::ConsistencyQuery;
 use crate::client::Client;
-use crate::core::evidence::{self, compare, Comparison, Evidence, Kind};
+use crate::core::evidence::{self, compare, Comparison, Evidence};
 use crate::core::hash::HexHash;
 use crate::ledger::Ledger;
 use crate::witness::{self, Seen};
@@ -84,6 +84,14 @@ pub fn check_consistency(
             let why = evidence::check(&e).map_err(|x| Failure::new(2, x))?;
             Err(Failure::new(1, format!("THE LOG LIED: {why}")))
         }
+        Comparison::Unproven { old, new } => Err(Failure::new(
+            1,
+            format!(
+                "NOT PROVEN: the log's consistency proof from size {old} to {new} does not \
+                 verify. That is not evidence of a lie by itself (no evidence file is written), \
+                 but the log has not shown that the larger tree extends the smaller"
+            ),
+        )),
         Comparison::NeedProof { .. } => unreachable!("a proof was supplied"),
     }
 }
@@ -92,33 +100,11 @@ pub fn verify_evidence(file: &str, server: Option<&str>) -> CmdResult {
     let text = read_input(file).map_err(|f| Failure::new(2, f.message))?;
     let e: Evidence = crate::core::hash::json_object(&text)
         .map_err(|x| Failure::new(2, format!("{file}: not an evidence file: {x}")))?;
+    // Evidence is conclusive by itself: nothing is asked of the log.
+    let _ = server;
     let why =
         evidence::check(&e).map_err(|x| Failure::new(1, format!("evidence does not hold: {x}")))?;
-    if e.kind == Kind::Inconsistent {
-        // A failing proof shows a lie only if the log cannot produce a good one: ask it.
-        if let Some(url) = server {
-            let key = ed25519_dalek::VerifyingKey::from_bytes(&e.log_key)
-                .map_err(|_| Failure::new(2, "bad log key"))?;
-            let (a, b) = (
-                crate::core::note::open(&e.first, &key).map_err(|x| Failure::new(2, x))?,
-                crate::core::note::open(&e.second, &key).map_err(|x| Failure::new(2, x))?,
-            );
-            if let Some(p) = fetch_proof(Some(url), None, a.size, b.size)? {
-                if let Ok(Comparison::Consistent) = compare(&key, &e.first, &e.second, Some(&p)) {
-                    return Err(Failure::new(
-                        1,
-                        "evidence does not hold: the log now gives a valid consistency proof",
-                    ));
-                }
-            }
-        } else {
-            eprintln!(
-                "note: an `inconsistent` evidence shows a failing proof; it is conclusive when \
-                 the log cannot give a valid one (check with --server URL)"
-            );
-        }
-    }
-    println!("evidence holds: {why}");
+    println!("evidence holds: {} ({})", why, e.claim.kind());
     Ok(())
 }
 
@@ -141,9 +127,28 @@ pub fn remember(
         Seen::Extends => Ok(()),
         Seen::Unchecked { old, new } => {
             eprintln!(
-                "warning: last checkpoint seen had {old} entries, this one {new}; give --server to check that it extends it"
+                "warning: last checkpoint seen had {old} leaves, this one {new}; give --server to check that it extends it"
             );
             Ok(())
+        }
+        Seen::Unproven { old, new } => Err(Failure::new(
+            2,
+            format!(
+                "NOT PROVEN: the log's consistency proof between the checkpoint seen before \
+                 ({old} leaves) and this one ({new}) does not verify; not trusting this view"
+            ),
+        )),
+        Seen::Stale { seen, shown } => {
+            let msg = format!(
+                "STALE VIEW: this checkpoint ({shown} leaves) is older than one already seen \
+                 ({seen} leaves): whatever was appended after it is not shown"
+            );
+            if server.is_some() {
+                Err(Failure::new(2, msg))
+            } else {
+                eprintln!("warning: {msg}");
+                Ok(())
+            }
         }
         Seen::Fork(e) => {
             let ev = path.with_extension("evidence.json");
@@ -151,8 +156,8 @@ pub fn remember(
             Err(Failure::new(
                 2,
                 format!(
-                    "THE LOG LIED: this checkpoint does not extend the one seen before ({:?}); evidence written to {}",
-                    e.kind,
+                    "THE LOG LIED: this checkpoint does not extend the one seen before ({}); evidence written to {}",
+                    e.claim.kind(),
                     ev.display()
                 ),
             ))
