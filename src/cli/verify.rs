@@ -31,7 +31,8 @@ pub struct ProveArgs {
     /// What for, e.g. ai-training
     #[arg(long, required_unless_present = "batch")]
     pub purpose: Option<String>,
-    /// The time to prove (ms since the epoch); default now
+    /// The time to prove (ms since the epoch); default: with --dir the newest map leaf's
+    /// time, with --server now
     #[arg(long)]
     pub at: Option<u64>,
     /// NDJSON queries {"subject","controller","purpose"[,"at"]}: one proof batch against one
@@ -56,10 +57,16 @@ pub fn prove(a: ProveArgs) -> CmdResult {
     };
     let p = match &a.server {
         Some(url) => super::remote::prove(url, a.token.clone(), &subject, &triple, a.at)?,
-        None => Ledger::open(a.dir.as_deref().expect("clap: --dir or --server"))
-            .map_err(fail)?
-            .prove_consent(&subject, &triple.controller, &triple.purpose, a.at)
-            .map_err(fail)?,
+        None => {
+            // A local read never appends: the proof is as of the newest map leaf (by default
+            // at its time); a later `at` is refused, naming `consentlog checkpoint`.
+            let l =
+                Ledger::open(a.dir.as_deref().expect("clap: --dir or --server")).map_err(fail)?;
+            let snap = l.latest();
+            let at = a.at.unwrap_or(snap.map_leaf.time);
+            l.prove_consent_in(&snap, &subject, &triple.controller, &triple.purpose, at)
+                .map_err(fail)?
+        }
     };
     let text = serde_json::to_string_pretty(&p).expect("json") + "\n";
     match a.out {
