@@ -31,7 +31,8 @@ pub struct ProveArgs {
     /// What for, e.g. ai-training
     #[arg(long, required_unless_present = "batch")]
     pub purpose: Option<String>,
-    /// The time to prove (ms since the epoch); default now
+    /// The time to prove (ms since the epoch); default: with --dir the newest map leaf's
+    /// time, with --server now
     #[arg(long)]
     pub at: Option<u64>,
     /// NDJSON queries {"subject","controller","purpose"[,"at"]}: one proof batch against one

@@ -1,11 +1,15 @@
 //! A person's history: built by a real ledger it verifies; removing, reordering or altering
-//! anything in it makes `history::check` fail.
+//! anything in it (its events, map proofs, genesis leaf, map leaf or checkpoint) makes
+//! `history::check` fail. Events after the history's map leaf are shown, checked and reported
+//! as not yet proven complete.
 
-use consentlog::core::hash::HexHash;
-use consentlog::core::history::{check, ChainError, History, HistoryError};
+use consentlog::core::hash::{to_hex, HexHash};
+use consentlog::core::history::{check, ChainError, CheckedHistory, History, HistoryError};
 use consentlog::core::map::{MapProof, EMPTY};
 use consentlog::core::note;
-use consentlog::core::proof::ProvenEvent;
+use consentlog::core::proof::{AnchorError, ProvenEvent, ProvenLeaf};
+
+use consentlog::ledger::Ledger;
 
 use crate::support::ledger::*;
 use crate::support::*;
@@ -56,26 +60,54 @@ fn verify(f: &Fixture, h: &History) -> Result<(), HistoryError> {
     check(h, &f.l.public_key(), Some(&f.alice.subject())).map(|_| ())
 }
 
+/// The chain of `checked` for (controller, purpose).
+fn chain<'a>(
+    checked: &'a CheckedHistory,
+    c: &str,
+    p: &str,
+) -> &'a consentlog::core::history::CheckedChain {
+    checked
+        .chains
+        .iter()
+        .find(|ch| ch.controller == c && ch.purpose == p)
+        .unwrap_or_else(|| panic!("chain {c}/{p} missing"))
+}
+
 #[test]
 fn history_with_several_chains_verifies() {
     let f = fixture();
     let checked = check(&f.h, &f.l.public_key(), Some(&f.alice.subject())).unwrap();
     check(&f.h, &f.l.public_key(), None).unwrap();
     assert_eq!(checked.chains.len(), 3);
-    assert_eq!(checked.checkpoint.note, f.h.checkpoint);
+    let snap = f.l.latest();
+    assert_eq!(checked.anchor.checkpoint.note, f.h.checkpoint);
+    assert_eq!(checked.anchor.checkpoint, snap.checkpoint);
+    assert_eq!(
+        (checked.anchor.map_index, checked.anchor.map),
+        (snap.map_index, snap.map_leaf)
+    );
+    assert_eq!(checked.anchor.genesis, *f.l.genesis());
+    assert_eq!(checked.anchor.genesis.origin, ORIGIN);
     for (c, p, appended) in &f.chains {
-        let (_, _, evs) = checked
-            .chains
-            .iter()
-            .find(|(cc, pp, _)| cc == c && pp == p)
-            .unwrap_or_else(|| panic!("chain {c}/{p} missing"));
+        let ch = chain(&checked, c, p);
+        let evs = &ch.events;
         assert_eq!(evs.len(), appended.len(), "{c}/{p}");
+        assert_eq!(
+            ch.proven,
+            evs.len(),
+            "{c}/{p}: every event is before the map leaf"
+        );
         for (i, (got, want)) in evs.iter().zip(appended).enumerate() {
             assert_eq!(got.event, want.event, "{c}/{p} event {i}");
             assert_eq!(got.index, want.receipt.index);
+            assert!(got.index < checked.anchor.map_index);
             assert_eq!(got.leaf_hash, want.receipt.leaf_hash);
-            assert_eq!(got.entry.integrated_at, want.integrated_at());
+            assert_eq!(got.leaf.integrated_at, want.integrated_at());
             assert_eq!(got.event.event.seq, i as u64);
+            assert_eq!(got.leaf.seq, i as u64);
+            // The public leaf links the chain: each names the index of the one before it.
+            let prev = i.checked_sub(1).map(|j| appended[j].receipt.index);
+            assert_eq!(got.leaf.prev, prev, "{c}/{p} event {i}");
         }
     }
     // JSON round trip.
@@ -90,7 +122,7 @@ fn history_with_several_chains_verifies() {
     assert!(cb
         .chains
         .iter()
-        .flat_map(|(_, _, e)| e)
+        .flat_map(|ch| &ch.events)
         .all(|e| e.event.event.subject == f.bob.subject()));
 
     // Someone without events: an empty history.
@@ -174,7 +206,7 @@ fn removing_or_reordering_events_fails() {
     h.chains[1].purpose = p0;
     variants.push(("chain names swapped".into(), h));
     let mut h = f.h.clone();
-    h.format = "consentlog-history/v2".into();
+    h.format = "consentlog-history/v1".into();
     variants.push(("format".into(), h));
 
     for (what, h) in variants {
@@ -243,7 +275,16 @@ fn history_under_an_older_checkpoint_fails() {
     for text in notes.iter().filter(|t| **t != f.h.checkpoint) {
         let mut h = f.h.clone();
         h.checkpoint = text.clone();
-        assert!(verify(&f, &h).is_err());
+        assert!(
+            matches!(verify(&f, &h), Err(HistoryError::Anchor(_))),
+            "the genesis and map leaf paths are for another tree"
+        );
+        // Anchored consistently on the older checkpoint (its own map leaf, the paths of its
+        // tree): the events' paths and the map proofs are still for the newer tree.
+        let size = note::open(text, &f.l.public_key()).unwrap().size;
+        h.genesis = proven_leaf(&f.l, 0, size);
+        h.map_leaf = proven_leaf(&f.l, size - 1, size);
+        check(&h, &f.l.public_key(), None).map(drop).unwrap_err();
     }
     // A later checkpoint after more appends: paths and map proofs are for the older tree.
     let n = long_chain(&f.h, 3);
@@ -289,7 +330,7 @@ fn alter(pe: &ProvenEvent, part: usize, i: usize) -> Option<ProvenEvent> {
     let mut pe = pe.clone();
     let mask = 1u8 << (i % 8);
     match part {
-        0 => *pe.entry.get_mut(i)? ^= mask,
+        0 => *pe.leaf.get_mut(i)? ^= mask,
         1 => *pe.opening.nonce.get_mut(i)? ^= mask,
         2 => *pe.opening.event.get_mut(i)? ^= mask,
         3 => pe.inclusion.get_mut(i / 32)?.0[i % 32] ^= mask,
@@ -350,6 +391,44 @@ fn altering_any_byte_of_an_event_fails() {
             assert!(verify(&f, &h).is_err(), "chain {n} leaf index byte {i}");
         }
     }
+    // The genesis leaf, the map leaf and their inclusion paths, every bit.
+    let anchors: [(&str, AnchorLeaf); 2] = [
+        ("genesis", |h| &mut h.genesis),
+        ("map leaf", |h| &mut h.map_leaf),
+    ];
+    for (what, get) in anchors {
+        let mut probe = f.h.clone();
+        let (len, hashes) = (get(&mut probe).leaf.len(), get(&mut probe).inclusion.len());
+        assert!(hashes > 0, "{what} has an inclusion path");
+        for i in 0..len {
+            for bit in 0..8 {
+                let mut h = f.h.clone();
+                get(&mut h).leaf[i] ^= 1 << bit;
+                assert!(
+                    matches!(verify(&f, &h), Err(HistoryError::Anchor(_))),
+                    "{what} byte {i} bit {bit}"
+                );
+            }
+        }
+        for j in 0..hashes {
+            for i in 0..32 {
+                let mut h = f.h.clone();
+                get(&mut h).inclusion[j].0[i] ^= 1 << (i % 8);
+                assert!(
+                    matches!(verify(&f, &h), Err(HistoryError::Anchor(_))),
+                    "{what} inclusion hash {j} byte {i}"
+                );
+            }
+        }
+        for bit in 0..64 {
+            let mut h = f.h.clone();
+            get(&mut h).index ^= 1 << bit;
+            assert!(
+                matches!(verify(&f, &h), Err(HistoryError::Anchor(_))),
+                "{what} index bit {bit}"
+            );
+        }
+    }
     let bytes = f.h.checkpoint.as_bytes().to_vec();
     for i in 0..bytes.len() {
         for bit in 0..7 {
@@ -385,3 +464,270 @@ fn dropping_a_whole_chain_is_not_detected() {
     h.chains.clear();
     assert!(verify(&f, &h).is_ok());
 }
+
+/// Leaf `index` of `l` with its inclusion path in the tree of the first `size` leaves.
+fn proven_leaf(l: &Ledger, index: u64, size: u64) -> ProvenLeaf {
+    ProvenLeaf {
+        index,
+        leaf: l.leaf(index).unwrap().expect("stored leaf").to_bytes(),
+        inclusion: l.prove_inclusion(index, Some(size)).unwrap().path,
+    }
+}
+
+/// A ledger where alice's chain (C1, P1) has one event before the map leaf `m1` and one after
+/// it, and her chain (C2, P2) only one after it; a later map leaf `m2` covers everything.
+struct Pending {
+    l: TestLedger,
+    alice: Person,
+    /// The history at `m2`: every event proven complete.
+    full: History,
+    /// The same history anchored on `m1` (under the same checkpoint, which ends at `m2`): the
+    /// events after `m1` are shown but not yet proven complete.
+    pending: History,
+    /// The history the ledger gives as of `m1`, under `m1`'s own checkpoint.
+    at_m1: History,
+    m1: u64,
+}
+
+const C1: &str = "shop.example";
+const P1: &str = "newsletter";
+const C2: &str = "bank.example";
+const P2: &str = "marketing";
+
+fn pending() -> Pending {
+    let l = TestLedger::new();
+    add_noise(&l, 3);
+    let alice = Person::new();
+    grant(&l, &alice, C1, P1);
+    add_noise(&l, 2);
+    l.checkpoint();
+    let snap1 = l.latest();
+    revoke(&l, &alice, C1, P1);
+    grant(&l, &alice, C2, P2);
+    add_noise(&l, 2);
+    let full = l.history(&alice.subject()).unwrap();
+    let size = l.latest().checkpoint.size;
+    assert!(snap1.checkpoint.size < size);
+    let mut pending = full.clone();
+    pending.map_leaf = proven_leaf(&l, snap1.map_index, size);
+    for ch in &mut pending.chains {
+        ch.map = l
+            .prove_key(&snap1, &alice.state_key(&ch.controller, &ch.purpose))
+            .unwrap();
+    }
+    let at_m1 = l.history_in(&snap1, &alice.subject()).unwrap();
+    Pending {
+        m1: snap1.map_index,
+        l,
+        alice,
+        full,
+        pending,
+        at_m1,
+    }
+}
+
+/// A history shows the events after its map leaf too; they are checked (signatures,
+/// inclusion, links) but reported as not yet proven complete, since the map at the map leaf
+/// cannot cover them.
+#[test]
+fn events_after_the_map_leaf_are_not_yet_proven_complete() {
+    let f = pending();
+    let key = f.l.public_key();
+    let subject = f.alice.subject();
+
+    let full = check(&f.full, &key, Some(&subject)).unwrap();
+    assert_eq!(full.chains.len(), 2);
+    for ch in &full.chains {
+        assert_eq!(
+            ch.proven,
+            ch.events.len(),
+            "{}/{}",
+            ch.controller,
+            ch.purpose
+        );
+    }
+
+    let pending = check(&f.pending, &key, Some(&subject)).unwrap();
+    assert_eq!(pending.anchor.map_index, f.m1);
+    assert_eq!(pending.anchor.checkpoint, full.anchor.checkpoint);
+    let a = chain(&pending, C1, P1);
+    assert_eq!((a.events.len(), a.proven), (2, 1));
+    assert!(a.events[0].index < f.m1 && a.events[1].index > f.m1);
+    let b = chain(&pending, C2, P2);
+    assert_eq!(
+        (b.events.len(), b.proven),
+        (1, 0),
+        "the map shows the key absent"
+    );
+
+    // As of m1, the ledger's own history holds only what came before it.
+    let at_m1 = check(&f.at_m1, &key, Some(&subject)).unwrap();
+    assert_eq!(at_m1.anchor.map_index, f.m1);
+    assert_eq!(at_m1.chains.len(), 1);
+    assert_eq!(
+        (at_m1.chains[0].events.len(), at_m1.chains[0].proven),
+        (1, 1)
+    );
+
+    let n = |h: &History, c: &str, p: &str| {
+        h.chains
+            .iter()
+            .position(|ch| ch.controller == c && ch.purpose == p)
+            .unwrap()
+    };
+    let (na, nb) = (n(&f.pending, C1, P1), n(&f.pending, C2, P2));
+    let fails = |h: &History| check(h, &key, Some(&subject)).is_err();
+
+    // Not yet proven means exactly that: a pending event can be left off the end unnoticed.
+    let mut h = f.pending.clone();
+    h.chains[na].events.pop();
+    let cut = check(&h, &key, None).unwrap();
+    assert_eq!(
+        (chain(&cut, C1, P1).events.len(), chain(&cut, C1, P1).proven),
+        (1, 1)
+    );
+    // ... but an event before the map leaf cannot.
+    let mut h = f.pending.clone();
+    h.chains[na].events.remove(0);
+    assert!(fails(&h), "proven event removed");
+    // A chain whose only events are pending, emptied: refused (a chain has events).
+    let mut h = f.pending.clone();
+    h.chains[nb].events.clear();
+    assert!(fails(&h), "empty chain");
+    // The map proofs of m2 with the map leaf m1, and those of m1 with m2, do not fit.
+    for (c, p) in [(C1, P1), (C2, P2)] {
+        let (np, nf) = (n(&f.pending, c, p), n(&f.full, c, p));
+        let mut h = f.pending.clone();
+        h.chains[np].map = f.full.chains[nf].map.clone();
+        assert!(fails(&h), "{c}/{p}: m2's map proof at m1");
+        let mut h = f.full.clone();
+        h.chains[nf].map = f.pending.chains[np].map.clone();
+        assert!(fails(&h), "{c}/{p}: m1's map proof at m2");
+    }
+    // A pending event moved before the map leaf's place in the chain (swapped): refused.
+    let mut h = f.pending.clone();
+    h.chains[na].events.swap(0, 1);
+    assert!(fails(&h));
+    // The map leaf claimed to be at another index, or replaced by an event leaf.
+    let mut h = f.pending.clone();
+    h.map_leaf.index += 1;
+    assert!(matches!(
+        check(&h, &key, None),
+        Err(HistoryError::Anchor(AnchorError::MapInclusion(_)))
+    ));
+    let mut h = f.pending.clone();
+    let ev = &f.pending.chains[na].events[0];
+    h.map_leaf = ProvenLeaf {
+        index: ev.index,
+        leaf: ev.leaf.clone(),
+        inclusion: ev.inclusion.clone(),
+    };
+    assert!(matches!(
+        check(&h, &key, None),
+        Err(HistoryError::Anchor(AnchorError::Map(_)))
+    ));
+}
+
+/// `consentlog verify-history` says how far the history is complete, and names each event's
+/// leaf and event hash; `history --dir` answers as of the newest map leaf and says how to get a
+/// newer one.
+#[test]
+fn verify_history_cli_reports_the_map_leaf_and_pending_events() {
+    let mut f = pending();
+    let key = f.l.public_key();
+    let state = f.l.path("seen.json");
+    let alice_hex = f.alice.hex();
+    let verify_cli = |h: &History, name: &str, extra: &[&str]| {
+        let file = f.l.path(name);
+        std::fs::write(&file, serde_json::to_string_pretty(h).unwrap()).unwrap();
+        let args = [
+            &[
+                "verify-history",
+                "--log-key",
+                &f.l.log_key,
+                "--state",
+                s(&state),
+                "--subject",
+                &alice_hex,
+                s(&file),
+            ][..],
+            extra,
+        ]
+        .concat();
+        run(&args)
+    };
+    let checked = check(&f.pending, &key, None).unwrap();
+    let r = verify_cli(&f.pending, "pending.json", &[]).ok();
+    let out = r.stdout.clone();
+    assert!(out.contains("history valid: 2 chain(s)"), "{r:#?}");
+    assert!(out.contains("complete up to the map leaf at"), "{r:#?}");
+    assert!(
+        out.contains(&format!("({})", checked.anchor.map.time)),
+        "the map leaf's time in ms: {r:#?}"
+    );
+    assert!(
+        out.contains("the last 1 not yet proven complete (after the map leaf)"),
+        "{r:#?}"
+    );
+    for ch in &checked.chains {
+        for e in &ch.events {
+            let line = format!(
+                "(leaf {}, event hash {})",
+                e.index,
+                to_hex(&e.event.event_hash())
+            );
+            assert!(out.contains(&line), "{line} in {r:#?}");
+        }
+    }
+    let j = verify_cli(&f.pending, "pending.json", &["--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(j.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["map_leaf"], f.m1);
+    let proven: Vec<(u64, u64)> = v["chains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["events"].as_u64().unwrap(),
+                c["proven_complete"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(proven.contains(&(2, 1)) && proven.contains(&(1, 0)), "{v}");
+    let r = verify_cli(&f.full, "full.json", &[]).ok();
+    assert!(!r.stdout.contains("not yet proven"), "{r:#?}");
+    // A tampered history is refused with exit 2.
+    let mut bad = f.pending.clone();
+    bad.chains[0].events[0].opening.nonce[0] ^= 1;
+    verify_cli(&bad, "bad.json", &[]).assert_fails_with("history INVALID");
+
+    // `history --dir` reads as of the newest map leaf: an event appended after it is left out
+    // until `consentlog checkpoint` appends a newer one.
+    append(&f.l, &f.alice, C1, P1, true, None);
+    // The binary reads the system clock, which the ledger's manual clock has run ahead of.
+    wall_past(f.l.now_ms());
+    f.l.close();
+    let dir = f.l.d().to_string();
+    let subject = f.alice.hex();
+    let before = run(&["history", "--dir", &dir, "--subject", &subject]).ok();
+    assert!(
+        before.stderr.contains("consentlog checkpoint"),
+        "{before:#?}"
+    );
+    let h: History = serde_json::from_str(&before.stdout).unwrap();
+    let events = |h: &History| h.chains.iter().map(|c| c.events.len()).sum::<usize>();
+    assert_eq!(events(&h), 3);
+    run(&["checkpoint", "--dir", &dir]).ok();
+    let after = run(&["history", "--dir", &dir, "--subject", &subject]).ok();
+    let h2: History = serde_json::from_str(&after.stdout).unwrap();
+    assert_eq!(events(&h2), 4);
+    assert_ne!(h2.checkpoint, h.checkpoint);
+    for h in [&h, &h2] {
+        let c = check(h, &key, Some(&f.alice.subject())).unwrap();
+        assert!(c.chains.iter().all(|ch| ch.proven == ch.events.len()));
+    }
+}
+
+/// Picks the genesis leaf or the map leaf of a history.
+type AnchorLeaf = fn(&mut History) -> &mut ProvenLeaf;

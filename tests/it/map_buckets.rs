@@ -1,12 +1,19 @@
 //! The state map that keeps only its upper levels in memory (`StateMap::with_buckets`) must
 //! agree with the map holding every key: same roots, same proofs, same answers, for every
-//! bucket size, through inserts, snapshots and damaged sources.
+//! bucket size, through inserts, snapshots and damaged sources; and a ledger's map leaves (whose
+//! map loads its buckets from storage) carry the root of the full map replayed from the event
+//! leaves before them, with the same proofs, for old map leaves and after reopening too.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
 
+use consentlog::core::leaf::Leaf;
 use consentlog::core::map::{self, Hash, MapError, MapSource, MapValue, StateMap};
+use consentlog::ledger::{Ledger, Snapshot};
 use proptest::prelude::*;
+
+use crate::support::ledger::{add_noise, grant, revoke, TestLedger};
+use crate::support::Person;
 
 /// A source backed by a BTreeMap: the keys of the bucketed map, as they are.
 struct Model {
@@ -213,6 +220,84 @@ fn damaged_source_is_named_and_changes_nothing() {
         assert_eq!(copy.root(), root);
         assert_eq!(copy.len(), 200);
     }
+}
+
+/// The full map over the event leaves of `l` before leaf `end`, replayed from the leaves.
+fn replay(l: &Ledger, end: u64) -> (StateMap, Vec<Hash>) {
+    let mut full = StateMap::new();
+    let mut keys = Vec::new();
+    for i in 0..end {
+        if let Leaf::Event(e) = l.leaf(i).unwrap().unwrap() {
+            full.insert(
+                e.key,
+                MapValue {
+                    index: i,
+                    leaf_hash: e.leaf_hash(),
+                },
+            );
+            keys.push(e.key);
+        }
+    }
+    (full, keys)
+}
+
+/// `snap`'s map agrees with the full map replayed up to its map leaf: the map leaf's root, and
+/// the ledger's proof (its buckets loaded from storage, as of the map leaf) of every key, of
+/// keys written only later, and of absent keys.
+fn agrees_at(l: &Ledger, snap: &Snapshot, later: &[Hash]) {
+    let (full, keys) = replay(l, snap.map_index);
+    assert_eq!(
+        full.root(),
+        snap.map_leaf.map_root,
+        "map leaf {}",
+        snap.map_index
+    );
+    assert_eq!(snap.map.root(), snap.map_leaf.map_root);
+    assert!(matches!(
+        l.leaf(snap.map_index).unwrap(),
+        Some(Leaf::Map(m)) if m == snap.map_leaf
+    ));
+    let absent = [b3(b"absent"), flip(&keys[0], 255), flip(&keys[0], 9)];
+    for k in keys.iter().chain(later).chain(&absent) {
+        let p = l.prove_key(snap, k).unwrap();
+        assert_eq!(p, full.prove(k), "map leaf {}", snap.map_index);
+        assert_eq!(
+            map::check(&snap.map_leaf.map_root, k, &p).unwrap(),
+            full.get(k)
+        );
+    }
+}
+
+#[test]
+fn ledger_map_leaves_agree_with_the_full_map() {
+    let mut l = TestLedger::new();
+    let people: Vec<Person> = (0..40).map(|_| Person::new()).collect();
+    let mut snaps = Vec::new();
+    let mut written = Vec::new();
+    for round in 0..4 {
+        add_noise(&l, 60);
+        for p in people.iter().skip(round * 7).take(20) {
+            if round % 2 == 0 {
+                grant(&l, p, "shop.example", "newsletter");
+            } else {
+                revoke(&l, p, "shop.example", "newsletter");
+            }
+            written.push(p.state_key("shop.example", "newsletter"));
+        }
+        l.checkpoint();
+        snaps.push(l.latest());
+    }
+    // Keys written after the first map leaves: their proofs there roll back to the value
+    // before (or to absence).
+    let (_, all_keys) = replay(&l, l.size());
+    for snap in &snaps {
+        agrees_at(&l, snap, &all_keys);
+    }
+    // Reopened: the latest map is rebuilt from storage and agrees too.
+    l.reopen();
+    let snap = l.latest();
+    assert_eq!(snap.checkpoint, snaps.last().unwrap().checkpoint);
+    agrees_at(&l, &snap, &written);
 }
 
 proptest! {

@@ -1,20 +1,35 @@
 //! The test vectors of docs/FORMAT.md: every value there is recomputed here from the inputs the
 //! document states, and every value computed here must appear there. A change to any byte
 //! layout, domain string or hash makes this test fail.
+//!
+//! The vectors describe one small format-v2 log: genesis (leaf 0), the map leaf `init` appends
+//! (leaf 1), two events of one chain (leaves 2 and 3), a map leaf over both (leaf 4), the plain
+//! checkpoint of those five leaves, and a consent proof against it.
 
-use consentlog::core::entry::{commitment, Entry, Opening, ENTRY_VERSION};
-use consentlog::core::event::{state_key, ConsentEvent, EventJson, SignedEvent, EVENT_VERSION};
-use consentlog::core::hash::{to_hex, Hash};
-use consentlog::core::map::{MapValue, StateMap};
-use consentlog::core::note::{key_id, Checkpoint};
+use consentlog::core::event::{
+    state_key, ConsentEvent, EventJson, SignedEvent, EVENT_VERSION, KIND_DECISION, SIGNER_SUBJECT,
+};
+use consentlog::core::hash::{to_hex, Hash, HexHash};
+use consentlog::core::leaf::{GenesisLeaf, Leaf, MapLeaf, LEAF_VERSION};
+use consentlog::core::map::{self, MapValue, StateMap, EMPTY};
+use consentlog::core::note::{self, key_id, Checkpoint};
+use consentlog::core::opening::{commitment, Opening};
+use consentlog::core::proof::{
+    self, ConsentProof, OpeningJson, ProvenEvent, ProvenLeaf, Question, State, PROOF_FORMAT,
+};
 use consentlog::core::receipt::{receipt_message, Receipt};
 use consentlog::core::tlog::{
-    prove_inclusion, Blake3Hasher, LeafIndex, MemoryTree, TreeHasher, TreeSize,
+    check_inclusion, prove_inclusion, LeafIndex, MemoryTree, Sha256Hasher, TreeHasher, TreeSize,
 };
+use consentlog::core::vrf::VrfSecretKey;
 use ed25519_dalek::SigningKey;
 
 const ORIGIN: &str = "example.org/consent";
 const ISSUED_AT: u64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+/// The log was created a minute before event 1.
+const GENESIS_TIME: u64 = ISSUED_AT - 60_000;
+/// When the proof's question is asked: between the two events.
+const PROOF_AT: u64 = ISSUED_AT + 30_000;
 
 fn subject_key() -> SigningKey {
     let mut seed = [0u8; 32];
@@ -28,6 +43,10 @@ fn log_key() -> SigningKey {
     SigningKey::from_bytes(&[0x42; 32])
 }
 
+fn hexes(v: &[Hash]) -> String {
+    serde_json::to_string(&v.iter().map(|h| HexHash(*h)).collect::<Vec<_>>()).unwrap()
+}
+
 /// Every vector, by name, as the document lists them.
 fn vectors() -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = Vec::new();
@@ -38,11 +57,17 @@ fn vectors() -> Vec<(String, String)> {
     put("subject", to_hex(sk.verifying_key().as_bytes()));
     put("log_seed", to_hex(lk.as_bytes()));
     put("log_key", to_hex(lk.verifying_key().as_bytes()));
+    let vrf = VrfSecretKey::from_random(&[0x24; 64]);
+    put("vrf_secret", to_hex(&vrf.to_bytes()));
+    put("vrf_key", to_hex(&vrf.public_key().to_bytes()));
     let notice: Hash = *blake3::hash(b"We may use your posts to train our models.").as_bytes();
     put("notice", to_hex(&notice));
 
+    // Events.
     let e1 = ConsentEvent {
         version: EVENT_VERSION,
+        kind: KIND_DECISION,
+        signer: SIGNER_SUBJECT,
         log: ORIGIN.into(),
         subject: sk.verifying_key().to_bytes(),
         controller: "example.com".into(),
@@ -77,6 +102,24 @@ fn vectors() -> Vec<(String, String)> {
         serde_json::to_string(&EventJson::from(&s2)).unwrap(),
     );
 
+    // Leaves 0 to 4.
+    let genesis = Leaf::Genesis(GenesisLeaf {
+        version: LEAF_VERSION,
+        origin: ORIGIN.into(),
+        vrf_key: vrf.public_key().to_bytes(),
+        genesis_time: GENESIS_TIME,
+        witness_policy: None,
+    });
+    put("leaf0_bytes", to_hex(&genesis.to_bytes()));
+    put("leaf0_hash", to_hex(&genesis.leaf_hash()));
+    let map1 = Leaf::Map(MapLeaf {
+        version: LEAF_VERSION,
+        time: GENESIS_TIME,
+        map_root: EMPTY,
+    });
+    put("leaf1_bytes", to_hex(&map1.to_bytes()));
+    put("leaf1_hash", to_hex(&map1.leaf_hash()));
+
     let o1 = Opening {
         nonce: [0x07; 32],
         event: s1.clone(),
@@ -85,58 +128,110 @@ fn vectors() -> Vec<(String, String)> {
         nonce: [0x08; 32],
         event: s2.clone(),
     };
-    let en1 = o1.entry(ISSUED_AT + 250);
-    let en2 = o2.entry(ISSUED_AT + 60_250);
-    assert_eq!(en1.version, ENTRY_VERSION);
+    let key = e1.state_key();
+    let ev1 = o1.leaf(ISSUED_AT + 250, key, None);
+    let ev2 = o2.leaf(ISSUED_AT + 60_250, key, Some(2));
     assert_eq!(
-        en1.commitment,
+        ev1.commitment,
         commitment(&o1.nonce, s1.as_bytes()),
-        "entry commits to its opening"
+        "the leaf commits to its opening"
     );
-    put("entry1_commitment", to_hex(&en1.commitment));
-    put("entry1_bytes", to_hex(&en1.to_bytes()));
-    put("entry1_leaf_hash", to_hex(&en1.leaf_hash()));
-    put("entry2_bytes", to_hex(&en2.to_bytes()));
-    put("entry2_leaf_hash", to_hex(&en2.leaf_hash()));
+    assert_eq!((ev2.seq, ev2.prev), (1, Some(2)));
+    put("leaf2_commitment", to_hex(&ev1.commitment));
+    put("leaf2_bytes", to_hex(&ev1.to_bytes()));
+    put("leaf2_hash", to_hex(&ev1.leaf_hash()));
+    put("leaf3_bytes", to_hex(&ev2.to_bytes()));
+    put("leaf3_hash", to_hex(&ev2.leaf_hash()));
 
-    let mut tree = MemoryTree::new(Blake3Hasher);
-    tree.push_leaf_hash(en1.leaf_hash());
-    tree.push_leaf_hash(en2.leaf_hash());
-    put("empty_root", to_hex(&Blake3Hasher.empty_root()));
-    put("root_size_2", to_hex(&tree.root()));
-    let path = prove_inclusion(&Blake3Hasher, &tree, LeafIndex(1), TreeSize(2)).unwrap();
-    put("inclusion_1_in_2", to_hex(&path[0]));
-
+    // The state map over leaves 2 and 3: the key's latest event leaf is 3.
     let mut map = StateMap::new();
     map.insert(
-        en1.key,
+        key,
         MapValue {
-            index: 1,
-            leaf_hash: en2.leaf_hash(),
+            index: 3,
+            leaf_hash: ev2.leaf_hash(),
         },
     );
-    put("map_root_1_key", to_hex(&map.root()));
+    put("map_root", to_hex(&map.root()));
     put(
         "map_proof_json",
-        serde_json::to_string(&map.prove(&en1.key)).unwrap(),
+        serde_json::to_string(&map.prove(&key)).unwrap(),
     );
+    let map4 = Leaf::Map(MapLeaf {
+        version: LEAF_VERSION,
+        time: ISSUED_AT + 61_000,
+        map_root: map.root(),
+    });
+    put("leaf4_bytes", to_hex(&map4.to_bytes()));
+    put("leaf4_hash", to_hex(&map4.leaf_hash()));
 
-    let r = Receipt::sign(&lk, 1, en2.leaf_hash(), en2.integrated_at);
+    // The RFC 6962 tree.
+    let leaves = [
+        genesis.clone(),
+        map1.clone(),
+        Leaf::Event(ev1),
+        Leaf::Event(ev2),
+        map4.clone(),
+    ];
+    let mut tree = MemoryTree::new(Sha256Hasher);
+    for l in &leaves {
+        tree.push(&l.to_bytes());
+    }
+    put("empty_root", to_hex(&Sha256Hasher.empty_root()));
+    let mut two = MemoryTree::new(Sha256Hasher);
+    two.push(&genesis.to_bytes());
+    two.push(&map1.to_bytes());
+    put("root_size_2", to_hex(&two.root()));
+    put("root_size_5", to_hex(&tree.root()));
+    let path = |i: u64| prove_inclusion(&Sha256Hasher, &tree, LeafIndex(i), TreeSize(5)).unwrap();
+    for i in [0, 2, 3, 4] {
+        put(&format!("inclusion_{i}_in_5"), hexes(&path(i)));
+    }
+
+    // Receipt of event 2 (leaf 3).
+    let r = Receipt::sign(&lk, 3, ev2.leaf_hash(), ev2.integrated_at);
     put(
         "receipt_message",
-        to_hex(&receipt_message(1, &en2.leaf_hash(), en2.integrated_at)),
+        to_hex(&receipt_message(3, &ev2.leaf_hash(), ev2.integrated_at)),
     );
     put("receipt_json", serde_json::to_string(&r).unwrap());
 
+    // The plain checkpoint of the five leaves.
     put("log_key_id", to_hex(&key_id(ORIGIN, &lk.verifying_key())));
     let cp = Checkpoint {
         origin: ORIGIN,
-        size: 2,
+        size: 5,
         root: tree.root(),
-        map_root: map.root(),
-        time: ISSUED_AT + 61_000,
     };
-    put("checkpoint_note", cp.sign(&lk).replace('\n', "\\n"));
+    let note_text = cp.sign(&lk);
+    put("checkpoint_note", note_text.replace('\n', "\\n"));
+
+    // A consent proof at PROOF_AT: event 1 in force, shown with its direct successor.
+    let proven_leaf = |i: u64| ProvenLeaf {
+        index: i,
+        leaf: leaves[i as usize].to_bytes(),
+        inclusion: path(i).into_iter().map(HexHash).collect(),
+    };
+    let proven_event = |i: u64, o: &Opening| ProvenEvent {
+        index: i,
+        leaf: leaves[i as usize].to_bytes(),
+        opening: OpeningJson::from(o),
+        inclusion: path(i).into_iter().map(HexHash).collect(),
+    };
+    let p = ConsentProof {
+        format: PROOF_FORMAT.into(),
+        checkpoint: note_text,
+        genesis: proven_leaf(0),
+        map_leaf: proven_leaf(4),
+        subject: sk.verifying_key().to_bytes(),
+        controller: "example.com".into(),
+        purpose: "ai-training".into(),
+        at: PROOF_AT,
+        events: vec![proven_event(2, &o1), proven_event(3, &o2)],
+        map: None,
+        state: State::OptedIn.as_str().into(),
+    };
+    put("proof_json", serde_json::to_string(&p).unwrap());
     v
 }
 
@@ -183,23 +278,115 @@ fn format_md_vectors_match_the_code() {
     }
 }
 
+/// The documented values, read back with the verifier's own parsers, fit together: events
+/// verify, leaves decode to what the text says, the inclusion paths lead to the checkpoint's
+/// root, the map proof to the map leaf's root, and the proof verifies as opted in.
 #[test]
 fn vectors_decode_back() {
-    let v = vectors();
-    let get = |n: &str| v.iter().find(|(k, _)| k == n).unwrap().1.clone();
+    let v = documented();
+    let get = |n: &str| {
+        v.iter()
+            .find(|(k, _)| k == n)
+            .unwrap_or_else(|| panic!("FORMAT.md lacks {n}"))
+            .1
+            .clone()
+    };
     let bytes = |n: &str| hex::decode(get(n)).unwrap();
+    let hash = |n: &str| -> Hash { bytes(n).try_into().unwrap() };
+
     let mut signed = bytes("event1_bytes");
     signed.extend(bytes("event1_signature"));
     let ev = SignedEvent::decode(&signed).unwrap();
     ev.check_self().unwrap();
+    ev.check_log(ORIGIN).unwrap();
+    assert_eq!(
+        (ev.event.version, ev.event.kind, ev.event.signer),
+        (2, 0, 0)
+    );
     assert_eq!(to_hex(&ev.event_hash()), get("event1_hash"));
-    let e = Entry::decode(&bytes("entry1_bytes")).unwrap();
-    assert_eq!(to_hex(&e.leaf_hash()), get("entry1_leaf_hash"));
     let ev2 = EventJson::parse(&get("event2_json")).unwrap();
     ev2.check_self().unwrap();
     assert_eq!(to_hex(&ev2.event_hash()), get("event2_hash"));
+    assert_eq!(ev2.event.prev, Some(ev.event_hash()));
     let key = state_key(&ev.event.subject, "example.com", "ai-training");
     assert_eq!(to_hex(&key), get("state_key"));
+
+    // Leaves.
+    let g = Leaf::decode_genesis(&bytes("leaf0_bytes")).unwrap();
+    assert_eq!(
+        (g.origin.as_str(), g.genesis_time, g.witness_policy),
+        (ORIGIN, GENESIS_TIME, None)
+    );
+    assert_eq!(to_hex(&g.vrf_key), get("vrf_key"));
+    let m1 = Leaf::decode_map(&bytes("leaf1_bytes")).unwrap();
+    assert_eq!((m1.time, m1.map_root), (GENESIS_TIME, EMPTY));
+    let l2 = Leaf::decode_event(&bytes("leaf2_bytes")).unwrap();
+    let l3 = Leaf::decode_event(&bytes("leaf3_bytes")).unwrap();
+    assert_eq!((l2.key, l2.prev, l2.seq), (key, None, 0));
+    assert_eq!((l3.key, l3.prev, l3.seq), (key, Some(2), 1));
+    assert_eq!(to_hex(&l2.commitment), get("leaf2_commitment"));
+    let o1 = Opening {
+        nonce: [0x07; 32],
+        event: ev.clone(),
+    };
+    assert_eq!(o1.commitment(), l2.commitment);
+    let m4 = Leaf::decode_map(&bytes("leaf4_bytes")).unwrap();
+    assert_eq!(to_hex(&m4.map_root), get("map_root"));
+    for i in 0..5 {
+        let b = bytes(&format!("leaf{i}_bytes"));
+        assert_eq!(
+            to_hex(&Leaf::decode(&b).unwrap().leaf_hash()),
+            get(&format!("leaf{i}_hash"))
+        );
+    }
+
+    // The map proof shows leaf 3 as the key's latest under the map leaf's root.
+    let mp: map::MapProof = serde_json::from_str(&get("map_proof_json")).unwrap();
+    let got = map::check(&m4.map_root, &key, &mp).unwrap().unwrap();
+    assert_eq!((got.index, got.leaf_hash), (3, hash("leaf3_hash")));
+
+    // The checkpoint opens under the log key; every documented path leads to its root.
+    let lk = log_key().verifying_key();
+    assert_eq!(to_hex(lk.as_bytes()), get("log_key"));
+    let cp = note::open(&get("checkpoint_note").replace("\\n", "\n"), &lk).unwrap();
+    assert_eq!((cp.origin.as_str(), cp.size), (ORIGIN, 5));
+    assert_eq!(to_hex(&cp.root), get("root_size_5"));
+    for i in [0u64, 2, 3, 4] {
+        let path: Vec<HexHash> =
+            serde_json::from_str(&get(&format!("inclusion_{i}_in_5"))).unwrap();
+        let path: Vec<Hash> = path.into_iter().map(|h| h.0).collect();
+        check_inclusion(
+            &Sha256Hasher,
+            LeafIndex(i),
+            TreeSize(5),
+            &hash(&format!("leaf{i}_hash")),
+            &path,
+            &cp.root,
+        )
+        .unwrap_or_else(|e| panic!("inclusion of leaf {i}: {e}"));
+    }
+
+    // The receipt is for leaf 3.
+    let r: Receipt = serde_json::from_str(&get("receipt_json")).unwrap();
+    assert!(r.check(&lk));
+    assert_eq!(
+        (r.index, r.leaf_hash, r.integrated_at),
+        (3, hash("leaf3_hash"), l3.integrated_at)
+    );
+
+    // The proof.
+    let p: ConsentProof = serde_json::from_str(&get("proof_json")).unwrap();
+    let q = Question {
+        subject: Some(ev.event.subject),
+        controller: Some("example.com".into()),
+        purpose: Some("ai-training".into()),
+        at: Some(PROOF_AT),
+        now: Some(PROOF_AT),
+    };
+    let verdict = proof::check(&p, &lk, &q).unwrap();
+    assert_eq!(verdict.state, State::OptedIn);
+    assert_eq!((verdict.map_index, verdict.map_time), (4, m4.time));
+    assert_eq!(verdict.checkpoint, cp);
 }
 
 /// Prints the vectors in FORMAT.md's form: `cargo test --test it -- --ignored vectors:: --nocapture`.
