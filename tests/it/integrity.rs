@@ -1,5 +1,9 @@
-//! Startup integrity and fsck: damaged stored data (an entry, an opening, a stored node hash,
-//! a checkpoint) is caught and named, and never served as a valid proof.
+//! Startup integrity and fsck: damaged stored data (a leaf, an opening, a stored node hash,
+//! a checkpoint, a stored map value) is caught and named, and never served as a valid proof.
+//!
+//! The ledger of [`build`]: leaf 0 is the genesis leaf, leaf 1 init's map leaf, leaves 2-10
+//! the events (person `j % 3` made event `j`, at leaf `j + 2`), leaf 11 the map leaf of the
+//! checkpoint.
 
 use std::path::Path;
 
@@ -24,7 +28,7 @@ fn decide(l: &Ledger, key: &SigningKey, opt_in: bool) {
     ));
 }
 
-/// A ledger of 9 entries from 3 people, checkpointed; returns the people.
+/// A ledger of 9 events from 3 people, checkpointed (12 leaves); returns the people.
 fn build(dir: &Path) -> Vec<SigningKey> {
     let l = Ledger::init(
         dir,
@@ -38,7 +42,8 @@ fn build(dir: &Path) -> Vec<SigningKey> {
             decide(&l, p, round % 2 == 0);
         }
     }
-    l.checkpoint().unwrap();
+    l.checkpoint_waiting().unwrap();
+    assert_eq!(l.size(), 12);
     drop(l);
     wait_unlocked(dir);
     people
@@ -71,23 +76,24 @@ fn a_clean_ledger_passes_fsck() {
 }
 
 #[test]
-fn a_damaged_entry_is_never_served_and_fsck_names_it() {
+fn a_damaged_leaf_is_never_served_and_fsck_names_it() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("l");
     build(&dir);
-    damage(&dir, Table::Leaf, &4u64.to_be_bytes(), 10);
-    // Opening checks the latest checkpoint against the stored nodes and map leaves, not every
-    // entry: a damaged entry in the middle of the log is caught when it would be served.
-    let l = Ledger::open(&dir).expect("open reads no entry but the last");
-    let subject = l.opening(4).unwrap().unwrap().event.event.subject;
+    // Event leaf 6 (person 1's second event): byte 10 is the first of its state key.
+    damage(&dir, Table::Leaf, &6u64.to_be_bytes(), 10);
+    // Opening checks the latest checkpoint against the stored nodes and map values, not
+    // every leaf: a damaged leaf in the middle of the log is caught when it would be served.
+    let l = Ledger::open(&dir).expect("open reads no leaf but the last ones");
+    let subject = l.opening(6).unwrap().unwrap().event.event.subject;
     let err = l
-        .history(&subject)
-        .expect_err("a history over a damaged entry must not be served");
-    assert!(err.to_string().contains("entry 4"), "{err}");
+        .history_in(&l.latest(), &subject)
+        .expect_err("a history over a damaged leaf must not be served");
+    assert!(err.to_string().contains("leaf 6"), "{err}");
     drop(l);
     let (code, text) = fsck(&dir);
     assert_ne!(code, 0, "{text}");
-    assert!(text.contains("entry 4"), "{text}");
+    assert!(text.contains("leaf 6"), "{text}");
 }
 
 #[test]
@@ -95,27 +101,27 @@ fn a_damaged_opening_is_never_served_and_fsck_names_it() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("l");
     let people = build(&dir);
-    // Entry 3 is person 0's second event; flip a byte of its nonce.
-    damage(&dir, Table::Opening, &3u64.to_be_bytes(), 5);
+    // Leaf 5 is person 0's second event; flip a byte of its nonce.
+    damage(&dir, Table::Opening, &5u64.to_be_bytes(), 5);
     let l = Ledger::open(&dir).unwrap();
     let subject = people[0].verifying_key().to_bytes();
     let snap = l.latest();
-    let t = l.entry(3).unwrap().unwrap().integrated_at;
+    let t = l.event_leaf(5).unwrap().unwrap().integrated_at;
     let err = l
         .prove_consent_in(&snap, &subject, C, P, t)
         .expect_err("a proof over a damaged opening must not be served");
-    assert!(err.to_string().contains("entry 3"), "{err}");
-    assert!(l.history(&subject).is_err());
+    assert!(err.to_string().contains("leaf 5"), "{err}");
+    assert!(l.history_in(&snap, &subject).is_err());
     // Other people's proofs are still served and valid.
     let other = people[1].verifying_key().to_bytes();
     let p = l
-        .prove_consent_in(&snap, &other, C, P, snap.checkpoint.time)
+        .prove_consent_in(&snap, &other, C, P, snap.map_leaf.time)
         .unwrap();
     check(&p, &l.public_key(), &Question::default()).unwrap();
     drop(l);
     let (code, text) = fsck(&dir);
     assert_ne!(code, 0, "{text}");
-    assert!(text.contains("entry 3"), "{text}");
+    assert!(text.contains("leaf 5"), "{text}");
     assert!(text.contains("commitment"), "{text}");
 }
 
@@ -124,13 +130,13 @@ fn a_damaged_node_hash_is_never_served_and_fsck_names_it() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("l");
     let people = build(&dir);
-    // In a tree of 9 leaves node (3, 0) covers entries 0..8 and is read to compute the root,
+    // In a tree of 12 leaves node (3, 0) covers leaves 0..8 and is read to compute the root,
     // so the cheap startup check already refuses.
     damage(&dir, Table::Node, &node_key(3, 0), 0);
     let err = Ledger::open(&dir)
         .err()
         .expect("damaged node must be caught at open");
-    assert!(err.to_string().contains("log root"), "{err}");
+    assert!(err.to_string().contains("tree root"), "{err}");
     let (code, text) = fsck(&dir);
     assert_ne!(code, 0, "{text}");
     assert!(text.contains("level 3, index 0"), "{text}");
@@ -151,16 +157,19 @@ fn a_damaged_node_off_the_frontier_is_never_served() {
     for p in &people {
         decide(&l, p, true);
     }
-    l.checkpoint().unwrap();
+    l.checkpoint_waiting().unwrap();
+    // Genesis, init's map leaf, 4 events, a map leaf.
+    assert_eq!(l.size(), 7);
     drop(l);
-    // In a tree of 4 leaves node (1, 0) is below the root (2, 0), which is what opening reads.
+    // In a tree of 7 leaves node (1, 0) is below node (2, 0), which is what opening reads.
     damage(&dir, Table::Node, &node_key(1, 0), 3);
     let l = Ledger::open(&dir).unwrap();
     let snap = l.latest();
-    // Entries 2 and 3 need node (1, 0) as a sibling in their inclusion paths.
-    let subject = people[2].verifying_key().to_bytes();
+    // Leaves 2 and 3 (people 0 and 1) need node (1, 0) as a sibling in their inclusion
+    // paths.
+    let subject = people[0].verifying_key().to_bytes();
     let err = l
-        .prove_consent_in(&snap, &subject, C, P, snap.checkpoint.time)
+        .prove_consent_in(&snap, &subject, C, P, snap.map_leaf.time)
         .expect_err("a proof over a damaged node must not be served");
     assert!(
         err.to_string().contains("does not match checkpoint root"),
@@ -180,7 +189,8 @@ fn a_damaged_checkpoint_stops_the_ledger_and_fsck_names_it() {
     let l = Ledger::open(&dir).unwrap();
     let n = l.checkpoints().unwrap().len() as u64;
     drop(l);
-    // Flip a byte of the root line of the latest checkpoint.
+    // Flip a byte of the root line of the latest checkpoint ("integrity.example/log\n12\n"
+    // is 25 bytes).
     damage(&dir, Table::Checkpoint, &(n - 1).to_be_bytes(), 25);
     let err = Ledger::open(&dir)
         .err()
@@ -211,36 +221,40 @@ fn serve_refuses_a_log_key_readable_by_others() {
 }
 
 #[test]
-fn a_damaged_map_leaf_is_caught_at_open_and_while_serving_and_fsck_names_it() {
+fn a_damaged_map_value_is_caught_at_open_and_while_serving_and_fsck_names_it() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("l");
     build(&dir);
     let (key, subject) = {
         let l = Ledger::open(&dir).unwrap();
-        let o = l.opening(0).unwrap().unwrap();
-        (l.entry(0).unwrap().unwrap().key, o.event.event.subject)
+        let o = l.opening(2).unwrap().unwrap();
+        (l.event_leaf(2).unwrap().unwrap().key, o.event.event.subject)
     };
-    // At rest: opening rebuilds the state map from its stored leaves and compares the root.
+    // At rest: opening rebuilds the state map from its stored values and compares the root
+    // with the latest checkpoint's map leaf. (Byte 20 is in the value's leaf hash.)
     damage(&dir, Table::MapValue, &key, 20);
     let msg = Ledger::open(&dir)
         .err()
-        .expect("a damaged map leaf must not open")
+        .expect("a damaged map value must not open")
         .to_string();
     assert!(
-        msg.contains("map root") && msg.contains("does not match the latest checkpoint"),
+        msg.contains("stored map (its map leaf's root) at size 12")
+            && msg.contains("does not match the latest checkpoint"),
         "{msg}"
     );
     let (code, text) = fsck(&dir);
     assert_ne!(code, 0, "{text}");
     assert!(
         text.contains(&format!(
-            "map leaf of key {}",
+            "map value of key {}",
             consentlog::core::hash::to_hex(&key)
         )),
         "{text}"
     );
     damage(&dir, Table::MapValue, &key, 20); // flipped back
-                                            // While serving: the leaves loaded for a proof must hash to the map's node in memory.
+    let (code, text) = fsck(&dir);
+    assert_eq!(code, 0, "{text}");
+    // While serving: the values loaded for a proof must hash to the map's node in memory.
     let l = Ledger::open(&dir).unwrap();
     let snap = l.latest();
     let store = l.store();
@@ -250,40 +264,49 @@ fn a_damaged_map_leaf_is_caught_at_open_and_while_serving_and_fsck_names_it() {
     b.put(Table::MapValue, key.to_vec(), v);
     store.commit(b).unwrap();
     let err = l
-        .prove_consent_in(&snap, &subject, C, P, snap.checkpoint.time)
-        .expect_err("a proof over a damaged map leaf must not be served");
+        .prove_consent_in(&snap, &subject, C, P, snap.map_leaf.time)
+        .expect_err("a proof over a damaged map value must not be served");
     assert!(err.to_string().contains("damaged storage"), "{err}");
-    assert!(l.history(&subject).is_err());
+    assert!(l.history_in(&snap, &subject).is_err());
 }
 
 #[test]
-fn a_ledger_without_map_leaves_gets_them_on_open() {
-    // Ledgers written before the state map kept its leaves on disk have no `MapLeaf` table:
-    // the first open writes it from a replay, and everything else is unchanged.
+fn a_ledger_without_its_map_values_does_not_open_and_fsck_names_each_key() {
+    // Format v2 keeps every key's map value on disk from the start (v1 ledgers, which could
+    // lack them, are refused, not converted): a ledger whose values are gone is damaged. It
+    // does not open (its map no longer has the latest map leaf's root), and fsck names every
+    // key whose value is missing.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("l");
     let people = build(&dir);
+    let keys: Vec<_> = people
+        .iter()
+        .map(|p| consentlog::core::event::state_key(&p.verifying_key().to_bytes(), C, P))
+        .collect();
     {
         let s = consentlog::ledger::open_store(&dir).unwrap();
+        assert_eq!(s.scan(Table::MapValue, &[], None).count(), 3);
         let mut b = WriteBatch::new();
         for r in s.scan(Table::MapValue, &[], None) {
             b.delete(Table::MapValue, r.unwrap().0);
         }
-        b.delete(Table::Meta, b"map_leaves".to_vec());
         s.commit(b).unwrap();
         assert_eq!(s.scan(Table::MapValue, &[], None).count(), 0);
     }
-    let l = Ledger::open(&dir).unwrap();
-    assert_eq!(l.store().scan(Table::MapValue, &[], None).count(), 3);
-    let snap = l.latest();
-    for p in &people {
-        let subject = p.verifying_key().to_bytes();
-        l.prove_consent_in(&snap, &subject, C, P, snap.checkpoint.time)
-            .unwrap();
-    }
-    drop(l);
+    let msg = Ledger::open(&dir)
+        .err()
+        .expect("a ledger without its map values must not open")
+        .to_string();
+    assert!(msg.contains("stored map (its map leaf's root)"), "{msg}");
     let (code, text) = fsck(&dir);
-    assert_eq!(code, 0, "{text}");
+    assert_ne!(code, 0, "{text}");
+    for key in &keys {
+        let want = format!(
+            "map value of key {} is missing",
+            consentlog::core::hash::to_hex(key)
+        );
+        assert!(text.contains(&want), "{want}: {text}");
+    }
 }
 
 fn migrate(from: &Path, to: &Path, engine: &str) -> (i32, String) {
@@ -315,7 +338,7 @@ fn migrate_copies_a_ledger_to_the_other_engine_unchanged() {
     let engine = other_engine();
     let (code, text) = migrate(&src, &dst, engine);
     assert_eq!(code, 0, "{text}");
-    assert!(text.contains("migrated 9 entries"), "{text}");
+    assert!(text.contains("migrated 12 leaves"), "{text}");
     assert_eq!(
         std::fs::read_to_string(dst.join("engine")).unwrap().trim(),
         engine
@@ -332,22 +355,27 @@ fn migrate_copies_a_ledger_to_the_other_engine_unchanged() {
     let (code, text) = fsck(&dst);
     assert_eq!(code, 0, "{text}");
 
-    // Everything anyone can see is the same: entries, checkpoints, proofs.
+    // Everything anyone can see is the same: leaves, openings, checkpoints, proofs.
     let (a, b) = (Ledger::open(&src).unwrap(), Ledger::open(&dst).unwrap());
     assert_eq!(a.public_key(), b.public_key());
     assert_eq!(a.checkpoints().unwrap(), b.checkpoints().unwrap());
-    let bytes = |l: &Ledger| -> Vec<(Vec<u8>, Vec<u8>)> {
+    let bytes = |l: &Ledger| -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         l.read_range(0, u64::MAX, true)
             .unwrap()
             .into_iter()
-            .map(|(e, o)| (e.to_bytes().to_vec(), o.expect("opening").to_bytes()))
+            .map(|(e, o)| (e.to_bytes(), o.map(|o| o.to_bytes())))
             .collect()
     };
-    assert_eq!(bytes(&a), bytes(&b));
+    let leaves = bytes(&a);
+    assert_eq!(leaves.len(), 12);
+    // Every event leaf's opening, and only those.
+    assert_eq!(leaves.iter().filter(|(_, o)| o.is_some()).count(), 9);
+    assert_eq!(leaves, bytes(&b));
     let (sa, sb) = (a.latest(), b.latest());
+    assert_eq!(sa.map_leaf, sb.map_leaf);
     for p in &people {
         let subject = p.verifying_key().to_bytes();
-        let t = sa.checkpoint.time;
+        let t = sa.map_leaf.time;
         let pa = a.prove_consent_in(&sa, &subject, C, P, t).unwrap();
         let pb = b.prove_consent_in(&sb, &subject, C, P, t).unwrap();
         assert_eq!(
@@ -359,7 +387,7 @@ fn migrate_copies_a_ledger_to_the_other_engine_unchanged() {
     drop(a);
     // The copy is a working ledger: it takes the next events.
     decide(&b, &people[0], true);
-    b.checkpoint().unwrap();
+    b.checkpoint_waiting().unwrap();
     drop(b);
     let (code, text) = fsck(&dst);
     assert_eq!(code, 0, "{text}");
@@ -377,10 +405,10 @@ fn migrate_of_a_damaged_ledger_leaves_no_ledger_behind() {
     let tmp = tempfile::tempdir().unwrap();
     let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
     build(&src);
-    damage(&src, Table::Opening, &3u64.to_be_bytes(), 5);
+    damage(&src, Table::Opening, &5u64.to_be_bytes(), 5);
     let (code, text) = migrate(&src, &dst, other_engine());
     assert_ne!(code, 0, "{text}");
-    assert!(text.contains("entry 3"), "{text}");
+    assert!(text.contains("leaf 5"), "{text}");
     assert!(text.contains("not marked as a ledger"), "{text}");
     assert!(
         !dst.join("engine").exists(),

@@ -2,6 +2,10 @@
 //! with the same log key) is caught by check-consistency, by a person's remembered checkpoint
 //! in verify-history, and by a remembered checkpoint in a remote audit; the evidence is
 //! portable and re-checkable by anyone.
+//!
+//! Both branches start from one `init` (genesis and a map leaf, checkpoint of size 2); the
+//! person's event is leaf 2 on each, and `consentlog checkpoint` appends a map leaf (leaf 3)
+//! and signs the checkpoint of size 4.
 
 use std::path::{Path, PathBuf};
 
@@ -30,7 +34,8 @@ struct Fork {
     subject: String,
 }
 
-/// Two ledgers with one log key and one person, who opted in on A and out on B.
+/// Two ledgers with one log key (and one genesis leaf) and one person, who opted in on A and
+/// out on B; neither checkpointed since.
 fn fork() -> Fork {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().to_path_buf();
@@ -85,7 +90,7 @@ fn a_fork_is_caught_and_the_evidence_rechecks() {
     let (n1, n2, n3) = (f.root.join("n1"), f.root.join("n2"), f.root.join("n3"));
     checkpoint(&f.a, &n1);
     checkpoint(&f.b, &n2);
-    // Same size, different roots.
+    // Same size (genesis, init's map leaf, the event, the new map leaf), different roots.
     let ev = f.root.join("ev.json");
     let o = run(&[
         "check-consistency",
@@ -101,7 +106,7 @@ fn a_fork_is_caught_and_the_evidence_rechecks() {
     let o = run(&["verify-evidence", s(&ev)]);
     assert_eq!(o.code, 0, "{}", o.all());
     assert!(
-        o.all().contains("two different trees of size 1"),
+        o.all().contains("two different trees of size 4"),
         "{}",
         o.all()
     );
@@ -160,9 +165,17 @@ fn a_fork_is_caught_and_the_evidence_rechecks() {
     assert_eq!(o.code, 1, "{}", o.all());
     let mut e: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&ev).unwrap()).unwrap();
-    e["kind"] = "time_reversal".into();
+    // A kind the two checkpoints do not show (same size: nothing to be inconsistent with).
+    e["kind"] = "inconsistent".into();
     std::fs::write(&bad, e.to_string()).unwrap();
     assert_eq!(run(&["verify-evidence", s(&bad)]).code, 1);
+    // v1's kind about checkpoint times is gone with the times (they are in map leaves now):
+    // such a file is no evidence at all.
+    e["kind"] = "time_reversal".into();
+    std::fs::write(&bad, e.to_string()).unwrap();
+    let o = run(&["verify-evidence", s(&bad)]);
+    assert_eq!(o.code, 2, "{}", o.all());
+    assert!(o.all().contains("not an evidence file"), "{}", o.all());
     // Notes signed by another key are not evidence against this log.
     let other = f.root.join("other");
     run(&["init", "--dir", s(&other), "--origin", "fork.example/log"]);
@@ -175,12 +188,21 @@ fn a_fork_is_caught_and_the_evidence_rechecks() {
 #[test]
 fn a_person_who_saw_one_branch_catches_the_other() {
     let f = fork();
+    // A local history is complete up to the newest map leaf: each branch appends one after
+    // the person's event.
+    checkpoint(&f.a, &f.root.join("n1"));
+    checkpoint(&f.b, &f.root.join("n2"));
     let state = f.root.join("seen.json");
     let (h1, h2) = (f.root.join("h1.json"), f.root.join("h2.json"));
     let o = run(&["history", "--dir", s(&f.a), "--subject", &f.subject]);
     std::fs::write(&h1, &o.stdout).unwrap();
     let o = run(&["history", "--dir", s(&f.b), "--subject", &f.subject]);
     std::fs::write(&h2, &o.stdout).unwrap();
+    for h in [&h1, &h2] {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(h).unwrap()).unwrap();
+        assert_eq!(v["chains"].as_array().map(Vec::len), Some(1), "{v}");
+    }
     let verify = |h: &Path| {
         run(&[
             "verify-history",

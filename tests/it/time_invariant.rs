@@ -64,7 +64,10 @@ fn check_time_invariants(l: &Ledger) -> (Vec<u64>, Vec<SignedCheckpoint>) {
         );
     }
     if let Some(last) = times.last() {
-        assert!(*last <= now, "leaf time {last} is in the future (now {now})");
+        assert!(
+            *last <= now,
+            "leaf time {last} is in the future (now {now})"
+        );
     }
     let mut last_map: Option<(usize, u64)> = None;
     for (i, leaf) in leaves.iter().enumerate() {
