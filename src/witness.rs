@@ -68,12 +68,12 @@ pub fn check_and_remember(
         None => Seen::Extends,
         Some(old) => match compare(key, old, note, None).map_err(|e| e.to_string())? {
             Comparison::Consistent => Seen::Extends,
-            Comparison::Fork(e) => Seen::Fork(Box::new(e)),
+            Comparison::Fork(e) => Seen::Fork(e),
             Comparison::Unproven { old: o, new: n } => Seen::Unproven { old: o, new: n },
             Comparison::NeedProof { old: o, new: n } => match prove(o, n) {
                 None => Seen::Unchecked { old: o, new: n },
                 Some(p) => match compare(key, old, note, Some(&p)).map_err(|e| e.to_string())? {
-                    Comparison::Fork(e) => Seen::Fork(Box::new(e)),
+                    Comparison::Fork(e) => Seen::Fork(e),
                     Comparison::Unproven { old: o, new: n } => Seen::Unproven { old: o, new: n },
                     _ => Seen::Extends,
                 },

@@ -5,19 +5,19 @@
 mod support;
 
 mod append_rules;
-// mod audit;
+mod audit;
 mod cli;
 mod crash;
 mod durability;
 // mod fuzz_props; (being ported on v2-fuzz)
-// mod history;
-// mod integrity;
+mod history;
+mod integrity;
 mod layers;
-// mod lying_operator;
-// mod map_buckets;
-// mod proofs;
+mod lying_operator;
+mod map_buckets;
+mod proofs;
 mod read_only_disk;
 mod resource_faults;
 mod server;
-// mod time_invariant;
-// mod vectors;
+mod time_invariant;
+mod vectors;

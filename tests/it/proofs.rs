@@ -555,7 +555,7 @@ fn map_proof_leaf(q: &mut ConsentProof) -> &mut map::MapLeaf {
 /// longer be UTF-8 (it could not be carried in JSON).
 fn flip(p: &ConsentProof, part: Part, byte: usize, mask: u8) -> Option<ConsentProof> {
     let mut q = p.clone();
-    let at_byte = u64::from(mask) << (8 * byte);
+    let at_byte = u64::from(mask).checked_shl(8 * byte as u32).unwrap_or(0);
     match part {
         Part::Index(i) => q.events[i].index ^= at_byte,
         Part::Leaf(i) => q.events[i].leaf[byte] ^= mask,

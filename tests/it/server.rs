@@ -629,12 +629,12 @@ fn checkpoints_entries_and_log_proofs_verify() {
         srv.get(bad).expect_error_code(400, "bad_request");
     }
     for bad in [
-        "/v1/proofs/inclusion?index=100000".to_string(),
-        format!("/v1/proofs/inclusion?index=2&size=100000"),
-        "/v1/proofs/consistency?old=6&new=5".to_string(),
-        "/v1/proofs/consistency?old=1&new=100000".to_string(),
+        "/v1/proofs/inclusion?index=100000",
+        "/v1/proofs/inclusion?index=2&size=100000",
+        "/v1/proofs/consistency?old=6&new=5",
+        "/v1/proofs/consistency?old=1&new=100000",
     ] {
-        srv.get(&bad).expect_error_code(422, "invalid");
+        srv.get(bad).expect_error_code(422, "invalid");
     }
 }
 

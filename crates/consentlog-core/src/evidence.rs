@@ -122,7 +122,7 @@ pub enum Comparison {
     /// One extends the other (or they are the same tree).
     Consistent,
     /// They cannot both be honest.
-    Fork(Evidence),
+    Fork(Box<Evidence>),
     /// Sizes differ: a consistency proof from `old` to `new` is needed to decide.
     NeedProof { old: u64, new: u64 },
     /// The consistency proof given does not verify. That is not evidence (anyone can send a
@@ -208,13 +208,13 @@ pub fn compare(
         return Ok(if old.root == new.root {
             Comparison::Consistent
         } else {
-            Comparison::Fork(evidence(
+            Comparison::Fork(Box::new(evidence(
                 key,
                 Claim::SameSizeDifferentRoots {
                     first: old.note,
                     second: new.note,
                 },
-            ))
+            )))
         });
     }
     let (o, n) = (old.size, new.size);
