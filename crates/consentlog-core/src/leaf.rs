@@ -311,7 +311,7 @@ mod tests {
         // kind, version, integrated_at, key, Some(prev), seq, commitment
         assert_eq!(e.len(), 1 + 1 + 8 + 32 + 9 + 8 + 32);
         assert_eq!(&e[..2], &[1, 2]);
-        // docs/FORMAT.md §17.2's example.
+        // docs/FORMAT.md §3's example.
         assert_eq!(hex::encode(&e[..11]), "01027b6c50c4a001000009");
         assert_eq!(&e[2..10], &1_790_000_000_123u64.to_le_bytes());
         assert_eq!(&e[42..51], &[1, 4, 0, 0, 0, 0, 0, 0, 0]);
