@@ -226,7 +226,7 @@ fn acknowledged_appends_survive_the_process_being_killed() {
         check_acknowledged(&l, r, ev);
     }
     // The survivor is consistent: checkpoint and audit it.
-    l.checkpoint().unwrap();
+    l.checkpoint_waiting().unwrap();
     drop(l);
     let raw = retry_lock(|| consentlog::ledger::raw::RawLedger::open(&dir));
     let notes = raw.checkpoints().unwrap();
