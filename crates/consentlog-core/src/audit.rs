@@ -15,11 +15,12 @@ use super::leaf::{EventLeaf, Leaf};
 use super::map::{MapValue, StateMap};
 use super::note::{self, SignedCheckpoint};
 use super::opening::Opening;
-pub use super::proof::logged_event::{check_opening, check_opening_given, check_opening_with};
+pub use super::proof::logged_event::{check_opening, check_opening_given, opening_key};
 use super::proof::EventError;
 use super::reject::Reject;
 use super::rules::{check_chain, Head};
 use super::tlog::{Frontier, Sha256Hasher};
+use super::vrf::{VrfError, VrfPublicKey};
 
 /// One broken rule, with the leaf index where it applies.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +80,8 @@ pub enum Problem {
     GenesisNotFirst,
     #[error("the genesis leaf is for origin {got:?}, not {want:?}")]
     GenesisOrigin { got: String, want: String },
+    #[error("the genesis leaf's VRF key is not a valid ristretto255 public key")]
+    GenesisVrfKey,
     /// A map leaf's root is not the root of the map replayed from the event leaves before it
     /// (a stale, wrong or invented value for some key).
     #[error("map leaf root does not match the map replayed from the event leaves before it")]
@@ -195,6 +198,8 @@ pub struct Auditor {
     map: StateMap,
     pending: Vec<(Hash, MapValue)>,
     genesis_time: u64,
+    /// The VRF key the genesis leaf names.
+    vrf_key: Option<VrfPublicKey>,
     /// Latest event leaf time.
     last_time: u64,
     /// Time of the latest map leaf.
@@ -259,6 +264,7 @@ impl Auditor {
             map: StateMap::new(),
             pending: Vec::new(),
             genesis_time: 0,
+            vrf_key: None,
             last_time: 0,
             last_map_time: None,
             heads: HashMap::new(),
@@ -302,13 +308,44 @@ impl Auditor {
         &self.origin
     }
 
-    /// The per-leaf checks that need no state, on all cores, for a log of `origin`.
-    pub fn check_chunk(origin: &str, chunk: Vec<(Leaf, Option<Opening>)>) -> CheckedChunk {
+    /// The log's VRF key, once the replay has seen the genesis leaf.
+    pub fn vrf_key(&self) -> Option<VrfPublicKey> {
+        self.vrf_key
+    }
+
+    /// The per-leaf checks that need no state, on all cores, for a log of `origin` whose VRF
+    /// key is `vrf_key` (None: the chunk starts with the genesis leaf, which names it). Each
+    /// triple's VRF proof is checked once per chunk.
+    pub fn check_chunk(
+        origin: &str,
+        vrf_key: Option<VrfPublicKey>,
+        chunk: Vec<(Leaf, Option<Opening>)>,
+    ) -> CheckedChunk {
+        let vrf_key = vrf_key.or_else(|| match chunk.first() {
+            Some((Leaf::Genesis(g), _)) => VrfPublicKey::from_bytes(g.vrf_key).ok(),
+            _ => None,
+        });
         let keys = subject_keys(
             chunk
                 .iter()
                 .filter_map(|(_, o)| o.as_ref().map(|o| &o.event)),
         );
+        // The state key of each triple (with its proof) once.
+        let triples: std::collections::HashSet<(Vec<u8>, [u8; 80])> = chunk
+            .iter()
+            .filter_map(|(_, o)| {
+                let o = o.as_ref()?;
+                Some((o.event.event.state_key_input().alpha(), o.vrf.0))
+            })
+            .collect();
+        let state_keys: HashMap<(Vec<u8>, [u8; 80]), Result<Hash, VrfError>> =
+            crate::par::map_each(triples, |(alpha, proof)| match &vrf_key {
+                None => Err(VrfError::PublicKey),
+                Some(k) => k
+                    .check(alpha, &crate::vrf::VrfProof(*proof))
+                    .map(|beta| crate::vrf::state_key(&beta)),
+            });
+        let state_keys = &state_keys;
         CheckedChunk(crate::par::map_parts(chunk, SIGNATURE_CHUNK, |part| {
             let signed: Vec<&SignedEvent> = part
                 .iter()
@@ -322,8 +359,12 @@ impl Auditor {
                     let o = o.map(|o| {
                         let ok = valid.next().expect("one answer per opening");
                         let key = &keys[&o.event.event.subject];
+                        let triple = (o.event.event.state_key_input().alpha(), o.vrf.0);
+                        let state_key = &state_keys[&triple];
                         let r = match &leaf {
-                            Leaf::Event(e) => check_opening_given(e, &o, origin, key, |_| ok),
+                            Leaf::Event(e) => {
+                                check_opening_given(e, &o, origin, state_key, key, |_| ok)
+                            }
                             _ => Err(EventError::Leaf(crate::leaf::LeafError::WrongKind {
                                 want: "event",
                                 got: leaf.kind().as_str(),
@@ -340,7 +381,7 @@ impl Auditor {
 
     /// Replays the next leaves in order.
     pub fn push_chunk(&mut self, chunk: Vec<(Leaf, Option<Opening>)>) {
-        let checked = Self::check_chunk(&self.origin, chunk);
+        let checked = Self::check_chunk(&self.origin, self.vrf_key, chunk);
         self.push_checked(checked);
     }
 
@@ -359,6 +400,10 @@ impl Auditor {
                         self.violation(Some(0), problem);
                     }
                     self.genesis_time = g.genesis_time;
+                    self.vrf_key = VrfPublicKey::from_bytes(g.vrf_key).ok();
+                    if self.vrf_key.is_none() {
+                        self.violation(Some(0), Problem::GenesisVrfKey);
+                    }
                 }
                 (0, other) => {
                     let kind = other.kind().as_str();
@@ -659,11 +704,8 @@ mod tests {
         // chain is fine).
         let mut log = Log::new();
         let ev = log.event(None, true, T0);
-        let o = Opening {
-            nonce: [1; 32],
-            event: ev,
-        };
-        let k = o.event.event.state_key();
+        let o = log.opening([1; 32], ev);
+        let k = log.key_of(&o.event).0;
         log.append_leaf(o.leaf(T0 + 500, k, None), o.clone());
         log.append_leaf(o.leaf(T0 + 250, [1; 32], None), o.clone());
         let cp = log.checkpoint(T0 + 1_000).note;
@@ -715,10 +757,7 @@ mod tests {
         log.append(ev.clone());
         log.checkpoint(T0 + 100);
         let late = log.event(Some(&ev), false, T0 + 50);
-        let o2 = Opening {
-            nonce: [3; 32],
-            event: late,
-        };
+        let o2 = log.opening([3; 32], late);
         let leaf = log.leaf_for(&o2, T0 + 50);
         log.append_leaf(leaf, o2);
         log.checkpoint(T0 + 100);
@@ -774,10 +813,7 @@ mod tests {
     #[test]
     fn too_many_problems() {
         let mut log = Log::new();
-        let o = Opening {
-            nonce: [1; 32],
-            event: log.event(None, true, T0),
-        };
+        let o = log.opening([1; 32], log.event(None, true, T0));
         let n = MAX_VIOLATIONS as u64 + 5;
         for i in 0..n {
             let mut key = [0; 32];

@@ -33,8 +33,8 @@ pub enum DecodeError {
         /// The length received.
         len: usize,
     },
-    /// Fewer bytes than the 32 of a nonce.
-    #[error("malformed encoding: opening shorter than its nonce")]
+    /// Fewer bytes than the 32 of a nonce and the 80 of a VRF proof.
+    #[error("malformed encoding: opening shorter than its nonce and VRF proof")]
     OpeningTooShort {
         /// The length received.
         len: usize,

@@ -13,7 +13,8 @@
 //! leaf count   u64
 //! leaves       count × ( u64 length || leaf bytes ||
 //!                        if openings == 1 and the leaf is an event leaf: u8 present (0/1) ||
-//!                        if present: nonce[32] || u64 length || SignedEvent bytes )
+//!                        if present: nonce[32] || vrf proof[80] || u64 length ||
+//!                        SignedEvent bytes )
 //! ```
 //! All integers little-endian. The file ends right after the last leaf. Checkpoints come
 //! first so that a streaming auditor knows where to compare roots.
@@ -24,6 +25,7 @@ use super::codec::DecodeError;
 use super::event::SignedEvent;
 use super::leaf::{Leaf, LeafError, MAX_POLICY};
 use super::opening::Opening;
+use super::vrf::{VrfProof, PROOF_LEN};
 
 /// First bytes of an export.
 pub const EXPORT_MAGIC: &[u8] = b"consentlog-export/v2\n";
@@ -58,6 +60,7 @@ pub enum Part {
     Leaf(u64),
     LeafOpening(u64),
     LeafNonce(u64),
+    LeafVrfProof(u64),
     LeafEvent(u64),
 }
 
@@ -74,6 +77,7 @@ impl std::fmt::Display for Part {
             Part::Leaf(i) => write!(f, "leaf {i}"),
             Part::LeafOpening(i) => write!(f, "leaf {i} opening"),
             Part::LeafNonce(i) => write!(f, "leaf {i} nonce"),
+            Part::LeafVrfProof(i) => write!(f, "leaf {i} VRF proof"),
             Part::LeafEvent(i) => write!(f, "leaf {i} event"),
         }
     }
@@ -157,6 +161,7 @@ impl<W: Write> Writer<W> {
                 Some(o) => {
                     self.w.write_all(&[1])?;
                     self.w.write_all(&o.nonce)?;
+                    self.w.write_all(&o.vrf.0)?;
                     let b = o.event.as_bytes();
                     self.w.write_all(&(b.len() as u64).to_le_bytes())?;
                     self.w.write_all(b)?;
@@ -275,9 +280,15 @@ impl<R: Read> Reader<R> {
         {
             let mut nonce = [0u8; 32];
             read_exact(&mut self.r, &mut nonce, Part::LeafNonce(i))?;
+            let mut vrf = [0u8; PROOF_LEN];
+            read_exact(&mut self.r, &mut vrf, Part::LeafVrfProof(i))?;
             let ev = read_bytes(&mut self.r, MAX_EVENT_LEN, Part::LeafEvent(i))?;
             let event = SignedEvent::decode(&ev).map_err(|err| decode(Part::LeafEvent(i), err))?;
-            opening = Some(Opening { nonce, event });
+            opening = Some(Opening {
+                nonce,
+                vrf: VrfProof(vrf),
+                event,
+            });
         }
         self.read += 1;
         Ok(Some((leaf, opening)))
@@ -292,10 +303,7 @@ mod tests {
     /// An export of the genesis leaf and two event leaves, the first with its opening.
     fn export() -> Vec<u8> {
         let log = Log::new();
-        let opening = Opening {
-            nonce: [1; 32],
-            event: log.event(None, true, T0),
-        };
+        let opening = log.opening([1; 32], log.event(None, true, T0));
         let h = Header {
             origin: "test.example/log".into(),
             log_key: [2; 32],
@@ -344,7 +352,7 @@ mod tests {
         let genesis_len = Log::new().leaves[0].to_bytes().len();
         let entries_at = leaves_at + 8 + genesis_len;
         let opening_at = entries_at + 8 + (1 + 1 + 8 + 32 + 1 + 8 + 32);
-        let event_at = opening_at + 1 + 32;
+        let event_at = opening_at + 1 + 32 + 80;
 
         assert!(matches!(
             read_all(&b[..3]),

@@ -4,7 +4,7 @@
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
-use super::event::{check_name, state_key};
+use super::event::check_name;
 use super::hash::{hex_array, to_hex};
 use super::map::MapProof;
 use super::note;
@@ -13,6 +13,7 @@ use super::proof::{
     EventError, LinkError, MapHeadError, ProvenEvent, ProvenLeaf,
 };
 use super::text::NameError;
+use super::vrf::{StateKeyInput, VrfError, PROOF_LEN};
 
 /// The `format` string of a history.
 pub const HISTORY_FORMAT: &str = "consentlog-history/v2";
@@ -39,6 +40,9 @@ pub struct History {
 pub struct Chain {
     pub controller: String,
     pub purpose: String,
+    /// The VRF proof of the chain's state key (docs/FORMAT.md §17.1).
+    #[serde(with = "hex_array")]
+    pub vrf_proof: [u8; PROOF_LEN],
     pub events: Vec<ProvenEvent>,
     pub map: MapProof,
 }
@@ -92,6 +96,9 @@ pub enum ChainError {
     /// The controller or purpose is not a valid name.
     #[error("{0}")]
     Name(#[from] NameError),
+    /// The VRF proof of the chain's state key does not verify.
+    #[error("state key: {0}")]
+    Vrf(#[from] VrfError),
     /// Event `event` fails its own checks.
     #[error("event {event}: {err}")]
     Event {
@@ -166,13 +173,20 @@ pub fn check(
         };
         check_name("controller", &c.controller).map_err(|e| fail(e.into()))?;
         check_name("purpose", &c.purpose).map_err(|e| fail(e.into()))?;
-        let key = state_key(&h.subject, &c.controller, &c.purpose);
+        let triple = StateKeyInput {
+            origin: &anchor.genesis.origin,
+            subject: &h.subject,
+            controller: &c.controller,
+            purpose: &c.purpose,
+        };
+        let key = crate::proof::state_key(&anchor, &triple, &c.vrf_proof)
+            .map_err(|e| fail(e.into()))?;
         if !seen.insert(key) {
             return Err(HistoryError::Repeated(n));
         }
         let mut evs: Vec<CheckedEvent> = Vec::with_capacity(c.events.len());
         for (i, pe) in c.events.iter().enumerate() {
-            let ev = check_event(pe, &anchor, &key)
+            let ev = check_event(pe, &anchor, &key, &triple)
                 .map_err(|err| fail(ChainError::Event { event: i, err }))?;
             match evs.last() {
                 None if ev.event.event.seq != 0 => return Err(fail(ChainError::FirstSeq)),
@@ -217,6 +231,7 @@ mod tests {
             chains: vec![Chain {
                 controller: "example.com".into(),
                 purpose: "ai-training".into(),
+                vrf_proof: log.person_key().1 .0,
                 events: vec![log.proven(1), log.proven(2)],
                 map: log.map.prove(&key),
             }],
@@ -341,6 +356,7 @@ mod tests {
             chains: vec![Chain {
                 controller: "example.com".into(),
                 purpose: "ai-training".into(),
+                vrf_proof: log2.person_key().1 .0,
                 events: vec![log2.proven(1), log2.proven(3)],
                 map: map2,
             }],

@@ -1,13 +1,18 @@
 //! Openings: the private half of an event leaf (docs/FORMAT.md, "Openings").
 //!
 //! An event leaf shows that some pseudonymous state key changed, and when; the opening
-//! `(nonce, SignedEvent)` shows who and what, and is stored apart so it can be erased. The
-//! leaf's `commitment` binds the two.
+//! `(nonce, VRF proof, SignedEvent)` shows who and what, and is stored apart so it can be
+//! erased. The leaf's `commitment` binds the event; the VRF proof shows that the leaf's key is
+//! the state key of the event's (log, subject, controller, purpose).
 
 use super::codec::DecodeError;
 use super::event::SignedEvent;
 use super::hash::Hash;
 use super::leaf::{EventLeaf, LEAF_VERSION};
+use super::vrf::{VrfProof, PROOF_LEN};
+
+/// Bytes before the SignedEvent in the storage form: the nonce and the VRF proof.
+pub const OPENING_HEAD: usize = 32 + PROOF_LEN;
 
 /// Context string of the commitment key.
 pub const COMMITMENT_CONTEXT: &str = "consentlog v2 event commitment";
@@ -21,10 +26,12 @@ pub fn commitment(nonce: &[u8; 32], signed_event: &[u8]) -> Hash {
     *h.finalize().as_bytes()
 }
 
-/// The private half of an entry.
+/// The private half of an event leaf.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Opening {
     pub nonce: [u8; 32],
+    /// The VRF proof of the event's state key (the same for every event of its triple).
+    pub vrf: VrfProof,
     pub event: SignedEvent,
 }
 
@@ -47,22 +54,24 @@ impl Opening {
         }
     }
 
-    /// Storage form: `nonce[32] || bytes(SignedEvent)`.
+    /// Storage form: `nonce[32] || vrf_proof[80] || bytes(SignedEvent)`.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(32 + self.event.as_bytes().len());
+        let mut v = Vec::with_capacity(OPENING_HEAD + self.event.as_bytes().len());
         v.extend_from_slice(&self.nonce);
+        v.extend_from_slice(&self.vrf.0);
         v.extend_from_slice(self.event.as_bytes());
         v
     }
 
     /// Parses the storage form strictly.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        if bytes.len() < 32 {
+        if bytes.len() < OPENING_HEAD {
             return Err(DecodeError::OpeningTooShort { len: bytes.len() });
         }
         Ok(Opening {
             nonce: bytes[..32].try_into().expect("32 bytes"),
-            event: SignedEvent::decode(&bytes[32..])?,
+            vrf: VrfProof(bytes[32..OPENING_HEAD].try_into().expect("80 bytes")),
+            event: SignedEvent::decode(&bytes[OPENING_HEAD..])?,
         })
     }
 }
@@ -77,6 +86,7 @@ mod tests {
         let log = Log::new();
         let opening = Opening {
             nonce: [1; 32],
+            vrf: VrfProof([2; PROOF_LEN]),
             event: log.event(None, true, T0),
         };
         let leaf = opening.leaf(T0, [9; 32], None);
@@ -84,11 +94,11 @@ mod tests {
         assert_eq!(leaf.seq, 0);
         assert_eq!(Opening::decode(&opening.to_bytes()), Ok(opening.clone()));
         assert_eq!(
-            Opening::decode(&[0; 31]),
-            Err(DecodeError::OpeningTooShort { len: 31 })
+            Opening::decode(&[0; 111]),
+            Err(DecodeError::OpeningTooShort { len: 111 })
         );
         assert_eq!(
-            Opening::decode(&opening.to_bytes()[..40]),
+            Opening::decode(&opening.to_bytes()[..120]),
             Err(DecodeError::SignedEventTooShort { len: 8 })
         );
     }

@@ -15,6 +15,7 @@ use crate::opening::Opening;
 use crate::proof::anchor::{check_anchor, Anchor, ProvenLeaf};
 use crate::proof::{OpeningJson, ProvenEvent};
 use crate::tlog::{prove_inclusion, LeafIndex, MemoryTree, Sha256Hasher};
+use crate::vrf::{VrfProof, VrfSecretKey};
 
 /// The log's origin.
 pub const ORIGIN: &str = "test.example/log";
@@ -26,6 +27,8 @@ pub const GENESIS_TIME: u64 = T0 - 60_000;
 /// A log with one person.
 pub struct Log {
     pub key: SigningKey,
+    /// The log's VRF key (its public half is in the genesis leaf).
+    pub vrf: VrfSecretKey,
     pub person: SigningKey,
     pub tree: MemoryTree<Sha256Hasher>,
     pub map: StateMap,
@@ -38,8 +41,11 @@ pub struct Log {
 impl Log {
     /// A log holding only its genesis leaf.
     pub fn new() -> Self {
+        let vrf = VrfSecretKey::from_random(&[0x24; 64]);
+        let vrf_key = vrf.public_key().to_bytes();
         let mut log = Log {
             key: SigningKey::from_bytes(&[0x42; 32]),
+            vrf,
             person: SigningKey::from_bytes(&[7; 32]),
             tree: MemoryTree::new(Sha256Hasher),
             map: StateMap::new(),
@@ -50,7 +56,7 @@ impl Log {
         log.push(Leaf::Genesis(GenesisLeaf {
             version: LEAF_VERSION,
             origin: ORIGIN.into(),
-            vrf_key: [0; 32],
+            vrf_key,
             genesis_time: GENESIS_TIME,
             witness_policy: None,
         }));
@@ -94,19 +100,38 @@ impl Log {
         index
     }
 
+    /// The state key of `event`'s triple under this log's VRF key, and its proof.
+    pub fn key_of(&self, event: &SignedEvent) -> (Hash, VrfProof) {
+        self.vrf.prove_state_key(&event.event.state_key_input())
+    }
+
+    /// The state key of the person's ("example.com", "ai-training") and its proof.
+    pub fn person_key(&self) -> (Hash, VrfProof) {
+        let subject = self.person.verifying_key().to_bytes();
+        self.vrf.prove_state_key(&crate::vrf::StateKeyInput {
+            origin: ORIGIN,
+            subject: &subject,
+            controller: "example.com",
+            purpose: "ai-training",
+        })
+    }
+
+    /// An opening of `event` with `nonce` and the VRF proof of its key.
+    pub fn opening(&self, nonce: [u8; 32], event: SignedEvent) -> Opening {
+        let vrf = self.key_of(&event).1;
+        Opening { nonce, vrf, event }
+    }
+
     /// The event leaf an honest log writes for `opening` at `integrated_at`.
     pub fn leaf_for(&self, opening: &Opening, integrated_at: u64) -> EventLeaf {
-        let key = opening.event.event.state_key();
+        let key = self.key_of(&opening.event).0;
         opening.leaf(integrated_at, key, self.heads.get(&key).copied())
     }
 
     /// Appends `event`, integrated at its `issued_at` + 250 ms; returns its index.
     pub fn append(&mut self, event: SignedEvent) -> u64 {
         let at = event.event.issued_at + 250;
-        let opening = Opening {
-            nonce: [self.leaves.len() as u8; 32],
-            event,
-        };
+        let opening = self.opening([self.leaves.len() as u8; 32], event);
         let leaf = self.leaf_for(&opening, at);
         self.append_leaf(leaf, opening)
     }
@@ -118,7 +143,7 @@ impl Log {
         let mut log = Log::new();
         let first = log.event(None, true, T0);
         let second = log.event(Some(&first), false, T0 + 60_000);
-        let key = first.event.state_key();
+        let key = log.key_of(&first).0;
         log.append(first);
         log.append(second);
         (log, key)

@@ -14,6 +14,7 @@ use crate::reject::Reject;
 use crate::strict;
 use crate::text;
 pub use crate::text::NameError;
+use crate::vrf::StateKeyInput;
 
 pub mod json;
 
@@ -21,8 +22,6 @@ pub use json::{parse_batch, BatchError, EventJson};
 
 /// Domain-separation prefix of an event signature.
 pub const EVENT_DOMAIN: &[u8] = b"consentlog/v2/event\n";
-/// Context string of the state key derivation.
-pub const STATE_KEY_CONTEXT: &str = "consentlog v1 state key";
 /// The only event version.
 pub const EVENT_VERSION: u8 = 2;
 /// The only event kind so far: a decision (opt-in or opt-out). Other kinds (erasure, key
@@ -109,9 +108,15 @@ impl ConsentEvent {
         }
     }
 
-    /// The state key of this event's (subject, controller, purpose).
-    pub fn state_key(&self) -> Hash {
-        state_key(&self.subject, &self.controller, &self.purpose)
+    /// What this event's state key is computed from: (log, subject, controller, purpose)
+    /// (docs/FORMAT.md §17.1; only the log's VRF key computes it).
+    pub fn state_key_input(&self) -> StateKeyInput<'_> {
+        StateKeyInput {
+            origin: &self.log,
+            subject: &self.subject,
+            controller: &self.controller,
+            purpose: &self.purpose,
+        }
     }
 
     /// The canonical bytes of this event.
@@ -136,17 +141,6 @@ impl ConsentEvent {
         let signature = key.sign(&self.signing_message()).to_bytes();
         SignedEvent::from_parts(self, signature)
     }
-}
-
-/// `K = derive_key("consentlog v1 state key", subject || u64 len || controller || u64 len || purpose)`.
-pub fn state_key(subject: &[u8; 32], controller: &str, purpose: &str) -> Hash {
-    let mut h = blake3::Hasher::new_derive_key(STATE_KEY_CONTEXT);
-    h.update(subject);
-    h.update(&(controller.len() as u64).to_le_bytes());
-    h.update(controller.as_bytes());
-    h.update(&(purpose.len() as u64).to_le_bytes());
-    h.update(purpose.as_bytes());
-    *h.finalize().as_bytes()
 }
 
 /// An event with its signature and exact bytes.

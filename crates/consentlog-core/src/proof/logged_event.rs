@@ -10,8 +10,9 @@ use crate::event::{subject_key, SignedEvent};
 use crate::hash::Hash;
 use crate::leaf::{EventLeaf, Leaf, LeafError};
 use crate::map::{self, MapProof, MapProofError};
-use crate::opening::Opening;
+use crate::opening::{commitment, Opening};
 use crate::reject::Reject;
+use crate::vrf::{StateKeyInput, VrfError, VrfPublicKey};
 use crate::rules::{check_expiry, ISSUED_AT_WINDOW_MS};
 use crate::tlog::InclusionError;
 
@@ -41,6 +42,9 @@ pub enum EventError {
     /// The leaf's key is not the state key of the event it commits to.
     #[error("leaf key is not the state key of its event")]
     StateKey,
+    /// The VRF proof of the event's state key does not verify.
+    #[error("state key: {0}")]
+    Vrf(#[from] VrfError),
     /// The event is for another (subject, controller, purpose) than the one asked about.
     #[error("event is for another subject, controller or purpose")]
     OtherKey,
@@ -116,27 +120,28 @@ pub fn check_issued_at(leaf: &EventLeaf, event: &SignedEvent) -> Result<(), Even
 }
 
 /// Checks one logged event against a verified anchor: leaf decoding, inclusion, opening,
-/// signature, origin, state key, seq and time window (docs/FORMAT.md §8, step 3).
-pub fn check_event(pe: &ProvenEvent, a: &Anchor, key: &Hash) -> Result<CheckedEvent, EventError> {
+/// signature, origin, triple, state key, seq and time window (docs/FORMAT.md §8, step 4).
+/// `key` is the state key of `triple`, already checked with its VRF proof.
+pub fn check_event(
+    pe: &ProvenEvent,
+    a: &Anchor,
+    key: &Hash,
+    triple: &StateKeyInput<'_>,
+) -> Result<CheckedEvent, EventError> {
     let leaf = Leaf::decode_event(&pe.leaf).map_err(EventError::Leaf)?;
     let leaf_hash = leaf.leaf_hash();
     check_inclusion_of(&leaf_hash, pe.index, &pe.inclusion, &a.checkpoint)?;
     let event = SignedEvent::decode(&pe.opening.event).map_err(EventError::Opening)?;
-    let opening = Opening {
-        nonce: pe.opening.nonce,
-        event,
-    };
-    if opening.commitment() != leaf.commitment {
+    if commitment(&pe.opening.nonce, event.as_bytes()) != leaf.commitment {
         return Err(EventError::Commitment);
     }
-    let event = opening.event;
     event.check_self()?;
     event.check_log(&a.genesis.origin)?;
-    if leaf.key != event.event.state_key() {
-        return Err(EventError::StateKey);
+    if event.event.state_key_input() != *triple {
+        return Err(EventError::OtherKey);
     }
     if &leaf.key != key {
-        return Err(EventError::OtherKey);
+        return Err(EventError::StateKey);
     }
     check_seq(&leaf, &event)?;
     check_issued_at(&leaf, &event)?;
@@ -216,37 +221,50 @@ pub fn check_map_head(
     }
 }
 
-/// Checks one opening against its event leaf: commitment, key, strict signature, origin, seq
-/// and the issued_at window.
-pub fn check_opening(e: &EventLeaf, o: &Opening, origin: &str) -> Result<(), EventError> {
-    check_opening_with(e, o, origin, &subject_key(&o.event.event.subject))
+/// The state key of `o`'s triple, checked with its VRF proof under `vrf_key`.
+pub fn opening_key(o: &Opening, vrf_key: &VrfPublicKey) -> Result<Hash, VrfError> {
+    vrf_key.check_state_key(&o.event.event.state_key_input(), &o.vrf)
 }
 
-/// [`check_opening`] with the subject's key from [`subject_key`](crate::event::subject_key).
-pub fn check_opening_with(
+/// Checks one opening against its event leaf: commitment, state key (VRF proof), strict
+/// signature, origin, seq and the issued_at window.
+pub fn check_opening(
     e: &EventLeaf,
     o: &Opening,
     origin: &str,
-    key: &Result<VerifyingKey, Reject>,
+    vrf_key: &VrfPublicKey,
 ) -> Result<(), EventError> {
-    check_opening_given(e, o, origin, key, |k| o.event.signature_valid(k))
+    let state_key = opening_key(o, vrf_key);
+    check_opening_given(
+        e,
+        o,
+        origin,
+        &state_key,
+        &subject_key(&o.event.event.subject),
+        |k| o.event.signature_valid(k),
+    )
 }
 
-/// [`check_opening_with`], with the strict signature check answered by `signature_ok` (from
-/// [`signatures_valid`](crate::event::signatures_valid), which checks many at once); asked
-/// only when the checks before it pass.
+/// [`check_opening`] with the state key of the opening's triple already checked (an auditor
+/// checks each triple's VRF proof once), the subject's key from
+/// [`subject_key`](crate::event::subject_key), and the strict signature check answered by
+/// `signature_ok` (from [`signatures_valid`](crate::event::signatures_valid), which checks
+/// many at once); asked only when the checks before it pass.
 pub fn check_opening_given(
     e: &EventLeaf,
     o: &Opening,
     origin: &str,
+    state_key: &Result<Hash, VrfError>,
     key: &Result<VerifyingKey, Reject>,
     signature_ok: impl FnOnce(&VerifyingKey) -> bool,
 ) -> Result<(), EventError> {
     if o.commitment() != e.commitment {
         return Err(EventError::Commitment);
     }
-    if o.event.event.state_key() != e.key {
-        return Err(EventError::StateKey);
+    match state_key {
+        Err(err) => return Err(EventError::Vrf(*err)),
+        Ok(k) if *k != e.key => return Err(EventError::StateKey),
+        Ok(_) => {}
     }
     o.event.check_self_given(key, signature_ok)?;
     o.event.check_log(origin)?;
@@ -262,13 +280,25 @@ mod tests {
     use crate::testutil::{Log, ORIGIN, T0};
     use crate::tlog::InclusionError;
 
+    /// The person's triple of the test log.
+    fn input(subject: &[u8; 32]) -> StateKeyInput<'_> {
+        StateKeyInput {
+            origin: ORIGIN,
+            subject,
+            controller: "example.com",
+            purpose: "ai-training",
+        }
+    }
+
     #[test]
     fn a_logged_event_checks_out() {
         let (mut log, key) = Log::chain_of_two();
         log.checkpoint(T0 + 120_000);
         let a = log.anchor();
-        let first = check_event(&log.proven(1), &a, &key).unwrap();
-        let second = check_event(&log.proven(2), &a, &key).unwrap();
+        let subject = log.person.verifying_key().to_bytes();
+        let tr = input(&subject);
+        let first = check_event(&log.proven(1), &a, &key, &tr).unwrap();
+        let second = check_event(&log.proven(2), &a, &key, &tr).unwrap();
         assert_eq!((first.index, second.index), (1, 2));
         check_link(&first, &second).unwrap();
         let head = log.map.prove(&key);
@@ -280,7 +310,9 @@ mod tests {
         let (mut log, key) = Log::chain_of_two();
         log.checkpoint(T0 + 120_000);
         let a = log.anchor();
-        let check = |pe: &ProvenEvent| check_event(pe, &a, &key);
+        let subject = log.person.verifying_key().to_bytes();
+        let tr = input(&subject);
+        let check = |pe: &ProvenEvent| check_event(pe, &a, &key, &tr);
 
         let mut pe = log.proven(1);
         pe.leaf[1] = 1;
@@ -319,17 +351,22 @@ mod tests {
         pe.opening.nonce[0] ^= 1;
         assert_eq!(check(&pe).unwrap_err(), EventError::Commitment);
         assert_eq!(
-            check_event(&log.proven(1), &a, &[0; 32]).unwrap_err(),
+            check_event(&log.proven(1), &a, &[0; 32], &tr).unwrap_err(),
+            EventError::StateKey
+        );
+        let other = StateKeyInput {
+            purpose: "ads",
+            ..tr
+        };
+        assert_eq!(
+            check_event(&log.proven(1), &a, &key, &other).unwrap_err(),
             EventError::OtherKey
         );
 
         // Leaves that lie about their openings.
         let (mut log, key) = Log::chain_of_two();
         let ev = log.event(None, true, T0);
-        let opening = Opening {
-            nonce: [9; 32],
-            event: ev,
-        };
+        let opening = log.opening([9; 32], ev);
         let mut wrong_key = opening.leaf(T0 + 250, key, None);
         wrong_key.key[0] ^= 1;
         let i = log.append_leaf(wrong_key, opening.clone());
@@ -348,9 +385,11 @@ mod tests {
         let k = log.append(other_log);
         log.checkpoint(T0 + 3_600_000);
         let a = log.anchor();
-        let check = |pe: &ProvenEvent| check_event(pe, &a, &key);
+        let subject = log.person.verifying_key().to_bytes();
+        let tr = input(&subject);
+        let check = |pe: &ProvenEvent| check_event(pe, &a, &key, &tr);
         assert_eq!(
-            check_event(&log.proven(i), &a, &wrong_key.key).unwrap_err(),
+            check_event(&log.proven(i), &a, &key, &tr).unwrap_err(),
             EventError::StateKey
         );
         assert_eq!(
@@ -378,8 +417,10 @@ mod tests {
         let (mut log, key) = Log::chain_of_two();
         log.checkpoint(T0 + 120_000);
         let anchor = log.anchor();
-        let a = check_event(&log.proven(1), &anchor, &key).unwrap();
-        let b = check_event(&log.proven(2), &anchor, &key).unwrap();
+        let subject = log.person.verifying_key().to_bytes();
+        let tr = input(&subject);
+        let a = check_event(&log.proven(1), &anchor, &key, &tr).unwrap();
+        let b = check_event(&log.proven(2), &anchor, &key, &tr).unwrap();
         assert_eq!(
             check_link(&b, &a),
             Err(LinkError::Index { prev: 2, next: 1 })
@@ -421,8 +462,10 @@ mod tests {
         let (mut log, key) = Log::chain_of_two();
         log.checkpoint(T0 + 120_000);
         let anchor = log.anchor();
-        let a = check_event(&log.proven(1), &anchor, &key).unwrap();
-        let b = check_event(&log.proven(2), &anchor, &key).unwrap();
+        let subject = log.person.verifying_key().to_bytes();
+        let tr = input(&subject);
+        let a = check_event(&log.proven(1), &anchor, &key, &tr).unwrap();
+        let b = check_event(&log.proven(2), &anchor, &key, &tr).unwrap();
         let head = log.map.prove(&key);
         let absent_key = [0; 32];
         let absent = log.map.prove(&absent_key);

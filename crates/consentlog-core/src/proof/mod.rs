@@ -7,11 +7,12 @@
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
-use crate::event::{check_name, state_key, ConsentEvent, Decision};
+use crate::event::{check_name, ConsentEvent, Decision};
 use crate::hash::{hex_array, hex_bytes, to_hex, HexHash};
 use crate::note::{self, NoteError, SignedCheckpoint};
 use crate::opening::Opening;
 use crate::text::NameError;
+use crate::vrf::{StateKeyInput, VrfError, VrfProof, VrfPublicKey, PROOF_LEN};
 
 pub mod anchor;
 pub mod logged_event;
@@ -42,6 +43,10 @@ macro_rules! consent_proof_struct {
             pub subject: [u8; 32],
             pub controller: String,
             pub purpose: String,
+            /// The VRF proof that the state key is the one of (origin, subject, controller,
+            /// purpose) (docs/FORMAT.md §17.1).
+            #[serde(with = "crate::hash::hex_array")]
+            pub vrf_proof: [u8; crate::vrf::PROOF_LEN],
             pub at: u64,
             pub events: Vec<crate::proof::ProvenEvent>,
             /// Required, as null when absent.
@@ -165,6 +170,8 @@ pub enum ProofError {
     Checkpoint(#[from] NoteError),
     #[error("{0}")]
     Anchor(#[from] AnchorError),
+    #[error("state key: {0}")]
+    Vrf(#[from] VrfError),
     #[error("the asked time {at} is before the log's genesis {genesis_time}")]
     BeforeGenesis { at: u64, genesis_time: u64 },
     #[error("the map leaf's time {time} is before the asked time {at}")]
@@ -219,6 +226,16 @@ pub enum ChainError {
     /// The successor of the event in force was integrated at or before `at`.
     #[error("the successor was integrated at {integrated_at}, not after `at` {at}")]
     SuccessorNotAfter { integrated_at: u64, at: u64 },
+}
+
+/// The state key of `triple` under the log's VRF key (from the genesis leaf), checked with
+/// `proof`.
+pub fn state_key(
+    anchor: &Anchor,
+    triple: &StateKeyInput<'_>,
+    proof: &[u8; PROOF_LEN],
+) -> Result<crate::hash::Hash, VrfError> {
+    VrfPublicKey::from_bytes(anchor.genesis.vrf_key)?.check_state_key(triple, &VrfProof(*proof))
 }
 
 /// What a valid proof shows.
@@ -314,11 +331,17 @@ pub fn check_with_anchor(
     if p.events.len() > 2 {
         return Err(ProofError::TooManyEvents(p.events.len()));
     }
-    let key = state_key(&p.subject, &p.controller, &p.purpose);
+    let triple = StateKeyInput {
+        origin: &anchor.genesis.origin,
+        subject: &p.subject,
+        controller: &p.controller,
+        purpose: &p.purpose,
+    };
+    let key = state_key(anchor, &triple, &p.vrf_proof)?;
     let mut evs = Vec::with_capacity(p.events.len());
     for (pos, pe) in p.events.iter().enumerate() {
-        let ev =
-            check_event(pe, anchor, &key).map_err(|reason| ProofError::Event { pos, reason })?;
+        let ev = check_event(pe, anchor, &key, &triple)
+            .map_err(|reason| ProofError::Event { pos, reason })?;
         evs.push(ev);
     }
     if let [a, b] = &evs[..] {
@@ -395,6 +418,7 @@ mod tests {
             subject: log.person.verifying_key().to_bytes(),
             controller: "example.com".into(),
             purpose: "ai-training".into(),
+            vrf_proof: log.person_key().1 .0,
             at: T0 + 1_000,
             events: vec![log.proven(1), log.proven(2)],
             map: None,
