@@ -249,6 +249,10 @@ pub struct ExportRow {
     pub entry: Vec<u8>,
     #[schema(value_type = Option<schema::OpeningSchema>)]
     pub opening: Option<OpeningJson>,
+    /// The VRF proof of the event's state key (docs/FORMAT.md §17.1), with the opening.
+    #[serde(with = "crate::core::hash::hex_array_opt")]
+    #[schema(value_type = Option<String>)]
+    pub vrf_proof: Option<[u8; crate::core::vrf::PROOF_LEN]>,
 }
 
 /// The inclusion proof of entry `index` in the tree of `size` entries (default: the current

@@ -145,9 +145,15 @@ fn replay(
     // One checked chunk waits while another is replayed.
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     std::thread::scope(|scope| {
+        let mut vrf_key = auditor.vrf_key();
         let reader = scope.spawn(move || -> CmdResult {
             for chunk in chunks {
-                if tx.send(Auditor::check_chunk(&origin, chunk?)).is_err() {
+                let chunk = chunk?;
+                // The VRF key of the state keys is named by the genesis leaf, leaf 0.
+                if let (None, Some((Leaf::Genesis(g), _))) = (vrf_key, chunk.first()) {
+                    vrf_key = crate::core::vrf::VrfPublicKey::from_bytes(g.vrf_key).ok();
+                }
+                if tx.send(Auditor::check_chunk(&origin, vrf_key, chunk)).is_err() {
                     break;
                 }
             }

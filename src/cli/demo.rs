@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{fail, CmdResult};
 use crate::core::audit::Auditor;
-use crate::core::event::{state_key, ConsentEvent, SignedEvent};
+use crate::core::event::{ConsentEvent, SignedEvent};
 use crate::core::hash::to_hex;
 use crate::core::history;
 use crate::core::proof::{self, Question};
@@ -22,9 +22,7 @@ fn decide(
     opt_in: bool,
 ) -> Result<crate::core::receipt::Receipt, super::Failure> {
     let subject = key.verifying_key().to_bytes();
-    let head = l
-        .head(&state_key(&subject, CONTROLLER, PURPOSE))
-        .map_err(fail)?;
+    let head = l.head_of(&subject, CONTROLLER, PURPOSE).map_err(fail)?;
     let ev: SignedEvent = ConsentEvent::next(
         l.origin(),
         subject,

@@ -68,9 +68,9 @@ pub fn decide(a: DecideArgs, opt_in: bool) -> CmdResult {
     }
     let l = open(a.dir.as_deref().expect("clap: --dir or --server"))?;
     let subject = key.verifying_key().to_bytes();
-    let state_key =
-        crate::core::event::state_key(&subject, &a.triple.controller, &a.triple.purpose);
-    let head = l.head(&state_key).map_err(fail)?;
+    let head = l
+        .head_of(&subject, &a.triple.controller, &a.triple.purpose)
+        .map_err(fail)?;
     let ev = ConsentEvent::next(
         l.origin(),
         subject,
@@ -110,6 +110,7 @@ pub fn append(dir: &Path, file: &str) -> CmdResult {
     let (mut n, mut rejected) = (0usize, 0usize);
     // One checked chunk waits while another commits.
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let lr = &l;
     std::thread::scope(|scope| {
         let reader = scope.spawn(move || -> CmdResult {
             let mut lines = input.lines();
@@ -129,7 +130,10 @@ pub fn append(dir: &Path, file: &str) -> CmdResult {
                 }
                 let events: Vec<_> = chunk.par_iter().map(|s| EventJson::parse(s)).collect();
                 drop(chunk);
-                if tx.send(crate::ledger::precheck(events)).is_err() {
+                let checked = lr
+                    .resolve_keys(crate::ledger::precheck(events))
+                    .map_err(fail)?;
+                if tx.send(checked).is_err() {
                     return Ok(()); // the writer stopped on an error of its own
                 }
             }

@@ -13,6 +13,7 @@ use crate::core::event::SignedEvent;
 use crate::core::leaf::Leaf;
 use crate::core::note;
 use crate::core::opening::Opening;
+use crate::core::vrf::VrfProof;
 use crate::core::proof::OpeningJson;
 use crate::core::tlog::{check_consistency, Sha256Hasher, TreeSize};
 
@@ -24,13 +25,16 @@ fn bad(what: &str, e: impl std::fmt::Display) -> Failure {
 struct Page {
     start: u64,
     end: u64,
-    rows: Vec<(u64, Vec<u8>, Option<OpeningJson>)>,
+    rows: Vec<(u64, Vec<u8>, Option<(OpeningJson, Option<[u8; 80]>)>)>,
 }
 
 fn fetch_page(c: &Client, openings: bool, q: &PageQuery) -> Result<Page, Failure> {
     if openings {
         let p = c.export(q).map_err(fail)?;
-        let rows = p.entries.into_iter().map(|r| (r.index, r.entry, r.opening));
+        let rows = p
+            .entries
+            .into_iter()
+            .map(|r| (r.index, r.entry, r.opening.map(|o| (o, r.vrf_proof))));
         Ok(Page {
             start: p.start,
             end: p.end,
@@ -151,8 +155,11 @@ pub fn audit(
             let e = Leaf::decode(&bytes).map_err(|e| bad(&format!("leaf {index}"), e))?;
             let o = match opening {
                 None => None,
-                Some(o) => Some(Opening {
+                Some((o, vrf)) => Some(Opening {
                     nonce: o.nonce,
+                    vrf: VrfProof(vrf.ok_or_else(|| {
+                        bad(&format!("opening {index}"), "no VRF proof")
+                    })?),
                     event: SignedEvent::decode(&o.event)
                         .map_err(|e| bad(&format!("opening {index}"), e))?,
                 }),

@@ -19,6 +19,7 @@ use crate::core::receipt::Receipt;
 use crate::core::reject::Reject;
 use crate::core::rules::{self, Head};
 use crate::core::tlog::{Frontier, Sha256Hasher};
+use crate::core::vrf::{StateKeyInput, VrfProof};
 use crate::keyfile;
 use crate::store::{Table, WriteBatch};
 
@@ -33,6 +34,9 @@ pub struct Prechecked {
     event: SignedEvent,
     hash: Hash,
     check: Result<(), Reject>,
+    /// The state key of the event's triple and its VRF proof, once
+    /// [`Ledger::resolve_keys`] found or computed them, and whether the index lacked them.
+    state: Option<(Hash, VrfProof, bool)>,
 }
 
 /// The stateless checks of one event (strict signature verification and field checks), on
@@ -41,7 +45,12 @@ pub struct Prechecked {
 pub fn precheck_one(event: SignedEvent) -> Prechecked {
     let hash = event.event_hash();
     let check = event.check_self();
-    Prechecked { event, hash, check }
+    Prechecked {
+        event,
+        hash,
+        check,
+        state: None,
+    }
 }
 
 /// The stateless checks of many events on all cores (see [`precheck_one`]).
@@ -60,7 +69,12 @@ pub fn precheck(events: Vec<Result<SignedEvent, Reject>>) -> Vec<Result<Precheck
                     let hash = event.event_hash();
                     let key = &keys[&event.event.subject];
                     let check = event.check_self_given(key, |_| ok);
-                    Prechecked { event, hash, check }
+                    Prechecked {
+                        event,
+                        hash,
+                        check,
+                        state: None,
+                    }
                 })
             })
         })
@@ -93,6 +107,8 @@ struct Chunk {
     fresh: HashMap<Hash, usize>,
     /// Accepted event leaves with their leaf hashes.
     accepted: Vec<(EventLeaf, Hash)>,
+    /// State keys of new triples written in this chunk (by index key).
+    new_triples: std::collections::HashSet<Hash>,
     /// Node hashes written (level ≥ 1).
     new_nodes: Vec<(u8, u64, Hash)>,
     slots: Vec<Slot>,
@@ -108,17 +124,28 @@ impl Chunk {
             heads: HashMap::new(),
             fresh: HashMap::new(),
             accepted: Vec::new(),
+            new_triples: std::collections::HashSet::new(),
             new_nodes: Vec::new(),
             slots: Vec::with_capacity(len),
         }
     }
 
-    /// Writes an accepted event as the next event leaf: leaf, opening, node hashes, key index
-    /// and (for a key's first event) subject index. `prev` is the key's head, if any.
-    fn stage(&mut self, event: SignedEvent, hash: Hash, key: Hash, prev: Option<u64>) {
+    /// Writes an accepted event as the next event leaf: leaf, opening, node hashes, key index,
+    /// (for a key's first event) subject index and (for a new triple) the state key index.
+    /// `prev` is the key's head, if any.
+    fn stage(&mut self, event: SignedEvent, hash: Hash, state: (Hash, VrfProof, bool), prev: Option<u64>) {
+        let (key, vrf, new_triple) = state;
         let index = self.base + self.accepted.len() as u64;
+        if new_triple {
+            let k = schema::state_key_index_key(&event.event.state_key_input());
+            if self.new_triples.insert(k) {
+                self.batch
+                    .put(Table::StateKey, k, schema::state_key_value(&key, &vrf));
+            }
+        }
         let opening = Opening {
             nonce: keyfile::random32(),
+            vrf,
             event,
         };
         let entry = opening.leaf(self.now, key, prev);
@@ -187,8 +214,85 @@ impl Ledger {
         &self,
         events: Vec<Result<SignedEvent, Reject>>,
     ) -> Result<Vec<Outcome>, LedgerError> {
-        // The expensive, stateless checks on all cores, outside the lock.
-        self.append_checked(precheck(events))
+        // The expensive, stateless checks and the state keys on all cores, outside the lock.
+        self.append_checked(self.resolve_keys(precheck(events))?)
+    }
+
+    /// Finds the state key and VRF proof of each well-signed event's triple in the private
+    /// index, or computes them (the VRF is evaluated once per triple: the index keeps them),
+    /// on all cores and outside the state lock. Events that failed their checks, or name
+    /// another log, are left for the rules to refuse.
+    pub fn resolve_keys(
+        &self,
+        checked: Vec<Result<Prechecked, Reject>>,
+    ) -> Result<Vec<Result<Prechecked, Reject>>, LedgerError> {
+        checked
+            .into_par_iter()
+            .map(|r| {
+                Ok(match r {
+                    Ok(mut p) if p.check.is_ok() && p.event.event.log == self.origin => {
+                        let input = p.event.event.state_key_input();
+                        p.state = Some(self.state_key_or_prove_input(&input)?);
+                        Ok(p)
+                    }
+                    other => other,
+                })
+            })
+            .collect()
+    }
+
+    /// The state key of a triple of this log and its VRF proof: from the private index, or
+    /// computed (then `.2` is true; nothing is stored here).
+    pub(crate) fn state_key_or_prove_input(
+        &self,
+        input: &StateKeyInput<'_>,
+    ) -> Result<(Hash, VrfProof, bool), LedgerError> {
+        let k = schema::state_key_index_key(input);
+        if let Some(v) = self.store().get(Table::StateKey, &k)? {
+            let (key, proof) = schema::decode_state_key(&k, &v)?;
+            return Ok((key, proof, false));
+        }
+        let (key, proof) = self.vrf.prove_state_key(input);
+        Ok((key, proof, true))
+    }
+
+    /// The state key of (subject, controller, purpose) and its VRF proof, if the triple has
+    /// an event in this log.
+    pub fn state_key(
+        &self,
+        subject: &[u8; 32],
+        controller: &str,
+        purpose: &str,
+    ) -> Result<Option<(Hash, VrfProof)>, LedgerError> {
+        let input = StateKeyInput {
+            origin: &self.origin,
+            subject,
+            controller,
+            purpose,
+        };
+        let k = schema::state_key_index_key(&input);
+        match self.store().get(Table::StateKey, &k)? {
+            None => Ok(None),
+            Some(v) => schema::decode_state_key(&k, &v).map(Some),
+        }
+    }
+
+    /// The state key of (subject, controller, purpose) and its VRF proof, computed when the
+    /// triple has no event yet (for a proof of "no record"; not stored).
+    pub fn state_key_or_prove(
+        &self,
+        subject: &[u8; 32],
+        controller: &str,
+        purpose: &str,
+    ) -> Result<(Hash, VrfProof), LedgerError> {
+        let input = StateKeyInput {
+            origin: &self.origin,
+            subject,
+            controller,
+            purpose,
+        };
+        self.state_key_or_prove_input(&input)
+            .map(|(k, p, _)| (k, p))
     }
 
     /// [`Ledger::append`] of events already through [`precheck`].
@@ -238,7 +342,12 @@ impl Ledger {
     /// Decides one event of a chunk: refused, a resubmission of a logged or of an earlier
     /// event of the chunk, or accepted (and staged).
     fn place(&self, chunk: &mut Chunk, c: Result<Prechecked, Reject>) -> Result<(), LedgerError> {
-        let Prechecked { event, hash, check } = match c {
+        let Prechecked {
+            event,
+            hash,
+            check,
+            state,
+        } = match c {
             Err(r) => {
                 chunk.slots.push(Slot::Done(Outcome::Rejected(r)));
                 return Ok(());
@@ -249,7 +358,18 @@ impl Ledger {
             chunk.slots.push(Slot::Repeat(pos));
             return Ok(());
         }
-        let key = event.event.state_key();
+        let state = match state {
+            Some(s) => s,
+            // Refused before its key matters (signature, fields, another log): no VRF for it.
+            None if check.is_err() || event.event.log != self.origin => {
+                let r = rules::check_append_checked(&event, &self.origin, None, chunk.now, check)
+                    .expect_err("a failed check or another log is refused");
+                chunk.slots.push(Slot::Done(Outcome::Rejected(r)));
+                return Ok(());
+            }
+            None => self.state_key_or_prove_input(&event.event.state_key_input())?,
+        };
+        let key = state.0;
         let head = match chunk.heads.get(&key) {
             Some(h) => Some(*h),
             None => self.head(&key)?,
@@ -267,7 +387,7 @@ impl Ledger {
             rules::check_append_checked(&event, &self.origin, head.as_ref(), chunk.now, check);
         match verdict {
             Err(r) => chunk.slots.push(Slot::Done(Outcome::Rejected(r))),
-            Ok(()) => chunk.stage(event, hash, key, head.map(|h| h.index)),
+            Ok(()) => chunk.stage(event, hash, state, head.map(|h| h.index)),
         }
         Ok(())
     }
@@ -428,7 +548,7 @@ mod tests {
         let second = event(&key, 1, Some(first.event_hash()), T0);
         t.accept(vec![first.clone(), second.clone()]);
         let l = &t.ledger;
-        let skey = first.event.state_key();
+        let skey = l.state_key(&first.event.subject, "c.example", "p").unwrap().unwrap().0;
         let head = l.head(&skey).unwrap().unwrap();
         assert_eq!((head.index, head.seq), (3, 1));
         assert_eq!(head.event_hash, second.event_hash());

@@ -151,6 +151,7 @@ pub fn table_name(t: Table) -> &'static str {
         Table::SubjectIndex => "subject index",
         Table::Checkpoint => "checkpoint",
         Table::MapValue => "map value",
+        Table::StateKey => "state key index",
     }
 }
 

@@ -84,6 +84,16 @@ pub fn fsck(
                     None => bad(Some(index), format!("key index of seq {seq} is missing")),
                 }
                 keys_seen.insert((e.key, seq));
+                // The private index gives this triple this key.
+                let input = o.event.event.state_key_input();
+                let k = schema::state_key_index_key(&input);
+                match store.get(Table::StateKey, &k)? {
+                    Some(v) => match schema::decode_state_key(&k, &v) {
+                        Ok((key, _)) if key == e.key => {}
+                        _ => bad(Some(index), "state key index names another key".into()),
+                    },
+                    None => bad(Some(index), "state key index is missing this triple".into()),
+                }
                 let s = schema::subject_index_key(&o.event.event.subject, &e.key);
                 if store.get(Table::SubjectIndex, &s)?.is_none() {
                     bad(Some(index), "subject index is missing this key".into());

@@ -158,7 +158,6 @@ pub struct Ledger {
     key: SigningKey,
     public: VerifyingKey,
     /// The VRF key of the state keys (its public half is in the genesis leaf).
-    #[allow(dead_code)]
     vrf: VrfSecretKey,
     state: Mutex<State>,
     latest: RwLock<Arc<Snapshot>>,
@@ -227,6 +226,19 @@ impl Ledger {
         match self.store().last_with_prefix(Table::KeyIndex, key)? {
             None => Ok(None),
             Some((k, v)) => schema::decode_key_index(&k, &v).map(Some),
+        }
+    }
+
+    /// The current head of (subject, controller, purpose) in this log, if it has an event.
+    pub fn head_of(
+        &self,
+        subject: &[u8; 32],
+        controller: &str,
+        purpose: &str,
+    ) -> Result<Option<Head>, LedgerError> {
+        match self.state_key(subject, controller, purpose)? {
+            None => Ok(None),
+            Some((key, _)) => self.head(&key),
         }
     }
 

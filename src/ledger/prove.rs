@@ -1,6 +1,5 @@
 //! Building proofs from stored data: consent proofs, histories, inclusion and consistency.
 
-use crate::core::event::state_key;
 use crate::core::hash::{Hash, HexHash};
 use crate::core::history::{Chain, History, HISTORY_FORMAT};
 use crate::core::leaf::{EventLeaf, Leaf};
@@ -347,7 +346,7 @@ impl Ledger {
         if at < genesis_time {
             return Err(Invalid::BeforeGenesis { at, genesis_time }.into());
         }
-        let key = state_key(subject, controller, purpose);
+        let (key, vrf) = self.state_key_or_prove(subject, controller, purpose)?;
         let indices = key_indices(r, &key, snap.map_index)?;
         // Event leaves read while searching, kept for the proofs.
         let mut read: Vec<(usize, EventLeaf)> = Vec::with_capacity(8);
@@ -408,6 +407,7 @@ impl Ledger {
             subject: *subject,
             controller: controller.into(),
             purpose: purpose.into(),
+            vrf_proof: vrf.0,
             at,
             events,
             map,
@@ -436,15 +436,16 @@ impl Ledger {
             for &i in &indices {
                 let entry = require_event(r, i)?;
                 let (pe, opening) = self.proven_event(r, i, &entry, cp)?;
-                first.get_or_insert(opening.event.event);
+                first.get_or_insert((opening.event.event, opening.vrf));
                 events.push(pe);
             }
-            let Some(first) = first else {
+            let Some((first, vrf)) = first else {
                 continue;
             };
             chains.push(Chain {
                 controller: first.controller,
                 purpose: first.purpose,
+                vrf_proof: vrf.0,
                 events,
                 map: self.prove_key_with(r, snap, &key)?,
             });

@@ -12,11 +12,13 @@
 //! | `SubjectIndex` | subject ‖ state key | empty |
 //! | `Checkpoint` | number u64 BE | note text, UTF-8 |
 //! | `MapValue` | state key | index u64 LE ‖ leaf hash |
+//! | `StateKey` | BLAKE3(alpha) | state key ‖ VRF proof[80] |
 
 use crate::core::hash::Hash;
 use crate::core::leaf::{EventLeaf, Leaf, MapLeaf};
 use crate::core::map::MapValue;
 use crate::core::opening::Opening;
+use crate::core::vrf::{StateKeyInput, VrfProof, PROOF_LEN};
 use crate::core::rules::Head;
 use crate::store::{Table, View};
 
@@ -266,6 +268,31 @@ pub fn decode_map_leaf(k: &[u8], v: &[u8]) -> Result<(Hash, MapValue), LedgerErr
     let (index, leaf_hash) =
         decode_index_hash(v).map_err(|e| malformed(Table::MapValue, Key::State(key), e))?;
     Ok((key, MapValue { index, leaf_hash }))
+}
+
+// ---- StateKey ----
+
+/// `StateKey` key of a triple: BLAKE3 of its VRF input `alpha` (docs/FORMAT.md §17.1).
+pub fn state_key_index_key(triple: &StateKeyInput<'_>) -> Hash {
+    *blake3::hash(&triple.alpha()).as_bytes()
+}
+
+/// `StateKey` value: state key ‖ VRF proof.
+pub fn state_key_value(key: &Hash, proof: &VrfProof) -> [u8; 32 + PROOF_LEN] {
+    let mut v = [0u8; 32 + PROOF_LEN];
+    v[..32].copy_from_slice(key);
+    v[32..].copy_from_slice(&proof.0);
+    v
+}
+
+/// Decodes a `StateKey` value.
+pub fn decode_state_key(k: &[u8], v: &[u8]) -> Result<(Hash, VrfProof), LedgerError> {
+    let v = exact::<{ 32 + PROOF_LEN }>(v)
+        .map_err(|e| malformed(Table::StateKey, Key::Raw(k.to_vec()), e))?;
+    Ok((
+        v[..32].try_into().expect("32 bytes"),
+        VrfProof(v[32..].try_into().expect("80 bytes")),
+    ))
 }
 
 #[cfg(test)]

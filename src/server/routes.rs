@@ -15,7 +15,7 @@ use super::sequencer::SubmitError;
 use super::AppState;
 use crate::api::schema::{ConsentProofSchema, HistorySchema};
 use crate::api::*;
-use crate::core::event::{check_name, state_key, EventJson, SignedEvent};
+use crate::core::event::{check_name, EventJson, SignedEvent};
 use crate::core::history::History;
 use crate::core::leaf::Leaf;
 use crate::core::opening::Opening;
@@ -94,12 +94,18 @@ async fn submit(
     st: &AppState,
     events: Vec<Result<SignedEvent, Reject>>,
 ) -> Result<Vec<Outcome>, ApiError> {
-    // Signatures are checked here, on every core, before the one writer sees the events.
-    let checked = if events.len() == 1 {
-        events.into_iter().map(|r| r.map(precheck_one)).collect()
-    } else {
-        blocking(move || Ok(precheck(events))).await?
-    };
+    // Signatures are checked and state keys found (or, for a new triple, computed with the
+    // VRF) here, on every core, before the one writer sees the events.
+    let ledger = st.ledger.clone();
+    let checked = blocking(move || {
+        let checked = if events.len() == 1 {
+            events.into_iter().map(|r| r.map(precheck_one)).collect()
+        } else {
+            precheck(events)
+        };
+        Ok(ledger.resolve_keys(checked)?)
+    })
+    .await?;
     let rx = st.seq.submit(checked).map_err(|e| match e {
         SubmitError::Full => {
             st.metrics.count_overloaded();
@@ -261,9 +267,7 @@ pub async fn get_heads(
         ("GET", &path_and_query(&uri), b""),
         &q.subject,
     )?;
-    let head = st
-        .ledger
-        .head(&state_key(&q.subject, &q.controller, &q.purpose))?;
+    let head = st.ledger.head_of(&q.subject, &q.controller, &q.purpose)?;
     Ok(Json(HeadResponse {
         subject: q.subject,
         controller: q.controller,
@@ -394,6 +398,7 @@ pub async fn get_export(
         index,
         entry: e.to_bytes(),
         opening: o.map(OpeningJson::from),
+        vrf_proof: o.map(|o| o.vrf.0),
     })
     .await?;
     Ok(Json(ExportPage {

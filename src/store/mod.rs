@@ -34,11 +34,14 @@ pub enum Table {
     /// state key → index (u64 LE) || leaf hash: every key's latest event leaf, the state
     /// map's values (the map keeps only its upper levels in memory).
     MapValue = 9,
+    /// BLAKE3(alpha) → state key K || VRF proof[80]: the private index of the state keys of
+    /// the triples seen (docs/FORMAT.md §17.1), so the VRF is evaluated once per triple.
+    StateKey = 10,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 9] = [
         Table::Meta,
         Table::Leaf,
         Table::Opening,
@@ -47,6 +50,7 @@ impl Table {
         Table::SubjectIndex,
         Table::Checkpoint,
         Table::MapValue,
+        Table::StateKey,
     ];
 }
 

@@ -34,9 +34,6 @@ fn malleate(sig: &[u8; 64]) -> [u8; 64] {
     out
 }
 
-fn key_of(ev: &SignedEvent) -> [u8; 32] {
-    ev.event.state_key()
-}
 
 fn accepted(o: &Outcome) -> Receipt {
     match o {
@@ -71,7 +68,7 @@ fn valid_chain_is_accepted_with_checkable_receipts() {
     assert_eq!(r2.index, FIRST + 2);
     assert!(r0.integrated_at <= r1.integrated_at && r1.integrated_at <= r2.integrated_at);
     assert_eq!(l.size(), FIRST + 3);
-    let head = l.head(&key_of(&e0)).unwrap().expect("head");
+    let head = l.head(&key_of(&l, &e0.event)).unwrap().expect("head");
     assert_eq!(
         (head.index, head.seq, head.event_hash),
         (FIRST + 2, 2, e2.event_hash())
@@ -100,7 +97,7 @@ fn valid_chain_is_accepted_with_checkable_receipts() {
 fn version_other_than_2_is_rejected() {
     let (_tmp, dir, mut l) = new_ledger();
     let p = Person::new();
-    let key = p.event().state_key();
+    let key = p.event().state_key(&l);
     // Format v1 events (version 1) are not accepted.
     for v in [0u8, 1, 3, 255] {
         let ev = p.event().version(v).sign();
@@ -115,7 +112,7 @@ fn version_other_than_2_is_rejected() {
 fn reserved_kinds_and_signers_are_rejected() {
     let (_tmp, dir, mut l) = new_ledger();
     let p = Person::new();
-    let key = p.event().state_key();
+    let key = p.event().state_key(&l);
     for k in [1u8, 2, 255] {
         let ev = p.sign(ConsentEvent {
             kind: k,
@@ -165,7 +162,7 @@ fn log_other_than_origin_is_rejected() {
         " test.example/log",
     ] {
         let ev = p.event().log(log).sign();
-        let key = ev.event.state_key();
+        let key = key_of(&l, &ev.event);
         let (l2, r) = expect_reject(l, &dir, &key, Ok(ev), "log", &[ORIGIN]);
         assert_eq!(
             r,
@@ -213,7 +210,7 @@ fn controller_outside_charset_or_length_is_rejected() {
     let p = Person::new();
     for (c, why) in bad_names() {
         let ev = p.event().controller(&c).sign();
-        let key = ev.event.state_key();
+        let key = key_of(&l, &ev.event);
         let (l2, r) = expect_reject(l, &dir, &key, Ok(ev), "controller", &["controller", why]);
         assert!(matches!(r, Reject::Controller(_)), "{r:?}");
         l = l2;
@@ -230,7 +227,7 @@ fn purpose_outside_charset_or_length_is_rejected() {
     let p = Person::new();
     for (c, why) in bad_names() {
         let ev = p.event().purpose(&c).sign();
-        let key = ev.event.state_key();
+        let key = key_of(&l, &ev.event);
         let (l2, r) = expect_reject(l, &dir, &key, Ok(ev), "purpose", &["purpose", why]);
         assert!(matches!(r, Reject::Purpose(_)), "{r:?}");
         l = l2;
@@ -245,7 +242,7 @@ fn purpose_outside_charset_or_length_is_rejected() {
 fn decision_byte_other_than_0_or_1_is_rejected() {
     let (_tmp, dir, mut l) = new_ledger();
     let p = Person::new();
-    let key = p.event().state_key();
+    let key = p.event().state_key(&l);
     for d in [2u8, 3, 0x80, 255] {
         let ev = p.event().decision(d).sign();
         let (l2, r) = expect_reject(
@@ -273,7 +270,7 @@ fn weak_small_order_key_is_rejected() {
     lax_valid[0] = 1; // R = identity, S = 0: R == [S]B - [k]A for A of small order and k = 8m
     for subject in small_order_points() {
         let ev = p.event().subject(subject).build();
-        let key = ev.state_key();
+        let key = key_of(&l, &ev);
         for sig in [lax_valid, [7u8; 64], [0u8; 64]] {
             let signed = SignedEvent::from_parts(ev.clone(), sig);
             let (l2, r) = expect_reject(l, &dir, &key, Ok(signed), "weak_key", &["weak"]);
@@ -307,7 +304,7 @@ fn invalid_point_as_key_is_rejected_under_weak_key_rule() {
     subject[0] = 2;
     assert!(ed25519_dalek::VerifyingKey::from_bytes(&subject).is_err());
     let ev = p.event().subject(subject).build();
-    let key = ev.state_key();
+    let key = key_of(&l, &ev);
     let (_l, r) = expect_reject(
         l,
         &dir,
@@ -324,7 +321,7 @@ fn malleated_signature_s_plus_l_is_rejected() {
     let (_tmp, dir, l) = new_ledger();
     let p = Person::new();
     let good = p.first();
-    let key = key_of(&good);
+    let key = key_of(&l, &good.event);
     let bad_sig = malleate(&good.signature);
     let bad = SignedEvent::from_parts(good.event.clone(), bad_sig);
     assert_ne!(bad.as_bytes(), good.as_bytes());
@@ -348,7 +345,7 @@ fn wrong_signature_is_rejected() {
     let p = Person::new();
     let other = Person::new();
     let good = p.first();
-    let key = key_of(&good);
+    let key = key_of(&l, &good.event);
     let mut flipped_r = good.signature;
     flipped_r[0] ^= 1;
     let mut flipped_s = good.signature;
@@ -384,7 +381,7 @@ fn seq_not_continuing_the_head_is_rejected() {
     let (_tmp, dir, l) = new_ledger();
     let p = Person::new();
     let e0 = p.first();
-    let key = key_of(&e0);
+    let key = key_of(&l, &e0.event);
 
     // Too high for a first event.
     let ev = p.event().seq(1).sign();
@@ -458,7 +455,7 @@ fn prev_not_the_heads_event_hash_is_rejected() {
     let (_tmp, dir, l) = new_ledger();
     let p = Person::new();
     let e0 = p.first();
-    let key = key_of(&e0);
+    let key = key_of(&l, &e0.event);
 
     // prev present on seq 0.
     let ev = p.event().prev(Some([9; 32])).sign();
@@ -491,7 +488,7 @@ fn prev_not_the_heads_event_hash_is_rejected() {
         [0u8; 32],
         *blake3::hash(&e0.event.to_bytes()).as_bytes(),
         q0.event_hash(),
-        e0.event.state_key(),
+        key_of(&l, &e0.event),
     ];
     let mut l = l;
     for w in wrongs {
@@ -513,7 +510,7 @@ fn prev_not_the_heads_event_hash_is_rejected() {
 fn issued_at_more_than_5_minutes_off_is_rejected() {
     let (_tmp, dir, mut l) = new_ledger();
     let p = Person::new();
-    let key = p.event().state_key();
+    let key = p.event().state_key(&l);
     let t = l.now_ms();
     for issued_at in [
         t - 6 * MINUTE_MS,
@@ -566,7 +563,7 @@ fn issued_at_more_than_5_minutes_off_is_rejected() {
 fn expires_at_on_opt_out_or_not_after_issued_at_is_rejected() {
     let (_tmp, dir, l) = new_ledger();
     let p = Person::new();
-    let key = p.event().state_key();
+    let key = p.event().state_key(&l);
     let base = p.event();
     let issued_at = base.ev.issued_at;
     // On an opt-out, even a sensible future time.
@@ -676,7 +673,7 @@ fn json_lines_parse_strictly_and_malformed_ones_are_rejected() {
         .expires_at(Some(now_ms() + MINUTE_MS))
         .notice(Some([0xab; 32]))
         .sign();
-    let key = key_of(&good);
+    let key = key_of(&l, &good.event);
     let line = serde_json::to_string(&EventJson::from(&good)).unwrap();
     let parsed = EventJson::parse(&line).expect("round trip");
     assert_eq!(parsed.as_bytes(), good.as_bytes());
@@ -1047,7 +1044,7 @@ fn same_seq_with_different_content_is_a_seq_conflict() {
     let (_tmp, dir, l) = new_ledger();
     let p = Person::new();
     let e0 = p.first();
-    let key = key_of(&e0);
+    let key = key_of(&l, &e0.event);
     accept(&l, e0.clone());
     // A second valid event with the same seq (and prev None), differing only in issued_at.
     let mut twin = e0.event.clone();
@@ -1157,10 +1154,10 @@ fn batch_events_are_judged_independently_in_order() {
     );
     assert_eq!(l.size(), FIRST + 2);
     assert_eq!(
-        l.head(&key_of(&good0)).unwrap().unwrap().event_hash,
+        l.head(&key_of(&l, &good0.event)).unwrap().unwrap().event_hash,
         good1.event_hash()
     );
-    assert!(l.head(&q.event().state_key()).unwrap().is_none());
+    assert!(l.head(&q.event().state_key(&l)).unwrap().is_none());
 
     // Out of order: the continuation before its predecessor is rejected, the predecessor is not.
     let a0 = q.first();
@@ -1200,7 +1197,7 @@ fn batch_events_are_judged_independently_in_order() {
     assert_eq!(ra1.index, FIRST + 3);
 
     // An all-rejected batch writes nothing.
-    let key = key_of(&good0);
+    let key = key_of(&l, &good0.event);
     let before = observe(&l, &key);
     let out = l
         .append(vec![Ok(good0.clone()), Ok(p.next(&good0, 1))])
@@ -1256,7 +1253,7 @@ fn batch_larger_than_a_chunk_chains_and_dedups_across_chunks() {
     drop(l);
     let l = open_ledger(&dir);
     assert_eq!(l.size(), FIRST + CHUNK as u64 + 1);
-    let head = l.head(&key_of(&a0)).unwrap().unwrap();
+    let head = l.head(&key_of(&l, &a0.event)).unwrap().unwrap();
     assert_eq!((head.index, head.seq), (FIRST + CHUNK as u64, 1));
     check_receipt(&l, &accepted(&out[CHUNK]));
 }

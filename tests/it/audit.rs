@@ -1372,18 +1372,32 @@ fn attack_map_root_lie_is_caught_at_the_map_leaf() {
     assert_caught_everywhere(&b, &want, &want);
 }
 
+/// The state key and VRF proof of the genuine event leaf of `ev` (the operator holds the VRF
+/// key; reusing the stored proof is the same).
+fn genuine(fg: &Forgery, ev: &SignedEvent) -> (Hash, consentlog::core::vrf::VrfProof) {
+    fg.leaves
+        .iter()
+        .find_map(|(l, o)| match (l, o) {
+            (Leaf::Event(e), Some(o)) if o.event == *ev => Some((e.key, o.vrf)),
+            _ => None,
+        })
+        .expect("the genuine event is logged")
+}
+
 /// Appends, as the operator, an event leaf for the person's key carrying `copy` under a
 /// fresh nonce, with public `prev` (its seq is the signed event's), then an honest map leaf and
 /// the checkpoints, all re-signed. The new event leaf's index.
 fn relog(b: &Built, copy: &SignedEvent, prev: Option<u64>) -> u64 {
     let mut at = 0;
     forge(b, Maps::Recomputed, |fg| {
+        let (key, vrf) = genuine(fg, copy);
         let opening = Opening {
             nonce: keyfile::generate().to_bytes(),
+            vrf,
             event: copy.clone(),
         };
         let t = fg.last_time() + 1;
-        let leaf = opening.leaf(t, copy.event.state_key(), prev);
+        let leaf = opening.leaf(t, key, prev);
         at = fg.leaves.len() as u64;
         fg.leaves.push((Leaf::Event(leaf), Some(opening)));
         fg.push_map_leaf(t + 1_000, None);
@@ -1421,12 +1435,14 @@ fn attack_relogged_opt_in_after_the_opt_out_is_caught() {
     let (b, (_, o), (opt_in, _)) = opt_in_then_out();
     let mut c = 0;
     forge(&b, Maps::Recomputed, |fg| {
+        let (key, vrf) = genuine(fg, &opt_in);
         let opening = Opening {
             nonce: keyfile::generate().to_bytes(),
+            vrf,
             event: opt_in.clone(),
         };
         let t = fg.last_time() + 1;
-        let mut leaf = opening.leaf(t, opt_in.event.state_key(), Some(o));
+        let mut leaf = opening.leaf(t, key, Some(o));
         leaf.seq = 2;
         c = fg.leaves.len() as u64;
         fg.leaves.push((Leaf::Event(leaf), Some(opening)));

@@ -1132,7 +1132,12 @@ fn leaves_lists_entries_as_ndjson() {
         }
     }
     // The public leaves do not show who: only the state key.
-    let k = consentlog::core::event::state_key(&subject, CTL, PUR);
+    let k = consentlog::ledger::Ledger::open(&l.dir)
+        .unwrap()
+        .state_key(&subject, CTL, PUR)
+        .unwrap()
+        .unwrap()
+        .0;
     let e0 = Leaf::decode_event(&hex::decode(all[2]["leaf"].as_str().unwrap()).unwrap()).unwrap();
     assert_eq!(e0.key, k);
     assert!(!all[2]["leaf"].as_str().unwrap().contains(&apk));

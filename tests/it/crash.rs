@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::crash::*;
 use crate::support::{bin, event_json, h32, try_send, Person, Proc};
-use consentlog::core::event::{state_key, SignedEvent};
+use consentlog::core::event::SignedEvent;
 use consentlog::core::hash::{from_hex, from_hex_array, to_hex, Hash};
 use consentlog::core::leaf::Leaf;
 use consentlog::core::note::{self, SignedCheckpoint};
@@ -68,7 +68,6 @@ struct Live {
 #[derive(Clone)]
 struct Got {
     receipt: Receipt,
-    state_key: Hash,
     /// Server generation (run number) that answered.
     generation: u64,
 }
@@ -335,7 +334,6 @@ fn client(id: usize, sh: Arc<Shared>, seed: u64) -> Vec<Person> {
             counter.fetch_add(1, Ordering::Relaxed);
             let got = Got {
                 receipt: rc,
-                state_key: ev.event.state_key(),
                 generation,
             };
             let mut map = sh.receipts.lock().unwrap();
@@ -819,13 +817,15 @@ fn sigkill_under_concurrent_appends_loses_no_receipt_and_keeps_checkpoints_consi
             let e = ledger.event_leaf(i).unwrap().expect("event leaf");
             assert_eq!(e.leaf_hash(), g.receipt.leaf_hash, "leaf hash at {i}");
             assert_eq!(e.integrated_at, g.receipt.integrated_at, "time at {i}");
-            assert_eq!(e.key, g.state_key, "state key at {i}");
             let o = ledger.opening(i).unwrap().expect("opening");
+            let ev = &o.event.event;
+            let key = ledger.state_key(&ev.subject, &ev.controller, &ev.purpose);
+            assert_eq!(Some(e.key), key.unwrap().map(|k| k.0), "state key at {i}");
             assert_eq!(&o.event.event_hash(), h, "event at {i}");
         }
         for p in &people {
             let head = ledger
-                .head(&state_key(&p.subject, &p.controller, &p.purpose))
+                .head_of(&p.subject, &p.controller, &p.purpose)
                 .unwrap();
             assert_eq!(head.map(|h| h.seq), p.seq.checked_sub(1));
             assert_eq!(head.map(|h| h.event_hash), p.prev);

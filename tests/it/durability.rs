@@ -116,7 +116,7 @@ fn acknowledged_appends_survive_dropping_and_reopening_the_ledger() {
             other => panic!("expected Duplicate after reopen, got {other:?}"),
         }
     }
-    let h = l.head(&head.event.state_key()).unwrap().unwrap();
+    let h = l.head(&key_of(&l, &head.event)).unwrap().unwrap();
     assert_eq!((h.seq, h.event_hash), (4, head.event_hash()));
     // The chain continues where it was left.
     let r = accept(&l, p.next(&head, 1));

@@ -230,7 +230,7 @@ fn dropping_or_replacing_the_map_proof_fails() {
             ),
             (
                 "absence proof of another purpose".into(),
-                f.l.prove_key(&snap, &f.alice.state_key("shop.example", "never"))
+                f.l.prove_key(&snap, &f.alice.state_key(&f.l, "shop.example", "never"))
                     .unwrap(),
             ),
         ];
@@ -512,7 +512,7 @@ fn pending() -> Pending {
     pending.map_leaf = proven_leaf(&l, snap1.map_index, size);
     for ch in &mut pending.chains {
         ch.map = l
-            .prove_key(&snap1, &alice.state_key(&ch.controller, &ch.purpose))
+            .prove_key(&snap1, &alice.state_key(&l, &ch.controller, &ch.purpose))
             .unwrap();
     }
     let at_m1 = l.history_in(&snap1, &alice.subject()).unwrap();

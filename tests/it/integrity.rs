@@ -279,10 +279,19 @@ fn a_ledger_without_its_map_values_does_not_open_and_fsck_names_each_key() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("l");
     let people = build(&dir);
-    let keys: Vec<_> = people
-        .iter()
-        .map(|p| consentlog::core::event::state_key(&p.verifying_key().to_bytes(), C, P))
-        .collect();
+    let keys: Vec<_> = {
+        let l = consentlog::ledger::Ledger::open(&dir).unwrap();
+        people
+            .iter()
+            .map(|p| {
+                l.state_key(&p.verifying_key().to_bytes(), C, P)
+                    .unwrap()
+                    .unwrap()
+                    .0
+            })
+            .collect()
+    };
+    wait_unlocked(&dir);
     {
         let s = consentlog::ledger::open_store(&dir).unwrap();
         assert_eq!(s.scan(Table::MapValue, &[], None).count(), 3);

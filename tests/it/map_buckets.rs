@@ -282,7 +282,7 @@ fn ledger_map_leaves_agree_with_the_full_map() {
             } else {
                 revoke(&l, p, "shop.example", "newsletter");
             }
-            written.push(p.state_key("shop.example", "newsletter"));
+            written.push(p.state_key(&l, "shop.example", "newsletter"));
         }
         l.checkpoint();
         snaps.push(l.latest());

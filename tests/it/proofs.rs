@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use consentlog::core::event::{state_key, SignedEvent};
+use consentlog::core::event::SignedEvent;
 use consentlog::core::hash::{Hash, HexHash};
 use consentlog::core::leaf::{EventLeaf, GenesisLeaf, Leaf, MapLeaf, LEAF_VERSION};
 use consentlog::core::map::{self, MapProof, MapValue, StateMap, EMPTY};
@@ -235,7 +235,7 @@ fn grant_then_revoke_at_every_time() {
         assert_eq!(v.map_time, map_leaf_of(&p).time);
         let m = map::check(
             &map_leaf_of(&p).map_root,
-            &alice.state_key(C, P),
+            &alice.state_key(&l, C, P),
             p.map.as_ref().unwrap(),
         )
         .unwrap()
@@ -341,7 +341,7 @@ fn triple_that_never_existed() {
         let v = verify(&l, &p).unwrap();
         assert_eq!(v.state, State::NoRecord);
         let m = p.map.as_ref().unwrap();
-        let key = who.state_key(C, &purpose);
+        let key = who.state_key(&l, C, &purpose);
         assert_eq!(
             map::check(&map_leaf_of(&p).map_root, &key, m).unwrap(),
             None
@@ -749,7 +749,7 @@ fn structural_changes_invalidate_the_proof() {
                 // Claim some key is in the subtree where the proof stops.
                 let mut q = p.clone();
                 q.map.as_mut().unwrap().leaf = Some(map::MapLeaf {
-                    key: state_key(&p.subject, &p.controller, &p.purpose),
+                    key: f.l.state_key_or_prove(&p.subject, &p.controller, &p.purpose).unwrap().0,
                     index: 0,
                     leaf_hash: [0; 32],
                 });
@@ -864,7 +864,7 @@ fn removing_the_successor_or_the_map_invalidates() {
 fn other_map_proofs_are_refused() {
     let f = fixture();
     let membership = f.proof("membership");
-    let key = f.alice.state_key(C, P);
+    let key = f.alice.state_key(&f.l, C, P);
     // Map proofs of other keys under the same checkpoint.
     let mut others: Vec<(String, MapProof)> = Vec::new();
     for name in ["absent_leaf", "absent_empty"] {
@@ -872,7 +872,7 @@ fn other_map_proofs_are_refused() {
     }
     let snap = f.l.latest();
     for i in 0..5 {
-        let k = f.alice.state_key(C, &format!("never-{i}"));
+        let k = f.alice.state_key(&f.l, C, &format!("never-{i}"));
         others.push((
             format!("absence of never-{i}"),
             f.l.prove_key(&snap, &k).unwrap(),
@@ -1116,7 +1116,11 @@ fn other_questions_are_refused() {
                 Ok(v) => {
                     assert!(p.events.is_empty(), "{name}: verifies for {q:?}");
                     assert_eq!(v.state, State::NoRecord);
-                    let k = state_key(&q.subject, &q.controller, &q.purpose);
+                    let k = f
+                        .l
+                        .state_key_or_prove(&q.subject, &q.controller, &q.purpose)
+                        .unwrap()
+                        .0;
                     let leaf = f.l.prove_key(&snap, &k).unwrap().leaf;
                     assert!(
                         leaf.is_none_or(|l| l.key != k),
@@ -1482,7 +1486,7 @@ fn events_must_name_the_log_origin() {
     moved.events[0].index = other.push(Leaf::decode(&p.events[0].leaf).unwrap());
     let m = other.push_map_leaf(map_leaf_of(&p).time);
     let mut q = other.anchor(&moved, m);
-    let k = alice.state_key(C, P);
+    let k = alice.state_key(&a, C, P);
     let mut map = StateMap::new();
     map.insert(
         k,

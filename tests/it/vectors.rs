@@ -7,7 +7,7 @@
 //! checkpoint of those five leaves, and a consent proof against it.
 
 use consentlog::core::event::{
-    state_key, ConsentEvent, EventJson, SignedEvent, EVENT_VERSION, KIND_DECISION, SIGNER_SUBJECT,
+    ConsentEvent, EventJson, SignedEvent, EVENT_VERSION, KIND_DECISION, SIGNER_SUBJECT,
 };
 use consentlog::core::hash::{to_hex, Hash, HexHash};
 use consentlog::core::leaf::{GenesisLeaf, Leaf, MapLeaf, LEAF_VERSION};
@@ -83,7 +83,11 @@ fn vectors() -> Vec<(String, String)> {
     let s1 = e1.clone().sign(&sk);
     put("event1_signature", to_hex(&s1.signature));
     put("event1_hash", to_hex(&s1.event_hash()));
-    put("state_key", to_hex(&e1.state_key()));
+    // The state key: the VRF output of (origin, subject, controller, purpose), with its proof.
+    let (key, vrf_proof) = vrf.prove_state_key(&e1.state_key_input());
+    put("state_key_alpha", to_hex(&e1.state_key_input().alpha()));
+    put("state_key", to_hex(&key));
+    put("vrf_proof", to_hex(&vrf_proof.0));
     let e2 = ConsentEvent {
         decision: 0,
         seq: 1,
@@ -122,13 +126,14 @@ fn vectors() -> Vec<(String, String)> {
 
     let o1 = Opening {
         nonce: [0x07; 32],
+        vrf: vrf_proof,
         event: s1.clone(),
     };
     let o2 = Opening {
         nonce: [0x08; 32],
+        vrf: vrf_proof,
         event: s2.clone(),
     };
-    let key = e1.state_key();
     let ev1 = o1.leaf(ISSUED_AT + 250, key, None);
     let ev2 = o2.leaf(ISSUED_AT + 60_250, key, Some(2));
     assert_eq!(
@@ -226,6 +231,7 @@ fn vectors() -> Vec<(String, String)> {
         subject: sk.verifying_key().to_bytes(),
         controller: "example.com".into(),
         purpose: "ai-training".into(),
+        vrf_proof: vrf_proof.0,
         at: PROOF_AT,
         events: vec![proven_event(2, &o1), proven_event(3, &o2)],
         map: None,
@@ -308,7 +314,17 @@ fn vectors_decode_back() {
     ev2.check_self().unwrap();
     assert_eq!(to_hex(&ev2.event_hash()), get("event2_hash"));
     assert_eq!(ev2.event.prev, Some(ev.event_hash()));
-    let key = state_key(&ev.event.subject, "example.com", "ai-training");
+    // The state key is the VRF output: the proof verifies under the genesis leaf's VRF key
+    // for this triple, and gives the documented key.
+    assert_eq!(to_hex(&ev.event.state_key_input().alpha()), get("state_key_alpha"));
+    let vrf_key = consentlog::core::vrf::VrfPublicKey::from_bytes(
+        hex::decode(get("vrf_key")).unwrap().try_into().unwrap(),
+    )
+    .unwrap();
+    let proof = consentlog::core::vrf::VrfProof(bytes("vrf_proof").try_into().unwrap());
+    let key = vrf_key
+        .check_state_key(&ev.event.state_key_input(), &proof)
+        .unwrap();
     assert_eq!(to_hex(&key), get("state_key"));
 
     // Leaves.
@@ -327,6 +343,7 @@ fn vectors_decode_back() {
     assert_eq!(to_hex(&l2.commitment), get("leaf2_commitment"));
     let o1 = Opening {
         nonce: [0x07; 32],
+        vrf: proof,
         event: ev.clone(),
     };
     assert_eq!(o1.commitment(), l2.commitment);

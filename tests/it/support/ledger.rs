@@ -325,6 +325,14 @@ impl Appended {
     }
 }
 
+/// The state key of `ev`'s (subject, controller, purpose) in `l` (computed with the log's VRF
+/// key; an event for another log gets the key it would have here).
+pub fn key_of(l: &Ledger, ev: &consentlog::core::event::ConsentEvent) -> Hash {
+    l.state_key_or_prove(&ev.subject, &ev.controller, &ev.purpose)
+        .expect("state key")
+        .0
+}
+
 /// Signs the next event of (person, controller, purpose) for `ledger` (seq and prev from the
 /// ledger's head of that key), issued at the ledger's time.
 pub fn next_event(
@@ -336,7 +344,7 @@ pub fn next_event(
     expires_at: Option<u64>,
 ) -> SignedEvent {
     let head = ledger
-        .head(&who.state_key(controller, purpose))
+        .head(&who.state_key(ledger, controller, purpose))
         .expect("head");
     who.event()
         .log(ledger.origin())

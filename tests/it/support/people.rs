@@ -2,7 +2,7 @@
 //! goes through (instead of `ConsentEvent { … }` literals).
 
 use consentlog::core::event::{
-    state_key, ConsentEvent, SignedEvent, EVENT_VERSION, KIND_DECISION, SIGNER_SUBJECT,
+    ConsentEvent, SignedEvent, EVENT_VERSION, KIND_DECISION, SIGNER_SUBJECT,
 };
 use consentlog::core::hash::{to_hex, Hash};
 use consentlog::core::request::{sign_request, Target};
@@ -74,8 +74,12 @@ impl Person {
         to_hex(&self.subject)
     }
 
-    pub fn state_key(&self, controller: &str, purpose: &str) -> Hash {
-        state_key(&self.subject, controller, purpose)
+    /// The state key of (this person, controller, purpose) in ledger `l` (only the log's VRF
+    /// key computes it).
+    pub fn state_key(&self, l: &consentlog::ledger::Ledger, controller: &str, purpose: &str) -> Hash {
+        l.state_key_or_prove(&self.subject, controller, purpose)
+            .expect("state key")
+            .0
     }
 
     /// The next event of the chain, to be changed and signed: an opt-in under ORIGIN, issued
@@ -263,9 +267,9 @@ impl Draft<'_> {
         self.ev.notice = n;
         self
     }
-    /// The state key of the event's (subject, controller, purpose).
-    pub fn state_key(&self) -> Hash {
-        self.ev.state_key()
+    /// The state key of the event's (subject, controller, purpose) in ledger `l`.
+    pub fn state_key(&self, l: &consentlog::ledger::Ledger) -> Hash {
+        super::ledger::key_of(l, &self.ev)
     }
     /// The event, unsigned.
     pub fn build(self) -> ConsentEvent {
