@@ -102,6 +102,8 @@ pub struct ConsentProofSchema {
     subject: String,
     controller: String,
     purpose: String,
+    /// The VRF proof of the state key (hex, 80 bytes).
+    vrf_proof: String,
     at: u64,
     events: Vec<ProvenEventSchema>,
     map: Option<MapProofSchema>,
@@ -116,6 +118,8 @@ pub struct ConsentProofSchema {
 pub struct ChainSchema {
     controller: String,
     purpose: String,
+    /// The VRF proof of the chain's state key (hex, 80 bytes).
+    vrf_proof: String,
     events: Vec<ProvenEventSchema>,
     map: MapProofSchema,
 }

@@ -153,7 +153,10 @@ fn replay(
                 if let (None, Some((Leaf::Genesis(g), _))) = (vrf_key, chunk.first()) {
                     vrf_key = crate::core::vrf::VrfPublicKey::from_bytes(g.vrf_key).ok();
                 }
-                if tx.send(Auditor::check_chunk(&origin, vrf_key, chunk)).is_err() {
+                if tx
+                    .send(Auditor::check_chunk(&origin, vrf_key, chunk))
+                    .is_err()
+                {
                     break;
                 }
             }

@@ -13,9 +13,9 @@ use crate::core::event::SignedEvent;
 use crate::core::leaf::Leaf;
 use crate::core::note;
 use crate::core::opening::Opening;
-use crate::core::vrf::VrfProof;
 use crate::core::proof::OpeningJson;
 use crate::core::tlog::{check_consistency, Sha256Hasher, TreeSize};
+use crate::core::vrf::VrfProof;
 
 fn bad(what: &str, e: impl std::fmt::Display) -> Failure {
     fail(format!("the server sent a malformed {what}: {e}"))
@@ -157,9 +157,9 @@ pub fn audit(
                 None => None,
                 Some((o, vrf)) => Some(Opening {
                     nonce: o.nonce,
-                    vrf: VrfProof(vrf.ok_or_else(|| {
-                        bad(&format!("opening {index}"), "no VRF proof")
-                    })?),
+                    vrf: VrfProof(
+                        vrf.ok_or_else(|| bad(&format!("opening {index}"), "no VRF proof"))?,
+                    ),
                     event: SignedEvent::decode(&o.event)
                         .map_err(|e| bad(&format!("opening {index}"), e))?,
                 }),

@@ -133,7 +133,13 @@ impl Chunk {
     /// Writes an accepted event as the next event leaf: leaf, opening, node hashes, key index,
     /// (for a key's first event) subject index and (for a new triple) the state key index.
     /// `prev` is the key's head, if any.
-    fn stage(&mut self, event: SignedEvent, hash: Hash, state: (Hash, VrfProof, bool), prev: Option<u64>) {
+    fn stage(
+        &mut self,
+        event: SignedEvent,
+        hash: Hash,
+        state: (Hash, VrfProof, bool),
+        prev: Option<u64>,
+    ) {
         let (key, vrf, new_triple) = state;
         let index = self.base + self.accepted.len() as u64;
         if new_triple {
@@ -226,19 +232,25 @@ impl Ledger {
         &self,
         checked: Vec<Result<Prechecked, Reject>>,
     ) -> Result<Vec<Result<Prechecked, Reject>>, LedgerError> {
-        checked
+        // After a failed write the store is reopened under the lock first: leave the keys to
+        // the append then (as for any key that cannot be read now).
+        if self
+            .needs_recovery
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Ok(checked);
+        }
+        Ok(checked
             .into_par_iter()
-            .map(|r| {
-                Ok(match r {
-                    Ok(mut p) if p.check.is_ok() && p.event.event.log == self.origin => {
-                        let input = p.event.event.state_key_input();
-                        p.state = Some(self.state_key_or_prove_input(&input)?);
-                        Ok(p)
-                    }
-                    other => other,
-                })
+            .map(|r| match r {
+                Ok(mut p) if p.check.is_ok() && p.event.event.log == self.origin => {
+                    let input = p.event.event.state_key_input();
+                    p.state = self.state_key_or_prove_input(&input).ok();
+                    Ok(p)
+                }
+                other => other,
             })
-            .collect()
+            .collect())
     }
 
     /// The state key of a triple of this log and its VRF proof: from the private index, or
@@ -548,7 +560,11 @@ mod tests {
         let second = event(&key, 1, Some(first.event_hash()), T0);
         t.accept(vec![first.clone(), second.clone()]);
         let l = &t.ledger;
-        let skey = l.state_key(&first.event.subject, "c.example", "p").unwrap().unwrap().0;
+        let skey = l
+            .state_key(&first.event.subject, "c.example", "p")
+            .unwrap()
+            .unwrap()
+            .0;
         let head = l.head(&skey).unwrap().unwrap();
         assert_eq!((head.index, head.seq), (3, 1));
         assert_eq!(head.event_hash, second.event_hash());

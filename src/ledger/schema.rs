@@ -18,8 +18,8 @@ use crate::core::hash::Hash;
 use crate::core::leaf::{EventLeaf, Leaf, MapLeaf};
 use crate::core::map::MapValue;
 use crate::core::opening::Opening;
-use crate::core::vrf::{StateKeyInput, VrfProof, PROOF_LEN};
 use crate::core::rules::Head;
+use crate::core::vrf::{StateKeyInput, VrfProof, PROOF_LEN};
 use crate::store::{Table, View};
 
 use super::error::{CorruptKind, Key, LedgerError};

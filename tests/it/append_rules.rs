@@ -34,7 +34,6 @@ fn malleate(sig: &[u8; 64]) -> [u8; 64] {
     out
 }
 
-
 fn accepted(o: &Outcome) -> Receipt {
     match o {
         Outcome::Accepted(r) => *r,
@@ -1154,7 +1153,10 @@ fn batch_events_are_judged_independently_in_order() {
     );
     assert_eq!(l.size(), FIRST + 2);
     assert_eq!(
-        l.head(&key_of(&l, &good0.event)).unwrap().unwrap().event_hash,
+        l.head(&key_of(&l, &good0.event))
+            .unwrap()
+            .unwrap()
+            .event_hash,
         good1.event_hash()
     );
     assert!(l.head(&q.event().state_key(&l)).unwrap().is_none());

@@ -1589,7 +1589,7 @@ fn structural_offsets(bytes: &[u8]) -> Vec<bool> {
             mark(p, 1);
             p += 1;
             if present {
-                p += 32;
+                p += 32 + 80; // nonce, VRF proof
                 let n = u64_at(p);
                 mark(p, 8);
                 p += 8;

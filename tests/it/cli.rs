@@ -920,6 +920,7 @@ fn prove_refuses_a_future_time_and_prints_to_stdout() {
             "genesis",
             "map_leaf",
             "subject",
+            "vrf_proof",
             "controller",
             "purpose",
             "at",
@@ -1196,7 +1197,7 @@ fn history_and_verify_history() {
     let mut sizes: Vec<usize> = chains
         .iter()
         .map(|c| {
-            assert_keys(c, &["controller", "purpose", "events", "map"]);
+            assert_keys(c, &["controller", "purpose", "vrf_proof", "events", "map"]);
             c["events"].as_array().unwrap().len()
         })
         .collect();

@@ -749,7 +749,11 @@ fn structural_changes_invalidate_the_proof() {
                 // Claim some key is in the subtree where the proof stops.
                 let mut q = p.clone();
                 q.map.as_mut().unwrap().leaf = Some(map::MapLeaf {
-                    key: f.l.state_key_or_prove(&p.subject, &p.controller, &p.purpose).unwrap().0,
+                    key: f
+                        .l
+                        .state_key_or_prove(&p.subject, &p.controller, &p.purpose)
+                        .unwrap()
+                        .0,
                     index: 0,
                     leaf_hash: [0; 32],
                 });
@@ -1116,11 +1120,10 @@ fn other_questions_are_refused() {
                 Ok(v) => {
                     assert!(p.events.is_empty(), "{name}: verifies for {q:?}");
                     assert_eq!(v.state, State::NoRecord);
-                    let k = f
-                        .l
-                        .state_key_or_prove(&q.subject, &q.controller, &q.purpose)
-                        .unwrap()
-                        .0;
+                    let k =
+                        f.l.state_key_or_prove(&q.subject, &q.controller, &q.purpose)
+                            .unwrap()
+                            .0;
                     let leaf = f.l.prove_key(&snap, &k).unwrap().leaf;
                     assert!(
                         leaf.is_none_or(|l| l.key != k),
@@ -1315,12 +1318,16 @@ fn proofs_of_other_logs_are_refused() {
     q.genesis = pb.genesis.clone();
     q.map_leaf = pb.map_leaf.clone();
     let e = verify(&b, &q).unwrap_err();
+    // A's VRF proof is for A's VRF key, not B's (each log has its own).
+    assert!(matches!(e, ProofError::Vrf(_)), "{e}");
+    q.vrf_proof = pb.vrf_proof;
+    let e = verify(&b, &q).unwrap_err();
     assert!(
         matches!(
             e,
             ProofError::Event {
                 pos: 0,
-                reason: EventError::Inclusion(_)
+                reason: EventError::Inclusion(_) | EventError::StateKey
             }
         ),
         "{e}"
@@ -1486,7 +1493,18 @@ fn events_must_name_the_log_origin() {
     moved.events[0].index = other.push(Leaf::decode(&p.events[0].leaf).unwrap());
     let m = other.push_map_leaf(map_leaf_of(&p).time);
     let mut q = other.anchor(&moved, m);
-    let k = alice.state_key(&a, C, P);
+    // The operator holds the VRF key: the state key of alice's triple under the other origin.
+    let vrf = consentlog::core::vrf::VrfSecretKey::from_bytes(
+        keyfile::read_secret(&a.dir.join("vrf.key"), false).unwrap(),
+    )
+    .unwrap();
+    let (k, proof) = vrf.prove_state_key(&consentlog::core::vrf::StateKeyInput {
+        origin: "other.example/log",
+        subject: &alice.subject(),
+        controller: C,
+        purpose: P,
+    });
+    q.vrf_proof = proof.0;
     let mut map = StateMap::new();
     map.insert(
         k,

@@ -1074,11 +1074,11 @@ fn export_gives_openings_to_auditor_tokens_only() {
         assert_eq!(row["index"].as_u64(), Some(i as u64));
         let leaf = Leaf::decode(&from_hex(row["entry"].as_str().unwrap()).unwrap()).unwrap();
         let Leaf::Event(e) = leaf else {
-            assert_keys(row, &["index", "entry", "opening"]);
+            assert_keys(row, &["index", "entry", "opening", "vrf_proof"]);
             assert_eq!(row["opening"], Value::Null, "leaf {i}");
             continue;
         };
-        assert_keys(row, &["index", "entry", "opening"]);
+        assert_keys(row, &["index", "entry", "opening", "vrf_proof"]);
         assert_keys(&row["opening"], &["nonce", "event"]);
         let nonce = jh(&row["opening"]["nonce"]);
         let bytes = from_hex(row["opening"]["event"].as_str().unwrap()).unwrap();

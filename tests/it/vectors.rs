@@ -316,7 +316,10 @@ fn vectors_decode_back() {
     assert_eq!(ev2.event.prev, Some(ev.event_hash()));
     // The state key is the VRF output: the proof verifies under the genesis leaf's VRF key
     // for this triple, and gives the documented key.
-    assert_eq!(to_hex(&ev.event.state_key_input().alpha()), get("state_key_alpha"));
+    assert_eq!(
+        to_hex(&ev.event.state_key_input().alpha()),
+        get("state_key_alpha")
+    );
     let vrf_key = consentlog::core::vrf::VrfPublicKey::from_bytes(
         hex::decode(get("vrf_key")).unwrap().try_into().unwrap(),
     )

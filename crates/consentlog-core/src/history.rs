@@ -179,8 +179,8 @@ pub fn check(
             controller: &c.controller,
             purpose: &c.purpose,
         };
-        let key = crate::proof::state_key(&anchor, &triple, &c.vrf_proof)
-            .map_err(|e| fail(e.into()))?;
+        let key =
+            crate::proof::state_key(&anchor, &triple, &c.vrf_proof).map_err(|e| fail(e.into()))?;
         if !seen.insert(key) {
             return Err(HistoryError::Repeated(n));
         }

@@ -76,7 +76,12 @@ impl Person {
 
     /// The state key of (this person, controller, purpose) in ledger `l` (only the log's VRF
     /// key computes it).
-    pub fn state_key(&self, l: &consentlog::ledger::Ledger, controller: &str, purpose: &str) -> Hash {
+    pub fn state_key(
+        &self,
+        l: &consentlog::ledger::Ledger,
+        controller: &str,
+        purpose: &str,
+    ) -> Hash {
         l.state_key_or_prove(&self.subject, controller, purpose)
             .expect("state key")
             .0

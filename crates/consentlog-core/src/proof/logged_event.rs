@@ -12,9 +12,9 @@ use crate::leaf::{EventLeaf, Leaf, LeafError};
 use crate::map::{self, MapProof, MapProofError};
 use crate::opening::{commitment, Opening};
 use crate::reject::Reject;
-use crate::vrf::{StateKeyInput, VrfError, VrfPublicKey};
 use crate::rules::{check_expiry, ISSUED_AT_WINDOW_MS};
 use crate::tlog::InclusionError;
+use crate::vrf::{StateKeyInput, VrfError, VrfPublicKey};
 
 use super::anchor::{check_inclusion_of, Anchor};
 use super::ProvenEvent;
