@@ -234,7 +234,14 @@ pub fn export(dir: &Path, out: &Path, openings: bool) -> CmdResult {
         .iter()
         .position(|n| *n == snap.checkpoint.note)
         .ok_or_else(|| fail("latest checkpoint is not stored"))?;
-    let f = std::fs::File::create(out).map_err(|e| fail(format!("{}: {e}", out.display())))?;
+    // Openings are personal data: the file is readable by its owner only (mode 0600).
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let f = opts
+        .open(out)
+        .map_err(|e| fail(format!("{}: {e}", out.display())))?;
     let header = Header {
         origin: l.origin().to_string(),
         log_key: l.public_key().to_bytes(),

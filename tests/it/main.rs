@@ -15,6 +15,7 @@ mod integrity;
 mod layers;
 mod lying_operator;
 mod map_buckets;
+mod privacy;
 mod proofs;
 mod read_only_disk;
 mod resource_faults;
