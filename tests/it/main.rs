@@ -9,7 +9,7 @@ mod audit;
 mod cli;
 mod crash;
 mod durability;
-// mod fuzz_props; (being ported on v2-fuzz)
+mod fuzz_props;
 mod history;
 mod integrity;
 mod layers;

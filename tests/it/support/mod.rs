@@ -12,7 +12,7 @@
 
 pub mod crash;
 pub mod faults;
-// pub mod fuzz; (being ported on v2-fuzz)
+pub mod fuzz;
 pub mod http;
 pub mod ledger;
 pub mod people;
