@@ -21,11 +21,14 @@ fn bad(what: &str, e: impl std::fmt::Display) -> Failure {
     fail(format!("the server sent a malformed {what}: {e}"))
 }
 
+/// An export row's opening and the VRF proof beside it.
+type RowOpening = (OpeningJson, Option<[u8; 80]>);
+
 /// One page of entries, from `/v1/entries` or (with openings) `/v1/export`.
 struct Page {
     start: u64,
     end: u64,
-    rows: Vec<(u64, Vec<u8>, Option<(OpeningJson, Option<[u8; 80]>)>)>,
+    rows: Vec<(u64, Vec<u8>, Option<RowOpening>)>,
 }
 
 fn fetch_page(c: &Client, openings: bool, q: &PageQuery) -> Result<Page, Failure> {
