@@ -414,7 +414,7 @@ fn reader(sh: &Shared) {
             let q = ConsentQuery {
                 subject,
                 controller: "example.com".into(),
-                purpose: "ai-training".into(),
+                purpose: "cawg.ai_training".into(),
                 at: None,
             };
             read("consent", c.consent(&q).map(drop));

@@ -14,7 +14,7 @@ use crate::ledger::{clock, Ledger, Options, Outcome};
 use crate::store::Engine;
 
 const CONTROLLER: &str = "example.com";
-const PURPOSE: &str = "ai-training";
+const PURPOSE: &str = "cawg.ai_training";
 
 fn decide(
     l: &Ledger,

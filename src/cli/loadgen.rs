@@ -22,7 +22,7 @@ pub struct LoadgenArgs {
     pub users: u64,
     #[arg(long, default_value = "example.com")]
     pub controller: String,
-    #[arg(long, default_value = "ai-training")]
+    #[arg(long, default_value = "cawg.ai_training")]
     pub purpose: String,
     /// The ledger's origin
     #[arg(long, default_value = "consentlog.local/log")]
