@@ -8,6 +8,7 @@ use clap::Args;
 
 use super::{fail, CmdResult};
 use crate::core::request::parse_audience;
+use crate::server::check_token;
 use crate::server::{self, Auth, BatchConfig, ServeConfig};
 
 /// Arguments of `serve`.
@@ -92,9 +93,11 @@ pub fn serve(a: ServeArgs) -> CmdResult {
 pub fn config(a: ServeArgs) -> Result<(ServeConfig, Auth), String> {
     let mut auth = Auth::default();
     for t in &a.reader_token {
+        check_token(t).map_err(|e| format!("--reader-token: {e}"))?;
         auth.add_reader(t, None);
     }
     for t in &a.auditor_token {
+        check_token(t).map_err(|e| format!("--auditor-token: {e}"))?;
         auth.add_auditor(t);
     }
     if let Some(f) = &a.tokens_file {

@@ -21,6 +21,31 @@ fn token_id(t: &str) -> Hash {
     *blake3::hash(t.as_bytes()).as_bytes()
 }
 
+/// Shortest token accepted (a token is a secret: guessable ones are refused).
+pub const MIN_TOKEN: usize = 16;
+/// Longest token accepted.
+pub const MAX_TOKEN: usize = 256;
+
+/// A reader or auditor token is 16–256 characters of `[A-Za-z0-9._~+/=-]` (what random bytes
+/// in base64 or hex look like); anything else is refused, naming the rule.
+pub fn check_token(t: &str) -> Result<(), String> {
+    if t.len() < MIN_TOKEN || t.len() > MAX_TOKEN {
+        return Err(format!(
+            "a token must be {MIN_TOKEN}-{MAX_TOKEN} characters, this one has {}",
+            t.len()
+        ));
+    }
+    if let Some(c) = t
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "._~+/=-".contains(*c)))
+    {
+        return Err(format!(
+            "a token may hold only A-Z a-z 0-9 . _ ~ + / = -, not {c:?}"
+        ));
+    }
+    Ok(())
+}
+
 /// The server's credentials.
 #[derive(Default, Clone)]
 pub struct Auth {
@@ -37,18 +62,36 @@ impl Auth {
         self.auditors.insert(token_id(token));
     }
 
-    /// Loads a tokens file: lines `TOKEN [controller,controller…]`; `#` starts a comment; a
-    /// token with no controllers may ask about any.
+    /// Loads a tokens file: lines `TOKEN [controller,controller…]`; a line whose first
+    /// non-blank character is `#` is a comment (a `#` elsewhere is not special, and is refused
+    /// in a token); a token with no controllers may ask about any. The file holds secrets: it
+    /// is refused when group or others may read it.
     pub fn load_tokens_file(&mut self, path: &Path) -> Result<usize, String> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                return Err(format!(
+                    "{}: tokens file is readable by group or others (mode {:o}); chmod 600 it",
+                    path.display(),
+                    mode & 0o777
+                ));
+            }
+        }
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut n = 0;
         for (i, line) in text.lines().enumerate() {
-            let line = line.split('#').next().unwrap_or("").trim();
-            if line.is_empty() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
                 continue;
             }
             let mut parts = line.split_whitespace();
             let token = parts.next().expect("non-empty");
+            check_token(token).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))?;
             let controllers = parts.next().map(|list| {
                 list.split(',')
                     .filter(|c| !c.is_empty())
@@ -340,6 +383,48 @@ mod tests {
     use super::*;
 
     const T: u64 = 1_767_225_600_000;
+
+    fn tokens(text: &str, mode: u32) -> Result<Auth, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("tokens");
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        let mut a = Auth::default();
+        a.load_tokens_file(&p).map(|_| a)
+    }
+
+    /// Issue 13, item 2: a `#` inside a token no longer cuts it short (which let the short
+    /// prefix in without its controller restriction); only whole-line comments are comments;
+    /// tokens must be long and plain; the file must be private.
+    #[test]
+    fn tokens_files_are_strict() {
+        let a = tokens(
+            "# readers\n  # indented comment\nabcdefghijklmnop example.com\n\n",
+            0o600,
+        )
+        .unwrap();
+        assert_eq!(a.readers.len(), 1);
+        let e = tokens("abc#defghijklmnopqrs example.com\n", 0o600)
+            .err()
+            .unwrap();
+        assert!(
+            e.contains(":1: a token may hold only") && e.contains("'#'"),
+            "{e}"
+        );
+        let e = tokens("ok-token-0000000001\nshort\n", 0o600).err().unwrap();
+        assert!(
+            e.contains(":2: a token must be 16-256 characters, this one has 5"),
+            "{e}"
+        );
+        let e = tokens("abcdefghijklmnop\n", 0o644).err().unwrap();
+        assert!(
+            e.contains("readable by group or others") && e.contains("chmod 600"),
+            "{e}"
+        );
+        assert!(check_token(&"x".repeat(257)).is_err());
+        assert!(check_token("AZaz09._~+/=-xyzw").is_ok());
+    }
 
     #[test]
     fn a_nonce_is_spent_once_per_subject_until_its_request_is_stale() {

@@ -197,10 +197,13 @@ pub async fn post_batch(
     body: Body,
 ) -> Result<Json<BatchResults>, ApiError> {
     let started = Instant::now();
-    let events = crate::core::event::parse_batch(body.text()?).map_err(ApiError::bad_request)?;
-    if events.len() > MAX_BATCH {
-        return Err(too_many(events.len()));
+    let text = body.text()?;
+    // Counted before any event is parsed: an oversized batch costs nothing but the count.
+    let n = crate::core::event::count_batch(text).map_err(ApiError::bad_request)?;
+    if n > MAX_BATCH {
+        return Err(too_many(n));
     }
+    let events = crate::core::event::parse_batch(text).map_err(ApiError::bad_request)?;
     if events.is_empty() {
         return Err(ApiError::bad_request("the batch holds no events"));
     }

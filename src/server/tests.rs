@@ -19,8 +19,8 @@ use crate::core::request::{sign_request, Target};
 use crate::ledger::clock::{self, Clock};
 
 const ORIGIN: &str = "test.example/log";
-const READER: &str = "reader-token-1";
-const AUDITOR: &str = "auditor-token-1";
+const READER: &str = "reader-token-0001";
+const AUDITOR: &str = "auditor-token-0001";
 
 fn config(dir: &std::path::Path) -> ServeConfig {
     ServeConfig {

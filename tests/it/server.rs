@@ -36,16 +36,18 @@ use serde_json::{json, Value};
 
 const CTL: &str = "example.com";
 const PUR: &str = "ai-training";
-const READER: &str = "reader-secret-1";
+const READER: &str = "reader-secret-0001";
 const AUDITOR: &str = "auditor-secret-1";
 /// A reader token the tokens files below limit to some controllers.
 const LIMITED: &str = "limited-reader-2";
 
 /// A tokens file in its own temporary directory (kept alive by the returned guard).
 fn tokens_file(text: &str) -> (tempfile::TempDir, String) {
+    use std::os::unix::fs::PermissionsExt;
     let d = tempfile::tempdir().expect("tempdir");
     let p = d.path().join("tokens.txt");
     std::fs::write(&p, text).expect("write tokens file");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
     let s = s(&p).to_string();
     (d, s)
 }
@@ -1831,4 +1833,22 @@ fn cli_grants_revokes_proves_and_reads_history_over_http() {
     let c = history::check(&h, &srv.log_key, Some(&h32(&subject))).unwrap();
     assert_eq!(c.chains.len(), 1);
     assert_eq!(c.chains[0].events.len(), 2);
+}
+
+/// Issue 13, item 2, through `consentlog serve`: short or odd tokens and a tokens file that
+/// others may read are refused before anything is served, naming the rule.
+#[test]
+fn serve_refuses_weak_tokens_and_a_readable_tokens_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("l");
+    let r = run(&["serve", "--dir", s(&dir), "--reader-token", "TRAINING"]);
+    r.assert_fails_with("--reader-token: a token must be 16-256 characters");
+    let (_t, tf) = tokens_file("abc#defghijklmnopqrs example.com\n");
+    let r = run(&["serve", "--dir", s(&dir), "--tokens-file", &tf]);
+    r.assert_fails_with("a token may hold only");
+    let (_t, tf) = tokens_file("abcdefghijklmnopqrs example.com\n");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&tf, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let r = run(&["serve", "--dir", s(&dir), "--tokens-file", &tf]);
+    r.assert_fails_with("chmod 600");
 }

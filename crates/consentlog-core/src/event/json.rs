@@ -125,6 +125,18 @@ impl EventJson {
 #[error("body is not a JSON array: {0}")]
 pub struct BatchError(#[source] pub serde_json::Error);
 
+/// How many events a batch body holds (non-blank NDJSON lines, or the elements of a JSON
+/// array), found without parsing any event: so that an oversized batch is refused before any
+/// work or memory is spent on its events.
+pub fn count_batch(text: &str) -> Result<usize, BatchError> {
+    if !text.trim_start().starts_with('[') {
+        return Ok(text.lines().filter(|l| !l.trim().is_empty()).count());
+    }
+    let items: Vec<&serde_json::value::RawValue> =
+        serde_json::from_str(text).map_err(BatchError)?;
+    Ok(items.len())
+}
+
 /// Parses the body of a batch: a JSON array of event objects, or NDJSON lines. Each element is
 /// parsed from its own text exactly like an NDJSON line, so a repeated field is refused either
 /// way. Fails as a whole only when the body is not a JSON array (or not text).
@@ -157,6 +169,27 @@ mod tests {
 
     fn line(ev: &SignedEvent) -> serde_json::Value {
         serde_json::to_value(EventJson::from(ev)).unwrap()
+    }
+
+    /// A batch is counted without parsing its events; the count is the number `parse_batch`
+    /// gives, in both forms.
+    #[test]
+    fn batches_are_counted_without_parsing() {
+        let log = Log::new();
+        let good = line(&log.event(None, true, T0)).to_string();
+        for body in [
+            format!("{good}\n\n{good}\n  \nx\n"),
+            format!("[{good}, {good}, 1]"),
+            "x\n".repeat(1000),
+            String::new(),
+        ] {
+            assert_eq!(
+                count_batch(&body).unwrap(),
+                parse_batch(&body).unwrap().len(),
+                "{body:.40}"
+            );
+        }
+        assert!(count_batch("[1, 2").is_err());
     }
 
     #[test]

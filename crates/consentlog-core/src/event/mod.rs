@@ -18,7 +18,7 @@ use crate::vrf::StateKeyInput;
 
 pub mod json;
 
-pub use json::{parse_batch, BatchError, EventJson};
+pub use json::{count_batch, parse_batch, BatchError, EventJson};
 
 /// Domain-separation prefix of an event signature.
 pub const EVENT_DOMAIN: &[u8] = b"consentlog/v2/event\n";
