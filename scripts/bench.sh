@@ -133,8 +133,12 @@ timed() {
     fi
 }
 
-# entries DIR: the ledger's size, from a fresh checkpoint note (line 2).
-entries() { "$BIN" checkpoint --dir "$1" | sed -n 2p; }
+# entries DIR: the ledger's event leaves (after a fresh map leaf and checkpoint; the genesis
+# and map leaves are not counted).
+entries() {
+  "$BIN" checkpoint --dir "$1" >/dev/null 2>&1
+  "$BIN" leaves --dir "$1" | grep -c '"kind":"event"'
+}
 
 # queries EVENTS_FILE OUT: two prove --batch queries per subject (now, and at its first event's issued_at).
 queries() {
@@ -283,7 +287,7 @@ log "serve the $PROOF_LEDGER-entry ledger: $HTTP_SERVE_EVENTS appends and 2000 c
 SEV=$WORKDIR/serve.ndjson
 "$BIN" loadgen --events "$HTTP_SERVE_EVENTS" --users $((HTTP_SERVE_EVENTS / 20 > 0 ? HTTP_SERVE_EVENTS / 20 : 1)) \
     --log "$ORIGIN" --out "$SEV" 2>/dev/null
-RUST_LOG=warn "$BIN" serve --dir "$D" --listen "127.0.0.1:$PORT" --reader-token bench-reader \
+RUST_LOG=warn "$BIN" serve --dir "$D" --listen "127.0.0.1:$PORT" --reader-token bench-reader-token-0001 \
     >"$WORKDIR/serve-big.log" 2>&1 &
 pid=$!
 SERVER_PIDS+=("$pid")
@@ -299,7 +303,7 @@ with open(path) as f:
             break
         q = json.loads(line)
         c.request("GET", "/v1/proofs/consent?" + urllib.parse.urlencode(q),
-                  headers={"Authorization": "Bearer bench-reader"})
+                  headers={"Authorization": "Bearer bench-reader-token-0001"})
         r = c.getresponse()
         r.read()
         if r.status != 200:

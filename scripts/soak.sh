@@ -36,7 +36,7 @@ SOAK_CHAIN="${SOAK_CHAIN:-10}"
 SOAK_RATE="${SOAK_RATE:-0}"
 SOAK_KEEP="${SOAK_KEEP:-0}"
 SOAK_SERVE_ARGS="${SOAK_SERVE_ARGS:-}"
-READER_TOKEN="soak-reader-$$"
+READER_TOKEN="soak-reader-token-$$"
 
 echo "== building (release)"
 cargo build --release --quiet --bin consentlog --example soak
