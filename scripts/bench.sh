@@ -62,7 +62,7 @@ command -v python3 >/dev/null || { echo "python3 is required (HTTP client, query
 
 ORIGIN=bench.example/log
 CONTROLLER=example.com
-PURPOSE=ai-training
+PURPOSE=cawg.ai_training
 BIN=${BIN:-$ROOT/target/release/consentlog}
 
 # --- servers are always stopped, work files removed unless --keep --------------------------
