@@ -259,8 +259,17 @@ impl Ledger {
         &self,
         input: &StateKeyInput<'_>,
     ) -> Result<(Hash, VrfProof, bool), LedgerError> {
+        self.state_key_or_prove_in(&*self.store(), input)
+    }
+
+    /// [`Ledger::state_key_or_prove_input`], reading the index through `r`.
+    pub(crate) fn state_key_or_prove_in(
+        &self,
+        r: &dyn crate::store::View,
+        input: &StateKeyInput<'_>,
+    ) -> Result<(Hash, VrfProof, bool), LedgerError> {
         let k = schema::state_key_index_key(input);
-        if let Some(v) = self.store().get(Table::StateKey, &k)? {
+        if let Some(v) = r.get(Table::StateKey, &k)? {
             let (key, proof) = schema::decode_state_key(&k, &v)?;
             return Ok((key, proof, false));
         }

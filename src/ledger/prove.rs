@@ -346,7 +346,13 @@ impl Ledger {
         if at < genesis_time {
             return Err(Invalid::BeforeGenesis { at, genesis_time }.into());
         }
-        let (key, vrf) = self.state_key_or_prove(subject, controller, purpose)?;
+        let input = crate::core::vrf::StateKeyInput {
+            origin: self.origin(),
+            subject,
+            controller,
+            purpose,
+        };
+        let (key, vrf, _) = self.state_key_or_prove_in(r, &input)?;
         let indices = key_indices(r, &key, snap.map_index)?;
         // Event leaves read while searching, kept for the proofs.
         let mut read: Vec<(usize, EventLeaf)> = Vec::with_capacity(8);
