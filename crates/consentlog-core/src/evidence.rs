@@ -548,7 +548,7 @@ fn who(cp: &SignedCheckpoint, key: &[u8; 32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::leaf::{EventLeaf, GenesisLeaf, MapLeaf, LEAF_VERSION};
+    use crate::leaf::{EventLeaf, MapLeaf, LEAF_VERSION};
     use crate::opening::Opening;
     use crate::testutil::{Log, T0};
     use crate::tlog::prove_consistency;
@@ -840,7 +840,6 @@ mod tests {
             },
         );
         assert!(not_evidence(&fine));
-        let _ = GenesisLeaf::clone;
     }
 
     #[test]
