@@ -146,6 +146,7 @@ fn replay(
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     std::thread::scope(|scope| {
         let mut vrf_key = auditor.vrf_key();
+        let known = auditor.state_keys();
         let reader = scope.spawn(move || -> CmdResult {
             for chunk in chunks {
                 let chunk = chunk?;
@@ -154,7 +155,7 @@ fn replay(
                     vrf_key = crate::core::vrf::VrfPublicKey::from_bytes(g.vrf_key).ok();
                 }
                 if tx
-                    .send(Auditor::check_chunk(&origin, vrf_key, chunk))
+                    .send(Auditor::check_chunk(&origin, vrf_key, &known, chunk))
                     .is_err()
                 {
                     break;

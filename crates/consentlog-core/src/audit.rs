@@ -180,6 +180,55 @@ impl CheckedChunk {
     }
 }
 
+/// Triples (VRF input and proof) whose VRF proof a replay has checked, with the answer, so that
+/// each is checked once. At most [`StateKeys::MAX`] are remembered (by a hash of the input and
+/// proof); beyond that, later chunks check theirs again.
+#[derive(Default)]
+pub struct StateKeys(std::sync::Mutex<HashMap<Hash, Result<Hash, VrfError>>>);
+
+type Triple = (Vec<u8>, [u8; 80]);
+
+impl StateKeys {
+    /// Most answers remembered.
+    pub const MAX: usize = 4_000_000;
+
+    fn id((alpha, proof): &Triple) -> Hash {
+        let mut h = blake3::Hasher::new();
+        h.update(&(alpha.len() as u64).to_le_bytes());
+        h.update(alpha);
+        h.update(proof);
+        *h.finalize().as_bytes()
+    }
+
+    /// The answers known for `triples`, and the triples still to check.
+    fn split(
+        &self,
+        triples: std::collections::HashSet<Triple>,
+    ) -> (HashMap<Triple, Result<Hash, VrfError>>, Vec<Triple>) {
+        let known = self.0.lock().expect("state keys");
+        let (mut done, mut todo) = (HashMap::new(), Vec::new());
+        for t in triples {
+            match known.get(&Self::id(&t)) {
+                Some(r) => {
+                    done.insert(t, *r);
+                }
+                None => todo.push(t),
+            }
+        }
+        (done, todo)
+    }
+
+    fn remember(&self, fresh: &HashMap<Triple, Result<Hash, VrfError>>) {
+        let mut known = self.0.lock().expect("state keys");
+        for (t, r) in fresh {
+            if known.len() >= Self::MAX {
+                break;
+            }
+            known.insert(Self::id(t), *r);
+        }
+    }
+}
+
 /// A key's latest event leaf in the public chain.
 #[derive(Clone, Copy)]
 struct PublicHead {
@@ -200,6 +249,8 @@ pub struct Auditor {
     genesis_time: u64,
     /// The VRF key the genesis leaf names.
     vrf_key: Option<VrfPublicKey>,
+    /// The state keys checked so far (each triple's VRF proof once per replay).
+    state_keys: std::sync::Arc<StateKeys>,
     /// Latest event leaf time.
     last_time: u64,
     /// Time of the latest map leaf.
@@ -265,6 +316,7 @@ impl Auditor {
             pending: Vec::new(),
             genesis_time: 0,
             vrf_key: None,
+            state_keys: Default::default(),
             last_time: 0,
             last_map_time: None,
             heads: HashMap::new(),
@@ -313,12 +365,18 @@ impl Auditor {
         self.vrf_key
     }
 
+    /// The state keys this replay has checked, shared with whoever checks its chunks.
+    pub fn state_keys(&self) -> std::sync::Arc<StateKeys> {
+        self.state_keys.clone()
+    }
+
     /// The per-leaf checks that need no state, on all cores, for a log of `origin` whose VRF
     /// key is `vrf_key` (None: the chunk starts with the genesis leaf, which names it). Each
-    /// triple's VRF proof is checked once per chunk.
+    /// triple's VRF proof is checked once per replay: `known` remembers the answers.
     pub fn check_chunk(
         origin: &str,
         vrf_key: Option<VrfPublicKey>,
+        known: &StateKeys,
         chunk: Vec<(Leaf, Option<Opening>)>,
     ) -> CheckedChunk {
         let vrf_key = vrf_key.or_else(|| match chunk.first() {
@@ -330,7 +388,7 @@ impl Auditor {
                 .iter()
                 .filter_map(|(_, o)| o.as_ref().map(|o| &o.event)),
         );
-        // The state key of each triple (with its proof) once.
+        // The state key of each triple (with its proof): from `known`, or checked once here.
         let triples: std::collections::HashSet<(Vec<u8>, [u8; 80])> = chunk
             .iter()
             .filter_map(|(_, o)| {
@@ -338,13 +396,16 @@ impl Auditor {
                 Some((o.event.event.state_key_input().alpha(), o.vrf.0))
             })
             .collect();
-        let state_keys: HashMap<(Vec<u8>, [u8; 80]), Result<Hash, VrfError>> =
-            crate::par::map_each(triples, |(alpha, proof)| match &vrf_key {
+        let (mut state_keys, todo) = known.split(triples);
+        let fresh: HashMap<(Vec<u8>, [u8; 80]), Result<Hash, VrfError>> =
+            crate::par::map_each(todo, |(alpha, proof)| match &vrf_key {
                 None => Err(VrfError::PublicKey),
                 Some(k) => k
                     .check(alpha, &crate::vrf::VrfProof(*proof))
                     .map(|beta| crate::vrf::state_key(&beta)),
             });
+        known.remember(&fresh);
+        state_keys.extend(fresh);
         let state_keys = &state_keys;
         CheckedChunk(crate::par::map_parts(chunk, SIGNATURE_CHUNK, |part| {
             let signed: Vec<&SignedEvent> = part
@@ -381,7 +442,7 @@ impl Auditor {
 
     /// Replays the next leaves in order.
     pub fn push_chunk(&mut self, chunk: Vec<(Leaf, Option<Opening>)>) {
-        let checked = Self::check_chunk(&self.origin, self.vrf_key, chunk);
+        let checked = Self::check_chunk(&self.origin, self.vrf_key, &self.state_keys, chunk);
         self.push_checked(checked);
     }
 
@@ -808,6 +869,23 @@ mod tests {
             problems(&log, &[cp], true),
             [Problem::NoGenesis { kind: "map" }]
         );
+    }
+
+    /// Each triple's VRF proof is checked once per replay, however many chunks its events
+    /// are in.
+    #[test]
+    fn each_triples_vrf_proof_is_checked_once_per_replay() {
+        let (mut log, _) = Log::chain_of_two();
+        let cp = log.checkpoint(T0 + 120_000).note;
+        let mut a = Auditor::new(&log.key.verifying_key(), ORIGIN, &[cp], NOW);
+        let all = chunk(&log, true);
+        for leaf in all {
+            a.push_chunk(vec![leaf]);
+        }
+        assert_eq!(a.state_keys().0.lock().unwrap().len(), 1);
+        let r = a.finish();
+        assert!(r.ok(), "{:?}", r.violations);
+        assert_eq!(r.openings_checked, 2);
     }
 
     #[test]
