@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use crate::support::ledger::{is_lock_error, open_with};
+use crate::support::ledger::{init_ledger, open_with};
 use crate::support::*;
 use consentlog::core::audit::{Auditor, Problem, Report};
 use consentlog::core::event::SignedEvent;
@@ -29,7 +29,6 @@ use consentlog::ledger::raw::RawLedger;
 use consentlog::ledger::schema::{self, index_key};
 use consentlog::ledger::{Ledger, Options, Outcome};
 use consentlog::store::{Store, Table, WriteBatch};
-use consentlog::testing::engine_from_env;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 
 const ORIGIN: &str = "audit.example/log";
@@ -100,18 +99,7 @@ impl Builder {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("ledger");
         let opts = Options::default().clock(clock.clone());
-        // As `TestLedger::new` does: sled may still hold its lock for a moment after init.
-        let l = match Ledger::init_with(&dir, ORIGIN, engine_from_env(), opts.clone()) {
-            Ok(l) => l,
-            Err(e) if is_lock_error(&e) && dir.join("engine").exists() => {
-                let l = open_with(&dir, opts);
-                if l.checkpoints().expect("checkpoints").is_empty() {
-                    l.checkpoint().expect("first checkpoint");
-                }
-                l
-            }
-            Err(e) => panic!("init ledger: {e}"),
-        };
+        let l = init_ledger(&dir, ORIGIN, opts);
         assert_eq!(l.size(), 2, "genesis and init's map leaf");
         Builder {
             tmp,

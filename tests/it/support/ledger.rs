@@ -82,17 +82,7 @@ impl TestLedger {
     fn init(origin: &str, opts: Options, clock: ManualClock) -> TestLedger {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("ledger");
-        let ledger = match Ledger::init_with(&dir, origin, engine_from_env(), opts.clone()) {
-            Ok(l) => l,
-            Err(e) if is_lock_error(&e) && dir.join("engine").exists() => {
-                let l = open_with(&dir, opts);
-                if l.checkpoints().expect("checkpoints").is_empty() {
-                    l.checkpoint().expect("first checkpoint");
-                }
-                l
-            }
-            Err(e) => panic!("init ledger: {e}"),
-        };
+        let ledger = init_ledger(&dir, origin, opts);
         TestLedger {
             log_key: to_hex(ledger.public_key().as_bytes()),
             ledger: Some(ledger),
@@ -277,6 +267,23 @@ pub fn new_ledger() -> (TempDir, PathBuf, Ledger) {
 }
 
 /// Whether a ledger error is sled's "could not acquire lock" on its database file.
+/// `Ledger::init_with` on the engine `$CONSENTLOG_ENGINE` names. Should sled still hold its
+/// file lock for a moment once the directory is complete, opens it instead (retrying) and
+/// signs the first checkpoint if init could not.
+pub fn init_ledger(dir: &Path, origin: &str, opts: Options) -> Ledger {
+    match Ledger::init_with(dir, origin, engine_from_env(), opts.clone()) {
+        Ok(l) => l,
+        Err(e) if is_lock_error(&e) && dir.join("engine").exists() => {
+            let l = open_with(dir, opts);
+            if l.checkpoints().expect("checkpoints").is_empty() {
+                l.checkpoint().expect("first checkpoint");
+            }
+            l
+        }
+        Err(e) => panic!("init ledger: {e}"),
+    }
+}
+
 pub fn is_lock_error(e: &LedgerError) -> bool {
     e.to_string().contains("could not acquire lock")
 }
