@@ -56,7 +56,7 @@ impl ClientError {
 }
 
 /// An accepted append: 201 (appended) or 200 (the identical event was already logged).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
     pub status: u16,
     pub receipt: Receipt,

@@ -41,7 +41,7 @@ pub fn chain(u: u64, n: u64, now: u64) -> Vec<SignedEvent> {
             subject,
             controller: CONTROLLER.to_string(),
             purpose: PURPOSE.to_string(),
-            decision: u8::from(seq == 0 || coin % 3 != 0),
+            decision: u8::from(seq == 0 || !coin.is_multiple_of(3)),
             seq,
             prev,
             issued_at: now,

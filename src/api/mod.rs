@@ -95,7 +95,7 @@ pub enum Wait {
 #[serde(untagged)]
 pub enum AppendAnswer {
     #[schema(value_type = ReceiptSchema)]
-    Receipt(Receipt),
+    Receipt(Box<Receipt>),
     Checkpointed(Box<CheckpointedReceipt>),
 }
 

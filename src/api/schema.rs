@@ -38,15 +38,26 @@ pub struct EventSchema {
     signature: String,
 }
 
-/// The log's signed promise that an entry was durably appended (docs/FORMAT.md, "Receipt").
+/// Proof that an event is in the log (docs/FORMAT.md §12): `tlog_proof` is a C2SP tlog-proof
+/// (c2sp.org/tlog-proof@v1) under a checkpoint signed once the event was durable; the other
+/// fields repeat what it holds, for convenience.
 #[allow(dead_code)]
 #[derive(ToSchema)]
 #[schema(as = Receipt)]
 pub struct ReceiptSchema {
+    /// The event leaf's index.
     index: u64,
+    /// The event leaf (hex).
+    leaf: String,
+    /// Its RFC 6962 leaf hash (hex).
     leaf_hash: String,
+    /// The signed event's hash (hex): what `sign --prev` of the next event names.
+    event_hash: String,
+    /// The ledger's time when the event was appended (ms).
     integrated_at: u64,
-    signature: String,
+    seq: u64,
+    /// The receipt itself, checked by `consentlog verify-receipt`.
+    tlog_proof: String,
 }
 
 /// An opening: the commitment's nonce and the exact signed event bytes (hex).

@@ -66,12 +66,12 @@ pub fn demo() -> CmdResult {
     let r = decide(&l, &alice, true)?;
     println!(
         "   alice opts in  -> receipt: index {}, integrated at {}",
-        r.index, r.integrated_at
+        r.index, r.leaf.integrated_at
     );
     let r = decide(&l, &bob, true)?;
     println!(
         "   bob opts in    -> receipt: index {}, integrated at {}",
-        r.index, r.integrated_at
+        r.index, r.leaf.integrated_at
     );
     sleep(Duration::from_millis(20));
     let t = clock::now_ms();
@@ -80,7 +80,7 @@ pub fn demo() -> CmdResult {
     let r = decide(&l, &bob, false)?;
     println!(
         "   bob opts out   -> receipt: index {}, integrated at {}",
-        r.index, r.integrated_at
+        r.index, r.leaf.integrated_at
     );
     let cp = l.checkpoint_all().map_err(fail)?;
     let snap = l.latest();

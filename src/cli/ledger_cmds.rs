@@ -26,6 +26,10 @@ pub struct DecideArgs {
     /// The person's key file
     #[arg(long)]
     pub key: PathBuf,
+    /// With --server: the log's public key (64 hex digits or log.pub, as `serve` prints it),
+    /// to check the receipt the server hands back
+    #[arg(long, env = "CONSENTLOG_LOG_KEY")]
+    pub log_key: Option<String>,
     #[command(flatten)]
     pub triple: Triple,
     /// Opt-in only: consent lapses at this time (ms since the epoch)
@@ -64,7 +68,15 @@ pub fn decide(a: DecideArgs, opt_in: bool) -> CmdResult {
     }
     let key = keyfile::read(&a.key, true).map_err(fail)?;
     if let Some(url) = &a.server {
-        return super::remote::decide(url, &key, &a.triple, a.expires_at, opt_in);
+        let Some(log_key) = &a.log_key else {
+            return Err(Failure::new(
+                64,
+                "--server needs --log-key K (the log's public key, as `serve` prints it) to \
+                 check the receipt it hands back",
+            ));
+        };
+        let log_key = super::parse_log_key(log_key)?;
+        return super::remote::decide(url, &key, &log_key, &a.triple, a.expires_at, opt_in);
     }
     let l = open(a.dir.as_deref().expect("clap: --dir or --server"))?;
     let subject = key.verifying_key().to_bytes();
@@ -81,12 +93,18 @@ pub fn decide(a: DecideArgs, opt_in: bool) -> CmdResult {
         a.expires_at,
     )
     .sign(&key);
-    let out = l.append(vec![Ok(ev)]).map_err(fail)?;
-    if print_outcome(&out[0]) {
-        Ok(())
-    } else {
-        Err(Failure::new(1, "event rejected"))
-    }
+    let out = l.append(vec![Ok(ev.clone())]).map_err(fail)?;
+    let (Outcome::Accepted(r) | Outcome::Duplicate(r)) = &out[0] else {
+        print_outcome(&out[0]);
+        return Err(Failure::new(1, "event rejected"));
+    };
+    let checked = super::receipt::accept(&l.public_key(), r, &ev, None)?;
+    print_json(r);
+    eprint!(
+        "{}",
+        super::receipt::describe(&checked, &ev, &l.public_key())
+    );
+    Ok(())
 }
 
 /// Streams NDJSON events in, one chunk at a time, and prints each chunk's receipts as soon as

@@ -8,6 +8,7 @@ mod demo;
 mod ledger_cmds;
 mod loadgen;
 mod person;
+mod receipt;
 mod remote;
 mod remote_audit;
 mod serve;
@@ -237,6 +238,8 @@ pub enum Command {
         #[arg(long)]
         no_openings: bool,
     },
+    /// Check a receipt (a C2SP tlog-proof) offline: exit 0 valid, 2 invalid
+    VerifyReceipt(receipt::VerifyReceiptArgs),
     /// Generate signed events for fresh random people, as NDJSON
     Loadgen(loadgen::LoadgenArgs),
     /// A walkthrough: people grant and revoke, a training job proves, an auditor replays
@@ -329,6 +332,7 @@ pub fn run(cli: Cli) -> CmdResult {
             out,
             no_openings,
         } => ledger_cmds::export(&dir, &out, !no_openings),
+        Command::VerifyReceipt(a) => receipt::verify_receipt(a),
         Command::Loadgen(a) => loadgen::loadgen(a),
         Command::Demo => demo::demo(),
         Command::Serve(a) => serve::serve(a),

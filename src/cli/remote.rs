@@ -15,6 +15,7 @@ use crate::ledger::clock;
 pub fn decide(
     url: &str,
     key: &SigningKey,
+    log_key: &ed25519_dalek::VerifyingKey,
     t: &Triple,
     expires_at: Option<u64>,
     opt_in: bool,
@@ -40,10 +41,12 @@ pub fn decide(
     )
     .sign(key);
     let appended = c.append(&EventJson::from(&ev)).map_err(fail)?;
+    let checked = super::receipt::accept(log_key, &appended.receipt, &ev, None)?;
     println!(
         "{}",
         serde_json::to_string(&appended.receipt).expect("json")
     );
+    eprint!("{}", super::receipt::describe(&checked, &ev, log_key));
     Ok(())
 }
 

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use rayon::prelude::*;
 
-use super::error::Key;
 use super::leaves::LeafSource;
+use super::receipts::{ChunkNodes, LowNodes};
 use super::schema::{self, index_key, node_key};
 use super::{Ledger, LedgerError, Outcome, State, CHUNK};
 use crate::core::event::{signatures_valid, subject_keys, SignedEvent, SIGNATURE_CHUNK};
@@ -82,6 +82,8 @@ pub fn precheck(events: Vec<Result<SignedEvent, Reject>>) -> Vec<Result<Precheck
 }
 
 /// Where one submitted event's outcome comes from.
+// Slots live for one chunk, one per event; boxing the outcome would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 enum Slot {
     Done(Outcome),
     /// Existing event leaf index.
@@ -107,6 +109,8 @@ struct Chunk {
     fresh: HashMap<Hash, usize>,
     /// Accepted event leaves with their leaf hashes.
     accepted: Vec<(EventLeaf, Hash)>,
+    /// The openings of the accepted event leaves, in the same order.
+    openings: Vec<Opening>,
     /// State keys of new triples written in this chunk (by index key).
     new_triples: std::collections::HashSet<Hash>,
     /// Node hashes written (level ≥ 1).
@@ -124,6 +128,7 @@ impl Chunk {
             heads: HashMap::new(),
             fresh: HashMap::new(),
             accepted: Vec::new(),
+            openings: Vec::new(),
             new_triples: std::collections::HashSet::new(),
             new_nodes: Vec::new(),
             slots: Vec::with_capacity(len),
@@ -193,6 +198,7 @@ impl Chunk {
         self.fresh.insert(hash, self.accepted.len());
         self.slots.push(Slot::New(self.accepted.len()));
         self.accepted.push((entry, leaf));
+        self.openings.push(opening);
     }
 
     /// The new map values of the accepted event leaves.
@@ -343,21 +349,23 @@ impl Ledger {
         for c in checked {
             self.place(&mut chunk, c)?;
         }
-        let receipts = if chunk.accepted.is_empty() {
-            Vec::new()
+        let before = if chunk.accepted.is_empty() {
+            None
         } else {
             let map = self.stage_map(&st, &mut chunk)?;
-            let batch = std::mem::take(&mut chunk.batch);
-            let receipts = self.commit_and_sign(batch, chunk.base, &chunk.accepted)?;
+            self.commit(std::mem::take(&mut chunk.batch))?;
             // Durable: now the in-memory state may change.
             self.upper.extend(&chunk.new_nodes);
             st.map = map;
-            st.frontier = chunk.frontier;
             st.last_time = now;
-            receipts
+            Some(std::mem::replace(
+                &mut st.frontier,
+                std::mem::take(&mut chunk.frontier),
+            ))
         };
+        let tree = (st.frontier.size().0, st.frontier.root(&Sha256Hasher));
         drop(st);
-        self.outcomes(chunk.slots, &receipts)
+        self.outcomes(chunk, before, tree)
     }
 
     /// Decides one event of a chunk: refused, a resubmission of a logged or of an earlier
@@ -437,69 +445,75 @@ impl Ledger {
         Ok(map)
     }
 
-    /// Commits `batch` and signs the receipts of `accepted` (entries `base..`) while the
-    /// batch is written and synced (signing costs as much as verifying). The receipts are
-    /// returned only if the commit succeeded.
-    fn commit_and_sign(
-        &self,
-        batch: WriteBatch,
-        base: u64,
-        accepted: &[(EventLeaf, Hash)],
-    ) -> Result<Vec<Receipt>, LedgerError> {
-        let sign = |pos: usize, e: &EventLeaf| self.receipt(base + pos as u64, e);
-        let (committed, signed) = if accepted.len() < PARALLEL_MIN {
-            // A few receipts: signed here, before the commit, rather than handed to other
-            // threads and waited for (the server's batches are mostly this small).
-            let signed: Vec<Receipt> = accepted
-                .iter()
-                .enumerate()
-                .map(|(p, (e, _))| sign(p, e))
-                .collect();
-            (self.commit(batch), signed)
-        } else {
-            rayon::join(
-                || self.commit(batch),
-                || {
-                    accepted
-                        .par_iter()
-                        .enumerate()
-                        .map(|(p, (e, _))| sign(p, e))
-                        .collect::<Vec<Receipt>>()
-                },
-            )
-        };
-        committed?;
-        Ok(signed)
-    }
-
-    /// The outcome of each event of a durable chunk, in order.
+    /// The outcome of each event of a durable chunk, in order. Receipts are under one
+    /// checkpoint of `tree` (size, root), the tree just after the chunk, signed here; `before`
+    /// is the frontier before the chunk's first leaf, if it appended any.
     fn outcomes(
         &self,
-        slots: Vec<Slot>,
-        receipts: &[Receipt],
+        chunk: Chunk,
+        before: Option<Frontier>,
+        tree: (u64, Hash),
     ) -> Result<Vec<Outcome>, LedgerError> {
+        let Chunk {
+            base,
+            accepted,
+            openings,
+            new_nodes,
+            slots,
+            ..
+        } = chunk;
+        if slots.iter().all(|s| matches!(s, Slot::Done(_))) {
+            return Ok(slots
+                .into_iter()
+                .map(|s| match s {
+                    Slot::Done(o) => o,
+                    _ => unreachable!("all refused"),
+                })
+                .collect());
+        }
+        let low = match &before {
+            Some(f) => LowNodes::new(f, base, accepted.iter().map(|a| a.1), &new_nodes),
+            None => LowNodes::none(),
+        };
+        let (size, root) = tree;
+        let store = self.store();
+        let nodes = ChunkNodes {
+            low: &low,
+            rest: self.nodes(&*store),
+        };
+        let anchor = self.receipt_anchor(size, root, &nodes)?;
+        let make = |(pos, ((leaf, _), opening)): (usize, (&(EventLeaf, Hash), Opening))| {
+            let store = self.store();
+            let nodes = ChunkNodes {
+                low: &low,
+                rest: self.nodes(&*store),
+            };
+            self.receipt_in(&anchor, size, &nodes, base + pos as u64, *leaf, opening)
+        };
+        let receipts: Vec<Receipt> = if accepted.len() < PARALLEL_MIN {
+            accepted
+                .iter()
+                .zip(openings)
+                .enumerate()
+                .map(make)
+                .collect::<Result<_, _>>()?
+        } else {
+            accepted
+                .par_iter()
+                .zip(openings)
+                .enumerate()
+                .map(make)
+                .collect::<Result<_, _>>()?
+        };
         let outcome = |s: Slot| {
             Ok(match s {
                 Slot::Done(o) => o,
-                Slot::New(pos) => Outcome::Accepted(receipts[pos]),
-                Slot::Repeat(pos) => Outcome::Duplicate(receipts[pos]),
-                Slot::Existing(idx) => {
-                    let e = self
-                        .event_leaf(idx)?
-                        .ok_or_else(|| LedgerError::missing(Table::Leaf, Key::Index(idx)))?;
-                    Outcome::Duplicate(self.receipt(idx, &e))
-                }
+                Slot::New(pos) => Outcome::Accepted(receipts[pos].clone()),
+                Slot::Repeat(pos) => Outcome::Duplicate(receipts[pos].clone()),
+                Slot::Existing(idx) => Outcome::Duplicate(self.stored_receipt(&anchor, size, idx)?),
             })
         };
-        if slots.len() < PARALLEL_MIN {
-            slots.into_iter().map(outcome).collect()
-        } else {
-            slots.into_par_iter().map(outcome).collect()
-        }
-    }
-
-    pub(super) fn receipt(&self, index: u64, e: &EventLeaf) -> Receipt {
-        Receipt::sign(&self.key, index, e.leaf_hash(), e.integrated_at)
+        slots.into_iter().map(outcome).collect()
     }
 }
 
@@ -527,7 +541,7 @@ mod tests {
         // At the window's edge it is accepted, and integrated at the ledger's time.
         let first = event(&key, 0, None, now - ISSUED_AT_WINDOW_MS);
         let r = t.accept(vec![first.clone()]);
-        assert_eq!(r[0].integrated_at, now);
+        assert_eq!(r[0].leaf.integrated_at, now);
         // An hour later (no sleeping), the same issued_at is out of the window.
         t.clock.advance(3_600_000);
         let late = event(&key, 1, Some(first.event_hash()), T0);
@@ -538,7 +552,7 @@ mod tests {
         l.checkpoint().unwrap();
         let time = l.latest().map_leaf.time;
         let next = event(&key, 1, Some(first.event_hash()), time);
-        assert_eq!(t.accept(vec![next])[0].integrated_at, time + 1);
+        assert_eq!(t.accept(vec![next])[0].leaf.integrated_at, time + 1);
     }
 
     #[test]
@@ -556,7 +570,7 @@ mod tests {
         assert_eq!(a, b);
         // Again later: read back from the log.
         let out = t.ledger.append(vec![Ok(ev)]).unwrap();
-        assert_eq!(out, vec![Outcome::Duplicate(*a)]);
+        assert_eq!(out, vec![Outcome::Duplicate(a.clone())]);
         // Genesis, the first map leaf, the event.
         assert_eq!(t.ledger.size(), 3);
     }

@@ -135,7 +135,7 @@ mod tests {
         // An event leaf after the map leaf is strictly later, and so is the next map leaf.
         t.clock.set(T0 + 60_000);
         let r = t.accept(first_events(1, T0 + 60_000));
-        assert_eq!(r[0].integrated_at, T0 + 60_001);
+        assert_eq!(r[0].leaf.integrated_at, T0 + 60_001);
         t.clock.set(T0 + 61_000);
         l.checkpoint().unwrap();
         assert_eq!(l.latest().map_leaf.time, T0 + 61_000);

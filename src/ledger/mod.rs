@@ -9,7 +9,8 @@
 //! |---|---|
 //! | `mod.rs` | the [`Ledger`] type, its options and small accessors |
 //! | `open.rs` | create, open, rebuild the state and check it against the latest checkpoint |
-//! | `append.rs` | prechecks, the rules under the lock, one atomic batch per chunk, receipts |
+//! | `append.rs` | prechecks, the rules under the lock, one atomic batch per chunk |
+//! | `receipts.rs` | receipts: one checkpoint signed per durable chunk, tlog-proofs under it |
 //! | `checkpoint.rs` | appending map leaves, signing and storing checkpoints |
 //! | `schema.rs` | every table's key and value encoding |
 //! | `error.rs` | [`LedgerError`] |
@@ -28,6 +29,7 @@ mod nodes;
 mod open;
 mod prove;
 pub mod raw;
+mod receipts;
 pub mod schema;
 #[cfg(test)]
 mod testing;
@@ -167,6 +169,8 @@ pub struct Ledger {
     clock: Arc<dyn Clock>,
     /// The least time between two map leaves.
     map_leaf_interval_ms: u64,
+    /// The receipt checkpoint signed last, with the tree size it is for.
+    receipt_anchor: Mutex<Option<(u64, Arc<crate::core::receipt::ReceiptAnchor>)>>,
 }
 
 impl Ledger {

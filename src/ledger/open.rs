@@ -145,6 +145,7 @@ impl Ledger {
             upper,
             clock: opts.clock,
             map_leaf_interval_ms: opts.map_leaf_interval_ms.max(1),
+            receipt_anchor: Mutex::new(None),
         })
     }
 

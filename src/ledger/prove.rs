@@ -50,7 +50,7 @@ fn hexes(v: Vec<Hash>) -> Vec<HexHash> {
 
 /// A proof of the tree that could not be built: a stored node failed, or (a caller's
 /// mistake the ranges checked before should already have caught) a leaf or size out of range.
-fn prove_error(e: tlog::ProveError<NodeError>) -> LedgerError {
+pub(super) fn prove_error(e: tlog::ProveError<NodeError>) -> LedgerError {
     match e {
         tlog::ProveError::Read(e) => LedgerError::Node(e),
         tlog::ProveError::IndexOutOfRange { index, size } => Invalid::Index {

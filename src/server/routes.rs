@@ -153,7 +153,7 @@ pub async fn post_event(
         Outcome::Rejected(r) => return Err(ApiError::from(&r)),
     };
     if q.wait != Some(Wait::Checkpoint) {
-        return Ok((status, Json(AppendAnswer::Receipt(receipt))).into_response());
+        return Ok((status, Json(AppendAnswer::Receipt(Box::new(receipt)))).into_response());
     }
     let mut covered = st.covered.clone();
     covered
@@ -218,7 +218,7 @@ pub async fn post_batch(
                 } else {
                     200
                 },
-                receipt: Some(*r),
+                receipt: Some(r.clone()),
                 error: None,
             },
             Outcome::Rejected(r) => {

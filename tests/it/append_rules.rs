@@ -36,7 +36,7 @@ fn malleate(sig: &[u8; 64]) -> [u8; 64] {
 
 fn accepted(o: &Outcome) -> Receipt {
     match o {
-        Outcome::Accepted(r) => *r,
+        Outcome::Accepted(r) => r.clone(),
         other => panic!("expected Accepted, got {other:?}"),
     }
 }
@@ -65,7 +65,10 @@ fn valid_chain_is_accepted_with_checkable_receipts() {
     let e2 = p.next(&e1, 1);
     let r2 = accept(&l, e2.clone());
     assert_eq!(r2.index, FIRST + 2);
-    assert!(r0.integrated_at <= r1.integrated_at && r1.integrated_at <= r2.integrated_at);
+    assert!(
+        r0.leaf.integrated_at <= r1.leaf.integrated_at
+            && r1.leaf.integrated_at <= r2.leaf.integrated_at
+    );
     assert_eq!(l.size(), FIRST + 3);
     let head = l.head(&key_of(&l, &e0.event)).unwrap().expect("head");
     assert_eq!(
@@ -77,11 +80,11 @@ fn valid_chain_is_accepted_with_checkable_receipts() {
     assert_eq!((leaf.prev, leaf.seq), (Some(FIRST + 1), 2));
     // A receipt under another key does not check.
     let other = consentlog::keyfile::generate().verifying_key();
-    assert!(!r0.check(&other));
+    assert!(r0.check(&other).is_err());
     // A tampered receipt does not check.
-    let mut bad = r1;
-    bad.integrated_at += 1;
-    assert!(!bad.check(&l.public_key()));
+    let mut bad = r1.clone();
+    bad.leaf.integrated_at += 1;
+    assert!(bad.check(&l.public_key()).is_err());
     drop(l);
     let l = open_ledger(&dir);
     for r in [r0, r1, r2] {
@@ -970,10 +973,17 @@ fn resubmitted_event_is_a_duplicate_with_the_identical_receipt() {
     // Ed25519 is deterministic: signing the same content again gives the same bytes.
     let resigned = p.sign(e0.event.clone());
     assert_eq!(resigned.as_bytes(), e0.as_bytes());
-    for (ev, r) in [(e0.clone(), r0), (resigned, r0), (e1.clone(), r1)] {
+    for (ev, r) in [(e0.clone(), &r0), (resigned, &r0), (e1.clone(), &r1)] {
         match append_one(&l, ev) {
-            // Identical: index, leaf hash, integrated_at and signature.
-            Outcome::Duplicate(d) => assert_eq!(d, r),
+            // The same leaf and opening, under a checkpoint of the log as it is now.
+            Outcome::Duplicate(d) => {
+                assert_eq!((d.index, d.leaf, &d.opening), (r.index, r.leaf, &r.opening));
+                assert_eq!(
+                    d.anchor.checkpoint,
+                    l.receipt(r.index).unwrap().anchor.checkpoint
+                );
+                check_receipt(&l, &d);
+            }
             other => panic!("expected Duplicate, got {other:?}"),
         }
     }
@@ -986,8 +996,8 @@ fn resubmitted_event_is_a_duplicate_with_the_identical_receipt() {
     let l = open_ledger(&dir);
     match append_one(&l, e0.clone()) {
         Outcome::Duplicate(d) => {
-            assert_eq!(d, r0);
-            assert!(d.check(&l.public_key()));
+            assert_same_entry(&d, &r0);
+            assert!(d.check(&l.public_key()).is_ok());
         }
         other => panic!("expected Duplicate, got {other:?}"),
     }
@@ -1011,7 +1021,7 @@ fn duplicate_within_one_batch_gets_the_same_receipt() {
         ])
         .unwrap();
     let receipt = |o: &Outcome| match o {
-        Outcome::Accepted(r) | Outcome::Duplicate(r) => *r,
+        Outcome::Accepted(r) | Outcome::Duplicate(r) => r.clone(),
         Outcome::Rejected(r) => panic!("rejected: {r}"),
     };
     let r0 = accepted(&out[0]);
@@ -1104,7 +1114,7 @@ fn concurrent_submissions_of_one_event_log_it_once() {
         let mut receipts = Vec::new();
         for o in &outs[..3] {
             match o {
-                Outcome::Accepted(r) | Outcome::Duplicate(r) => receipts.push(*r),
+                Outcome::Accepted(r) | Outcome::Duplicate(r) => receipts.push(r.clone()),
                 Outcome::Rejected(r) => {
                     assert!(r.is_conflict(), "{r}");
                 }
@@ -1239,10 +1249,10 @@ fn batch_larger_than_a_chunk_chains_and_dedups_across_chunks() {
     for (i, o) in out[..CHUNK + 1].iter().enumerate() {
         let r = accepted(o);
         assert_eq!(r.index, FIRST + i as u64);
-        assert!(r.check(&l.public_key()));
+        assert!(r.check(&l.public_key()).is_ok());
     }
     match &out[CHUNK + 1] {
-        Outcome::Duplicate(r) => assert_eq!(*r, r_first),
+        Outcome::Duplicate(r) => assert_same_entry(r, &r_first),
         other => panic!("expected Duplicate of entry 0, got {other:?}"),
     }
     match &out[CHUNK + 2] {

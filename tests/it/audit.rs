@@ -41,7 +41,7 @@ const BACKDATE_MS: u64 = 120_000;
 
 /// The person's next event (opt-in first, then alternating).
 fn next(p: &mut Person) -> SignedEvent {
-    let opt_in = p.seq % 2 == 0;
+    let opt_in = p.seq.is_multiple_of(2);
     p.step(ORIGIN, opt_in)
 }
 

@@ -322,7 +322,7 @@ fn client(id: usize, sh: Arc<Shared>, seed: u64) -> Vec<Person> {
                     continue;
                 }
             };
-            if !rc.check(&key) {
+            if rc.check(&key).is_err() {
                 sh.fail(format!("client {id}: bad receipt signature: {v}"));
                 ok = false;
             }
@@ -333,12 +333,13 @@ fn client(id: usize, sh: Arc<Shared>, seed: u64) -> Vec<Person> {
             };
             counter.fetch_add(1, Ordering::Relaxed);
             let got = Got {
-                receipt: rc,
+                receipt: rc.clone(),
                 generation,
             };
             let mut map = sh.receipts.lock().unwrap();
             if let Some(old) = map.insert(ev.event_hash(), got) {
-                if old.receipt != rc {
+                // The same leaf each time (each answer has its own checkpoint).
+                if (old.receipt.index, old.receipt.leaf) != (rc.index, rc.leaf) {
                     sh.fail(format!(
                         "client {id}: event seq {} got two receipts: index {} then {}",
                         ev.event.seq, old.receipt.index, rc.index
@@ -379,7 +380,7 @@ fn check_waited(v: &Value, key: &VerifyingKey) -> Result<(), String> {
         .collect::<Result<_, _>>()?;
     if p["index"].as_u64() != Some(rc.index)
         || p["tree_size"].as_u64() != Some(cp.size)
-        || hex32(&p["leaf_hash"])? != rc.leaf_hash
+        || hex32(&p["leaf_hash"])? != rc.leaf.leaf_hash()
         || hex32(&p["root"])? != cp.root
     {
         return Err("inclusion proof is for another leaf or tree".into());
@@ -388,7 +389,7 @@ fn check_waited(v: &Value, key: &VerifyingKey) -> Result<(), String> {
         &Sha256Hasher,
         LeafIndex(rc.index),
         TreeSize(cp.size),
-        &rc.leaf_hash,
+        &rc.leaf.leaf_hash(),
         &path,
         &cp.root,
     )
@@ -604,7 +605,7 @@ fn check_after_restart(
             }
             let there = got.get((i - start) as usize);
             assert!(
-                there == Some(&g.receipt.leaf_hash),
+                there == Some(&g.receipt.leaf.leaf_hash()),
                 "receipt for event {} (index {i}, given by run {}) is not in the log after a \
                  restart: log size {}, leaf there {:?}",
                 to_hex(h),
@@ -815,8 +816,12 @@ fn sigkill_under_concurrent_appends_loses_no_receipt_and_keeps_checkpoints_consi
         for (h, g) in &receipts {
             let i = g.receipt.index;
             let e = ledger.event_leaf(i).unwrap().expect("event leaf");
-            assert_eq!(e.leaf_hash(), g.receipt.leaf_hash, "leaf hash at {i}");
-            assert_eq!(e.integrated_at, g.receipt.integrated_at, "time at {i}");
+            assert_eq!(
+                e.leaf_hash(),
+                g.receipt.leaf.leaf_hash(),
+                "leaf hash at {i}"
+            );
+            assert_eq!(e.integrated_at, g.receipt.leaf.integrated_at, "time at {i}");
             let o = ledger.opening(i).unwrap().expect("opening");
             let ev = &o.event.event;
             let key = ledger.state_key(&ev.subject, &ev.controller, &ev.purpose);

@@ -52,7 +52,7 @@ fn append(
         .notice(opt_in.then(|| *blake3::hash(b"notice").as_bytes()))
         .sign();
     let a = append_signed(l, ev);
-    (a.event, a.receipt.integrated_at)
+    (a.event, a.receipt.leaf.integrated_at)
 }
 
 /// Builds the fixture from a real ledger: two people, chains with every kind of state, some

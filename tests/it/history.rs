@@ -101,7 +101,7 @@ fn history_with_several_chains_verifies() {
             assert_eq!(got.event, want.event, "{c}/{p} event {i}");
             assert_eq!(got.index, want.receipt.index);
             assert!(got.index < checked.anchor.map_index);
-            assert_eq!(got.leaf_hash, want.receipt.leaf_hash);
+            assert_eq!(got.leaf_hash, want.receipt.leaf.leaf_hash());
             assert_eq!(got.leaf.integrated_at, want.integrated_at());
             assert_eq!(got.event.event.seq, i as u64);
             assert_eq!(got.leaf.seq, i as u64);

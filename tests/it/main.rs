@@ -18,6 +18,7 @@ mod map_buckets;
 mod privacy;
 mod proofs;
 mod read_only_disk;
+mod receipts;
 mod resource_faults;
 mod server;
 mod time_invariant;

@@ -211,8 +211,14 @@ fn grant_then_revoke_at_every_time() {
         assert!(p.map.is_none());
         assert_eq!(p.events[0].index, g.receipt.index);
         assert_eq!(p.events[1].index, r.receipt.index);
-        assert_eq!(leaf_of(&p.events[0]).leaf_hash(), g.receipt.leaf_hash);
-        assert_eq!(leaf_of(&p.events[1]).leaf_hash(), r.receipt.leaf_hash);
+        assert_eq!(
+            leaf_of(&p.events[0]).leaf_hash(),
+            g.receipt.leaf.leaf_hash()
+        );
+        assert_eq!(
+            leaf_of(&p.events[1]).leaf_hash(),
+            r.receipt.leaf.leaf_hash()
+        );
         // The successor's public leaf names the event in force as its prev.
         assert_eq!(leaf_of(&p.events[1]).prev, Some(g.receipt.index));
         assert_eq!(leaf_of(&p.events[1]).seq, 1);
@@ -241,7 +247,7 @@ fn grant_then_revoke_at_every_time() {
         .unwrap()
         .expect("membership");
         assert_eq!(m.index, r.receipt.index);
-        assert_eq!(m.leaf_hash, r.receipt.leaf_hash);
+        assert_eq!(m.leaf_hash, r.receipt.leaf.leaf_hash());
         assert_eq!(v.state, State::OptedOut);
         assert!(!v.state.held(false) && !v.state.held(true));
         assert_eq!(v.state, model_state(&model, at));
@@ -1605,11 +1611,11 @@ fn run_model_case(ops: Vec<Op>, query_offsets: Vec<u64>) -> Result<(), TestCaseE
                 return Err(TestCaseError::fail(format!("not accepted: {o:?}")));
             };
             model[k].push(ModelEvent {
-                integrated_at: r.integrated_at,
+                integrated_at: r.leaf.integrated_at,
                 opt_in,
                 expires_at,
             });
-            times.push(r.integrated_at);
+            times.push(r.leaf.integrated_at);
             if let Some(x) = expires_at {
                 times.extend([x - 1, x]);
             }

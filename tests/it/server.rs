@@ -107,7 +107,7 @@ fn post_event_gives_201_receipt_then_200_same_receipt_and_waits_for_a_checkpoint
     let v1 = r1.json();
     assert_keys(&v1, RECEIPT_KEYS);
     let rc1 = receipt(&v1);
-    assert!(rc1.check(&srv.log_key), "receipt signature");
+    assert!(rc1.check(&srv.log_key).is_ok(), "receipt signature");
     assert_eq!(rc1.index, FIRST);
 
     // An identical resubmission: 200 and the very same receipt; nothing appended.
@@ -120,9 +120,9 @@ fn post_event_gives_201_receipt_then_200_same_receipt_and_waits_for_a_checkpoint
     let page = srv.get("/v1/entries?start=2&end=3").expect(200).json();
     let row = &page["entries"][0];
     let entry = Leaf::decode_event(&from_hex(row["entry"].as_str().unwrap()).unwrap()).unwrap();
-    assert_eq!(entry.leaf_hash(), rc1.leaf_hash);
-    assert_eq!(jh(&row["leaf_hash"]), rc1.leaf_hash);
-    assert_eq!(entry.integrated_at, rc1.integrated_at);
+    assert_eq!(entry.leaf_hash(), rc1.leaf.leaf_hash());
+    assert_eq!(jh(&row["leaf_hash"]), rc1.leaf.leaf_hash());
+    assert_eq!(entry.integrated_at, rc1.leaf.integrated_at);
     // The key is the log's VRF output: nothing public gives it for this person's triple.
     assert_ne!(entry.key, [0; 32]);
 
@@ -133,7 +133,7 @@ fn post_event_gives_201_receipt_then_200_same_receipt_and_waits_for_a_checkpoint
     let v = r.json();
     assert_keys(&v, &["receipt", "checkpoint", "inclusion"]);
     let rc = receipt(&v["receipt"]);
-    assert!(rc.check(&srv.log_key));
+    assert!(rc.check(&srv.log_key).is_ok());
     assert!(rc.index > rc1.index);
     let cp = note::open(v["checkpoint"].as_str().expect("note"), &srv.log_key)
         .expect("the checkpoint opens under the log key");
@@ -145,15 +145,15 @@ fn post_event_gives_201_receipt_then_200_same_receipt_and_waits_for_a_checkpoint
     assert_eq!(cp.origin, srv.origin);
 
     assert_eq!(v["inclusion"]["index"].as_u64(), Some(rc.index));
-    check_inclusion_json(&v["inclusion"], &rc.leaf_hash, cp.size, &cp.root);
+    check_inclusion_json(&v["inclusion"], &rc.leaf.leaf_hash(), cp.size, &cp.root);
 
     // The same again with ?wait=checkpoint: 200, same receipt, still verifies.
     let r = srv.post("/v1/events?wait=checkpoint", &event_json(&ev2));
     r.expect(200);
     let v = r.json();
-    assert_eq!(receipt(&v["receipt"]), rc);
+    assert_same_entry(&receipt(&v["receipt"]), &rc);
     let cp = note::open(v["checkpoint"].as_str().unwrap(), &srv.log_key).unwrap();
-    check_inclusion_json(&v["inclusion"], &rc.leaf_hash, cp.size, &cp.root);
+    check_inclusion_json(&v["inclusion"], &rc.leaf.leaf_hash(), cp.size, &cp.root);
 
     // Any other wait value is refused before anything is appended.
     let ev3 = p.make(&srv.origin, true);
@@ -198,7 +198,7 @@ fn batch_accepts_ndjson_and_json_arrays_with_one_result_per_event_in_order() {
         if statuses[i] < 300 {
             assert_keys(x, &["status", "receipt"]);
             let rc = receipt(&x["receipt"]);
-            assert!(rc.check(&srv.log_key), "receipt {i}");
+            assert!(rc.check(&srv.log_key).is_ok(), "receipt {i}");
             receipts.push(rc);
         } else {
             assert_keys(x, &["status", "error"]);
@@ -216,7 +216,7 @@ fn batch_accepts_ndjson_and_json_arrays_with_one_result_per_event_in_order() {
         [FIRST, FIRST + 1, FIRST + 2, FIRST],
         "receipts in order, the repeat gets the first's index"
     );
-    assert_eq!(receipts[3], receipts[0]);
+    assert_same_entry(&receipts[3], &receipts[0]);
     assert_eq!(srv.events(), 3, "rejected events changed nothing");
 
     // A JSON array: the chains go on from the heads the NDJSON batch left.
@@ -242,8 +242,8 @@ fn batch_accepts_ndjson_and_json_arrays_with_one_result_per_event_in_order() {
     let (i0, i1) = (rcs[0].index, rcs[1].index);
     assert!(i0 > FIRST + 2 && i1 == i0 + 1, "{rcs:?}");
     assert_eq!((rcs[2].index, rcs[3].index), (i0, FIRST + 1));
-    assert_eq!(rcs[3], receipts[1], "a1's receipt again");
-    assert!(rcs.iter().all(|r| r.check(&srv.log_key)));
+    assert_same_entry(&rcs[3], &receipts[1]);
+    assert!(rcs.iter().all(|r| r.check(&srv.log_key).is_ok()));
     assert_eq!(srv.events(), 5);
 
     // Nothing to append, or not a JSON array.
@@ -340,7 +340,7 @@ fn batch_of_10000_is_accepted_and_10001_is_413_in_both_forms() {
     // Spot-check receipt signatures (each is a log-key signature).
     for i in [0, 1, 4_999, 8_191, 8_192, 9_999] {
         assert!(
-            receipt(&res[i]["receipt"]).check(&srv.log_key),
+            receipt(&res[i]["receipt"]).check(&srv.log_key).is_ok(),
             "receipt {i}"
         );
     }
@@ -563,8 +563,8 @@ fn checkpoints_entries_and_log_proofs_verify() {
                     .iter()
                     .find(|r| r.index == i as u64)
                     .unwrap_or_else(|| panic!("event leaf {i} has no receipt"));
-                assert_eq!(e.leaf_hash(), rc.leaf_hash, "leaf {i}");
-                assert_eq!(e.integrated_at, rc.integrated_at);
+                assert_eq!(e.leaf_hash(), rc.leaf.leaf_hash(), "leaf {i}");
+                assert_eq!(e.integrated_at, rc.leaf.integrated_at);
             }
             (i, other) => panic!("leaf {i}: {other:?}"),
         }
@@ -585,7 +585,7 @@ fn checkpoints_entries_and_log_proofs_verify() {
                 .expect(200)
                 .json();
             assert_keys(&p, &["index", "tree_size", "leaf_hash", "root", "path"]);
-            check_inclusion_json(&p, &rc.leaf_hash, n, &cp.root);
+            check_inclusion_json(&p, &rc.leaf.leaf_hash(), n, &cp.root);
         }
     }
 
@@ -1466,12 +1466,12 @@ fn concurrent_clients_get_distinct_contiguous_receipts_and_the_log_audits() {
                 barrier.wait();
                 for i in 0..PER_CLIENT {
                     let p = &mut people[i % PEOPLE];
-                    let ev = p.make(&origin, (i / PEOPLE) % 2 == 0);
+                    let ev = p.make(&origin, (i / PEOPLE).is_multiple_of(2));
                     let body = event_json(&ev);
                     let r = send(&a, "POST", &target, None, Some(body.as_bytes()));
                     assert_eq!(r.status, 201, "event {i}: {r:#?}");
                     let rc = receipt(&r.json());
-                    assert!(rc.check(&log_key), "receipt signature of event {i}");
+                    assert!(rc.check(&log_key).is_ok(), "receipt signature of event {i}");
                     p.commit(&ev);
                     out.push(rc);
                 }
@@ -1491,8 +1491,10 @@ fn concurrent_clients_get_distinct_contiguous_receipts_and_the_log_audits() {
     );
     let total = (CLIENTS * PER_CLIENT) as u64;
     assert_eq!(receipts.len() as u64, total);
-    let distinct: HashSet<(u64, [u8; 32])> =
-        receipts.iter().map(|r| (r.index, r.leaf_hash)).collect();
+    let distinct: HashSet<(u64, [u8; 32])> = receipts
+        .iter()
+        .map(|r| (r.index, r.leaf.leaf_hash()))
+        .collect();
     assert_eq!(distinct.len() as u64, total, "receipts are distinct");
     let mut idx: Vec<u64> = receipts.iter().map(|r| r.index).collect();
     idx.sort_unstable();
@@ -1506,8 +1508,10 @@ fn concurrent_clients_get_distinct_contiguous_receipts_and_the_log_audits() {
 
     // The public leaves match the receipts: every event leaf has one, and the others are the
     // genesis and map leaves.
-    let by_index: HashMap<u64, [u8; 32]> =
-        receipts.iter().map(|r| (r.index, r.leaf_hash)).collect();
+    let by_index: HashMap<u64, [u8; 32]> = receipts
+        .iter()
+        .map(|r| (r.index, r.leaf.leaf_hash()))
+        .collect();
     let last = *idx.last().unwrap();
     let (mut next, mut events) = (0, 0u64);
     while next <= last {
@@ -1573,7 +1577,7 @@ fn sigterm_while_clients_append_exits_0_and_keeps_every_receipt() {
                         Ok(r) if r.status == 201 => {
                             let v = r.json();
                             let rc = receipt(if n < 2 { &v["receipt"] } else { &v });
-                            assert!(rc.check(&log_key));
+                            assert!(rc.check(&log_key).is_ok());
                             p.commit(&ev);
                             got.push(rc);
                             count.fetch_add(1, Ordering::Relaxed);
@@ -1629,8 +1633,8 @@ fn sigterm_while_clients_append_exits_0_and_keeps_every_receipt() {
             .event_leaf(rc.index)
             .unwrap()
             .unwrap_or_else(|| panic!("leaf {} is missing after shutdown", rc.index));
-        assert_eq!(e.leaf_hash(), rc.leaf_hash, "entry {}", rc.index);
-        assert_eq!(e.integrated_at, rc.integrated_at, "entry {}", rc.index);
+        assert_eq!(e.leaf_hash(), rc.leaf.leaf_hash(), "entry {}", rc.index);
+        assert_eq!(e.integrated_at, rc.leaf.integrated_at, "entry {}", rc.index);
     }
     let notes = l.checkpoints().unwrap();
     let last = note::open(notes.last().unwrap(), &srv.log_key).unwrap();
@@ -1736,27 +1740,43 @@ fn cli_grants_revokes_proves_and_reads_history_over_http() {
     let base = ["--controller", CTL, "--purpose", PUR];
 
     let r = run(&[
-        &["grant", "--server", &srv.url, "--key", s(&key_file)][..],
+        &[
+            "grant",
+            "--server",
+            &srv.url,
+            "--log-key",
+            &srv.log_key_hex,
+            "--key",
+            s(&key_file),
+        ][..],
         &base[..],
     ]
     .concat());
     r.assert_code(0);
     let grant = receipt(&serde_json::from_str(r.stdout.trim()).expect("receipt JSON"));
-    assert!(grant.check(&srv.log_key));
+    assert!(grant.check(&srv.log_key).is_ok());
     assert!(grant.index >= FIRST);
     // T: a millisecond after the grant, the revocation integrated after T.
-    let t = grant.integrated_at + 1;
+    let t = grant.leaf.integrated_at + 1;
     wall_past(t);
     let r = run(&[
-        &["revoke", "--server", &srv.url, "--key", s(&key_file)][..],
+        &[
+            "revoke",
+            "--server",
+            &srv.url,
+            "--log-key",
+            &srv.log_key_hex,
+            "--key",
+            s(&key_file),
+        ][..],
         &base[..],
     ]
     .concat());
     r.assert_code(0);
     let revoke = receipt(&serde_json::from_str(r.stdout.trim()).unwrap());
-    assert!(revoke.check(&srv.log_key));
+    assert!(revoke.check(&srv.log_key).is_ok());
     assert!(revoke.index > grant.index);
-    assert!(grant.integrated_at <= t && t < revoke.integrated_at);
+    assert!(grant.leaf.integrated_at <= t && t < revoke.leaf.integrated_at);
 
     let at_t = srv.tmp.join("at-t.json");
     let now = srv.tmp.join("now.json");

@@ -17,7 +17,7 @@ use consentlog::core::opening::{commitment, Opening};
 use consentlog::core::proof::{
     self, ConsentProof, OpeningJson, ProvenEvent, ProvenLeaf, Question, State, PROOF_FORMAT,
 };
-use consentlog::core::receipt::{receipt_message, Receipt};
+use consentlog::core::receipt::{Receipt, ReceiptAnchor};
 use consentlog::core::tlog::{
     check_inclusion, prove_inclusion, LeafIndex, MemoryTree, Sha256Hasher, TreeHasher, TreeSize,
 };
@@ -193,14 +193,6 @@ fn vectors() -> Vec<(String, String)> {
         put(&format!("inclusion_{i}_in_5"), hexes(&path(i)));
     }
 
-    // Receipt of event 2 (leaf 3).
-    let r = Receipt::sign(&lk, 3, ev2.leaf_hash(), ev2.integrated_at);
-    put(
-        "receipt_message",
-        to_hex(&receipt_message(3, &ev2.leaf_hash(), ev2.integrated_at)),
-    );
-    put("receipt_json", serde_json::to_string(&r).unwrap());
-
     // The plain checkpoint of the five leaves.
     put("log_key_id", to_hex(&key_id(ORIGIN, &lk.verifying_key())));
     let cp = Checkpoint {
@@ -210,6 +202,21 @@ fn vectors() -> Vec<(String, String)> {
     };
     let note_text = cp.sign(&lk);
     put("checkpoint_note", note_text.replace('\n', "\\n"));
+
+    // The receipt of event 2 (leaf 3) under that checkpoint: a c2sp.org/tlog-proof@v1.
+    let r = Receipt {
+        index: 3,
+        leaf: ev2,
+        opening: o2.clone(),
+        inclusion: path(3),
+        anchor: std::sync::Arc::new(ReceiptAnchor {
+            checkpoint: note_text.clone(),
+            genesis: genesis.to_bytes(),
+            genesis_inclusion: path(0),
+        }),
+    };
+    put("receipt_extra", to_hex(&r.extra()));
+    put("receipt_text", r.to_text().replace('\n', "\\n"));
 
     // A consent proof at PROOF_AT: event 1 in force, shown with its direct successor.
     let proven_leaf = |i: u64| ProvenLeaf {
@@ -386,11 +393,12 @@ fn vectors_decode_back() {
         .unwrap_or_else(|e| panic!("inclusion of leaf {i}: {e}"));
     }
 
-    // The receipt is for leaf 3.
-    let r: Receipt = serde_json::from_str(&get("receipt_json")).unwrap();
-    assert!(r.check(&lk));
+    // The receipt is for leaf 3, and checks under the log key.
+    let r = Receipt::parse(&get("receipt_text").replace("\\n", "\n")).unwrap();
+    assert_eq!(to_hex(&r.extra()), get("receipt_extra"));
+    let c = r.check(&lk).expect("the receipt checks");
     assert_eq!(
-        (r.index, r.leaf_hash, r.integrated_at),
+        (c.index, c.leaf_hash, c.leaf.integrated_at),
         (3, hash("leaf3_hash"), l3.integrated_at)
     );
 

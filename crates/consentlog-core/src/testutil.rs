@@ -211,6 +211,37 @@ impl Log {
         }
     }
 
+    /// The log's public key.
+    pub fn public(&self) -> ed25519_dalek::VerifyingKey {
+        self.key.verifying_key()
+    }
+
+    /// The receipt of event leaf `index` under the checkpoint of the whole log as it is.
+    pub fn receipt(&self, index: u64) -> crate::receipt::Receipt {
+        let Leaf::Event(leaf) = self.leaves[index as usize] else {
+            panic!("leaf {index} is not an event leaf");
+        };
+        let path = |i| self.inclusion(i).into_iter().map(|h| h.0).collect();
+        crate::receipt::Receipt {
+            index,
+            leaf,
+            opening: self.openings[&index].clone(),
+            inclusion: path(index),
+            anchor: std::sync::Arc::new(crate::receipt::ReceiptAnchor {
+                checkpoint: self.sign().note,
+                genesis: self.leaves[0].to_bytes(),
+                genesis_inclusion: path(0),
+            }),
+        }
+    }
+
+    /// [`Log::chain_of_two`] and the receipts of its two events (leaves 1 and 2).
+    pub fn with_receipts() -> (Log, Vec<crate::receipt::Receipt>) {
+        let (log, _) = Log::chain_of_two();
+        let receipts = vec![log.receipt(1), log.receipt(2)];
+        (log, receipts)
+    }
+
     /// The whole log's checkpoint with the genesis leaf and the latest map leaf, checked.
     pub fn anchor(&self) -> Anchor {
         check_anchor(

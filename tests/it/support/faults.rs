@@ -51,7 +51,7 @@ pub fn assert_kept_and_audits_clean(dir: &Path, acked: &[Receipt]) {
             .event_leaf(r.index)
             .unwrap()
             .expect("acknowledged event leaf present");
-        assert_eq!(e.leaf_hash(), r.leaf_hash, "leaf {}", r.index);
+        assert_eq!(e.leaf_hash(), r.leaf.leaf_hash(), "leaf {}", r.index);
     }
     l.checkpoint_all().unwrap();
     drop(l);

@@ -328,7 +328,7 @@ pub struct Appended {
 
 impl Appended {
     pub fn integrated_at(&self) -> u64 {
-        self.receipt.integrated_at
+        self.receipt.leaf.integrated_at
     }
 }
 
@@ -385,10 +385,13 @@ pub fn append(
 pub fn append_signed(ledger: &TestLedger, event: SignedEvent) -> Appended {
     let out = ledger.append(vec![Ok(event.clone())]).expect("append");
     let receipt = match &out[..] {
-        [Outcome::Accepted(r)] => *r,
+        [Outcome::Accepted(r)] => r.clone(),
         other => panic!("event not accepted: {other:?}"),
     };
-    assert!(receipt.check(&ledger.public_key()), "receipt signature");
+    assert!(
+        receipt.check(&ledger.public_key()).is_ok(),
+        "receipt signature"
+    );
     ledger.advance(3);
     Appended { event, receipt }
 }
@@ -443,16 +446,21 @@ pub fn accept(l: &Ledger, ev: SignedEvent) -> Receipt {
 /// The receipt verifies under the log key and matches the stored event leaf.
 pub fn check_receipt(l: &Ledger, r: &Receipt) {
     assert!(
-        r.check(&l.public_key()),
+        r.check(&l.public_key()).is_ok(),
         "receipt {r:?} does not verify under the log key"
     );
     let e = l
         .event_leaf(r.index)
         .expect("read leaf")
         .unwrap_or_else(|| panic!("receipt names leaf {} which is not stored", r.index));
-    assert_eq!(e.leaf_hash(), r.leaf_hash, "leaf hash of leaf {}", r.index);
     assert_eq!(
-        e.integrated_at, r.integrated_at,
+        e.leaf_hash(),
+        r.leaf.leaf_hash(),
+        "leaf hash of leaf {}",
+        r.index
+    );
+    assert_eq!(
+        e.integrated_at, r.leaf.integrated_at,
         "integrated_at of leaf {}",
         r.index
     );

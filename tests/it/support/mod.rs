@@ -40,7 +40,28 @@ pub const MINUTE_MS: u64 = 60 * 1000;
 pub const FIRST: u64 = 2;
 
 /// The keys of a receipt's JSON.
-pub const RECEIPT_KEYS: &[&str] = &["index", "leaf_hash", "integrated_at", "signature"];
+pub const RECEIPT_KEYS: &[&str] = &[
+    "index",
+    "leaf",
+    "leaf_hash",
+    "event_hash",
+    "integrated_at",
+    "seq",
+    "tlog_proof",
+];
+
+/// Two receipts of one entry: the same index, leaf and opening (each may be under its own
+/// checkpoint).
+pub fn assert_same_entry(
+    a: &consentlog::core::receipt::Receipt,
+    b: &consentlog::core::receipt::Receipt,
+) {
+    assert_eq!(
+        (a.index, a.leaf, &a.opening),
+        (b.index, b.leaf, &b.opening),
+        "receipts of different entries"
+    );
+}
 
 /// The keys of an event's JSON line, in order.
 pub const EVENT_JSON_KEYS: &[&str] = &[

@@ -71,6 +71,21 @@ impl Frontier {
         self.size = size;
     }
 
+    /// The frontier's nodes as `(level, index, hash)`, largest (leftmost) first: the complete
+    /// subtrees that partition `[0, size)`.
+    pub fn subtrees(&self) -> impl Iterator<Item = (u8, u64, Hash)> + '_ {
+        let mut start = 0u64;
+        (0..64u8)
+            .rev()
+            .filter(|level| self.size & (1 << level) != 0)
+            .zip(self.nodes.iter())
+            .map(move |(level, hash)| {
+                let node = (level, start >> level, *hash);
+                start += 1 << level;
+                node
+            })
+    }
+
     /// `MTH(D[0:size])`, folding the frontier from the right (RFC 9162
     /// §2.1.2).
     pub fn root<H: TreeHasher>(&self, h: &H) -> Hash {
@@ -94,5 +109,30 @@ impl Frontier {
             }
         }
         Ok(Self { size, nodes })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{MemoryTree, Sha256Hasher};
+    use super::*;
+
+    /// Each frontier node is the stored node of the tree at its level and index.
+    #[test]
+    fn subtrees_are_the_trees_nodes() {
+        let mut tree = MemoryTree::new(Sha256Hasher);
+        for n in 0..70u32 {
+            let f = tree.frontier().clone();
+            let nodes: Vec<_> = f.subtrees().collect();
+            assert_eq!(nodes.len(), n.count_ones() as usize);
+            let mut covered = 0;
+            for (level, index, hash) in nodes {
+                assert_eq!(index << level, covered);
+                assert_eq!(tree.read_node(level, index), Ok(hash));
+                covered += 1 << level;
+            }
+            assert_eq!(covered, u64::from(n));
+            tree.push(&n.to_le_bytes());
+        }
     }
 }
