@@ -8,6 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{fail, parse_log_key, CmdResult, Failure};
 use crate::core::audit::{Auditor, Report, Violation};
+use crate::core::evidence_finder::Finder;
 use crate::core::export::Reader;
 use crate::core::leaf::Leaf;
 use crate::core::opening::Opening;
@@ -36,6 +37,17 @@ pub struct AuditArgs {
     /// $CONSENTLOG_STATE or ~/.consentlog/checkpoints.json)
     #[arg(long, requires = "url")]
     pub state: Option<PathBuf>,
+    /// A checkpoint note signed by the log (a file, e.g. one a proof carried): the leaves must
+    /// be its tree, and the first rule they break under it is written as conclusive evidence
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Where --checkpoint writes evidence
+    #[arg(
+        long,
+        requires = "checkpoint",
+        default_value = "consentlog-evidence.json"
+    )]
+    pub evidence_out: PathBuf,
 }
 
 /// Leaves replayed per parallel chunk.
@@ -64,8 +76,19 @@ pub fn audit(a: AuditArgs) -> CmdResult {
     };
     let key = parse_log_key(&key_arg)?;
     let now = clock::now_ms();
+    let mut finder = match &a.checkpoint {
+        None => None,
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).map_err(|e| fail(format!("{}: {e}", p.display())))?;
+            let cp = crate::core::note::open(&text, &key)
+                .map_err(|e| fail(format!("--checkpoint {}: {e}", p.display())))?;
+            Some(Finder::new(cp))
+        }
+    };
     let report = if let Some(url) = &a.url {
-        let (report, last) = super::remote_audit::audit(url, a.token.clone(), &key, now, bar)?;
+        let (report, last) =
+            super::remote_audit::audit(url, a.token.clone(), &key, now, bar, finder.as_mut())?;
         if report.ok() {
             super::consistency::remember(a.state.as_deref(), &key, &last, Some(url))?;
         }
@@ -88,7 +111,9 @@ pub fn audit(a: AuditArgs) -> CmdResult {
                 .collect();
             parts.map(|p| p.concat()).map_err(fail)
         });
-        replay(&mut auditor, chunks, |done| pb.set_position(done))?;
+        replay(&mut auditor, feed(chunks, finder.as_mut()), |done| {
+            pb.set_position(done)
+        })?;
         pb.finish_and_clear();
         let mut report = auditor.finish();
         let extra = raw.leaves_beyond_size().map_err(fail)?;
@@ -126,11 +151,64 @@ pub fn audit(a: AuditArgs) -> CmdResult {
             }
             (!chunk.is_empty()).then_some(Ok(chunk))
         });
-        replay(&mut auditor, chunks, |done| pb.set_position(done))?;
+        replay(&mut auditor, feed(chunks, finder.as_mut()), |done| {
+            pb.set_position(done)
+        })?;
         pb.finish_and_clear();
         auditor.finish()
     };
-    print_report(&report, "audit")
+    let printed = print_report(&report, "audit");
+    match finder {
+        None => printed,
+        Some(f) => judge(f, &key, &a.evidence_out).and(printed),
+    }
+}
+
+/// Hands each leaf of `chunks` to `finder` too, as it goes by.
+fn feed<'a>(
+    chunks: impl Iterator<Item = Result<Vec<(Leaf, Option<Opening>)>, Failure>> + Send + 'a,
+    mut finder: Option<&'a mut Finder>,
+) -> impl Iterator<Item = Result<Vec<(Leaf, Option<Opening>)>, Failure>> + Send + 'a {
+    chunks.inspect(move |c| {
+        if let (Some(f), Ok(c)) = (finder.as_deref_mut(), c) {
+            for (l, _) in c {
+                f.push(l.to_bytes());
+            }
+        }
+    })
+}
+
+/// `audit --checkpoint`: the evidence of the first rule the checkpoint's leaves break, written
+/// to `out` and checked again as anyone would check it (exit 2), or why there is none.
+fn judge(f: Finder, key: &ed25519_dalek::VerifyingKey, out: &std::path::Path) -> CmdResult {
+    let size = f.size();
+    match f.finish(key) {
+        Err(e) => Err(fail(format!(
+            "the leaves read are not the tree of --checkpoint ({size} leaves): {e}"
+        ))),
+        Ok(None) => {
+            println!("no rule is broken under the checkpoint of {size} leaves given");
+            Ok(())
+        }
+        Ok(Some(e)) => {
+            let why = crate::core::evidence::check(&e).map_err(|x| {
+                fail(format!(
+                    "internal error: evidence found does not check: {x}"
+                ))
+            })?;
+            super::consistency::write_evidence(&e, Some(out))?;
+            Err(Failure::new(
+                2,
+                format!(
+                    "THE LOG LIED: {why} ({}); conclusive evidence written to {} (check it with \
+                     `consentlog verify-evidence {}`)",
+                    e.claim.kind(),
+                    out.display(),
+                    out.display()
+                ),
+            ))
+        }
+    }
 }
 
 /// Replays `chunks` into `auditor`: a reader thread reads the next chunk and checks its

@@ -36,7 +36,7 @@ pub fn fetch_proof(
     Ok(None)
 }
 
-fn write_evidence(e: &Evidence, out: Option<&Path>) -> Result<(), Failure> {
+pub(super) fn write_evidence(e: &Evidence, out: Option<&Path>) -> Result<(), Failure> {
     let text = serde_json::to_string_pretty(e).expect("json") + "\n";
     match out {
         Some(p) => std::fs::write(p, text).map_err(|err| fail(format!("{}: {err}", p.display()))),

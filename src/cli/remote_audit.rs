@@ -61,6 +61,7 @@ pub fn audit(
     key: &VerifyingKey,
     now: u64,
     bar: fn(u64) -> ProgressBar,
+    mut finder: Option<&mut crate::core::evidence_finder::Finder>,
 ) -> Result<(Report, String), Failure> {
     let c = Client::new(url, token.clone());
     // Every checkpoint, oldest first.
@@ -156,6 +157,9 @@ pub fn audit(
                 return Err(fail(format!("leaf page out of order at {index}")));
             }
             let e = Leaf::decode(&bytes).map_err(|e| bad(&format!("leaf {index}"), e))?;
+            if let Some(f) = finder.as_deref_mut() {
+                f.push(bytes.clone());
+            }
             let o = match opening {
                 None => None,
                 Some((o, vrf)) => Some(Opening {

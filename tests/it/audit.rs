@@ -1303,6 +1303,46 @@ fn assert_caught_everywhere(b: &Built, want: &[String], want_public: &[String]) 
     assert!(!r.stdout.contains("root at size"), "{r:#?}");
 }
 
+/// `audit --checkpoint` with the last stored checkpoint, from the directory and from a full
+/// export: exit 2 and an evidence file of `kind` that `verify-evidence` accepts on its own. With
+/// another checkpoint key it is refused before anything is judged.
+#[track_caller]
+fn assert_evidence(b: &Built, kind: &str) {
+    let (_, notes) = read_all(&b.dir);
+    let note = b.tmp.path().join("checkpoint.note");
+    std::fs::write(&note, notes.last().expect("a checkpoint")).unwrap();
+    let (full, _) = export(b, "evidence.export", true);
+    for (i, source) in [["--dir", b.d()], ["--file", s(&full)]].iter().enumerate() {
+        let out = b.tmp.path().join(format!("evidence-{i}.json"));
+        let r = run(&[
+            &["audit", "--log-key", &b.log_hex][..],
+            &source[..],
+            &["--checkpoint", s(&note), "--evidence-out", s(&out)][..],
+        ]
+        .concat());
+        assert_eq!(r.code, 2, "{r:#?}");
+        assert!(
+            r.stderr.contains("THE LOG LIED") && r.stderr.contains(kind),
+            "{r:#?}"
+        );
+        wait_unlocked(&b.dir);
+        let v = run(&["verify-evidence", s(&out)]).ok();
+        assert!(v.stdout.contains(kind), "{v:#?}");
+    }
+    let other = "11".repeat(32);
+    let r = run(&[
+        "audit",
+        "--log-key",
+        &other,
+        "--dir",
+        b.d(),
+        "--checkpoint",
+        s(&note),
+    ]);
+    assert!(r.code != 0 && r.stderr.contains("--checkpoint"), "{r:#?}");
+    wait_unlocked(&b.dir);
+}
+
 /// The lie of a map leaf placed before leaf `end`: the map over the event leaves before it,
 /// except that the key of event leaf `a` still shows leaf `a`. The root, and the stale value
 /// (the key and what the operator keeps stored for it).
@@ -1338,6 +1378,7 @@ fn attack_map_root_lie_is_caught_at_the_map_leaf() {
     });
     let want = [map_root(m)];
     assert_caught_everywhere(&b, &want, &want);
+    assert_evidence(&b, "map_root_mismatch");
 
     // (ii) The opt-out is not covered yet; the operator appends the lying map leaf and signs
     // the checkpoint that ends at it.
@@ -1358,6 +1399,7 @@ fn attack_map_root_lie_is_caught_at_the_map_leaf() {
     assert_eq!(m, o + 1);
     let want = [map_root(m)];
     assert_caught_everywhere(&b, &want, &want);
+    assert_evidence(&b, "map_root_mismatch");
 }
 
 /// The state key and VRF proof of the genuine event leaf of `ev` (the operator holds the VRF
@@ -1405,6 +1447,7 @@ fn attack_relogged_opt_out_forks_the_public_chain() {
     let fork = public_chain(c, (Some(a), 1), (Some(o), 2));
     let chain = format!("VIOLATION leaf {c}: chain:");
     assert_caught_everywhere(&b, &[fork.clone(), chain], &[fork]);
+    assert_evidence(&b, "chain_fork");
 }
 
 #[test]
@@ -1416,6 +1459,7 @@ fn attack_relogged_opt_in_after_the_opt_out_is_caught() {
     let fork = public_chain(c, (None, 0), (Some(o), 2));
     let chain = format!("VIOLATION leaf {c}: chain:");
     assert_caught_everywhere(&b, &[fork.clone(), chain], &[fork]);
+    assert_evidence(&b, "chain_fork");
 
     // The copy under a public chain that continues the key (prev = the opt-out, seq 2, as
     // a third event would): the public chain holds, and the opening shows that the person

@@ -299,6 +299,28 @@ fn leaf_every_single_bit_change() {
     }
 }
 
+/// The fixture's receipts check; every single-bit change of one is refused or, where it only
+/// touches what is not signed (none of it here), still names the same entry.
+#[test]
+fn receipt_every_single_bit_change() {
+    let l = fresh();
+    let receipts = fixture_receipts(l);
+    assert!(receipts.len() >= 2);
+    for r in &receipts {
+        r.check(&l.key).expect("a fixture receipt checks");
+        check_receipt_text(l, &r.to_text());
+    }
+    let text = receipts[1].to_text();
+    for bit in 0..text.len() * 8 {
+        if let Ok(t) = String::from_utf8(flip(text.as_bytes(), bit)) {
+            check_receipt_text(l, &t);
+            if let Ok(r) = consentlog::core::receipt::Receipt::parse(&t) {
+                assert!(r.check(&l.key).is_err(), "bit {bit} changed, still checks");
+            }
+        }
+    }
+}
+
 /// Every single-bit change of every checkpoint note of the fixture is refused.
 #[test]
 fn checkpoint_every_single_bit_change() {
@@ -458,6 +480,17 @@ proptest! {
     #[test]
     fn leaf_decode_mutated(data in choices()) {
         check_leaf_mutation(fresh(), &data);
+    }
+
+    // receipt: Receipt::parse and check on random text and on mutated fixture receipts.
+    #[test]
+    fn receipt_random_text(text in "(c2sp.org/tlog-proof@v1\n)?(extra [A-Za-z0-9+/=]{0,40}\n)?(index [0-9]{1,2}\n)?\\PC{0,120}") {
+        check_receipt_text(fresh(), &text);
+    }
+
+    #[test]
+    fn receipt_mutated(data in choices()) {
+        check_receipt_mutation(fresh(), &data);
     }
 
     // checkpoint: note::open and parse_body on random text and on mutated valid notes.

@@ -8,6 +8,7 @@ pub mod codec;
 pub mod cosignature;
 pub mod event;
 pub mod evidence;
+pub mod evidence_finder;
 pub mod export;
 pub mod hash;
 pub mod history;

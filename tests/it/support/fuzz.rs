@@ -2331,3 +2331,88 @@ pub fn check_event_json_mutation(l: &Loaded, data: &[u8], strict: bool) {
     let s = String::from_utf8_lossy(&b).into_owned();
     check_http_body(&s, strict, Some(l));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Receipts (c2sp.org/tlog-proof with consentlog's extra, docs/FORMAT.md §7)
+// ---------------------------------------------------------------------------------------------
+
+/// The receipt of every event leaf of the fixture under its last checkpoint (its leaves are
+/// exactly that checkpoint's tree).
+pub fn fixture_receipts(l: &Loaded) -> Vec<consentlog::core::receipt::Receipt> {
+    use consentlog::core::receipt::{Receipt, ReceiptAnchor};
+    use consentlog::core::tlog::{prove_inclusion, LeafIndex, MemoryTree, Sha256Hasher};
+    let mut tree = MemoryTree::new(Sha256Hasher);
+    for b in &l.leaves {
+        tree.push(b);
+    }
+    let path = |i: u64| prove_inclusion(&Sha256Hasher, &tree, LeafIndex(i), tree.size()).unwrap();
+    let anchor = std::sync::Arc::new(ReceiptAnchor {
+        checkpoint: l.note.clone(),
+        genesis: l.leaves[0].clone(),
+        genesis_inclusion: path(0),
+    });
+    let mut openings = l.openings.iter();
+    let mut out = Vec::new();
+    for (i, b) in l.leaves.iter().enumerate() {
+        if let Ok(Leaf::Event(leaf)) = Leaf::decode(b) {
+            let opening = Opening::decode(openings.next().expect("an opening per event")).unwrap();
+            out.push(Receipt {
+                index: i as u64,
+                leaf,
+                opening,
+                inclusion: path(i as u64),
+                anchor: anchor.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// `Receipt::parse` and `check` on any text: whatever parses writes back to exactly that text,
+/// and whatever checks under the log key is one of the log's genuine receipts (the same leaf,
+/// opening, proofs and checkpoint body; signature lines of unknown keys aside).
+pub fn check_receipt_text(l: &Loaded, text: &str) {
+    use consentlog::core::receipt::Receipt;
+    let Ok(r) = Receipt::parse(text) else {
+        return;
+    };
+    assert_eq!(r.to_text(), text, "a parsed receipt re-encodes identically");
+    if r.check(&l.key).is_ok() {
+        let genuine = fixture_receipts(l);
+        let g = genuine
+            .iter()
+            .find(|g| g.index == r.index)
+            .unwrap_or_else(|| panic!("a receipt for index {} checks", r.index));
+        assert_eq!(
+            (&r.leaf, &r.opening, &r.inclusion),
+            (&g.leaf, &g.opening, &g.inclusion)
+        );
+        assert_eq!(
+            (&r.anchor.genesis, &r.anchor.genesis_inclusion),
+            (&g.anchor.genesis, &g.anchor.genesis_inclusion)
+        );
+        let body = |n: &str| n.split_once("\n\n").map(|(b, _)| b.to_string());
+        assert_eq!(body(&r.anchor.checkpoint), body(&g.anchor.checkpoint));
+    }
+}
+
+/// A fixture receipt mutated, as text (mode 0) or in its extra bytes (mode 1).
+pub fn check_receipt_mutation(l: &Loaded, data: &[u8]) {
+    use base64::Engine;
+    let receipts = fixture_receipts(l);
+    let mut c = Choices::new(data);
+    let r = &receipts[c.below(receipts.len())];
+    let text = r.to_text();
+    let mutated = if c.below(2) == 0 {
+        let mut b = text.into_bytes();
+        mutate_bytes(&mut c, &mut b, &l.pool);
+        String::from_utf8_lossy(&b).into_owned()
+    } else {
+        let mut extra = r.extra();
+        mutate_bytes(&mut c, &mut extra, &l.pool);
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let line = format!("extra {}\n", b64.encode(r.extra()));
+        text.replacen(&line, &format!("extra {}\n", b64.encode(&extra)), 1)
+    };
+    check_receipt_text(l, &mutated);
+}

@@ -27,7 +27,7 @@ use serde_json::Value;
 pub use http::{agent, bearer, event_json, metric, post_event, receipt, send, try_send, Resp};
 pub use ledger::TestLedger;
 pub use people::Person;
-pub use process::{bin, run, run_stdin, wait_unlocked, Proc, Run, Server};
+pub use process::{bin, run, run_env, run_stdin, wait_unlocked, Proc, Run, Server};
 
 /// The origin of the tests' ledgers (unless a test names another).
 pub const ORIGIN: &str = "test.example/log";

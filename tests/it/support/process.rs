@@ -114,6 +114,16 @@ pub fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
     finish(out)
 }
 
+/// Runs the binary with `args` and the environment variables `env` added.
+pub fn run_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &Path)]) -> Run {
+    let mut cmd = Command::new(bin());
+    cmd.args(args).stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    finish(cmd.output().expect("run consentlog"))
+}
+
 /// Runs the binary with `args`, feeding `input` on standard input.
 pub fn run_stdin<S: AsRef<std::ffi::OsStr>>(args: &[S], input: &str) -> Run {
     let mut child = Command::new(bin())
