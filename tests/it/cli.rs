@@ -173,7 +173,7 @@ fn keygen_writes_mode_0600_and_refuses_to_overwrite() {
     let pk = r.last_line().to_string();
     assert!(is_hex(&pk, 32), "{r:#?}");
     assert_eq!(mode(&p), 0o600);
-    let sk = consentlog::keyfile::read(&p, true).unwrap();
+    let sk = consentlog::keyfile::read_person(&p, "test").unwrap();
     assert_eq!(hex::encode(sk.verifying_key().as_bytes()), pk);
     assert!(
         !r.stdout.contains(&hex::encode(sk.as_bytes())),
