@@ -18,10 +18,11 @@ pub fn keygen(out: &Path) -> CmdResult {
     let key = keyfile::generate();
     let pub_path = keyfile::write_person(out, &key).map_err(fail)?;
     eprintln!(
-        "wrote secret key to {} (mode 0600) and public key to {}; the public key (the \
-         subject of your events) is:",
+        "wrote secret key to {} (mode 0600) and public key to {}; your public key, the \
+         subject of your events (`consentlog pubkey --key {}` prints it again):",
         out.display(),
-        pub_path.display()
+        pub_path.display(),
+        out.display()
     );
     println!("{}", to_hex(key.verifying_key().as_bytes()));
     Ok(())
