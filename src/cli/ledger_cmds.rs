@@ -127,8 +127,10 @@ pub fn append(dir: &Path, file: &str) -> CmdResult {
     let pb = if std::io::stderr().is_terminal() {
         let pb = indicatif::ProgressBar::new_spinner();
         pb.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {pos} events appended ({per_sec})")
-                .expect("template"),
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {human_pos} events appended in {elapsed}",
+            )
+            .expect("template"),
         );
         pb
     } else {

@@ -531,3 +531,48 @@ fn append_says_it_reads_standard_input_counts_duplicates_and_draws_no_progress_o
     assert_eq!(r.ndjson().len(), 2, "a receipt line for each: {r:#?}");
     assert!(!r.stderr.contains('\u{1b}'), "{r:#?}");
 }
+
+/// On a terminal (a pseudo-terminal from util-linux `script`, when installed), `append` draws
+/// its progress on standard error; the receipts on standard output are unchanged.
+#[test]
+fn append_shows_progress_on_a_terminal() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no `script` to make a terminal");
+        return;
+    }
+    let l = TestLedger::cli_with_origin("tty.example/log");
+    let f = l.path("ev.ndjson");
+    run(&[
+        "loadgen",
+        "--log",
+        "tty.example/log",
+        "--users",
+        "20",
+        "--events",
+        "3000",
+        "--out",
+        s(&f),
+    ])
+    .ok();
+    let out = l.path("receipts.ndjson");
+    let cmd = format!(
+        "'{}' append --dir '{}' '{}' > '{}'",
+        bin(),
+        l.d(),
+        s(&f),
+        s(&out)
+    );
+    let r = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script");
+    let tty = String::from_utf8_lossy(&r.stdout);
+    assert!(r.status.success(), "{tty}");
+    assert!(
+        tty.contains("events appended in"),
+        "no progress drawn: {tty:?}"
+    );
+    assert!(tty.contains("3000 of 3000 events appended"), "{tty:?}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 3000);
+}
