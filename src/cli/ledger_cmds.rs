@@ -132,6 +132,7 @@ pub fn append(dir: &Path, file: &str) -> CmdResult {
             )
             .expect("template"),
         );
+        pb.tick();
         pb
     } else {
         indicatif::ProgressBar::hidden()
