@@ -576,3 +576,29 @@ fn append_shows_progress_on_a_terminal() {
     assert!(tty.contains("3000 of 3000 events appended"), "{tty:?}");
     assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 3000);
 }
+
+/// `serve` reads its tokens from the environment (comma-separated), and its help never shows
+/// them.
+#[test]
+fn serve_reads_tokens_from_the_environment_and_help_hides_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("ledger");
+    let secret = "auditor-secret-0123456789";
+    let r = run_env(
+        &["serve", "--help"],
+        &[
+            ("CONSENTLOG_AUDITOR_TOKENS", secret),
+            ("CONSENTLOG_READER_TOKENS", secret),
+        ],
+    )
+    .ok();
+    assert!(r.stdout.contains("CONSENTLOG_READER_TOKENS"), "{r:#?}");
+    assert!(!r.stdout.contains(secret), "a token in the help: {r:#?}");
+    // A bad token in the list is refused before anything starts, naming the option.
+    let r = run_env(
+        &["serve", "--dir", s(&d), "--listen", "127.0.0.1:0"],
+        &[("CONSENTLOG_READER_TOKENS", &format!("{secret},short"))],
+    );
+    r.assert_fails_with("--reader-token");
+    assert!(!r.stderr.contains(secret), "{r:#?}");
+}
