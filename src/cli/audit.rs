@@ -16,12 +16,12 @@ use crate::ledger::{clock, raw::RawLedger};
 
 /// Arguments of `audit`.
 #[derive(Args, Debug)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["dir", "file", "url"])))]
+#[command(group(clap::ArgGroup::new("source").args(["dir", "file", "url"])))]
 pub struct AuditArgs {
     /// The log's public key (hex or file); defaults to DIR/log.pub with --dir
     #[arg(long)]
     pub log_key: Option<String>,
-    /// A ledger directory
+    /// A ledger directory [default: $CONSENTLOG_DIR, else --url $CONSENTLOG_SERVER]
     #[arg(long)]
     pub dir: Option<PathBuf>,
     /// An export file (`consentlog export`)
@@ -30,12 +30,16 @@ pub struct AuditArgs {
     /// A consentlog server's base URL: replay it from its public endpoints
     #[arg(long)]
     pub url: Option<String>,
-    /// Auditor token for --url: also fetch and check the openings
-    #[arg(long, requires = "url")]
+    /// Auditor token for --url: also fetch and check the openings (a command line is visible
+    /// to others in `ps`: prefer --token-file or $CONSENTLOG_TOKEN)
+    #[arg(long, conflicts_with = "token_file")]
     pub token: Option<String>,
+    /// File whose first line is the auditor token for --url (mode 0600)
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
     /// With --url: file remembering the last checkpoint seen per log key (default
     /// $CONSENTLOG_STATE or ~/.consentlog/checkpoints.json)
-    #[arg(long, requires = "url")]
+    #[arg(long)]
     pub state: Option<PathBuf>,
     /// A checkpoint note signed by the log (a file, e.g. one a proof carried): the leaves must
     /// be its tree, and the first rule they break under it is written as conclusive evidence

@@ -17,13 +17,13 @@ use crate::store::Engine;
 /// Arguments of `grant` and `revoke`.
 #[derive(Args, Debug)]
 pub struct DecideArgs {
-    /// A local ledger directory
-    #[arg(long, required_unless_present = "server", conflicts_with = "server")]
+    /// A local ledger directory [default: $CONSENTLOG_DIR, else $CONSENTLOG_SERVER]
+    #[arg(long, conflicts_with = "server")]
     pub dir: Option<PathBuf>,
     /// A consentlog server's base URL, e.g. http://127.0.0.1:8080
     #[arg(long)]
     pub server: Option<String>,
-    /// The person's key file
+    /// The person's secret key file (`consentlog keygen --out FILE`)
     #[arg(long)]
     pub key: PathBuf,
     /// With --server: the log's public key (64 hex digits or log.pub, as `serve` prints it),
@@ -66,7 +66,8 @@ pub fn decide(a: DecideArgs, opt_in: bool) -> CmdResult {
     if !opt_in && a.expires_at.is_some() {
         return Err(fail("--expires-at is only allowed on an opt-in (grant)"));
     }
-    let key = keyfile::read(&a.key, true).map_err(fail)?;
+    let key =
+        keyfile::read_person(&a.key, if opt_in { "grant" } else { "revoke" }).map_err(fail)?;
     if let Some(url) = &a.server {
         let Some(log_key) = &a.log_key else {
             return Err(Failure::new(
@@ -107,6 +108,9 @@ pub fn decide(a: DecideArgs, opt_in: bool) -> CmdResult {
     Ok(())
 }
 
+/// Duplicates named one by one on standard error; the rest are only counted.
+const DUPLICATES_SHOWN: usize = 10;
+
 /// Streams NDJSON events in, one chunk at a time, and prints each chunk's receipts as soon as
 /// the chunk is durable. A reader thread parses and checks the signatures of the next chunk
 /// (on all cores) while the ledger commits the current one. Ends with a signed checkpoint
@@ -114,7 +118,18 @@ pub fn decide(a: DecideArgs, opt_in: bool) -> CmdResult {
 pub fn append(dir: &Path, file: &str) -> CmdResult {
     use rayon::prelude::*;
     use std::io::BufRead;
+    use std::io::IsTerminal;
     let l = open(dir)?;
+    if file == "-" {
+        if std::io::stdin().is_terminal() {
+            eprintln!(
+                "reading signed events from standard input, one JSON line each (from \
+                 `consentlog sign`); end with Ctrl-D"
+            );
+        } else {
+            eprintln!("reading signed events from standard input");
+        }
+    }
     let input: Box<dyn BufRead + Send> = if file == "-" {
         Box::new(std::io::BufReader::new(std::io::stdin()))
     } else {
@@ -125,7 +140,21 @@ pub fn append(dir: &Path, file: &str) -> CmdResult {
     };
     let stdout = std::io::stdout();
     let mut w = BufWriter::new(stdout.lock());
-    let (mut n, mut rejected) = (0usize, 0usize);
+    let (mut n, mut rejected, mut duplicates) = (0usize, 0usize, 0usize);
+    // Progress only on a terminal (indicatif draws nothing to a pipe or file either).
+    let pb = if std::io::stderr().is_terminal() {
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {human_pos} events appended in {elapsed}",
+            )
+            .expect("template"),
+        );
+        pb.tick();
+        pb
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     // One checked chunk waits while another commits.
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     let lr = &l;
@@ -158,27 +187,49 @@ pub fn append(dir: &Path, file: &str) -> CmdResult {
         });
         let written = (|| -> CmdResult {
             for checked in rx {
+                let first = n;
                 n += checked.len();
-                for o in &l.append_checked(checked).map_err(fail)? {
-                    let line = match o {
-                        Outcome::Accepted(r) | Outcome::Duplicate(r) => serde_json::to_string(r),
-                        Outcome::Rejected(r) => {
-                            rejected += 1;
-                            serde_json::to_string(
-                                &json!({"error": r.to_string(), "rule": r.code()}),
-                            )
+                let outcomes = l.append_checked(checked).map_err(fail)?;
+                pb.suspend(|| -> CmdResult {
+                    for (k, o) in outcomes.iter().enumerate() {
+                        let line = match o {
+                            Outcome::Accepted(r) => serde_json::to_string(r),
+                            Outcome::Duplicate(r) => {
+                                duplicates += 1;
+                                if duplicates <= DUPLICATES_SHOWN {
+                                    eprintln!(
+                                        "event {}: a duplicate, already in the log; nothing \
+                                         appended (its receipt is the original's)",
+                                        first + k + 1
+                                    );
+                                }
+                                serde_json::to_string(r)
+                            }
+                            Outcome::Rejected(r) => {
+                                rejected += 1;
+                                serde_json::to_string(
+                                    &json!({"error": r.to_string(), "rule": r.code()}),
+                                )
+                            }
                         }
+                        .expect("json");
+                        writeln!(w, "{line}").map_err(fail)?;
                     }
-                    .expect("json");
-                    writeln!(w, "{line}").map_err(fail)?;
-                }
-                w.flush().map_err(fail)?;
+                    w.flush().map_err(fail)
+                })?;
+                pb.inc(outcomes.len() as u64);
             }
             Ok(())
         })();
         let read = reader.join().expect("reader thread");
         written.and(read)
     })?;
+    pb.finish_and_clear();
+    eprintln!(
+        "{} of {n} events appended; {duplicates} duplicate(s) already in the log; {rejected} \
+         rejected",
+        n - duplicates - rejected
+    );
     // A map leaf and checkpoint covering what was appended: proofs can use it at once, and
     // the next open checks against it instead of re-reading every leaf after the previous one.
     if l.latest().checkpoint.size < l.size() {

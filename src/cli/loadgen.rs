@@ -20,13 +20,16 @@ pub struct LoadgenArgs {
     /// Number of people (fresh random keys on every run)
     #[arg(long, default_value_t = 1000)]
     pub users: u64,
+    /// Who processes the data, in every event
     #[arg(long, default_value = "example.com")]
     pub controller: String,
+    /// What for, in every event
     #[arg(long, default_value = "cawg.ai_training")]
     pub purpose: String,
     /// The ledger's origin
     #[arg(long, default_value = "consentlog.local/log")]
     pub log: String,
+    /// The NDJSON file to write (for `consentlog append`)
     #[arg(long)]
     pub out: PathBuf,
 }

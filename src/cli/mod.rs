@@ -22,6 +22,7 @@ use clap::{Args, Parser, Subcommand};
 use ed25519_dalek::VerifyingKey;
 
 use crate::core::hash::from_hex_array;
+use crate::keyfile;
 use crate::store::Engine;
 
 pub use serve::{config as serve_config, ServeArgs};
@@ -75,7 +76,8 @@ pub struct Triple {
 pub enum Command {
     /// Create a ledger: database, log key (log.key, mode 0600) and log.pub; prints the log key
     Init {
-        #[arg(long)]
+        /// The new ledger's directory
+        #[arg(long, env = ENV_DIR)]
         dir: PathBuf,
         /// The ledger's name, in every event and checkpoint
         #[arg(long, default_value = "consentlog.local/log")]
@@ -84,20 +86,29 @@ pub enum Command {
         #[arg(long, env = "CONSENTLOG_ENGINE", default_value_t = Engine::default())]
         backend: Engine,
     },
-    /// Create a person's key file (mode 0600); prints the public key
+    /// Create a person's key: OUT (secret, mode 0600) and OUT with .pub; prints the public key
     Keygen {
+        /// The secret key file to create, e.g. me.key (the public key goes to me.pub)
         #[arg(long)]
         out: PathBuf,
     },
-    /// Sign one consent event and print it as a JSON line
+    /// Print the public key (64 hex digits, the subject of your events) of a secret key file
+    Pubkey {
+        /// A person's secret key file (`consentlog keygen --out FILE`)
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Sign one consent event and print it as a JSON line (for `append` or POST /v1/events)
     Sign(person::SignArgs),
     /// Sign and append an opt-in for the key's next seq; prints the receipt
     Grant(ledger_cmds::DecideArgs),
     /// Sign and append an opt-out for the key's next seq; prints the receipt
     Revoke(ledger_cmds::DecideArgs),
-    /// Append NDJSON signed events (file or -); one receipt or error line per event
+    /// Append signed events (NDJSON lines from `consentlog sign` or `loadgen`); one receipt or
+    /// error line per event
     Append {
-        #[arg(long)]
+        /// The ledger directory
+        #[arg(long, env = ENV_DIR)]
         dir: PathBuf,
         /// NDJSON file of signed events, or - for standard input
         #[arg(default_value = "-")]
@@ -105,7 +116,8 @@ pub enum Command {
     },
     /// Sign a checkpoint of the current tree and map; prints the note
     Checkpoint {
-        #[arg(long)]
+        /// The ledger directory
+        #[arg(long, env = ENV_DIR)]
         dir: PathBuf,
     },
     /// Prove the consent state of (subject, controller, purpose) at a time
@@ -114,58 +126,70 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Inclusion proof of one entry
     ProveInclusion {
-        #[arg(long)]
+        /// The ledger directory
+        #[arg(long, env = ENV_DIR)]
         dir: PathBuf,
+        /// The leaf's index
         #[arg(long)]
         index: u64,
+        /// The tree size to prove against (default: the current size)
         #[arg(long)]
         size: Option<u64>,
     },
     /// Consistency proof between two tree sizes
     ProveConsistency {
-        #[arg(long)]
+        /// The ledger directory
+        #[arg(long, env = ENV_DIR)]
         dir: PathBuf,
+        /// The older tree size
         #[arg(long)]
         old: u64,
+        /// The newer tree size (default: the current size)
         #[arg(long)]
         new: Option<u64>,
     },
     /// Public entries as NDJSON
     Leaves {
-        #[arg(long)]
+        /// The ledger directory
+        #[arg(long, env = ENV_DIR)]
         dir: PathBuf,
+        /// First leaf index
         #[arg(long, default_value_t = 0)]
         start: u64,
+        /// Index after the last leaf (default: the tree size)
         #[arg(long)]
         end: Option<u64>,
     },
     /// All of a person's events with openings and proofs
     History {
-        /// A local ledger directory
-        #[arg(long, required_unless_present = "server", conflicts_with = "server")]
+        /// A local ledger directory [default: $CONSENTLOG_DIR, else $CONSENTLOG_SERVER]
+        #[arg(long, conflicts_with = "server")]
         dir: Option<PathBuf>,
-        /// The person's public key (hex); with --server, taken from --key
-        #[arg(long, required_unless_present = "server")]
+        /// The person's public key (hex, or a .pub file); with --server, taken from --key
+        #[arg(long)]
         subject: Option<String>,
         /// A consentlog server's base URL (the request is signed with --key)
-        #[arg(long, requires = "key")]
+        #[arg(long)]
         server: Option<String>,
-        /// The person's key file, to sign the request to --server
+        /// The person's secret key file, to sign the request to --server
         #[arg(long)]
         key: Option<PathBuf>,
     },
     /// Check a history: every chain complete, signed by the person, included
     VerifyHistory {
+        /// The log's public key: 64 hex digits or a file holding them
         #[arg(long)]
         log_key: String,
         /// History file, or - for standard input
         file: String,
+        /// The person's public key (hex, or a .pub file) the history must be about
         #[arg(long)]
         subject: Option<String>,
         /// A `controller,purpose` pair the history must contain (repeatable): the log proves
         /// completeness per pair, so name every pair you have used
         #[arg(long, value_name = "CONTROLLER,PURPOSE")]
         expect: Vec<String>,
+        /// Print the verdict as one JSON object
         #[arg(long)]
         json: bool,
         /// File remembering the last checkpoint seen per log key (default
@@ -173,20 +197,22 @@ pub enum Command {
         #[arg(long)]
         state: Option<PathBuf>,
         /// The log's server, to prove that this checkpoint extends the last one seen
-        #[arg(long)]
+        #[arg(long, env = ENV_SERVER)]
         server: Option<String>,
     },
     /// Replay the whole ledger (or an export) and recompute every checkpoint
     Audit(audit::AuditArgs),
     /// Check that two checkpoints of one log are consistent, or write evidence that they are not
     CheckConsistency {
+        /// The log's public key: 64 hex digits or a file holding them
         #[arg(long)]
         log_key: String,
         /// First checkpoint note (file, or - for standard input)
         note_a: String,
         /// Second checkpoint note (file)
         note_b: String,
-        /// Ask this server for the consistency proof
+        /// Ask this server for the consistency proof (with neither --server nor --dir:
+        /// $CONSENTLOG_DIR, else $CONSENTLOG_SERVER)
         #[arg(long)]
         server: Option<String>,
         /// Or compute it from this ledger directory
@@ -198,20 +224,23 @@ pub enum Command {
     },
     /// Re-check an evidence file from check-consistency: exit 0 if it shows the log lied
     VerifyEvidence {
+        /// The evidence file, or - for standard input
         file: String,
         /// For `inconsistent` evidence: ask the log whether it can give a valid proof
-        #[arg(long)]
+        #[arg(long, env = ENV_SERVER)]
         server: Option<String>,
     },
     /// Check a ledger directory fully: replay, every checkpoint, and all stored derived data
     Fsck {
-        #[arg(long)]
+        /// The ledger directory
+        #[arg(long, env = ENV_DIR)]
         dir: PathBuf,
     },
     /// Give back the free space the storage engine holds in its file (redb; sled reclaims
     /// space itself). The ledger must not be open elsewhere.
     Compact {
-        #[arg(long)]
+        /// The ledger directory
+        #[arg(long, env = ENV_DIR)]
         dir: PathBuf,
     },
     /// Copy a ledger to a new directory on another storage engine, same log key; the copy is
@@ -230,8 +259,10 @@ pub enum Command {
     },
     /// Write every entry, opening and checkpoint to a file, for auditors
     Export {
-        #[arg(long)]
+        /// The ledger directory
+        #[arg(long, env = ENV_DIR)]
         dir: PathBuf,
+        /// The export file to write (mode 0600: openings are personal data)
         #[arg(long)]
         out: PathBuf,
         /// Leave the (personal) openings out
@@ -246,6 +277,14 @@ pub enum Command {
     Demo,
     /// Serve the ledger over HTTP (creates it on first start)
     Serve(serve::ServeArgs),
+    /// Print consentlog's version
+    Version,
+    /// Print a shell completion script, e.g. `consentlog completions bash >
+    /// ~/.local/share/bash-completion/completions/consentlog`
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Runs a parsed command.
@@ -257,18 +296,32 @@ pub fn run(cli: Cli) -> CmdResult {
             backend,
         } => ledger_cmds::init(&dir, &origin, backend),
         Command::Keygen { out } => person::keygen(&out),
+        Command::Pubkey { key } => person::pubkey(&key),
         Command::Sign(a) => person::sign(a),
-        Command::Grant(a) => ledger_cmds::decide(a, true),
-        Command::Revoke(a) => ledger_cmds::decide(a, false),
+        Command::Grant(mut a) => {
+            place(&mut a.dir, &mut a.server)?;
+            ledger_cmds::decide(a, true)
+        }
+        Command::Revoke(mut a) => {
+            place(&mut a.dir, &mut a.server)?;
+            ledger_cmds::decide(a, false)
+        }
         Command::Append { dir, file } => ledger_cmds::append(&dir, &file),
         Command::Checkpoint { dir } => ledger_cmds::checkpoint(&dir),
-        Command::Prove(a) => match &a.batch {
-            Some(queries) => {
-                let dir = a.dir.as_deref().expect("clap: --batch requires --dir");
-                batch::prove(dir, queries, a.out.as_deref(), a.cache_bytes)
+        Command::Prove(mut a) => {
+            place(&mut a.dir, &mut a.server)?;
+            a.token = token(a.token.take(), a.token_file.as_deref(), a.server.is_some())?;
+            match &a.batch {
+                Some(queries) => {
+                    let dir = a
+                        .dir
+                        .as_deref()
+                        .ok_or_else(|| usage("--batch reads a local ledger: give --dir"))?;
+                    batch::prove(dir, queries, a.out.as_deref(), a.cache_bytes)
+                }
+                None => verify::prove(a),
             }
-            None => verify::prove(a),
-        },
+        }
         Command::Verify(a) => match &a.batch {
             Some(proofs) => batch::verify(&verify::log_key(&a)?, proofs, &a),
             None => verify::verify(a),
@@ -281,17 +334,26 @@ pub fn run(cli: Cli) -> CmdResult {
         }
         Command::Leaves { dir, start, end } => ledger_cmds::leaves(&dir, start, end),
         Command::History {
-            dir,
+            mut dir,
             subject,
-            server,
+            mut server,
             key,
-        } => match (server, key) {
-            (Some(url), Some(key)) => remote::history(&url, &key, subject.as_deref()),
-            _ => person::history(
-                &dir.expect("clap: --dir or --server"),
-                &subject.expect("clap: --subject"),
-            ),
-        },
+        } => {
+            place(&mut dir, &mut server)?;
+            match (server, dir) {
+                (Some(url), _) => {
+                    let key = key.ok_or_else(|| {
+                        usage("history --server needs --key, your secret key file, to sign the request")
+                    })?;
+                    remote::history(&url, &key, subject.as_deref())
+                }
+                (None, Some(dir)) => person::history(
+                    &dir,
+                    &subject.ok_or_else(|| usage("history --dir needs --subject"))?,
+                ),
+                (None, None) => unreachable!("place gives --dir or --server"),
+            }
+        }
         Command::VerifyHistory {
             log_key,
             file,
@@ -305,7 +367,17 @@ pub fn run(cli: Cli) -> CmdResult {
             let key = parse_log_key(&log_key)?;
             consistency::remember(state.as_deref(), &key, &note, server.as_deref())
         }
-        Command::Audit(a) => audit::audit(a),
+        Command::Audit(mut a) => {
+            if a.dir.is_none() && a.file.is_none() && a.url.is_none() {
+                place(&mut a.dir, &mut a.url)
+                    .map_err(|_| usage("give --dir DIR, --file EXPORT or --url URL"))?;
+            }
+            a.token = token(a.token.take(), a.token_file.as_deref(), a.url.is_some())?;
+            if a.url.is_none() && a.state.is_some() {
+                return Err(usage("--state is for --url"));
+            }
+            audit::audit(a)
+        }
         Command::Fsck { dir } => audit::fsck(&dir),
         Command::Compact { dir } => ledger_cmds::compact(&dir),
         Command::Migrate { from, to, backend } => audit::migrate(&from, &to, backend),
@@ -313,17 +385,20 @@ pub fn run(cli: Cli) -> CmdResult {
             log_key,
             note_a,
             note_b,
-            server,
-            dir,
+            mut server,
+            mut dir,
             out,
-        } => consistency::check_consistency(
-            &log_key,
-            &note_a,
-            &note_b,
-            server.as_deref(),
-            dir.as_deref(),
-            out.as_ref(),
-        ),
+        } => {
+            from_env(&mut dir, &mut server);
+            consistency::check_consistency(
+                &log_key,
+                &note_a,
+                &note_b,
+                server.as_deref(),
+                dir.as_deref(),
+                out.as_ref(),
+            )
+        }
         Command::VerifyEvidence { file, server } => {
             consistency::verify_evidence(&file, server.as_deref())
         }
@@ -336,6 +411,105 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Loadgen(a) => loadgen::loadgen(a),
         Command::Demo => demo::demo(),
         Command::Serve(a) => serve::serve(a),
+        Command::Version => {
+            println!("consentlog {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "consentlog",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Where `--dir` options fall back to.
+pub const ENV_DIR: &str = "CONSENTLOG_DIR";
+/// Where `--server` (and `audit --url`) options fall back to.
+pub const ENV_SERVER: &str = "CONSENTLOG_SERVER";
+/// Where `--token` options fall back to (after `--token-file`).
+pub const ENV_TOKEN: &str = "CONSENTLOG_TOKEN";
+
+/// Exit code of a usage error (sysexits.h EX_USAGE), told apart from an invalid proof (2).
+pub const EX_USAGE: i32 = 64;
+
+/// A usage error: exit code [`EX_USAGE`].
+pub fn usage(message: impl std::fmt::Display) -> Failure {
+    Failure::new(EX_USAGE, message)
+}
+
+/// An environment variable, if set and not empty.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// With neither `--dir` nor `--server` given, takes `$CONSENTLOG_DIR`, else
+/// `$CONSENTLOG_SERVER`. (Not clap's `env`: a value from the environment would then conflict
+/// with the other option given on the command line.)
+fn from_env(dir: &mut Option<PathBuf>, server: &mut Option<String>) {
+    if dir.is_none() && server.is_none() {
+        match env_var(ENV_DIR) {
+            Some(d) => *dir = Some(d.into()),
+            None => *server = env_var(ENV_SERVER),
+        }
+    }
+}
+
+/// As [`from_env`], for a command that needs one of the two.
+fn place(dir: &mut Option<PathBuf>, server: &mut Option<String>) -> CmdResult {
+    from_env(dir, server);
+    if dir.is_none() && server.is_none() {
+        return Err(usage(format!(
+            "give --dir DIR (a local ledger) or --server URL, or set {ENV_DIR} or {ENV_SERVER}"
+        )));
+    }
+    Ok(())
+}
+
+/// The bearer token for a server: `--token`, else the first line of `--token-file` (which must
+/// not be readable by group or others), else `$CONSENTLOG_TOKEN`. Without a server (`remote`
+/// false) an explicit token is a usage error and the environment is not read.
+fn token(
+    token: Option<String>,
+    file: Option<&Path>,
+    remote: bool,
+) -> Result<Option<String>, Failure> {
+    if !remote {
+        if token.is_some() || file.is_some() {
+            return Err(usage(
+                "--token and --token-file are for a server (--server, or --url for audit)",
+            ));
+        }
+        return Ok(None);
+    }
+    if token.is_some() {
+        return Ok(token);
+    }
+    let Some(f) = file else {
+        return Ok(env_var(ENV_TOKEN));
+    };
+    let io = |e: std::io::Error| fail(format!("--token-file {}: {e}", f.display()));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(f).map_err(io)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(fail(format!(
+                "--token-file {}: readable by group or others (mode {:o}); chmod 600 it",
+                f.display(),
+                mode & 0o777
+            )));
+        }
+    }
+    let text = std::fs::read_to_string(f).map_err(io)?;
+    match text.lines().next().map(str::trim) {
+        Some(t) if !t.is_empty() => Ok(Some(t.to_string())),
+        _ => Err(fail(format!("--token-file {}: empty", f.display()))),
     }
 }
 
@@ -360,14 +534,32 @@ pub fn parse_log_key(arg: &str) -> Result<VerifyingKey, Failure> {
         std::fs::read_to_string(arg)
             .map_err(|e| fail(format!("log key {arg}: not 64 hex digits, and {e}")))?
     };
+    for (line, kind) in [
+        (keyfile::PUBLIC_KEY_LINE, "public"),
+        (keyfile::SECRET_KEY_LINE, "secret"),
+    ] {
+        if text.starts_with(line) {
+            return Err(fail(format!(
+                "log key {arg}: a person's {kind} key file, not a log's public key (a ledger \
+                 keeps its own in DIR/log.pub)"
+            )));
+        }
+    }
     let bytes: [u8; 32] =
         from_hex_array(text.trim()).map_err(|e| fail(format!("log key {arg}: {e}")))?;
     VerifyingKey::from_bytes(&bytes).map_err(|_| fail(format!("log key {arg}: not an Ed25519 key")))
 }
 
-/// A subject public key in hex.
+/// A subject public key: 64 hex digits, or a person's public key file (`keygen` writes one
+/// beside the secret key); a secret key file is refused by name.
 pub fn parse_subject(s: &str) -> Result<[u8; 32], Failure> {
-    from_hex_array(s).map_err(|e| fail(format!("subject: {e}")))
+    match from_hex_array(s) {
+        Ok(b) => Ok(b),
+        Err(_) if Path::new(s).is_file() => keyfile::read_public(Path::new(s), "--subject")
+            .map(|k| k.to_bytes())
+            .map_err(fail),
+        Err(e) => Err(fail(format!("subject: {e}"))),
+    }
 }
 
 /// Prints a value as one JSON line.

@@ -6,7 +6,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::{
-    fail, parse_log_key, parse_subject, print_json, read_input, CmdResult, Failure, Triple,
+    fail, parse_log_key, parse_subject, print_json, read_input, usage, CmdResult, Failure, Triple,
 };
 use crate::core::event::{ConsentEvent, EventJson, EVENT_VERSION, KIND_DECISION, SIGNER_SUBJECT};
 use crate::core::hash::{from_hex_array, to_hex};
@@ -16,8 +16,21 @@ use crate::ledger::{clock, Ledger};
 
 pub fn keygen(out: &Path) -> CmdResult {
     let key = keyfile::generate();
-    keyfile::write(out, &key).map_err(fail)?;
-    eprintln!("wrote secret key to {} (mode 0600)", out.display());
+    let pub_path = keyfile::write_person(out, &key).map_err(fail)?;
+    eprintln!(
+        "wrote secret key to {} (mode 0600) and public key to {}; your public key, the \
+         subject of your events (`consentlog pubkey --key {}` prints it again):",
+        out.display(),
+        pub_path.display(),
+        out.display()
+    );
+    println!("{}", to_hex(key.verifying_key().as_bytes()));
+    Ok(())
+}
+
+/// `pubkey`: prints the public key of a person's secret key file.
+pub fn pubkey(key: &Path) -> CmdResult {
+    let key = keyfile::read_person(key, "pubkey").map_err(fail)?;
     println!("{}", to_hex(key.verifying_key().as_bytes()));
     Ok(())
 }
@@ -25,27 +38,34 @@ pub fn keygen(out: &Path) -> CmdResult {
 /// Arguments of `sign`.
 #[derive(Args, Debug)]
 pub struct SignArgs {
-    /// The person's key file
+    /// The person's secret key file (`consentlog keygen --out FILE`)
     #[arg(long)]
     pub key: PathBuf,
     /// The ledger's origin (or give --dir to use a local ledger's)
     #[arg(long, required_unless_present = "dir")]
     pub log: Option<String>,
-    #[arg(long)]
+    /// A local ledger directory, to take the origin from
+    #[arg(long, env = "CONSENTLOG_DIR")]
     pub dir: Option<PathBuf>,
     #[command(flatten)]
     pub triple: Triple,
+    /// Sign an opt-in (consent given)
     #[arg(long, conflicts_with = "opt_out", required_unless_present = "opt_out")]
     pub opt_in: bool,
+    /// Sign an opt-out (consent withdrawn)
     #[arg(long)]
     pub opt_out: bool,
+    /// Number of this event in the (key, controller, purpose) chain: 0 for the first, then +1
     #[arg(long)]
     pub seq: u64,
-    /// Event hash of the previous event of this key (required when seq > 0)
+    /// Event hash of the previous event of the chain (required when --seq > 0; `consentlog
+    /// verify-history` shows each event's hash)
     #[arg(long)]
     pub prev: Option<String>,
+    /// The signer's time (ms since the epoch; default now)
     #[arg(long)]
     pub issued_at: Option<u64>,
+    /// Opt-in only: consent lapses at this time (ms since the epoch)
     #[arg(long)]
     pub expires_at: Option<u64>,
     /// BLAKE3 of the notice text shown to the person (hex)
@@ -54,11 +74,26 @@ pub struct SignArgs {
 }
 
 pub fn sign(a: SignArgs) -> CmdResult {
-    let key = keyfile::read(&a.key, true).map_err(fail)?;
+    match (a.seq, &a.prev) {
+        (0, Some(_)) => {
+            return Err(usage(
+                "--prev is only for --seq > 0: the first event of a chain (seq 0) has none",
+            ))
+        }
+        (n, None) if n > 0 => {
+            return Err(usage(format!(
+                "--seq {n} needs --prev HASH, the event hash of this chain's event {}; \
+                 `consentlog verify-history` shows each event's hash",
+                n - 1
+            )))
+        }
+        _ => {}
+    }
+    let key = keyfile::read_person(&a.key, "sign").map_err(fail)?;
     let log = match (a.log, a.dir) {
         (Some(l), _) => l,
         (None, Some(d)) => Ledger::open(&d).map_err(fail)?.origin().to_string(),
-        (None, None) => return Err(fail("give --log ORIGIN or --dir D")),
+        (None, None) => return Err(usage("give --log ORIGIN or --dir D")),
     };
     let hex32 = |what: &str, s: &str| -> Result<[u8; 32], Failure> {
         from_hex_array(s).map_err(|e| fail(format!("--{what}: {e}")))

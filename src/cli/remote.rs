@@ -67,7 +67,7 @@ pub fn prove(
 }
 
 pub fn history(url: &str, key_file: &Path, subject: Option<&str>) -> CmdResult {
-    let key = keyfile::read(key_file, true).map_err(fail)?;
+    let key = keyfile::read_person(key_file, "history").map_err(fail)?;
     let mine = key.verifying_key().to_bytes();
     if let Some(s) = subject {
         if parse_subject(s)? != mine {

@@ -15,8 +15,9 @@ use crate::server::{self, Auth, BatchConfig, ServeConfig};
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// Ledger directory; created and initialised on first start
-    #[arg(long, default_value = "consentlog-data")]
+    #[arg(long, env = "CONSENTLOG_DIR", default_value = "consentlog-data")]
     pub dir: PathBuf,
+    /// Address and port to listen on
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// The URL people reach this server at, e.g. https://consent.example.com: the audience
@@ -30,14 +31,27 @@ pub struct ServeArgs {
     /// with the engine that wrote it
     #[arg(long, env = "CONSENTLOG_ENGINE", default_value_t = crate::store::Engine::default())]
     pub backend: crate::store::Engine,
-    /// Bearer token allowed to ask for consent proofs and heads (repeatable)
-    #[arg(long)]
+    /// Bearer token allowed to ask for consent proofs and heads (repeatable; a command line
+    /// is visible to others in `ps`: prefer --tokens-file, or a comma-separated list in the
+    /// environment)
+    #[arg(
+        long,
+        env = "CONSENTLOG_READER_TOKENS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
     pub reader_token: Vec<String>,
     /// File of reader tokens: lines `TOKEN [controller,controller…]`
     #[arg(long)]
     pub tokens_file: Option<PathBuf>,
-    /// Bearer token allowed to export openings (repeatable)
-    #[arg(long)]
+    /// Bearer token allowed to export openings (repeatable; prefer a comma-separated list in
+    /// the environment, out of `ps`)
+    #[arg(
+        long,
+        env = "CONSENTLOG_AUDITOR_TOKENS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
     pub auditor_token: Vec<String>,
     /// Most events per sequencer batch
     #[arg(long, default_value_t = 8192)]

@@ -13,16 +13,20 @@ use crate::ledger::Ledger;
 /// Arguments of `prove`.
 #[derive(Args, Debug)]
 pub struct ProveArgs {
-    /// A local ledger directory
-    #[arg(long, required_unless_present = "server", conflicts_with = "server")]
+    /// A local ledger directory [default: $CONSENTLOG_DIR, else $CONSENTLOG_SERVER]
+    #[arg(long, conflicts_with = "server")]
     pub dir: Option<PathBuf>,
     /// A consentlog server's base URL
     #[arg(long)]
     pub server: Option<String>,
-    /// Reader token for --server
-    #[arg(long, requires = "server")]
+    /// Reader token for --server (a command line is visible to others in `ps`: prefer
+    /// --token-file or $CONSENTLOG_TOKEN)
+    #[arg(long, conflicts_with = "token_file")]
     pub token: Option<String>,
-    /// The person's public key (hex)
+    /// File whose first line is the reader token for --server (mode 0600)
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// The person's public key (hex, or their .pub file)
     #[arg(long, required_unless_present = "batch")]
     pub subject: Option<String>,
     /// Who processes the data, e.g. example.com
@@ -37,7 +41,7 @@ pub struct ProveArgs {
     pub at: Option<u64>,
     /// NDJSON queries {"subject","controller","purpose"[,"at"]}: one proof batch against one
     /// shared checkpoint (docs/FORMAT.md, "Proof batches")
-    #[arg(long, conflicts_with_all = ["subject", "controller", "purpose", "at", "server"], requires = "dir")]
+    #[arg(long, conflicts_with_all = ["subject", "controller", "purpose", "at", "server"])]
     pub batch: Option<PathBuf>,
     /// Write the proof here instead of standard output
     #[arg(long)]
@@ -104,13 +108,16 @@ pub struct VerifyArgs {
     /// every proof is valid, 2 if any is not
     #[arg(long, conflicts_with = "proof")]
     pub batch: Option<String>,
-    /// Refuse a proof about another subject
+    /// Refuse a proof about another subject (hex, or their .pub file)
     #[arg(long)]
     pub subject: Option<String>,
+    /// Refuse a proof about another controller
     #[arg(long)]
     pub controller: Option<String>,
+    /// Refuse a proof about another purpose
     #[arg(long)]
     pub purpose: Option<String>,
+    /// Refuse a proof about another time (ms since the epoch)
     #[arg(long)]
     pub at: Option<u64>,
     /// Opt-out regime: consent holds unless the person opted out

@@ -180,7 +180,7 @@ fn keygen_writes_mode_0600_and_refuses_to_overwrite() {
     let pk = r.last_line().to_string();
     assert!(is_hex(&pk, 32), "{r:#?}");
     assert_eq!(mode(&p), 0o600);
-    let sk = consentlog::keyfile::read(&p, true).unwrap();
+    let sk = consentlog::keyfile::read_person(&p, "test").unwrap();
     assert_eq!(hex::encode(sk.verifying_key().as_bytes()), pk);
     assert!(
         !r.stdout.contains(&hex::encode(sk.as_bytes())),
@@ -422,6 +422,14 @@ fn sign_line(k: &Path, log: &str, controller: &str, seq: u64, prev: Option<&str>
     run(&args).ok().stdout.trim().to_string()
 }
 
+/// An event line `sign` refuses to make (its seq and prev disagree), signed through the
+/// library with the key file's key, for the append rules to reject.
+fn unlinked_line(k: &Path, log: &str, seq: u64, prev: Option<[u8; 32]>) -> String {
+    let key = consentlog::keyfile::read_person(k, "test").expect("key file");
+    let p = Person::with_key(key, CTL, PUR);
+    event_json(&p.event().log(log).seq(seq).prev(prev).sign())
+}
+
 #[test]
 fn append_reports_one_line_per_event_in_order() {
     let l = TestLedger::cli();
@@ -464,7 +472,7 @@ fn append_reports_one_line_per_event_in_order() {
     assert_eq!(events(&l), 4);
 
     // Rejections name the rule, in position, and the exit code is non-zero.
-    let wrong_log = sign_line(&b, "other.example/log", CTL, 1, None);
+    let wrong_log = unlinked_line(&b, "other.example/log", 1, None);
     let bad_ctl = sign_line(&b, &l.origin, "Example.com", 0, None);
     let gap = sign_line(&b, &l.origin, CTL, 5, Some(&a0h));
     let mut forged: Value = serde_json::from_str(&b0).unwrap();
@@ -564,11 +572,8 @@ fn append_rejects_time_and_chain_rule_breaks_by_name() {
             ]),
             "expires_at",
         ),
-        (sign(&["--opt-in", "--seq", "1"]), "seq"),
-        (
-            sign(&["--opt-in", "--seq", "0", "--prev", &"00".repeat(32)]),
-            "prev",
-        ),
+        (unlinked_line(&a, &l.origin, 1, None), "seq"),
+        (unlinked_line(&a, &l.origin, 0, Some([0; 32])), "prev"),
     ];
     for (line, rule) in &cases {
         let r = run_stdin(&["append", "--dir", l.d()], &format!("{line}\n"));

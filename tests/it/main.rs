@@ -7,6 +7,7 @@ mod support;
 mod append_rules;
 mod audit;
 mod cli;
+mod cli_keys;
 mod crash;
 mod durability;
 mod fuzz_props;

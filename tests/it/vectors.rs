@@ -245,6 +245,15 @@ fn vectors() -> Vec<(String, String)> {
         state: State::OptedIn.as_str().into(),
     };
     put("proof_json", serde_json::to_string(&p).unwrap());
+    // §18: the person's key files.
+    put(
+        "secret_key_file",
+        consentlog::keyfile::secret_file_text(&sk).replace('\n', "\\n"),
+    );
+    put(
+        "public_key_file",
+        consentlog::keyfile::public_file_text(&sk.verifying_key()).replace('\n', "\\n"),
+    );
     v
 }
 
@@ -415,6 +424,39 @@ fn vectors_decode_back() {
     assert_eq!(verdict.state, State::OptedIn);
     assert_eq!((verdict.map_index, verdict.map_time), (4, m4.time));
     assert_eq!(verdict.checkpoint, cp);
+}
+
+/// The documented key files work through the binary: `pubkey` reads the secret key file and
+/// prints the documented subject, which is the public key file's; `prove --subject` takes the
+/// public key file and `pubkey` refuses it.
+#[test]
+fn documented_key_files_work_through_the_binary() {
+    use crate::support::{run, s};
+    use std::os::unix::fs::PermissionsExt;
+    let doc = documented();
+    let get = |k: &str| {
+        doc.iter()
+            .find(|(n, _)| n == k)
+            .unwrap_or_else(|| panic!("FORMAT.md lacks {k}"))
+            .1
+            .replace("\\n", "\n")
+    };
+    let subject = doc.iter().find(|(n, _)| n == "subject").unwrap().1.clone();
+    let tmp = tempfile::tempdir().unwrap();
+    let sk = tmp.path().join("vector.key");
+    let pk = tmp.path().join("vector.pub");
+    std::fs::write(&sk, get("secret_key_file")).unwrap();
+    std::fs::set_permissions(&sk, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(&pk, get("public_key_file")).unwrap();
+    assert_eq!(
+        run(&["pubkey", "--key", s(&sk)]).ok().stdout,
+        format!("{subject}\n")
+    );
+    assert_eq!(
+        get("public_key_file"),
+        format!("consentlog public key v1\n{subject}\n")
+    );
+    run(&["pubkey", "--key", s(&pk)]).assert_fails_with("vector.pub is a public key");
 }
 
 /// Prints the vectors in FORMAT.md's form: `cargo test --test it -- --ignored vectors:: --nocapture`.
