@@ -11,7 +11,7 @@ use serde_json::json;
 use super::verify::{question, verdict_json, VerifyArgs};
 use super::{fail, CmdResult, Failure};
 use crate::core::note;
-use crate::core::proof::{check_anchor, check_with_anchor};
+use crate::core::proof::{check_anchor, check_with_anchor_keys};
 use crate::core::proof_batch::{BatchHeader, BatchProof, BatchQuery, BATCH_FORMAT};
 use crate::ledger::Ledger;
 
@@ -135,6 +135,8 @@ pub fn verify(key: &VerifyingKey, file: &str, a: &VerifyArgs) -> CmdResult {
         .map_err(|e| invalid(format!("batch checkpoint: {e}")))?;
     let anchor = check_anchor(cp, &header.genesis, &header.map_leaf)
         .map_err(|e| invalid(format!("batch header: {e}")))?;
+    // Each triple's VRF proof is checked once per batch.
+    let keys = crate::core::state_keys::StateKeys::default();
     let stdout = std::io::stdout();
     let mut w = BufWriter::with_capacity(1 << 20, stdout.lock());
     let (mut total, mut bad) = (0usize, 0usize);
@@ -147,7 +149,7 @@ pub fn verify(key: &VerifyingKey, file: &str, a: &VerifyArgs) -> CmdResult {
                     .map_err(|e| format!("not a batch proof line: {e}"))
                     .and_then(|bp| {
                         let p = bp.into_proof(&header);
-                        check_with_anchor(&p, &anchor, &q)
+                        check_with_anchor_keys(&p, &anchor, &q, &keys)
                             .map(|v| (p, v))
                             .map_err(|e| e.to_string())
                     })

@@ -7,6 +7,8 @@
 
 use std::collections::HashMap;
 
+pub use crate::state_keys::StateKeys;
+
 use ed25519_dalek::VerifyingKey;
 
 use super::event::{signatures_valid, subject_keys, SignedEvent, SIGNATURE_CHUNK};
@@ -177,55 +179,6 @@ impl CheckedChunk {
     /// Whether the chunk holds no leaf.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
-    }
-}
-
-/// Triples (VRF input and proof) whose VRF proof a replay has checked, with the answer, so that
-/// each is checked once. At most [`StateKeys::MAX`] are remembered (by a hash of the input and
-/// proof); beyond that, later chunks check theirs again.
-#[derive(Default)]
-pub struct StateKeys(std::sync::Mutex<HashMap<Hash, Result<Hash, VrfError>>>);
-
-type Triple = (Vec<u8>, [u8; 80]);
-
-impl StateKeys {
-    /// Most answers remembered.
-    pub const MAX: usize = 4_000_000;
-
-    fn id((alpha, proof): &Triple) -> Hash {
-        let mut h = blake3::Hasher::new();
-        h.update(&(alpha.len() as u64).to_le_bytes());
-        h.update(alpha);
-        h.update(proof);
-        *h.finalize().as_bytes()
-    }
-
-    /// The answers known for `triples`, and the triples still to check.
-    fn split(
-        &self,
-        triples: std::collections::HashSet<Triple>,
-    ) -> (HashMap<Triple, Result<Hash, VrfError>>, Vec<Triple>) {
-        let known = self.0.lock().expect("state keys");
-        let (mut done, mut todo) = (HashMap::new(), Vec::new());
-        for t in triples {
-            match known.get(&Self::id(&t)) {
-                Some(r) => {
-                    done.insert(t, *r);
-                }
-                None => todo.push(t),
-            }
-        }
-        (done, todo)
-    }
-
-    fn remember(&self, fresh: &HashMap<Triple, Result<Hash, VrfError>>) {
-        let mut known = self.0.lock().expect("state keys");
-        for (t, r) in fresh {
-            if known.len() >= Self::MAX {
-                break;
-            }
-            known.insert(Self::id(t), *r);
-        }
     }
 }
 
@@ -611,6 +564,8 @@ mod tests {
     use super::*;
     use crate::leaf::{MapLeaf, LEAF_VERSION};
     use crate::note::{Checkpoint, NoteError};
+    pub use crate::state_keys::StateKeys;
+    use crate::state_keys::Triple;
     use crate::testutil::{Log, ORIGIN, T0};
 
     const NOW: u64 = T0 + 3_600_000;

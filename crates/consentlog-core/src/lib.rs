@@ -24,6 +24,7 @@ pub mod receipt;
 pub mod reject;
 pub mod request;
 pub mod rules;
+pub mod state_keys;
 pub mod strict;
 pub mod text;
 pub mod tlog;

@@ -296,6 +296,26 @@ pub fn check_with_anchor(
     anchor: &Anchor,
     q: &Question,
 ) -> Result<Verdict, ProofError> {
+    check_with_anchor_in(p, anchor, q, None)
+}
+
+/// [`check_with_anchor`], checking the VRF proof of each triple once across the calls that
+/// share `keys` (a batch of proofs often asks about one triple at several times).
+pub fn check_with_anchor_keys(
+    p: &ConsentProof,
+    anchor: &Anchor,
+    q: &Question,
+    keys: &crate::state_keys::StateKeys,
+) -> Result<Verdict, ProofError> {
+    check_with_anchor_in(p, anchor, q, Some(keys))
+}
+
+fn check_with_anchor_in(
+    p: &ConsentProof,
+    anchor: &Anchor,
+    q: &Question,
+    keys: Option<&crate::state_keys::StateKeys>,
+) -> Result<Verdict, ProofError> {
     if p.format != PROOF_FORMAT {
         return Err(ProofError::Format(p.format.clone()));
     }
@@ -337,7 +357,14 @@ pub fn check_with_anchor(
         controller: &p.controller,
         purpose: &p.purpose,
     };
-    let key = state_key(anchor, &triple, &p.vrf_proof)?;
+    let key = match keys {
+        None => state_key(anchor, &triple, &p.vrf_proof)?,
+        Some(k) => k.check(
+            &VrfPublicKey::from_bytes(anchor.genesis.vrf_key)?,
+            &triple.alpha(),
+            &VrfProof(p.vrf_proof),
+        )?,
+    };
     let mut evs = Vec::with_capacity(p.events.len());
     for (pos, pe) in p.events.iter().enumerate() {
         let ev = check_event(pe, anchor, &key, &triple)
