@@ -564,8 +564,6 @@ mod tests {
     use super::*;
     use crate::leaf::{MapLeaf, LEAF_VERSION};
     use crate::note::{Checkpoint, NoteError};
-    pub use crate::state_keys::StateKeys;
-    use crate::state_keys::Triple;
     use crate::testutil::{Log, ORIGIN, T0};
 
     const NOW: u64 = T0 + 3_600_000;
@@ -837,7 +835,7 @@ mod tests {
         for leaf in all {
             a.push_chunk(vec![leaf]);
         }
-        assert_eq!(a.state_keys().0.lock().unwrap().len(), 1);
+        assert_eq!(a.state_keys().len(), 1);
         let r = a.finish();
         assert!(r.ok(), "{:?}", r.violations);
         assert_eq!(r.openings_checked, 2);

@@ -57,6 +57,16 @@ impl StateKeys {
 }
 
 impl StateKeys {
+    /// How many answers are remembered.
+    pub fn len(&self) -> usize {
+        self.0.lock().expect("state keys").len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The state key `alpha` gives under `key`, proven by `proof`: the answer remembered, or
     /// checked now (outside the lock) and remembered.
     pub fn check(
