@@ -159,8 +159,10 @@ pub enum Command {
         log_key: String,
         /// History file, or - for standard input
         file: String,
+        /// Whose history this must be: the person's public key (hex); a history about anyone
+        /// else is refused
         #[arg(long)]
-        subject: Option<String>,
+        subject: String,
         /// A `controller,purpose` pair the history must contain (repeatable): the log proves
         /// completeness per pair, so name every pair you have used
         #[arg(long, value_name = "CONTROLLER,PURPOSE")]
@@ -298,7 +300,7 @@ pub fn run(cli: Cli) -> CmdResult {
             state,
             server,
         } => {
-            let note = person::verify_history(&log_key, &file, subject.as_deref(), &expect, json)?;
+            let note = person::verify_history(&log_key, &file, &subject, &expect, json)?;
             let key = parse_log_key(&log_key)?;
             consistency::remember(state.as_deref(), &key, &note, server.as_deref())
         }

@@ -209,6 +209,8 @@ fn a_person_who_saw_one_branch_catches_the_other() {
             "--log-key",
             &f.key,
             s(h),
+            "--subject",
+            &f.subject,
             "--state",
             s(&state),
         ])
