@@ -417,7 +417,12 @@ async fn a_storage_failure_answers_a_code_and_a_message_without_internal_details
     let snap = t.ledger.latest();
     // Leaf 0 is the genesis leaf, leaf 1 init's map leaf, leaf 2 the event: its state key
     // must not be named either.
-    let state_key = t.ledger.event_leaf(2).expect("read").expect("event leaf").key;
+    let state_key = t
+        .ledger
+        .event_leaf(2)
+        .expect("read")
+        .expect("event leaf")
+        .key;
     // The event's stored leaf disappears under the running server.
     let mut b = WriteBatch::new();
     b.delete(Table::Leaf, crate::ledger::schema::index_key(2).to_vec());
@@ -452,7 +457,14 @@ async fn a_storage_failure_answers_a_code_and_a_message_without_internal_details
             .or(e["proofs"][0]["error"]["message"].as_str())
             .expect("a message");
         assert!(message.contains("retry later"), "{body}");
-        for leak in [dir.as_str(), "corrupt", "damaged", "leaf 2", "missing", &hex_key] {
+        for leak in [
+            dir.as_str(),
+            "corrupt",
+            "damaged",
+            "leaf 2",
+            "missing",
+            &hex_key,
+        ] {
             assert!(!body.contains(leak), "{leak:?} in {body}");
         }
     }

@@ -235,11 +235,29 @@ fn commands_that_read_the_ledgers_secret_keys_refuse_them_readable_by_others() {
     let copy = tmp.path().join("copy");
     let commands: Vec<Vec<&str>> = vec![
         vec!["checkpoint", "--dir", d],
-        vec!["prove", "--dir", d, "--subject", &subject, "--controller", C, "--purpose", P],
+        vec![
+            "prove",
+            "--dir",
+            d,
+            "--subject",
+            &subject,
+            "--controller",
+            C,
+            "--purpose",
+            P,
+        ],
         vec!["history", "--dir", d, "--subject", &subject],
         vec!["leaves", "--dir", d],
         vec!["export", "--dir", d, "--out", s(&export)],
-        vec!["migrate", "--from", d, "--to", s(&copy), "--backend", "redb"],
+        vec![
+            "migrate",
+            "--from",
+            d,
+            "--to",
+            s(&copy),
+            "--backend",
+            "redb",
+        ],
         vec!["serve", "--dir", d, "--listen", "127.0.0.1:0"],
     ];
     for name in ["log.key", "vrf.key"] {
@@ -257,7 +275,10 @@ fn commands_that_read_the_ledgers_secret_keys_refuse_them_readable_by_others() {
                 assert!(!out.stdout.contains(secret.trim()), "{cmd:?}");
             }
         }
-        assert!(!export.exists() && !copy.exists(), "written with an exposed key");
+        assert!(
+            !export.exists() && !copy.exists(),
+            "written with an exposed key"
+        );
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
     // With both back at 0600, the ledger commands work again.

@@ -87,7 +87,15 @@ fn faults(engine: &str) {
     // A code and a message for the client; the cause (the engine's error text, the files it
     // names) goes to the server's log only.
     assert_eq!(v["error"]["code"], "unavailable", "{body}");
-    for leak in [s(&dir), "os error", "No space", "ledger data", "redb", "sled", "io error"] {
+    for leak in [
+        s(&dir),
+        "os error",
+        "No space",
+        "ledger data",
+        "redb",
+        "sled",
+        "io error",
+    ] {
         assert!(!body.contains(leak), "{leak:?} in {body}");
     }
     assert!(
