@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::consistency::Remember;
 use super::{fail, parse_log_key, CmdResult, Failure};
 use crate::core::audit::{Auditor, Report, Violation};
 use crate::core::export::Reader;
@@ -32,10 +33,15 @@ pub struct AuditArgs {
     /// Auditor token for --url: also fetch and check the openings
     #[arg(long, requires = "url")]
     pub token: Option<String>,
-    /// With --url: file remembering the last checkpoint seen per log key (default
-    /// $CONSENTLOG_STATE or ~/.consentlog/checkpoints.json)
-    #[arg(long, requires = "url")]
+    /// With --url or --file: file remembering the last checkpoint seen per log key (default
+    /// $CONSENTLOG_STATE or ~/.consentlog/checkpoints.json); a log or export whose newest
+    /// checkpoint is older (smaller) than the one remembered is refused
+    #[arg(long, conflicts_with = "dir")]
     pub state: Option<PathBuf>,
+    /// With --url or --file: accept a newest checkpoint older (smaller) than the one
+    /// remembered, with a warning, instead of refusing it
+    #[arg(long, conflicts_with = "dir")]
+    pub accept_older_view: bool,
 }
 
 /// Leaves replayed per parallel chunk.
@@ -67,7 +73,12 @@ pub fn audit(a: AuditArgs) -> CmdResult {
     let report = if let Some(url) = &a.url {
         let (report, last) = super::remote_audit::audit(url, a.token.clone(), &key, now, bar)?;
         if report.ok() {
-            super::consistency::remember(a.state.as_deref(), &key, &last, Some(url))?;
+            let r = Remember {
+                state: a.state.as_deref(),
+                server: Some(url),
+                accept_older: a.accept_older_view,
+            };
+            super::consistency::remember(r, &key, &last, false)?;
         }
         report
     } else if let Some(dir) = &a.dir {
@@ -108,12 +119,33 @@ pub fn audit(a: AuditArgs) -> CmdResult {
                 "the export was made by a different log key than --log-key",
             ));
         }
-        let mut auditor = Auditor::new(
-            &key,
-            &r.header.origin.clone(),
-            &r.header.checkpoints.clone(),
-            now,
-        );
+        // The checkpoint remembered from an earlier audit (or history) is replayed with the
+        // export's own when the export reaches it: its root recomputed from these leaves shows
+        // that the export extends it. A smaller export is a stale view (refused below).
+        let mut notes = r.header.checkpoints.clone();
+        let newest = notes.last().cloned();
+        let state = a.state.clone().or_else(crate::witness::default_path);
+        let remembered = match &state {
+            Some(p) => crate::witness::remembered(p, &key).map_err(fail)?,
+            None => None,
+        };
+        let size = |n: &str| crate::core::note::open(n, &key).map(|c| c.size).ok();
+        let mut replayed = false;
+        if let (Some(old), Some(new)) = (&remembered, &newest) {
+            if let (Some(o), Some(n)) = (size(old), size(new)) {
+                if o <= n {
+                    let at = notes.partition_point(|x| size(x).is_some_and(|s| s <= o));
+                    notes.insert(at, old.clone());
+                    replayed = true;
+                    println!(
+                        "replaying the checkpoint remembered in {} ({o} leaves) with the \
+                         export's (checkpoint {at} below)",
+                        state.as_ref().expect("remembered").display()
+                    );
+                }
+            }
+        }
+        let mut auditor = Auditor::new(&key, &r.header.origin.clone(), &notes, now);
         let pb = bar(r.header.leaves);
         let chunks = std::iter::from_fn(|| {
             let mut chunk: Vec<(Leaf, Option<Opening>)> = Vec::with_capacity(CHUNK);
@@ -128,7 +160,16 @@ pub fn audit(a: AuditArgs) -> CmdResult {
         });
         replay(&mut auditor, chunks, |done| pb.set_position(done))?;
         pb.finish_and_clear();
-        auditor.finish()
+        let report = auditor.finish();
+        if let (true, Some(newest)) = (report.ok(), &newest) {
+            let r = Remember {
+                state: a.state.as_deref(),
+                server: None,
+                accept_older: a.accept_older_view,
+            };
+            super::consistency::remember(r, &key, newest, replayed)?;
+        }
+        report
     };
     print_report(&report, "audit")
 }

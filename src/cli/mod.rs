@@ -176,6 +176,10 @@ pub enum Command {
         /// The log's server, to prove that this checkpoint extends the last one seen
         #[arg(long)]
         server: Option<String>,
+        /// Accept a history under a checkpoint older (smaller) than the one remembered, with a
+        /// warning; without it such a stale view is refused (exit 2)
+        #[arg(long)]
+        accept_older_view: bool,
     },
     /// Replay the whole ledger (or an export) and recompute every checkpoint
     Audit(audit::AuditArgs),
@@ -299,10 +303,16 @@ pub fn run(cli: Cli) -> CmdResult {
             json,
             state,
             server,
+            accept_older_view,
         } => {
             let note = person::verify_history(&log_key, &file, &subject, &expect, json)?;
             let key = parse_log_key(&log_key)?;
-            consistency::remember(state.as_deref(), &key, &note, server.as_deref())
+            let r = consistency::Remember {
+                state: state.as_deref(),
+                server: server.as_deref(),
+                accept_older: accept_older_view,
+            };
+            consistency::remember(r, &key, &note, false)
         }
         Command::Audit(a) => audit::audit(a),
         Command::Fsck { dir } => audit::fsck(&dir),
