@@ -130,13 +130,16 @@ pub fn audit(a: AuditArgs) -> CmdResult {
             None => None,
         };
         let size = |n: &str| crate::core::note::open(n, &key).map(|c| c.size).ok();
-        let mut replayed = false;
+        let (mut replayed, mut inserted) = (false, false);
         if let (Some(old), Some(new)) = (&remembered, &newest) {
             if let (Some(o), Some(n)) = (size(old), size(new)) {
-                if o <= n {
+                if notes.contains(old) {
+                    // One of the export's own: replayed like the others.
+                    replayed = true;
+                } else if o <= n {
                     let at = notes.partition_point(|x| size(x).is_some_and(|s| s <= o));
                     notes.insert(at, old.clone());
-                    replayed = true;
+                    (replayed, inserted) = (true, true);
                     println!(
                         "replaying the checkpoint remembered in {} ({o} leaves) with the \
                          export's (checkpoint {at} below)",
@@ -160,7 +163,9 @@ pub fn audit(a: AuditArgs) -> CmdResult {
         });
         replay(&mut auditor, chunks, |done| pb.set_position(done))?;
         pb.finish_and_clear();
-        let report = auditor.finish();
+        let mut report = auditor.finish();
+        // Count the export's checkpoints only.
+        report.checkpoints -= usize::from(inserted);
         if let (true, Some(newest)) = (report.ok(), &newest) {
             let r = Remember {
                 state: a.state.as_deref(),

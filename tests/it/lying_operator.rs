@@ -399,12 +399,11 @@ fn older_views_than_the_remembered_checkpoint_are_refused_unless_accepted() {
         run(&[&base[..], extra].concat())
     };
     af(&old_export, &[]).ok();
-    let r = af(&new_export, &[]).ok();
-    assert!(
-        r.stdout.contains("replaying the checkpoint remembered"),
-        "{}",
-        r.all()
-    );
+    let first = std::fs::read_to_string(&astate).unwrap();
+    // The newer export holds the remembered checkpoint among its own: replayed, it shows the
+    // export extends it, and the newer one is remembered.
+    af(&new_export, &[]).ok();
+    assert_ne!(std::fs::read_to_string(&astate).unwrap(), first);
     refused(&af(&old_export, &[]));
     accepted(&af(&old_export, &["--accept-older-view"]));
     af(&new_export, &[]).ok();
@@ -428,4 +427,41 @@ fn older_views_than_the_remembered_checkpoint_are_refused_unless_accepted() {
     let old = Server::start_in(&old_dir, &[]);
     refused(&au(&old.url, &[]));
     accepted(&au(&old.url, &["--accept-older-view"]));
+}
+
+/// `audit --file` replays the checkpoint it remembers with an export's own: an export of
+/// another branch, which does not hold it, fails the audit at that checkpoint.
+#[test]
+fn an_auditor_of_exports_who_saw_one_branch_catches_the_other() {
+    let f = fork();
+    checkpoint(&f.a, &f.root.join("n1"));
+    checkpoint(&f.b, &f.root.join("n2"));
+    let state = f.root.join("auditor.json");
+    let audit = |dir: &Path| {
+        let e = dir.with_extension("export");
+        run(&["export", "--dir", s(dir), "--out", s(&e)]).ok();
+        run(&[
+            "audit",
+            "--file",
+            s(&e),
+            "--log-key",
+            &f.key,
+            "--state",
+            s(&state),
+        ])
+    };
+    let o = audit(&f.a);
+    assert_eq!(o.code, 0, "{}", o.all());
+    let remembered = std::fs::read_to_string(&state).unwrap();
+    let o = audit(&f.b);
+    assert_ne!(o.code, 0, "{}", o.all());
+    assert!(
+        o.stdout.contains("replaying the checkpoint remembered")
+            && o.stdout
+                .contains("VIOLATION checkpoint 2: root at size 4 does not match")
+            && o.stderr.contains("audit FAILED"),
+        "{}",
+        o.all()
+    );
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), remembered);
 }
