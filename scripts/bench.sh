@@ -318,7 +318,8 @@ result "(g) peak RSS of serve, $PROOF_LEDGER-entry ledger" "$(mib "$hwm")" MiB
 rates=()
 for r in $(seq "$RUNS"); do
     log "verify run $r"
-    timed "$BIN" verify --batch "$P" --log-key "$D/log.pub" >/dev/null 2>"$ERR"
+    # Exit 1 says every proof is valid and consent is not held in some (as expected here).
+    timed bash -c '"$@"; [[ $? -le 1 ]]' _ "$BIN" verify --batch "$P" --log-key "$D/log.pub" >/dev/null 2>"$ERR"
     rates+=("$(div "$nq" "$SECS")")
 done
 result "(d) verify --batch, $nq proofs" "$(median "${rates[@]}")" proofs/s "${rates[@]}"

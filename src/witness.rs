@@ -18,21 +18,38 @@ pub fn default_path() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| Path::new(&h).join(".consentlog").join("checkpoints.json"))
 }
 
-/// What comparing a new checkpoint with the remembered one gave.
+/// What comparing a new checkpoint with the remembered one gave. `seen` is the size of the
+/// checkpoint remembered, `shown` the size of the one shown now.
 #[derive(Debug)]
 pub enum Seen {
-    /// First checkpoint seen for this key, or it extends (or equals) the last one.
+    /// First checkpoint seen for this key, or it extends (or equals) the last one: remembered.
     Extends,
-    /// Sizes differ and no consistency proof could be had: not checked.
-    Unchecked { old: u64, new: u64 },
+    /// Larger than the one remembered, and no consistency proof could be had: not checked, not
+    /// remembered.
+    Unchecked { seen: u64, shown: u64 },
     /// The log's consistency proof between the two does not verify: not evidence, but the log
     /// has not shown that it did not fork.
-    Unproven { old: u64, new: u64 },
-    /// Consistent, but older than the checkpoint remembered: a stale view (whatever happened
-    /// after it is not shown). The remembered one is kept.
-    Stale { seen: u64, shown: u64 },
+    Unproven { seen: u64, shown: u64 },
+    /// Smaller than the checkpoint remembered: a stale view (whatever happened after it is not
+    /// shown), or a truncated prefix. `proven` if it was also shown to be a prefix of the one
+    /// remembered. The remembered one is kept.
+    Stale { seen: u64, shown: u64, proven: bool },
     /// The log showed a tree that does not extend the one seen before.
     Fork(Box<Evidence>),
+}
+
+/// How the caller can show that one of two checkpoints extends the other.
+pub enum Proven {
+    /// A consistency proof from the smaller tree to the larger, from the log.
+    Path(Vec<HexHash>),
+    /// The caller recomputed the smaller tree's root from the very leaves under the larger
+    /// checkpoint (an audit of an export, replaying both), and it matched.
+    Replayed,
+}
+
+/// The checkpoint remembered for `key` in the state file at `path`, if any.
+pub fn remembered(path: &Path, key: &VerifyingKey) -> Result<Option<String>, String> {
+    Ok(load(path)?.remove(&to_hex(key.as_bytes())))
 }
 
 fn load(path: &Path) -> Result<BTreeMap<String, String>, String> {
@@ -55,45 +72,58 @@ fn save(path: &Path, map: &BTreeMap<String, String>) -> Result<(), String> {
 }
 
 /// Compares `note` with the last checkpoint remembered for `key`, and remembers `note` when
-/// it extends it. `prove(old, new)` fetches a consistency proof when sizes differ.
+/// it extends it. `prove(smaller, larger)` shows consistency when sizes differ, if it can.
 pub fn check_and_remember(
     path: &Path,
     key: &VerifyingKey,
     note: &str,
-    prove: impl FnOnce(u64, u64) -> Option<Vec<HexHash>>,
+    prove: impl FnOnce(u64, u64) -> Option<Proven>,
 ) -> Result<Seen, String> {
     let mut map = load(path)?;
     let id = to_hex(key.as_bytes());
+    let size = |n: &str| crate::core::note::open(n, key).map(|c| c.size).unwrap_or(0);
+    let shown = size(note);
     let seen = match map.get(&id) {
         None => Seen::Extends,
-        Some(old) => match compare(key, old, note, None).map_err(|e| e.to_string())? {
-            Comparison::Consistent => Seen::Extends,
-            Comparison::Fork(e) => Seen::Fork(e),
-            Comparison::Unproven { old: o, new: n } => Seen::Unproven { old: o, new: n },
-            Comparison::NeedProof { old: o, new: n } => match prove(o, n) {
-                None => Seen::Unchecked { old: o, new: n },
-                Some(p) => match compare(key, old, note, Some(&p)).map_err(|e| e.to_string())? {
-                    Comparison::Fork(e) => Seen::Fork(e),
-                    Comparison::Unproven { old: o, new: n } => Seen::Unproven { old: o, new: n },
-                    _ => Seen::Extends,
+        Some(old) => {
+            let seen = size(old);
+            // Consistent (one extends the other): the view is stale if it is the smaller one.
+            let consistent = |proven| {
+                if shown < seen {
+                    Seen::Stale {
+                        seen,
+                        shown,
+                        proven,
+                    }
+                } else {
+                    Seen::Extends
+                }
+            };
+            match compare(key, old, note, None).map_err(|e| e.to_string())? {
+                Comparison::Consistent => consistent(true),
+                Comparison::Fork(e) => Seen::Fork(e),
+                Comparison::Unproven { .. } => Seen::Unproven { seen, shown },
+                Comparison::NeedProof { old: o, new: n } => match prove(o, n) {
+                    None if shown < seen => Seen::Stale {
+                        seen,
+                        shown,
+                        proven: false,
+                    },
+                    None => Seen::Unchecked { seen, shown },
+                    Some(Proven::Replayed) => consistent(true),
+                    Some(Proven::Path(p)) => {
+                        match compare(key, old, note, Some(&p)).map_err(|e| e.to_string())? {
+                            Comparison::Fork(e) => Seen::Fork(e),
+                            Comparison::Unproven { .. } => Seen::Unproven { seen, shown },
+                            _ => consistent(true),
+                        }
+                    }
                 },
-            },
-        },
-    };
-    let size = |n: &str| crate::core::note::open(n, key).map(|c| c.size).unwrap_or(0);
-    let seen = match (seen, map.get(&id)) {
-        (Seen::Extends, Some(old)) if size(note) < size(old) => Seen::Stale {
-            seen: size(old),
-            shown: size(note),
-        },
-        (seen, _) => seen,
+            }
+        }
     };
     // Remember the larger of the two trees (never step back to a smaller one).
-    let newer = match map.get(&id) {
-        None => true,
-        Some(old) => size(note) >= size(old),
-    };
-    if matches!(seen, Seen::Extends) && newer {
+    if matches!(seen, Seen::Extends) {
         map.insert(id, note.to_string());
         save(path, &map)?;
     }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::consistency::Remember;
 use super::{fail, parse_log_key, CmdResult, Failure};
 use crate::core::audit::{Auditor, Report, Violation};
 use crate::core::evidence_finder::Finder;
@@ -37,10 +38,15 @@ pub struct AuditArgs {
     /// File whose first line is the auditor token for --url (mode 0600)
     #[arg(long)]
     pub token_file: Option<PathBuf>,
-    /// With --url: file remembering the last checkpoint seen per log key (default
-    /// $CONSENTLOG_STATE or ~/.consentlog/checkpoints.json)
-    #[arg(long)]
+    /// With --url or --file: file remembering the last checkpoint seen per log key (default
+    /// $CONSENTLOG_STATE or ~/.consentlog/checkpoints.json); a log or export whose newest
+    /// checkpoint is older (smaller) than the one remembered is refused
+    #[arg(long, conflicts_with = "dir")]
     pub state: Option<PathBuf>,
+    /// With --url or --file: accept a newest checkpoint older (smaller) than the one
+    /// remembered, with a warning, instead of refusing it
+    #[arg(long, conflicts_with = "dir")]
+    pub accept_older_view: bool,
     /// A checkpoint note signed by the log (a file, e.g. one a proof carried): the leaves must
     /// be its tree, and the first rule they break under it is written as conclusive evidence
     #[arg(long)]
@@ -94,7 +100,12 @@ pub fn audit(a: AuditArgs) -> CmdResult {
         let (report, last) =
             super::remote_audit::audit(url, a.token.clone(), &key, now, bar, finder.as_mut())?;
         if report.ok() {
-            super::consistency::remember(a.state.as_deref(), &key, &last, Some(url))?;
+            let r = Remember {
+                state: a.state.as_deref(),
+                server: Some(url),
+                accept_older: a.accept_older_view,
+            };
+            super::consistency::remember(r, &key, &last, false)?;
         }
         report
     } else if let Some(dir) = &a.dir {
@@ -137,12 +148,36 @@ pub fn audit(a: AuditArgs) -> CmdResult {
                 "the export was made by a different log key than --log-key",
             ));
         }
-        let mut auditor = Auditor::new(
-            &key,
-            &r.header.origin.clone(),
-            &r.header.checkpoints.clone(),
-            now,
-        );
+        // The checkpoint remembered from an earlier audit (or history) is replayed with the
+        // export's own when the export reaches it: its root recomputed from these leaves shows
+        // that the export extends it. A smaller export is a stale view (refused below).
+        let mut notes = r.header.checkpoints.clone();
+        let newest = notes.last().cloned();
+        let state = a.state.clone().or_else(crate::witness::default_path);
+        let remembered = match &state {
+            Some(p) => crate::witness::remembered(p, &key).map_err(fail)?,
+            None => None,
+        };
+        let size = |n: &str| crate::core::note::open(n, &key).map(|c| c.size).ok();
+        let (mut replayed, mut inserted) = (false, false);
+        if let (Some(old), Some(new)) = (&remembered, &newest) {
+            if let (Some(o), Some(n)) = (size(old), size(new)) {
+                if notes.contains(old) {
+                    // One of the export's own: replayed like the others.
+                    replayed = true;
+                } else if o <= n {
+                    let at = notes.partition_point(|x| size(x).is_some_and(|s| s <= o));
+                    notes.insert(at, old.clone());
+                    (replayed, inserted) = (true, true);
+                    println!(
+                        "replaying the checkpoint remembered in {} ({o} leaves) with the \
+                         export's (checkpoint {at} below)",
+                        state.as_ref().expect("remembered").display()
+                    );
+                }
+            }
+        }
+        let mut auditor = Auditor::new(&key, &r.header.origin.clone(), &notes, now);
         let pb = bar(r.header.leaves);
         let chunks = std::iter::from_fn(|| {
             let mut chunk: Vec<(Leaf, Option<Opening>)> = Vec::with_capacity(CHUNK);
@@ -159,7 +194,18 @@ pub fn audit(a: AuditArgs) -> CmdResult {
             pb.set_position(done)
         })?;
         pb.finish_and_clear();
-        auditor.finish()
+        let mut report = auditor.finish();
+        // Count the export's checkpoints only.
+        report.checkpoints -= usize::from(inserted);
+        if let (true, Some(newest)) = (report.ok(), &newest) {
+            let r = Remember {
+                state: a.state.as_deref(),
+                server: None,
+                accept_older: a.accept_older_view,
+            };
+            super::consistency::remember(r, &key, newest, replayed)?;
+        }
+        report
     };
     let printed = print_report(&report, "audit");
     match finder {

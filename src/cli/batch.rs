@@ -12,7 +12,7 @@ use super::verify::{question, verdict_json, VerifyArgs};
 use super::{fail, CmdResult, Failure};
 use crate::core::note;
 use crate::core::proof::{check_anchor, check_with_anchor_keys};
-use crate::core::proof_batch::{BatchHeader, BatchProof, BatchQuery, BATCH_FORMAT};
+use crate::core::proof_batch::{line_id, BatchHeader, BatchProof, BatchQuery, BATCH_FORMAT};
 use crate::ledger::Ledger;
 
 /// Queries answered per parallel round (bounds memory on huge files).
@@ -69,21 +69,27 @@ pub fn prove(dir: &Path, queries: &Path, out: Option<&Path>, cache_bytes: u64) -
             .map_init(
                 || store.view(),
                 |view, (n, line)| {
+                    // Every answer line carries its query's id (its own, else its line
+                    // number), so that answers and verdicts can be tied back to questions.
                     let q: BatchQuery = match crate::core::hash::json_object(line) {
                         Ok(q) => q,
                         Err(e) => {
-                            return (
-                                false,
-                                json!({ "error": format!("query line {n}: {e}") }).to_string(),
-                            )
+                            let id = line_id(line).unwrap_or_else(|| n.to_string());
+                            let error = format!("query line {n}: {e}");
+                            return (false, json!({ "id": id, "error": error }).to_string());
                         }
                     };
+                    let id = q.id.clone().unwrap_or_else(|| n.to_string());
                     match l.prove_query_with(view, &snap, now, &q) {
-                        Ok(p) => (
-                            true,
-                            serde_json::to_string(&BatchProof::from_proof(p)).expect("json"),
+                        Ok(p) => {
+                            let mut bp = BatchProof::from_proof(p);
+                            bp.id = Some(id);
+                            (true, serde_json::to_string(&bp).expect("json"))
+                        }
+                        Err(e) => (
+                            false,
+                            json!({ "id": id, "error": e.to_string() }).to_string(),
                         ),
-                        Err(e) => (false, json!({ "error": e.to_string() }).to_string()),
                     }
                 },
             )
@@ -139,39 +145,55 @@ pub fn verify(key: &VerifyingKey, file: &str, a: &VerifyArgs) -> CmdResult {
     let keys = crate::core::state_keys::StateKeys::default();
     let stdout = std::io::stdout();
     let mut w = BufWriter::with_capacity(1 << 20, stdout.lock());
-    let (mut total, mut bad) = (0usize, 0usize);
-    let mut round: Vec<String> = Vec::with_capacity(ROUND);
-    let mut flush = |round: &mut Vec<String>, w: &mut BufWriter<_>| -> CmdResult {
+    let (mut total, mut bad, mut not_held) = (0usize, 0usize, 0usize);
+    // (line number in the file, line)
+    let mut round: Vec<(usize, String)> = Vec::with_capacity(ROUND);
+    let mut flush = |round: &mut Vec<(usize, String)>, w: &mut BufWriter<_>| -> CmdResult {
         let verdicts: Vec<_> = round
             .par_iter()
-            .map(|line| {
-                crate::core::hash::json_object::<BatchProof>(line)
+            .map(|(n, line)| {
+                let r = crate::core::hash::json_object::<BatchProof>(line)
                     .map_err(|e| format!("not a batch proof line: {e}"))
                     .and_then(|bp| {
+                        let id = bp.id.clone();
                         let p = bp.into_proof(&header);
                         check_with_anchor_keys(&p, &anchor, &q, &keys)
-                            .map(|v| (p, v))
+                            .map(|v| (id, p, v))
                             .map_err(|e| e.to_string())
-                    })
+                    });
+                match r {
+                    Ok((id, p, v)) => (*n, id, Ok((p, v))),
+                    Err(e) => (*n, line_id(line), Err(e)),
+                }
             })
             .collect();
-        for v in &verdicts {
+        for (n, id, v) in verdicts {
             total += 1;
-            if v.is_err() {
-                bad += 1;
+            match &v {
+                Err(_) => bad += 1,
+                Ok((_, verdict)) if !verdict.state.held(a.default_allow) => not_held += 1,
+                Ok(_) => {}
             }
-            serde_json::to_writer(&mut *w, &verdict_json(a, v)).map_err(fail)?;
+            // The verdict names the line it judged and the query's id.
+            let mut out = serde_json::Map::new();
+            out.insert("id".into(), json!(id));
+            out.insert("line".into(), json!(n));
+            if let serde_json::Value::Object(m) = verdict_json(a, &v) {
+                out.extend(m);
+            }
+            serde_json::to_writer(&mut *w, &out).map_err(fail)?;
             w.write_all(b"\n").map_err(fail)?;
         }
         round.clear();
         Ok(())
     };
-    for line in lines {
+    for (i, line) in lines.enumerate() {
         let line = line.map_err(|e| invalid(format!("{file}: {e}")))?;
         if line.trim().is_empty() {
             continue;
         }
-        round.push(line);
+        // Line 1 is the header.
+        round.push((i + 2, line));
         if round.len() == ROUND {
             flush(&mut round, &mut w)?;
         }
@@ -181,6 +203,12 @@ pub fn verify(key: &VerifyingKey, file: &str, a: &VerifyArgs) -> CmdResult {
     if bad > 0 {
         return Err(invalid(format!("{bad} of {total} proofs are INVALID")));
     }
-    eprintln!("all {total} proofs valid");
+    if not_held > 0 {
+        return Err(Failure::new(
+            1,
+            format!("all {total} proofs valid; consent NOT held in {not_held} of them"),
+        ));
+    }
+    eprintln!("all {total} proofs valid, consent held in every one");
     Ok(())
 }

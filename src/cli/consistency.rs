@@ -9,7 +9,7 @@ use crate::client::Client;
 use crate::core::evidence::{self, compare, Comparison, Evidence};
 use crate::core::hash::HexHash;
 use crate::ledger::Ledger;
-use crate::witness::{self, Seen};
+use crate::witness::{self, Proven, Seen};
 
 /// A consistency proof from `--server` or `--dir`, if either is given.
 pub fn fetch_proof(
@@ -108,46 +108,85 @@ pub fn verify_evidence(file: &str, server: Option<&str>) -> CmdResult {
     Ok(())
 }
 
+/// What a command that remembers checkpoints is told about the one it was shown.
+pub struct Remember<'a> {
+    /// `--state`, else the default state file.
+    pub state: Option<&'a Path>,
+    /// A server to ask for a consistency proof.
+    pub server: Option<&'a str>,
+    /// `--accept-older-view`: a checkpoint smaller than the one remembered is accepted (with a
+    /// warning) instead of refused.
+    pub accept_older: bool,
+}
+
 /// Compares `note` with the last checkpoint seen for this log (state file) and remembers it.
-/// Fails loudly on a fork; warns when sizes differ and no proof could be had.
+/// Fails loudly on a fork, and on a view older (smaller) than the one remembered unless
+/// `accept_older`; warns when it is larger and no proof could be had. `replayed`: the caller
+/// has recomputed the remembered checkpoint from the leaves under `note` (so it is consistent
+/// if `note` is not smaller).
 pub fn remember(
-    state: Option<&Path>,
+    r: Remember<'_>,
     key: &ed25519_dalek::VerifyingKey,
     note: &str,
-    server: Option<&str>,
+    replayed: bool,
 ) -> CmdResult {
-    let Some(path) = state.map(Path::to_path_buf).or_else(witness::default_path) else {
+    let Some(path) = r
+        .state
+        .map(Path::to_path_buf)
+        .or_else(witness::default_path)
+    else {
         return Ok(());
     };
+    let server = r.server;
     let seen = witness::check_and_remember(&path, key, note, |o, n| {
-        fetch_proof(server, None, o, n).ok().flatten()
+        if let Some(p) = fetch_proof(server, None, o, n).ok().flatten() {
+            return Some(Proven::Path(p));
+        }
+        replayed.then_some(Proven::Replayed)
     })
     .map_err(fail)?;
     match seen {
         Seen::Extends => Ok(()),
-        Seen::Unchecked { old, new } => {
+        Seen::Unchecked { seen, shown } => {
             eprintln!(
-                "warning: last checkpoint seen had {old} leaves, this one {new}; give --server to check that it extends it"
+                "warning: the last checkpoint seen had {seen} leaves, this one {shown}; give \
+                 --server to check that it extends it (not remembered until then)"
             );
             Ok(())
         }
-        Seen::Unproven { old, new } => Err(Failure::new(
+        Seen::Unproven { seen, shown } => Err(Failure::new(
             2,
             format!(
                 "NOT PROVEN: the log's consistency proof between the checkpoint seen before \
-                 ({old} leaves) and this one ({new}) does not verify; not trusting this view"
+                 ({seen} leaves) and this one ({shown}) does not verify; not trusting this view"
             ),
         )),
-        Seen::Stale { seen, shown } => {
+        Seen::Stale {
+            seen,
+            shown,
+            proven,
+        } => {
             let msg = format!(
-                "STALE VIEW: this checkpoint ({shown} leaves) is older than one already seen \
-                 ({seen} leaves): whatever was appended after it is not shown"
+                "STALE VIEW: this checkpoint ({shown} leaves) is older than the one remembered \
+                 in {} ({seen} leaves): whatever was appended after it is not shown{}",
+                path.display(),
+                if proven {
+                    ""
+                } else {
+                    ", and it was not shown to be a prefix of the one remembered"
+                }
             );
-            if server.is_some() {
-                Err(Failure::new(2, msg))
-            } else {
-                eprintln!("warning: {msg}");
+            if r.accept_older {
+                eprintln!("warning: {msg}; accepted (--accept-older-view)");
                 Ok(())
+            } else {
+                Err(Failure::new(
+                    2,
+                    format!(
+                        "{msg}. Refused: to accept an older view knowingly, pass \
+                         --accept-older-view"
+                    ),
+                ))
             }
         }
         Seen::Fork(e) => {

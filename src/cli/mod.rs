@@ -182,9 +182,10 @@ pub enum Command {
         log_key: String,
         /// History file, or - for standard input
         file: String,
-        /// The person's public key (hex, or a .pub file) the history must be about
+        /// Whose history this must be: the person's public key (hex, or a .pub file); a history
+        /// about anyone else is refused
         #[arg(long)]
-        subject: Option<String>,
+        subject: String,
         /// A `controller,purpose` pair the history must contain (repeatable): the log proves
         /// completeness per pair, so name every pair you have used
         #[arg(long, value_name = "CONTROLLER,PURPOSE")]
@@ -199,6 +200,10 @@ pub enum Command {
         /// The log's server, to prove that this checkpoint extends the last one seen
         #[arg(long, env = ENV_SERVER)]
         server: Option<String>,
+        /// Accept a history under a checkpoint older (smaller) than the one remembered, with a
+        /// warning; without it such a stale view is refused (exit 2)
+        #[arg(long)]
+        accept_older_view: bool,
     },
     /// Replay the whole ledger (or an export) and recompute every checkpoint
     Audit(audit::AuditArgs),
@@ -362,10 +367,16 @@ pub fn run(cli: Cli) -> CmdResult {
             json,
             state,
             server,
+            accept_older_view,
         } => {
-            let note = person::verify_history(&log_key, &file, subject.as_deref(), &expect, json)?;
+            let note = person::verify_history(&log_key, &file, &subject, &expect, json)?;
             let key = parse_log_key(&log_key)?;
-            consistency::remember(state.as_deref(), &key, &note, server.as_deref())
+            let r = consistency::Remember {
+                state: state.as_deref(),
+                server: server.as_deref(),
+                accept_older: accept_older_view,
+            };
+            consistency::remember(r, &key, &note, false)
         }
         Command::Audit(mut a) => {
             if a.dir.is_none() && a.file.is_none() && a.url.is_none() {
@@ -373,8 +384,8 @@ pub fn run(cli: Cli) -> CmdResult {
                     .map_err(|_| usage("give --dir DIR, --file EXPORT or --url URL"))?;
             }
             a.token = token(a.token.take(), a.token_file.as_deref(), a.url.is_some())?;
-            if a.url.is_none() && a.state.is_some() {
-                return Err(usage("--state is for --url"));
+            if a.url.is_none() && a.file.is_none() && a.state.is_some() {
+                return Err(usage("--state is for --url and --file"));
             }
             audit::audit(a)
         }

@@ -138,7 +138,7 @@ pub fn history(dir: &Path, subject: &str) -> CmdResult {
 pub fn verify_history(
     log_key: &str,
     file: &str,
-    subject: Option<&str>,
+    subject: &str,
     expect: &[String],
     json: bool,
 ) -> Result<String, Failure> {
@@ -151,14 +151,11 @@ pub fn verify_history(
         })
         .collect::<Result<_, _>>()?;
     let key = parse_log_key(log_key).map_err(|f| Failure::new(2, f.message))?;
-    let subject = subject
-        .map(parse_subject)
-        .transpose()
-        .map_err(|f| Failure::new(2, f.message))?;
+    let subject = parse_subject(subject).map_err(|f| Failure::new(2, f.message))?;
     let text = read_input(file).map_err(|f| Failure::new(2, f.message))?;
     let h: History = crate::core::hash::json_object(&text)
         .map_err(|e| Failure::new(2, format!("{file}: not a history: {e}")))?;
-    match history::check(&h, &key, subject.as_ref())
+    match history::check(&h, &key, Some(&subject))
         .and_then(|c| history::check_expected(&c, &expected).map(|()| c))
     {
         Ok(c) => {

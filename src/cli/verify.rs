@@ -104,8 +104,9 @@ pub struct VerifyArgs {
     /// The proof file, or - for standard input
     #[arg(required_unless_present = "batch")]
     pub proof: Option<String>,
-    /// A proof batch (`prove --batch`): one JSON line per proof as --json prints it; exit 0 if
-    /// every proof is valid, 2 if any is not
+    /// A proof batch (`prove --batch`): one JSON line per proof as --json prints it, with the
+    /// query's "id" and the proof's "line"; exit 0 if every proof is valid and consent held
+    /// in each, 1 if all are valid and consent is not held in some, 2 if any is invalid
     #[arg(long, conflicts_with = "proof")]
     pub batch: Option<String>,
     /// Refuse a proof about another subject (hex, or their .pub file)

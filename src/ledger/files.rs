@@ -79,10 +79,10 @@ pub(crate) fn write_log_keys(
     write_durable(&dir.join("log.pub"), &log_pub_text(key))
 }
 
-/// Reads the ledger's VRF secret key (`vrf.key`).
+/// Reads the ledger's VRF secret key (`vrf.key`); refuses it when group or others can read it.
 pub(crate) fn read_vrf_key(dir: &Path) -> Result<VrfSecretKey, LedgerError> {
     let path = dir.join("vrf.key");
-    let bytes = keyfile::read_secret(&path, false)?;
+    let bytes = keyfile::read_secret(&path, true)?;
     VrfSecretKey::from_bytes(bytes).map_err(|e| {
         LedgerError::io(
             "not a VRF secret key",

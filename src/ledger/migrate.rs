@@ -45,6 +45,7 @@ pub fn migrate(
 ) -> Result<Migrated, LedgerError> {
     let src = RawLedger::from_store(open_store(from)?)?;
     let key = keyfile::read(&from.join("log.key"), true)?;
+    let vrf = super::files::read_vrf_key(from)?;
     let public = fs::read_to_string(from.join("log.pub"))
         .map_err(|e| LedgerError::io("cannot read", &from.join("log.pub"), e))?;
     if public.trim() != log_pub_text(&key).trim() {
@@ -57,7 +58,7 @@ pub fn migrate(
         }
     }
     fs::create_dir_all(to).map_err(|e| LedgerError::io("cannot create", to, e))?;
-    write_log_keys(to, &key, &super::files::read_vrf_key(from)?)?;
+    write_log_keys(to, &key, &vrf)?;
 
     let dst = engine.open(&to.join("db"), DEFAULT_CACHE_BYTES)?;
     let mut records = 0u64;

@@ -91,7 +91,9 @@ impl Ledger {
     /// [`Ledger::open`] with options (a clock, a cache size).
     pub fn open_with(dir: &Path, opts: Options) -> Result<Ledger, LedgerError> {
         let engine = recorded_engine(dir)?;
-        let key = keyfile::read(&dir.join("log.key"), false)?;
+        // A secret key others can read is a key others may have copied: refuse it, naming the
+        // file and `chmod 600` (every command that opens a ledger comes through here).
+        let key = keyfile::read(&dir.join("log.key"), true)?;
         let store = engine.open(&dir.join("db"), opts.cache_bytes)?;
         if store.get(Table::Meta, schema::FORMAT)?.as_deref() != Some(schema::FORMAT_VERSION) {
             return Err(Invalid::FormatV1(dir.to_path_buf()).into());

@@ -60,6 +60,24 @@ impl ApiError {
         e.retry_after = Some(1);
         e
     }
+    /// A failure inside the server (storage, a worker): the details (which may name files
+    /// and carry internal error text) go to the log, the client gets a code and a fixed
+    /// message.
+    pub fn internal(what: &str, detail: impl std::fmt::Display) -> Self {
+        tracing::error!("{what}: {detail}");
+        Self::unavailable(
+            "the server could not complete this request (a storage failure, logged on the \
+             server); retry later",
+        )
+    }
+    /// An append that failed in storage: nothing of it was acknowledged (the sequencer has
+    /// logged the cause).
+    pub fn storage_failure() -> Self {
+        Self::unavailable(
+            "storage failure on the server (logged there): nothing of this request was \
+             acknowledged; retry later",
+        )
+    }
     /// The code and message, for per-item results in batches.
     pub fn detail(&self) -> ErrorDetail {
         ErrorDetail {
@@ -102,13 +120,14 @@ impl From<LedgerError> for ApiError {
                 e.retry_after = Some(retry_after_ms.div_ceil(1000).max(1));
                 e
             }
+            // These two name directories and are the operator's, not a request's.
+            LedgerError::Invalid(m @ (Invalid::FormatV1(_) | Invalid::NotEmpty(_))) => {
+                ApiError::internal("ledger error", m)
+            }
             LedgerError::Invalid(m) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m)
             }
-            other => {
-                tracing::error!("ledger error: {other}");
-                ApiError::unavailable(format!("ledger unavailable: {other}"))
-            }
+            other => ApiError::internal("ledger error", other),
         }
     }
 }

@@ -87,7 +87,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| ApiError::unavailable(format!("worker failed: {e}")))?
+        .map_err(|e| ApiError::internal("worker failed", e))?
 }
 
 async fn submit(
@@ -115,7 +115,7 @@ async fn submit(
     })?;
     rx.await
         .map_err(|_| ApiError::unavailable("the sequencer stopped"))?
-        .map_err(ApiError::unavailable)
+        .map_err(|_| ApiError::storage_failure())
 }
 
 /// Append one signed event (the CLI's JSON line)

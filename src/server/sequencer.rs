@@ -21,7 +21,12 @@ use crate::ledger::{Ledger, Outcome, Prechecked};
 
 /// The answer to one submission: an outcome per event, or a storage failure (nothing in the
 /// failed chunk was acknowledged).
-pub type Answer = Result<Vec<Outcome>, String>;
+pub type Answer = Result<Vec<Outcome>, StorageFailure>;
+
+/// A batch's commit failed; the cause is in the server's log, not in the answer (it may name
+/// files and carry the storage engine's own error text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageFailure;
 
 struct Job {
     events: Vec<Result<Prechecked, Reject>>,
@@ -130,7 +135,7 @@ fn run(ledger: Arc<Ledger>, cfg: BatchConfig, rx: Receiver<Job>, metrics: Arc<Me
                 tracing::error!("append failed: {e}");
                 metrics.count_storage_error();
                 for reply in replies {
-                    let _ = reply.send(Err(format!("storage failure: {e}")));
+                    let _ = reply.send(Err(StorageFailure));
                 }
             }
         }

@@ -401,6 +401,75 @@ async fn real_answers_conform_to_the_generated_document() {
     }
 }
 
+/// Damaged storage met while answering: a 503 with a code and a fixed message for the client;
+/// what was wrong (table, key, files, the engine's own text) goes to the server's log only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_failure_answers_a_code_and_a_message_without_internal_details() {
+    use crate::core::hash::to_hex;
+    use crate::store::{Table, WriteBatch};
+    let t = TestApp::new();
+    let key = crate::keyfile::generate();
+    let subject = to_hex(key.verifying_key().as_bytes());
+    let (line, _) = event(&key, None, true);
+    let (s, body) = t.post("/v1/events", &line).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    t.covered().await;
+    let snap = t.ledger.latest();
+    // Leaf 0 is the genesis leaf, leaf 1 init's map leaf, leaf 2 the event: its state key
+    // must not be named either.
+    let state_key = t
+        .ledger
+        .event_leaf(2)
+        .expect("read")
+        .expect("event leaf")
+        .key;
+    // The event's stored leaf disappears under the running server.
+    let mut b = WriteBatch::new();
+    b.delete(Table::Leaf, crate::ledger::schema::index_key(2).to_vec());
+    t.ledger.store().commit(b).expect("commit");
+
+    let reader = format!("Bearer {READER}");
+    let consent = format!(
+        "/v1/proofs/consent?subject={subject}&controller=example.com&purpose=ai-training&at={}",
+        snap.map_leaf.time
+    );
+    let bulk = format!(
+        "{{\"queries\": [{{\"subject\": \"{subject}\", \"controller\": \"example.com\", \
+         \"purpose\": \"ai-training\", \"at\": {}}}]}}",
+        snap.map_leaf.time
+    );
+    let (s, one) = t.get(&consent, Some(&reader)).await;
+    error_code(s, &one, (503, "unavailable"));
+    // In bulk, the failed query's item (or the whole answer) says the same.
+    let (s, many) = t.post("/v1/proofs/consent", &bulk).await;
+    if s == StatusCode::OK {
+        let v: Value = serde_json::from_str(&many).expect("JSON");
+        assert_eq!(v["proofs"][0]["error"]["code"], "unavailable", "{many}");
+    } else {
+        error_code(s, &many, (503, "unavailable"));
+    }
+    let dir = t.cfg.dir.display().to_string();
+    let hex_key = to_hex(&state_key);
+    for body in [&one, &many] {
+        let e: Value = serde_json::from_str(body).expect("JSON");
+        let message = e["error"]["message"]
+            .as_str()
+            .or(e["proofs"][0]["error"]["message"].as_str())
+            .expect("a message");
+        assert!(message.contains("retry later"), "{body}");
+        for leak in [
+            dir.as_str(),
+            "corrupt",
+            "damaged",
+            "leaf 2",
+            "missing",
+            &hex_key,
+        ] {
+            assert!(!body.contains(leak), "{leak:?} in {body}");
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The accept loop: header-read timeout and connection limit
 // ---------------------------------------------------------------------------------------------

@@ -1219,11 +1219,22 @@ fn history_and_verify_history() {
     std::fs::write(&hf, &r.stdout).unwrap();
     let k = l.log_key.as_str();
 
-    let r = run(&["verify-history", "--log-key", k, s(&hf)]).ok();
+    // Whose history it must be is not optional: without --subject, anyone's would pass.
+    let r = run(&["verify-history", "--log-key", k, s(&hf)]).expect_code(2);
+    assert!(r.stderr.contains("--subject"), "{r:#?}");
+    let r = run(&["verify-history", "--log-key", k, s(&hf), "--subject", &apk]).ok();
     assert!(r.stdout.contains("history valid: 2 chain(s)"), "{r:#?}");
-    let v = run(&["verify-history", "--log-key", k, s(&hf), "--json"])
-        .ok()
-        .json();
+    let v = run(&[
+        "verify-history",
+        "--log-key",
+        k,
+        s(&hf),
+        "--subject",
+        &apk,
+        "--json",
+    ])
+    .ok()
+    .json();
     assert_keys(
         &v,
         &[
@@ -1242,17 +1253,37 @@ fn history_and_verify_history() {
     assert_eq!(v["map_leaf"], 7);
     run(&["verify-history", "--log-key", k, s(&hf), "--subject", &apk]).ok();
     let text = std::fs::read_to_string(&hf).unwrap();
-    let r = run_stdin(&["verify-history", "--log-key", k, "-"], &text);
+    let r = run_stdin(
+        &["verify-history", "--log-key", k, "--subject", &apk, "-"],
+        &text,
+    );
     assert_eq!(r.code, 0, "{r:#?}");
 
     // Non-zero: someone else's subject, wrong key, unreadable, garbage, tampered.
     run(&["verify-history", "--log-key", k, s(&hf), "--subject", &bpk]).expect_code(2);
     let other = hex::encode(consentlog::keyfile::generate().verifying_key().as_bytes());
-    run(&["verify-history", "--log-key", &other, s(&hf)]).expect_code(2);
-    run(&["verify-history", "--log-key", k, s(&l.path("missing"))]).expect_code(2);
+    run(&[
+        "verify-history",
+        "--log-key",
+        &other,
+        s(&hf),
+        "--subject",
+        &apk,
+    ])
+    .expect_code(2);
+    let missing = l.path("missing");
+    run(&[
+        "verify-history",
+        "--log-key",
+        k,
+        s(&missing),
+        "--subject",
+        &apk,
+    ])
+    .expect_code(2);
     let bad = l.path("bad.json");
     std::fs::write(&bad, "garbage").unwrap();
-    run(&["verify-history", "--log-key", k, s(&bad)]).expect_code(2);
+    run(&["verify-history", "--log-key", k, s(&bad), "--subject", &apk]).expect_code(2);
 
     let mut tampers: Vec<(String, Value)> = Vec::new();
     let chain3 = chains
@@ -1296,7 +1327,15 @@ fn history_and_verify_history() {
     tampers.push(("a chain repeated".into(), t));
     for (what, t) in tampers {
         std::fs::write(&bad, serde_json::to_string(&t).unwrap()).unwrap();
-        let r = run(&["verify-history", "--log-key", k, s(&bad), "--json"]);
+        let r = run(&[
+            "verify-history",
+            "--log-key",
+            k,
+            s(&bad),
+            "--subject",
+            &apk,
+            "--json",
+        ]);
         assert_eq!(r.code, 2, "{what}: {r:#?}");
         let v = r.json();
         assert_eq!(v["valid"], false, "{what}");
@@ -1333,10 +1372,24 @@ fn verify_history_refuses_a_history_with_a_chain_left_out() {
     ];
     let full = l.path("full.json");
     std::fs::write(&full, serde_json::to_string(&h).unwrap()).unwrap();
-    let mut args = vec!["verify-history", "--log-key", &l.log_key, s(&full)];
+    let mut args = vec![
+        "verify-history",
+        "--log-key",
+        &l.log_key,
+        "--subject",
+        &apk,
+        s(&full),
+    ];
     args.extend(expect);
     run(&args).ok();
-    let mut args = vec!["verify-history", "--log-key", &l.log_key, s(&f)];
+    let mut args = vec![
+        "verify-history",
+        "--log-key",
+        &l.log_key,
+        "--subject",
+        &apk,
+        s(&f),
+    ];
     args.extend(expect);
     let r = run(&args);
     assert_ne!(r.code, 0, "a history hiding a chain verifies: {r:#?}");

@@ -220,6 +220,74 @@ fn serve_refuses_a_log_key_readable_by_others() {
     assert!(!err.contains(key.trim()), "{err}");
 }
 
+/// Every command that reads the ledger's own secrets (`log.key`, `vrf.key`) refuses one that
+/// group or others can read, naming the file and `chmod 600`, and never printing the key; once
+/// the mode is fixed the same commands work.
+#[test]
+fn commands_that_read_the_ledgers_secret_keys_refuse_them_readable_by_others() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("l");
+    let people = build(&dir);
+    let subject = hex::encode(people[0].verifying_key().as_bytes());
+    let d = s(&dir);
+    let export = tmp.path().join("export.bin");
+    let copy = tmp.path().join("copy");
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["checkpoint", "--dir", d],
+        vec![
+            "prove",
+            "--dir",
+            d,
+            "--subject",
+            &subject,
+            "--controller",
+            C,
+            "--purpose",
+            P,
+        ],
+        vec!["history", "--dir", d, "--subject", &subject],
+        vec!["leaves", "--dir", d],
+        vec!["export", "--dir", d, "--out", s(&export)],
+        vec![
+            "migrate",
+            "--from",
+            d,
+            "--to",
+            s(&copy),
+            "--backend",
+            "redb",
+        ],
+        vec!["serve", "--dir", d, "--listen", "127.0.0.1:0"],
+    ];
+    for name in ["log.key", "vrf.key"] {
+        let file = dir.join(name);
+        let secret = std::fs::read_to_string(&file).unwrap();
+        for mode in [0o644, 0o640, 0o604] {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+            for cmd in &commands {
+                let out = run(cmd);
+                let err = &out.stderr;
+                assert_ne!(out.code, 0, "{cmd:?} with {name} mode {mode:o}: {err}");
+                assert!(err.contains(name), "{cmd:?}: {err}");
+                assert!(err.contains("chmod 600"), "{cmd:?}: {err}");
+                assert!(!err.contains(secret.trim()), "{cmd:?}: {err}");
+                assert!(!out.stdout.contains(secret.trim()), "{cmd:?}");
+            }
+        }
+        assert!(
+            !export.exists() && !copy.exists(),
+            "written with an exposed key"
+        );
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    // With both back at 0600, the ledger commands work again.
+    for cmd in &commands[..5] {
+        let out = run(cmd);
+        assert_eq!(out.code, 0, "{cmd:?}: {}", out.stderr);
+    }
+}
+
 #[test]
 fn a_damaged_map_value_is_caught_at_open_and_while_serving_and_fsck_names_it() {
     let tmp = tempfile::tempdir().unwrap();

@@ -212,6 +212,8 @@ fn a_person_who_saw_one_branch_catches_the_other() {
             "--log-key",
             &f.key,
             s(h),
+            "--subject",
+            &f.subject,
             "--state",
             s(&state),
         ])
@@ -254,4 +256,215 @@ fn a_remote_auditor_who_saw_one_branch_catches_the_other() {
     let o = audit(&srv.url);
     assert_ne!(o.code, 0, "{}", o.all());
     assert!(o.all().contains("THE LOG LIED"), "{}", o.all());
+}
+
+/// A view older than the checkpoint remembered (a history under an older checkpoint: the
+/// opt-in shown after the opt-out was seen; an export or a server showing a prefix of the log)
+/// is refused by `verify-history`, `audit --file` and `audit --url`, naming both sizes, unless
+/// `--accept-older-view` is given; the remembered checkpoint stays. A newer view replaces it,
+/// once shown to extend it.
+#[test]
+fn older_views_than_the_remembered_checkpoint_are_refused_unless_accepted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let dir = root.join("l");
+    run(&["init", "--dir", s(&dir), "--origin", "stale.example/log"]).ok();
+    let key = std::fs::read_to_string(dir.join("log.pub"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let person = root.join("me.key");
+    let subject = run(&["keygen", "--out", s(&person)])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let decide = |cmd: &str| {
+        run(&[
+            cmd,
+            "--dir",
+            s(&dir),
+            "--key",
+            s(&person),
+            "--controller",
+            "example.com",
+            "--purpose",
+            "ai-training",
+        ])
+        .ok();
+        run(&["checkpoint", "--dir", s(&dir)]).ok();
+    };
+    let snapshot = |name: &str| {
+        let h = root.join(format!("{name}.history.json"));
+        let out = run(&["history", "--dir", s(&dir), "--subject", &subject]).ok();
+        std::fs::write(&h, &out.stdout).unwrap();
+        let e = root.join(format!("{name}.export"));
+        run(&["export", "--dir", s(&dir), "--out", s(&e)]).ok();
+        (h, e)
+    };
+    // Old: genesis, init's map leaf, the opt-in, a map leaf (4 leaves). New: then the opt-out
+    // and a map leaf (6).
+    decide("grant");
+    let (old_history, old_export) = snapshot("old");
+    let old_dir = root.join("old");
+    copy_dir(&dir, &old_dir);
+    decide("revoke");
+    let (new_history, new_export) = snapshot("new");
+    let refused = |r: &crate::support::Run| {
+        assert_eq!(r.code, 2, "{}", r.all());
+        let err = &r.stderr;
+        assert!(
+            err.contains("STALE VIEW: this checkpoint (4 leaves) is older than the one remembered")
+                && err.contains("(6 leaves)")
+                && err.contains("--accept-older-view"),
+            "{err}"
+        );
+    };
+    let accepted = |r: &crate::support::Run| {
+        assert_eq!(r.code, 0, "{}", r.all());
+        assert!(r.stderr.contains("warning: STALE VIEW"), "{}", r.stderr);
+        assert!(
+            r.stderr.contains("accepted (--accept-older-view)"),
+            "{}",
+            r.stderr
+        );
+    };
+
+    // verify-history, offline.
+    let state = root.join("person.json");
+    let vh = |h: &Path, extra: &[&str]| {
+        let base = [
+            "verify-history",
+            "--log-key",
+            &key,
+            "--subject",
+            &subject,
+            "--state",
+            s(&state),
+            s(h),
+        ];
+        run(&[&base[..], extra].concat())
+    };
+    vh(&new_history, &[]).ok();
+    let remembered = std::fs::read_to_string(&state).unwrap();
+    let r = vh(&old_history, &[]);
+    refused(&r);
+    assert!(
+        r.stderr.contains("not shown to be a prefix"),
+        "{}",
+        r.stderr
+    );
+    accepted(&vh(&old_history, &["--accept-older-view"]));
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), remembered);
+
+    // verify-history with the log's server: the old view is shown to be a prefix, and is
+    // still refused unless accepted.
+    let srv = Server::start_in(&dir, &[]);
+    let r = vh(&old_history, &["--server", &srv.url]);
+    refused(&r);
+    assert!(
+        !r.stderr.contains("not shown to be a prefix"),
+        "{}",
+        r.stderr
+    );
+    accepted(&vh(
+        &old_history,
+        &["--server", &srv.url, "--accept-older-view"],
+    ));
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), remembered);
+    // Older first, then newer: without a server it is not checked (the sizes in their
+    // order), with one it extends and is remembered.
+    std::fs::remove_file(&state).unwrap();
+    vh(&old_history, &[]).ok();
+    let r = vh(&new_history, &[]).ok();
+    assert!(
+        r.stderr
+            .contains("the last checkpoint seen had 4 leaves, this one 6"),
+        "{}",
+        r.stderr
+    );
+    vh(&new_history, &["--server", &srv.url]).ok();
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), remembered);
+
+    // audit --file: an older export is a truncated prefix; a newer one is replayed together
+    // with the remembered checkpoint.
+    let astate = root.join("auditor.json");
+    let af = |f: &Path, extra: &[&str]| {
+        let base = [
+            "audit",
+            "--file",
+            s(f),
+            "--log-key",
+            &key,
+            "--state",
+            s(&astate),
+        ];
+        run(&[&base[..], extra].concat())
+    };
+    af(&old_export, &[]).ok();
+    let first = std::fs::read_to_string(&astate).unwrap();
+    // The newer export holds the remembered checkpoint among its own: replayed, it shows the
+    // export extends it, and the newer one is remembered.
+    af(&new_export, &[]).ok();
+    assert_ne!(std::fs::read_to_string(&astate).unwrap(), first);
+    refused(&af(&old_export, &[]));
+    accepted(&af(&old_export, &["--accept-older-view"]));
+    af(&new_export, &[]).ok();
+
+    // audit --url: a server showing the older ledger.
+    let ustate = root.join("remote.json");
+    let au = |url: &str, extra: &[&str]| {
+        let base = [
+            "audit",
+            "--url",
+            url,
+            "--log-key",
+            &key,
+            "--state",
+            s(&ustate),
+        ];
+        run(&[&base[..], extra].concat())
+    };
+    au(&srv.url, &[]).ok();
+    drop(srv);
+    let old = Server::start_in(&old_dir, &[]);
+    refused(&au(&old.url, &[]));
+    accepted(&au(&old.url, &["--accept-older-view"]));
+}
+
+/// `audit --file` replays the checkpoint it remembers with an export's own: an export of
+/// another branch, which does not hold it, fails the audit at that checkpoint.
+#[test]
+fn an_auditor_of_exports_who_saw_one_branch_catches_the_other() {
+    let f = fork();
+    checkpoint(&f.a, &f.root.join("n1"));
+    checkpoint(&f.b, &f.root.join("n2"));
+    let state = f.root.join("auditor.json");
+    let audit = |dir: &Path| {
+        let e = dir.with_extension("export");
+        run(&["export", "--dir", s(dir), "--out", s(&e)]).ok();
+        run(&[
+            "audit",
+            "--file",
+            s(&e),
+            "--log-key",
+            &f.key,
+            "--state",
+            s(&state),
+        ])
+    };
+    let o = audit(&f.a);
+    assert_eq!(o.code, 0, "{}", o.all());
+    let remembered = std::fs::read_to_string(&state).unwrap();
+    let o = audit(&f.b);
+    assert_ne!(o.code, 0, "{}", o.all());
+    assert!(
+        o.stdout.contains("replaying the checkpoint remembered")
+            && o.stdout
+                .contains("VIOLATION checkpoint 2: root at size 4 does not match")
+            && o.stderr.contains("audit FAILED"),
+        "{}",
+        o.all()
+    );
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), remembered);
 }

@@ -2081,3 +2081,138 @@ fn reopen_never_fails_on_the_sled_lock() {
 
 /// Picks the genesis leaf or the map leaf of a proof.
 type AnchorLeaf = fn(&mut ConsentProof) -> &mut ProvenLeaf;
+
+/// `verify --batch` ties each verdict to its query (the query's `id`, else its line number in
+/// the query file, and the proof's line in the batch) and exits 0 only if every proof is valid
+/// and consent held in each, 1 if all are valid and consent is not held in some, 2 if any line
+/// is not a valid proof.
+#[test]
+fn cli_verify_batch_names_each_query_and_exits_by_validity_then_held() {
+    use serde_json::{json, Value};
+    let l = TestLedger::cli();
+    let (alice, a) = l.person("alice");
+    let (bob, b) = l.person("bob");
+    l.decide(&alice, true, C, P);
+    l.decide(&bob, true, C, P);
+    l.decide(&bob, false, C, P);
+    run(&["checkpoint", "--dir", l.d()]).ok();
+    let query = |id: Option<&str>, subject: &str, at: Option<u64>| {
+        let mut v = json!({"subject": subject, "controller": C, "purpose": P});
+        if let Some(id) = id {
+            v["id"] = id.into();
+        }
+        if let Some(at) = at {
+            v["at"] = at.into();
+        }
+        v.to_string()
+    };
+    // Alice (held), Bob (opted out), a blank line, Alice again without an id (line 4).
+    let queries = l.path("queries.ndjson");
+    std::fs::write(
+        &queries,
+        format!(
+            "{}\n{}\n\n{}\n",
+            query(Some("alice-1"), &a, None),
+            query(Some("bob-1"), &b, None),
+            query(None, &a, None)
+        ),
+    )
+    .unwrap();
+    let proofs = l.path("proofs.ndjson");
+    run(&[
+        "prove",
+        "--dir",
+        l.d(),
+        "--batch",
+        s(&queries),
+        "--out",
+        s(&proofs),
+    ])
+    .ok();
+    let text = std::fs::read_to_string(&proofs).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let ids: Vec<Value> = lines[1..]
+        .iter()
+        .map(|x| serde_json::from_str::<Value>(x).unwrap()["id"].clone())
+        .collect();
+    assert_eq!(ids, [json!("alice-1"), json!("bob-1"), json!("4")]);
+
+    let verify = |name: &str, body: &[&str]| {
+        let f = l.path(name);
+        std::fs::write(&f, body.join("\n") + "\n").unwrap();
+        run(&["verify", "--batch", s(&f), "--log-key", &l.log_key])
+    };
+    // Every proof valid, Bob's consent not held: exit 1, a verdict per query, named.
+    let r = verify("all.ndjson", &lines);
+    r.assert_code(1);
+    assert!(r.stderr.contains("NOT held in 1 of them"), "{r:#?}");
+    let verdicts = r.ndjson();
+    let got: Vec<(Value, Value, Value, Value, Value)> = verdicts
+        .iter()
+        .map(|v| {
+            (
+                v["id"].clone(),
+                v["line"].clone(),
+                v["valid"].clone(),
+                v["held"].clone(),
+                v["subject"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                json!("alice-1"),
+                json!(2),
+                json!(true),
+                json!(true),
+                json!(a)
+            ),
+            (
+                json!("bob-1"),
+                json!(3),
+                json!(true),
+                json!(false),
+                json!(b)
+            ),
+            (json!("4"), json!(4), json!(true), json!(true), json!(a)),
+        ]
+    );
+    // Held in every one: exit 0.
+    verify("held.ndjson", &[lines[0], lines[1], lines[3]]).assert_code(0);
+
+    // A forged line (Bob's opt-out turned into an opt-in): exit 2, the verdict names it.
+    let mut forged: Value = serde_json::from_str(lines[2]).unwrap();
+    forged["state"] = "opted_in".into();
+    let forged = forged.to_string();
+    let r = verify("forged.ndjson", &[lines[0], lines[1], &forged, lines[3]]);
+    r.assert_code(2);
+    let v = r.ndjson();
+    assert_eq!(
+        (&v[1]["id"], &v[1]["valid"]),
+        (&json!("bob-1"), &json!(false))
+    );
+    assert_eq!(
+        (&v[0]["valid"], &v[2]["valid"]),
+        (&json!(true), &json!(true))
+    );
+
+    // A query `prove` could not answer is an error line with its id; verifying it is exit 2.
+    let late = l.path("late.ndjson");
+    let future = 4_000_000_000_000u64;
+    std::fs::write(&late, query(Some("late"), &a, Some(future)) + "\n").unwrap();
+    let r = run(&["prove", "--dir", l.d(), "--batch", s(&late)]);
+    r.assert_code(1);
+    let out = r.ndjson();
+    assert_eq!(out[1]["id"], "late", "{r:#?}");
+    assert!(out[1]["error"].is_string(), "{r:#?}");
+    let r = verify(
+        "with_error.ndjson",
+        &[lines[0], lines[1], &out[1].to_string()],
+    );
+    r.assert_code(2);
+    let v = r.ndjson();
+    assert_eq!((&v[1]["id"], &v[1]["line"]), (&json!("late"), &json!(3)));
+    assert_eq!(v[1]["valid"], false);
+}

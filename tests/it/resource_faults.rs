@@ -84,6 +84,20 @@ fn faults(engine: &str) {
     assert_eq!(*status, 503, "{body}");
     let v: serde_json::Value = serde_json::from_str(body).unwrap();
     assert!(v["error"]["message"].is_string(), "{body}");
+    // A code and a message for the client; the cause (the engine's error text, the files it
+    // names) goes to the server's log only.
+    assert_eq!(v["error"]["code"], "unavailable", "{body}");
+    for leak in [
+        s(&dir),
+        "os error",
+        "No space",
+        "ledger data",
+        "redb",
+        "sled",
+        "io error",
+    ] {
+        assert!(!body.contains(leak), "{leak:?} in {body}");
+    }
     assert!(
         !acked.is_empty(),
         "nothing was appended before the disk filled"

@@ -21,11 +21,18 @@ pub struct BatchHeader {
 }
 
 consent_proof_struct! {
-    /// A proof line: a ConsentProof without `format` and `checkpoint`.
-    pub struct BatchProof {}
+    /// A proof line: a ConsentProof without `format`, `checkpoint`, `genesis` and
+    /// `map_leaf`, and with the `id` of the query it answers.
+    pub struct BatchProof {
+        /// The query's `id` (its own, or its line number in the query file): what ties this
+        /// line, and `verify --batch`'s verdict on it, back to the question asked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub id: Option<String>,
+    }
 }
 
-/// A query line of `prove --batch`: `{"subject","controller","purpose"}` and optionally `"at"`.
+/// A query line of `prove --batch`: `{"subject","controller","purpose"}` and optionally `"at"`
+/// and `"id"` (any string, echoed in the answer line; default: the line number).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchQuery {
@@ -35,12 +42,25 @@ pub struct BatchQuery {
     pub purpose: String,
     #[serde(default)]
     pub at: Option<u64>,
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+/// The `id` of a batch line: the string `"id"` field of a JSON object, if it has one. Used to
+/// name lines that are not proofs (a failed query, a damaged line).
+pub fn line_id(line: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Id {
+        id: Option<String>,
+    }
+    serde_json::from_str::<Id>(line).ok().and_then(|i| i.id)
 }
 
 impl BatchProof {
     /// Splits a proof into its batch line (the checkpoint goes to the header).
     pub fn from_proof(p: ConsentProof) -> BatchProof {
         BatchProof {
+            id: None,
             subject: p.subject,
             controller: p.controller,
             purpose: p.purpose,

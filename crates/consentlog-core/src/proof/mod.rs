@@ -33,12 +33,12 @@ pub const FUTURE_WINDOW_MS: u64 = 5 * 60 * 1000;
 /// consent proof in their order: `subject, controller, purpose, at, events, map, state` (a
 /// [`ConsentProof`], and a proof line of a batch, which leaves out its first two fields).
 macro_rules! consent_proof_struct {
-    ($(#[$meta:meta])* pub struct $name:ident { $(pub $field:ident: $ty:ty,)* }) => {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident: $ty:ty,)* }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         pub struct $name {
-            $(pub $field: $ty,)*
+            $($(#[$fmeta])* pub $field: $ty,)*
             #[serde(with = "crate::hash::hex_array")]
             pub subject: [u8; 32],
             pub controller: String,
