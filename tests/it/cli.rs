@@ -1219,8 +1219,9 @@ fn history_and_verify_history() {
     std::fs::write(&hf, &r.stdout).unwrap();
     let k = l.log_key.as_str();
 
-    // Whose history it must be is not optional: without --subject, anyone's would pass.
-    let r = run(&["verify-history", "--log-key", k, s(&hf)]).expect_code(2);
+    // Whose history it must be is not optional: without --subject, anyone's would pass (a
+    // usage error, 64).
+    let r = run(&["verify-history", "--log-key", k, s(&hf)]).expect_code(64);
     assert!(r.stderr.contains("--subject"), "{r:#?}");
     let r = run(&["verify-history", "--log-key", k, s(&hf), "--subject", &apk]).ok();
     assert!(r.stdout.contains("history valid: 2 chain(s)"), "{r:#?}");
