@@ -12,6 +12,7 @@ mod crash;
 mod durability;
 mod fuzz_props;
 mod history;
+mod hostile;
 mod integrity;
 mod layers;
 mod lying_operator;

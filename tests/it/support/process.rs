@@ -372,6 +372,14 @@ pub struct Server {
 }
 
 impl Server {
+    /// The server's process id (none for [`Server::in_process`]).
+    pub fn pid(&self) -> Option<u32> {
+        match &self.host {
+            Host::Process(p) => Some(p.pid),
+            Host::InProcess(_) => None,
+        }
+    }
+
     /// Starts a server on a fresh ledger with extra `serve` arguments.
     pub fn start(extra: &[&str]) -> Server {
         let tmp = tempfile::tempdir().expect("tempdir");
