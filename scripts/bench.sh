@@ -8,7 +8,9 @@
 # HTTP_EVENTS (50000), RUNS (3), HTTP_THREADS (64), WORKDIR (target/bench-work), KEEP=1,
 # NO_BUILD=1, BACKEND (sled or redb), BIN and LOAD (the binaries measured; by default
 # target/release/consentlog and target/release/examples/http_load, built first unless
-# NO_BUILD=1). Each measurement prints one line with the median over RUNS and the runs.
+# NO_BUILD=1). Each measurement prints one line with the median over RUNS and the runs, and
+# each rate also as a ratio to the machine's signature ceiling, measured first
+# (examples/signature_ceiling.rs: strict verifications per second on all cores).
 #
 #  (a) append: `loadgen` SCALE_EVENTS events (SCALE_EVENTS/20 people), `init`, then the whole
 #      `append` process timed -> events/s (a fresh ledger every run)
@@ -95,9 +97,13 @@ div() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.0f", a / b}'; }
 mib() { awk -v k="$1" 'BEGIN {printf "%.0f", k / 1024}'; }
 # result NAME VALUE UNIT RUNS...: one line of the table.
 result() {
-    local name=$1 value=$2 unit=$3
+    local name=$1 value=$2 unit=$3 ratio=""
     shift 3
-    printf '%-46s %12s %-10s %s\n' "$name" "$value" "$unit" "${*:+(runs: $*)}"
+    # Rates beside the machine's signature ceiling (measured first, see CEILING below).
+    if [[ $unit == */s && -n ${CEILING:-} ]]; then
+        ratio=$(awk -v v="$value" -v c="$CEILING" 'BEGIN {printf "%.2fx", v / c}')
+    fi
+    printf '%-46s %12s %-10s %6s %s\n' "$name" "$value" "$unit" "$ratio" "${*:+(runs: $*)}"
 }
 
 GNU_TIME=""
@@ -162,7 +168,8 @@ EOF
 
 # --- build and machine ----------------------------------------------------------------------
 if [[ $NO_BUILD != 1 ]]; then
-    (cd "$ROOT" && cargo build --release --bin consentlog --example http_load) >&2
+    (cd "$ROOT" && cargo build --release --bin consentlog --example http_load \
+        --example signature_ceiling) >&2
 fi
 LOAD=${LOAD:-$ROOT/target/release/examples/http_load}
 [[ -x $BIN ]] || { echo "no binary at $BIN" >&2; exit 1; }
@@ -184,7 +191,12 @@ echo "disk: $(df -PT "$WORKDIR" | awk 'NR == 2 {print $2 " on " $1}') ($WORKDIR)
 echo "rss: ${GNU_TIME:-VmHWM polling}"
 echo "scale: SCALE_EVENTS=$SCALE_EVENTS PROOF_LEDGER=$PROOF_LEDGER HTTP_EVENTS=$HTTP_EVENTS" \
     "RUNS=$RUNS HTTP_THREADS=$HTTP_THREADS"
-echo "== results (median of $RUNS unless noted)"
+# The signature ceiling: strict verifications per second on all cores with the ledger's own
+# checker. Every rate below is also printed as a ratio to it (the issue's targets are ratios).
+CEIL_BIN=${CEIL_BIN:-$ROOT/target/release/examples/signature_ceiling}
+CEILING=$("$CEIL_BIN" 100000 | awk '{print $2}')
+echo "signature ceiling: $CEILING strict verifications/s ($("$CEIL_BIN" 100000 | cut -d' ' -f3-))"
+echo "== results (median of $RUNS unless noted; ratio to the ceiling beside each rate)"
 
 # --- (a) append through the CLI -------------------------------------------------------------
 EV=$WORKDIR/scale.ndjson
