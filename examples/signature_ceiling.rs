@@ -15,7 +15,9 @@ fn main() {
         .map(|a| a.parse().expect("EVENTS: a number"))
         .unwrap_or(50_000);
     // 1,000 people, as in the benchmark's ledgers (20 events per person and more).
-    let people: Vec<_> = (0..1_000).map(|_| consentlog::keyfile::generate()).collect();
+    let people: Vec<_> = (0..1_000)
+        .map(|_| consentlog::keyfile::generate())
+        .collect();
     let events: Vec<_> = (0..n)
         .into_par_iter()
         .map(|i| {
@@ -38,7 +40,10 @@ fn main() {
         evs.par_chunks(SIGNATURE_CHUNK)
             .map(|c| {
                 let refs: Vec<_> = c.iter().collect();
-                signatures_valid(&refs, &keys).iter().filter(|ok| **ok).count()
+                signatures_valid(&refs, &keys)
+                    .iter()
+                    .filter(|ok| **ok)
+                    .count()
             })
             .sum()
     };

@@ -246,15 +246,37 @@ impl Ledger {
         {
             return Ok(checked);
         }
-        Ok(checked
+        // Each distinct triple once (a file or batch holds many events of one triple).
+        let wanted = |r: &Result<Prechecked, Reject>| match r {
+            Ok(p) if p.check.is_ok() && p.event.event.log == self.origin => Some(
+                schema::state_key_index_key(&p.event.event.state_key_input()),
+            ),
+            _ => None,
+        };
+        let ids: Vec<Option<Hash>> = checked.par_iter().map(wanted).collect();
+        let mut first: HashMap<Hash, usize> = HashMap::new();
+        for (i, id) in ids.iter().enumerate() {
+            if let Some(id) = id {
+                first.entry(*id).or_insert(i);
+            }
+        }
+        let answers: HashMap<Hash, (Hash, VrfProof, bool)> = first
             .into_par_iter()
-            .map(|r| match r {
-                Ok(mut p) if p.check.is_ok() && p.event.event.log == self.origin => {
-                    let input = p.event.event.state_key_input();
-                    p.state = self.state_key_or_prove_input(&input).ok();
+            .filter_map(|(id, i)| {
+                let p = checked[i].as_ref().ok()?;
+                let input = p.event.event.state_key_input();
+                self.state_key_or_prove_input(&input).ok().map(|a| (id, a))
+            })
+            .collect();
+        Ok(checked
+            .into_iter()
+            .zip(ids)
+            .map(|(r, id)| match (r, id) {
+                (Ok(mut p), Some(id)) => {
+                    p.state = answers.get(&id).copied();
                     Ok(p)
                 }
-                other => other,
+                (other, _) => other,
             })
             .collect())
     }
@@ -279,7 +301,13 @@ impl Ledger {
             let (key, proof) = schema::decode_state_key(&k, &v)?;
             return Ok((key, proof, false));
         }
+        // Computed a moment ago for an event not yet committed (the next chunk is resolved
+        // while the previous one commits): the same answer, the VRF being deterministic.
+        if let Some((key, proof)) = self.fresh_keys.get(&k) {
+            return Ok((key, proof, true));
+        }
         let (key, proof) = self.vrf.prove_state_key(input);
+        self.fresh_keys.put(k, (key, proof));
         Ok((key, proof, true))
     }
 

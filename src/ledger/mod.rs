@@ -10,6 +10,7 @@
 //! | `mod.rs` | the [`Ledger`] type, its options and small accessors |
 //! | `open.rs` | create, open, rebuild the state and check it against the latest checkpoint |
 //! | `append.rs` | prechecks, the rules under the lock, one atomic batch per chunk |
+//! | `fresh_keys.rs` | state keys computed for events not yet committed, so a triple is evaluated once |
 //! | `receipts.rs` | receipts: one checkpoint signed per durable chunk, tlog-proofs under it |
 //! | `checkpoint.rs` | appending map leaves, signing and storing checkpoints |
 //! | `schema.rs` | every table's key and value encoding |
@@ -22,6 +23,7 @@ pub mod checkpoint;
 pub mod clock;
 mod error;
 mod files;
+mod fresh_keys;
 pub mod fsck;
 pub mod leaves;
 pub mod migrate;
@@ -169,6 +171,8 @@ pub struct Ledger {
     clock: Arc<dyn Clock>,
     /// The least time between two map leaves.
     map_leaf_interval_ms: u64,
+    /// State keys computed for events not yet committed (bounded).
+    fresh_keys: fresh_keys::FreshKeys,
     /// The receipt checkpoint signed last, with the tree size it is for.
     receipt_anchor: Mutex<Option<(u64, Arc<crate::core::receipt::ReceiptAnchor>)>>,
 }
