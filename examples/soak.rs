@@ -417,7 +417,18 @@ fn reader(sh: &Shared) {
                 purpose: "cawg.ai_training".into(),
                 at: None,
             };
-            read("consent", c.consent(&q).map(drop));
+            // A proof about now may wait for a map leaf (at most one a second): the server
+            // answers 503 with Retry-After when none came within 2 s; retry as told.
+            let mut r = c.consent(&q).map(drop);
+            for _ in 0..3 {
+                if !matches!(&r, Err(e) if e.status() == Some(503)) {
+                    break;
+                }
+                sh.c.overloaded.fetch_add(1, Relaxed);
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                r = c.consent(&q).map(drop);
+            }
+            read("consent", r);
         }
         read("metrics", c.metrics().map(drop));
         let pause = Instant::now() + Duration::from_secs(1);

@@ -139,12 +139,7 @@ if [[ "$SERVE_RC" != 0 ]]; then
     tail -20 "$WORK/serve.err" >&2
 fi
 LOGGED="$(cat "$WORK/events.count" 2>/dev/null || echo '?')"
-FINAL="$(sed -n 's/^stopped: final checkpoint covers \([0-9]*\) entries$/\1/p' "$WORK/serve.out")"
-SIZE_RC=0
-if [[ "$LOGGED" != "$FINAL" ]]; then
-    echo "   MISMATCH: the client counted $LOGGED logged events, the final checkpoint covers $FINAL" >&2
-    SIZE_RC=1
-fi
+FINAL="$(sed -n 's/^stopped: final checkpoint covers \([0-9]*\) leaves$/\1/p' "$WORK/serve.out")"
 if grep -qiE 'error|panic' "$WORK/serve.err"; then
     echo "   the server logged errors:" >&2
     grep -iE 'error|panic' "$WORK/serve.err" | head -10 >&2
@@ -152,6 +147,16 @@ fi
 
 echo "== consentlog audit --dir"
 AUDIT_RC=0
-"$BIN" audit --dir "$WORK/ledger" || AUDIT_RC=$?
+"$BIN" audit --dir "$WORK/ledger" | tee "$WORK/audit.out" || AUDIT_RC=$?
+# The final checkpoint covers the genesis leaf, the map leaves and the events; the audit counts
+# each kind.
+EVENTS="$(sed -n 's/^audited \([0-9]*\) leaves (\([0-9]*\) events.*/\2/p' "$WORK/audit.out")"
+AUDITED="$(sed -n 's/^audited \([0-9]*\) leaves.*/\1/p' "$WORK/audit.out")"
+SIZE_RC=0
+if [[ "$LOGGED" != "$EVENTS" || "$AUDITED" != "$FINAL" ]]; then
+    echo "   MISMATCH: the client counted $LOGGED logged events; the final checkpoint covers" \
+        "$FINAL leaves, the audit replayed $AUDITED leaves with $EVENTS events" >&2
+    SIZE_RC=1
+fi
 echo "== done: client $CLIENT_RC, server $SERVE_RC, size check $SIZE_RC, audit $AUDIT_RC"
 [[ "$CLIENT_RC" == 0 && "$SERVE_RC" == 0 && "$SIZE_RC" == 0 && "$AUDIT_RC" == 0 ]]
