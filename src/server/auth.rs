@@ -17,6 +17,34 @@ use crate::core::request::{
 };
 
 /// Tokens are kept as BLAKE3 hashes, so lookups do not compare secrets byte by byte.
+/// A tokens file's readers: each line `TOKEN [controller,controller…]`, blank lines and lines
+/// whose first non-blank character is `#` skipped. Every token passes [`check_token`]. The
+/// error names the line (from 1).
+#[allow(clippy::type_complexity)]
+pub fn parse_tokens(text: &str) -> Result<Vec<(String, Option<HashSet<String>>)>, (usize, String)> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut parts = line.split_whitespace();
+        let token = parts.next().expect("non-empty");
+        check_token(token).map_err(|e| (i + 1, e))?;
+        let controllers = parts.next().map(|list| {
+            list.split(',')
+                .filter(|c| !c.is_empty())
+                .map(str::to_string)
+                .collect()
+        });
+        if parts.next().is_some() {
+            return Err((i + 1, "expected `TOKEN [controllers]`".into()));
+        }
+        out.push((token.to_string(), controllers));
+    }
+    Ok(out)
+}
+
 fn token_id(t: &str) -> Hash {
     *blake3::hash(t.as_bytes()).as_bytes()
 }
@@ -83,30 +111,11 @@ impl Auth {
             }
         }
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut n = 0;
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let mut parts = line.split_whitespace();
-            let token = parts.next().expect("non-empty");
-            check_token(token).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))?;
-            let controllers = parts.next().map(|list| {
-                list.split(',')
-                    .filter(|c| !c.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            });
-            if parts.next().is_some() {
-                return Err(format!(
-                    "{}:{}: expected `TOKEN [controllers]`",
-                    path.display(),
-                    i + 1
-                ));
-            }
-            self.add_reader(token, controllers);
-            n += 1;
+        let readers =
+            parse_tokens(&text).map_err(|(line, e)| format!("{}:{line}: {e}", path.display()))?;
+        let n = readers.len();
+        for (token, controllers) in readers {
+            self.add_reader(&token, controllers);
         }
         Ok(n)
     }
@@ -424,6 +433,57 @@ mod tests {
         );
         assert!(check_token(&"x".repeat(257)).is_err());
         assert!(check_token("AZaz09._~+/=-xyzw").is_ok());
+    }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever a tokens file holds: no panic; every token read is a whole field of a
+            /// non-comment line and passes `check_token` (so holds no `#`); a comment line
+            /// never yields one.
+            #[test]
+            fn tokens_files_yield_only_whole_checked_tokens(
+                text in "([ #a-zA-Z0-9._~+/=,:-]{0,40}\n){0,6}",
+            ) {
+                if let Ok(readers) = parse_tokens(&text) {
+                    for (t, _) in &readers {
+                        prop_assert!(check_token(t).is_ok());
+                        prop_assert!(!t.contains('#'));
+                        let whole_field = text.lines().any(|l| {
+                            let l = l.trim();
+                            !l.starts_with('#') && l.split_whitespace().next() == Some(t.as_str())
+                        });
+                        prop_assert!(whole_field, "token {} is no line's first field", t);
+                    }
+                    let lines = text.lines().filter(|l| {
+                        let l = l.trim();
+                        !l.is_empty() && !l.starts_with('#')
+                    });
+                    prop_assert_eq!(readers.len(), lines.count());
+                }
+            }
+
+            /// A well-formed line is read back exactly.
+            #[test]
+            fn well_formed_lines_round_trip(
+                token in "[A-Za-z0-9._~+/=-]{16,64}",
+                controllers in proptest::collection::btree_set("[a-z0-9.]{1,12}", 0..4),
+            ) {
+                let line = if controllers.is_empty() {
+                    token.clone()
+                } else {
+                    format!("{token} {}", controllers.iter().cloned().collect::<Vec<_>>().join(","))
+                };
+                let got = parse_tokens(&format!("# readers\n{line}\n")).unwrap();
+                prop_assert_eq!(got.len(), 1);
+                prop_assert_eq!(&got[0].0, &token);
+                let want: Option<HashSet<String>> =
+                    (!controllers.is_empty()).then(|| controllers.into_iter().collect());
+                prop_assert_eq!(&got[0].1, &want);
+            }
+        }
     }
 
     #[test]
