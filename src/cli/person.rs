@@ -131,8 +131,33 @@ pub fn history(dir: &Path, subject: &str) -> CmdResult {
         "history as of the map leaf at {} (run `consentlog checkpoint` to append a newer one)",
         super::time::both(snap.map_leaf.time)
     );
+    eprint!("{}", summary(&h));
     println!("{}", serde_json::to_string_pretty(&h).expect("json"));
     Ok(())
+}
+
+/// Each chain of a history and its events, for people: seq, decision, leaf index and event
+/// hash (what `sign --prev` names), as the log shows them (`verify-history` checks them).
+pub fn summary(h: &crate::core::history::History) -> String {
+    use crate::core::event::SignedEvent;
+    use crate::core::hash::to_hex;
+    let mut out = String::new();
+    for c in &h.chains {
+        out.push_str(&format!("  {} / {}:\n", c.controller, c.purpose));
+        for pe in &c.events {
+            match SignedEvent::decode(&pe.opening.event) {
+                Ok(ev) => out.push_str(&format!(
+                    "    seq {} {} at leaf {}, event {}\n",
+                    ev.event.seq,
+                    ev.event.decision().map(|d| d.as_str()).unwrap_or("?"),
+                    pe.index,
+                    to_hex(&ev.event_hash())
+                )),
+                Err(e) => out.push_str(&format!("    leaf {}: not an event ({e})\n", pe.index)),
+            }
+        }
+    }
+    out
 }
 
 pub fn verify_history(

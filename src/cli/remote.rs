@@ -75,6 +75,7 @@ pub fn history(url: &str, key_file: &Path, subject: Option<&str>) -> CmdResult {
         }
     }
     let h = Client::new(url, None).history(&key).map_err(fail)?;
+    eprint!("{}", super::person::summary(&h));
     println!("{}", serde_json::to_string_pretty(&h).expect("json"));
     Ok(())
 }

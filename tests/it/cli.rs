@@ -1215,6 +1215,23 @@ fn history_and_verify_history() {
         .collect();
     sizes.sort();
     assert_eq!(sizes, [1, 3]);
+    // For people, on standard error: each chain's events with their hashes (what `sign --prev`
+    // names).
+    assert!(r.stderr.contains("seq 0 opt-in at leaf"), "{r:#?}");
+    assert!(
+        r.stderr.contains(&format!(
+            "event {}",
+            h["chains"][0]["events"][0]["opening"]["event"]
+                .as_str()
+                .map(|b| hex::encode(
+                    &consentlog::core::event::SignedEvent::decode(&hex::decode(b).unwrap())
+                        .unwrap()
+                        .event_hash()
+                ))
+                .unwrap()
+        )),
+        "{r:#?}"
+    );
     let hf = l.path("alice.history.json");
     std::fs::write(&hf, &r.stdout).unwrap();
     let k = l.log_key.as_str();
