@@ -1224,7 +1224,7 @@ fn history_and_verify_history() {
             h["chains"][0]["events"][0]["opening"]["event"]
                 .as_str()
                 .map(|b| hex::encode(
-                    &consentlog::core::event::SignedEvent::decode(&hex::decode(b).unwrap())
+                    consentlog::core::event::SignedEvent::decode(&hex::decode(b).unwrap())
                         .unwrap()
                         .event_hash()
                 ))
