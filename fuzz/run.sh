@@ -10,7 +10,7 @@ secs="${1:-240}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(event_decode leaf_decode checkpoint consent_proof history export http_bodies receipt)
+  targets=(event_decode leaf_decode checkpoint consent_proof history export http_bodies receipt config_files)
 fi
 export RUSTC_BOOTSTRAP=1
 mkdir -p logs

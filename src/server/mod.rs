@@ -12,7 +12,7 @@ mod sequencer;
 #[cfg(test)]
 mod tests;
 
-pub use auth::{check_token, Auth, DEFAULT_REPLAY_CACHE};
+pub use auth::{check_token, parse_tokens, Auth, DEFAULT_REPLAY_CACHE};
 pub use sequencer::BatchConfig;
 
 use std::net::SocketAddr;

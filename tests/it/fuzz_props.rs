@@ -486,12 +486,23 @@ proptest! {
     // what parses writes back to an equal value.
     #[test]
     fn evidence_random_text(text in "\\{\"format\":\"consentlog-evidence/v2\",\"log_key\":\"[0-9a-f]{64}\",\"claim\":\\{\"kind\":\"(same_size_different_roots|chain_fork|time_violation|map_root_mismatch)\"[ -~]{0,120}\\}\\}") {
-        use consentlog::core::evidence::{check, Evidence};
-        if let Ok(e) = consentlog::core::hash::json_object::<Evidence>(&text) {
-            let _ = check(&e);
-            let back: Evidence = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
-            prop_assert_eq!(back, e);
-        }
+        check_evidence_text(&text);
+    }
+
+    // config_files: tokens files and tlog-policy files.
+    #[test]
+    fn tokens_file_random_text(text in "([ #a-zA-Z0-9._~+/=,:-]{0,40}\n){0,6}") {
+        check_tokens_text(&text);
+    }
+
+    #[test]
+    fn policy_random_bytes(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+        check_policy_bytes(&data);
+    }
+
+    #[test]
+    fn policy_random_lines(text in "((log|witness|group|quorum) [ -~]{0,60}\n){0,6}") {
+        check_policy_bytes(text.as_bytes());
     }
 
     // receipt: Receipt::parse and check on random text and on mutated fixture receipts.

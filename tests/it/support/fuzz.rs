@@ -2416,3 +2416,41 @@ pub fn check_receipt_mutation(l: &Loaded, data: &[u8]) {
     };
     check_receipt_text(l, &mutated);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Configuration and evidence files: tokens files, tlog-policy files, evidence JSON
+// ---------------------------------------------------------------------------------------------
+
+/// A tokens file's text: every token read passes `check_token` (so is 16-256 characters and
+/// holds no `#`) and is the first field of a line that is not a comment.
+pub fn check_tokens_text(text: &str) {
+    if let Ok(readers) = consentlog::server::parse_tokens(text) {
+        for (t, _) in &readers {
+            assert!(consentlog::server::check_token(t).is_ok(), "{t:?}");
+            assert!(text.lines().any(|l| {
+                let l = l.trim();
+                !l.starts_with('#') && l.split_whitespace().next() == Some(t.as_str())
+            }));
+        }
+    }
+}
+
+/// A tlog-policy file's bytes: parsing never panics, and is deterministic.
+pub fn check_policy_bytes(data: &[u8]) {
+    use consentlog::core::policy::Policy;
+    let a = Policy::parse(data).map(|_| ()).map_err(|e| e.to_string());
+    let b = Policy::parse(data).map(|_| ()).map_err(|e| e.to_string());
+    assert_eq!(a, b);
+}
+
+/// An evidence file's JSON: checking it never panics, and what parses writes back to an equal
+/// value.
+pub fn check_evidence_text(text: &str) {
+    use consentlog::core::evidence::{check, Evidence};
+    if let Ok(e) = json_object::<Evidence>(text) {
+        let _ = check(&e);
+        let back: Evidence =
+            serde_json::from_str(&serde_json::to_string(&e).expect("json")).expect("round trip");
+        assert_eq!(back, e);
+    }
+}
