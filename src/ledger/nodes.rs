@@ -38,20 +38,74 @@ impl HashReader for StoreNodes<'_> {
 /// The lowest level whose node hashes are also kept in memory.
 pub const UPPER_LEVEL: u8 = 4;
 
+/// Most bytes of node hashes [`UpperNodes`] keeps (about 16M entries' worth at four bytes per
+/// entry); beyond it the lowest levels kept are dropped, and read from the store again.
+pub const UPPER_NODES_CAP: usize = 64 << 20;
+
 /// Node hashes of the levels at and above [`UPPER_LEVEL`], in memory: every proof passes
 /// through them, and they are few (about four bytes per entry in all). Nodes never change once
-/// written, so the cache only grows, in index order, after each commit.
-#[derive(Default)]
+/// written, so the cache only grows, in index order, after each commit, up to a cap: when the
+/// hashes kept pass it, the lowest level kept is dropped (halving the memory), and its nodes
+/// are read from the store like those below [`UPPER_LEVEL`].
 pub struct UpperNodes {
-    /// `levels[l - UPPER_LEVEL][i]` is node (l, i).
-    levels: std::sync::RwLock<Vec<Vec<Hash>>>,
+    inner: std::sync::RwLock<Upper>,
+    cap: usize,
+}
+
+struct Upper {
+    /// The lowest level kept (≥ [`UPPER_LEVEL`]).
+    lowest: u8,
+    /// `levels[l - UPPER_LEVEL][i]` is node (l, i); empty below `lowest`.
+    levels: Vec<Vec<Hash>>,
+}
+
+impl Default for UpperNodes {
+    fn default() -> Self {
+        UpperNodes::empty(UPPER_NODES_CAP)
+    }
+}
+
+impl Upper {
+    fn bytes(&self) -> usize {
+        self.levels.iter().map(|l| l.len() * 32).sum()
+    }
+
+    /// Drops the lowest levels kept until the hashes fit in `cap`.
+    fn fit(&mut self, cap: usize) {
+        while self.bytes() > cap {
+            let l = (self.lowest - UPPER_LEVEL) as usize;
+            if l >= self.levels.len() {
+                break;
+            }
+            self.levels[l] = Vec::new();
+            self.lowest += 1;
+        }
+    }
 }
 
 impl UpperNodes {
+    fn empty(cap: usize) -> Self {
+        UpperNodes {
+            inner: std::sync::RwLock::new(Upper {
+                lowest: UPPER_LEVEL,
+                levels: Vec::new(),
+            }),
+            cap,
+        }
+    }
+
     /// Reads the upper nodes of a tree of `size` leaves from the store.
     pub fn load(store: &dyn View, size: u64) -> Result<UpperNodes, NodeError> {
-        let mut levels = Vec::new();
-        for level in UPPER_LEVEL..64 {
+        Self::load_capped(store, size, UPPER_NODES_CAP)
+    }
+
+    /// [`UpperNodes::load`] keeping at most `cap` bytes of hashes: only the levels from the
+    /// lowest one at which they fit.
+    pub fn load_capped(store: &dyn View, size: u64, cap: usize) -> Result<UpperNodes, NodeError> {
+        let fits = |from: u8| (from..64).map(|l| (size >> l) as usize * 32).sum::<usize>() <= cap;
+        let lowest = (UPPER_LEVEL..64).find(|l| fits(*l)).unwrap_or(63);
+        let mut levels = vec![Vec::new(); (lowest - UPPER_LEVEL) as usize];
+        for level in lowest..64 {
             let count = size >> level;
             if count == 0 {
                 break;
@@ -75,31 +129,36 @@ impl UpperNodes {
             levels.push(hashes);
         }
         Ok(UpperNodes {
-            levels: std::sync::RwLock::new(levels),
+            inner: std::sync::RwLock::new(Upper { lowest, levels }),
+            cap,
         })
     }
 
-    /// Records newly stored nodes (any level; those below [`UPPER_LEVEL`] are ignored), in the
-    /// order they were made.
+    /// Records newly stored nodes (any level; those below the lowest level kept are ignored),
+    /// in the order they were made.
     pub fn extend(&self, nodes: &[(u8, u64, Hash)]) {
-        let mut levels = self.levels.write().expect("upper nodes");
+        let mut u = self.inner.write().expect("upper nodes");
         for &(level, index, hash) in nodes {
-            if level < UPPER_LEVEL {
+            if level < u.lowest {
                 continue;
             }
             let l = (level - UPPER_LEVEL) as usize;
-            if levels.len() <= l {
-                levels.resize(l + 1, Vec::new());
+            if u.levels.len() <= l {
+                u.levels.resize(l + 1, Vec::new());
             }
-            if levels[l].len() as u64 == index {
-                levels[l].push(hash);
+            if u.levels[l].len() as u64 == index {
+                u.levels[l].push(hash);
             }
         }
+        u.fit(self.cap);
     }
 
     fn get(&self, level: u8, index: u64) -> Option<Hash> {
-        let levels = self.levels.read().expect("upper nodes");
-        levels
+        let u = self.inner.read().expect("upper nodes");
+        if level < u.lowest {
+            return None;
+        }
+        u.levels
             .get((level - UPPER_LEVEL) as usize)?
             .get(index as usize)
             .copied()
@@ -121,5 +180,37 @@ impl HashReader for CachedNodes<'_> {
             }
         }
         StoreNodes(self.store).read_node(level, index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::tlog::{Frontier, Sha256Hasher};
+
+    /// Past its cap the cache drops its lowest levels, keeps what it still answers right, and
+    /// stays under the cap.
+    #[test]
+    fn the_cache_stays_under_its_cap() {
+        let cap = 64 * 32; // 64 hashes
+        let u = UpperNodes::empty(cap);
+        let mut f = Frontier::new();
+        let mut all = std::collections::HashMap::new();
+        for i in 0..4096u64 {
+            let nodes = f.append(&Sha256Hasher, [i as u8; 32]);
+            u.extend(&nodes);
+            for (l, ix, h) in nodes {
+                all.insert((l, ix), h);
+            }
+            assert!(u.inner.read().unwrap().bytes() <= cap);
+        }
+        let lowest = u.inner.read().unwrap().lowest;
+        assert!(lowest > UPPER_LEVEL, "levels were dropped");
+        for ((l, ix), h) in &all {
+            match u.get(*l, *ix) {
+                Some(got) => assert_eq!(got, *h, "node ({l}, {ix})"),
+                None => assert!(*l < lowest || *l < UPPER_LEVEL, "node ({l}, {ix}) lost"),
+            }
+        }
     }
 }
