@@ -182,8 +182,16 @@ pub fn verify_consistency(a: VerifyConsistencyArgs) -> CmdResult {
                 cp.size,
                 p.old_size,
                 p.new_size,
-                cp.size.min(p.old_size),
-                cp.size.max(p.new_size)
+                if cp.size < p.new_size {
+                    cp.size
+                } else {
+                    p.old_size
+                },
+                if cp.size < p.new_size {
+                    p.new_size
+                } else {
+                    cp.size
+                }
             )));
         }
     }
