@@ -268,12 +268,42 @@ pub fn checkpoint(dir: &Path) -> CmdResult {
 }
 
 pub fn prove_inclusion(dir: &Path, index: u64, size: Option<u64>) -> CmdResult {
-    print_json(&open(dir)?.prove_inclusion(index, size).map_err(fail)?);
+    let l = open(dir)?;
+    let n = l.size();
+    let size_ = size.unwrap_or(n);
+    if size_ > n || index >= size_ {
+        return Err(fail(format!(
+            "{}the log has {n} leaves (indexes 0 to {}); `consentlog leaves --dir {}` lists \
+             them",
+            if size_ > n {
+                format!("--size {size_} is larger than the log: ")
+            } else {
+                format!("--index {index} is not in a tree of {size_} leaves: ")
+            },
+            n.saturating_sub(1),
+            dir.display()
+        )));
+    }
+    print_json(&l.prove_inclusion(index, size).map_err(fail)?);
     Ok(())
 }
 
 pub fn prove_consistency(dir: &Path, old: u64, new: Option<u64>) -> CmdResult {
-    print_json(&open(dir)?.prove_consistency(old, new).map_err(fail)?);
+    let l = open(dir)?;
+    let n = l.size();
+    let new_ = new.unwrap_or(n);
+    if new_ > n || old > new_ {
+        return Err(fail(format!(
+            "{}: the log has {n} leaves now; give --old (and --new) at most {n}, for example \
+             the size of a checkpoint you kept (its second line)",
+            if new_ > n {
+                format!("--new {new_} is larger than the log")
+            } else {
+                format!("--old {old} is larger than the tree of {new_} leaves")
+            }
+        )));
+    }
+    print_json(&l.prove_consistency(old, new).map_err(fail)?);
     Ok(())
 }
 

@@ -13,6 +13,7 @@ mod remote;
 mod remote_audit;
 mod serve;
 mod time;
+mod tlog_verify;
 mod verify;
 
 use std::io::Read;
@@ -148,6 +149,12 @@ pub enum Command {
         #[arg(long)]
         new: Option<u64>,
     },
+    /// Check an inclusion proof (from prove-inclusion) against a signed checkpoint: exit 0
+    /// valid, 2 invalid
+    VerifyInclusion(tlog_verify::VerifyInclusionArgs),
+    /// Check a consistency proof (from prove-consistency) against signed checkpoints: exit 0
+    /// valid, 2 invalid
+    VerifyConsistency(tlog_verify::VerifyConsistencyArgs),
     /// Public entries as NDJSON
     Leaves {
         /// The ledger directory
@@ -278,8 +285,13 @@ pub enum Command {
     VerifyReceipt(receipt::VerifyReceiptArgs),
     /// Generate signed events for fresh random people, as NDJSON
     Loadgen(loadgen::LoadgenArgs),
-    /// A walkthrough: people grant and revoke, a training job proves, an auditor replays
-    Demo,
+    /// A walkthrough: people grant and revoke, a training job proves, an auditor replays;
+    /// prints the command behind each step
+    Demo {
+        /// Keep the ledger and key files in this new (or empty) directory, to continue from
+        #[arg(long, value_name = "DIR")]
+        keep: Option<PathBuf>,
+    },
     /// Serve the ledger over HTTP (creates it on first start)
     Serve(serve::ServeArgs),
     /// Print consentlog's version
@@ -337,6 +349,8 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::ProveConsistency { dir, old, new } => {
             ledger_cmds::prove_consistency(&dir, old, new)
         }
+        Command::VerifyInclusion(a) => tlog_verify::verify_inclusion(a),
+        Command::VerifyConsistency(a) => tlog_verify::verify_consistency(a),
         Command::Leaves { dir, start, end } => ledger_cmds::leaves(&dir, start, end),
         Command::History {
             mut dir,
@@ -420,7 +434,7 @@ pub fn run(cli: Cli) -> CmdResult {
         } => ledger_cmds::export(&dir, &out, !no_openings),
         Command::VerifyReceipt(a) => receipt::verify_receipt(a),
         Command::Loadgen(a) => loadgen::loadgen(a),
-        Command::Demo => demo::demo(),
+        Command::Demo { keep } => demo::demo(keep.as_deref()),
         Command::Serve(a) => serve::serve(a),
         Command::Version => {
             println!("consentlog {}", env!("CARGO_PKG_VERSION"));
