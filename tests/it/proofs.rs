@@ -94,7 +94,13 @@ fn reanchor(l: &Ledger, p: &ConsentProof, size: u64, map_index: u64) -> ConsentP
 fn verify_cli(l: &TestLedger, p: &ConsentProof, name: &str) -> Run {
     let file = l.path(name);
     std::fs::write(&file, to_json(p)).unwrap();
-    run(&["verify", "--log-key", &l.log_key, s(&file)])
+    run(&[
+        "verify",
+        "--any-question",
+        "--log-key",
+        &l.log_key,
+        s(&file),
+    ])
 }
 
 /// `consentlog verify` refuses `p` (exit 2) with `reason` in its message.
