@@ -79,6 +79,9 @@ pub fn prove(a: ProveArgs) -> CmdResult {
                 .map_err(fail)?
         }
     };
+    if p.state == proof::State::NoRecord.as_str() {
+        eprintln!("{}", no_record(&p));
+    }
     let text = serde_json::to_string_pretty(&p).expect("json") + "\n";
     match a.out {
         Some(path) => {
@@ -86,7 +89,7 @@ pub fn prove(a: ProveArgs) -> CmdResult {
             eprintln!(
                 "proof of state {} at {} written to {}",
                 p.state,
-                p.at,
+                super::time::both(p.at),
                 path.display()
             );
         }
@@ -159,6 +162,18 @@ pub fn verdict_json(
     }
 }
 
+/// What a `no_record` answer means, naming the question asked.
+fn no_record(p: &ConsentProof) -> String {
+    format!(
+        "no record for (subject {}, controller {}, purpose {}) at {}: nothing was decided for \
+         this question; check the subject, controller and purpose",
+        to_hex(&p.subject),
+        p.controller,
+        p.purpose,
+        super::time::both(p.at)
+    )
+}
+
 /// The parts of the question `verify` was not given, as option names.
 fn unasked(a: &VerifyArgs) -> Vec<&'static str> {
     [
@@ -227,6 +242,9 @@ pub fn verify(a: VerifyArgs) -> CmdResult {
                     v.checkpoint.size,
                     super::time::both(v.map_time)
                 );
+            }
+            if !a.json && v.state == proof::State::NoRecord {
+                println!("{}", no_record(&p));
             }
             if held {
                 Ok(())

@@ -1846,3 +1846,32 @@ fn prove_at_takes_rfc3339_and_refuses_seconds() {
     r.assert_code(64);
     assert!(r.stderr.contains("looks like seconds"), "{r:#?}");
 }
+
+/// Issue 15 item 2: a misspelled controller says "no record for (…)" with what was asked.
+#[test]
+fn no_record_names_the_question() {
+    let l = TestLedger::cli();
+    let (alice, apk) = l.person("alice");
+    l.decide(&alice, true, CTL, PUR);
+    l.note();
+    let out = l.path("typo.json");
+    let r = run(&[
+        "prove",
+        "--dir",
+        l.d(),
+        "--subject",
+        &apk,
+        "--controller",
+        "exmaple.com",
+        "--purpose",
+        PUR,
+        "--out",
+        s(&out),
+    ])
+    .ok();
+    let want = format!("no record for (subject {apk}, controller exmaple.com, purpose {PUR})");
+    assert!(r.stderr.contains(&want), "{r:#?}");
+    let r = run(&["verify", "--any-question", "--log-key", &l.log_key, s(&out)]);
+    r.assert_code(1);
+    assert!(r.stdout.contains(&want), "{r:#?}");
+}
