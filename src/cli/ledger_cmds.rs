@@ -33,7 +33,7 @@ pub struct DecideArgs {
     #[command(flatten)]
     pub triple: Triple,
     /// Opt-in only: consent lapses at this time (ms since the epoch)
-    #[arg(long)]
+    #[arg(long, value_parser = super::time::parse)]
     pub expires_at: Option<u64>,
 }
 

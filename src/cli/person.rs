@@ -63,10 +63,10 @@ pub struct SignArgs {
     #[arg(long)]
     pub prev: Option<String>,
     /// The signer's time (ms since the epoch; default now)
-    #[arg(long)]
+    #[arg(long, value_parser = super::time::parse)]
     pub issued_at: Option<u64>,
     /// Opt-in only: consent lapses at this time (ms since the epoch)
-    #[arg(long)]
+    #[arg(long, value_parser = super::time::parse)]
     pub expires_at: Option<u64>,
     /// BLAKE3 of the notice text shown to the person (hex)
     #[arg(long)]

@@ -37,7 +37,7 @@ pub struct ProveArgs {
     pub purpose: Option<String>,
     /// The time to prove (ms since the epoch); default: with --dir the newest map leaf's
     /// time, with --server now
-    #[arg(long)]
+    #[arg(long, value_parser = super::time::parse)]
     pub at: Option<u64>,
     /// NDJSON queries {"subject","controller","purpose"[,"at"]}: one proof batch against one
     /// shared checkpoint (docs/FORMAT.md, "Proof batches")
@@ -79,6 +79,9 @@ pub fn prove(a: ProveArgs) -> CmdResult {
                 .map_err(fail)?
         }
     };
+    if p.state == proof::State::NoRecord.as_str() {
+        eprintln!("{}", no_record(&p));
+    }
     let text = serde_json::to_string_pretty(&p).expect("json") + "\n";
     match a.out {
         Some(path) => {
@@ -86,7 +89,7 @@ pub fn prove(a: ProveArgs) -> CmdResult {
             eprintln!(
                 "proof of state {} at {} written to {}",
                 p.state,
-                p.at,
+                super::time::both(p.at),
                 path.display()
             );
         }
@@ -118,9 +121,14 @@ pub struct VerifyArgs {
     /// Refuse a proof about another purpose
     #[arg(long)]
     pub purpose: Option<String>,
-    /// Refuse a proof about another time (ms since the epoch)
-    #[arg(long)]
+    /// Refuse a proof about another time (RFC 3339, a date, or ms since the epoch)
+    #[arg(long, value_parser = super::time::parse)]
     pub at: Option<u64>,
+    /// Accept a proof without asking the full question (--subject, --controller, --purpose,
+    /// --at): the parts not given are not checked, and the verdict line says which question
+    /// the proof answered
+    #[arg(long)]
+    pub any_question: bool,
     /// Opt-out regime: consent holds unless the person opted out
     #[arg(long)]
     pub default_allow: bool,
@@ -154,6 +162,31 @@ pub fn verdict_json(
     }
 }
 
+/// What a `no_record` answer means, naming the question asked.
+fn no_record(p: &ConsentProof) -> String {
+    format!(
+        "no record for (subject {}, controller {}, purpose {}) at {}: nothing was decided for \
+         this question; check the subject, controller and purpose",
+        to_hex(&p.subject),
+        p.controller,
+        p.purpose,
+        super::time::both(p.at)
+    )
+}
+
+/// The parts of the question `verify` was not given, as option names.
+fn unasked(a: &VerifyArgs) -> Vec<&'static str> {
+    [
+        ("--subject", a.subject.is_none()),
+        ("--controller", a.controller.is_none()),
+        ("--purpose", a.purpose.is_none()),
+        ("--at", a.at.is_none()),
+    ]
+    .into_iter()
+    .filter_map(|(name, gone)| gone.then_some(name))
+    .collect()
+}
+
 /// The log key given to `verify`; a key that cannot be read makes every proof invalid (exit 2).
 pub fn log_key(a: &VerifyArgs) -> Result<ed25519_dalek::VerifyingKey, Failure> {
     parse_log_key(&a.log_key).map_err(|f| Failure::new(2, f.message))
@@ -162,6 +195,15 @@ pub fn log_key(a: &VerifyArgs) -> Result<ed25519_dalek::VerifyingKey, Failure> {
 /// `verify` of one proof (`--batch` is [`super::batch::verify`]).
 pub fn verify(a: VerifyArgs) -> CmdResult {
     let invalid = |msg: String| Failure::new(2, msg);
+    let missing = unasked(&a);
+    if !missing.is_empty() && !a.any_question {
+        return Err(super::usage(format!(
+            "verify: which question? missing {}: a proof answers one (subject, controller, \
+             purpose, at) and verify checks it is yours; pass them, or --any-question to accept \
+             whatever the proof is about",
+            missing.join(", ")
+        )));
+    }
     let key = log_key(&a)?;
     let q = question(&a).map_err(|f| invalid(f.message))?;
     let text =
@@ -180,6 +222,13 @@ pub fn verify(a: VerifyArgs) -> CmdResult {
         Ok((p, v)) => {
             let held = v.state.held(a.default_allow);
             if !a.json {
+                if !missing.is_empty() {
+                    println!(
+                        "--any-question: not checked against {}; the proof answers the question \
+                         below",
+                        missing.join(", ")
+                    );
+                }
                 println!(
                     "valid proof: consent {} at {} for subject {}, {} / {} (state {}; log {}, \
                      checkpoint of {} leaves, map leaf at {})",
@@ -193,6 +242,9 @@ pub fn verify(a: VerifyArgs) -> CmdResult {
                     v.checkpoint.size,
                     super::time::both(v.map_time)
                 );
+            }
+            if !a.json && v.state == proof::State::NoRecord {
+                println!("{}", no_record(&p));
             }
             if held {
                 Ok(())

@@ -76,7 +76,7 @@ fn open_note(text: &str, log_key: &str) -> note::SignedCheckpoint {
 }
 
 fn verify_args<'a>(log_key: &'a str, proof: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["verify", "--log-key", log_key, proof];
+    let mut v = vec!["verify", "--any-question", "--log-key", log_key, proof];
     v.extend_from_slice(extra);
     v
 }
@@ -763,7 +763,7 @@ fn verify_exit_codes_and_json() {
     ))
     .ok();
     let pubf = l.dir.join("log.pub");
-    run(&["verify", "--log-key", s(&pubf), pa_s]).ok();
+    run(&["verify", "--any-question", "--log-key", s(&pubf), pa_s]).ok();
 
     // 2: a different question.
     let other_at = (proof["at"].as_u64().unwrap() - 1).to_string();
@@ -791,7 +791,7 @@ fn verify_exit_codes_and_json() {
     run(&verify_args(&other, pa_s, &[])).expect_code(2);
     let of = l.path("other.pub");
     std::fs::write(&of, format!("{other}\n")).unwrap();
-    run(&["verify", "--log-key", s(&of), pa_s]).expect_code(2);
+    run(&["verify", "--any-question", "--log-key", s(&of), pa_s]).expect_code(2);
     run(&verify_args("zz", pa_s, &[])).expect_code(2);
     run(&verify_args(&l.log_key.to_uppercase(), pa_s, &[])).expect_code(2);
 
@@ -810,9 +810,9 @@ fn verify_exit_codes_and_json() {
     std::fs::write(&garbage, [0xffu8, 0xfe, 0x00, 0x80]).unwrap();
     run(&verify_args(k, s(&garbage), &[])).expect_code(2);
     // Standard input.
-    let r = run_stdin(&["verify", "--log-key", k, "-"], &text);
+    let r = run_stdin(&["verify", "--any-question", "--log-key", k, "-"], &text);
     assert_eq!(r.code, 0, "{r:#?}");
-    let r = run_stdin(&["verify", "--log-key", k, "-"], "nope");
+    let r = run_stdin(&["verify", "--any-question", "--log-key", k, "-"], "nope");
     assert_eq!(r.code, 2, "{r:#?}");
 
     // 2: tampered proofs.
@@ -1773,4 +1773,122 @@ fn compact_gives_back_free_space_and_keeps_the_ledger_intact() {
     let r = run(&["compact", "--dir", "/nonexistent/ledger"]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("not a consentlog ledger"), "{r:?}");
+}
+
+/// Issue 15 item 1: `verify` asks for the full question, or says it answered the proof's own.
+#[test]
+fn verify_needs_the_full_question() {
+    let l = TestLedger::cli();
+    let (alice, apk) = l.person("alice");
+    let g = l.decide(&alice, true, CTL, PUR);
+    let t = g["integrated_at"].as_u64().unwrap() + 1;
+    wall_past(t);
+    let pf = prove_to(&l, "alice.json", &apk, Some(t));
+    let k = l.log_key.as_str();
+    let ts = t.to_string();
+    // Nothing asked: a usage error naming every missing part.
+    let r = run(&["verify", "--log-key", k, s(&pf)]);
+    r.assert_code(64);
+    for part in ["--subject", "--controller", "--purpose", "--at"] {
+        assert!(r.stderr.contains(part), "{part}: {r:#?}");
+    }
+    // Part asked: names only what is missing.
+    let r = run(&[
+        "verify",
+        "--log-key",
+        k,
+        "--subject",
+        &apk,
+        "--controller",
+        CTL,
+        s(&pf),
+    ]);
+    r.assert_code(64);
+    assert!(
+        r.stderr.contains("--purpose") && r.stderr.contains("--at"),
+        "{r:#?}"
+    );
+    assert!(!r.stderr.contains("--subject,"), "{r:#?}");
+    // The full question, the time as RFC 3339: held, and the verdict names it.
+    let at_rfc = jiff::Timestamp::from_millisecond(t as i64)
+        .unwrap()
+        .to_string();
+    let full = |at: &str| {
+        run(&[
+            "verify",
+            "--log-key",
+            k,
+            "--subject",
+            &apk,
+            "--controller",
+            CTL,
+            "--purpose",
+            PUR,
+            "--at",
+            at,
+            s(&pf),
+        ])
+    };
+    let r = full(&at_rfc).ok();
+    for part in [apk.as_str(), CTL, PUR, ts.as_str(), "checkpoint of"] {
+        assert!(r.stdout.contains(part), "{part}: {r:#?}");
+    }
+    full(&ts).ok();
+    // Seconds are refused as such; garbage is a usage error.
+    let r = full(&(t / 1000).to_string());
+    r.assert_code(64);
+    assert!(r.stderr.contains("looks like seconds"), "{r:#?}");
+    full("yesterday").assert_code(64);
+    // --any-question: accepted, saying what was not checked.
+    let r = run(&["verify", "--any-question", "--log-key", k, s(&pf)]).ok();
+    assert!(r.stdout.contains("not checked against --subject"), "{r:#?}");
+    assert!(r.stdout.contains(&apk), "{r:#?}");
+}
+
+/// Issue 15 item 2: `prove --at` takes a date or RFC 3339 time, and refuses seconds.
+#[test]
+fn prove_at_takes_rfc3339_and_refuses_seconds() {
+    let l = TestLedger::cli();
+    let (alice, apk) = l.person("alice");
+    let g = l.decide(&alice, true, CTL, PUR);
+    let t = g["integrated_at"].as_u64().unwrap() + 1;
+    wall_past(t);
+    l.note();
+    let rfc = jiff::Timestamp::from_millisecond(t as i64)
+        .unwrap()
+        .to_string();
+    let r = prove_run(&l, &apk, &["--at", &rfc]).ok();
+    assert_eq!(r.json()["at"].as_u64(), Some(t), "{r:#?}");
+    let r = prove_run(&l, &apk, &["--at", &(t / 1000).to_string()]);
+    r.assert_code(64);
+    assert!(r.stderr.contains("looks like seconds"), "{r:#?}");
+}
+
+/// Issue 15 item 2: a misspelled controller says "no record for (…)" with what was asked.
+#[test]
+fn no_record_names_the_question() {
+    let l = TestLedger::cli();
+    let (alice, apk) = l.person("alice");
+    l.decide(&alice, true, CTL, PUR);
+    l.note();
+    let out = l.path("typo.json");
+    let r = run(&[
+        "prove",
+        "--dir",
+        l.d(),
+        "--subject",
+        &apk,
+        "--controller",
+        "exmaple.com",
+        "--purpose",
+        PUR,
+        "--out",
+        s(&out),
+    ])
+    .ok();
+    let want = format!("no record for (subject {apk}, controller exmaple.com, purpose {PUR})");
+    assert!(r.stderr.contains(&want), "{r:#?}");
+    let r = run(&["verify", "--any-question", "--log-key", &l.log_key, s(&out)]);
+    r.assert_code(1);
+    assert!(r.stdout.contains(&want), "{r:#?}");
 }

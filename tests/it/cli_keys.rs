@@ -163,7 +163,7 @@ fn a_key_of_the_wrong_kind_is_refused_by_name() {
     let r = run(&args);
     r.assert_fails_with("bob.key is a secret key; --subject needs a public key file");
     assert!(!r.all().contains(&secret_hex));
-    let r = run(&["verify", "--log-key", s(&k), s(&k)]);
+    let r = run(&["verify", "--any-question", "--log-key", s(&k), s(&k)]);
     assert_ne!(r.code, 0);
     assert!(
         r.stderr
@@ -171,7 +171,7 @@ fn a_key_of_the_wrong_kind_is_refused_by_name() {
         "{r:#?}"
     );
     assert!(!r.all().contains(&secret_hex));
-    let r = run(&["verify", "--log-key", s(&pubf), s(&k)]);
+    let r = run(&["verify", "--any-question", "--log-key", s(&pubf), s(&k)]);
     assert!(r.stderr.contains("a person's public key file"), "{r:#?}");
 
     // The public key file is a subject: `prove --subject bob.pub` asks about bob.
@@ -347,7 +347,14 @@ fn usage_errors_exit_64_not_2() {
         &[],
         &["prove", "--dir", l.d()],
         &["prove-inclusion", "--dir", l.d(), "--index", "x"],
-        &["verify", "--log-key", "k", "p.json", "--nope"],
+        &[
+            "verify",
+            "--any-question",
+            "--log-key",
+            "k",
+            "p.json",
+            "--nope",
+        ],
         &[
             "grant",
             "--dir",

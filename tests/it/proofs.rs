@@ -94,7 +94,13 @@ fn reanchor(l: &Ledger, p: &ConsentProof, size: u64, map_index: u64) -> ConsentP
 fn verify_cli(l: &TestLedger, p: &ConsentProof, name: &str) -> Run {
     let file = l.path(name);
     std::fs::write(&file, to_json(p)).unwrap();
-    run(&["verify", "--log-key", &l.log_key, s(&file)])
+    run(&[
+        "verify",
+        "--any-question",
+        "--log-key",
+        &l.log_key,
+        s(&file),
+    ])
 }
 
 /// `consentlog verify` refuses `p` (exit 2) with `reason` in its message.
@@ -1987,7 +1993,7 @@ fn cli_prove_dir_refuses_a_time_after_the_newest_map_leaf() {
     assert_eq!(p.map_leaf.index, size as u64);
     let v = verify_cli(&l, &p, "after.json");
     v.assert_code(0);
-    let line = v.stdout.trim_end();
+    let line = v.stdout.trim_end().lines().last().unwrap();
     assert!(line.starts_with("valid proof: consent HELD at "), "{v:#?}");
     let middle = format!(
         " ({at}) for subject {subject}, {C} / {P} (state opted_in; log {ORIGIN}, checkpoint \
