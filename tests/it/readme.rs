@@ -1,7 +1,8 @@
 //! README.md's command blocks, run as written, in order, on fresh ledgers (issue 15 item 5).
 //!
 //! Every ```sh block of README.md is read; lines ending in `\` are joined to the next. Each
-//! line that starts with `consentlog ` runs through `sh -c` (so its redirections, `$(…)` and
+//! line that starts with `consentlog ` runs through `sh -c` (with the variables that lines
+//! like `T=$(date …)` set before it) (so its redirections, `$(…)` and
 //! `#` comments work as for a person), with the binary under test first on `PATH`, in a
 //! temporary working directory, with `HOME` there too (the state and receipt files) and no
 //! `CONSENTLOG_*` variables. Skipped, as not meant to be run here: empty lines, comment lines
@@ -59,8 +60,14 @@ fn skipped(line: &str) -> bool {
     l.is_empty() || l.starts_with('#') || l.starts_with("cargo ") || l.starts_with("echo $?")
 }
 
-/// Runs `line` through `sh -c` in `cwd`.
-fn sh(line: &str, cwd: &Path) -> super::support::Run {
+/// A shell variable set by a README line (`T=$(date …)`): its name, if `line` is one.
+fn assignment(line: &str) -> Option<&str> {
+    let (name, _) = line.trim().split_once('=')?;
+    (!name.is_empty() && name.chars().all(|c| c.is_ascii_uppercase() || c == '_')).then_some(name)
+}
+
+/// Runs `line` through `sh -c` in `cwd`, with the README's shell variables set so far.
+fn sh(line: &str, cwd: &Path, vars: &[(String, String)]) -> super::support::Run {
     let bin_dir = Path::new(bin()).parent().expect("bin dir");
     let path = format!(
         "{}:{}",
@@ -73,7 +80,8 @@ fn sh(line: &str, cwd: &Path) -> super::support::Run {
         .current_dir(cwd)
         .env("PATH", path)
         .env("HOME", cwd.join("home"))
-        .env("RUST_LOG", "warn");
+        .env("RUST_LOG", "warn")
+        .envs(vars.iter().map(|(k, v)| (k, v)));
     for (k, _) in std::env::vars() {
         if k.starts_with("CONSENTLOG_") {
             cmd.env_remove(k);
@@ -113,7 +121,20 @@ fn readme_commands_run_as_written() {
         std::fs::create_dir_all(cwd.join("home")).expect("home");
         let t = now_ms();
         let mut server: Option<(Proc, String, String)> = None;
+        let mut vars: Vec<(String, String)> = Vec::new();
         for raw in block {
+            if let Some(name) = assignment(raw) {
+                // A variable later lines use: evaluated as the shell would, then passed on. A
+                // person takes more than a second between commands; a time in whole seconds
+                // (`date +%…%SZ`) taken at once could fall before the log's genesis.
+                std::thread::sleep(std::time::Duration::from_millis(1_100));
+                let code = raw.split(" #").next().unwrap_or(raw).trim();
+                let r = sh(&format!("{code}; printf %s \"${name}\""), cwd, &vars);
+                assert_eq!(r.code, 0, "README line `{raw}`: {r:#?}");
+                vars.push((name.to_string(), r.stdout));
+                ran += 1;
+                continue;
+            }
             if skipped(raw) || !raw.trim().starts_with("consentlog ") {
                 skips.push(raw.clone());
                 continue;
@@ -146,7 +167,7 @@ fn readme_commands_run_as_written() {
                 line = subst_k(&line.replace("http://127.0.0.1:8080", url), key);
             }
             if line.contains('<') {
-                let me = sh("consentlog pubkey --key me.key", cwd).ok();
+                let me = sh("consentlog pubkey --key me.key", cwd, &vars).ok();
                 let log_pub = std::fs::read_to_string(cwd.join("ledger/log.pub")).expect("log.pub");
                 line = line
                     .replace("<hex>", me.stdout.trim())
@@ -159,7 +180,7 @@ fn readme_commands_run_as_written() {
             } else {
                 0
             };
-            let r = sh(&line, cwd);
+            let r = sh(&line, cwd, &vars);
             assert_eq!(
                 r.code, want,
                 "README line `{raw}` (run as `{line}`) exited {}:\n{r:#?}",
