@@ -89,6 +89,14 @@ pub struct ServeArgs {
     /// further signed requests get 503 until the oldest expire
     #[arg(long, default_value_t = server::DEFAULT_REPLAY_CACHE)]
     pub replay_cache: usize,
+    /// A c2sp.org/tlog-policy file naming this log and the witnesses to ask for cosignatures
+    /// (their `witness` lines carry the submission URLs); see docs/WITNESSING.md
+    #[arg(long, value_name = "FILE")]
+    pub witness_policy: Option<PathBuf>,
+    /// Least time (ms) between two checkpoints sent to one witness: the rate declared to the
+    /// witnesses' operators
+    #[arg(long, default_value_t = server::DEFAULT_WITNESS_INTERVAL.as_millis() as u64)]
+    pub witness_interval: u64,
 }
 
 pub fn serve(a: ServeArgs) -> CmdResult {
@@ -142,6 +150,26 @@ pub fn config(a: ServeArgs) -> Result<(ServeConfig, Auth), String> {
         cache_bytes: a.cache_bytes,
         public_url,
         replay_cache: a.replay_cache.max(1),
+        witnesses: a
+            .witness_policy
+            .as_deref()
+            .map(|f| witness_config(f, a.witness_interval))
+            .transpose()?,
     };
     Ok((cfg, auth))
+}
+
+/// The witnesses to ask, from a policy file.
+fn witness_config(
+    file: &std::path::Path,
+    interval_ms: u64,
+) -> Result<server::WitnessConfig, String> {
+    let bytes =
+        std::fs::read(file).map_err(|e| format!("--witness-policy {}: {e}", file.display()))?;
+    let policy = crate::core::policy::Policy::parse(&bytes)
+        .map_err(|e| format!("--witness-policy {}: {e}", file.display()))?;
+    Ok(server::WitnessConfig {
+        policy,
+        interval: Duration::from_millis(interval_ms.max(1)),
+    })
 }

@@ -152,6 +152,7 @@ pub fn table_name(t: Table) -> &'static str {
         Table::Checkpoint => "checkpoint",
         Table::MapValue => "map value",
         Table::StateKey => "state key index",
+        Table::Cosigned => "cosigned checkpoint",
     }
 }
 
@@ -205,6 +206,10 @@ pub enum Invalid {
         .0.display()
     )]
     FormatV1(PathBuf),
+    #[error("checkpoint of size {size} is not one this log signed and stored")]
+    NotOurCheckpoint { size: u64 },
+    #[error("not a cosignature line: {0:?}")]
+    CosignatureLine(String),
     #[error("the opening of leaf {index} was erased")]
     Erased { index: u64 },
     /// A controller or purpose that no event can name.

@@ -13,6 +13,7 @@
 //! | `fresh_keys.rs` | state keys computed for events not yet committed, so a triple is evaluated once |
 //! | `receipts.rs` | receipts: one checkpoint signed per durable chunk, tlog-proofs under it |
 //! | `checkpoint.rs` | appending map leaves, signing and storing checkpoints |
+//! | `cosigned.rs` | witnesses' cosignatures on stored checkpoints |
 //! | `schema.rs` | every table's key and value encoding |
 //! | `error.rs` | [`LedgerError`] |
 //! | `files.rs` | the directory's own files (`engine`, `log.key`, `log.pub`) |
@@ -21,6 +22,7 @@
 mod append;
 pub mod checkpoint;
 pub mod clock;
+mod cosigned;
 mod error;
 mod files;
 mod fresh_keys;
@@ -175,6 +177,8 @@ pub struct Ledger {
     fresh_keys: fresh_keys::FreshKeys,
     /// The receipt checkpoint signed last, with the tree size it is for.
     receipt_anchor: Mutex<Option<(u64, Arc<crate::core::receipt::ReceiptAnchor>)>>,
+    /// Held while a checkpoint's cosignatures are read, merged and written back.
+    cosign: Mutex<()>,
 }
 
 impl Ledger {

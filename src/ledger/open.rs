@@ -148,6 +148,7 @@ impl Ledger {
             clock: opts.clock,
             map_leaf_interval_ms: opts.map_leaf_interval_ms.max(1),
             receipt_anchor: Mutex::new(None),
+            cosign: Mutex::new(()),
             fresh_keys: Default::default(),
         })
     }

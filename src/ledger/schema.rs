@@ -131,6 +131,12 @@ pub fn decode_checkpoint(n: u64, v: Vec<u8>) -> Result<String, LedgerError> {
         .map_err(|_| LedgerError::corrupt(Table::Checkpoint, Key::Index(n), CorruptKind::NotUtf8))
 }
 
+/// Decodes the cosigned note of tree size `size`.
+pub fn decode_cosigned(size: u64, v: Vec<u8>) -> Result<String, LedgerError> {
+    String::from_utf8(v)
+        .map_err(|_| LedgerError::corrupt(Table::Cosigned, Key::Index(size), CorruptKind::NotUtf8))
+}
+
 /// Decodes a `Checkpoint` pair: its number and note text.
 pub fn decode_checkpoint_pair(k: &[u8], v: Vec<u8>) -> Result<(u64, String), LedgerError> {
     let n = decode_index_key(Table::Checkpoint, k)?;

@@ -26,6 +26,12 @@ struct Rule {
     rule: &'static str,
 }
 
+/// The label of a witness's series: its name in the policy.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WitnessLabel {
+    witness: String,
+}
+
 /// The server's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -40,6 +46,10 @@ pub struct Metrics {
     tree_size: Gauge,
     checkpoint_size: Gauge,
     checkpoint_age: Gauge<f64, AtomicU64>,
+    witness_cosigned_size: Family<WitnessLabel, Gauge>,
+    witness_lag: Family<WitnessLabel, Gauge>,
+    witness_cosignatures: Family<WitnessLabel, Counter>,
+    witness_failures: Family<WitnessLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -57,6 +67,10 @@ impl Default for Metrics {
             tree_size: Gauge::default(),
             checkpoint_size: Gauge::default(),
             checkpoint_age: Gauge::default(),
+            witness_cosigned_size: Family::default(),
+            witness_lag: Family::default(),
+            witness_cosignatures: Family::default(),
+            witness_failures: Family::default(),
             registry: Registry::default(),
         };
         // Counters get their `_total` suffix from the encoder.
@@ -122,7 +136,33 @@ impl Default for Metrics {
             "Age of the latest checkpoint",
             m.checkpoint_age.clone(),
         );
+        registry.register(
+            "consentlog_witness_cosigned_size",
+            "Tree size of the newest checkpoint each witness cosigned",
+            m.witness_cosigned_size.clone(),
+        );
+        registry.register(
+            "consentlog_witness_lag_leaves",
+            "Leaves between the newest checkpoint and the newest one each witness cosigned",
+            m.witness_lag.clone(),
+        );
+        registry.register(
+            "consentlog_witness_cosignatures",
+            "Cosignatures stored, by witness",
+            m.witness_cosignatures.clone(),
+        );
+        registry.register(
+            "consentlog_witness_failures",
+            "Submissions to a witness that ended without a cosignature",
+            m.witness_failures.clone(),
+        );
         Metrics { registry, ..m }
+    }
+}
+
+fn label(witness: &str) -> WitnessLabel {
+    WitnessLabel {
+        witness: witness.to_string(),
     }
 }
 
@@ -151,6 +191,27 @@ impl Metrics {
     }
     pub fn count_overloaded(&self) {
         self.overloaded.inc();
+    }
+
+    /// A witness's cosignature was stored.
+    pub fn witness_cosigned(&self, witness: &str) {
+        self.witness_cosignatures
+            .get_or_create(&label(witness))
+            .inc();
+    }
+    /// A submission to a witness failed.
+    pub fn witness_failed(&self, witness: &str) {
+        self.witness_failures.get_or_create(&label(witness)).inc();
+    }
+    /// The newest size `witness` cosigned, and the newest checkpoint's.
+    pub fn witness_progress(&self, witness: &str, cosigned: u64, newest: u64) {
+        let l = label(witness);
+        self.witness_cosigned_size
+            .get_or_create(&l)
+            .set(cosigned as i64);
+        self.witness_lag
+            .get_or_create(&l)
+            .set(newest.saturating_sub(cosigned) as i64);
     }
 
     /// The Prometheus text exposition, with the ledger's gauges read now.

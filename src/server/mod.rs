@@ -11,9 +11,11 @@ mod routes;
 mod sequencer;
 #[cfg(test)]
 mod tests;
+mod witnessing;
 
 pub use auth::{check_token, parse_tokens, Auth, DEFAULT_REPLAY_CACHE};
 pub use sequencer::BatchConfig;
+pub use witnessing::{WitnessConfig, DEFAULT_INTERVAL as DEFAULT_WITNESS_INTERVAL};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -62,6 +64,8 @@ pub struct ServeConfig {
     /// Most (subject, nonce) pairs of signed requests remembered; beyond it, signed requests
     /// get 503 until the oldest expire.
     pub replay_cache: usize,
+    /// The witnesses to ask for cosignatures (`--witness-policy`), if any.
+    pub witnesses: Option<WitnessConfig>,
 }
 
 impl ServeConfig {
@@ -143,6 +147,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::get_heads))
         .routes(routes!(routes::get_checkpoint))
         .routes(routes!(routes::get_checkpoints))
+        .routes(routes!(routes::get_cosigned))
         .routes(routes!(routes::get_entries))
         .routes(routes!(routes::get_inclusion))
         .routes(routes!(routes::get_consistency))
@@ -175,6 +180,7 @@ pub fn openapi_json() -> &'static str {
 pub struct App {
     state: AppState,
     heartbeat: heartbeat::Heartbeat,
+    witnessing: Option<witnessing::Witnessing>,
     router: Router,
 }
 
@@ -184,8 +190,15 @@ impl App {
     /// address only as the default audience, [`ServeConfig::audience`]). Signed requests are
     /// taken from now on, on the ledger's clock.
     pub fn new(ledger: Arc<Ledger>, cfg: &ServeConfig, auth: Auth) -> Result<App, String> {
+        if let Some(w) = &cfg.witnesses {
+            w.check_for(&ledger)?;
+        }
         let cp = ledger.checkpoint_all().map_err(|e| e.to_string())?;
         let metrics = Arc::new(metrics::Metrics::default());
+        let witnessing = cfg
+            .witnesses
+            .as_ref()
+            .map(|w| witnessing::Witnessing::start(ledger.clone(), w, metrics.clone()));
         let (covered_tx, covered) = watch::channel(cp.size);
         let heartbeat = heartbeat::Heartbeat::start(
             ledger.clone(),
@@ -225,6 +238,7 @@ impl App {
         Ok(App {
             state,
             heartbeat,
+            witnessing,
             router,
         })
     }
@@ -244,10 +258,14 @@ impl App {
         self.router.clone()
     }
 
-    /// Stops taking appends, finishes every queued one, stops the heartbeat.
+    /// Stops taking appends, finishes every queued one, stops the heartbeat and stops asking
+    /// witnesses.
     pub fn stop(mut self) {
         self.state.seq.close();
         self.heartbeat.stop();
+        if let Some(mut w) = self.witnessing.take() {
+            w.stop();
+        }
     }
 }
 

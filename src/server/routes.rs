@@ -298,6 +298,28 @@ pub async fn get_checkpoint(State(st): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response()
 }
 
+/// The newest checkpoint the witnesses cosigned: the log's note with every cosignature line
+/// stored for it (c2sp.org/tlog-cosignature); 404 while no witness has cosigned one
+#[utoipa::path(
+    get,
+    path = paths::COSIGNED,
+    responses(
+        (status = 200, description = "The cosigned note", body = String, content_type = "text/plain"),
+        (status = 404, body = ErrorBody)
+    )
+)]
+pub async fn get_cosigned(State(st): State<AppState>) -> Result<Response, ApiError> {
+    let ledger = st.ledger.clone();
+    match blocking(move || Ok(ledger.latest_cosigned()?)).await? {
+        Some((_, note)) => {
+            Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response())
+        }
+        None => Err(ApiError::not_found(
+            "no checkpoint of this log has been cosigned by a witness yet",
+        )),
+    }
+}
+
 /// Stored checkpoints by number
 #[utoipa::path(
     get,

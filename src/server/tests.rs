@@ -42,6 +42,7 @@ fn config(dir: &std::path::Path) -> ServeConfig {
         max_connections: 1,
         public_url: None,
         replay_cache: DEFAULT_REPLAY_CACHE,
+        witnesses: None,
     }
 }
 

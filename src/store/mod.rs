@@ -37,11 +37,14 @@ pub enum Table {
     /// BLAKE3(alpha) → state key K || VRF proof[80]: the private index of the state keys of
     /// the triples seen (docs/FORMAT.md §17.1), so the VRF is evaluated once per triple.
     StateKey = 10,
+    /// tree size (u64 BE) → the checkpoint note of that size with the witnesses' cosignature
+    /// lines appended (c2sp.org/tlog-cosignature), as the witnesses returned them.
+    Cosigned = 11,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 9] = [
+    pub const ALL: [Table; 10] = [
         Table::Meta,
         Table::Leaf,
         Table::Opening,
@@ -51,6 +54,7 @@ impl Table {
         Table::Checkpoint,
         Table::MapValue,
         Table::StateKey,
+        Table::Cosigned,
     ];
 }
 

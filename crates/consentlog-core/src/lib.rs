@@ -3,6 +3,7 @@
 //! Nothing here touches a disk, a clock or a network; the storage, ledger, server and CLI
 //! layers sit on top of it. A verifier needs only this module and a public key.
 
+pub mod add_checkpoint;
 pub mod audit;
 pub mod codec;
 pub mod cosignature;

@@ -1,0 +1,195 @@
+//! Witnesses' cosignatures on the log's checkpoints (c2sp.org/tlog-witness): each stored in
+//! [`Table::Cosigned`] under the checkpoint's tree size, as the checkpoint note with every
+//! witness's newest cosignature line appended, so a verifier can be handed one note that its
+//! policy checks as a whole.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+
+use super::error::Invalid;
+use super::schema::index_key;
+use super::{Ledger, LedgerError};
+use crate::core::note::{self, SignedCheckpoint};
+use crate::store::{Table, WriteBatch};
+
+/// The signer of a signature line: its name and key id (`— <name> <base64(id || sig)>\n`).
+fn signer(line: &str) -> Option<(&str, [u8; 4])> {
+    let rest = line.strip_prefix("\u{2014} ")?.strip_suffix('\n')?;
+    let (name, sig) = rest.split_once(' ')?;
+    let sig = B64.decode(sig).ok()?;
+    (!name.is_empty() && sig.len() > 4).then(|| (name, sig[..4].try_into().expect("4 bytes")))
+}
+
+impl Ledger {
+    /// Adds cosignature `lines` (each `— <name> <base64>\n`, already verified by the caller
+    /// against the witness's key) to the cosigned copy of `cp`, a checkpoint this log signed
+    /// and stored: a line replaces an earlier one by the same name and key id. Durable when it
+    /// returns. Returns the cosigned note.
+    pub fn add_cosignatures(
+        &self,
+        cp: &SignedCheckpoint,
+        lines: &[String],
+    ) -> Result<String, LedgerError> {
+        let ours = cp.origin == self.origin
+            && cp.size <= self.latest().checkpoint.size
+            && note::open(&cp.note, &self.public).as_ref() == Ok(cp)
+            && self.root_at(cp.size)? == cp.root;
+        if !ours {
+            return Err(Invalid::NotOurCheckpoint { size: cp.size }.into());
+        }
+        for l in lines {
+            if signer(l).is_none() {
+                return Err(Invalid::CosignatureLine(l.clone()).into());
+            }
+        }
+        let _guard = self.cosign.lock().expect("cosign");
+        let mut note = self.cosigned(cp.size)?.unwrap_or_else(|| cp.note.clone());
+        for l in lines {
+            let who = signer(l);
+            let (text, sigs) = note
+                .split_once("\n\n")
+                .expect("a signed note has a blank line");
+            let mut kept: Vec<&str> = sigs
+                .split_inclusive('\n')
+                .filter(|old| signer(old) != who)
+                .collect();
+            kept.push(l);
+            note = format!("{text}\n\n{}", kept.concat());
+        }
+        let mut b = WriteBatch::new();
+        b.put(Table::Cosigned, index_key(cp.size), note.as_bytes());
+        self.commit(b)?;
+        Ok(note)
+    }
+
+    /// The cosigned copy of the checkpoint of `size`, if any witness cosigned it.
+    pub fn cosigned(&self, size: u64) -> Result<Option<String>, LedgerError> {
+        let store = self.store();
+        store
+            .get(Table::Cosigned, &index_key(size))?
+            .map(|v| super::schema::decode_cosigned(size, v))
+            .transpose()
+    }
+
+    /// Every cosigned checkpoint of size `from` or more, smallest first, at most `limit`.
+    pub fn cosigned_from(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, String)>, LedgerError> {
+        let store = self.store();
+        store
+            .scan(Table::Cosigned, &index_key(from), None)
+            .take(limit)
+            .map(|r| {
+                let (k, v) = r?;
+                let size = super::schema::decode_index_key(Table::Cosigned, &k)?;
+                Ok((size, super::schema::decode_cosigned(size, v)?))
+            })
+            .collect()
+    }
+
+    /// The cosigned checkpoint of the largest size, if any.
+    pub fn latest_cosigned(&self) -> Result<Option<(u64, String)>, LedgerError> {
+        let store = self.store();
+        let Some((k, v)) = store.last_with_prefix(Table::Cosigned, &[])? else {
+            return Ok(None);
+        };
+        let size = super::schema::decode_index_key(Table::Cosigned, &k)?;
+        Ok(Some((size, super::schema::decode_cosigned(size, v)?)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{first_events, ledger, ledger_on, TestLedger, T0};
+    use super::super::Options;
+    use super::*;
+    use crate::core::cosignature::{CosignatureVerifier, Cosigner};
+    use crate::core::vkey::{Vkey, TYPE_COSIGNATURE_V1};
+    use crate::store::Engine;
+    use ed25519_dalek::SigningKey;
+    use signed_note::Signer as _;
+
+    fn cosign(name: &str, seed: u8, t: u64, note: &str) -> String {
+        let key = SigningKey::from_bytes(&[seed; 32]);
+        let c = Cosigner {
+            name,
+            key: &key,
+            timestamp: t,
+        };
+        let text = signed_note::Note::from_bytes(note.as_bytes()).unwrap();
+        let mut sig = c.key_id().to_be_bytes().to_vec();
+        sig.extend(c.sign(text.text()).unwrap());
+        format!("\u{2014} {name} {}\n", B64.encode(sig))
+    }
+
+    fn verifier(name: &str, seed: u8) -> Box<dyn signed_note::Verifier> {
+        let key = SigningKey::from_bytes(&[seed; 32]).verifying_key();
+        Box::new(
+            CosignatureVerifier::new(Vkey::new(name, TYPE_COSIGNATURE_V1, key).unwrap()).unwrap(),
+        )
+    }
+
+    #[test]
+    fn cosignatures_merge_per_witness_and_survive_a_reopen() {
+        let t = ledger_on(Engine::Redb);
+        let l = &t.ledger;
+        t.accept(first_events(2, T0));
+        t.clock.advance(1_000);
+        let cp = l.checkpoint().unwrap();
+        assert_eq!(l.latest_cosigned().unwrap(), None);
+        let a1 = cosign("w.example/a", 1, 100, &cp.note);
+        let b1 = cosign("w.example/b", 2, 100, &cp.note);
+        let a2 = cosign("w.example/a", 1, 200, &cp.note);
+        l.add_cosignatures(&cp, std::slice::from_ref(&a1)).unwrap();
+        l.add_cosignatures(&cp, &[b1.clone(), a2.clone()]).unwrap();
+        let note = l.cosigned(cp.size).unwrap().unwrap();
+        // The log's line, then b's, then a's newest; a's first is replaced.
+        assert_eq!(note, format!("{}{b1}{a2}", cp.note));
+        let parsed = signed_note::Note::from_bytes(note.as_bytes()).unwrap();
+        let list = signed_note::VerifierList::new(vec![
+            verifier("w.example/a", 1),
+            verifier("w.example/b", 2),
+        ]);
+        assert_eq!(parsed.verify(&list).unwrap().0.len(), 2);
+        assert_eq!(l.latest_cosigned().unwrap(), Some((cp.size, note.clone())));
+        let TestLedger { ledger, clock, dir } = t;
+        drop(ledger);
+        let l = Ledger::open_with(dir.path(), Options::default().clock(clock)).unwrap();
+        assert_eq!(l.cosigned_from(0, 10).unwrap(), vec![(cp.size, note)]);
+    }
+
+    #[test]
+    fn only_this_logs_stored_checkpoints_and_signature_lines_are_taken() {
+        let t = ledger();
+        let l = &t.ledger;
+        let cp = l.latest().checkpoint.clone();
+        let line = cosign("w.example/a", 1, 100, &cp.note);
+        // Another root, another size, another origin, an unsigned note.
+        let mut forged = cp.clone();
+        forged.root[0] ^= 1;
+        let other = SigningKey::from_bytes(&[9; 32]);
+        forged.note = crate::core::note::Checkpoint {
+            origin: &forged.origin,
+            size: forged.size,
+            root: forged.root,
+        }
+        .sign(&other);
+        let mut bigger = cp.clone();
+        bigger.size += 5;
+        for bad in [forged, bigger] {
+            assert!(matches!(
+                l.add_cosignatures(&bad, std::slice::from_ref(&line)),
+                Err(LedgerError::Invalid(Invalid::NotOurCheckpoint { .. }))
+            ));
+        }
+        for bad in ["", "\u{2014} w\n", "— w AAAA", "x y z\n"] {
+            assert!(matches!(
+                l.add_cosignatures(&cp, &[bad.to_string()]),
+                Err(LedgerError::Invalid(Invalid::CosignatureLine(_)))
+            ));
+        }
+        assert_eq!(l.cosigned(cp.size).unwrap(), None);
+    }
+}
