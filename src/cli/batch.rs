@@ -39,6 +39,7 @@ pub fn prove(dir: &Path, queries: &Path, out: Option<&Path>, cache_bytes: u64) -
         checkpoint: snap.checkpoint.note.clone(),
         genesis,
         map_leaf,
+        witnessed: l.witnessed_for(&snap).map_err(fail)?,
     };
     serde_json::to_writer(&mut w, &header).map_err(fail)?;
     w.write_all(b"\n").map_err(fail)?;
@@ -141,6 +142,23 @@ pub fn verify(key: &VerifyingKey, file: &str, a: &VerifyArgs) -> CmdResult {
         .map_err(|e| invalid(format!("batch checkpoint: {e}")))?;
     let anchor = check_anchor(cp, &header.genesis, &header.map_leaf)
         .map_err(|e| invalid(format!("batch header: {e}")))?;
+    // So are the witnesses (`--policy`, or the log's declared policy): every line shares them.
+    let policy = super::witnessed::load(a.policy.as_deref())?;
+    let witnessing = super::witnessed::check(
+        policy.as_ref(),
+        &anchor.genesis,
+        key,
+        &anchor.checkpoint,
+        anchor.map.time,
+        header.witnessed.as_ref(),
+    )
+    .map_err(|e| invalid(format!("batch header: {e}")))?;
+    eprintln!(
+        "{}batch checkpoint of {} leaves, log {}",
+        witnessing.prefix(),
+        anchor.checkpoint.size,
+        anchor.checkpoint.origin
+    );
     // Each triple's VRF proof is checked once per batch.
     let keys = crate::core::state_keys::StateKeys::default();
     let stdout = std::io::stdout();
@@ -158,11 +176,11 @@ pub fn verify(key: &VerifyingKey, file: &str, a: &VerifyArgs) -> CmdResult {
                         let id = bp.id.clone();
                         let p = bp.into_proof(&header);
                         check_with_anchor_keys(&p, &anchor, &q, &keys)
-                            .map(|v| (id, p, v))
+                            .map(|v| (id, p, v, witnessing.clone()))
                             .map_err(|e| e.to_string())
                     });
                 match r {
-                    Ok((id, p, v)) => (*n, id, Ok((p, v))),
+                    Ok((id, p, v, w)) => (*n, id, Ok((p, v, w))),
                     Err(e) => (*n, line_id(line), Err(e)),
                 }
             })
@@ -171,7 +189,7 @@ pub fn verify(key: &VerifyingKey, file: &str, a: &VerifyArgs) -> CmdResult {
             total += 1;
             match &v {
                 Err(_) => bad += 1,
-                Ok((_, verdict)) if !verdict.state.held(a.default_allow) => not_held += 1,
+                Ok((_, verdict, _)) if !verdict.state.held(a.default_allow) => not_held += 1,
                 Ok(_) => {}
             }
             // The verdict names the line it judged and the query's id.

@@ -15,6 +15,7 @@ mod serve;
 mod time;
 mod tlog_verify;
 mod verify;
+mod witnessed;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -200,6 +201,10 @@ pub enum Command {
         /// Print the verdict as one JSON object
         #[arg(long)]
         json: bool,
+        /// A c2sp.org/tlog-policy file the history's cosigned checkpoint must meet
+        /// (docs/WITNESSING.md)
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
         /// File remembering the last checkpoint seen per log key (default
         /// $CONSENTLOG_STATE or ~/.consentlog/checkpoints.json)
         #[arg(long)]
@@ -379,11 +384,19 @@ pub fn run(cli: Cli) -> CmdResult {
             subject,
             expect,
             json,
+            policy,
             state,
             server,
             accept_older_view,
         } => {
-            let note = person::verify_history(&log_key, &file, &subject, &expect, json)?;
+            let note = person::verify_history(
+                &log_key,
+                &file,
+                &subject,
+                &expect,
+                json,
+                policy.as_deref(),
+            )?;
             let key = parse_log_key(&log_key)?;
             let r = consistency::Remember {
                 state: state.as_deref(),

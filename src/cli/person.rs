@@ -166,7 +166,9 @@ pub fn verify_history(
     subject: &str,
     expect: &[String],
     json: bool,
+    policy: Option<&std::path::Path>,
 ) -> Result<String, Failure> {
+    let policy = super::witnessed::load(policy)?;
     let expected: Vec<(String, String)> = expect
         .iter()
         .map(|e| {
@@ -180,10 +182,23 @@ pub fn verify_history(
     let text = read_input(file).map_err(|f| Failure::new(2, f.message))?;
     let h: History = crate::core::hash::json_object(&text)
         .map_err(|e| Failure::new(2, format!("{file}: not a history: {e}")))?;
-    match history::check(&h, &key, Some(&subject))
+    let checked = history::check(&h, &key, Some(&subject))
         .and_then(|c| history::check_expected(&c, &expected).map(|()| c))
-    {
-        Ok(c) => {
+        .map_err(|e| e.to_string())
+        .and_then(|c| {
+            let a = &c.anchor;
+            let w = super::witnessed::check(
+                policy.as_ref(),
+                &a.genesis,
+                &key,
+                &a.checkpoint,
+                a.map.time,
+                h.witnessed.as_ref(),
+            )?;
+            Ok((c, w))
+        });
+    match checked {
+        Ok((c, w)) => {
             let a = &c.anchor;
             if json {
                 let chains: Vec<_> = c
@@ -198,11 +213,13 @@ pub fn verify_history(
                     .collect();
                 print_json(&json!({"valid": true, "subject": to_hex(&h.subject),
                     "log": a.genesis.origin, "tree_size": a.checkpoint.size,
-                    "map_leaf": a.map_index, "map_time": a.map.time, "chains": chains}));
+                    "map_leaf": a.map_index, "map_time": a.map.time, "chains": chains,
+                    "witnessed": w.witnessed, "map_replayed": w.map_replayed}));
             } else {
                 println!(
-                    "history valid: {} chain(s) for {} in log {} of {} leaves, complete up to \
+                    "{}history valid: {} chain(s) for {} in log {} of {} leaves, complete up to \
                      the map leaf at {}",
+                    w.prefix(),
                     c.chains.len(),
                     to_hex(&h.subject),
                     a.genesis.origin,
@@ -243,7 +260,7 @@ pub fn verify_history(
         }
         Err(e) => {
             if json {
-                print_json(&json!({"valid": false, "reason": e.to_string()}));
+                print_json(&json!({"valid": false, "reason": e}));
             }
             Err(Failure::new(2, format!("history INVALID: {e}")))
         }

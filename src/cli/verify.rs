@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use clap::Args;
 use serde_json::json;
 
-use super::{fail, parse_log_key, parse_subject, read_input, CmdResult, Failure, Triple};
+use super::{
+    fail, parse_log_key, parse_subject, read_input, witnessed, CmdResult, Failure, Triple,
+};
 use crate::core::hash::to_hex;
 use crate::core::proof::{self, ConsentProof, Question};
 use crate::ledger::Ledger;
@@ -132,9 +134,15 @@ pub struct VerifyArgs {
     /// Opt-out regime: consent holds unless the person opted out
     #[arg(long)]
     pub default_allow: bool,
-    /// Print {"valid","held","state","reason","subject","controller","purpose","at"}
+    /// Print {"valid","held","state","reason","subject","controller","purpose","at",
+    /// "witnessed","map_replayed"}
     #[arg(long)]
     pub json: bool,
+    /// A c2sp.org/tlog-policy file: the proof counts only if the checkpoint witnesses
+    /// cosigned meets it (docs/WITNESSING.md); without one (and without a policy declared by
+    /// the log) the verdict says the operator is trusted
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
 }
 
 /// The question given by `verify`'s flags.
@@ -149,17 +157,38 @@ pub fn question(a: &VerifyArgs) -> Result<Question, Failure> {
 }
 
 /// The `--json` verdict line of one proof.
-pub fn verdict_json(
-    a: &VerifyArgs,
-    r: &Result<(ConsentProof, proof::Verdict), String>,
-) -> serde_json::Value {
+pub fn verdict_json(a: &VerifyArgs, r: &Result<Checked, String>) -> serde_json::Value {
     match r {
-        Ok((p, v)) => json!({"valid": true, "held": v.state.held(a.default_allow),
+        Ok((p, v, w)) => json!({"valid": true, "held": v.state.held(a.default_allow),
             "state": v.state.as_str(), "reason": null, "subject": to_hex(&p.subject),
-            "controller": p.controller, "purpose": p.purpose, "at": p.at}),
+            "controller": p.controller, "purpose": p.purpose, "at": p.at,
+            "witnessed": w.witnessed, "map_replayed": w.map_replayed}),
         Err(reason) => json!({"valid": false, "held": false, "state": null, "reason": reason,
-            "subject": a.subject, "controller": a.controller, "purpose": a.purpose, "at": a.at}),
+            "subject": a.subject, "controller": a.controller, "purpose": a.purpose, "at": a.at,
+            "witnessed": false, "map_replayed": false}),
     }
+}
+
+/// A proof that checked out: the proof, its verdict, and what the witnesses showed.
+pub type Checked = (ConsentProof, proof::Verdict, witnessed::Witnessing);
+
+/// The witnesses' part of a valid proof's check (`--policy`, a declared policy).
+pub fn check_witnesses(
+    policy: Option<&crate::core::policy::Policy>,
+    key: &ed25519_dalek::VerifyingKey,
+    p: &ConsentProof,
+    v: &proof::Verdict,
+) -> Result<witnessed::Witnessing, String> {
+    let genesis = crate::core::leaf::Leaf::decode_genesis(&p.genesis.leaf)
+        .map_err(|e| format!("genesis leaf: {e}"))?;
+    witnessed::check(
+        policy,
+        &genesis,
+        key,
+        &v.checkpoint,
+        v.map_time,
+        p.witnessed.as_ref(),
+    )
 }
 
 /// What a `no_record` answer means, naming the question asked.
@@ -205,21 +234,22 @@ pub fn verify(a: VerifyArgs) -> CmdResult {
         )));
     }
     let key = log_key(&a)?;
+    let policy = witnessed::load(a.policy.as_deref())?;
     let q = question(&a).map_err(|f| invalid(f.message))?;
     let text =
         read_input(a.proof.as_deref().expect("clap: PROOF")).map_err(|f| invalid(f.message))?;
     let parsed: Result<ConsentProof, String> =
         crate::core::hash::json_object(&text).map_err(|e| format!("not a consent proof: {e}"));
     let result = parsed.and_then(|p| {
-        proof::check(&p, &key, &q)
-            .map(|v| (p.clone(), v))
-            .map_err(|e| e.to_string())
+        let v = proof::check(&p, &key, &q).map_err(|e| e.to_string())?;
+        let w = check_witnesses(policy.as_ref(), &key, &p, &v)?;
+        Ok((p, v, w))
     });
     if a.json {
         super::print_json(&verdict_json(&a, &result));
     }
     match result {
-        Ok((p, v)) => {
+        Ok((p, v, w)) => {
             let held = v.state.held(a.default_allow);
             if !a.json {
                 if !missing.is_empty() {
@@ -230,8 +260,9 @@ pub fn verify(a: VerifyArgs) -> CmdResult {
                     );
                 }
                 println!(
-                    "valid proof: consent {} at {} for subject {}, {} / {} (state {}; log {}, \
+                    "{}valid proof: consent {} at {} for subject {}, {} / {} (state {}; log {}, \
                      checkpoint of {} leaves, map leaf at {})",
+                    w.prefix(),
                     if held { "HELD" } else { "NOT held" },
                     super::time::both(p.at),
                     to_hex(&p.subject),

@@ -8,8 +8,9 @@ use base64::Engine as _;
 
 use super::error::Invalid;
 use super::schema::index_key;
-use super::{Ledger, LedgerError};
+use super::{Ledger, LedgerError, Snapshot};
 use crate::core::note::{self, SignedCheckpoint};
+use crate::core::witnessed::WitnessedJson;
 use crate::store::{Table, WriteBatch};
 
 /// The signer of a signature line: its name and key id (`— <name> <base64(id || sig)>\n`).
@@ -59,7 +60,60 @@ impl Ledger {
         let mut b = WriteBatch::new();
         b.put(Table::Cosigned, index_key(cp.size), note.as_bytes());
         self.commit(b)?;
+        let mut latest = self.cosigned_latest.lock().expect("cosigned latest");
+        if let Some(Some((size, _))) = &*latest {
+            if *size <= cp.size {
+                *latest = Some(Some((cp.size, note.clone())));
+            }
+        }
         Ok(note)
+    }
+
+    /// The newest cosigned checkpoint no larger than `snap`'s, with the consistency proof
+    /// from it to `snap`'s checkpoint: what proofs, histories and batch headers built at
+    /// `snap` carry (docs/FORMAT.md §19). `None` while no witness has cosigned one.
+    pub fn witnessed_for(&self, snap: &Snapshot) -> Result<Option<WitnessedJson>, LedgerError> {
+        let signed = snap.checkpoint.size;
+        let newest = {
+            let mut latest = self.cosigned_latest.lock().expect("cosigned latest");
+            if latest.is_none() {
+                *latest = Some(self.latest_cosigned()?);
+            }
+            latest.clone().flatten()
+        };
+        let found = match newest {
+            Some((size, note)) if size <= signed => Some((size, note)),
+            // Cosigned after this snapshot was taken: the newest one no larger (rare).
+            Some(_) => self.cosigned_below(signed + 1)?,
+            None => None,
+        };
+        let Some((size, note)) = found else {
+            return Ok(None);
+        };
+        if let Some((s, c, w)) = &*self.witnessed_last.lock().expect("witnessed") {
+            if (*s, *c) == (signed, size) && w.note == note {
+                return Ok(Some(w.clone()));
+            }
+        }
+        let consistency = self.prove_consistency(size, Some(signed))?.path;
+        let w = WitnessedJson { note, consistency };
+        *self.witnessed_last.lock().expect("witnessed") = Some((signed, size, w.clone()));
+        Ok(Some(w))
+    }
+
+    /// The cosigned checkpoint of the largest size below `end`, if any.
+    fn cosigned_below(&self, end: u64) -> Result<Option<(u64, String)>, LedgerError> {
+        let store = self.store();
+        let mut found = None;
+        for r in store.scan(Table::Cosigned, &index_key(0), Some(&index_key(end))) {
+            found = Some(r?);
+        }
+        found
+            .map(|(k, v)| {
+                let size = super::schema::decode_index_key(Table::Cosigned, &k)?;
+                Ok((size, super::schema::decode_cosigned(size, v)?))
+            })
+            .transpose()
     }
 
     /// The cosigned copy of the checkpoint of `size`, if any witness cosigned it.

@@ -179,6 +179,10 @@ pub struct Ledger {
     receipt_anchor: Mutex<Option<(u64, Arc<crate::core::receipt::ReceiptAnchor>)>>,
     /// Held while a checkpoint's cosignatures are read, merged and written back.
     cosign: Mutex<()>,
+    /// The cosigned checkpoint of the largest size (outer `None`: not read yet), and the
+    /// last [`witnessed`](cosigned) answer built, by (signed size, cosigned size).
+    cosigned_latest: Mutex<Option<Option<(u64, String)>>>,
+    witnessed_last: Mutex<Option<(u64, u64, crate::core::witnessed::WitnessedJson)>>,
 }
 
 impl Ledger {

@@ -410,6 +410,7 @@ impl Ledger {
             checkpoint: cp.note.clone(),
             genesis,
             map_leaf,
+            witnessed: self.witnessed_for(snap)?,
             subject: *subject,
             controller: controller.into(),
             purpose: purpose.into(),
@@ -462,6 +463,7 @@ impl Ledger {
             checkpoint: cp.note.clone(),
             genesis,
             map_leaf,
+            witnessed: self.witnessed_for(snap)?,
             subject: *subject,
             chains,
         })

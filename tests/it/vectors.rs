@@ -235,6 +235,7 @@ fn vectors() -> Vec<(String, String)> {
         checkpoint: note_text,
         genesis: proven_leaf(0),
         map_leaf: proven_leaf(4),
+        witnessed: None,
         subject: sk.verifying_key().to_bytes(),
         controller: "example.com".into(),
         purpose: "ai-training".into(),

@@ -27,6 +27,9 @@ pub struct History {
     pub checkpoint: String,
     pub genesis: ProvenLeaf,
     pub map_leaf: ProvenLeaf,
+    /// The newest checkpoint witnesses cosigned, when the log has one (§19).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witnessed: Option<crate::witnessed::WitnessedJson>,
     #[serde(with = "hex_array")]
     pub subject: [u8; 32],
     pub chains: Vec<Chain>,
@@ -227,6 +230,7 @@ mod tests {
             checkpoint: log.checkpoint(T0 + 120_000).note,
             genesis: log.proven_leaf(0),
             map_leaf: log.proven_leaf(log.last_map()),
+            witnessed: None,
             subject: log.person.verifying_key().to_bytes(),
             chains: vec![Chain {
                 controller: "example.com".into(),
@@ -352,6 +356,7 @@ mod tests {
             checkpoint: log2.sign().note,
             genesis: log2.proven_leaf(0),
             map_leaf: log2.proven_leaf(2),
+            witnessed: None,
             subject: log2.person.verifying_key().to_bytes(),
             chains: vec![Chain {
                 controller: "example.com".into(),

@@ -32,6 +32,7 @@ pub mod tlog;
 pub mod tlog_proof;
 pub mod vkey;
 pub mod vrf;
+pub mod witnessed;
 
 #[cfg(test)]
 mod testutil;

@@ -18,6 +18,9 @@ pub struct BatchHeader {
     pub checkpoint: String,
     pub genesis: ProvenLeaf,
     pub map_leaf: ProvenLeaf,
+    /// The newest checkpoint witnesses cosigned, when the log has one (§19).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witnessed: Option<crate::witnessed::WitnessedJson>,
 }
 
 consent_proof_struct! {
@@ -79,6 +82,7 @@ impl BatchProof {
             checkpoint: header.checkpoint.clone(),
             genesis: header.genesis.clone(),
             map_leaf: header.map_leaf.clone(),
+            witnessed: header.witnessed.clone(),
             subject: self.subject,
             controller: self.controller,
             purpose: self.purpose,

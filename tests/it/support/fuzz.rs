@@ -1677,6 +1677,7 @@ fn check_proof_value(p: &ConsentProof, key: &VerifyingKey) {
             checkpoint: p.checkpoint.clone(),
             genesis: p.genesis.clone(),
             map_leaf: p.map_leaf.clone(),
+            witnessed: p.witnessed.clone(),
         };
         let b = BatchProof::from_proof(p.clone()).into_proof(&header);
         assert_eq!(&b, p);

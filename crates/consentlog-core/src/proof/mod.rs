@@ -65,6 +65,9 @@ consent_proof_struct! {
         pub checkpoint: String,
         pub genesis: crate::proof::ProvenLeaf,
         pub map_leaf: crate::proof::ProvenLeaf,
+        /// The newest checkpoint witnesses cosigned, when the log has one (§19).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub witnessed: Option<crate::witnessed::WitnessedJson>,
     }
 }
 
@@ -442,6 +445,7 @@ mod tests {
             checkpoint: cp.note,
             genesis: log.proven_leaf(0),
             map_leaf: log.proven_leaf(log.last_map()),
+            witnessed: None,
             subject: log.person.verifying_key().to_bytes(),
             controller: "example.com".into(),
             purpose: "ai-training".into(),
