@@ -7,11 +7,20 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
 use super::error::Invalid;
-use super::schema::index_key;
+use super::schema::{self, index_key};
 use super::{Ledger, LedgerError, Snapshot};
 use crate::core::note::{self, SignedCheckpoint};
 use crate::core::witnessed::WitnessedJson;
 use crate::store::{Table, WriteBatch};
+
+/// Sizes of cosigned checkpoints held in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizes {
+    /// The largest cosigned checkpoint.
+    pub cosigned: Option<u64>,
+    /// The largest that met the policy.
+    pub witnessed: Option<u64>,
+}
 
 /// The signer of a signature line: its name and key id (`— <name> <base64(id || sig)>\n`).
 fn signer(line: &str) -> Option<(&str, [u8; 4])> {
@@ -60,41 +69,78 @@ impl Ledger {
         let mut b = WriteBatch::new();
         b.put(Table::Cosigned, index_key(cp.size), note.as_bytes());
         self.commit(b)?;
-        let mut latest = self.cosigned_latest.lock().expect("cosigned latest");
-        if let Some(Some((size, _))) = &*latest {
-            if *size <= cp.size {
-                *latest = Some(Some((cp.size, note.clone())));
-            }
+        let mut sizes = self.cosigned_sizes.lock().expect("cosigned sizes");
+        if let Some(z) = sizes.as_mut() {
+            z.cosigned = z.cosigned.max(Some(cp.size));
         }
+        // A cached answer may lack the lines just added.
+        *self.witnessed_last.lock().expect("witnessed") = None;
         Ok(note)
     }
 
-    /// The newest cosigned checkpoint no larger than `snap`'s, with the consistency proof
-    /// from it to `snap`'s checkpoint: what proofs, histories and batch headers built at
-    /// `snap` carry (docs/FORMAT.md §19). `None` while no witness has cosigned one.
+    /// Records that the cosigned checkpoint of `size` meets the witness policy the server runs
+    /// with: proofs carry it (or a larger one) from now on. Durable when it returns.
+    pub fn set_witnessed(&self, size: u64) -> Result<(), LedgerError> {
+        let _guard = self.cosign.lock().expect("cosign");
+        let current = self.sizes()?;
+        if current.witnessed >= Some(size) {
+            return Ok(());
+        }
+        if self.cosigned(size)?.is_none() {
+            return Err(Invalid::NotOurCheckpoint { size }.into());
+        }
+        let mut b = WriteBatch::new();
+        b.put(Table::Meta, schema::WITNESSED, index_key(size));
+        self.commit(b)?;
+        if let Some(z) = self.cosigned_sizes.lock().expect("cosigned sizes").as_mut() {
+            z.witnessed = Some(size);
+        }
+        Ok(())
+    }
+
+    /// The sizes of the largest cosigned checkpoint and the largest that met the policy.
+    fn sizes(&self) -> Result<Sizes, LedgerError> {
+        let mut sizes = self.cosigned_sizes.lock().expect("cosigned sizes");
+        if let Some(z) = *sizes {
+            return Ok(z);
+        }
+        let store = self.store();
+        let witnessed = store
+            .get(Table::Meta, schema::WITNESSED)?
+            .map(|v| schema::decode_index_key(Table::Meta, &v))
+            .transpose()?;
+        let z = Sizes {
+            cosigned: self.latest_cosigned()?.map(|(s, _)| s),
+            witnessed,
+        };
+        *sizes = Some(z);
+        Ok(z)
+    }
+
+    /// The newest cosigned checkpoint no larger than `snap`'s, preferring the newest that met
+    /// the policy ([`Ledger::set_witnessed`]), with the consistency proof from it to `snap`'s
+    /// checkpoint: what proofs, histories and batch headers built at `snap` carry
+    /// (docs/FORMAT.md §19). `None` while no witness has cosigned one.
     pub fn witnessed_for(&self, snap: &Snapshot) -> Result<Option<WitnessedJson>, LedgerError> {
         let signed = snap.checkpoint.size;
-        let newest = {
-            let mut latest = self.cosigned_latest.lock().expect("cosigned latest");
-            if latest.is_none() {
-                *latest = Some(self.latest_cosigned()?);
-            }
-            latest.clone().flatten()
-        };
-        let found = match newest {
-            Some((size, note)) if size <= signed => Some((size, note)),
-            // Cosigned after this snapshot was taken: the newest one no larger (rare).
-            Some(_) => self.cosigned_below(signed + 1)?,
-            None => None,
-        };
-        let Some((size, note)) = found else {
-            return Ok(None);
+        let z = self.sizes()?;
+        let size = match z.witnessed.or(z.cosigned) {
+            None => return Ok(None),
+            Some(s) if s <= signed => s,
+            // Cosigned after this snapshot was taken (rare): the newest one no larger.
+            Some(_) => match self.cosigned_below(signed + 1)? {
+                Some((s, _)) => s,
+                None => return Ok(None),
+            },
         };
         if let Some((s, c, w)) = &*self.witnessed_last.lock().expect("witnessed") {
-            if (*s, *c) == (signed, size) && w.note == note {
+            if (*s, *c) == (signed, size) {
                 return Ok(Some(w.clone()));
             }
         }
+        let Some(note) = self.cosigned(size)? else {
+            return Ok(None);
+        };
         let consistency = self.prove_consistency(size, Some(signed))?.path;
         let w = WitnessedJson { note, consistency };
         *self.witnessed_last.lock().expect("witnessed") = Some((signed, size, w.clone()));
@@ -245,5 +291,52 @@ mod tests {
             ));
         }
         assert_eq!(l.cosigned(cp.size).unwrap(), None);
+    }
+
+    #[test]
+    fn proofs_carry_the_newest_checkpoint_that_met_the_policy_with_a_consistency_proof() {
+        let t = ledger();
+        let l = &t.ledger;
+        assert_eq!(l.witnessed_for(&l.latest()).unwrap(), None);
+        t.accept(first_events(2, T0));
+        t.clock.advance(1_000);
+        let first = l.checkpoint().unwrap();
+        let a = cosign("w.example/a", 1, 100, &first.note);
+        l.add_cosignatures(&first, std::slice::from_ref(&a))
+            .unwrap();
+        // Cosigned but not (yet) meeting the policy: still the best there is.
+        let w = l.witnessed_for(&l.latest()).unwrap().unwrap();
+        assert_eq!(
+            (w.note.clone(), w.consistency.len()),
+            (format!("{}{a}", first.note), 0)
+        );
+        l.set_witnessed(first.size).unwrap();
+        t.clock.advance(1_000);
+        let second = l.checkpoint().unwrap();
+        let a2 = cosign("w.example/a", 1, 101, &second.note);
+        l.add_cosignatures(&second, std::slice::from_ref(&a2))
+            .unwrap();
+        // The newer one has not met the policy: proofs keep the older, proven consistent.
+        let w = l.witnessed_for(&l.latest()).unwrap().unwrap();
+        assert_eq!(w.note, format!("{}{a}", first.note));
+        let path: Vec<_> = w.consistency.iter().map(|h| h.0).collect();
+        crate::core::tlog::check_consistency(
+            &crate::core::tlog::Sha256Hasher,
+            crate::core::tlog::TreeSize(first.size),
+            crate::core::tlog::TreeSize(second.size),
+            &first.root,
+            &second.root,
+            &path,
+        )
+        .unwrap();
+        l.set_witnessed(second.size).unwrap();
+        l.set_witnessed(first.size).unwrap();
+        let w = l.witnessed_for(&l.latest()).unwrap().unwrap();
+        assert_eq!(
+            (w.note, w.consistency.len()),
+            (format!("{}{a2}", second.note), 0)
+        );
+        // Only a cosigned size can be marked.
+        assert!(l.set_witnessed(second.size + 100).is_err());
     }
 }

@@ -179,9 +179,10 @@ pub struct Ledger {
     receipt_anchor: Mutex<Option<(u64, Arc<crate::core::receipt::ReceiptAnchor>)>>,
     /// Held while a checkpoint's cosignatures are read, merged and written back.
     cosign: Mutex<()>,
-    /// The cosigned checkpoint of the largest size (outer `None`: not read yet), and the
-    /// last [`witnessed`](cosigned) answer built, by (signed size, cosigned size).
-    cosigned_latest: Mutex<Option<Option<(u64, String)>>>,
+    /// Sizes of the largest cosigned checkpoint and of the largest one that met the policy
+    /// (`None`: not read yet), and the last `witnessed_for` answer, by (signed size,
+    /// cosigned size).
+    cosigned_sizes: Mutex<Option<cosigned::Sizes>>,
     witnessed_last: Mutex<Option<(u64, u64, crate::core::witnessed::WitnessedJson)>>,
 }
 

@@ -149,7 +149,7 @@ impl Ledger {
             map_leaf_interval_ms: opts.map_leaf_interval_ms.max(1),
             receipt_anchor: Mutex::new(None),
             cosign: Mutex::new(()),
-            cosigned_latest: Mutex::new(None),
+            cosigned_sizes: Mutex::new(None),
             witnessed_last: Mutex::new(None),
             fresh_keys: Default::default(),
         })

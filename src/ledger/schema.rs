@@ -28,6 +28,9 @@ use super::error::{CorruptKind, Key, LedgerError};
 pub const ORIGIN: &[u8] = b"origin";
 /// `Meta`: the number of entries.
 pub const SIZE: &[u8] = b"size";
+/// Meta key: the largest tree size whose cosigned checkpoint met the witness policy the
+/// server runs with (u64 BE), what proofs carry (`Ledger::witnessed_for`).
+pub const WITNESSED: &[u8] = b"witnessed";
 /// `Meta`: the format version of the ledger's leaves, [`FORMAT_VERSION`] (a ledger without
 /// it was written by format v1, which this version does not read).
 pub const FORMAT: &[u8] = b"format";

@@ -87,12 +87,13 @@ impl Witnessing {
     pub fn start(ledger: Arc<Ledger>, cfg: &WitnessConfig, metrics: Arc<Metrics>) -> Witnessing {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
+        let policy = Arc::new(cfg.policy.clone());
         for w in &cfg.policy.witnesses {
             let Some(url) = &w.url else {
                 tracing::info!(witness = %w.name, "witness has no URL in the policy: not asked");
                 continue;
             };
-            let mut s = Submitter::new(ledger.clone(), w, url, metrics.clone());
+            let mut s = Submitter::new(ledger.clone(), w, url, metrics.clone(), policy.clone());
             let (stop, interval) = (stop.clone(), cfg.interval);
             let t = std::thread::Builder::new()
                 .name(format!("witness {}", w.name))
@@ -151,6 +152,8 @@ struct Submitter {
     verifier: CosignatureVerifier,
     agent: ureq::Agent,
     metrics: Arc<Metrics>,
+    /// The policy a cosigned checkpoint must meet to be what proofs carry.
+    policy: Arc<Policy>,
     /// The size the witness last cosigned, as far as this log knows (0: unknown).
     witness_size: u64,
     /// The size of the last checkpoint this witness cosigned for this log (0: none yet).
@@ -167,7 +170,13 @@ enum Round {
 }
 
 impl Submitter {
-    fn new(ledger: Arc<Ledger>, w: &PolicyWitness, url: &str, metrics: Arc<Metrics>) -> Self {
+    fn new(
+        ledger: Arc<Ledger>,
+        w: &PolicyWitness,
+        url: &str,
+        metrics: Arc<Metrics>,
+        policy: Arc<Policy>,
+    ) -> Self {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(REQUEST_TIMEOUT))
@@ -180,6 +189,7 @@ impl Submitter {
             verifier: CosignatureVerifier::new(w.vkey.clone()).expect("a policy witness key"),
             agent,
             metrics,
+            policy,
             witness_size: 0,
             cosigned: 0,
         }
@@ -287,8 +297,13 @@ impl Submitter {
             200 => {
                 let kept = add_checkpoint::check_response(&cp.note, &answer, &self.verifier)?;
                 let lines: Vec<String> = kept.into_iter().map(|c| c.line).collect();
-                self.ledger.add_cosignatures(cp, &lines)?;
+                let note = self.ledger.add_cosignatures(cp, &lines)?;
                 self.metrics.witness_cosigned(&self.name);
+                // With this cosignature the note may now meet the policy: proofs carry it.
+                let now = crate::ledger::clock::now_ms() / 1000;
+                if self.policy.check_note(note.as_bytes(), now).is_ok() {
+                    self.ledger.set_witnessed(cp.size)?;
+                }
                 Ok(None)
             }
             409 if content_type.starts_with(SIZE_CONTENT_TYPE) => {
