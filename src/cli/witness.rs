@@ -19,8 +19,8 @@ use crate::tlog_witness::{self, Limits, Witness};
 pub struct WitnessArgs {
     /// The witness's state directory (created on first start): the latest checkpoint it
     /// cosigned per log, in DIR/witness.redb
-    #[arg(long)]
-    pub dir: PathBuf,
+    #[arg(long, required_unless_present = "print_vkey")]
+    pub dir: Option<PathBuf>,
     /// The witness's secret key file (`consentlog keygen --out witness.key`; mode 0600; make
     /// one for this witness alone)
     #[arg(long)]
@@ -34,7 +34,11 @@ pub struct WitnessArgs {
     pub listen: SocketAddr,
     /// A log to witness (repeatable): its C2SP vkey (`origin+keyid+base64`, an Ed25519 note
     /// key, type 0x01), or a file holding one; the vkey's name is the log's origin
-    #[arg(long = "log", value_name = "VKEY", required_unless_present = "print_vkey")]
+    #[arg(
+        long = "log",
+        value_name = "VKEY",
+        required_unless_present = "print_vkey"
+    )]
     pub logs: Vec<String>,
     /// Print the witness's vkey (for policies) and exit
     #[arg(long)]
@@ -92,8 +96,9 @@ pub fn witness(a: WitnessArgs) -> CmdResult {
         .iter()
         .map(|l| log_vkey(l))
         .collect::<Result<Vec<_>, _>>()?;
-    let witness = Witness::open(&a.dir, key, &a.name, logs, Arc::new(SystemClock))
-        .map_err(|e| match e {
+    let dir = a.dir.ok_or_else(|| usage("give --dir"))?;
+    let witness =
+        Witness::open(&dir, key, &a.name, logs, Arc::new(SystemClock)).map_err(|e| match e {
             tlog_witness::OpenError::Name(_) => usage(e),
             _ => fail(e),
         })?;
@@ -103,5 +108,5 @@ pub fn witness(a: WitnessArgs) -> CmdResult {
         header_timeout: Duration::from_millis(a.header_timeout.max(1)),
         max_connections: a.max_connections.max(1),
     };
-    tlog_witness::serve(Arc::new(witness), a.listen, &a.dir, &limits).map_err(fail)
+    tlog_witness::serve(Arc::new(witness), a.listen, &dir, &limits).map_err(fail)
 }

@@ -70,8 +70,8 @@ mod tests {
 
     #[test]
     fn bodies() {
-        let cp = parse(format!("example.com/behind-the-sofa\n20852163\n{ROOT}\n").as_bytes())
-            .unwrap();
+        let cp =
+            parse(format!("example.com/behind-the-sofa\n20852163\n{ROOT}\n").as_bytes()).unwrap();
         assert_eq!(cp.origin, "example.com/behind-the-sofa");
         assert_eq!(cp.size, 20852163);
         assert_eq!(B64.encode(cp.root), ROOT);
@@ -81,8 +81,14 @@ mod tests {
             (format!("o\n1\n{ROOT}"), CheckpointError::Text),
             (format!("o\n1\n"), CheckpointError::TooFewLines),
             (format!("\n1\n{ROOT}\n"), CheckpointError::EmptyOrigin),
-            (format!("o\n01\n{ROOT}\n"), CheckpointError::Size("01".into())),
-            (format!("o\n+1\n{ROOT}\n"), CheckpointError::Size("+1".into())),
+            (
+                format!("o\n01\n{ROOT}\n"),
+                CheckpointError::Size("01".into()),
+            ),
+            (
+                format!("o\n+1\n{ROOT}\n"),
+                CheckpointError::Size("+1".into()),
+            ),
             (format!("o\n\n{ROOT}\n"), CheckpointError::Size("".into())),
             ("o\n1\nAAAA\n".to_string(), CheckpointError::Root),
             (format!("o\n1\n{ROOT} \n"), CheckpointError::Root),

@@ -234,8 +234,7 @@ impl Witness {
         let req = request::parse(body).map_err(|e| AddError::Malformed(e.to_string()))?;
         let note = Note::from_bytes(req.note)
             .map_err(|e| AddError::Malformed(format!("checkpoint note: {e}")))?;
-        let cp =
-            checkpoint::parse(note.text()).map_err(|e| AddError::Malformed(e.to_string()))?;
+        let cp = checkpoint::parse(note.text()).map_err(|e| AddError::Malformed(e.to_string()))?;
         let keys = self
             .logs
             .get(&cp.origin)
@@ -248,10 +247,12 @@ impl Witness {
                 })
                 .collect(),
         );
-        let (verified, _) = note.verify(&verifiers).map_err(|e| AddError::BadSignature {
-            origin: cp.origin.clone(),
-            detail: e.to_string(),
-        })?;
+        let (verified, _) = note
+            .verify(&verifiers)
+            .map_err(|e| AddError::BadSignature {
+                origin: cp.origin.clone(),
+                detail: e.to_string(),
+            })?;
         if req.old > cp.size {
             return Err(AddError::OldTooLarge {
                 old: req.old,

@@ -109,7 +109,9 @@ example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq
         assert_eq!(r.old, 20852014);
         assert_eq!(r.proof.len(), 4);
         assert_eq!(B64.encode(r.proof[0]), H);
-        assert!(r.note.starts_with(b"example.com/behind-the-sofa\n20852163\n"));
+        assert!(r
+            .note
+            .starts_with(b"example.com/behind-the-sofa\n20852163\n"));
     }
 
     #[test]
@@ -135,8 +137,14 @@ example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq
             ("old 0\n".into(), RequestError::NoEmptyLine),
             (format!("old 1\n{H}\n"), RequestError::NoEmptyLine),
             (format!("old 1\n{H}"), RequestError::NoEmptyLine),
-            (format!("old 1\n{H} \n\n"), RequestError::ProofLine { line: 1 }),
-            (format!("old 1\n{H}\nAAAA\n\n"), RequestError::ProofLine { line: 2 }),
+            (
+                format!("old 1\n{H} \n\n"),
+                RequestError::ProofLine { line: 1 },
+            ),
+            (
+                format!("old 1\n{H}\nAAAA\n\n"),
+                RequestError::ProofLine { line: 2 },
+            ),
             (
                 // Non-canonical base64: the last character carries stray low bits.
                 "old 1\nPlRNCrwHpqhGrupue0L7gxbjbMiKA9temvuZZDDpkax=\n\n".into(),

@@ -89,7 +89,12 @@ pub fn refusal(e: &AddError) -> Response {
         _ => tracing::debug!("refused: {e}"),
     }
     if let Some(size) = e.conflict_size() {
-        return (status, [(header::CONTENT_TYPE, TLOG_SIZE)], format!("{size}\n")).into_response();
+        return (
+            status,
+            [(header::CONTENT_TYPE, TLOG_SIZE)],
+            format!("{size}\n"),
+        )
+            .into_response();
     }
     let mut r = text(status, format!("{e}\n"));
     if status == StatusCode::SERVICE_UNAVAILABLE {

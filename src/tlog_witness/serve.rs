@@ -61,7 +61,10 @@ pub async fn serve_on(
     for origin in witness.origins() {
         say(&format!("witnessing log: {origin}"));
     }
-    say(&format!("state: {}", dir.join(super::state::FILE).display()));
+    say(&format!(
+        "state: {}",
+        dir.join(super::state::FILE).display()
+    ));
     say(&format!(
         "submission prefix: http://{addr} (POST http://{addr}/add-checkpoint)"
     ));
