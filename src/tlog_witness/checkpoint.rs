@@ -79,7 +79,7 @@ mod tests {
         assert!(parse(format!("Some Log\n0\n{ROOT}\next one\next two\n").as_bytes()).is_ok());
         let bad = [
             (format!("o\n1\n{ROOT}"), CheckpointError::Text),
-            (format!("o\n1\n"), CheckpointError::TooFewLines),
+            ("o\n1\n".to_string(), CheckpointError::TooFewLines),
             (format!("\n1\n{ROOT}\n"), CheckpointError::EmptyOrigin),
             (
                 format!("o\n01\n{ROOT}\n"),

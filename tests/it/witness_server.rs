@@ -233,7 +233,7 @@ fn malformed_bodies_get_400_and_change_nothing() {
         if !valid.is_char_boundary(cut) {
             continue;
         }
-        let r = w.add_checkpoint(valid[..cut].as_bytes());
+        let r = w.add_checkpoint(&valid.as_bytes()[..cut]);
         assert_eq!(r.status, 400, "cut at {cut}: {r:#?}");
         assert!(r.header("content-type").unwrap().starts_with("text/plain"));
     }
@@ -255,18 +255,9 @@ fn malformed_bodies_get_400_and_change_nothing() {
         format!("old 5\n{lines}{note}"),
         format!("old 5\n{}\n{note}", lines.replace('=', "")),
         format!("old 5\n{lines}\n{}", note.replace("\n8\n", "\n08\n")),
-        // 64 proof lines.
-        format!(
-            "old 5\n{}\n{note}",
-            lines.lines().next().unwrap().to_string().repeat(1) + "\n"
-        )
-        .replace(
-            "old 5\n",
-            &format!(
-                "old 5\n{}",
-                format!("{}\n", B64.encode(proof[0])).repeat(63)
-            ),
-        ),
+        // 64 proof lines, and many more.
+        add_checkpoint_body(5, &[proof[0]; 64], &note),
+        add_checkpoint_body(5, &vec![proof[0]; 10_000], &note),
         // old larger than the checkpoint's size.
         add_checkpoint_body(9, &[], &note),
         add_checkpoint_body(u64::MAX, &[], &note),
@@ -424,13 +415,13 @@ fn a_fork_is_cosigned_on_at_most_one_branch() {
             assert!(a.status == 200 || a.status == 409, "{a:#?}");
         }
         let (size, root) = w.latest(&x.origin).unwrap();
-        let winner = if ok[0] % 2 == 0 { x } else { y };
+        let winner = if ok[0].is_multiple_of(2) { x } else { y };
         assert_eq!(
             (size, root),
             (winner.size().min(size), winner.root_at(size))
         );
         // The other branch never gets a cosignature from here on.
-        let loser = if ok[0] % 2 == 0 { y } else { x };
+        let loser = if ok[0].is_multiple_of(2) { y } else { x };
         let r = w.add_checkpoint(loser.body(size, 8).as_bytes());
         assert!(r.status == 409 || r.status == 422, "{r:#?}");
     }
