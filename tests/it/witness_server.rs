@@ -288,6 +288,14 @@ fn malformed_bodies_get_400_and_change_nothing() {
         .status,
         405
     );
+    let r = crate::support::send(
+        &w.agent,
+        "POST",
+        &format!("{}/v1/add-checkpoint", w.url),
+        None,
+        Some(valid.as_bytes()),
+    );
+    assert_eq!((r.status, r.body.as_str()), (404, ""));
     // After all that, the valid request still works.
     cosigned(&w, &w.add_checkpoint(valid.as_bytes()), &note);
 }
