@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use signed_note::{Note, VerifierList};
 
 use crate::support::process::read_lines;
-use crate::support::witness::{add_checkpoint_body, sign_note, TestLog, TestWitness};
+use crate::support::witness::{add_checkpoint_body, ledger_vkey, sign_note, TestLog, TestWitness};
 use crate::support::{bin, run, s, Resp};
 
 const ORIGIN: &str = "example.com/behind-the-sofa";
@@ -90,6 +90,24 @@ fn first_checkpoint_then_growth_with_a_real_consistency_proof() {
     let rec = w.witness.latest(ORIGIN).unwrap().unwrap();
     assert!(rec.note.starts_with(&log.checkpoint()));
     assert_eq!(rec.note.matches('\u{2014}').count(), 2);
+}
+
+#[test]
+fn a_consentlog_ledger_is_witnessed() {
+    use crate::support::ledger::add_noise;
+    let l = crate::support::TestLedger::new();
+    let w = TestWitness::start(&[ledger_vkey(&l.origin, &l.public_key())]);
+    let cp1 = l.checkpoint();
+    let r = w.add_checkpoint(add_checkpoint_body(0, &[], &cp1.note).as_bytes());
+    cosigned(&w, &r, &cp1.note);
+    add_noise(&l, 5);
+    let cp2 = l.checkpoint();
+    assert!(cp2.size > cp1.size);
+    let proof = l.prove_consistency(cp1.size, Some(cp2.size)).unwrap();
+    let path: Vec<[u8; 32]> = proof.path.iter().map(|h| h.0).collect();
+    let r = w.add_checkpoint(add_checkpoint_body(cp1.size, &path, &cp2.note).as_bytes());
+    cosigned(&w, &r, &cp2.note);
+    assert_eq!(w.latest(&l.origin), Some((cp2.size, cp2.root)));
 }
 
 #[test]

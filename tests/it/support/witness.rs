@@ -165,6 +165,12 @@ impl Drop for TestWitness {
     }
 }
 
+/// The vkey of a consentlog ledger's log key (type 0x01, name = origin): what a witness is
+/// given with `--log` for it.
+pub fn ledger_vkey(origin: &str, log_key: &ed25519_dalek::VerifyingKey) -> Vkey {
+    Vkey::new(origin, TYPE_ED25519, *log_key).expect("ledger vkey")
+}
+
 /// The body of a tlog-witness add-checkpoint request.
 pub fn add_checkpoint_body(old: u64, proof: &[Hash], note: &str) -> String {
     let mut b = format!("old {old}\n");
