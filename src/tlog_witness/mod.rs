@@ -19,7 +19,7 @@
 //! | 403 | no signature by a configured key of that log verifies (signatures by unknown keys are ignored; a bad one by a known key is refused) | text |
 //! | 400 | `old` is larger than the checkpoint's size | text |
 //! | 409 | `old` is not the size of the latest checkpoint cosigned for the origin (0 if none) | that size in decimal and `\n`, `Content-Type: text/x.tlog.size` |
-//! | 409 | the checkpoint has that same size but another root hash (a fork) | the same |
+//! | 409 | the checkpoint has that same size but another root hash (a fork) | text (not `text/x.tlog.size`: re-sending from that size cannot help) |
 //! | 422 | the consistency proof from the cosigned checkpoint to this one does not verify (it must be empty from 0 and between equal sizes) | text |
 //! | 200 | all checks passed | one cosignature line `— <name> <base64>\n` |
 //! | 503 | the state could not be read or written (nothing was cosigned) | text, `Retry-After` |
@@ -123,10 +123,13 @@ impl AddError {
         }
     }
 
-    /// For a 409: the size of the latest cosigned checkpoint, the body of the answer.
+    /// For the 409 of a stale `old`: the size of the latest cosigned checkpoint, the body of
+    /// the answer (`text/x.tlog.size`). The 409 of a same-size fork has a plain-text body
+    /// instead, so that a client that re-sends from the size in a `text/x.tlog.size` body (as
+    /// the specification invites) does not loop on it.
     pub fn conflict_size(&self) -> Option<u64> {
         match self {
-            AddError::Conflict { size, .. } | AddError::RootConflict { size } => Some(*size),
+            AddError::Conflict { size, .. } => Some(*size),
             _ => None,
         }
     }
