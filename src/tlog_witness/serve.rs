@@ -76,8 +76,9 @@ pub async fn serve_on(
     Ok(())
 }
 
-/// Opens nothing itself: serves an opened `witness` on `listen` until SIGTERM or Ctrl-C,
-/// printing the banner on standard output.
+/// What `consentlog witness` runs once the witness is open: binds `listen`, prints the banner
+/// on standard output and serves until SIGTERM or Ctrl-C (handlers installed before the
+/// banner).
 pub fn serve(
     witness: Arc<Witness>,
     listen: SocketAddr,
