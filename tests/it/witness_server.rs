@@ -115,6 +115,13 @@ fn an_empty_log_and_extension_lines_and_any_origin() {
     let mut log = TestLog::new("Example.COM/Log_2026~\u{fc}");
     log.extensions = vec!["extension line one".into(), "x".into()];
     let w = TestWitness::start(&[log.vkey()]);
+    // Size 0 with a root that is not the empty tree's: the same size as the witness's (0),
+    // another root.
+    let wrong = log.sign_text(&format!("{}\n0\n{}\n", log.origin, B64.encode([7u8; 32])));
+    let r = w.add_checkpoint(add_checkpoint_body(0, &[], &wrong).as_bytes());
+    r.expect(409);
+    assert!(r.header("content-type").unwrap().starts_with("text/plain"));
+    assert_eq!(w.latest(&log.origin), None);
     // Size 0, root of the empty tree.
     cosigned(
         &w,
