@@ -14,4 +14,5 @@ pub mod server;
 pub mod store;
 #[doc(hidden)]
 pub mod testing;
+pub mod tlog_witness;
 pub mod witness;

@@ -15,6 +15,7 @@ mod serve;
 mod time;
 mod tlog_verify;
 mod verify;
+mod witness;
 mod witnessed;
 
 use std::io::Read;
@@ -299,6 +300,8 @@ pub enum Command {
     },
     /// Serve the ledger over HTTP (creates it on first start)
     Serve(serve::ServeArgs),
+    /// Run a C2SP tlog-witness: cosign checkpoints of the logs given with --log
+    Witness(witness::WitnessArgs),
     /// Print consentlog's version
     Version,
     /// Print a shell completion script, e.g. `consentlog completions bash >
@@ -449,6 +452,7 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Loadgen(a) => loadgen::loadgen(a),
         Command::Demo { keep } => demo::demo(keep.as_deref()),
         Command::Serve(a) => serve::serve(a),
+        Command::Witness(a) => witness::witness(a),
         Command::Version => {
             println!("consentlog {}", env!("CARGO_PKG_VERSION"));
             Ok(())

@@ -27,3 +27,4 @@ mod resource_faults;
 mod server;
 mod time_invariant;
 mod vectors;
+mod witness_server;

@@ -7,6 +7,8 @@
 //!   made through the library) and the append/observe helpers of the library-level tests;
 //! - [`process`]: the real binary: [`run`] a command, [`Server`] / [`Proc`] for `serve`;
 //! - [`http`]: requests to a server and what comes back ([`Resp`]);
+//! - [`witness`]: a tlog-witness served in the test process ([`witness::TestWitness`]) and a
+//!   real RFC 6962 log to feed it ([`witness::TestLog`]);
 //! - [`crash`], [`faults`], [`fuzz`]: what only those tests need (`fuzz` is also compiled into
 //!   the cargo-fuzz crate in fuzz/, through `#[path]`).
 
@@ -17,6 +19,7 @@ pub mod http;
 pub mod ledger;
 pub mod people;
 pub mod process;
+pub mod witness;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
