@@ -6,6 +6,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// `ms` (milliseconds since the Unix epoch) as RFC 3339 in UTC, to the millisecond
+/// (`2026-12-06T05:16:58.123Z`); a value outside the calendar's range is shown as the number.
+pub fn rfc3339(ms: u64) -> String {
+    i64::try_from(ms)
+        .ok()
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .map(|t| format!("{t:.3}"))
+        .unwrap_or_else(|| format!("{ms} ms"))
+}
+
+/// `ms` as "RFC 3339 (ms)", the way every printed time reads.
+pub fn both(ms: u64) -> String {
+    format!("{} ({ms})", rfc3339(ms))
+}
+
 /// Where a ledger reads the time: `issued_at` window checks, `integrated_at`, checkpoint
 /// times and the default `at` of proofs.
 pub trait Clock: Send + Sync {
