@@ -646,8 +646,10 @@ fn html_escape(s: &str) -> String {
     out
 }
 
-/// A page for people: what this log is (origin, public key, size, newest checkpoint), where
-/// its API is, and how to check what it hands out. Public data only: no subject, no event.
+/// This log, for people
+///
+/// What this log is (origin, public key, size, newest checkpoint), where its API is, and how
+/// to check what it hands out. Public data only: no subject, no event.
 #[utoipa::path(
     get,
     path = paths::PAGE,

@@ -213,11 +213,13 @@ impl Engine {
         })
     }
 
-    /// Opens this engine's existing store in `dir` for reading only: redb opens its file
-    /// read-only (no repair, no commit; a database that was not shut down cleanly needs a
-    /// repair, and is then opened as by [`Engine::open`], which repairs it); sled has no
-    /// read-only mode and is opened as by [`Engine::open`] (it may rewrite its own files,
-    /// never the ledger's data). Commits to a read-only store fail.
+    /// Opens this engine's existing store in `dir` for reading only, for the commands that
+    /// only read. redb opens its file read-only: no commit, no repair (a database that was not
+    /// shut down cleanly needs a repair, which writes: it is then opened as by
+    /// [`Engine::open`], with a warning). sled has no read-only mode and is opened as by
+    /// [`Engine::open`]: the first opener after a writer may write sled's snapshot file
+    /// (`db/snap.*`, sled's own index of its log, rebuilt from it); its log `db/db`, which holds
+    /// the ledger's data, is not written. Commits to a read-only store fail.
     pub fn open_read_only(
         self,
         dir: &Path,
