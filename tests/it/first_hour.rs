@@ -63,7 +63,12 @@ fn serve_says_where_its_data_page_and_api_are_who_may_do_what_and_how_to_stop() 
     let (lines, rx, reader) = read_lines(child.stdout.take().unwrap());
     let banner = read_banner(&rx, Duration::from_secs(30));
     let out: Vec<String> = lines.lock().unwrap().clone();
-    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    // The "serving" log line follows the banner.
+    let stderr = poll(Duration::from_secs(20), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains("serving").then_some(text)
+    })
+    .unwrap_or_else(|| std::fs::read_to_string(&log).unwrap_or_default());
     let _ = child.kill();
     let _ = child.wait();
     let _ = reader.join();

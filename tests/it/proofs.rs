@@ -1805,8 +1805,9 @@ fn cli_refuses_a_map_leaf_older_than_at() {
     let r = verify_cli(&f.l, &moved, "early.json");
     r.assert_code(0);
     let line = format!(
-        "checkpoint of {} leaves, map leaf at ",
-        latest.checkpoint.size
+        "checkpoint of {} leaves with root {}, map leaf at ",
+        latest.checkpoint.size,
+        consentlog::core::hash::to_hex(&latest.checkpoint.root)
     );
     assert!(
         r.stdout.contains(&line) && r.stdout.contains(&format!("({})", early_map.time)),
@@ -1997,10 +1998,11 @@ fn cli_prove_dir_refuses_a_time_after_the_newest_map_leaf() {
     assert!(line.starts_with("valid proof: consent HELD at "), "{v:#?}");
     let middle = format!(
         " ({at}) for subject {subject}, {C} / {P} (state opted_in; log {ORIGIN}, checkpoint \
-         of {} leaves, map leaf at ",
+         of {} leaves with root ",
         size + 1
     );
     assert!(line.contains(&middle), "{middle:?} in {v:#?}");
+    assert!(line.contains(", map leaf at "), "{v:#?}");
     assert!(
         line.ends_with(&format!(" ({}))", map_leaf_of(&p).time)),
         "{v:#?}"

@@ -1286,7 +1286,7 @@ fn every_error_status_has_a_json_body_and_a_rejected_event_changes_nothing() {
         .expect_error_code(404, "not_found");
     srv.post("/v2/events", "{}")
         .expect_error_code(404, "not_found");
-    srv.get("/").expect_error_code(404, "not_found");
+    srv.get("/v1").expect_error_code(404, "not_found");
 
     // 409: seq and prev conflicts.
     let mut skip = Person::with_key(p.key.clone(), CTL, PUR);
