@@ -7,18 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// `ms` (milliseconds since the Unix epoch) as RFC 3339 in UTC, to the millisecond
-/// (`2026-12-06T05:16:58.123Z`); a value outside the calendar's range is shown as the number.
-pub fn rfc3339(ms: u64) -> String {
-    i64::try_from(ms)
-        .ok()
-        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
-        .map(|t| format!("{t:.3}"))
-        .unwrap_or_else(|| format!("{ms} ms"))
-}
+/// (`2026-12-06T05:16:58.123Z`); a time after the year 9999 is shown as the number.
+pub use crate::core::time::rfc3339;
 
 /// `ms` as "RFC 3339 (ms)", the way every printed time reads.
 pub fn both(ms: u64) -> String {
-    format!("{} ({ms})", rfc3339(ms))
+    crate::core::time::Both(ms).to_string()
 }
 
 /// Where a ledger reads the time: `issued_at` window checks, `integrated_at`, checkpoint

@@ -5,6 +5,7 @@
 //! not far past the verifier's clock) and the public chain links are checked through the real
 //! `consentlog verify` too.
 
+use consentlog::core::time::Both;
 use std::collections::HashMap;
 
 use consentlog::core::event::SignedEvent;
@@ -1731,7 +1732,11 @@ fn cli_refuses_a_time_before_genesis() {
         &f.l,
         &claiming(&seq0, before, State::NoRecord),
         "before-genesis.json",
-        &format!("the asked time {before} is before the log's genesis {genesis_time}"),
+        &format!(
+            "the asked time {} is before the log's genesis {}",
+            Both(before),
+            Both(genesis_time)
+        ),
     );
 }
 
@@ -1780,7 +1785,10 @@ fn cli_refuses_a_time_far_past_the_verifiers_clock() {
         &l,
         &late,
         "late.json",
-        &format!("the asked time {late_at} is more than 5 minutes past this verifier's clock"),
+        &format!(
+            "the asked time {} is more than 5 minutes past this verifier's clock",
+            Both(late_at)
+        ),
     );
     let r = verify_cli(&l, &soon, "soon.json");
     r.assert_code(0);
@@ -1816,8 +1824,9 @@ fn cli_refuses_a_map_leaf_older_than_at() {
     let at = t2 + 1;
     assert!(early_map.time < at);
     let reason = format!(
-        "the map leaf's time {} is before the asked time {at}",
-        early_map.time
+        "the map leaf's time {} is before the asked time {}",
+        Both(early_map.time),
+        Both(at)
     );
     for (name, p) in [("re-anchored", &moved), ("as made", &f.early)] {
         let lie = claiming(p, at, State::OptedIn);
