@@ -70,6 +70,11 @@ impl LedgerError {
         Self::corrupt(table, key, CorruptKind::Missing)
     }
 
+    /// Whether another process holds the ledger's database ([`StoreError::InUse`]).
+    pub fn is_in_use(&self) -> bool {
+        matches!(self, LedgerError::Store(StoreError::InUse { .. }))
+    }
+
     /// The damage, if this is damaged storage.
     pub fn as_corrupt(&self) -> Option<&Corrupt> {
         match self {
