@@ -290,8 +290,10 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
 
 /// Serves `ledger` on `listener` until `shutdown` (what `serve` does once the ledger is open
 /// and the socket bound): starts the [`App`] (the audience of signed requests is `cfg`'s
-/// public URL, or `http://` and the bound address), gives the banner lines (data directory,
-/// origin, log public key, public URL, `listening on http://…`) to `say`, runs the accept loop;
+/// public URL, or `http://` and the bound address), gives the banner lines (the absolute data
+/// directory, origin, log public key, public URL, the URLs of the page and the API document,
+/// each role and what it may do or which option enables it, how to stop, and last
+/// `listening on http://…`) to `say`, runs the accept loop;
 /// after `shutdown`, finishes every queued append, signs a final checkpoint and says so.
 /// `serve` passes SIGTERM or Ctrl-C and standard output; tests run it in-process with their
 /// own.
