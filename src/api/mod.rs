@@ -33,6 +33,7 @@ pub mod paths {
     pub const HISTORY: &str = "/v1/subjects/{subject}/history";
     pub const EXPORT: &str = "/v1/export";
     pub const OPENAPI: &str = "/v1/openapi.json";
+    pub const PAGE: &str = "/";
     pub const HEALTHZ: &str = "/healthz";
     pub const METRICS: &str = "/metrics";
 

@@ -19,7 +19,10 @@ use crate::ledger::Ledger;
 const ROUND: usize = 16384;
 
 pub fn prove(dir: &Path, queries: &Path, out: Option<&Path>, cache_bytes: u64) -> CmdResult {
-    let l = Ledger::open_with_cache(dir, cache_bytes).map_err(fail)?;
+    let opts = crate::ledger::Options::default()
+        .cache_bytes(cache_bytes)
+        .read_only();
+    let l = Ledger::open_with(dir, opts).map_err(fail)?;
     let f =
         std::fs::File::open(queries).map_err(|e| fail(format!("{}: {e}", queries.display())))?;
     let mut lines = BufReader::with_capacity(1 << 20, f).lines();
@@ -199,6 +202,16 @@ pub fn verify(key: &VerifyingKey, file: &str, a: &VerifyArgs) -> CmdResult {
             if let serde_json::Value::Object(m) = verdict_json(a, &v) {
                 out.extend(m);
             }
+            // When, as people read it, and which log and checkpoint answered.
+            if let Some(at) = out.get("at").and_then(|t| t.as_u64()) {
+                out.insert("at_rfc3339".into(), json!(super::time::rfc3339(at)));
+            }
+            out.insert("log".into(), json!(anchor.checkpoint.origin));
+            out.insert("checkpoint_size".into(), json!(anchor.checkpoint.size));
+            out.insert(
+                "checkpoint_root".into(),
+                json!(crate::core::hash::to_hex(&anchor.checkpoint.root)),
+            );
             serde_json::to_writer(&mut *w, &out).map_err(fail)?;
             w.write_all(b"\n").map_err(fail)?;
         }
@@ -218,6 +231,13 @@ pub fn verify(key: &VerifyingKey, file: &str, a: &VerifyArgs) -> CmdResult {
     }
     flush(&mut round, &mut w)?;
     w.flush().map_err(fail)?;
+    eprintln!(
+        "log {}, checkpoint of {} leaves with root {}, map leaf at {}",
+        anchor.checkpoint.origin,
+        anchor.checkpoint.size,
+        crate::core::hash::to_hex(&anchor.checkpoint.root),
+        super::time::both(anchor.map.time)
+    );
     if bad > 0 {
         return Err(invalid(format!("{bad} of {total} proofs are INVALID")));
     }

@@ -27,7 +27,7 @@ pub fn fetch_proof(
         return Ok(Some(p.path));
     }
     if let Some(dir) = dir {
-        let p = Ledger::open(dir)
+        let p = Ledger::open_read_only(dir)
             .map_err(fail)?
             .prove_consistency(old, Some(new))
             .map_err(fail)?;

@@ -41,6 +41,11 @@ pub fn open(dir: &Path) -> Result<Ledger, Failure> {
     Ledger::open(dir).map_err(fail)
 }
 
+/// [`open`] for a reading command: the store read-only where the engine allows it.
+pub fn open_read(dir: &Path) -> Result<Ledger, Failure> {
+    Ledger::open_read_only(dir).map_err(fail)
+}
+
 pub fn init(dir: &Path, origin: &str, engine: Engine) -> CmdResult {
     let l = Ledger::init_with(dir, origin, engine, Options::default()).map_err(fail)?;
     eprintln!("created ledger {origin:?} in {}", dir.display());
@@ -268,7 +273,7 @@ pub fn checkpoint(dir: &Path) -> CmdResult {
 }
 
 pub fn prove_inclusion(dir: &Path, index: u64, size: Option<u64>) -> CmdResult {
-    let l = open(dir)?;
+    let l = open_read(dir)?;
     let n = l.size();
     let size_ = size.unwrap_or(n);
     if size_ > n || index >= size_ {
@@ -289,7 +294,7 @@ pub fn prove_inclusion(dir: &Path, index: u64, size: Option<u64>) -> CmdResult {
 }
 
 pub fn prove_consistency(dir: &Path, old: u64, new: Option<u64>) -> CmdResult {
-    let l = open(dir)?;
+    let l = open_read(dir)?;
     let n = l.size();
     let new_ = new.unwrap_or(n);
     if new_ > n || old > new_ {
@@ -308,7 +313,7 @@ pub fn prove_consistency(dir: &Path, old: u64, new: Option<u64>) -> CmdResult {
 }
 
 pub fn leaves(dir: &Path, start: u64, end: Option<u64>) -> CmdResult {
-    let l = open(dir)?;
+    let l = open_read(dir)?;
     let end = end.unwrap_or_else(|| l.size()).min(l.size());
     let stdout = std::io::stdout();
     let mut w = BufWriter::new(stdout.lock());
@@ -324,7 +329,7 @@ pub fn leaves(dir: &Path, start: u64, end: Option<u64>) -> CmdResult {
 }
 
 pub fn export(dir: &Path, out: &Path, openings: bool) -> CmdResult {
-    let l = open(dir)?;
+    let l = open_read(dir)?;
     // The export ends at the latest stored checkpoint (a local read never appends).
     let snap = l.latest();
     let size = snap.checkpoint.size;

@@ -92,7 +92,10 @@ pub fn sign(a: SignArgs) -> CmdResult {
     let key = keyfile::read_person(&a.key, "sign").map_err(fail)?;
     let log = match (a.log, a.dir) {
         (Some(l), _) => l,
-        (None, Some(d)) => Ledger::open(&d).map_err(fail)?.origin().to_string(),
+        (None, Some(d)) => Ledger::open_read_only(&d)
+            .map_err(fail)?
+            .origin()
+            .to_string(),
         (None, None) => return Err(usage("give --log ORIGIN or --dir D")),
     };
     let hex32 = |what: &str, s: &str| -> Result<[u8; 32], Failure> {
@@ -123,7 +126,7 @@ pub fn sign(a: SignArgs) -> CmdResult {
 
 pub fn history(dir: &Path, subject: &str) -> CmdResult {
     let subject = parse_subject(subject)?;
-    let l = Ledger::open(dir).map_err(fail)?;
+    let l = Ledger::open_read_only(dir).map_err(fail)?;
     // A local read never appends: the history is complete up to the newest map leaf.
     let snap = l.latest();
     let h = l.history_in(&snap, &subject).map_err(fail)?;
@@ -142,6 +145,13 @@ pub fn summary(h: &crate::core::history::History) -> String {
     use crate::core::event::SignedEvent;
     use crate::core::hash::to_hex;
     let mut out = String::new();
+    if h.chains.is_empty() {
+        out.push_str(&format!(
+            "no record for subject {}: this log holds no event of this key (check the subject: \
+             a person's public key, 64 hex digits or their .pub file)\n",
+            to_hex(&h.subject)
+        ));
+    }
     for c in &h.chains {
         out.push_str(&format!("  {} / {}:\n", c.controller, c.purpose));
         for pe in &c.events {
@@ -213,17 +223,19 @@ pub fn verify_history(
                     .collect();
                 print_json(&json!({"valid": true, "subject": to_hex(&h.subject),
                     "log": a.genesis.origin, "tree_size": a.checkpoint.size,
+                    "checkpoint_root": to_hex(&a.checkpoint.root),
                     "map_leaf": a.map_index, "map_time": a.map.time, "chains": chains,
                     "witnessed": w.witnessed, "map_replayed": w.map_replayed}));
             } else {
                 println!(
-                    "{}history valid: {} chain(s) for {} in log {} of {} leaves, complete up to \
-                     the map leaf at {}",
+                    "{}history valid: {} chain(s) for subject {} in log {}, checkpoint of {} \
+                     leaves with root {}, complete up to the map leaf at {}",
                     w.prefix(),
                     c.chains.len(),
                     to_hex(&h.subject),
                     a.genesis.origin,
                     a.checkpoint.size,
+                    to_hex(&a.checkpoint.root),
                     super::time::both(a.map.time)
                 );
                 for ch in &c.chains {

@@ -67,7 +67,7 @@ pub fn describe(c: &CheckedReceipt, ev: &SignedEvent, key: &VerifyingKey) -> Str
     format!(
         "valid receipt: leaf {} of log {:?}, integrated at {}\n  \
          event {}: subject {} {decision} for controller {:?}, purpose {:?} (seq {})\n  \
-         under a checkpoint of {} leaves signed by log key {}\n",
+         under a checkpoint of {} leaves with root {}, signed by log key {}\n",
         c.index,
         c.checkpoint.origin,
         both(c.leaf.integrated_at),
@@ -77,6 +77,7 @@ pub fn describe(c: &CheckedReceipt, ev: &SignedEvent, key: &VerifyingKey) -> Str
         e.purpose,
         e.seq,
         c.checkpoint.size,
+        to_hex(&c.checkpoint.root),
         to_hex(key.as_bytes()),
     )
 }

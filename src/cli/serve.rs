@@ -100,12 +100,15 @@ pub struct ServeArgs {
 }
 
 pub fn serve(a: ServeArgs) -> CmdResult {
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in a log file or a journal.
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
     let (cfg, auth) = config(a).map_err(fail)?;
     server::serve(cfg, auth).map_err(fail)

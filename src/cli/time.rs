@@ -1,20 +1,7 @@
 //! Times as people read them: RFC 3339 in UTC, printed beside the milliseconds the formats
 //! carry.
 
-/// `ms` (milliseconds since the Unix epoch) as RFC 3339 in UTC, to the millisecond
-/// (`2026-12-06T05:16:58.123Z`); a value outside the calendar's range is shown as the number.
-pub fn rfc3339(ms: u64) -> String {
-    i64::try_from(ms)
-        .ok()
-        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
-        .map(|t| format!("{t:.3}"))
-        .unwrap_or_else(|| format!("{ms} ms"))
-}
-
-/// `ms` as "RFC 3339 (ms)", the way every printed time reads.
-pub fn both(ms: u64) -> String {
-    format!("{} ({ms})", rfc3339(ms))
-}
+pub use crate::ledger::clock::{both, rfc3339};
 
 /// A time as typed on the command line: RFC 3339 / ISO 8601 (`2026-12-06T05:16:58Z`), a date
 /// alone (its start in UTC), or milliseconds since the epoch. An integer below 10^11 can only be

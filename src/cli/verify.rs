@@ -65,11 +65,15 @@ pub fn prove(a: ProveArgs) -> CmdResult {
         Some(url) => super::remote::prove(url, a.token.clone(), &subject, &triple, a.at)?,
         None => {
             // A local read never appends: it answers as of the newest map leaf.
-            let l =
-                Ledger::open(a.dir.as_deref().expect("clap: --dir or --server")).map_err(fail)?;
+            let l = Ledger::open_read_only(a.dir.as_deref().expect("clap: --dir or --server"))
+                .map_err(fail)?;
             let now = crate::ledger::clock::now_ms();
             if let Some(at) = a.at.filter(|at| *at > now) {
-                return Err(fail(format!("--at {at} is in the future (now {now})")));
+                return Err(fail(format!(
+                    "--at {} is in the future (now {})",
+                    super::time::both(at),
+                    super::time::both(now)
+                )));
             }
             let snap = l.latest();
             let at = a.at.unwrap_or(snap.map_leaf.time);
@@ -261,7 +265,7 @@ pub fn verify(a: VerifyArgs) -> CmdResult {
                 }
                 println!(
                     "{}valid proof: consent {} at {} for subject {}, {} / {} (state {}; log {}, \
-                     checkpoint of {} leaves, map leaf at {})",
+                     checkpoint of {} leaves with root {}, map leaf at {})",
                     w.prefix(),
                     if held { "HELD" } else { "NOT held" },
                     super::time::both(p.at),
@@ -271,6 +275,7 @@ pub fn verify(a: VerifyArgs) -> CmdResult {
                     v.state.as_str(),
                     v.checkpoint.origin,
                     v.checkpoint.size,
+                    to_hex(&v.checkpoint.root),
                     super::time::both(v.map_time)
                 );
             }

@@ -6,6 +6,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// `ms` (milliseconds since the Unix epoch) as RFC 3339 in UTC, to the millisecond
+/// (`2026-12-06T05:16:58.123Z`); a time after the year 9999 is shown as the number.
+pub use crate::core::time::rfc3339;
+
+/// `ms` as "RFC 3339 (ms)", the way every printed time reads.
+pub fn both(ms: u64) -> String {
+    crate::core::time::Both(ms).to_string()
+}
+
 /// Where a ledger reads the time: `issued_at` window checks, `integrated_at`, checkpoint
 /// times and the default `at` of proofs.
 pub trait Clock: Send + Sync {

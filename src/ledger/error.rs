@@ -11,6 +11,7 @@ use crate::core::map::MapError;
 use crate::keyfile::KeyFileError;
 use crate::store::{StoreError, Table};
 
+use super::clock::both;
 use super::nodes::NodeError;
 
 /// A ledger-level failure.
@@ -67,6 +68,11 @@ impl LedgerError {
     /// `table`'s `key` is missing.
     pub(crate) fn missing(table: Table, key: Key) -> LedgerError {
         Self::corrupt(table, key, CorruptKind::Missing)
+    }
+
+    /// Whether another process holds the ledger's database ([`StoreError::InUse`]).
+    pub fn is_in_use(&self) -> bool {
+        matches!(self, LedgerError::Store(StoreError::InUse { .. }))
     }
 
     /// The damage, if this is damaged storage.
@@ -188,14 +194,19 @@ pub enum Invalid {
     },
     #[error("need old <= new <= log size, got old {old}, new {new}, log size {log_size}")]
     Range { old: u64, new: u64, log_size: u64 },
-    #[error("`at` {at} is in the future (now {now})")]
+    #[error("`at` {} is in the future (now {})", both(*.at), both(*.now))]
     FutureAt { at: u64, now: u64 },
     #[error(
-        "`at` {at} is after the newest map leaf ({time}); run `consentlog checkpoint` to \
-         append one"
+        "`at` {} is after the newest map leaf ({}); run `consentlog checkpoint` to append one",
+        both(*.at),
+        both(*.time)
     )]
     AfterMapLeaf { at: u64, time: u64 },
-    #[error("`at` {at} is before the log's genesis ({genesis_time})")]
+    #[error(
+        "`at` {} is before the log's genesis ({}): nothing was recorded then",
+        both(*.at),
+        both(*.genesis_time)
+    )]
     BeforeGenesis { at: u64, genesis_time: u64 },
     /// Map leaves are at least a second apart.
     #[error("the previous map leaf is less than a second old; retry in {retry_after_ms} ms")]

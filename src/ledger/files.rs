@@ -31,6 +31,12 @@ pub fn open_store(dir: &Path) -> Result<Box<dyn Store>, LedgerError> {
     Ok(recorded_engine(dir)?.open(&dir.join("db"), DEFAULT_CACHE_BYTES)?)
 }
 
+/// [`open_store`] for reading only (see [`Engine::open_read_only`]
+/// (crate::store::Engine::open_read_only)).
+pub fn open_store_read_only(dir: &Path) -> Result<Box<dyn Store>, LedgerError> {
+    Ok(recorded_engine(dir)?.open_read_only(&dir.join("db"), DEFAULT_CACHE_BYTES)?)
+}
+
 /// Gives back the free space the engine of the ledger in `dir` holds in its file: `Some((bytes
 /// before, bytes after))`, or `None` for an engine that reclaims space itself (sled). Fails
 /// if the ledger is open elsewhere.

@@ -12,7 +12,7 @@ use std::fs;
 use std::path::Path;
 
 use super::error::Invalid;
-use super::files::{log_pub_text, open_store, write_engine, write_log_keys};
+use super::files::{log_pub_text, open_store_read_only, write_engine, write_log_keys};
 use super::fsck::fsck;
 use super::raw::RawLedger;
 use super::{LedgerError, DEFAULT_CACHE_BYTES};
@@ -43,7 +43,7 @@ pub fn migrate(
     now: u64,
     mut progress: impl FnMut(&str, u64),
 ) -> Result<Migrated, LedgerError> {
-    let src = RawLedger::from_store(open_store(from)?)?;
+    let src = RawLedger::from_store(open_store_read_only(from)?)?;
     let key = keyfile::read(&from.join("log.key"), true)?;
     let vrf = super::files::read_vrf_key(from)?;
     let public = fs::read_to_string(from.join("log.pub"))

@@ -40,7 +40,7 @@ mod testing;
 
 pub use append::{precheck, precheck_one, Prechecked};
 pub use error::{Corrupt, CorruptKind, Invalid, Key, LedgerError};
-pub use files::{compact, open_store, recorded_engine};
+pub use files::{compact, open_store, open_store_read_only, recorded_engine};
 pub use nodes::{CachedNodes, NodeError, StoreNodes, UpperNodes};
 pub use prove::{ConsistencyProof, InclusionProof, ProofBatch};
 pub use schema::node_key;
@@ -79,6 +79,9 @@ pub struct Options {
     pub cache_bytes: u64,
     /// The least time between two map leaves (default a second; at least a millisecond).
     pub map_leaf_interval_ms: u64,
+    /// Open the store for reading only (reading commands: see [`Engine::open_read_only`]
+    /// (crate::store::Engine::open_read_only)); appends and checkpoints then fail.
+    pub read_only: bool,
 }
 
 impl Default for Options {
@@ -87,6 +90,7 @@ impl Default for Options {
             clock: Arc::new(SystemClock),
             cache_bytes: DEFAULT_CACHE_BYTES,
             map_leaf_interval_ms: checkpoint::MAP_LEAF_INTERVAL_MS,
+            read_only: false,
         }
     }
 }
@@ -101,6 +105,12 @@ impl Options {
     /// These options with map leaves at least `ms` apart (at least 1).
     pub fn map_leaf_interval_ms(mut self, ms: u64) -> Options {
         self.map_leaf_interval_ms = ms.max(1);
+        self
+    }
+
+    /// These options for reading only: the store is opened read-only where the engine allows.
+    pub fn read_only(mut self) -> Options {
+        self.read_only = true;
         self
     }
 

@@ -83,6 +83,12 @@ impl Ledger {
         Self::open_with(dir, Options::default())
     }
 
+    /// [`Ledger::open`] for a reading command: the store is opened read-only where the engine
+    /// allows it (redb; sled has no such mode), so reading never writes the ledger's data.
+    pub fn open_read_only(dir: &Path) -> Result<Ledger, LedgerError> {
+        Self::open_with(dir, Options::default().read_only())
+    }
+
     /// [`Ledger::open`] with an explicit storage cache size.
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Ledger, LedgerError> {
         Self::open_with(dir, Options::default().cache_bytes(cache_bytes))
@@ -94,7 +100,11 @@ impl Ledger {
         // A secret key others can read is a key others may have copied: refuse it, naming the
         // file and `chmod 600` (every command that opens a ledger comes through here).
         let key = keyfile::read(&dir.join("log.key"), true)?;
-        let store = engine.open(&dir.join("db"), opts.cache_bytes)?;
+        let store = if opts.read_only {
+            engine.open_read_only(&dir.join("db"), opts.cache_bytes)?
+        } else {
+            engine.open(&dir.join("db"), opts.cache_bytes)?
+        };
         if store.get(Table::Meta, schema::FORMAT)?.as_deref() != Some(schema::FORMAT_VERSION) {
             return Err(Invalid::FormatV1(dir.to_path_buf()).into());
         }

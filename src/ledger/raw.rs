@@ -20,8 +20,9 @@ pub struct RawLedger {
 }
 
 impl RawLedger {
+    /// Opens the ledger in `dir` for reading only (see [`super::open_store_read_only`]).
     pub fn open(dir: &Path) -> Result<RawLedger, LedgerError> {
-        Self::from_store(super::open_store(dir)?)
+        Self::from_store(super::open_store_read_only(dir)?)
     }
 
     /// A store already open, read the same way.

@@ -90,6 +90,46 @@ impl Auth {
         self.auditors.insert(token_id(token));
     }
 
+    /// How many reader tokens are configured.
+    pub fn readers(&self) -> usize {
+        self.readers.len()
+    }
+
+    /// How many auditor tokens are configured.
+    pub fn auditors(&self) -> usize {
+        self.auditors.len()
+    }
+
+    /// What `serve` says about each role at start: who may do what, and for a role with no
+    /// token, what is disabled and which option enables it.
+    pub fn roles(&self) -> Vec<String> {
+        let readers = match self.readers.len() {
+            0 => "readers: no reader token: consent proofs are disabled; pass --reader-token or \
+                  --tokens-file"
+                .to_string(),
+            n => format!(
+                "readers: {n} reader token(s): consent proofs and heads \
+                 (Authorization: Bearer TOKEN)"
+            ),
+        };
+        let auditors = match self.auditors.len() {
+            0 => "auditors: no auditor token: exports with openings (/v1/export) are disabled; \
+                  pass --auditor-token"
+                .to_string(),
+            n => format!("auditors: {n} auditor token(s): exports with openings (/v1/export)"),
+        };
+        vec![
+            readers,
+            auditors,
+            "writers: no token needed: anyone may post events signed by the person they are \
+             about (POST /v1/events)"
+                .to_string(),
+            "people: each may read their own history and heads with a request signed by their \
+             key (consentlog history --server URL --key FILE)"
+                .to_string(),
+        ]
+    }
+
     /// Loads a tokens file: lines `TOKEN [controller,controller…]`; a line whose first
     /// non-blank character is `#` is a comment (a `#` elsewhere is not special, and is refused
     /// in a token); a token with no controllers may ask about any. The file holds secrets: it
@@ -120,49 +160,65 @@ impl Auth {
         Ok(n)
     }
 
-    fn authorization(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    fn authorization(headers: &HeaderMap, role: Role) -> Result<Option<&str>, ApiError> {
         match headers.get(header::AUTHORIZATION) {
             None => Ok(None),
-            Some(v) => v.to_str().map(Some).map_err(|_| ApiError::forbidden()),
+            Some(v) => v
+                .to_str()
+                .map(Some)
+                .map_err(|_| ApiError::forbidden(role.hint())),
         }
     }
 
-    fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
-        Ok(Self::authorization(headers)?.and_then(|v| v.strip_prefix("Bearer ")))
+    fn bearer(headers: &HeaderMap, role: Role) -> Result<Option<&str>, ApiError> {
+        Ok(Self::authorization(headers, role)?.and_then(|v| v.strip_prefix("Bearer ")))
     }
 
     /// A reader token allowed to ask about `controller`.
     pub fn require_reader(&self, headers: &HeaderMap, controller: &str) -> Result<(), ApiError> {
-        let token = match Self::authorization(headers)? {
-            None => return Err(ApiError::unauthorized()),
-            Some(v) => v.strip_prefix("Bearer ").ok_or_else(ApiError::forbidden)?,
+        let role = Role::Reader;
+        let token = match Self::authorization(headers, role)? {
+            None => return Err(ApiError::unauthorized(role.hint())),
+            Some(v) => v
+                .strip_prefix("Bearer ")
+                .ok_or_else(|| ApiError::forbidden(role.hint()))?,
         };
         match self.readers.get(&token_id(token)) {
             Some(None) => Ok(()),
             Some(Some(allowed)) if allowed.contains(controller) => Ok(()),
-            _ => Err(ApiError::forbidden()),
+            Some(Some(_)) => Err(ApiError::forbidden(format!(
+                "this reader token may not ask about controller {controller:?} (the operator \
+                 limits it to some controllers in the --tokens-file)"
+            ))),
+            None => Err(ApiError::forbidden(role.hint())),
         }
     }
 
     /// Any valid reader token.
     pub fn require_any_reader(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let token = match Self::authorization(headers)? {
-            None => return Err(ApiError::unauthorized()),
-            Some(v) => v.strip_prefix("Bearer ").ok_or_else(ApiError::forbidden)?,
+        let role = Role::Reader;
+        let token = match Self::authorization(headers, role)? {
+            None => return Err(ApiError::unauthorized(role.hint())),
+            Some(v) => v
+                .strip_prefix("Bearer ")
+                .ok_or_else(|| ApiError::forbidden(role.hint()))?,
         };
         if self.readers.contains_key(&token_id(token)) {
             Ok(())
         } else {
-            Err(ApiError::forbidden())
+            Err(ApiError::forbidden(role.hint()))
         }
     }
 
     /// An auditor token.
     pub fn require_auditor(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        match Self::bearer(headers)? {
-            None if Self::authorization(headers)?.is_none() => Err(ApiError::unauthorized()),
+        let role = Role::Auditor;
+        match Self::bearer(headers, role)? {
+            None if Self::authorization(headers, role)?.is_none() => {
+                Err(ApiError::unauthorized(role.hint()))
+            }
             Some(t) if self.auditors.contains(&token_id(t)) => Ok(()),
-            _ => Err(ApiError::forbidden()),
+            _ => Err(ApiError::forbidden(role.hint())),
         }
     }
 
@@ -175,9 +231,11 @@ impl Auth {
         target: (&str, &str, &[u8]),
         subject: &[u8; 32],
     ) -> Result<(), ApiError> {
-        let v = Self::authorization(headers)?.ok_or_else(ApiError::unauthorized)?;
+        let role = Role::Subject;
+        let v = Self::authorization(headers, role)?
+            .ok_or_else(|| ApiError::unauthorized(role.hint()))?;
         if !v.starts_with(SCHEME) {
-            return Err(ApiError::forbidden());
+            return Err(ApiError::forbidden(role.hint()));
         }
         people.check(v, target, subject)
     }
@@ -191,11 +249,42 @@ impl Auth {
         target: (&str, &str, &[u8]),
         subject: &[u8; 32],
     ) -> Result<(), ApiError> {
-        match Self::authorization(headers)? {
+        match Self::authorization(headers, Role::Reader)? {
             Some(v) if v.starts_with(SCHEME) => {
                 self.require_subject(people, headers, target, subject)
             }
             _ => self.require_reader(headers, controller),
+        }
+    }
+}
+
+/// Who a route is for, to name in a 401 or 403 what it needs.
+#[derive(Debug, Clone, Copy)]
+enum Role {
+    Reader,
+    Auditor,
+    Subject,
+}
+
+impl Role {
+    /// What the route needs: the header to send and the option that configures it.
+    fn hint(self) -> &'static str {
+        match self {
+            Role::Reader => {
+                "this route needs a reader token: send `Authorization: Bearer TOKEN`; the \
+                 operator configures one with --reader-token or --tokens-file (a person may \
+                 instead sign the request: `Authorization: Consentlog-Ed25519 …`, where the \
+                 route allows it)"
+            }
+            Role::Auditor => {
+                "this route needs an auditor token: send `Authorization: Bearer TOKEN`; the \
+                 operator configures one with --auditor-token"
+            }
+            Role::Subject => {
+                "this route needs a request signed by the person it is about: send \
+                 `Authorization: Consentlog-Ed25519 subject=…,time=…,nonce=…,signature=…` \
+                 (docs/FORMAT.md §13; `consentlog history --server URL --key FILE` signs it)"
+            }
         }
     }
 }

@@ -32,18 +32,21 @@ impl ApiError {
     pub fn not_found(message: impl std::fmt::Display) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
-    pub fn unauthorized() -> Self {
+    /// No credentials; `needs` names what the route needs (the header, and the option that
+    /// configures it).
+    pub fn unauthorized(needs: impl std::fmt::Display) -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "credentials required",
+            format!("credentials required: {needs}"),
         )
     }
-    pub fn forbidden() -> Self {
+    /// Credentials that do not allow the request; `needs` names what would.
+    pub fn forbidden(needs: impl std::fmt::Display) -> Self {
         Self::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            "these credentials do not allow this request",
+            format!("these credentials do not allow this request: {needs}"),
         )
     }
     pub fn overloaded() -> Self {

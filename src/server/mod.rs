@@ -154,6 +154,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::get_consent, routes::post_consent))
         .routes(routes!(routes::get_history))
         .routes(routes!(routes::get_export))
+        .routes(routes!(routes::home))
         .routes(routes!(routes::openapi))
         .routes(routes!(routes::healthz))
         .routes(routes!(routes::metrics))
@@ -269,15 +270,17 @@ impl App {
     }
 }
 
-/// Opens (or, if the directory holds no ledger, creates) the ledger and serves until SIGTERM
-/// or Ctrl-C; then stops accepting, finishes and flushes the queue, signs a final checkpoint.
+/// Binds the address, then opens (or, if the directory holds no ledger, creates) the ledger
+/// and serves until SIGTERM or Ctrl-C; then stops accepting, finishes and flushes the queue,
+/// signs a final checkpoint. Nothing is created before the address is bound: a busy port
+/// leaves no new ledger directory or key behind.
 pub fn serve(cfg: ServeConfig, auth: Auth) -> Result<(), String> {
-    let ledger = open(&cfg)?;
     runtime()?.block_on(async {
         let signals = Signals::install()?;
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+        let ledger = open(&cfg)?;
         serve_on(ledger, listener, &cfg, auth, shutdown_signal(signals), say).await
     })
 }
@@ -305,8 +308,10 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
 
 /// Serves `ledger` on `listener` until `shutdown` (what `serve` does once the ledger is open
 /// and the socket bound): starts the [`App`] (the audience of signed requests is `cfg`'s
-/// public URL, or `http://` and the bound address), gives the banner lines (data directory,
-/// origin, log public key, public URL, `listening on http://…`) to `say`, runs the accept loop;
+/// public URL, or `http://` and the bound address), gives the banner lines (the absolute data
+/// directory, origin, log public key, public URL, the URLs of the page and the API document,
+/// each role and what it may do or which option enables it, how to stop, and last
+/// `listening on http://…`) to `say`, runs the accept loop;
 /// after `shutdown`, finishes every queued append, signs a final checkpoint and says so.
 /// `serve` passes SIGTERM or Ctrl-C and standard output; tests run it in-process with their
 /// own.
@@ -331,14 +336,26 @@ pub async fn serve_on(
         ..cfg.clone()
     };
     let cfg = &cfg;
+    let roles = auth.roles();
     let app = App::new(ledger.clone(), cfg, auth)?;
-    say(&format!("data directory: {}", cfg.dir.display()));
+    let dir = std::path::absolute(&cfg.dir).unwrap_or_else(|_| cfg.dir.clone());
+    say(&format!("data directory: {}", dir.display()));
     say(&format!("origin: {}", ledger.origin()));
     say(&format!(
         "log public key: {}",
         to_hex(ledger.public_key().as_bytes())
     ));
     say(&format!("public URL: {}", app.audience()));
+    let base = app.audience().trim_end_matches('/').to_string();
+    say(&format!("page: {base}{}", crate::api::paths::PAGE));
+    say(&format!(
+        "API document: {base}{}",
+        crate::api::paths::OPENAPI
+    ));
+    for line in roles {
+        say(&line);
+    }
+    say("stop: Ctrl-C or SIGTERM (queued appends are finished and a final checkpoint signed)");
     say(&format!("listening on http://{addr}"));
     tracing::info!(%addr, size = ledger.size(), "serving");
     accept(listener, app.router(), cfg, shutdown).await;

@@ -651,3 +651,143 @@ pub async fn openapi() -> Response {
     )
         .into_response()
 }
+
+/// Text for HTML: `&`, `<`, `>` and quotes escaped.
+fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// This log, for people
+///
+/// What this log is (origin, public key, size, newest checkpoint), where its API is, and how
+/// to check what it hands out. Public data only: no subject, no event.
+#[utoipa::path(
+    get,
+    path = paths::PAGE,
+    responses((status = 200, description = "This log, for people (HTML, no scripts)", body = String, content_type = "text/html"))
+)]
+pub async fn home(State(st): State<AppState>) -> Response {
+    let l = &st.ledger;
+    let latest = l.latest();
+    let cp = &latest.checkpoint;
+    let key = crate::core::hash::to_hex(l.public_key().as_bytes());
+    let e = |s: &str| html_escape(s);
+    let proofs = if st.auth.readers() > 0 {
+        "enabled (reader token)"
+    } else {
+        "disabled: the operator has configured no reader token (--reader-token or --tokens-file)"
+    };
+    let exports = if st.auth.auditors() > 0 {
+        "enabled (auditor token)"
+    } else {
+        "disabled: the operator has configured no auditor token (--auditor-token)"
+    };
+    let route = |method: &str, path: &str, what: &str| {
+        let link = if method == "GET" && !path.contains('{') && !path.contains('?') {
+            format!("<a href=\"{p}\"><code>{p}</code></a>", p = e(path))
+        } else {
+            format!("<code>{}</code>", e(path))
+        };
+        format!("<li><code>{method}</code> {link}: {}</li>\n", e(what))
+    };
+    let routes = [
+        route(
+            "GET",
+            paths::OPENAPI,
+            "the API document (OpenAPI 3.1): every route",
+        ),
+        route("GET", paths::CHECKPOINT, "the newest signed checkpoint"),
+        route(
+            "GET",
+            "/v1/checkpoints?from=0",
+            "signed checkpoints, oldest first",
+        ),
+        route(
+            "GET",
+            "/v1/entries?start=0&end=N",
+            "public entries (leaves)",
+        ),
+        route(
+            "POST",
+            paths::EVENTS,
+            "append an event signed by the person it is about",
+        ),
+        route(
+            "GET",
+            "/v1/proofs/consent?subject=…&controller=…&purpose=…&at=…",
+            "a consent proof (reader token)",
+        ),
+        route(
+            "GET",
+            "/v1/subjects/{subject}/history",
+            "a person's own history (signed by the person)",
+        ),
+        route(
+            "GET",
+            "/v1/proofs/inclusion?index=I&size=N",
+            "inclusion proof of an entry",
+        ),
+        route(
+            "GET",
+            "/v1/proofs/consistency?old=M&new=N",
+            "consistency proof between two sizes",
+        ),
+        route("GET", paths::HEALTHZ, "liveness"),
+        route("GET", paths::METRICS, "Prometheus metrics"),
+    ]
+    .concat();
+    let body = format!(
+        r#"<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>consentlog: {origin}</title></head>
+<body>
+<h1>consentlog: {origin}</h1>
+<p>An append-only consent ledger: people sign their consent decisions, the log appends them
+and signs checkpoints, and anyone can check what it hands out with its public key.</p>
+<table>
+<tr><th align="left">origin</th><td><code>{origin}</code></td></tr>
+<tr><th align="left">log public key</th><td><code>{key}</code></td></tr>
+<tr><th align="left">tree size</th><td>{size} leaves</td></tr>
+<tr><th align="left">newest checkpoint</th><td>{cp_size} leaves, root <code>{root}</code>, map leaf at {map_time}</td></tr>
+<tr><th align="left">consent proofs</th><td>{proofs}</td></tr>
+<tr><th align="left">exports with openings</th><td>{exports}</td></tr>
+</table>
+<h2>Newest checkpoint (signed note)</h2>
+<pre>{note}</pre>
+<h2>Routes</h2>
+<ul>
+{routes}</ul>
+<h2>How to verify</h2>
+<p>Keep the log public key above (or <code>log.pub</code> from the operator) and check
+everything offline with it:</p>
+<ul>
+<li>a consent proof: <code>consentlog verify --log-key {key} --subject S --controller C --purpose P --at T proof.json</code></li>
+<li>a receipt: <code>consentlog verify-receipt --log-key {key} receipt.json</code></li>
+<li>a person's history: <code>consentlog verify-history --log-key {key} --subject me.pub history.json</code></li>
+<li>the whole log: <code>consentlog audit --url {url} --log-key {key}</code></li>
+</ul>
+</body>
+</html>
+"#,
+        origin = e(l.origin()),
+        key = key,
+        size = l.size(),
+        cp_size = cp.size,
+        root = crate::core::hash::to_hex(&cp.root),
+        map_time = e(&clock::both(latest.map_leaf.time)),
+        note = e(&cp.note),
+        url = e(st.people.audience()),
+    );
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+}

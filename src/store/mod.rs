@@ -70,6 +70,27 @@ pub enum StoreError {
     },
     #[error(transparent)]
     UnknownEngine(#[from] UnknownEngine),
+    /// Another process holds the engine's lock on the ledger's database (a running
+    /// `consentlog serve`, or another command).
+    #[error(
+        "the ledger in {path} is in use by another process (a running `consentlog serve`, or \
+         another command): to read it while a server runs, ask the server (--server URL, or \
+         --url URL for audit); to run an offline command on the directory (append, checkpoint, \
+         fsck, compact, migrate …), stop the server first"
+    )]
+    InUse {
+        /// The ledger directory (the database's parent).
+        path: String,
+    },
+}
+
+impl StoreError {
+    /// [`StoreError::InUse`] for the database in `db` (a ledger's `db` directory).
+    pub(crate) fn in_use(db: &Path) -> StoreError {
+        StoreError::InUse {
+            path: db.parent().unwrap_or(db).display().to_string(),
+        }
+    }
 }
 
 /// Writes applied together or not at all.
@@ -193,6 +214,24 @@ impl Engine {
         Ok(match self {
             Engine::Sled => Box::new(SledStore::open(dir, cache_bytes)?),
             Engine::Redb => Box::new(RedbStore::open(dir, cache_bytes)?),
+        })
+    }
+
+    /// Opens this engine's existing store in `dir` for reading only, for the commands that
+    /// only read. redb opens its file read-only: no commit, no repair (a database that was not
+    /// shut down cleanly needs a repair, which writes: it is then opened as by
+    /// [`Engine::open`], with a warning). sled has no read-only mode and is opened as by
+    /// [`Engine::open`]: the first opener after a writer may write sled's snapshot file
+    /// (`db/snap.*`, sled's own index of its log, rebuilt from it); its log `db/db`, which holds
+    /// the ledger's data, is not written. Commits to a read-only store fail.
+    pub fn open_read_only(
+        self,
+        dir: &Path,
+        cache_bytes: u64,
+    ) -> Result<Box<dyn Store>, StoreError> {
+        Ok(match self {
+            Engine::Sled => Box::new(SledStore::open(dir, cache_bytes)?),
+            Engine::Redb => Box::new(RedbStore::open_read_only(dir, cache_bytes)?),
         })
     }
 

@@ -12,12 +12,27 @@ const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("consentlog");
 
 /// A ledger store in a redb database file.
 pub struct RedbStore {
-    db: Database,
+    db: Db,
     path: PathBuf,
+}
+
+/// The database, opened for writing or (for reading commands) read-only.
+enum Db {
+    ReadWrite(Database),
+    ReadOnly(redb::ReadOnlyDatabase),
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Engine(format!("redb: {e}"))
+}
+
+/// An error opening the database in `dir`: another process holding it is
+/// [`StoreError::InUse`].
+fn open_err(dir: &Path, e: redb::DatabaseError) -> StoreError {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::in_use(dir),
+        e => err(e),
+    }
 }
 
 fn prefixed(table: Table, key: &[u8]) -> Vec<u8> {
@@ -38,11 +53,38 @@ impl RedbStore {
         let db = Database::builder()
             .set_cache_size(cache_bytes as usize)
             .create(&path)
-            .map_err(err)?;
+            .map_err(|e| open_err(dir, e))?;
         let w = db.begin_write().map_err(err)?;
         w.open_table(TABLE).map_err(err)?;
         w.commit().map_err(err)?;
-        Ok(RedbStore { db, path })
+        Ok(RedbStore {
+            db: Db::ReadWrite(db),
+            path,
+        })
+    }
+
+    /// Opens the existing `dir/ledger.redb` without writing to it: no commit, no repair.
+    /// A database that was not shut down cleanly needs a repair, which writes: it is then
+    /// opened as by [`RedbStore::open`] (the only case where a reading command writes).
+    pub fn open_read_only(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
+        let path = dir.join("ledger.redb");
+        match Database::builder()
+            .set_cache_size(cache_bytes as usize)
+            .open_read_only(&path)
+        {
+            Ok(db) => Ok(RedbStore {
+                db: Db::ReadOnly(db),
+                path,
+            }),
+            Err(redb::DatabaseError::RepairAborted) => {
+                tracing::warn!(
+                    "{}: not shut down cleanly; opening it for writing to repair it",
+                    path.display()
+                );
+                Self::open(dir, cache_bytes)
+            }
+            Err(e) => Err(open_err(dir, e)),
+        }
     }
 }
 
@@ -59,7 +101,7 @@ impl RedbStore {
                 })
         };
         let before = size(&path)?;
-        let mut db = Database::open(&path).map_err(err)?;
+        let mut db = Database::open(&path).map_err(|e| open_err(dir, e))?;
         while db.compact().map_err(err)? {}
         drop(db);
         Ok((before, size(&path)?))
@@ -129,7 +171,11 @@ impl View for RedbView {
 
 impl RedbStore {
     fn begin(&self) -> Result<RedbView, StoreError> {
-        let r = self.db.begin_read().map_err(err)?;
+        let r = match &self.db {
+            Db::ReadWrite(db) => db.begin_read(),
+            Db::ReadOnly(db) => db.begin_read(),
+        }
+        .map_err(err)?;
         Ok(RedbView {
             table: r.open_table(TABLE).map_err(err)?,
         })
@@ -164,7 +210,12 @@ impl Store for RedbStore {
     }
 
     fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        let w = self.db.begin_write().map_err(err)?;
+        let Db::ReadWrite(db) = &self.db else {
+            return Err(StoreError::Engine(
+                "redb: the ledger was opened read-only (by a reading command)".into(),
+            ));
+        };
+        let w = db.begin_write().map_err(err)?;
         {
             let mut t = w.open_table(TABLE).map_err(err)?;
             for (table, key, value) in batch.ops {

@@ -61,6 +61,12 @@ impl SledStore {
                     tries += 1;
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
+                Err(sled::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.to_string().contains("could not acquire lock") =>
+                {
+                    return Err(StoreError::in_use(dir))
+                }
                 Err(e) => return Err(engine_err(e)),
             }
         };

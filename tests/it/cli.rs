@@ -1260,6 +1260,7 @@ fn history_and_verify_history() {
             "subject",
             "log",
             "tree_size",
+            "checkpoint_root",
             "map_leaf",
             "map_time",
             "chains",

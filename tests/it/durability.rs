@@ -26,6 +26,7 @@ fn run_bin(args: &[&str]) -> String {
 /// and a person's key file made by `consentlog keygen`.
 ///
 /// `consentlog init` itself sometimes fails under load with sled's "could not acquire lock"
+/// (reported as the ledger being in use by another process)
 /// (see `init_and_reopen_in_one_process_do_not_fail_on_the_file_lock`), leaving a ledger
 /// without its first checkpoint; then the helper signs that checkpoint with
 /// `consentlog checkpoint`, which is what init would have done.
@@ -37,7 +38,7 @@ fn bin_ledger(tmp: &Path) -> (PathBuf, VerifyingKey, PathBuf) {
     if out.code != 0 {
         let err = &out.stderr;
         assert!(
-            err.contains("could not acquire lock") && dir.join("engine").exists(),
+            err.contains("in use by another process") && dir.join("engine").exists(),
             "consentlog init failed: {err}"
         );
         eprintln!("(consentlog init hit the sled lock bug; finishing with `checkpoint`)");

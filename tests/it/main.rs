@@ -10,6 +10,7 @@ mod cli;
 mod cli_keys;
 mod crash;
 mod durability;
+mod first_hour;
 mod fuzz_props;
 mod history;
 mod hostile;

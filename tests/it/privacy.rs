@@ -22,6 +22,7 @@ fn public_bytes(srv: &Server, size: u64) -> Vec<u8> {
     get(format!("/v1/entries?start=0&end={size}"));
     get("/metrics".into());
     get("/v1/openapi.json".into());
+    get("/".into());
     for i in 0..size {
         get(format!("/v1/proofs/inclusion?index={i}&size={size}"));
     }

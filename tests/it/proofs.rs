@@ -5,6 +5,7 @@
 //! not far past the verifier's clock) and the public chain links are checked through the real
 //! `consentlog verify` too.
 
+use consentlog::core::time::Both;
 use std::collections::HashMap;
 
 use consentlog::core::event::SignedEvent;
@@ -1731,7 +1732,11 @@ fn cli_refuses_a_time_before_genesis() {
         &f.l,
         &claiming(&seq0, before, State::NoRecord),
         "before-genesis.json",
-        &format!("the asked time {before} is before the log's genesis {genesis_time}"),
+        &format!(
+            "the asked time {} is before the log's genesis {}",
+            Both(before),
+            Both(genesis_time)
+        ),
     );
 }
 
@@ -1780,7 +1785,10 @@ fn cli_refuses_a_time_far_past_the_verifiers_clock() {
         &l,
         &late,
         "late.json",
-        &format!("the asked time {late_at} is more than 5 minutes past this verifier's clock"),
+        &format!(
+            "the asked time {} is more than 5 minutes past this verifier's clock",
+            Both(late_at)
+        ),
     );
     let r = verify_cli(&l, &soon, "soon.json");
     r.assert_code(0);
@@ -1805,8 +1813,9 @@ fn cli_refuses_a_map_leaf_older_than_at() {
     let r = verify_cli(&f.l, &moved, "early.json");
     r.assert_code(0);
     let line = format!(
-        "checkpoint of {} leaves, map leaf at ",
-        latest.checkpoint.size
+        "checkpoint of {} leaves with root {}, map leaf at ",
+        latest.checkpoint.size,
+        consentlog::core::hash::to_hex(&latest.checkpoint.root)
     );
     assert!(
         r.stdout.contains(&line) && r.stdout.contains(&format!("({})", early_map.time)),
@@ -1815,8 +1824,9 @@ fn cli_refuses_a_map_leaf_older_than_at() {
     let at = t2 + 1;
     assert!(early_map.time < at);
     let reason = format!(
-        "the map leaf's time {} is before the asked time {at}",
-        early_map.time
+        "the map leaf's time {} is before the asked time {}",
+        Both(early_map.time),
+        Both(at)
     );
     for (name, p) in [("re-anchored", &moved), ("as made", &f.early)] {
         let lie = claiming(p, at, State::OptedIn);
@@ -1997,10 +2007,11 @@ fn cli_prove_dir_refuses_a_time_after_the_newest_map_leaf() {
     assert!(line.starts_with("valid proof: consent HELD at "), "{v:#?}");
     let middle = format!(
         " ({at}) for subject {subject}, {C} / {P} (state opted_in; log {ORIGIN}, checkpoint \
-         of {} leaves, map leaf at ",
+         of {} leaves with root ",
         size + 1
     );
     assert!(line.contains(&middle), "{middle:?} in {v:#?}");
+    assert!(line.contains(", map leaf at "), "{v:#?}");
     assert!(
         line.ends_with(&format!(" ({}))", map_leaf_of(&p).time)),
         "{v:#?}"

@@ -88,19 +88,36 @@ pub enum Problem {
     /// (a stale, wrong or invented value for some key).
     #[error("map leaf root does not match the map replayed from the event leaves before it")]
     MapRoot,
-    #[error("map leaf time {time} is in the future")]
+    #[error(
+        "map leaf time {} is in the future",
+        crate::time::Both(*.time)
+    )]
     MapInFuture { time: u64 },
     /// The time invariant: a leaf after a map leaf must be strictly later than it.
-    #[error("time {time} is not after the time {map_time} of the map leaf before it")]
+    #[error(
+        "time {} is not after the time {} of the map leaf before it",
+        crate::time::Both(*.time),
+        crate::time::Both(*.map_time)
+    )]
     NotAfterMap { time: u64, map_time: u64 },
     /// The time invariant: a map leaf must not be earlier than an event leaf before it.
     #[error(
-        "map leaf time {time} is before the integrated_at {integrated_at} of an event before it"
+        "map leaf time {} is before the integrated_at {} of an event before it",
+        crate::time::Both(*.time),
+        crate::time::Both(*.integrated_at)
     )]
     MapBeforeEvent { time: u64, integrated_at: u64 },
-    #[error("integrated_at {integrated_at} is before the previous event leaf's {previous}")]
+    #[error(
+        "integrated_at {} is before the previous event leaf's {}",
+        crate::time::Both(*.integrated_at),
+        crate::time::Both(*.previous)
+    )]
     TimeGoesBack { integrated_at: u64, previous: u64 },
-    #[error("time {time} is before the genesis time {genesis_time}")]
+    #[error(
+        "time {} is before the genesis time {}",
+        crate::time::Both(*.time),
+        crate::time::Both(*.genesis_time)
+    )]
     BeforeGenesis { time: u64, genesis_time: u64 },
     /// An event leaf does not continue its key's public chain: its `prev` is not the index of
     /// the key's latest event leaf, or its `seq` is not one more than that leaf's (two leaves
@@ -739,8 +756,8 @@ mod tests {
             v.to_string(),
             format!(
                 "leaf 2: integrated_at {} is before the previous event leaf's {}",
-                T0 + 250,
-                T0 + 500
+                crate::time::Both(T0 + 250),
+                crate::time::Both(T0 + 500)
             )
         );
 

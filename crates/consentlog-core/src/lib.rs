@@ -28,6 +28,7 @@ pub mod rules;
 pub mod state_keys;
 pub mod strict;
 pub mod text;
+pub mod time;
 pub mod tlog;
 pub mod tlog_proof;
 pub mod vkey;

@@ -107,9 +107,17 @@ pub enum ReceiptError {
         seq: u64,
         index: u64,
     },
-    #[error("integrated_at {integrated_at} is more than 5 minutes from issued_at {issued_at}")]
+    #[error(
+        "integrated_at {} is more than 5 minutes from issued_at {}",
+        crate::time::Both(*.integrated_at),
+        crate::time::Both(*.issued_at)
+    )]
     IssuedAt { integrated_at: u64, issued_at: u64 },
-    #[error("integrated_at {integrated_at} is before the log's genesis time {genesis_time}")]
+    #[error(
+        "integrated_at {} is before the log's genesis time {}",
+        crate::time::Both(*.integrated_at),
+        crate::time::Both(*.genesis_time)
+    )]
     BeforeGenesis {
         integrated_at: u64,
         genesis_time: u64,

@@ -39,7 +39,11 @@ pub enum Reject {
     Seq { expected: u64, got: u64 },
     #[error("prev {got} is not the event hash of the key's head ({expected})")]
     Prev { expected: String, got: String },
-    #[error("issued_at {issued_at} is more than 5 minutes from the ledger clock {now}")]
+    #[error(
+        "issued_at {} is more than 5 minutes from the ledger clock {}",
+        crate::time::Both(*.issued_at),
+        crate::time::Both(*.now)
+    )]
     IssuedAt { issued_at: u64, now: u64 },
     #[error("expires_at: {0}")]
     ExpiresAt(#[from] ExpiryError),
@@ -69,7 +73,11 @@ pub enum ExpiryError {
     #[error("expires_at is only allowed on an opt-in")]
     OnOptOut,
     /// An opt-in must expire after it was issued.
-    #[error("expires_at {expires_at} is not after issued_at {issued_at}")]
+    #[error(
+        "expires_at {} is not after issued_at {}",
+        crate::time::Both(*.expires_at),
+        crate::time::Both(*.issued_at)
+    )]
     NotAfterIssued {
         /// The event's `expires_at`.
         expires_at: u64,

@@ -167,11 +167,17 @@ pub struct Freshness {
 pub enum RequestAuthError {
     #[error("malformed {SCHEME} authorization: {0}")]
     Malformed(#[from] AuthSyntaxError),
-    #[error("request time {time} is more than 5 minutes from the server clock {now}")]
+    #[error(
+        "request time {} is more than 5 minutes from the server clock {}",
+        crate::time::Both(*.time),
+        crate::time::Both(*.now)
+    )]
     Stale { time: u64, now: u64 },
     #[error(
-        "request time {time} is before the server started ({started}); it keeps no record of \
-         the requests it saw before, so it takes none signed before it started: sign a new one"
+        "request time {} is before the server started ({}); it keeps no record of \
+         the requests it saw before, so it takes none signed before it started: sign a new one",
+        crate::time::Both(*.time),
+        crate::time::Both(*.started)
     )]
     BeforeStart { time: u64, started: u64 },
     #[error(

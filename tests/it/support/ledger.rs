@@ -266,7 +266,6 @@ pub fn new_ledger() -> (TempDir, PathBuf, Ledger) {
     TestLedger::new().into_parts()
 }
 
-/// Whether a ledger error is sled's "could not acquire lock" on its database file.
 /// `Ledger::init_with` on the engine `$CONSENTLOG_ENGINE` names. Should sled still hold its
 /// file lock for a moment once the directory is complete, opens it instead (retrying) and
 /// signs the first checkpoint if init could not.
@@ -284,8 +283,10 @@ pub fn init_ledger(dir: &Path, origin: &str, opts: Options) -> Ledger {
     }
 }
 
+/// Whether a ledger error is the engine's lock on its database held elsewhere (sled's
+/// "could not acquire lock", reported as [`LedgerError::is_in_use`]).
 pub fn is_lock_error(e: &LedgerError) -> bool {
-    e.to_string().contains("could not acquire lock")
+    e.is_in_use()
 }
 
 /// Opens the ledger in `dir` on the system clock, retrying for up to 5 s while sled's file

@@ -375,7 +375,11 @@ mod tests {
         );
         assert_eq!(
             r.to_string(),
-            format!("expires_at: expires_at {T0} is not after issued_at {T0}")
+            format!(
+                "expires_at: expires_at {} is not after issued_at {}",
+                crate::time::Both(T0),
+                crate::time::Both(T0)
+            )
         );
     }
 

@@ -52,7 +52,11 @@ pub enum EventError {
     #[error("leaf seq {leaf} differs from the signed event's seq {event}")]
     Seq { leaf: u64, event: u64 },
     /// The ledger's time and the signer's differ by more than the window (±5 minutes).
-    #[error("integrated_at {integrated_at} is more than 5 minutes from issued_at {issued_at}")]
+    #[error(
+        "integrated_at {} is more than 5 minutes from issued_at {}",
+        crate::time::Both(*.integrated_at),
+        crate::time::Both(*.issued_at)
+    )]
     IssuedAt { integrated_at: u64, issued_at: u64 },
 }
 

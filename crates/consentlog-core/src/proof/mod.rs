@@ -175,11 +175,23 @@ pub enum ProofError {
     Anchor(#[from] AnchorError),
     #[error("state key: {0}")]
     Vrf(#[from] VrfError),
-    #[error("the asked time {at} is before the log's genesis {genesis_time}")]
+    #[error(
+        "the asked time {} is before the log's genesis {}",
+        crate::time::Both(*.at),
+        crate::time::Both(*.genesis_time)
+    )]
     BeforeGenesis { at: u64, genesis_time: u64 },
-    #[error("the map leaf's time {time} is before the asked time {at}")]
+    #[error(
+        "the map leaf's time {} is before the asked time {}",
+        crate::time::Both(*.time),
+        crate::time::Both(*.at)
+    )]
     MapTooOld { time: u64, at: u64 },
-    #[error("the asked time {at} is more than 5 minutes past this verifier's clock {now}")]
+    #[error(
+        "the asked time {} is more than 5 minutes past this verifier's clock {}",
+        crate::time::Both(*.at),
+        crate::time::Both(*.now)
+    )]
     Future { at: u64, now: u64 },
     #[error("a proof holds at most two events, this one has {0}")]
     TooManyEvents(usize),
@@ -227,7 +239,11 @@ pub enum ChainError {
     )]
     NotFirst,
     /// The successor of the event in force was integrated at or before `at`.
-    #[error("the successor was integrated at {integrated_at}, not after `at` {at}")]
+    #[error(
+        "the successor was integrated at {}, not after `at` {}",
+        crate::time::Both(*.integrated_at),
+        crate::time::Both(*.at)
+    )]
     SuccessorNotAfter { integrated_at: u64, at: u64 },
 }
 
