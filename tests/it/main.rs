@@ -29,3 +29,4 @@ mod server;
 mod time_invariant;
 mod vectors;
 mod witness_server;
+mod witnessing;

@@ -22,14 +22,7 @@ const ORIGIN: &str = "witnessed.test/log";
 
 /// A new ledger in `dir` (created with `consentlog init`) and its vkey, as a policy names it.
 fn init(dir: &Path) -> Vkey {
-    run(&[
-        "init",
-        "--dir",
-        dir.to_str().unwrap(),
-        "--origin",
-        ORIGIN,
-    ])
-    .ok();
+    run(&["init", "--dir", dir.to_str().unwrap(), "--origin", ORIGIN]).ok();
     let l = consentlog::ledger::Ledger::open(dir).expect("open the new ledger");
     Vkey::new(ORIGIN, TYPE_ED25519, l.public_key()).expect("vkey")
 }
@@ -139,9 +132,7 @@ fn witnesses_cosign_proofs_carry_it_and_a_down_witness_blocks_nothing() {
     wait_until(
         Duration::from_secs(30),
         || format!("cosigned: {:?}", cosigners(&srv)),
-        || {
-            cosigners(&srv).filter(|(size, names)| *size > first.index && names.len() == 2)
-        },
+        || cosigners(&srv).filter(|(size, names)| *size > first.index && names.len() == 2),
     );
     assert!(witness_metric(&srv, "consentlog_witness_cosigned_size", "a") > first.index as f64);
 
@@ -165,13 +156,17 @@ fn witnesses_cosign_proofs_carry_it_and_a_down_witness_blocks_nothing() {
         ok.stdout.contains("witnessed by a, b") || ok.stdout.contains("witnessed by b, a"),
         "{ok:#?}"
     );
-    let json = verify(&srv, &p, &file, &["--policy", policy_arg, "--json"]).ok().json();
+    let json = verify(&srv, &p, &file, &["--policy", policy_arg, "--json"])
+        .ok()
+        .json();
     assert_eq!(json["witnessed"], true);
     assert_eq!(json["map_replayed"], false);
     // No policy: the verdict says whom it trusts.
     let plain = verify(&srv, &p, &file, &[]).ok();
     assert!(
-        plain.stdout.contains("UNWITNESSED: the operator is trusted"),
+        plain
+            .stdout
+            .contains("UNWITNESSED: the operator is trusted"),
         "{plain:#?}"
     );
     // The proof without its cosigned checkpoint: invalid under the policy (exit 2).
@@ -231,8 +226,8 @@ fn a_forked_log_gets_no_cosignature_for_its_second_branch() {
     let b = witness(tmp.path(), "witness.test/b", &log);
     let policy = policy(tmp.path(), &log, &a, &b);
     let srv = serve(&dir, &policy);
-    let p = Person::new();
-    let r = srv.append(&p.first());
+    let mut p = Person::new();
+    let r = srv.append(&p.step(ORIGIN, true));
     wait_until(
         Duration::from_secs(30),
         || format!("cosigned: {:?}", cosigners(&srv)),
@@ -241,7 +236,7 @@ fn a_forked_log_gets_no_cosignature_for_its_second_branch() {
     // The other branch: other events under the same key.
     let forked = serve(&fork, &policy);
     for _ in 0..3 {
-        forked.append(&Person::new().first());
+        forked.append(&Person::new().step(ORIGIN, true));
     }
     wait_until(
         Duration::from_secs(30),
