@@ -309,6 +309,8 @@ impl Submitter {
             409 if content_type.starts_with(SIZE_CONTENT_TYPE) => {
                 Ok(Some(add_checkpoint::parse_size(&answer)?))
             }
+            // A 409 without a size: the witness holds another root of this very size.
+            409 => Err(SubmitError::Fork { size: cp.size }),
             _ => Err(SubmitError::Status {
                 status,
                 body: String::from_utf8_lossy(&answer[..answer.len().min(200)])
