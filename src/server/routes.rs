@@ -314,7 +314,9 @@ pub async fn get_cosigned(State(st): State<AppState>) -> Result<Response, ApiErr
         Some((_, note)) => {
             Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response())
         }
-        None => Err(ApiError::not_found(
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_cosigned",
             "no checkpoint of this log has been cosigned by a witness yet",
         )),
     }

@@ -529,7 +529,7 @@ fn issued_at_more_than_5_minutes_off_is_rejected() {
             &key,
             Ok(ev),
             "issued_at",
-            &[&format!("issued_at {issued_at}"), "5 minutes"],
+            &[&format!("({issued_at})"), "issued_at", "5 minutes"],
         );
         match r {
             Reject::IssuedAt {
@@ -593,7 +593,7 @@ fn expires_at_on_opt_out_or_not_after_issued_at_is_rejected() {
             &key,
             Ok(ev),
             "expires_at",
-            &[&format!("expires_at {x}"), "not after issued_at"],
+            &[&format!("({x})"), "expires_at", "not after issued_at"],
         );
         l = l2;
     }

@@ -30,6 +30,8 @@ const VERIFY_KEYS: &[&str] = &[
     "controller",
     "purpose",
     "at",
+    "witnessed",
+    "map_replayed",
 ];
 
 fn mode(p: &Path) -> u32 {
@@ -1264,6 +1266,8 @@ fn history_and_verify_history() {
             "map_leaf",
             "map_time",
             "chains",
+            "witnessed",
+            "map_replayed",
         ],
     );
     assert_eq!(v["valid"], true);

@@ -2004,7 +2004,10 @@ fn cli_prove_dir_refuses_a_time_after_the_newest_map_leaf() {
     let v = verify_cli(&l, &p, "after.json");
     v.assert_code(0);
     let line = v.stdout.trim_end().lines().last().unwrap();
-    assert!(line.starts_with("valid proof: consent HELD at "), "{v:#?}");
+    assert!(
+        line.starts_with("UNWITNESSED: the operator is trusted: valid proof: consent HELD at "),
+        "{v:#?}"
+    );
     let middle = format!(
         " ({at}) for subject {subject}, {C} / {P} (state opted_in; log {ORIGIN}, checkpoint \
          of {} leaves with root ",

@@ -1132,7 +1132,7 @@ fn openapi_lists_exactly_the_routes_and_every_route_is_live() {
             }
         }
     }
-    assert_eq!(documented.len(), 16, "{documented:?}");
+    assert_eq!(documented.len(), 17, "{documented:?}");
 
     // Every documented route is served, and a documented path has no other method: the
     // router serves exactly the documented routes (both are built from one list).
@@ -1145,8 +1145,10 @@ fn openapi_lists_exactly_the_routes_and_every_route_is_live() {
             let body = (m == "POST" || m == "PUT").then_some(&b"{}"[..]);
             let r = send(&srv.agent, &m, &url, None, body);
             if documented.contains(&(method.to_string(), path.clone())) {
+                // The route's own 404 (nothing cosigned yet) names itself.
+                let own_404 = r.status == 404 && r.body.contains("not_cosigned");
                 assert!(
-                    r.status != 404 && r.status != 405,
+                    own_404 || (r.status != 404 && r.status != 405),
                     "{m} {path} is not served: {r:#?}"
                 );
             } else {
