@@ -268,7 +268,12 @@ pub fn verify_history(
                     }
                 }
             }
-            Ok(h.checkpoint.clone())
+            // Under a policy the checkpoint remembered (and compared with the last one seen)
+            // is the cosigned one: the one trust rests on.
+            Ok(match (&h.witnessed, w.witnessed) {
+                (Some(cosigned), true) => cosigned.note.clone(),
+                _ => h.checkpoint.clone(),
+            })
         }
         Err(e) => {
             if json {

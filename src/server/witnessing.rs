@@ -140,6 +140,8 @@ enum SubmitError {
     Ahead { witness: u64, ours: u64 },
     #[error("twice in a row the witness named a size other than the one proven from")]
     Moving,
+    #[error("the witness has not caught up yet; it asks to retry in {0:?}")]
+    NotYet(Duration),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
 }
@@ -211,6 +213,11 @@ impl Submitter {
                     }
                     failures = 0;
                     interval
+                }
+                // A replaying witness that has not replayed this far: not a failure.
+                Err(SubmitError::NotYet(after)) => {
+                    tracing::debug!(witness = %self.name, ?after, "not replayed this far yet");
+                    after.clamp(interval, MAX_BACKOFF.max(interval))
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
@@ -287,6 +294,12 @@ impl Submitter {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         let answer = resp
             .body_mut()
             .with_config()
@@ -311,6 +324,10 @@ impl Submitter {
             }
             // A 409 without a size: the witness holds another root of this very size.
             409 => Err(SubmitError::Fork { size: cp.size }),
+            // A replaying witness not yet at this size (docs/WITNESSING.md).
+            503 if retry_after.is_some() => {
+                Err(SubmitError::NotYet(retry_after.unwrap_or_default()))
+            }
             _ => Err(SubmitError::Status {
                 status,
                 body: String::from_utf8_lossy(&answer[..answer.len().min(200)])

@@ -176,6 +176,33 @@ fn witnesses_cosign_proofs_carry_it_and_a_down_witness_blocks_nothing() {
     std::fs::write(&bare_file, bare.to_string()).unwrap();
     verify(&srv, &p, &bare_file, &["--policy", policy_arg])
         .assert_fails_with("no cosigned checkpoint");
+    // The person's history carries it too; under the policy, the checkpoint remembered for
+    // the next stale-view check is the cosigned one.
+    let path = format!("/v1/subjects/{}/history", p.hex());
+    let h = srv
+        .get_auth(&path, &p.sign_request(&srv.request_to(), "GET", &path))
+        .expect(200)
+        .body
+        .clone();
+    let hf = tmp.path().join("history.json");
+    std::fs::write(&hf, &h).unwrap();
+    let state = tmp.path().join("seen.json");
+    let vh = run(&[
+        "verify-history",
+        "--log-key",
+        &srv.log_key_hex,
+        hf.to_str().unwrap(),
+        "--subject",
+        &p.hex(),
+        "--policy",
+        policy_arg,
+        "--state",
+        state.to_str().unwrap(),
+    ])
+    .ok();
+    assert!(vh.stdout.starts_with("witnessed by "), "{vh:#?}");
+    let remembered = std::fs::read_to_string(&state).unwrap();
+    assert!(remembered.contains("witness.test/a"), "{remembered}");
     // A policy that requires a witness that never cosigned: refused.
     let other = witness(tmp.path(), "witness.test/c", &log);
     let strict = tmp.path().join("strict.txt");
