@@ -243,6 +243,11 @@ impl Client {
         self.get(paths::CHECKPOINT, None)
     }
 
+    /// `GET /v1/checkpoint/cosigned`: the newest cosigned note.
+    pub fn cosigned(&self) -> Result<String, ClientError> {
+        self.get(paths::COSIGNED, None)
+    }
+
     /// `GET /v1/checkpoints`.
     pub fn checkpoints(&self, q: &CheckpointsQuery) -> Result<CheckpointList, ClientError> {
         self.get_json(&with_query(paths::CHECKPOINTS, q), None)

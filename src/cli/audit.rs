@@ -58,6 +58,10 @@ pub struct AuditArgs {
         default_value = "consentlog-evidence.json"
     )]
     pub evidence_out: PathBuf,
+    /// With --url: a c2sp.org/tlog-policy file; the log's newest cosigned checkpoint must meet
+    /// it and be one of the checkpoints the replay recomputed (docs/WITNESSING.md)
+    #[arg(long, value_name = "FILE", requires = "url")]
+    pub policy: Option<PathBuf>,
 }
 
 /// Leaves replayed per parallel chunk.
@@ -96,9 +100,13 @@ pub fn audit(a: AuditArgs) -> CmdResult {
             Some(Finder::new(cp))
         }
     };
+    let policy = super::witnessed::load(a.policy.as_deref())?;
     let report = if let Some(url) = &a.url {
-        let (report, last) =
+        let (report, last, notes) =
             super::remote_audit::audit(url, a.token.clone(), &key, now, bar, finder.as_mut())?;
+        if let (Some(p), true) = (&policy, report.ok()) {
+            audit_witnesses(url, p, &key, &notes, now)?;
+        }
         if report.ok() {
             let r = Remember {
                 state: a.state.as_deref(),
@@ -212,6 +220,71 @@ pub fn audit(a: AuditArgs) -> CmdResult {
         None => printed,
         Some(f) => judge(f, &key, &a.evidence_out).and(printed),
     }
+}
+
+/// `audit --url --policy`: the log's newest cosigned checkpoint meets the policy and is one
+/// of the checkpoints the replay just recomputed (`notes`, each checked against the leaves).
+fn audit_witnesses(
+    url: &str,
+    policy: &crate::core::policy::Policy,
+    key: &ed25519_dalek::VerifyingKey,
+    notes: &[String],
+    now: u64,
+) -> CmdResult {
+    let invalid = |m: String| Failure::new(2, m);
+    let text = crate::client::Client::new(url, None)
+        .cosigned()
+        .map_err(|e| {
+            invalid(format!(
+                "--policy: no cosigned checkpoint from the log: {e}"
+            ))
+        })?;
+    let w = policy
+        .check_note(text.as_bytes(), now / 1000)
+        .map_err(|e| invalid(format!("--policy: the log's cosigned checkpoint: {e}")))?;
+    if policy.logs[w.log].vkey.key != *key {
+        return Err(invalid(
+            "--policy: the cosigned checkpoint is signed by another log of the policy".into(),
+        ));
+    }
+    let cp = crate::core::note::open(&text, key)
+        .map_err(|e| invalid(format!("--policy: the cosigned checkpoint: {e}")))?;
+    let stored = notes
+        .iter()
+        .filter_map(|n| crate::core::note::open(n, key).ok())
+        .find(|s| s.size == cp.size);
+    match stored {
+        Some(s) if s.root == cp.root => {}
+        Some(_) => {
+            return Err(invalid(format!(
+                "THE LOG LIED: the witnesses cosigned a tree of {} leaves whose root is not the                  one of the log's own checkpoint of that size (a fork)",
+                cp.size
+            )))
+        }
+        None => {
+            return Err(invalid(format!(
+                "--policy: the cosigned checkpoint ({} leaves) is not one of the log's stored                  checkpoints, so the replay did not recompute it",
+                cp.size
+            )))
+        }
+    }
+    let replaying = crate::core::witnessed::replaying_witnesses(policy);
+    let names: Vec<&str> = w
+        .cosigned
+        .iter()
+        .map(|&(i, _)| policy.witnesses[i].name.as_str())
+        .collect();
+    println!(
+        "witnessed: the checkpoint of {} leaves, recomputed by this replay, is cosigned by {}          (map_replayed: {})",
+        cp.size,
+        names.join(", "),
+        if w.cosigned.iter().any(|(i, _)| replaying.contains(i)) {
+            "yes"
+        } else {
+            "no"
+        }
+    );
+    Ok(())
 }
 
 /// Hands each leaf of `chunks` to `finder` too, as it goes by.

@@ -62,7 +62,7 @@ pub fn audit(
     now: u64,
     bar: fn(u64) -> ProgressBar,
     mut finder: Option<&mut crate::core::evidence_finder::Finder>,
-) -> Result<(Report, String), Failure> {
+) -> Result<(Report, String, Vec<String>), Failure> {
     let c = Client::new(url, token.clone());
     // Every checkpoint, oldest first.
     let mut notes = Vec::new();
@@ -180,5 +180,5 @@ pub fn audit(
     pb.finish_and_clear();
     let mut report = auditor.finish();
     report.violations.extend(extra);
-    Ok((report, last_note))
+    Ok((report, last_note, notes))
 }

@@ -219,6 +219,24 @@ fn witnesses_cosign_proofs_carry_it_and_a_down_witness_blocks_nothing() {
     verify(&srv, &p, &file, &["--policy", strict.to_str().unwrap()])
         .assert_fails_with("quorum not met");
 
+    // The auditor replays the log and finds the cosigned checkpoint among those it recomputed.
+    let audit = |policy: &str| {
+        run(&[
+            "audit",
+            "--url",
+            &srv.url,
+            "--log-key",
+            &srv.log_key_hex,
+            "--policy",
+            policy,
+            "--state",
+            tmp.path().join("audit-seen.json").to_str().unwrap(),
+        ])
+    };
+    let r = audit(policy_arg).ok();
+    assert!(r.stdout.contains("witnessed: the checkpoint of"), "{r:#?}");
+    audit(strict.to_str().unwrap()).assert_fails_with("quorum not met");
+
     // Witness b goes down: appends go on, a keeps cosigning, b's failures are counted.
     drop(b);
     let mut last = first;
