@@ -138,8 +138,8 @@ pub struct VerifyArgs {
     /// Opt-out regime: consent holds unless the person opted out
     #[arg(long)]
     pub default_allow: bool,
-    /// Print {"valid","held","state","reason","subject","controller","purpose","at",
-    /// "witnessed","map_replayed"}
+    /// Print {"valid","held","state","reason","subject","controller","purpose","at","log",
+    /// "checkpoint_size","checkpoint_root","witnessed","map_replayed"}
     #[arg(long)]
     pub json: bool,
     /// A c2sp.org/tlog-policy file: the proof counts only if the checkpoint witnesses
@@ -166,9 +166,12 @@ pub fn verdict_json(a: &VerifyArgs, r: &Result<Checked, String>) -> serde_json::
         Ok((p, v, w)) => json!({"valid": true, "held": v.state.held(a.default_allow),
             "state": v.state.as_str(), "reason": null, "subject": to_hex(&p.subject),
             "controller": p.controller, "purpose": p.purpose, "at": p.at,
+            "log": v.checkpoint.origin, "checkpoint_size": v.checkpoint.size,
+            "checkpoint_root": to_hex(&v.checkpoint.root),
             "witnessed": w.witnessed, "map_replayed": w.map_replayed}),
         Err(reason) => json!({"valid": false, "held": false, "state": null, "reason": reason,
             "subject": a.subject, "controller": a.controller, "purpose": a.purpose, "at": a.at,
+            "log": null, "checkpoint_size": null, "checkpoint_root": null,
             "witnessed": false, "map_replayed": false}),
     }
 }

@@ -30,6 +30,9 @@ const VERIFY_KEYS: &[&str] = &[
     "controller",
     "purpose",
     "at",
+    "log",
+    "checkpoint_size",
+    "checkpoint_root",
     "witnessed",
     "map_replayed",
 ];
