@@ -7,7 +7,9 @@ use super::bits::{common_prefix_len, key_bit};
 use super::node_hash::{lift, MapValue, EMPTY};
 use super::proof::{MapLeaf, MapProof};
 use super::source::{InMemory, MapError, MapSource};
-use super::trie::{build, expand, merge_into, rep_on_path, Child, Cx};
+use super::trie::{
+    build, compact, expand, heap_bytes_of, merge_into, rep_on_path, Child, Cx, MAX_BYTES_PER_KEY,
+};
 use super::{Hash, HexHash};
 
 /// The state map. Cheap to clone (persistent: `Arc`-shared nodes with path copying), so a
@@ -21,12 +23,26 @@ use super::{Hash, HexHash};
 /// depth, one of its keys and its key count), and the keys below are loaded from a
 /// [`MapSource`] when a proof or an insert reaches them. Memory is then about `2 × 104 / b`…
 /// `2 × 96 / b` bytes per key in steady state (measured in docs/PERFORMANCE.md).
+///
+/// Such a map can also be [`capped`](StateMap::capped): its nodes in memory then never take
+/// more than the cap after an insert. When an insert could take them past it, they are counted
+/// exactly, and if they are over three quarters of the cap the bucket size is doubled (and
+/// again, until they are not): every branch of at most the new bucket size becomes a stub,
+/// which loads nothing. Roots and proofs do not depend on the bucket size; a proof then loads
+/// more keys from the source (about as many as the bucket size).
 #[derive(Clone, Default)]
 pub struct StateMap {
     root: Option<Child>,
     root_hash: Hash,
     len: usize,
     bucket: usize,
+    /// The most heap bytes of nodes held after an insert (0: no cap).
+    cap: usize,
+    /// The heap bytes of the nodes held when they were last counted.
+    counted: usize,
+    /// The keys added since they were last counted (each adds at most
+    /// [`MAX_BYTES_PER_KEY`]).
+    added_since: usize,
 }
 
 impl fmt::Debug for StateMap {
@@ -34,6 +50,7 @@ impl fmt::Debug for StateMap {
         f.debug_struct("StateMap")
             .field("len", &self.len)
             .field("bucket", &self.bucket)
+            .field("cap", &self.cap)
             .field("root", &HexHash(self.root_hash))
             .finish()
     }
@@ -51,6 +68,70 @@ impl StateMap {
         StateMap {
             bucket,
             ..Self::default()
+        }
+    }
+
+    /// This map, keeping its nodes in memory within `cap_bytes` (as estimated by
+    /// [`StateMap::bytes_in_memory`]) after every insert, by doubling its bucket size as often
+    /// as needed (see [`StateMap`]). A batch may pass the cap while it is merged, by at most
+    /// [`StateMap::MAX_BYTES_PER_KEY`] per key it adds. A cap of 0 is no cap.
+    ///
+    /// # Panics
+    /// On a map holding every key in memory (made with [`StateMap::new`]): only a map with
+    /// buckets can move keys out of memory.
+    pub fn capped(mut self, cap_bytes: usize) -> Self {
+        assert!(self.bucket >= 2, "only a map with buckets can be capped");
+        self.cap = cap_bytes;
+        self.fit(true);
+        self
+    }
+
+    /// The most heap bytes one added key can add to the nodes in memory (256).
+    pub const MAX_BYTES_PER_KEY: usize = MAX_BYTES_PER_KEY;
+
+    /// Subtrees of at most this many keys are kept out of memory (0: none are). A capped map
+    /// doubles it as it grows.
+    pub fn bucket(&self) -> usize {
+        self.bucket
+    }
+
+    /// The cap on the bytes of the nodes in memory (0: none).
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// The heap bytes of the nodes held in memory: 96 per leaf and branch, 128 per stub (the
+    /// node, its `Arc` counts and the allocator's header; shared nodes counted once per path).
+    /// Walks every node: O(nodes).
+    pub fn bytes_in_memory(&self) -> usize {
+        self.root.as_ref().map_or(0, heap_bytes_of)
+    }
+
+    /// After keys were added (or if `recount`): if the nodes in memory may have passed the
+    /// cap, counts them and, if they are over three quarters of it, doubles the bucket size
+    /// until they are not (or the whole map is one stub). Loads nothing.
+    fn fit(&mut self, recount: bool) {
+        if self.cap == 0 {
+            return;
+        }
+        let bound = self
+            .counted
+            .saturating_add(self.added_since.saturating_mul(MAX_BYTES_PER_KEY));
+        if bound <= self.cap && !recount {
+            return;
+        }
+        self.counted = self.bytes_in_memory();
+        self.added_since = 0;
+        while self.counted > self.cap / 4 * 3 {
+            let Some(root) = self.root.as_mut() else {
+                break;
+            };
+            if !matches!(root, Child::Branch(_)) {
+                break;
+            }
+            self.bucket = self.bucket.saturating_mul(2);
+            compact(root, self.bucket);
+            self.counted = self.bytes_in_memory();
         }
     }
 
@@ -136,7 +217,9 @@ impl StateMap {
         match result {
             Ok(added) => {
                 self.len += added;
+                self.added_since += added;
                 self.root_hash = self.root.as_ref().map_or(EMPTY, Child::hash);
+                self.fit(false);
                 Ok(())
             }
             Err(e) => {
