@@ -6,9 +6,7 @@ use std::hint::black_box;
 
 use common::Cycle;
 use consentlog::core::hash::Hash;
-use consentlog::core::map::{
-    check, common_prefix_len, MapProof, MapSource, MapValue, StateMap,
-};
+use consentlog::core::map::{check, common_prefix_len, MapProof, MapSource, MapValue, StateMap};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 
 /// Keys of the map the single inserts go into.
@@ -187,9 +185,10 @@ fn prove_bucketed(c: &mut Criterion) {
             done += chunk.len();
         }
         let mut pick = Cycle::new(LARGE);
-        g.bench_function(BenchmarkId::new(format!("present_bucket{bucket}"), "1M"), |b| {
-            b.iter(|| m.prove_from(&key(pick.pick()), &src).unwrap())
-        });
+        g.bench_function(
+            BenchmarkId::new(format!("present_bucket{bucket}"), "1M"),
+            |b| b.iter(|| m.prove_from(&key(pick.pick()), &src).unwrap()),
+        );
     }
     g.finish();
 }

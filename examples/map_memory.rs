@@ -63,7 +63,10 @@ impl MapSource for Sorted<'_> {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let n: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let n: u64 = args
+        .get(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     let cap_mib: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(64);
     let bucket: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(16);
     let mut items: Vec<(Hash, MapValue)> = (0..n).map(|i| (key(i), value(i))).collect();
@@ -81,7 +84,6 @@ fn main() {
     }
     let build = t.elapsed();
     // Updates of random keys: each loads the buckets it falls into.
-    let src = Sorted { items: &items };
     let t = Instant::now();
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = || {
@@ -97,6 +99,7 @@ fn main() {
                 (key(i), value(i + n * (round + 1)))
             })
             .collect();
+        let src = Sorted { items: &items };
         map.insert_batch_from(&batch, &src).expect("update");
         // The source must keep describing the map: put the new values in.
         for (k, v) in batch {

@@ -26,7 +26,7 @@ use super::{Hash, HexHash};
 ///
 /// Such a map can also be [`capped`](StateMap::capped): its nodes in memory then never take
 /// more than the cap after an insert. When an insert could take them past it, they are counted
-/// exactly, and if they are over three quarters of the cap the bucket size is doubled (and
+/// exactly, and if they are over seven eighths of the cap the bucket size is doubled (and
 /// again, until they are not): every branch of at most the new bucket size becomes a stub,
 /// which loads nothing. Roots and proofs do not depend on the bucket size; a proof then loads
 /// more keys from the source (about as many as the bucket size).
@@ -108,7 +108,7 @@ impl StateMap {
     }
 
     /// After keys were added (or if `recount`): if the nodes in memory may have passed the
-    /// cap, counts them and, if they are over three quarters of it, doubles the bucket size
+    /// cap, counts them and, if they are over seven eighths of it, doubles the bucket size
     /// until they are not (or the whole map is one stub). Loads nothing.
     fn fit(&mut self, recount: bool) {
         if self.cap == 0 {
@@ -122,7 +122,7 @@ impl StateMap {
         }
         self.counted = self.bytes_in_memory();
         self.added_since = 0;
-        while self.counted > self.cap / 4 * 3 {
+        while self.counted > self.cap / 8 * 7 {
             let Some(root) = self.root.as_mut() else {
                 break;
             };
@@ -662,8 +662,11 @@ mod tests {
         let tiny = uncapped.clone().capped(1);
         assert_eq!(tiny.nodes_in_memory(), 1);
         assert!(tiny.bucket() >= tiny.len());
-        assert_eq!(tiny.prove_from(&items[7].0, &src).unwrap(), full.prove(&items[7].0));
-        // Overwrites add no node: a capped map full of overwrites is not recounted.
+        assert_eq!(
+            tiny.prove_from(&items[7].0, &src).unwrap(),
+            full.prove(&items[7].0)
+        );
+        // Overwrites add no node: they leave the bucket size as it is.
         let over: Vec<_> = items[..5_000].iter().map(|(k, _)| (*k, value(1))).collect();
         let bucket = capped.bucket();
         capped.insert_batch_from(&over, &src).unwrap();
