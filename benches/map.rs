@@ -6,7 +6,7 @@ use std::hint::black_box;
 
 use common::Cycle;
 use consentlog::core::hash::Hash;
-use consentlog::core::map::{check, MapProof, MapValue, StateMap};
+use consentlog::core::map::{check, common_prefix_len, MapProof, MapSource, MapValue, StateMap};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 
 /// Keys of the map the single inserts go into.
@@ -146,5 +146,52 @@ fn prove_check(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, insert, insert_batch, prove_check);
+/// The keys, sorted: the source a bucketed map loads its buckets from (in memory, so this
+/// measures the map's own work: finding the bucket, rebuilding it, checking it against its stub).
+struct Sorted<'a>(&'a [(Hash, MapValue)]);
+
+impl MapSource for Sorted<'_> {
+    type Error = std::convert::Infallible;
+
+    fn load(
+        &self,
+        prefix: &Hash,
+        bits: usize,
+    ) -> Result<Vec<(Hash, MapValue)>, std::convert::Infallible> {
+        let start = self
+            .0
+            .partition_point(|(k, _)| k < prefix && common_prefix_len(k, prefix) < bits);
+        Ok(self.0[start..]
+            .iter()
+            .take_while(|(k, _)| common_prefix_len(k, prefix) >= bits)
+            .copied()
+            .collect())
+    }
+}
+
+/// Proofs from a map keeping only its upper levels in memory, at bucket sizes 16 (the ledger's
+/// start), 64 (where the 64 MiB default cap brings a 5M-key map) and 256: a capped map
+/// doubles its bucket size, and each proof loads and hashes about that many keys.
+fn prove_bucketed(c: &mut Criterion) {
+    let mut g = c.benchmark_group("map/prove_from");
+    let mut all = items(0..LARGE);
+    all.sort_unstable_by_key(|item| item.0);
+    let src = Sorted(&all);
+    for bucket in [16, 64, 256] {
+        let mut m = StateMap::with_buckets(bucket);
+        let mut done = 0;
+        for chunk in all.chunks(65536) {
+            m.insert_batch_from(chunk, &Sorted(&all[..done])).unwrap();
+            done += chunk.len();
+        }
+        let mut pick = Cycle::new(LARGE);
+        g.bench_function(
+            BenchmarkId::new(format!("present_bucket{bucket}"), "1M"),
+            |b| b.iter(|| m.prove_from(&key(pick.pick()), &src).unwrap()),
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, insert, insert_batch, prove_check, prove_bucketed);
 criterion_main!(benches);

@@ -15,7 +15,7 @@ fi
 export RUSTC_BOOTSTRAP=1
 mkdir -p logs
 for t in "${targets[@]}"; do
-  mkdir -p "corpus/$t"
+  mkdir -p "corpus/$t" "seeds/$t"
   log="logs/$t.log"
   start=$(date +%s)
   set +e
@@ -26,7 +26,7 @@ for t in "${targets[@]}"; do
   rc=$?
   set -e
   end=$(date +%s)
-  execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | awk '{print $2}' | tail -1)
-  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | awk '{print $2}')
+  execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | awk '{print $2}' | tail -1 || true)
+  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | awk '{print $2}' || true)
   echo "$t rc=$rc seconds=$((end - start)) execs=${execs:-?} cov=${cov:-?} corpus=$(ls "corpus/$t" | wc -l)"
 done

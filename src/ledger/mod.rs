@@ -66,6 +66,8 @@ use clock::{Clock, SystemClock};
 
 /// Default storage cache (sled's own default is 1 GiB).
 pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// Default cap on the state map's nodes in memory (see [`Options::map_bytes`]).
+pub const DEFAULT_MAP_BYTES: usize = 64 << 20;
 /// Events committed per atomic batch and sync.
 pub const CHUNK: usize = 4096;
 
@@ -77,6 +79,11 @@ pub struct Options {
     pub clock: Arc<dyn Clock>,
     /// The storage engine's cache.
     pub cache_bytes: u64,
+    /// The most bytes the state map's upper levels may take in memory (default
+    /// [`DEFAULT_MAP_BYTES`], 64 MiB): past it the map keeps larger subtrees on disk
+    /// ([`StateMap::capped`]). Roots and proofs do not change; each proof and append then
+    /// reads more keys from the store. 0: no cap.
+    pub map_bytes: usize,
     /// The least time between two map leaves (default a second; at least a millisecond).
     pub map_leaf_interval_ms: u64,
     /// Open the store for reading only (reading commands: see [`Engine::open_read_only`]
@@ -89,6 +96,7 @@ impl Default for Options {
         Options {
             clock: Arc::new(SystemClock),
             cache_bytes: DEFAULT_CACHE_BYTES,
+            map_bytes: DEFAULT_MAP_BYTES,
             map_leaf_interval_ms: checkpoint::MAP_LEAF_INTERVAL_MS,
             read_only: false,
         }
@@ -117,6 +125,13 @@ impl Options {
     /// These options with a storage cache of `bytes`.
     pub fn cache_bytes(mut self, bytes: u64) -> Options {
         self.cache_bytes = bytes;
+        self
+    }
+
+    /// These options with the state map's upper levels capped at `bytes` in memory
+    /// ([`Options::map_bytes`]).
+    pub fn map_bytes(mut self, bytes: usize) -> Options {
+        self.map_bytes = bytes;
         self
     }
 }
@@ -169,6 +184,8 @@ pub struct Ledger {
     /// Set when a write failed: the next write reopens the store and rebuilds the state.
     needs_recovery: AtomicBool,
     cache_bytes: u64,
+    /// The cap on the state map's nodes in memory ([`Options::map_bytes`]).
+    map_bytes: usize,
     origin: String,
     genesis: GenesisLeaf,
     key: SigningKey,

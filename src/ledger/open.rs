@@ -121,7 +121,7 @@ impl Ledger {
         opts: Options,
     ) -> Result<Ledger, LedgerError> {
         let public = key.verifying_key();
-        let (origin, state, latest) = load(store.as_ref(), &public)?;
+        let (origin, state, latest) = load(store.as_ref(), &public, opts.map_bytes)?;
         let genesis = match schema::require_leaf(store.as_ref(), 0)? {
             Leaf::Genesis(g) => g,
             other => {
@@ -147,6 +147,7 @@ impl Ledger {
             store: RwLock::new(Arc::from(store)),
             needs_recovery: AtomicBool::new(false),
             cache_bytes: opts.cache_bytes,
+            map_bytes: opts.map_bytes,
             origin,
             genesis,
             key,
@@ -177,7 +178,7 @@ impl Ledger {
         // Let go of the old handle first so the engine's file lock can be taken again.
         *self.store.write().expect("store") = Arc::new(crate::store::Closed);
         let fresh = engine.open(&self.dir.join("db"), self.cache_bytes)?;
-        let (_, state, latest) = load(fresh.as_ref(), &self.public)?;
+        let (_, state, latest) = load(fresh.as_ref(), &self.public, self.map_bytes)?;
         *st = state;
         *self.latest.write().expect("latest") = Arc::new(latest);
         *self.store.write().expect("store") = Arc::from(fresh);
@@ -200,6 +201,7 @@ impl Ledger {
 fn load(
     store: &dyn Store,
     public: &VerifyingKey,
+    map_bytes: usize,
 ) -> Result<(String, State, Snapshot), LedgerError> {
     let (origin, size) = schema::read_origin_and_size(store)?;
     let last_cp = latest_checkpoint(store, public)?;
@@ -228,7 +230,7 @@ fn load(
         ),
     };
     // The map as of the map leaf, from the stored values; then the event leaves after it.
-    let (mut map, tail) = map_from_leaves(store, map_index)?;
+    let (mut map, tail) = map_from_leaves(store, map_index, map_bytes)?;
     let snapshot_map = map.clone();
     check_tail(store, map_index, size, &tail)?;
     let src = LeafSource {
@@ -435,13 +437,15 @@ fn check_tail(
 }
 
 /// The state map as of leaf `as_of`, rebuilt from the stored values in key order, keeping
-/// only its upper levels in memory; and the values written at or after `as_of` (key order).
+/// only its upper levels in memory, within `map_bytes`; and the values written at or after
+/// `as_of` (key order).
 #[allow(clippy::type_complexity)]
 fn map_from_leaves(
     store: &dyn Store,
     as_of: u64,
+    map_bytes: usize,
 ) -> Result<(StateMap, Vec<(Hash, MapValue)>), LedgerError> {
-    let mut map = StateMap::with_buckets(MAP_BUCKET);
+    let mut map = StateMap::with_buckets(MAP_BUCKET).capped(map_bytes);
     let mut tail = Vec::new();
     let rollback = LeafSource {
         store,

@@ -54,8 +54,14 @@ fn flip(key: &Hash, bit: usize) -> Hash {
 
 /// Applies `batches` to a full map and to a bucketed one, checking they agree after each.
 fn run(bucket: usize, batches: &[Vec<(Hash, MapValue)>], probes: &[Hash]) {
+    run_capped(bucket, 0, batches, probes)
+}
+
+/// [`run`] with the bucketed map capped at `cap` bytes in memory (0: no cap); it must stay
+/// within its cap after each batch.
+fn run_capped(bucket: usize, cap: usize, batches: &[Vec<(Hash, MapValue)>], probes: &[Hash]) {
     let mut full = StateMap::new();
-    let mut part = StateMap::with_buckets(bucket);
+    let mut part = StateMap::with_buckets(bucket).capped(cap);
     let mut model = Model {
         keys: BTreeMap::new(),
         loads: Cell::new(0),
@@ -68,6 +74,9 @@ fn run(bucket: usize, batches: &[Vec<(Hash, MapValue)>], probes: &[Hash]) {
         }
         assert_eq!(part.root(), full.root());
         assert_eq!(part.len(), full.len());
+        if cap >= 128 {
+            assert!(part.bytes_in_memory() <= cap, "over the cap");
+        }
         let keys: Vec<Hash> = model.keys.keys().copied().collect();
         for k in keys.iter().chain(probes) {
             let p = part.prove_from(k, &model).expect("prove");
@@ -119,6 +128,44 @@ fn near_keys_and_long_prefixes() {
         run(bucket, &singles, &[flip(&base, 128), flip(&base, 253)]);
         run(bucket, std::slice::from_ref(&items), &[flip(&base, 128)]);
     }
+}
+
+/// A ledger whose state map is capped far below what it needs at bucket 16: its map leaves
+/// carry the full map's roots, its proofs are the full map's, before and after reopening.
+#[test]
+fn capped_ledger_map_agrees_with_the_full_map() {
+    let cap = 4 << 10;
+    let mut l = TestLedger::with_map_bytes(cap);
+    let people: Vec<Person> = (0..30).map(|_| Person::new()).collect();
+    let mut snaps = Vec::new();
+    for round in 0..4 {
+        add_noise(&l, 150);
+        for p in people.iter().skip(round * 5).take(15) {
+            if round % 2 == 0 {
+                grant(&l, p, "shop.example", "newsletter");
+            } else {
+                revoke(&l, p, "shop.example", "newsletter");
+            }
+        }
+        l.checkpoint();
+        snaps.push(l.latest());
+    }
+    let last = snaps.last().unwrap();
+    assert!(last.map.bucket() > 16, "bucket {}", last.map.bucket());
+    assert!(last.map.bytes_in_memory() <= cap);
+    let (_, all_keys) = replay(&l, l.size());
+    for snap in &snaps {
+        agrees_at(&l, snap, &all_keys);
+    }
+    l.reopen();
+    let snap = l.latest();
+    assert_eq!(snap.checkpoint, last.checkpoint);
+    assert!(snap.map.bytes_in_memory() <= cap);
+    agrees_at(&l, &snap, &all_keys);
+    // Appends after the reopen go on from the capped map.
+    add_noise(&l, 50);
+    l.checkpoint();
+    agrees_at(&l, &l.latest(), &all_keys);
 }
 
 #[test]
@@ -307,6 +354,7 @@ proptest! {
     #[test]
     fn agrees_with_full_map(
         bucket in 2usize..20,
+        cap in 0usize..6_000,
         batches in prop::collection::vec(
             prop::collection::vec((any::<[u8; 32]>(), 0usize..4, 0usize..256, any::<u64>()), 1..30),
             1..6,
@@ -329,5 +377,6 @@ proptest! {
         }
         let probes: Vec<Hash> = seen.iter().take(5).map(|k| flip(k, 200)).collect();
         run(bucket, &out, &probes);
+        run_capped(bucket, cap, &out, &probes);
     }
 }

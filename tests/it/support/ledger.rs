@@ -39,6 +39,8 @@ pub struct TestLedger {
     /// The ledger's clock (unused by [`TestLedger::on_system_clock`] and
     /// [`TestLedger::cli`]).
     pub clock: ManualClock,
+    /// The cap on the state map's nodes in memory it is opened with ([`Options::map_bytes`]).
+    pub map_bytes: usize,
     ledger: Option<Ledger>,
 }
 
@@ -74,6 +76,14 @@ impl TestLedger {
         Self::init(origin, Options::default().clock(clock.clone()), clock)
     }
 
+    /// A fresh ledger for ORIGIN whose state map keeps at most `bytes` in memory, opened so
+    /// again by [`TestLedger::reopen`].
+    pub fn with_map_bytes(bytes: usize) -> TestLedger {
+        let clock = ManualClock::at_system_time();
+        let opts = Options::default().clock(clock.clone()).map_bytes(bytes);
+        Self::init(ORIGIN, opts, clock)
+    }
+
     /// A fresh ledger for ORIGIN on the system clock (for tests of the real clock).
     pub fn on_system_clock() -> TestLedger {
         Self::init(ORIGIN, Options::default(), ManualClock::new(0))
@@ -82,8 +92,10 @@ impl TestLedger {
     fn init(origin: &str, opts: Options, clock: ManualClock) -> TestLedger {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("ledger");
+        let map_bytes = opts.map_bytes;
         let ledger = init_ledger(&dir, origin, opts);
         TestLedger {
+            map_bytes,
             log_key: to_hex(ledger.public_key().as_bytes()),
             ledger: Some(ledger),
             tmp,
@@ -114,6 +126,7 @@ impl TestLedger {
             log_key,
             origin: origin.to_string(),
             clock: ManualClock::at_system_time(),
+            map_bytes: consentlog::ledger::DEFAULT_MAP_BYTES,
             ledger: None,
         }
     }
@@ -136,7 +149,9 @@ impl TestLedger {
         drop(self.ledger.take());
         self.ledger = Some(open_with(
             &self.dir,
-            Options::default().clock(self.clock.clone()),
+            Options::default()
+                .clock(self.clock.clone())
+                .map_bytes(self.map_bytes),
         ));
     }
 

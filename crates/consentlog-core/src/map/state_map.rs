@@ -7,7 +7,9 @@ use super::bits::{common_prefix_len, key_bit};
 use super::node_hash::{lift, MapValue, EMPTY};
 use super::proof::{MapLeaf, MapProof};
 use super::source::{InMemory, MapError, MapSource};
-use super::trie::{build, expand, merge_into, rep_on_path, Child, Cx};
+use super::trie::{
+    build, compact, expand, heap_bytes_of, merge_into, rep_on_path, Child, Cx, MAX_BYTES_PER_KEY,
+};
 use super::{Hash, HexHash};
 
 /// The state map. Cheap to clone (persistent: `Arc`-shared nodes with path copying), so a
@@ -21,12 +23,26 @@ use super::{Hash, HexHash};
 /// depth, one of its keys and its key count), and the keys below are loaded from a
 /// [`MapSource`] when a proof or an insert reaches them. Memory is then about `2 × 104 / b`…
 /// `2 × 96 / b` bytes per key in steady state (measured in docs/PERFORMANCE.md).
+///
+/// Such a map can also be [`capped`](StateMap::capped): its nodes in memory then never take
+/// more than the cap after an insert. When an insert could take them past it, they are counted
+/// exactly, and if they are over seven eighths of the cap the bucket size is doubled (and
+/// again, until they are not): every branch of at most the new bucket size becomes a stub,
+/// which loads nothing. Roots and proofs do not depend on the bucket size; a proof then loads
+/// more keys from the source (about as many as the bucket size).
 #[derive(Clone, Default)]
 pub struct StateMap {
     root: Option<Child>,
     root_hash: Hash,
     len: usize,
     bucket: usize,
+    /// The most heap bytes of nodes held after an insert (0: no cap).
+    cap: usize,
+    /// The heap bytes of the nodes held when they were last counted.
+    counted: usize,
+    /// The keys added since they were last counted (each adds at most
+    /// [`MAX_BYTES_PER_KEY`]).
+    added_since: usize,
 }
 
 impl fmt::Debug for StateMap {
@@ -34,6 +50,7 @@ impl fmt::Debug for StateMap {
         f.debug_struct("StateMap")
             .field("len", &self.len)
             .field("bucket", &self.bucket)
+            .field("cap", &self.cap)
             .field("root", &HexHash(self.root_hash))
             .finish()
     }
@@ -51,6 +68,70 @@ impl StateMap {
         StateMap {
             bucket,
             ..Self::default()
+        }
+    }
+
+    /// This map, keeping its nodes in memory within `cap_bytes` (as estimated by
+    /// [`StateMap::bytes_in_memory`]) after every insert, by doubling its bucket size as often
+    /// as needed (see [`StateMap`]). A batch may pass the cap while it is merged, by at most
+    /// [`StateMap::MAX_BYTES_PER_KEY`] per key it adds. A cap of 0 is no cap.
+    ///
+    /// # Panics
+    /// On a map holding every key in memory (made with [`StateMap::new`]): only a map with
+    /// buckets can move keys out of memory.
+    pub fn capped(mut self, cap_bytes: usize) -> Self {
+        assert!(self.bucket >= 2, "only a map with buckets can be capped");
+        self.cap = cap_bytes;
+        self.fit(true);
+        self
+    }
+
+    /// The most heap bytes one added key can add to the nodes in memory (256).
+    pub const MAX_BYTES_PER_KEY: usize = MAX_BYTES_PER_KEY;
+
+    /// Subtrees of at most this many keys are kept out of memory (0: none are). A capped map
+    /// doubles it as it grows.
+    pub fn bucket(&self) -> usize {
+        self.bucket
+    }
+
+    /// The cap on the bytes of the nodes in memory (0: none).
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// The heap bytes of the nodes held in memory: 96 per leaf and branch, 128 per stub (the
+    /// node, its `Arc` counts and the allocator's header; shared nodes counted once per path).
+    /// Walks every node: O(nodes).
+    pub fn bytes_in_memory(&self) -> usize {
+        self.root.as_ref().map_or(0, heap_bytes_of)
+    }
+
+    /// After keys were added (or if `recount`): if the nodes in memory may have passed the
+    /// cap, counts them and, if they are over seven eighths of it, doubles the bucket size
+    /// until they are not (or the whole map is one stub). Loads nothing.
+    fn fit(&mut self, recount: bool) {
+        if self.cap == 0 {
+            return;
+        }
+        let bound = self
+            .counted
+            .saturating_add(self.added_since.saturating_mul(MAX_BYTES_PER_KEY));
+        if bound <= self.cap && !recount {
+            return;
+        }
+        self.counted = self.bytes_in_memory();
+        self.added_since = 0;
+        while self.counted > self.cap / 8 * 7 {
+            let Some(root) = self.root.as_mut() else {
+                break;
+            };
+            if !matches!(root, Child::Branch(_)) {
+                break;
+            }
+            self.bucket = self.bucket.saturating_mul(2);
+            compact(root, self.bucket);
+            self.counted = self.bytes_in_memory();
         }
     }
 
@@ -136,7 +217,9 @@ impl StateMap {
         match result {
             Ok(added) => {
                 self.len += added;
+                self.added_since += added;
                 self.root_hash = self.root.as_ref().map_or(EMPTY, Child::hash);
+                self.fit(false);
                 Ok(())
             }
             Err(e) => {
@@ -241,6 +324,7 @@ const IN_MEMORY_ONLY: &str = "a map holding every key in memory never loads from
 mod tests {
     use super::super::check;
     use super::super::testutil::*;
+    use super::super::trie::STUB_BYTES;
     use super::*;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
@@ -461,7 +545,143 @@ mod tests {
         }
     }
 
-    // --- 2. Snapshots. ---
+    // --- 2. A cap on the nodes in memory. ---
+
+    /// A source holding the map's keys as they are.
+    struct Keys(BTreeMap<Hash, MapValue>);
+
+    impl MapSource for Keys {
+        type Error = std::convert::Infallible;
+        fn load(
+            &self,
+            prefix: &Hash,
+            bits: usize,
+        ) -> Result<Vec<(Hash, MapValue)>, std::convert::Infallible> {
+            Ok(self
+                .0
+                .iter()
+                .filter(|(k, _)| common_prefix_len(k, prefix) >= bits)
+                .map(|(k, v)| (*k, *v))
+                .collect())
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// A capped map, whatever its cap, gives the roots and proofs of the map holding every
+        /// key, and stays within its cap after every batch.
+        #[test]
+        fn capped_agrees_with_full_map(
+            ops in prop::collection::vec(op(), 1..160),
+            cuts in prop::collection::vec(any::<usize>(), 0..6),
+            bucket in 2usize..9,
+            cap in prop_oneof![0usize..2_000, 2_000usize..20_000],
+        ) {
+            let items = realize(&ops);
+            let mut bounds: Vec<usize> = cuts.iter().map(|c| c % (items.len() + 1)).collect();
+            bounds.push(0);
+            bounds.push(items.len());
+            bounds.sort_unstable();
+            let mut full = StateMap::new();
+            let mut capped = StateMap::with_buckets(bucket).capped(cap);
+            let mut src = Keys(BTreeMap::new());
+            for w in bounds.windows(2) {
+                let batch = &items[w[0]..w[1]];
+                capped.insert_batch_from(batch, &src).unwrap();
+                full.insert_batch(batch);
+                src.0.extend(batch.iter().copied());
+                prop_assert_eq!(capped.root(), full.root());
+                prop_assert_eq!(capped.len(), full.len());
+                let held = capped.bytes_in_memory();
+                if cap >= STUB_BYTES {
+                    prop_assert!(held <= cap, "{} bytes held, cap {}", held, cap);
+                }
+                prop_assert!(capped.bucket() >= bucket);
+                for (key, _) in batch.iter().take(8) {
+                    for q in [*key, flip(key, 255), flip(key, 100)] {
+                        prop_assert_eq!(capped.prove_from(&q, &src).unwrap(), full.prove(&q));
+                    }
+                }
+            }
+            for key in src.0.keys() {
+                prop_assert_eq!(capped.prove_from(key, &src).unwrap(), full.prove(key));
+                prop_assert_eq!(capped.get_from(key, &src).unwrap(), full.get(key));
+            }
+        }
+    }
+
+    /// A map capped below what its upper levels take at bucket 16 doubles its bucket size as it
+    /// grows, stays under its cap, and answers as the full map does; a snapshot taken before a
+    /// doubling keeps its root and proofs.
+    #[test]
+    fn cap_doubles_the_bucket_size() {
+        let items: Vec<_> = (0..60_000u64)
+            .map(|i| (b3(&i.to_le_bytes()), value(i)))
+            .collect();
+        let cap = 64 << 10;
+        let mut capped = StateMap::with_buckets(16).capped(cap);
+        let mut uncapped = StateMap::with_buckets(16);
+        let mut full = StateMap::new();
+        let mut src = Keys(BTreeMap::new());
+        let mut snap = None;
+        for (i, chunk) in items.chunks(1_000).enumerate() {
+            capped.insert_batch_from(chunk, &src).unwrap();
+            uncapped.insert_batch_from(chunk, &src).unwrap();
+            full.insert_batch(chunk);
+            src.0.extend(chunk.iter().copied());
+            assert!(capped.bytes_in_memory() <= cap);
+            assert_eq!(capped.root(), full.root());
+            if i == 4 {
+                snap = Some((capped.clone(), src.0.clone(), full.clone()));
+            }
+        }
+        // 60k keys at about 20 bytes each would be about 1.2 MB at bucket 16.
+        assert!(uncapped.bytes_in_memory() > 10 * cap);
+        assert!(capped.bucket() >= 256, "bucket {}", capped.bucket());
+        assert_eq!(uncapped.bucket(), 16);
+        for (key, _) in items.iter().step_by(101) {
+            let p = capped.prove_from(key, &src).unwrap();
+            assert_eq!(p, full.prove(key));
+            assert_eq!(p, uncapped.prove_from(key, &src).unwrap());
+            assert_eq!(check(&capped.root(), key, &p), Ok(full.get(key)));
+            let near = flip(key, 255);
+            assert_eq!(capped.prove_from(&near, &src).unwrap(), full.prove(&near));
+        }
+        let (snap, old, old_full) = snap.unwrap();
+        let old = Keys(old);
+        assert_eq!(snap.root(), old_full.root());
+        for (key, _) in items.iter().step_by(997) {
+            assert_eq!(snap.prove_from(key, &old).unwrap(), old_full.prove(key));
+        }
+        // Capping an existing map fits it at once; a cap smaller than one node leaves the whole
+        // map as one stub.
+        let refit = uncapped.clone().capped(cap);
+        assert!(refit.bytes_in_memory() <= cap);
+        assert_eq!(refit.root(), full.root());
+        let tiny = uncapped.clone().capped(1);
+        assert_eq!(tiny.nodes_in_memory(), 1);
+        assert!(tiny.bucket() >= tiny.len());
+        assert_eq!(
+            tiny.prove_from(&items[7].0, &src).unwrap(),
+            full.prove(&items[7].0)
+        );
+        // Overwrites add no node: they leave the bucket size as it is.
+        let over: Vec<_> = items[..5_000].iter().map(|(k, _)| (*k, value(1))).collect();
+        let bucket = capped.bucket();
+        capped.insert_batch_from(&over, &src).unwrap();
+        full.insert_batch(&over);
+        assert_eq!(capped.bucket(), bucket);
+        assert_eq!(capped.root(), full.root());
+    }
+
+    #[test]
+    #[should_panic(expected = "only a map with buckets can be capped")]
+    fn a_full_map_cannot_be_capped() {
+        let _ = StateMap::new().capped(1 << 20);
+    }
+
+    // --- 3. Snapshots. ---
 
     #[test]
     fn snapshot_is_unaffected_by_later_inserts() {

@@ -250,8 +250,8 @@ fn settle(slot: &mut Child, bucket: usize, rep: &Hash) {
 }
 
 /// Turns every branch of at most `bucket` keys in the subtree in `slot` into a stub (walks
-/// only the branches of more keys).
-fn compact(slot: &mut Child, bucket: usize) {
+/// only the branches of more keys). Loads nothing: a stub needs only the branch's hashes.
+pub(super) fn compact(slot: &mut Child, bucket: usize) {
     if let Child::Branch(b) = slot {
         if b.count as usize <= bucket {
             let rep = *rep_on_path(slot, &EMPTY);
@@ -405,6 +405,43 @@ fn split<S: MapSource + ?Sized>(
     Ok(added)
 }
 
+/// The bytes a node of `size` bytes takes in an `Arc` on the heap: the two reference counts,
+/// then the allocator's 8-byte header, rounded up to 16 bytes (glibc malloc; at least 32).
+const fn heap_bytes(size: usize) -> usize {
+    let chunk = (size + 16 + 8 + 15) & !15;
+    if chunk < 32 {
+        32
+    } else {
+        chunk
+    }
+}
+
+/// The heap bytes of a [`Leaf`] (96).
+pub(super) const LEAF_BYTES: usize = heap_bytes(std::mem::size_of::<Leaf>());
+/// The heap bytes of a [`Branch`] (96).
+pub(super) const BRANCH_BYTES: usize = heap_bytes(std::mem::size_of::<Branch>());
+/// The heap bytes of a [`Stub`] (128).
+pub(super) const STUB_BYTES: usize = heap_bytes(std::mem::size_of::<Stub>());
+
+/// The most heap bytes one added key can add to a subtree whose branches of at most `bucket`
+/// keys are all stubs (as [`build`], [`merge_into`] and [`compact`] leave them; that shape
+/// depends only on the keys, so a batch adds at most this per key too). A new key either
+/// splits off a leaf or stub (which stays or becomes a stub: at most `STUB - LEAF` more), or
+/// adds a branch of more than `bucket` keys over an old subtree (a branch and a leaf more), or
+/// takes a stub of `bucket` keys to `bucket + 1` (the stub becomes a branch over two nodes of
+/// at most a stub each); key counts fall strictly down a path, so only one of these happens.
+pub(super) const MAX_BYTES_PER_KEY: usize = 2 * STUB_BYTES;
+
+/// The heap bytes of the nodes of the subtree in `c` (nodes shared with a clone counted
+/// here too). Walks every node held in memory.
+pub(super) fn heap_bytes_of(c: &Child) -> usize {
+    match c {
+        Child::Leaf(_) => LEAF_BYTES,
+        Child::Stub(_) => STUB_BYTES,
+        Child::Branch(b) => BRANCH_BYTES + heap_bytes_of(&b.left) + heap_bytes_of(&b.right),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::StateMap;
@@ -417,6 +454,9 @@ mod tests {
         assert_eq!(std::mem::size_of::<Branch>(), 72);
         assert_eq!(std::mem::size_of::<Child>(), 16);
         assert_eq!(std::mem::size_of::<Option<Child>>(), 16);
+        assert_eq!(std::mem::size_of::<Stub>(), 104);
+        assert_eq!((LEAF_BYTES, BRANCH_BYTES, STUB_BYTES), (96, 96, 128));
+        assert!(LEAF_BYTES.max(BRANCH_BYTES) <= STUB_BYTES);
         // Snapshots may be handed to other threads.
         fn send_sync<T: Send + Sync>() {}
         send_sync::<StateMap>();
