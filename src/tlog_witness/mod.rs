@@ -40,11 +40,19 @@
 //! What a cosignature does not say: anything about the leaves (a plain witness sees only tree
 //! heads and proofs) or the extension lines of a checkpoint.
 //!
+//! A **replaying** witness ([`Witness::open_replaying`], [`replay`]) adds one gate before the
+//! cosignature: a checkpoint beyond the size it has replayed gets 503 with `Retry-After`
+//! ([`AddError::NotReplayed`], a deviation from tlog-witness, which has no "not yet"); one whose
+//! root is not the replayed tree's at its size, or of a log it caught lying, gets 409
+//! ([`AddError::NotReplayedRoot`], [`AddError::LogCaught`]). Its state records its role: a
+//! plain witness's directory is refused in replay mode and the other way round.
+//!
 //! | file | owns |
 //! |---|---|
 //! | [`request`] | the add-checkpoint body, parsed strictly |
 //! | [`checkpoint`] | the tlog-checkpoint body of any log (extension lines allowed) |
 //! | [`state`] | the per-origin latest cosigned note in redb, atomic durable updates |
+//! | [`replay`] | the replaying witness: follows a consentlog log, replays it, gates cosignatures |
 //! | [`routes`] | the axum router and the HTTP answers of [`AddError`] |
 //! | [`serve`] | the listener: connection limits, timeouts, graceful stop (as `serve`'s) |
 
