@@ -280,3 +280,119 @@ fn the_cli_follows_one_log() {
     r.assert_code(64);
     r.assert_fails_with("exactly one --log");
 }
+
+/// A free port on 127.0.0.1 (bound, then released for the process that will listen on it).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `consentlog witness --replay` as a process, killed when dropped.
+struct ReplayingProc(std::process::Child);
+
+impl Drop for ReplayingProc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn serve_gets_the_replaying_witness_cosignature_and_verify_says_map_replayed() {
+    use consentlog::core::vkey::{Vkey, TYPE_COSIGNATURE_V1, TYPE_ED25519};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ledger");
+    let origin = "replayed.test/log";
+    run(&["init", "--dir", dir.to_str().unwrap(), "--origin", origin]).ok();
+    let log_key = consentlog::ledger::Ledger::open(&dir)
+        .expect("open the new ledger")
+        .public_key();
+    let log = Vkey::new(origin, TYPE_ED25519, log_key).unwrap();
+    let keyf = tmp.path().join("r.key");
+    run(&["keygen", "--out", keyf.to_str().unwrap()]).ok();
+    let key = consentlog::keyfile::read_person(&keyf, "witness").unwrap();
+    let wv = Vkey::new(NAME, TYPE_COSIGNATURE_V1, key.verifying_key()).unwrap();
+    let port = free_port();
+    let wurl = format!("http://127.0.0.1:{port}");
+    let policy = tmp.path().join("policy.txt");
+    std::fs::write(
+        &policy,
+        format!(
+            "log {}\nwitness r {} {wurl}\ngroup replaying 1 r\nquorum replaying\n",
+            log.to_text(),
+            wv.to_text()
+        ),
+    )
+    .unwrap();
+    let reader = "replay-witness-reader-token-01";
+    let srv = Server::start_in(
+        &dir,
+        &[
+            "--witness-policy",
+            policy.to_str().unwrap(),
+            "--witness-interval",
+            "100",
+            "--checkpoint-interval",
+            "50",
+            "--reader-token",
+            reader,
+        ],
+    );
+    let wdir = tmp.path().join("replaying");
+    let _w = ReplayingProc(
+        std::process::Command::new(crate::support::bin())
+            .args([
+                "witness",
+                "--replay",
+                &srv.url,
+                "--log",
+                &log.to_text(),
+                "--dir",
+                wdir.to_str().unwrap(),
+                "--key",
+                keyf.to_str().unwrap(),
+                "--name",
+                NAME,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--replay-interval",
+                "100",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn the replaying witness"),
+    );
+    let mut p = Person::new();
+    srv.append(&p.step(&srv.origin, true));
+    let proof = poll(Duration::from_secs(60), || {
+        let v = srv
+            .get_auth(&p.consent_path(None), &crate::support::bearer(reader))
+            .expect(200)
+            .json();
+        v.get("witnessed").is_some().then_some(v)
+    })
+    .expect("a proof carrying a checkpoint cosigned by the replaying witness");
+    let file = tmp.path().join("proof.json");
+    std::fs::write(&file, proof.to_string()).unwrap();
+    let out = run(&[
+        "verify",
+        "--log-key",
+        &srv.log_key_hex,
+        "--subject",
+        &p.hex(),
+        "--controller",
+        &p.controller,
+        "--purpose",
+        &p.purpose,
+        "--any-question",
+        "--policy",
+        policy.to_str().unwrap(),
+        file.to_str().unwrap(),
+    ])
+    .ok();
+    assert!(out.stdout.contains("map_replayed: yes"), "{out:#?}");
+}
