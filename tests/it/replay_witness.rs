@@ -396,3 +396,54 @@ fn serve_gets_the_replaying_witness_cosignature_and_verify_says_map_replayed() {
     .ok();
     assert!(out.stdout.contains("map_replayed: yes"), "{out:#?}");
 }
+
+/// A measurement, not a check (`cargo test --release --test it replay_witness::replay_rate --
+/// --ignored --nocapture`): a replaying witness follows a log of REPLAY_LEAVES (default
+/// 500,000) public leaves (batches of 1,000 event leaves of fresh keys and a map leaf) over
+/// HTTP pages of MAX_PAGE entries, then restarts on its own disk; prints leaves per second.
+#[test]
+#[ignore]
+fn replay_rate() {
+    let n: u64 = std::env::var("REPLAY_LEAVES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let log = LyingLog::start("rate.test/log");
+    while log.size() < n {
+        log.honest_batch(1_000);
+    }
+    let size = log.size();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("replaying");
+    let key = consentlog::keyfile::generate();
+    let t = std::time::Instant::now();
+    let w = replaying(&dir, &key, &log.vkey(), &log.url, Arc::new(SystemClock));
+    poll(Duration::from_secs(3_600), || {
+        (w.witness.replay().unwrap().replayed() >= size).then_some(())
+    })
+    .expect("replayed");
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "replay over HTTP: {size} leaves in {secs:.2} s = {:.0} leaves/s",
+        size as f64 / secs
+    );
+    drop(w);
+    let t = std::time::Instant::now();
+    let w = replaying(
+        &dir,
+        &key,
+        &log.vkey(),
+        "http://127.0.0.1:9",
+        Arc::new(SystemClock),
+    );
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(w.witness.replay().unwrap().replayed(), size);
+    println!(
+        "restart (replay from its own disk): {size} leaves in {secs:.2} s = {:.0} leaves/s",
+        size as f64 / secs
+    );
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    for l in status.lines().filter(|l| l.starts_with("VmHWM")) {
+        println!("test process peak RSS (log + witness + tree in one process): {l}");
+    }
+}

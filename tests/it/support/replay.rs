@@ -21,7 +21,7 @@ use consentlog::core::vrf::VrfSecretKey;
 use ed25519_dalek::SigningKey;
 
 /// Most entries per page, as a server caps them.
-const PAGE: u64 = 100;
+const PAGE: u64 = consentlog::api::MAX_PAGE;
 
 struct Inner {
     origin: String,
