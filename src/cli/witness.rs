@@ -1,5 +1,7 @@
 //! `witness`: run a plain c2sp.org/tlog-witness (`crate::tlog_witness`) for the logs given
-//! with `--log`, any RFC 6962 log with Ed25519 checkpoint signatures.
+//! with `--log`, any RFC 6962 log with Ed25519 checkpoint signatures; with `--replay URL`, a
+//! replaying witness of the one consentlog log `--log` served at URL
+//! (`crate::tlog_witness::replay`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -40,6 +42,14 @@ pub struct WitnessArgs {
         required_unless_present = "print_vkey"
     )]
     pub logs: Vec<String>,
+    /// Be a replaying witness of the consentlog log served at URL (one --log): follow its
+    /// public leaves, replay them, and cosign only up to the size replayed. Its key, name and
+    /// --dir must be its own (a plain witness's state is refused)
+    #[arg(long, value_name = "URL")]
+    pub replay: Option<String>,
+    /// With --replay: how often to look for new leaves (ms)
+    #[arg(long, default_value_t = 1_000, value_name = "MS")]
+    pub replay_interval: u64,
     /// Print the witness's vkey (for policies) and exit
     #[arg(long)]
     pub print_vkey: bool,
@@ -97,11 +107,31 @@ pub fn witness(a: WitnessArgs) -> CmdResult {
         .map(|l| log_vkey(l))
         .collect::<Result<Vec<_>, _>>()?;
     let dir = a.dir.ok_or_else(|| usage("give --dir"))?;
-    let witness =
-        Witness::open(&dir, key, &a.name, logs, Arc::new(SystemClock)).map_err(|e| match e {
-            tlog_witness::OpenError::Name(_) => usage(e),
-            _ => fail(e),
-        })?;
+    let opened = match &a.replay {
+        None => Witness::open(&dir, key, &a.name, logs, Arc::new(SystemClock)),
+        Some(url) => {
+            let [log] = <[Vkey; 1]>::try_from(logs).map_err(|_| {
+                usage("--replay follows one log: give exactly one --log (run one replaying witness per log)")
+            })?;
+            Witness::open_replaying(&dir, key, &a.name, log, url, Arc::new(SystemClock))
+        }
+    };
+    let witness = opened.map_err(|e| match e {
+        tlog_witness::OpenError::Name(_) => usage(e),
+        _ => fail(e),
+    })?;
+    if let Some(r) = witness.replay() {
+        eprintln!(
+            "replaying {} from {} ({} leaves replayed so far)",
+            r.origin(),
+            r.url(),
+            r.replayed()
+        );
+        if let Some(why) = r.refused() {
+            eprintln!("NOT COSIGNING this log: {why}");
+        }
+        r.spawn(Duration::from_millis(a.replay_interval.max(1)));
+    }
     let limits = Limits {
         body_limit: a.body_limit,
         request_timeout: Duration::from_millis(a.request_timeout.max(1)),

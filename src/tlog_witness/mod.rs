@@ -40,15 +40,24 @@
 //! What a cosignature does not say: anything about the leaves (a plain witness sees only tree
 //! heads and proofs) or the extension lines of a checkpoint.
 //!
+//! A **replaying** witness ([`Witness::open_replaying`], [`replay`]) adds one gate before the
+//! cosignature: a checkpoint beyond the size it has replayed gets 503 with `Retry-After`
+//! ([`AddError::NotReplayed`], a deviation from tlog-witness, which has no "not yet"); one whose
+//! root is not the replayed tree's at its size, or of a log it caught lying, gets 409
+//! ([`AddError::NotReplayedRoot`], [`AddError::LogCaught`]). Its state records its role: a
+//! plain witness's directory is refused in replay mode and the other way round.
+//!
 //! | file | owns |
 //! |---|---|
 //! | [`request`] | the add-checkpoint body, parsed strictly |
 //! | [`checkpoint`] | the tlog-checkpoint body of any log (extension lines allowed) |
 //! | [`state`] | the per-origin latest cosigned note in redb, atomic durable updates |
+//! | [`replay`] | the replaying witness: follows a consentlog log, replays it, gates cosignatures |
 //! | [`routes`] | the axum router and the HTTP answers of [`AddError`] |
 //! | [`serve`] | the listener: connection limits, timeouts, graceful stop (as `serve`'s) |
 
 pub mod checkpoint;
+pub mod replay;
 pub mod request;
 pub mod routes;
 pub mod serve;
@@ -69,7 +78,8 @@ use crate::core::tlog::{check_consistency, ConsistencyError, Sha256Hasher, TreeH
 use crate::core::vkey::{NoteVerifier, Vkey, VkeyError, TYPE_COSIGNATURE_V1, TYPE_ED25519};
 use crate::ledger::clock::Clock;
 
-use state::{Record, State, StateError};
+use replay::{Replay, ReplayError};
+use state::{Record, Role, State, StateError};
 
 /// Why a witness could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +92,8 @@ pub enum OpenError {
     NoLogs,
     #[error("{0}")]
     State(#[from] StateError),
+    #[error("{0}")]
+    Replay(#[from] ReplayError),
 }
 
 /// Why an add-checkpoint request was refused; [`AddError::status`] is the HTTP status the
@@ -107,6 +119,16 @@ pub enum AddError {
     /// The witness could not sign (a clock beyond 2^63 - 1 seconds).
     #[error("the witness could not cosign: {0}")]
     Cosign(String),
+    /// A replaying witness has not replayed this far yet (503 with `Retry-After`: a deviation
+    /// from c2sp.org/tlog-witness, which has no "not yet").
+    #[error("not replayed yet: the checkpoint has size {size}, this witness has replayed {replayed} leaves; retry later")]
+    NotReplayed { size: u64, replayed: u64 },
+    /// A replaying witness's replayed tree has no map leaf at this size, or another root.
+    #[error("the checkpoint of size {size} is not the replayed log's: {detail}")]
+    NotReplayedRoot { size: u64, detail: String },
+    /// A replaying witness caught the log breaking a rule and no longer cosigns it.
+    #[error("this replaying witness no longer cosigns this log: {0}")]
+    LogCaught(String),
 }
 
 impl AddError {
@@ -117,8 +139,9 @@ impl AddError {
             AddError::UnknownOrigin(_) => 404,
             AddError::BadSignature { .. } => 403,
             AddError::Conflict { .. } | AddError::RootConflict { .. } => 409,
+            AddError::NotReplayedRoot { .. } | AddError::LogCaught(_) => 409,
             AddError::BadProof(_) => 422,
-            AddError::Storage(_) => 503,
+            AddError::Storage(_) | AddError::NotReplayed { .. } => 503,
             AddError::Cosign(_) => 500,
         }
     }
@@ -143,6 +166,8 @@ pub struct Witness {
     logs: BTreeMap<String, Vec<Vkey>>,
     state: State,
     clock: Arc<dyn Clock>,
+    /// For a replaying witness: the replay that gates its cosignatures.
+    replay: Option<Arc<Replay>>,
 }
 
 impl std::fmt::Debug for Witness {
@@ -165,6 +190,47 @@ impl Witness {
         logs: Vec<Vkey>,
         clock: Arc<dyn Clock>,
     ) -> Result<Witness, OpenError> {
+        Self::open_as(dir, key, name, logs, clock, Role::Plain)
+    }
+
+    /// Opens (or creates) a replaying witness in `dir` for the one consentlog log `log`
+    /// served at `url` ([`replay`]): it cosigns only checkpoints of the log up to the size it
+    /// has replayed. Start following the log with `witness.replay().spawn(..)`. Refuses a
+    /// plain witness's state (and [`Witness::open`] refuses a replaying witness's).
+    pub fn open_replaying(
+        dir: &Path,
+        key: SigningKey,
+        name: &str,
+        log: Vkey,
+        url: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Witness, OpenError> {
+        let mut w = Self::open_as(
+            dir,
+            key,
+            name,
+            vec![log.clone()],
+            clock.clone(),
+            Role::Replaying,
+        )?;
+        let replay = Replay::open(dir, &log.name, log.key, url, clock)?;
+        w.replay = Some(Arc::new(replay));
+        Ok(w)
+    }
+
+    /// A replaying witness's replay (None for a plain witness).
+    pub fn replay(&self) -> Option<&Arc<Replay>> {
+        self.replay.as_ref()
+    }
+
+    fn open_as(
+        dir: &Path,
+        key: SigningKey,
+        name: &str,
+        logs: Vec<Vkey>,
+        clock: Arc<dyn Clock>,
+        role: Role,
+    ) -> Result<Witness, OpenError> {
         let vkey =
             Vkey::new(name, TYPE_COSIGNATURE_V1, key.verifying_key()).map_err(OpenError::Name)?;
         if logs.is_empty() {
@@ -180,13 +246,14 @@ impl Witness {
                 keys.push(v);
             }
         }
-        let state = State::open(dir, &vkey.to_text())?;
+        let state = State::open(dir, &vkey.to_text(), role)?;
         Ok(Witness {
             key,
             vkey,
             logs: by_origin,
             state,
             clock,
+            replay: None,
         })
     }
 
@@ -261,6 +328,9 @@ impl Witness {
                 old: req.old,
                 size: cp.size,
             });
+        }
+        if let Some(r) = &self.replay {
+            r.gate(&cp.origin, cp.size, &cp.root)?;
         }
         let h = Sha256Hasher;
         let empty = h.empty_root();

@@ -61,6 +61,13 @@ pub async fn serve_on(
     for origin in witness.origins() {
         say(&format!("witnessing log: {origin}"));
     }
+    if let Some(r) = witness.replay() {
+        say(&format!(
+            "replaying witness: cosigns {} only up to the size replayed from {}",
+            r.origin(),
+            r.url()
+        ));
+    }
     say(&format!(
         "state: {}",
         dir.join(super::state::FILE).display()

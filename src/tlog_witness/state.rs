@@ -23,10 +23,32 @@ const LATEST: TableDefinition<&str, &str> = TableDefinition::new("latest_cosigne
 /// `witness` → the vkey of the witness that owns this state.
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const META_WITNESS: &str = "witness";
+/// `role` → [`Role::as_str`]: whether the state is a plain or a replaying witness's (absent in
+/// states made before roles were recorded: plain).
+const META_ROLE: &str = "role";
 /// The database file inside the witness directory.
 pub const FILE: &str = "witness.redb";
 /// redb's page cache: the state is one small record per log.
 const CACHE_BYTES: usize = 16 << 20;
+
+/// What kind of witness a state belongs to: a cosignature's meaning depends on it, so a state
+/// (and the key that made its promises) keeps one role for life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Cosigns append-only growth (consistency proofs only).
+    Plain,
+    /// Cosigns only what it has replayed ([`super::replay`]).
+    Replaying,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Plain => "plain",
+            Role::Replaying => "replaying",
+        }
+    }
+}
 
 /// The latest checkpoint cosigned for one origin.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +83,15 @@ pub enum StateError {
         found: String,
         ours: String,
     },
+    #[error(
+        "witness state {path} belongs to a {found} witness, not a {ours} one: a key cosigns in \
+         one role only; give the {ours} witness its own key, name and --dir"
+    )]
+    OtherRole {
+        path: String,
+        found: String,
+        ours: &'static str,
+    },
 }
 
 /// The open database.
@@ -70,8 +101,8 @@ pub struct State {
 }
 
 impl State {
-    /// Opens (or creates) `dir/witness.redb` for the witness with vkey `owner`.
-    pub fn open(dir: &Path, owner: &str) -> Result<State, StateError> {
+    /// Opens (or creates) `dir/witness.redb` for the witness with vkey `owner` in `role`.
+    pub fn open(dir: &Path, owner: &str, role: Role) -> Result<State, StateError> {
         std::fs::create_dir_all(dir).map_err(|source| StateError::Io {
             path: dir.display().to_string(),
             source,
@@ -85,7 +116,7 @@ impl State {
                 detail: e.to_string(),
             })?;
         let state = State { db, path };
-        state.claim(owner)?;
+        state.claim(owner, role)?;
         Ok(state)
     }
 
@@ -96,8 +127,8 @@ impl State {
         }
     }
 
-    /// Records `owner` in a new state, or checks it against the recorded one.
-    fn claim(&self, owner: &str) -> Result<(), StateError> {
+    /// Records `owner` and `role` in a new state, or checks them against the recorded ones.
+    fn claim(&self, owner: &str, role: Role) -> Result<(), StateError> {
         let e = |e: &dyn std::fmt::Display| self.engine(e);
         let mut w = self.db.begin_write().map_err(|x| e(&x))?;
         w.set_durability(Durability::Immediate).map_err(|x| e(&x))?;
@@ -118,6 +149,27 @@ impl State {
                 Some(_) => {}
                 None => {
                     meta.insert(META_WITNESS, owner).map_err(|x| e(&x))?;
+                }
+            }
+            let found_role = meta
+                .get(META_ROLE)
+                .map_err(|x| e(&x))?
+                .map(|v| v.value().to_string());
+            match found_role.as_deref() {
+                Some(r) if r == role.as_str() => {}
+                // A state from before roles were recorded is a plain witness's.
+                None if role == Role::Plain => {
+                    meta.insert(META_ROLE, role.as_str()).map_err(|x| e(&x))?;
+                }
+                None if found.is_none() => {
+                    meta.insert(META_ROLE, role.as_str()).map_err(|x| e(&x))?;
+                }
+                other => {
+                    return Err(StateError::OtherRole {
+                        path: self.path.display().to_string(),
+                        found: other.unwrap_or("plain").to_string(),
+                        ours: role.as_str(),
+                    })
                 }
             }
             w.open_table(LATEST).map_err(|x| e(&x))?;

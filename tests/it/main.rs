@@ -24,6 +24,7 @@ mod proofs;
 mod read_only_disk;
 mod readme;
 mod receipts;
+mod replay_witness;
 mod resource_faults;
 mod server;
 mod time_invariant;

@@ -325,6 +325,22 @@ impl Auditor {
         }
     }
 
+    /// How many leaves have been replayed.
+    pub fn size(&self) -> u64 {
+        self.frontier.size().0
+    }
+
+    /// The RFC 6962 root of the leaves replayed so far.
+    pub fn root(&self) -> Hash {
+        self.frontier.root(&Sha256Hasher)
+    }
+
+    /// The violations found so far (a replay that follows a live log looks after each chunk;
+    /// [`Auditor::finish`] adds the end-of-log checks).
+    pub fn violations(&self) -> &[Violation] {
+        &self.report.violations
+    }
+
     /// The origin the replay expects.
     pub fn origin(&self) -> &str {
         &self.origin

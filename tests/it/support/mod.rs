@@ -19,6 +19,7 @@ pub mod http;
 pub mod ledger;
 pub mod people;
 pub mod process;
+pub mod replay;
 pub mod witness;
 
 use std::path::Path;

@@ -44,6 +44,8 @@ pub struct TestWitness {
     _tmp: Option<tempfile::TempDir>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<Result<(), String>>>,
+    /// A replaying witness's follower thread.
+    follower: Option<JoinHandle<()>>,
 }
 
 impl TestWitness {
@@ -77,6 +79,31 @@ impl TestWitness {
             Witness::open(dir, key, name, logs.to_vec(), clock)
                 .unwrap_or_else(|e| panic!("open witness: {e}")),
         );
+        Self::serve(witness, dir, name, limits)
+    }
+
+    /// A replaying witness (`consentlog witness --replay url`) of the consentlog log `log`
+    /// served at `url`, on `dir`, following it every `interval`.
+    pub fn start_replaying(
+        dir: &Path,
+        key: SigningKey,
+        name: &str,
+        log: Vkey,
+        url: &str,
+        clock: Arc<dyn Clock>,
+        interval: std::time::Duration,
+    ) -> TestWitness {
+        let witness = Arc::new(
+            Witness::open_replaying(dir, key, name, log, url, clock)
+                .unwrap_or_else(|e| panic!("open replaying witness: {e}")),
+        );
+        let follower = witness.replay().expect("a replay").spawn(interval);
+        let mut w = Self::serve(witness, dir, name, Limits::default());
+        w.follower = Some(follower);
+        w
+    }
+
+    fn serve(witness: Arc<Witness>, dir: &Path, name: &str, limits: Limits) -> TestWitness {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready) = std::sync::mpsc::channel::<String>();
         let w = witness.clone();
@@ -115,6 +142,7 @@ impl TestWitness {
             _tmp: None,
             stop: Some(stop),
             thread: Some(thread),
+            follower: None,
         }
     }
 
@@ -149,6 +177,12 @@ impl TestWitness {
     }
 
     fn shut_down(&mut self) {
+        if let Some(f) = self.follower.take() {
+            if let Some(r) = self.witness.replay() {
+                r.stop();
+            }
+            let _ = f.join();
+        }
         drop(self.stop.take());
         if let Some(t) = self.thread.take() {
             let r = t.join();

@@ -1,0 +1,633 @@
+//! The replaying witness's follower (`consentlog witness --replay URL --log VKEY`): it reads a
+//! consentlog log's public leaves from the log server (`GET /v1/checkpoint`,
+//! `GET /v1/entries`), replays them with the auditor of `core::audit` (the RFC 6962 tree, the
+//! genesis leaf, every key's public `prev`/`seq` chain, the time invariant and every map
+//! leaf's root), and records how far it got. [`Replay::gate`] is what the witness asks before
+//! it cosigns: a checkpoint beyond the replayed size is "not yet" (503 with `Retry-After`, a
+//! deviation from c2sp.org/tlog-witness, which has no such answer); one at or below it is
+//! cosigned only if its root is the replayed tree's root at its size, and its size ends at a
+//! map leaf (every consentlog checkpoint does).
+//!
+//! A map leaf whose time is ahead of the witness's clock is not replayed until the clock
+//! reaches it (so it is not cosigned). On any broken rule, or leaves that do not hash to a
+//! checkpoint the log signed, the witness stops cosigning the log for good (recorded in its
+//! state, so a restart does not forget) and writes what it found to a file in its directory:
+//! conclusive evidence (`core::evidence`, checked with `consentlog verify-evidence`) when the
+//! rule broken is one of its kinds, found by `core::evidence_finder`; otherwise a text report.
+//!
+//! State: `DIR/replay.redb` holds the replayed size, every leaf replayed (so a restart replays
+//! from its own disk, not from the log), the tree root at each size that ends at a map leaf,
+//! and the refusal if any. Each page of leaves is committed durably in one transaction, after
+//! it was checked: the gate only ever sees checked sizes.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ed25519_dalek::VerifyingKey;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::AddError;
+use crate::api::PageQuery;
+use crate::client::Client;
+use crate::core::audit::{Auditor, Problem};
+use crate::core::evidence_finder::Finder;
+use crate::core::hash::{to_hex, Hash};
+use crate::core::leaf::Leaf;
+use crate::core::note::{self, SignedCheckpoint};
+use crate::ledger::clock::Clock;
+
+/// The replay database inside the witness directory.
+pub const FILE: &str = "replay.redb";
+/// `size` (u64 BE) / `refused` (text) / `url`.
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("replay_meta");
+/// Leaf index → the leaf's bytes, as served and checked.
+const LEAVES: TableDefinition<u64, &[u8]> = TableDefinition::new("replay_leaves");
+/// Tree size that ends at a map leaf → the tree's root at that size.
+const ROOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("replay_roots");
+const META_SIZE: &str = "size";
+const META_REFUSED: &str = "refused";
+const META_ORIGIN: &str = "origin";
+/// Leaves read back per chunk when a restart replays its own disk.
+const LOCAL_CHUNK: u64 = 16_384;
+
+/// Why the replay state could not be opened or kept.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("replay state {path}: {detail}")]
+    Engine { path: String, detail: String },
+    #[error(
+        "replay state {path} follows the log {found:?}, not {ours:?}: give each log its own \
+         replaying witness --dir"
+    )]
+    OtherLog {
+        path: String,
+        found: String,
+        ours: String,
+    },
+    #[error("replay state {path}: {detail} (damaged state)")]
+    Damaged { path: String, detail: String },
+}
+
+/// What a replaying witness knows of its log, in memory.
+struct Progress {
+    auditor: Auditor,
+    /// The refusal, once the log was caught.
+    refused: Option<String>,
+}
+
+/// One log followed and replayed.
+pub struct Replay {
+    origin: String,
+    log_key: VerifyingKey,
+    url: String,
+    dir: PathBuf,
+    db: Database,
+    clock: Arc<dyn Clock>,
+    progress: Mutex<Progress>,
+    stop: AtomicBool,
+}
+
+impl std::fmt::Debug for Replay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replay")
+            .field("origin", &self.origin)
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An error while following the log (the next round tries again).
+type Round<T> = Result<T, String>;
+
+fn be(n: u64) -> [u8; 8] {
+    n.to_be_bytes()
+}
+
+fn auditor(log_key: &VerifyingKey, origin: &str) -> Auditor {
+    // Checkpoints are checked here, one at a time, as they are fetched; map leaves in the
+    // future are held back before the auditor sees them, so its own bound is not needed.
+    Auditor::new(log_key, origin, &[], u64::MAX)
+}
+
+/// The violations of a replay that mean the log lied (the auditor complains that it was given
+/// no checkpoint: this replay checks them itself).
+fn lies(a: &Auditor) -> Vec<String> {
+    a.violations()
+        .iter()
+        .filter(|v| !matches!(v.problem, Problem::NoCheckpoints))
+        .map(|v| v.to_string())
+        .collect()
+}
+
+impl Replay {
+    /// Opens (or creates) `dir/replay.redb` for the log `origin` (key `log_key`) served at
+    /// `url`, and replays the leaves it holds (from its own disk).
+    pub fn open(
+        dir: &Path,
+        origin: &str,
+        log_key: VerifyingKey,
+        url: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Replay, ReplayError> {
+        let path = dir.join(FILE);
+        let engine = |e: &dyn std::fmt::Display| ReplayError::Engine {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        };
+        let damaged = |detail: String| ReplayError::Damaged {
+            path: path.display().to_string(),
+            detail,
+        };
+        std::fs::create_dir_all(dir).map_err(|x| engine(&x))?;
+        let db = redb::Builder::new()
+            .set_cache_size(64 << 20)
+            .create(&path)
+            .map_err(|x| engine(&x))?;
+        let (size, refused) = {
+            let mut w = db.begin_write().map_err(|x| engine(&x))?;
+            w.set_durability(Durability::Immediate)
+                .map_err(|x| engine(&x))?;
+            let out = {
+                let mut meta = w.open_table(META).map_err(|x| engine(&x))?;
+                let found = meta
+                    .get(META_ORIGIN)
+                    .map_err(|x| engine(&x))?
+                    .map(|v| String::from_utf8_lossy(v.value()).into_owned());
+                match found {
+                    Some(f) if f != origin => {
+                        return Err(ReplayError::OtherLog {
+                            path: path.display().to_string(),
+                            found: f,
+                            ours: origin.to_string(),
+                        })
+                    }
+                    Some(_) => {}
+                    None => {
+                        meta.insert(META_ORIGIN, origin.as_bytes())
+                            .map_err(|x| engine(&x))?;
+                    }
+                }
+                let size = match meta.get(META_SIZE).map_err(|x| engine(&x))? {
+                    None => 0,
+                    Some(v) => u64::from_be_bytes(
+                        v.value()
+                            .try_into()
+                            .map_err(|_| damaged("replayed size".into()))?,
+                    ),
+                };
+                let refused = meta
+                    .get(META_REFUSED)
+                    .map_err(|x| engine(&x))?
+                    .map(|v| String::from_utf8_lossy(v.value()).into_owned());
+                w.open_table(LEAVES).map_err(|x| engine(&x))?;
+                w.open_table(ROOTS).map_err(|x| engine(&x))?;
+                (size, refused)
+            };
+            w.commit().map_err(|x| engine(&x))?;
+            out
+        };
+        let mut a = auditor(&log_key, origin);
+        if refused.is_none() {
+            // Replay what was already checked, from this witness's own disk.
+            let r = db.begin_read().map_err(|x| engine(&x))?;
+            let leaves = r.open_table(LEAVES).map_err(|x| engine(&x))?;
+            let mut next = 0;
+            while next < size {
+                let end = size.min(next + LOCAL_CHUNK);
+                let mut chunk = Vec::with_capacity((end - next) as usize);
+                for item in leaves.range(next..end).map_err(|x| engine(&x))? {
+                    let (i, v) = item.map_err(|x| engine(&x))?;
+                    if i.value() != next + chunk.len() as u64 {
+                        return Err(damaged(format!(
+                            "leaf {} missing",
+                            next + chunk.len() as u64
+                        )));
+                    }
+                    let leaf = Leaf::decode(v.value())
+                        .map_err(|e| damaged(format!("leaf {}: {e}", i.value())))?;
+                    chunk.push((leaf, None));
+                }
+                if chunk.len() as u64 != end - next {
+                    return Err(damaged(format!("leaves {next}..{end} missing")));
+                }
+                a.push_chunk(chunk);
+                next = end;
+            }
+            let lied = lies(&a);
+            if let Some(first) = lied.first() {
+                return Err(damaged(format!("stored leaves break a rule: {first}")));
+            }
+            let roots = r.open_table(ROOTS).map_err(|x| engine(&x))?;
+            if size > 0 {
+                if let Some(last) = roots.last().map_err(|x| engine(&x))? {
+                    // The last map-leaf size is at most `size`; the replay must pass through it
+                    // with the same root, which is checked by recomputing it here only when it
+                    // is the replayed size itself.
+                    if last.0.value() == size && last.1.value() != a.root() {
+                        return Err(damaged("stored root differs from the replay".into()));
+                    }
+                }
+            }
+        }
+        Ok(Replay {
+            origin: origin.to_string(),
+            log_key,
+            url: url.trim_end_matches('/').to_string(),
+            dir: dir.to_path_buf(),
+            db,
+            clock,
+            progress: Mutex::new(Progress {
+                auditor: a,
+                refused,
+            }),
+            stop: AtomicBool::new(false),
+        })
+    }
+
+    /// The log's origin.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The log server followed.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// How many leaves have been replayed and checked.
+    pub fn replayed(&self) -> u64 {
+        self.progress.lock().expect("replay lock").auditor.size()
+    }
+
+    /// Why the log is no longer cosigned, if it was caught.
+    pub fn refused(&self) -> Option<String> {
+        self.progress.lock().expect("replay lock").refused.clone()
+    }
+
+    /// The root of the replayed tree at `size`, if `size` ends at a map leaf replayed.
+    pub fn root_at(&self, size: u64) -> Result<Option<Hash>, String> {
+        let r = self.db.begin_read().map_err(|e| e.to_string())?;
+        let t = r.open_table(ROOTS).map_err(|e| e.to_string())?;
+        let v = t.get(size).map_err(|e| e.to_string())?;
+        Ok(v.and_then(|v| v.value().try_into().ok()))
+    }
+
+    /// Whether the witness may cosign the checkpoint of `size` and `root` of `origin`.
+    pub fn gate(&self, origin: &str, size: u64, root: &Hash) -> Result<(), AddError> {
+        if origin != self.origin {
+            return Ok(());
+        }
+        let (replayed, refused) = {
+            let p = self.progress.lock().expect("replay lock");
+            (p.auditor.size(), p.refused.clone())
+        };
+        if let Some(why) = refused {
+            return Err(AddError::LogCaught(why));
+        }
+        if size > replayed {
+            return Err(AddError::NotReplayed { size, replayed });
+        }
+        let at = self.root_at(size).map_err(|e| {
+            tracing::error!("replay state: {e}");
+            AddError::Storage("a storage failure, logged on the witness; retry later".into())
+        })?;
+        match at {
+            Some(r) if r == *root => Ok(()),
+            Some(r) => Err(AddError::NotReplayedRoot {
+                size,
+                detail: format!(
+                    "the replayed leaves have root {} at this size, the checkpoint {}",
+                    to_hex(&r),
+                    to_hex(root)
+                ),
+            }),
+            None => Err(AddError::NotReplayedRoot {
+                size,
+                detail: "no map leaf ends the log at this size".into(),
+            }),
+        }
+    }
+
+    /// Asks [`Replay::follow`] to return (within one round).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Follows the log until [`Replay::stop`]: a round every `interval` (at once again when a
+    /// round made progress).
+    pub fn follow(&self, interval: Duration) {
+        let client = Client::new(&self.url, None);
+        while !self.stop.load(Ordering::SeqCst) {
+            let progressed = match self.round(&client) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(log = %self.origin, url = %self.url, "replay: {e}");
+                    false
+                }
+            };
+            if !progressed {
+                let mut slept = Duration::ZERO;
+                while slept < interval && !self.stop.load(Ordering::SeqCst) {
+                    let step = Duration::from_millis(50).min(interval - slept);
+                    std::thread::sleep(step);
+                    slept += step;
+                }
+            }
+        }
+    }
+
+    /// Spawns [`Replay::follow`] on a thread of its own.
+    pub fn spawn(self: &Arc<Self>, interval: Duration) -> std::thread::JoinHandle<()> {
+        let me = self.clone();
+        std::thread::Builder::new()
+            .name("replay".into())
+            .spawn(move || me.follow(interval))
+            .expect("spawn the replay thread")
+    }
+
+    /// One round: fetch the newest checkpoint and replay up to it. Whether leaves were
+    /// replayed.
+    pub fn round(&self, client: &Client) -> Round<bool> {
+        if self.refused().is_some() {
+            return Ok(false);
+        }
+        let text = client
+            .checkpoint()
+            .map_err(|e| format!("checkpoint: {e}"))?;
+        let cp = note::open(&text, &self.log_key)
+            .map_err(|e| format!("the log's checkpoint does not open under its key: {e}"))?;
+        if cp.origin != self.origin {
+            return Err(format!(
+                "the log's checkpoint is for origin {:?}",
+                cp.origin
+            ));
+        }
+        let start = self.replayed();
+        if cp.size < start {
+            return Err(format!(
+                "the log's newest checkpoint (size {}) is smaller than the replayed size {start}",
+                cp.size
+            ));
+        }
+        let mut next = start;
+        while next < cp.size {
+            if self.stop.load(Ordering::SeqCst) {
+                return Ok(next > start);
+            }
+            let page = client
+                .entries(&PageQuery {
+                    start: Some(next),
+                    end: Some(cp.size),
+                })
+                .map_err(|e| format!("entries from {next}: {e}"))?;
+            if page.start != next
+                || page.end <= next
+                || page.end > cp.size
+                || page.entries.len() as u64 != page.end - next
+            {
+                return Err(format!("the log sent a bad page of entries at {next}"));
+            }
+            let mut bytes = Vec::with_capacity(page.entries.len());
+            for (k, row) in page.entries.into_iter().enumerate() {
+                if row.index != next + k as u64 {
+                    return Err(format!("entries out of order at {}", next + k as u64));
+                }
+                bytes.push(row.entry);
+            }
+            match self.replay_page(&cp, next, bytes)? {
+                Some(end) => next = end,
+                // Held back: a map leaf ahead of the clock.
+                None => return Ok(self.replayed() > start),
+            }
+            if self.refused().is_some() {
+                return Ok(true);
+            }
+        }
+        if self.refused().is_none() && next == cp.size {
+            let root = self.progress.lock().expect("replay lock").auditor.root();
+            if root != cp.root {
+                self.caught(
+                    &format!(
+                        "the leaves served do not hash to the signed checkpoint of size {} \
+                         (replayed root {}, signed root {})",
+                        cp.size,
+                        to_hex(&root),
+                        to_hex(&cp.root)
+                    ),
+                    Some(&cp),
+                    None,
+                );
+            }
+        }
+        Ok(next > start)
+    }
+
+    /// Replays the leaves `bytes` starting at `start`, all covered by `cp`, and stores them;
+    /// the new replayed size, or None if it stopped before a map leaf ahead of the clock
+    /// (what came before it was replayed).
+    fn replay_page(
+        &self,
+        cp: &SignedCheckpoint,
+        start: u64,
+        bytes: Vec<Vec<u8>>,
+    ) -> Round<Option<u64>> {
+        let now = self.clock.now_ms();
+        let mut leaves = Vec::with_capacity(bytes.len());
+        let mut held = false;
+        for (k, b) in bytes.iter().enumerate() {
+            let i = start + k as u64;
+            match Leaf::decode(b) {
+                Ok(Leaf::Map(m)) if m.time > now => {
+                    tracing::info!(
+                        log = %self.origin,
+                        "replay: map leaf {i} is dated {} ms ahead of this witness's clock; \
+                         held back until the clock reaches it",
+                        m.time - now
+                    );
+                    held = true;
+                    break;
+                }
+                Ok(l) => leaves.push(l),
+                Err(e) => {
+                    self.caught(
+                        &format!("leaf {i} does not decode: {e}"),
+                        Some(cp),
+                        Some((start, &bytes)),
+                    );
+                    return Ok(Some(start));
+                }
+            }
+        }
+        let count = leaves.len();
+        // Chunks ending at each map leaf, so the root at every map leaf is known.
+        let mut roots = Vec::new();
+        let mut p = self.progress.lock().expect("replay lock");
+        let mut chunk = Vec::new();
+        let mut i = start;
+        for leaf in leaves {
+            let is_map = matches!(leaf, Leaf::Map(_));
+            chunk.push((leaf, None));
+            i += 1;
+            if is_map {
+                p.auditor.push_chunk(std::mem::take(&mut chunk));
+                roots.push((i, p.auditor.root()));
+            }
+        }
+        if !chunk.is_empty() {
+            p.auditor.push_chunk(chunk);
+        }
+        let lied = lies(&p.auditor);
+        if !lied.is_empty() {
+            drop(p);
+            self.caught(&lied.join("; "), Some(cp), Some((start, &bytes)));
+            return Ok(Some(start));
+        }
+        let end = p.auditor.size();
+        // Stored while the lock is held, so the gate sees a size only once it is on disk.
+        let stored = self.store(start, &bytes[..count], end, &roots);
+        if let Err(e) = stored {
+            // The in-memory replay is ahead of the disk: rebuild it from the disk on the next
+            // open; until then, stop here.
+            p.refused = Some(format!("replay state could not be written: {e}"));
+            return Err(format!("store: {e}"));
+        }
+        drop(p);
+        Ok((!held).then_some(end))
+    }
+
+    fn store(&self, start: u64, leaves: &[Vec<u8>], end: u64, roots: &[(u64, Hash)]) -> Round<()> {
+        let e = |x: &dyn std::fmt::Display| x.to_string();
+        let mut w = self.db.begin_write().map_err(|x| e(&x))?;
+        w.set_durability(Durability::Immediate).map_err(|x| e(&x))?;
+        {
+            let mut t = w.open_table(LEAVES).map_err(|x| e(&x))?;
+            for (k, b) in leaves.iter().enumerate() {
+                t.insert(start + k as u64, b.as_slice())
+                    .map_err(|x| e(&x))?;
+            }
+            let mut t = w.open_table(ROOTS).map_err(|x| e(&x))?;
+            for (size, root) in roots {
+                t.insert(*size, root.as_slice()).map_err(|x| e(&x))?;
+            }
+            let mut t = w.open_table(META).map_err(|x| e(&x))?;
+            t.insert(META_SIZE, be(end).as_slice()).map_err(|x| e(&x))?;
+        }
+        w.commit().map_err(|x| e(&x))
+    }
+
+    /// The log broke a rule: stop cosigning it for good and write what was found.
+    /// `fresh` holds leaves fetched but not stored (from their index), for the evidence.
+    fn caught(&self, why: &str, cp: Option<&SignedCheckpoint>, fresh: Option<(u64, &[Vec<u8>])>) {
+        let path = self.write_evidence(why, cp, fresh);
+        let reason = match &path {
+            Ok(p) => format!("{why} (written to {})", p.display()),
+            Err(e) => format!("{why} (the evidence could not be written: {e})"),
+        };
+        tracing::error!(
+            log = %self.origin,
+            evidence = %path.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            "THE LOG LIED; no longer cosigning it: {why}"
+        );
+        let stored = (|| -> Result<(), String> {
+            let e = |x: &dyn std::fmt::Display| x.to_string();
+            let mut w = self.db.begin_write().map_err(|x| e(&x))?;
+            w.set_durability(Durability::Immediate).map_err(|x| e(&x))?;
+            {
+                let mut t = w.open_table(META).map_err(|x| e(&x))?;
+                t.insert(META_REFUSED, reason.as_bytes())
+                    .map_err(|x| e(&x))?;
+            }
+            w.commit().map_err(|x| e(&x))
+        })();
+        if let Err(e) = stored {
+            tracing::error!("replay state: the refusal could not be stored: {e}");
+        }
+        self.progress.lock().expect("replay lock").refused = Some(reason);
+    }
+
+    /// Writes conclusive evidence (if the finder makes some from the leaves under `cp`) or a
+    /// text report; the file's path.
+    fn write_evidence(
+        &self,
+        why: &str,
+        cp: Option<&SignedCheckpoint>,
+        fresh: Option<(u64, &[Vec<u8>])>,
+    ) -> Result<PathBuf, String> {
+        let found = cp.and_then(|cp| match self.find(cp, fresh) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!("replay: no conclusive evidence: {e}");
+                None
+            }
+        });
+        if let Some(e) = found {
+            let path = self.dir.join(format!("evidence-{}.json", e.claim.kind()));
+            let text = serde_json::to_string_pretty(&e).expect("json") + "\n";
+            std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+            return Ok(path);
+        }
+        let path = self.dir.join("refusal.txt");
+        let mut text = format!("log {}: {why}\n", self.origin);
+        if let Some(cp) = cp {
+            text.push_str("\nthe log's signed checkpoint:\n\n");
+            text.push_str(&cp.note);
+        }
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(path)
+    }
+
+    /// Every leaf of `cp`'s tree (stored, fresh, then fetched) through the evidence finder.
+    fn find(
+        &self,
+        cp: &SignedCheckpoint,
+        fresh: Option<(u64, &[Vec<u8>])>,
+    ) -> Result<Option<crate::core::evidence::Evidence>, String> {
+        let mut f = Finder::new(cp.clone());
+        let mut next = 0u64;
+        let stored_end = fresh.map_or(u64::MAX, |(s, _)| s).min(cp.size);
+        {
+            let r = self.db.begin_read().map_err(|e| e.to_string())?;
+            let t = r.open_table(LEAVES).map_err(|e| e.to_string())?;
+            for item in t.range(0..stored_end).map_err(|e| e.to_string())? {
+                let (_, v) = item.map_err(|e| e.to_string())?;
+                f.push(v.value().to_vec());
+                next += 1;
+            }
+        }
+        if let Some((s, leaves)) = fresh {
+            if s == next {
+                for b in leaves.iter().take((cp.size - next) as usize) {
+                    f.push(b.clone());
+                    next += 1;
+                }
+            }
+        }
+        let client = Client::new(&self.url, None);
+        while next < cp.size {
+            let page = client
+                .entries(&PageQuery {
+                    start: Some(next),
+                    end: Some(cp.size),
+                })
+                .map_err(|e| e.to_string())?;
+            if page.start != next || page.end <= next || page.entries.is_empty() {
+                return Err(format!("bad page at {next}"));
+            }
+            for row in page.entries {
+                f.push(row.entry);
+                next += 1;
+            }
+        }
+        let e = f.finish(&self.log_key).map_err(|e| e.to_string())?;
+        match e {
+            Some(e) => {
+                crate::core::evidence::check(&e)
+                    .map_err(|x| format!("the evidence found does not check: {x}"))?;
+                Ok(Some(e))
+            }
+            None => Ok(None),
+        }
+    }
+}

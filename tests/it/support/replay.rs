@@ -1,0 +1,231 @@
+//! For the replaying witness's tests: [`LyingLog`], a consentlog log built leaf by leaf from
+//! `core` types (an RFC 6962 tree, checkpoints signed by its log key, a real state map for the
+//! honest map leaves) and served over HTTP on the log server's public routes
+//! (`GET /v1/checkpoint`, `GET /v1/entries`, same JSON), so that a test can make it append a
+//! leaf no honest `consentlog serve` would: a map leaf whose root lies, out-of-order times.
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use consentlog::api::{EntryPage, EntryRow, PageQuery};
+use consentlog::core::hash::Hash;
+use consentlog::core::leaf::{EventLeaf, GenesisLeaf, Leaf, MapLeaf, LEAF_VERSION};
+use consentlog::core::map::{MapValue, StateMap};
+use consentlog::core::note::Checkpoint;
+use consentlog::core::tlog::{MemoryTree, Sha256Hasher};
+use consentlog::core::vkey::{Vkey, TYPE_ED25519};
+use consentlog::core::vrf::VrfSecretKey;
+use ed25519_dalek::SigningKey;
+
+/// Most entries per page, as a server caps them.
+const PAGE: u64 = consentlog::api::MAX_PAGE;
+
+struct Inner {
+    origin: String,
+    key: SigningKey,
+    leaves: Vec<Vec<u8>>,
+    tree: MemoryTree<Sha256Hasher>,
+    map: StateMap,
+    heads: std::collections::HashMap<Hash, (u64, u64)>,
+    time: u64,
+}
+
+/// A log whose operator holds the log key and appends what it likes, served in the test
+/// process until dropped.
+pub struct LyingLog {
+    pub url: String,
+    inner: Arc<Mutex<Inner>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl LyingLog {
+    /// A log holding its genesis leaf, dated an hour ago, served on 127.0.0.1.
+    pub fn start(origin: &str) -> LyingLog {
+        let time = consentlog::ledger::clock::now_ms() - 3_600_000;
+        let vrf = VrfSecretKey::from_random(&[0x31; 64]);
+        let mut inner = Inner {
+            origin: origin.to_string(),
+            key: consentlog::keyfile::generate(),
+            leaves: Vec::new(),
+            tree: MemoryTree::new(Sha256Hasher),
+            map: StateMap::new(),
+            heads: Default::default(),
+            time,
+        };
+        inner.push(Leaf::Genesis(GenesisLeaf {
+            version: LEAF_VERSION,
+            origin: origin.to_string(),
+            vrf_key: vrf.public_key().to_bytes(),
+            genesis_time: time,
+            witness_policy: None,
+        }));
+        let inner = Arc::new(Mutex::new(inner));
+        let app = Router::new()
+            .route("/v1/checkpoint", get(checkpoint))
+            .route("/v1/entries", get(entries))
+            .with_state(inner.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                tx.send(l.local_addr().expect("addr")).expect("send");
+                axum::serve(l, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .expect("serve");
+            })
+        });
+        let addr = rx.recv().expect("the lying log did not start");
+        LyingLog {
+            url: format!("http://{addr}"),
+            inner,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// The log's vkey (what a witness gets with `--log`).
+    pub fn vkey(&self) -> Vkey {
+        let i = self.inner.lock().unwrap();
+        Vkey::new(&i.origin, TYPE_ED25519, i.key.verifying_key()).expect("vkey")
+    }
+
+    /// Appends `n` event leaves of fresh keys, then an honest map leaf; the new size.
+    pub fn honest_batch(&self, n: usize) -> u64 {
+        let mut i = self.inner.lock().unwrap();
+        for _ in 0..n {
+            let key: [u8; 32] = rand_bytes();
+            i.event(key);
+        }
+        let root = i.map.root();
+        i.map_leaf(root)
+    }
+
+    /// Appends a new event of a key seen before (so a stale map value is a lie that matters),
+    /// then a map leaf whose root leaves that key at its previous event; the new size.
+    pub fn lying_batch(&self) -> u64 {
+        let mut i = self.inner.lock().unwrap();
+        let (&key, _) = i.heads.iter().next().expect("a key logged before");
+        let stale = i.map.root();
+        i.event(key);
+        i.map_leaf(stale)
+    }
+
+    /// The signed checkpoint of the whole tree.
+    pub fn checkpoint(&self) -> String {
+        self.inner.lock().unwrap().note()
+    }
+
+    pub fn size(&self) -> u64 {
+        self.inner.lock().unwrap().leaves.len() as u64
+    }
+}
+
+fn rand_bytes() -> [u8; 32] {
+    consentlog::keyfile::generate().to_bytes()
+}
+
+impl Inner {
+    fn push(&mut self, leaf: Leaf) {
+        let b = leaf.to_bytes();
+        self.tree.push(&b);
+        self.leaves.push(b);
+    }
+
+    fn event(&mut self, key: Hash) {
+        self.time += 1_000;
+        let index = self.leaves.len() as u64;
+        let (prev, seq) = match self.heads.get(&key) {
+            None => (None, 0),
+            Some(&(i, s)) => (Some(i), s + 1),
+        };
+        let e = EventLeaf {
+            version: LEAF_VERSION,
+            integrated_at: self.time,
+            key,
+            prev,
+            seq,
+            commitment: rand_bytes(),
+        };
+        self.heads.insert(key, (index, seq));
+        let leaf = Leaf::Event(e);
+        self.map.insert(
+            key,
+            MapValue {
+                index,
+                leaf_hash: leaf.leaf_hash(),
+            },
+        );
+        self.push(leaf);
+    }
+
+    fn map_leaf(&mut self, map_root: Hash) -> u64 {
+        self.time += 1_000;
+        self.push(Leaf::Map(MapLeaf {
+            version: LEAF_VERSION,
+            time: self.time,
+            map_root,
+        }));
+        self.leaves.len() as u64
+    }
+
+    fn note(&self) -> String {
+        Checkpoint {
+            origin: &self.origin,
+            size: self.leaves.len() as u64,
+            root: self.tree.root(),
+        }
+        .sign(&self.key)
+    }
+}
+
+async fn checkpoint(State(i): State<Arc<Mutex<Inner>>>) -> String {
+    i.lock().unwrap().note()
+}
+
+async fn entries(
+    State(i): State<Arc<Mutex<Inner>>>,
+    Query(q): Query<PageQuery>,
+) -> Json<EntryPage> {
+    let i = i.lock().unwrap();
+    let size = i.leaves.len() as u64;
+    let start = q.start.unwrap_or(0).min(size);
+    let end = q.end.unwrap_or(size).min(size).min(start + PAGE);
+    let entries = (start..end)
+        .map(|k| {
+            let entry = i.leaves[k as usize].clone();
+            EntryRow {
+                index: k,
+                leaf_hash: consentlog::core::leaf::leaf_hash(&entry),
+                entry,
+            }
+        })
+        .collect();
+    Json(EntryPage {
+        start,
+        end,
+        entries,
+    })
+}
+
+impl Drop for LyingLog {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
