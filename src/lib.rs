@@ -10,6 +10,7 @@ pub mod client;
 pub use consentlog_core as core;
 pub mod keyfile;
 pub mod ledger;
+pub mod listener;
 pub mod server;
 pub mod store;
 #[doc(hidden)]

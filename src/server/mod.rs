@@ -25,10 +25,7 @@ use std::time::Duration;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tower::ServiceBuilder;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::OpenApi;
@@ -37,6 +34,7 @@ use utoipa_axum::routes;
 
 use crate::core::hash::to_hex;
 use crate::ledger::Ledger;
+use crate::listener::{accept, say, Signals};
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -281,7 +279,7 @@ pub fn serve(cfg: ServeConfig, auth: Auth) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
         let ledger = open(&cfg)?;
-        serve_on(ledger, listener, &cfg, auth, shutdown_signal(signals), say).await
+        serve_on(ledger, listener, &cfg, auth, signals.wait(), say).await
     })
 }
 
@@ -298,13 +296,7 @@ pub fn open(cfg: &ServeConfig) -> Result<Arc<Ledger>, String> {
     Ok(Arc::new(ledger))
 }
 
-/// The runtime `serve` runs on (multi-threaded, timers and I/O enabled).
-pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))
-}
+pub use crate::listener::runtime;
 
 /// Serves `ledger` on `listener` until `shutdown` (what `serve` does once the ledger is open
 /// and the socket bound): starts the [`App`] (the audience of signed requests is `cfg`'s
@@ -358,7 +350,14 @@ pub async fn serve_on(
     say("stop: Ctrl-C or SIGTERM (queued appends are finished and a final checkpoint signed)");
     say(&format!("listening on http://{addr}"));
     tracing::info!(%addr, size = ledger.size(), "serving");
-    accept(listener, app.router(), cfg, shutdown).await;
+    accept(
+        listener,
+        app.router(),
+        cfg.header_timeout,
+        cfg.max_connections,
+        shutdown,
+    )
+    .await;
     // No new requests: finish every queued append, then a final checkpoint.
     app.stop();
     let cp = ledger.checkpoint_all().map_err(|e| e.to_string())?;
@@ -367,99 +366,4 @@ pub async fn serve_on(
         cp.size
     ));
     Ok(())
-}
-
-/// Serves HTTP/1.1 connections on `listener` until `shutdown`, then waits for the requests in
-/// flight (idle connections are closed at once). hyper's settings give the header-read
-/// timeout; a semaphore bounds the connections open at once.
-async fn accept(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    cfg: &ServeConfig,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(cfg.header_timeout);
-    let slots = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let slot = tokio::select! {
-            s = slots.clone().acquire_owned() => s.expect("the semaphore is never closed"),
-            () = &mut shutdown => break,
-        };
-        let stream = tokio::select! {
-            r = listener.accept() => match r {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait rather than spin.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let conn = http.serve_connection(
-            TokioIo::new(stream),
-            TowerToHyperService::new(router.clone()),
-        );
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!("connection: {e}");
-            }
-            drop(slot);
-        });
-    }
-    drop(listener);
-    graceful.shutdown().await;
-}
-
-/// Prints a status line; a closed standard output (a supervisor that stopped reading) is not a
-/// reason to fail.
-fn say(line: &str) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
-}
-
-/// Signal handlers, installed before the server says it is listening, so a SIGTERM that
-/// arrives right after start-up is a graceful stop and not the default instant death.
-struct Signals {
-    #[cfg(unix)]
-    term: tokio::signal::unix::Signal,
-    #[cfg(unix)]
-    int: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn install() -> Result<Signals, String> {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            let e = |e: std::io::Error| format!("cannot install signal handlers: {e}");
-            Ok(Signals {
-                term: signal(SignalKind::terminate()).map_err(e)?,
-                int: signal(SignalKind::interrupt()).map_err(e)?,
-            })
-        }
-        #[cfg(not(unix))]
-        Ok(Signals {})
-    }
-}
-
-async fn shutdown_signal(mut s: Signals) {
-    #[cfg(unix)]
-    tokio::select! {
-        _ = s.term.recv() => {},
-        _ = s.int.recv() => {},
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = &mut s;
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    tracing::info!("shutting down");
 }

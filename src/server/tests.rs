@@ -484,9 +484,15 @@ async fn listen(t: &TestApp) -> (std::net::SocketAddr, tokio::sync::oneshot::Sen
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (router, cfg) = (t.router(), t.cfg.clone());
     tokio::spawn(async move {
-        accept(listener, router, &cfg, async {
-            let _ = stopped.await;
-        })
+        accept(
+            listener,
+            router,
+            cfg.header_timeout,
+            cfg.max_connections,
+            async {
+                let _ = stopped.await;
+            },
+        )
         .await;
     });
     (addr, stop)

@@ -8,11 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
-use tokio::sync::Semaphore;
+use crate::listener::{accept, runtime, say, Signals};
 
 use super::routes::{router_with, DEFAULT_BODY_LIMIT};
 use super::Witness;
@@ -78,7 +74,14 @@ pub async fn serve_on(
     say(&format!("listening on http://{addr}"));
     say("stop with Ctrl-C or SIGTERM");
     tracing::info!(%addr, "witness serving");
-    accept(listener, router_with(witness, limits), limits, shutdown).await;
+    accept(
+        listener,
+        router_with(witness, limits),
+        limits.header_timeout,
+        limits.max_connections,
+        shutdown,
+    )
+    .await;
     say("stopped");
     Ok(())
 }
@@ -92,107 +95,11 @@ pub fn serve(
     dir: &std::path::Path,
     limits: &Limits,
 ) -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    rt.block_on(async {
+    runtime()?.block_on(async {
         let signals = Signals::install()?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         serve_on(witness, listener, dir, limits, signals.wait(), say).await
     })
-}
-
-/// Serves HTTP/1.1 connections on `listener` until `shutdown`, then waits for the requests in
-/// flight (idle connections are closed at once).
-async fn accept(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    limits: &Limits,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let slot = tokio::select! {
-            s = slots.clone().acquire_owned() => s.expect("the semaphore is never closed"),
-            () = &mut shutdown => break,
-        };
-        let stream = tokio::select! {
-            r = listener.accept() => match r {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let conn = http.serve_connection(
-            TokioIo::new(stream),
-            TowerToHyperService::new(router.clone()),
-        );
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!("connection: {e}");
-            }
-            drop(slot);
-        });
-    }
-    drop(listener);
-    graceful.shutdown().await;
-}
-
-/// Prints a status line; a closed standard output is not a reason to fail.
-fn say(line: &str) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
-}
-
-/// SIGTERM and SIGINT handlers, installed before the banner, so a SIGTERM right after start-up
-/// is a graceful stop.
-struct Signals {
-    #[cfg(unix)]
-    term: tokio::signal::unix::Signal,
-    #[cfg(unix)]
-    int: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn install() -> Result<Signals, String> {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            let e = |e: std::io::Error| format!("cannot install signal handlers: {e}");
-            Ok(Signals {
-                term: signal(SignalKind::terminate()).map_err(e)?,
-                int: signal(SignalKind::interrupt()).map_err(e)?,
-            })
-        }
-        #[cfg(not(unix))]
-        Ok(Signals {})
-    }
-
-    async fn wait(mut self) {
-        #[cfg(unix)]
-        tokio::select! {
-            _ = self.term.recv() => {},
-            _ = self.int.recv() => {},
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = &mut self;
-            let _ = tokio::signal::ctrl_c().await;
-        }
-        tracing::info!("shutting down");
-    }
 }
