@@ -259,6 +259,7 @@ fn load(
         map_index,
         map_leaf,
         map: snapshot_map,
+        anchor: Default::default(),
         published: cp_count,
     };
     let state = State {
