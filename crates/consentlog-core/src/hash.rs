@@ -50,24 +50,67 @@ pub fn to_hex(bytes: &[u8]) -> String {
     String::from_utf8(out).expect("hex digits are ASCII")
 }
 
+/// The value of one lowercase hex digit.
+fn nibble(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes lowercase hex `s` (even length, `2 * out.len()` digits) into `out` in one pass.
+fn decode_into(s: &str, out: &mut [u8]) -> Result<(), HexError> {
+    let b = s.as_bytes();
+    debug_assert_eq!(b.len(), 2 * out.len());
+    for (i, o) in out.iter_mut().enumerate() {
+        let (hi, lo) = (b[2 * i], b[2 * i + 1]);
+        match (nibble(hi), nibble(lo)) {
+            (Some(h), Some(l)) => *o = h << 4 | l,
+            // Every byte before this pair is an ASCII digit, so the pair starts a character.
+            (None, _) => return Err(HexError::BadChar(bad_char(s, 2 * i))),
+            (_, None) => return Err(HexError::BadChar(bad_char(s, 2 * i + 1))),
+        }
+    }
+    Ok(())
+}
+
+/// The character at byte `at` of `s`, which follows only ASCII digits.
+fn bad_char(s: &str, at: usize) -> char {
+    s[at..]
+        .chars()
+        .next()
+        .expect("a character at a digit boundary")
+}
+
 /// Decodes lowercase hex of any even length.
 pub fn from_hex(s: &str) -> Result<Vec<u8>, HexError> {
     if s.len() % 2 != 0 {
         return Err(HexError::OddLength(s.len()));
     }
-    if let Some(c) = s.chars().find(|c| !matches!(c, '0'..='9' | 'a'..='f')) {
-        return Err(HexError::BadChar(c));
-    }
-    Ok(hex::decode(s).expect("validated hex"))
+    let mut out = vec![0u8; s.len() / 2];
+    decode_into(s, &mut out)?;
+    Ok(out)
 }
 
 /// Decodes lowercase hex of exactly `N` bytes.
 pub fn from_hex_array<const N: usize>(s: &str) -> Result<[u8; N], HexError> {
-    let v = from_hex(s)?;
-    v.try_into().map_err(|v: Vec<u8>| HexError::WrongLength {
-        expected: N,
-        got: v.len(),
-    })
+    if s.len() % 2 != 0 {
+        return Err(HexError::OddLength(s.len()));
+    }
+    if s.len() != 2 * N {
+        // The same error as for a decoded value of the wrong length, after the same checks.
+        if let Some(c) = s.chars().find(|c| !matches!(c, '0'..='9' | 'a'..='f')) {
+            return Err(HexError::BadChar(c));
+        }
+        return Err(HexError::WrongLength {
+            expected: N,
+            got: s.len() / 2,
+        });
+    }
+    let mut out = [0u8; N];
+    decode_into(s, &mut out)?;
+    Ok(out)
 }
 
 /// A hash that (de)serializes as 64 lowercase hex digits.
@@ -212,5 +255,46 @@ mod tests {
                 got: 1
             })
         );
+        assert_eq!(from_hex("0\u{e9}0"), Err(HexError::BadChar('\u{e9}')));
+        assert_eq!(
+            from_hex_array::<1>("\u{e9}"),
+            Err(HexError::BadChar('\u{e9}'))
+        );
+    }
+
+    /// The decoder as first written (validate every character, then `hex::decode`): the
+    /// one-pass decoder must give the same answer, value or error, for every string.
+    fn reference(s: &str) -> Result<Vec<u8>, HexError> {
+        if s.len() % 2 != 0 {
+            return Err(HexError::OddLength(s.len()));
+        }
+        if let Some(c) = s.chars().find(|c| !matches!(c, '0'..='9' | 'a'..='f')) {
+            return Err(HexError::BadChar(c));
+        }
+        Ok(hex::decode(s).expect("validated hex"))
+    }
+
+    fn reference_array<const N: usize>(s: &str) -> Result<[u8; N], HexError> {
+        reference(s)?
+            .try_into()
+            .map_err(|v: Vec<u8>| HexError::WrongLength {
+                expected: N,
+                got: v.len(),
+            })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn one_pass_hex_agrees_with_the_reference(s in "[0-9a-fA-F\u{e9}g]{0,70}") {
+            proptest::prop_assert_eq!(from_hex(&s), reference(&s));
+            proptest::prop_assert_eq!(from_hex_array::<32>(&s), reference_array::<32>(&s));
+            proptest::prop_assert_eq!(from_hex_array::<2>(&s), reference_array::<2>(&s));
+        }
+
+        #[test]
+        fn one_pass_hex_decodes_every_valid_value(v in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40)) {
+            let s = to_hex(&v);
+            proptest::prop_assert_eq!(from_hex(&s), Ok(v.clone()));
+        }
     }
 }
