@@ -29,5 +29,6 @@ mod resource_faults;
 mod server;
 mod time_invariant;
 mod vectors;
+mod witness_network;
 mod witness_server;
 mod witnessing;

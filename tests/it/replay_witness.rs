@@ -17,7 +17,7 @@ use signed_note::{Note, VerifierList};
 
 use crate::support::replay::LyingLog;
 use crate::support::witness::{add_checkpoint_body, ledger_vkey, TestWitness};
-use crate::support::{now_ms, poll, run, Person, Server};
+use crate::support::{free_port, now_ms, poll, run, Person, Server};
 
 const NAME: &str = "replay.test/r1";
 const INTERVAL: Duration = Duration::from_millis(50);
@@ -279,15 +279,6 @@ fn the_cli_follows_one_log() {
     ]);
     r.assert_code(64);
     r.assert_fails_with("exactly one --log");
-}
-
-/// A free port on 127.0.0.1 (bound, then released for the process that will listen on it).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `consentlog witness --replay` as a process, killed when dropped.

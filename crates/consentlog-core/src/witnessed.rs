@@ -70,8 +70,10 @@ pub enum WitnessError {
     #[error("the signed checkpoint is not consistent with the cosigned one: {0}")]
     Inconsistent(String),
     #[error(
-        "the map leaf is dated {map_time} ms, more than {MAP_AFTER_COSIGNATURE_MS} ms after the \
-         newest cosignature ({cosigned} s)"
+        "not witnessed recently enough: the map leaf is dated {map_time} ms, more than \
+         {MAP_AFTER_COSIGNATURE_MS} ms after the newest cosignature ({cosigned} s) of the \
+         checkpoint that meets the policy, so the witnesses it requires have not seen the part \
+         of the log this proof rests on (one of them may be down)"
     )]
     MapTooLate { map_time: u64, cosigned: u64 },
 }

@@ -9,6 +9,8 @@
 //! - [`http`]: requests to a server and what comes back ([`Resp`]);
 //! - [`witness`]: a tlog-witness served in the test process ([`witness::TestWitness`]) and a
 //!   real RFC 6962 log to feed it ([`witness::TestLog`]);
+//! - [`replay`]: a consentlog log that lies on purpose ([`replay::LyingLog`]), for the
+//!   replaying witness;
 //! - [`crash`], [`faults`], [`fuzz`]: what only those tests need (`fuzz` is also compiled into
 //!   the cargo-fuzz crate in fuzz/, through `#[path]`).
 
@@ -129,6 +131,15 @@ pub fn wall_past(t: u64) {
         || format!("the system clock to pass {t}"),
         || (now_ms() > t).then_some(()),
     )
+}
+
+/// A free port on 127.0.0.1 (bound, then released for whoever listens on it next): for a
+/// listener whose URL must be known before it starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 /// `&Path` as `&str` for argument lists.

@@ -132,6 +132,30 @@ impl LyingLog {
     pub fn size(&self) -> u64 {
         self.inner.lock().unwrap().leaves.len() as u64
     }
+
+    /// The time (ms) of the newest leaf.
+    pub fn time(&self) -> u64 {
+        self.inner.lock().unwrap().time
+    }
+
+    /// Any note text signed with the log key (name = origin): for checkpoints no honest log
+    /// would write.
+    pub fn sign_text(&self, text: &str) -> String {
+        let i = self.inner.lock().unwrap();
+        super::witness::sign_note(&i.origin, &i.key, text)
+    }
+
+    /// The RFC 6962 consistency proof from `old` to `new` leaves.
+    pub fn proof(&self, old: u64, new: u64) -> Vec<Hash> {
+        let i = self.inner.lock().unwrap();
+        consentlog::core::tlog::prove_consistency(
+            &Sha256Hasher,
+            &i.tree,
+            consentlog::core::tlog::TreeSize(old),
+            consentlog::core::tlog::TreeSize(new),
+        )
+        .expect("sizes of the tree")
+    }
 }
 
 fn rand_bytes() -> [u8; 32] {

@@ -75,11 +75,25 @@ impl TestWitness {
         clock: Arc<dyn Clock>,
         limits: Limits,
     ) -> TestWitness {
+        Self::start_on("127.0.0.1:0", dir, key, name, logs, clock, limits)
+    }
+
+    /// [`TestWitness::start_with`] listening on `addr` (`127.0.0.1:PORT`): a witness whose
+    /// URL a policy names before it starts, or one that comes back on its old URL.
+    pub fn start_on(
+        addr: &str,
+        dir: &Path,
+        key: SigningKey,
+        name: &str,
+        logs: &[Vkey],
+        clock: Arc<dyn Clock>,
+        limits: Limits,
+    ) -> TestWitness {
         let witness = Arc::new(
             Witness::open(dir, key, name, logs.to_vec(), clock)
                 .unwrap_or_else(|e| panic!("open witness: {e}")),
         );
-        Self::serve(witness, dir, name, limits)
+        Self::serve(witness, dir, name, limits, addr)
     }
 
     /// A replaying witness (`consentlog witness --replay url`) of the consentlog log `log`
@@ -93,17 +107,41 @@ impl TestWitness {
         clock: Arc<dyn Clock>,
         interval: std::time::Duration,
     ) -> TestWitness {
+        Self::start_replaying_on("127.0.0.1:0", dir, key, name, log, url, clock, interval)
+    }
+
+    /// [`TestWitness::start_replaying`] listening on `addr` (`127.0.0.1:PORT`): the log that
+    /// asks it for cosignatures needs its URL in its policy before the witness can follow
+    /// the log's URL.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_replaying_on(
+        addr: &str,
+        dir: &Path,
+        key: SigningKey,
+        name: &str,
+        log: Vkey,
+        url: &str,
+        clock: Arc<dyn Clock>,
+        interval: std::time::Duration,
+    ) -> TestWitness {
         let witness = Arc::new(
             Witness::open_replaying(dir, key, name, log, url, clock)
                 .unwrap_or_else(|e| panic!("open replaying witness: {e}")),
         );
         let follower = witness.replay().expect("a replay").spawn(interval);
-        let mut w = Self::serve(witness, dir, name, Limits::default());
+        let mut w = Self::serve(witness, dir, name, Limits::default(), addr);
         w.follower = Some(follower);
         w
     }
 
-    fn serve(witness: Arc<Witness>, dir: &Path, name: &str, limits: Limits) -> TestWitness {
+    fn serve(
+        witness: Arc<Witness>,
+        dir: &Path,
+        name: &str,
+        limits: Limits,
+        addr: &str,
+    ) -> TestWitness {
+        let addr = addr.to_string();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready) = std::sync::mpsc::channel::<String>();
         let w = witness.clone();
@@ -115,9 +153,9 @@ impl TestWitness {
                 .build()
                 .map_err(|e| e.to_string())?;
             rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                let listener = tokio::net::TcpListener::bind(&addr)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| format!("bind {addr}: {e}"))?;
                 let shutdown = async {
                     let _ = stopped.await;
                 };
@@ -129,9 +167,14 @@ impl TestWitness {
                 tlog_witness::serve_on(w, listener, &d, &limits, shutdown, say).await
             })
         });
-        let url = ready
-            .recv_timeout(std::time::Duration::from_secs(30))
-            .expect("the witness did not start");
+        let url = match ready.recv_timeout(std::time::Duration::from_secs(30)) {
+            Ok(url) => url,
+            Err(e) if thread.is_finished() => panic!(
+                "the witness did not start ({e}): {:?}",
+                thread.join().map_err(|_| "panicked")
+            ),
+            Err(e) => panic!("the witness did not start: {e}"),
+        };
         TestWitness {
             url,
             vkey: witness.vkey().to_text(),
@@ -203,6 +246,23 @@ impl Drop for TestWitness {
 /// given with `--log` for it.
 pub fn ledger_vkey(origin: &str, log_key: &ed25519_dalek::VerifyingKey) -> Vkey {
     Vkey::new(origin, TYPE_ED25519, *log_key).expect("ledger vkey")
+}
+
+/// The cosignature lines (`cosignature/v1`) of a note: each signer's name and timestamp
+/// (POSIX seconds), in the note's order. Log signature lines (64-byte signatures) are skipped.
+pub fn cosignature_times(note: &str) -> Vec<(String, u64)> {
+    note.lines()
+        .filter_map(|l| l.strip_prefix("\u{2014} "))
+        .filter_map(|l| {
+            let (name, sig) = l.split_once(' ')?;
+            let raw = B64.decode(sig).ok()?;
+            // key id (4) || timestamp (8, big-endian) || Ed25519 signature (64)
+            (raw.len() == 76).then(|| {
+                let t = u64::from_be_bytes(raw[4..12].try_into().expect("8 bytes"));
+                (name.to_string(), t)
+            })
+        })
+        .collect()
 }
 
 /// The body of a tlog-witness add-checkpoint request.
