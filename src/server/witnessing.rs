@@ -18,6 +18,10 @@
 //! size signed by this log's key: a fork or a rolled-back log. It is logged as an error and
 //! counted; the witness will not cosign this log again until that is resolved by hand.
 
+/// What a replaying witness's 409 says when it no longer cosigns a log (the message of
+/// `tlog_witness::AddError::LogCaught`).
+const REPLAY_REFUSAL: &str = "replaying witness no longer cosigns this log";
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -136,6 +140,11 @@ enum SubmitError {
          or a rolled-back log"
     )]
     Fork { size: u64 },
+    #[error(
+        "the replaying witness refuses to cosign this log any more (it replayed the leaves and \
+         found a broken rule; its evidence is in its directory): {reason}"
+    )]
+    Refused { reason: String },
     #[error("the witness has cosigned size {witness}, beyond this log's newest checkpoint {ours}")]
     Ahead { witness: u64, ours: u64 },
     #[error("twice in a row the witness named a size other than the one proven from")]
@@ -223,7 +232,9 @@ impl Submitter {
                     failures = failures.saturating_add(1);
                     self.metrics.witness_failed(&self.name);
                     match e {
-                        SubmitError::Fork { .. } | SubmitError::Ahead { .. } => {
+                        SubmitError::Fork { .. }
+                        | SubmitError::Ahead { .. }
+                        | SubmitError::Refused { .. } => {
                             tracing::error!(witness = %self.name, "{e}")
                         }
                         _ => tracing::warn!(witness = %self.name, failures, "{e}"),
@@ -322,6 +333,17 @@ impl Submitter {
             409 if content_type.starts_with(SIZE_CONTENT_TYPE) => {
                 Ok(Some(add_checkpoint::parse_size(&answer)?))
             }
+            // A replaying witness that caught this log breaking a rule says so in its 409
+            // (src/tlog_witness): not a fork of this size, but a refusal for good.
+            409 if String::from_utf8_lossy(&answer).contains(REPLAY_REFUSAL) => {
+                Err(SubmitError::Refused {
+                    reason: String::from_utf8_lossy(&answer)
+                        .trim()
+                        .chars()
+                        .take(500)
+                        .collect(),
+                })
+            }
             // A 409 without a size: the witness holds another root of this very size.
             409 => Err(SubmitError::Fork { size: cp.size }),
             // A replaying witness not yet at this size (docs/WITNESSING.md).
@@ -335,5 +357,17 @@ impl Submitter {
                     .to_string(),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The log tells a replaying witness's refusal from a fork by the witness's own words.
+    #[test]
+    fn a_replaying_witness_refusal_is_recognised() {
+        let body = crate::tlog_witness::AddError::LogCaught("map root mismatch".into()).to_string();
+        assert!(body.contains(REPLAY_REFUSAL), "{body}");
     }
 }
