@@ -99,7 +99,7 @@ impl Ledger {
     }
 
     /// The sizes of the largest cosigned checkpoint and the largest that met the policy.
-    fn sizes(&self) -> Result<Sizes, LedgerError> {
+    pub(super) fn sizes(&self) -> Result<Sizes, LedgerError> {
         let mut sizes = self.cosigned_sizes.lock().expect("cosigned sizes");
         if let Some(z) = *sizes {
             return Ok(z);
