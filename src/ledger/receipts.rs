@@ -156,8 +156,8 @@ impl Ledger {
     /// The **witnessed receipt** of the entry `given` is a receipt of (docs/FORMAT.md §7):
     /// the same leaf and opening, proven under the newest cosigned checkpoint that covers it,
     /// the cosigned note being the checkpoint (the log's signature line and the witnesses'
-    /// cosignature lines). The newest that met the server's policy is preferred; else the
-    /// newest cosigned at all. `given` must be this log's leaf at its index with its stored
+    /// cosignature lines): the newest that met the server's policy ([`Ledger::set_witnessed`]),
+    /// or, while none has met it, the newest cosigned at all. `given` must be this log's leaf at its index with its stored
     /// opening, byte for byte (so nothing is handed out that its holder did not hold: the
     /// opening names a person); its signatures are not checked here.
     pub fn witnessed_receipt(&self, given: &Receipt) -> Result<Receipt, LedgerError> {
@@ -174,8 +174,14 @@ impl Ledger {
         let z = self.sizes()?;
         let size = match (z.witnessed, z.cosigned) {
             (Some(w), _) if w > index => w,
-            (_, Some(c)) if c > index => c,
-            (_, cosigned) => return Err(Invalid::NotCosigned { index, cosigned }.into()),
+            (None, Some(c)) if c > index => c,
+            (w, c) => {
+                return Err(Invalid::NotCosigned {
+                    index,
+                    cosigned: w.or(c),
+                }
+                .into())
+            }
         };
         let note = self.cosigned(size)?.ok_or(Invalid::NotCosigned {
             index,

@@ -30,4 +30,5 @@ mod server;
 mod time_invariant;
 mod vectors;
 mod witness_server;
+mod witnessed_receipts;
 mod witnessing;
