@@ -148,8 +148,9 @@ fn a_receipt_is_witnessed_once_the_quorum_cosigns_a_checkpoint_that_covers_it() 
         let l = consentlog::ledger::Ledger::open(&dir).unwrap();
         Vkey::new(ORIGIN, TYPE_ED25519, l.public_key()).unwrap()
     };
+    let kb = consentlog::keyfile::generate();
     let a = witness(t, "witness.test/a", consentlog::keyfile::generate(), &log);
-    let b = witness(t, "witness.test/b", consentlog::keyfile::generate(), &log);
+    let b = witness(t, "witness.test/b", kb.clone(), &log);
     let both = write(
         &t.join("both.txt"),
         &format!(
@@ -260,6 +261,36 @@ fn a_receipt_is_witnessed_once_the_quorum_cosigns_a_checkpoint_that_covers_it() 
     });
     let bad_file = write(&t.join("bad.json"), &serde_json::to_string(&bad).unwrap());
     verify_receipt(&srv, &bad_file, &["--policy", p(&both)]).expect_code(2);
+    // b's cosignature dated an hour after the verifier's clock: refused.
+    let future = {
+        use base64::Engine as _;
+        use signed_note::Signer as _;
+        let body = signed_note::Note::from_bytes(note.as_bytes()).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let c = consentlog::core::cosignature::Cosigner {
+            name: "witness.test/b",
+            key: &kb,
+            timestamp: now + 3600,
+        };
+        let mut sig = c.key_id().to_be_bytes().to_vec();
+        sig.extend(c.sign(body.text()).unwrap());
+        let line = format!(
+            "\u{2014} witness.test/b {}\n",
+            base64::engine::general_purpose::STANDARD.encode(sig)
+        );
+        let mut r = w.clone();
+        r.anchor = Arc::new(consentlog::core::receipt::ReceiptAnchor {
+            checkpoint: note.replace(b_line, &line),
+            ..(*w.anchor).clone()
+        });
+        write(&t.join("future.json"), &serde_json::to_string(&r).unwrap())
+    };
+    verify_receipt(&srv, &future, &["--policy", p(&both)])
+        .expect_code(2)
+        .assert_fails_with("after the verifier's clock");
     // Another log's policy (the log line names another key): refused.
     let other = Vkey::new(
         ORIGIN,
