@@ -774,6 +774,11 @@ pub async fn home(State(st): State<AppState>) -> Response {
             "a person's own history (signed by the person)",
         ),
         route(
+            "POST",
+            paths::WITNESSED_RECEIPT,
+            "the witnessed receipt of an entry (send any receipt of it)",
+        ),
+        route(
             "GET",
             "/v1/proofs/inclusion?index=I&size=N",
             "inclusion proof of an entry",
@@ -813,7 +818,7 @@ and signs checkpoints, and anyone can check what it hands out with its public ke
 everything offline with it:</p>
 <ul>
 <li>a consent proof: <code>consentlog verify --log-key {key} --subject S --controller C --purpose P --at T proof.json</code></li>
-<li>a receipt: <code>consentlog verify-receipt --log-key {key} receipt.json</code></li>
+<li>a receipt: <code>consentlog verify-receipt --log-key {key} receipt.json</code> (under witnesses: <code>consentlog witnessed-receipt --server {url} --log-key {key} receipt.json --out witnessed.json</code>, then <code>verify-receipt --policy policy.txt witnessed.json</code>)</li>
 <li>a person's history: <code>consentlog verify-history --log-key {key} --subject me.pub history.json</code></li>
 <li>the whole log: <code>consentlog audit --url {url} --log-key {key}</code></li>
 </ul>
