@@ -503,7 +503,15 @@ fn serve_declares_a_policy_for_a_ledger_it_creates_and_keeps_to_it() {
     verify_receipt(&srv, &rf, &[])
         .expect_code(2)
         .assert_fails_with("the log's declared policy");
+    // Its witness has no URL and no --witness-policy names one: nobody cosigns, and
+    // witnessed-receipt says so (exit 1, not an invalid receipt).
+    fetch(&srv, &rf, &t.join("w.json"), &[])
+        .expect_code(1)
+        .assert_fails_with("no cosigned checkpoint covers leaf");
     srv.stop();
+    // The declaring ledger replays and checks in full.
+    run(&["fsck", "--dir", p(&dir)]).ok();
+    run(&["audit", "--dir", p(&dir)]).ok();
     // The same command line starts it again; another policy is refused.
     let mut srv = serve(&dir, &["--declare-witness-policy", p(&f)]);
     srv.stop();
