@@ -88,7 +88,10 @@ pub fn prove(dir: &Path, queries: &Path, out: Option<&Path>, cache_bytes: u64) -
                         Ok(p) => {
                             let mut bp = BatchProof::from_proof(p);
                             bp.id = Some(id);
-                            (true, serde_json::to_string(&bp).expect("json"))
+                            // A proof line is a few KiB: one allocation, not a dozen.
+                            let mut line = Vec::with_capacity(8192);
+                            serde_json::to_writer(&mut line, &bp).expect("json");
+                            (true, String::from_utf8(line).expect("JSON is UTF-8"))
                         }
                         Err(e) => (
                             false,

@@ -82,6 +82,7 @@ impl Ledger {
             map_index: index,
             map_leaf,
             map: st.map.clone(),
+            anchor: Default::default(),
             published: st.cp_count,
         });
         Ok(cp)

@@ -57,6 +57,7 @@ use crate::core::leaf::{EventLeaf, GenesisLeaf, Leaf, MapLeaf};
 use crate::core::map::StateMap;
 use crate::core::note::SignedCheckpoint;
 use crate::core::opening::Opening;
+use crate::core::proof::ProvenLeaf;
 use crate::core::receipt::Receipt;
 use crate::core::reject::Reject;
 use crate::core::rules::Head;
@@ -174,6 +175,9 @@ pub struct Snapshot {
     /// checkpoint being written is stored (and, on sled, readable) a moment before its sync
     /// returns; it is counted here only after, so no reader sees one a crash could take back.
     pub published: u64,
+    /// The genesis leaf and the map leaf proven under the checkpoint (every proof against
+    /// this snapshot carries the same two), computed by the first proof that needs them.
+    pub anchor: std::sync::OnceLock<(ProvenLeaf, ProvenLeaf)>,
 }
 
 /// The in-memory state, changed only after a commit succeeds.

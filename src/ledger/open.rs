@@ -333,6 +333,7 @@ fn load(
         map_index,
         map_leaf,
         map: snapshot_map,
+        anchor: Default::default(),
         published: cp_count,
     };
     let state = State {

@@ -203,11 +203,15 @@ impl Ledger {
         r: &dyn View,
         snap: &Snapshot,
     ) -> Result<(ProvenLeaf, ProvenLeaf), LedgerError> {
+        if let Some(a) = snap.anchor.get() {
+            return Ok(a.clone());
+        }
         let cp = &snap.checkpoint;
-        Ok((
+        let a = (
             self.proven_leaf(r, 0, cp)?,
             self.proven_leaf(r, snap.map_index, cp)?,
-        ))
+        );
+        Ok(snap.anchor.get_or_init(|| a).clone())
     }
 
     /// The inclusion path of leaf `index` (whose hash is `leaf_hash`) under `cp`, checked
@@ -353,33 +357,34 @@ impl Ledger {
             purpose,
         };
         let (key, vrf, _) = self.state_key_or_prove_in(r, &input)?;
-        let indices = key_indices(r, &key, snap.map_index)?;
-        // Event leaves read while searching, kept for the proofs.
-        let mut read: Vec<(usize, EventLeaf)> = Vec::with_capacity(8);
-        let mut entry = |pos: usize| -> Result<EventLeaf, LedgerError> {
-            if let Some((_, e)) = read.iter().find(|(p, _)| *p == pos) {
-                return Ok(*e);
+        let chain = KeyChain::before(r, &key, snap.map_index)?;
+        // Event leaves read while searching (with their indices), kept for the proofs.
+        let mut read: Vec<(usize, u64, EventLeaf)> = Vec::with_capacity(8);
+        let mut entry = |pos: usize| -> Result<(u64, EventLeaf), LedgerError> {
+            if let Some(&(_, i, e)) = read.iter().find(|(p, _, _)| *p == pos) {
+                return Ok((i, e));
             }
-            let e = require_event(r, indices[pos])?;
-            read.push((pos, e));
-            Ok(e)
+            let i = chain.index(r, pos as u64)?;
+            let e = require_event(r, i)?;
+            read.push((pos, i, e));
+            Ok((i, e))
         };
         // `lo`: how many of the key's event leaves were integrated at or before `at`.
         // integrated_at never decreases along the log. The common questions (consent now, or
         // before the key's first event) read one or two entries; others search in O(log k).
-        let n = indices.len();
+        let n = chain.len as usize;
         let lo = if n == 0 {
             0
-        } else if entry(n - 1)?.integrated_at <= at {
+        } else if entry(n - 1)?.1.integrated_at <= at {
             n
-        } else if entry(0)?.integrated_at > at {
+        } else if entry(0)?.1.integrated_at > at {
             0
         } else {
             // entry 0 is at or before `at`, entry n - 1 after it.
             let (mut lo, mut hi) = (1usize, n - 1);
             while lo < hi {
                 let mid = (lo + hi) / 2;
-                if entry(mid)?.integrated_at <= at {
+                if entry(mid)?.1.integrated_at <= at {
                     lo = mid + 1;
                 } else {
                     hi = mid;
@@ -392,12 +397,14 @@ impl Ledger {
         let mut events = Vec::new();
         let mut in_force_event = None;
         if let Some(p) = in_force {
-            let (pe, opening) = self.proven_event(r, indices[p], &entry(p)?, cp)?;
+            let (i, e) = entry(p)?;
+            let (pe, opening) = self.proven_event(r, i, &e, cp)?;
             in_force_event = Some(opening.event.event);
             events.push(pe);
         }
         if let Some(p) = next {
-            events.push(self.proven_event(r, indices[p], &entry(p)?, cp)?.0);
+            let (i, e) = entry(p)?;
+            events.push(self.proven_event(r, i, &e, cp)?.0);
         }
         let map = if next.is_some() {
             None
@@ -554,6 +561,56 @@ fn not_future(at: Option<u64>, now: u64) -> Result<u64, LedgerError> {
     match at {
         Some(at) if at > now => Err(Invalid::FutureAt { at, now }.into()),
         at => Ok(at.unwrap_or(now)),
+    }
+}
+
+/// A key's event leaves below a tree size, read by seq (`KeyIndex` is keyed by key ‖ seq):
+/// a proof reads the two or three it needs, not the whole chain.
+struct KeyChain {
+    key: Hash,
+    /// How many of the key's event leaves lie below the size: seqs `0..len`.
+    len: u64,
+}
+
+impl KeyChain {
+    /// The chain of `key` below `size`: from its last entry, or, when events after `size`
+    /// exist (appends since the snapshot), by binary search over seqs (indices grow with seq).
+    fn before(r: &dyn View, key: &Hash, size: u64) -> Result<KeyChain, LedgerError> {
+        let Some((k, v)) = r.last_with_prefix(Table::KeyIndex, key)? else {
+            return Ok(KeyChain { key: *key, len: 0 });
+        };
+        let last = schema::decode_key_index(&k, &v)?;
+        let mut chain = KeyChain {
+            key: *key,
+            len: last.seq + 1,
+        };
+        if last.index >= size {
+            // The first seq whose index is at or past `size`.
+            let (mut lo, mut hi) = (0u64, last.seq);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if chain.index(r, mid)? < size {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            chain.len = lo;
+        }
+        Ok(chain)
+    }
+
+    /// The leaf index of the event with `seq`.
+    fn index(&self, r: &dyn View, seq: u64) -> Result<u64, LedgerError> {
+        let k = schema::key_index_key(&self.key, seq);
+        let v = r.get(Table::KeyIndex, &k)?.ok_or_else(|| {
+            LedgerError::corrupt(
+                Table::KeyIndex,
+                Key::Seq { key: self.key, seq },
+                CorruptKind::Missing,
+            )
+        })?;
+        Ok(schema::decode_key_index(&k, &v)?.index)
     }
 }
 

@@ -236,6 +236,206 @@ fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
 }
 
+fn witness() -> &'static WitnessFixture {
+    static W: OnceLock<WitnessFixture> = OnceLock::new();
+    W.get_or_init(|| WitnessFixture::new(fresh()))
+}
+
+/// The witnessing fixtures are genuine (so the properties on their mutations are not vacuous):
+/// each add-checkpoint body parses and re-encodes, each answer is kept, each `witnessed` JSON
+/// meets the policy; and every single-bit change of an answer or of a cosigned note is refused.
+#[test]
+fn witness_fixtures_are_genuine_and_every_single_bit_change_is_refused() {
+    use consentlog::core::add_checkpoint::check_response;
+    use consentlog::core::witnessed::{check_witnessed, WitnessedJson};
+    let l = fresh();
+    let w = witness();
+    let signed = l.checkpoints.last().unwrap();
+    let n = l.notes.len();
+    assert!(n >= 2, "the fixture has several checkpoints");
+    for i in 0..n {
+        let body = fixture_add_checkpoint(l, i.checked_sub(1), i);
+        consentlog::tlog_witness::request::parse(&body).expect("a genuine body parses");
+        check_add_checkpoint_body(&body);
+        let kept = check_response(&l.notes[i], w.answers[i].as_bytes(), &w.verifier())
+            .expect("the genuine answer is kept");
+        assert_eq!(kept.len(), 1);
+        let j: WitnessedJson = serde_json::from_str(&fixture_witnessed(l, w, i)).unwrap();
+        let v = check_witnessed(
+            &w.policy,
+            &l.key,
+            signed,
+            WitnessFixture::TIME * 1000,
+            Some(&j),
+            WitnessFixture::TIME + 10,
+        )
+        .expect("the genuine cosigned checkpoint meets the policy");
+        assert_eq!(v.size, l.checkpoints[i].size);
+    }
+    let answer = w.answers[n - 1].as_bytes();
+    for bit in 0..answer.len() * 8 {
+        let flipped = flip(answer, bit);
+        assert!(
+            check_response(&l.notes[n - 1], &flipped, &w.verifier()).is_err(),
+            "bit {bit} of the answer"
+        );
+    }
+    let cosigned = w.cosigned[n - 1].as_bytes();
+    for bit in 0..cosigned.len() * 8 {
+        let j = WitnessedJson {
+            note: String::from_utf8_lossy(&flip(cosigned, bit)).into_owned(),
+            consistency: Vec::new(),
+        };
+        let r = check_witnessed(
+            &w.policy,
+            &l.key,
+            signed,
+            WitnessFixture::TIME * 1000,
+            Some(&j),
+            WitnessFixture::TIME + 10,
+        );
+        assert!(r.is_err(), "bit {bit} of the cosigned note");
+    }
+}
+
+/// Writes the seed corpora of the targets added after the fixture (`receipt`, `config_files`,
+/// `witness_bodies`) from the stored fixture, without touching it: `CONSENTLOG_WRITE_SEEDS=1
+/// cargo test --release --test it -- --ignored fuzz_props::write_seeds_of_later_targets`.
+/// `regenerate_fuzz_fixtures` calls it too.
+#[test]
+#[ignore = "writes fuzz/seeds of the later targets; run by hand"]
+fn write_seeds_of_later_targets() {
+    if std::env::var("CONSENTLOG_WRITE_SEEDS").as_deref() != Ok("1") {
+        eprintln!("set CONSENTLOG_WRITE_SEEDS=1 to write fuzz/seeds");
+        return;
+    }
+    write_later_seeds(&Loaded::stored());
+}
+
+fn write_later_seeds(l: &Loaded) {
+    let seeds = fuzz_dir().join("seeds");
+    let write = |target: &str, name: &str, mode: u8, data: &[u8]| {
+        let d = seeds.join(target);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        let mut v = vec![mode];
+        v.extend_from_slice(data);
+        std::fs::write(d.join(name), v).expect("write seed");
+    };
+    // receipt: each genuine receipt's text (mode 0).
+    for r in fixture_receipts(l) {
+        write(
+            "receipt",
+            &format!("receipt-{}", r.index),
+            0,
+            r.to_text().as_bytes(),
+        );
+    }
+    // config_files: a tokens file (mode 0), policy files (mode 1), evidence of every kind built
+    // from the fixture's signed checkpoints and proven leaves (mode 2; they are well formed and
+    // included, so the checker goes past parsing and inclusion).
+    let tokens = "# readers: token, then the controllers it may read (none: all)
+        reader-token-0123456789abcdef
+        audit-token-ABCDEFGHIJKLMNOP example.com training.example
+";
+    write("config_files", "tokens", 0, tokens.as_bytes());
+    let w = WitnessFixture::new(l);
+    let log =
+        consentlog::core::vkey::Vkey::new(&l.origin, consentlog::core::vkey::TYPE_ED25519, l.key)
+            .unwrap();
+    let policy = format!(
+        "log {} https://log.example/\nwitness w {} https://w.example/\nwitness x {}\n\
+         group plain 1 w x\ngroup replay-w 1 w\ngroup all-of all plain replay-w\nquorum all-of\n",
+        log.to_text(),
+        w.vkey.to_text(),
+        w.vkey.to_text().replace("fuzz", "other"),
+    );
+    write("config_files", "policy", 1, policy.as_bytes());
+    write(
+        "config_files",
+        "policy-none",
+        1,
+        format!("log {}\nquorum none\n", log.to_text()).as_bytes(),
+    );
+    let (_, p, _) = l
+        .proofs
+        .iter()
+        .find(|(_, p, _)| p.map.is_some())
+        .expect("a proof with a map proof");
+    let proven = |i: usize| {
+        let r = &fixture_receipts(l);
+        let tree_leaf = |i: usize| -> serde_json::Value {
+            match r.iter().find(|r| r.index == i as u64) {
+                Some(r) => serde_json::json!({
+                    "index": i,
+                    "leaf": to_hex(&l.leaves[i]),
+                    "inclusion": r.inclusion.iter().map(|h| to_hex(h)).collect::<Vec<_>>(),
+                }),
+                None => serde_json::to_value(&p.map_leaf).unwrap(),
+            }
+        };
+        tree_leaf(i)
+    };
+    let events: Vec<usize> = fixture_receipts(l)
+        .iter()
+        .map(|r| r.index as usize)
+        .collect();
+    let cp = l.note.clone();
+    let first = l.notes[0].clone();
+    let map = serde_json::to_value(&p.map).unwrap();
+    let map_leaf = serde_json::to_value(&p.map_leaf).unwrap();
+    let claims = [
+        serde_json::json!({"kind": "same_size_different_roots", "first": first, "second": cp}),
+        serde_json::json!({"kind": "different_leaves", "first": first, "second": cp,
+            "first_leaf": proven(events[0]), "second_leaf": proven(events[1])}),
+        serde_json::json!({"kind": "stale_map_value", "checkpoint": cp,
+            "event": proven(events[0]), "map_leaf": map_leaf, "map": map}),
+        serde_json::json!({"kind": "wrong_map_value", "checkpoint": cp, "map_leaf": map_leaf,
+            "key": to_hex(&[7u8; 32]), "map": map, "named": proven(events[0])}),
+        serde_json::json!({"kind": "time_violation", "checkpoint": cp,
+            "earlier": proven(events[1]), "later": proven(events[0])}),
+        serde_json::json!({"kind": "chain_fork", "checkpoint": cp,
+            "first": proven(events[0]), "second": proven(events[1])}),
+        serde_json::json!({"kind": "map_root_mismatch", "checkpoint": cp,
+            "leaves": l.leaves.iter().take(events[1] + 1).map(|b| to_hex(b)).collect::<Vec<_>>(),
+            "consistency": []}),
+    ];
+    for c in claims {
+        let kind = c["kind"].as_str().unwrap().to_string();
+        let e = serde_json::json!({
+            "format": consentlog::core::evidence::EVIDENCE_FORMAT,
+            "log_key": to_hex(l.key.as_bytes()),
+            "claim": c,
+        });
+        let text = serde_json::to_string_pretty(&e).unwrap();
+        assert!(
+            serde_json::from_str::<consentlog::core::evidence::Evidence>(&text).is_ok(),
+            "the {kind} seed parses"
+        );
+        write(
+            "config_files",
+            &format!("evidence-{kind}"),
+            2,
+            text.as_bytes(),
+        );
+    }
+    // witness_bodies: add-checkpoint bodies (mode 0), a 409 size (mode 2), answers (mode 3,
+    // after the note's index), `witnessed` JSON (mode 5).
+    for i in 0..l.notes.len() {
+        let body = fixture_add_checkpoint(l, i.checked_sub(1), i);
+        write("witness_bodies", &format!("add-checkpoint-{i}"), 0, &body);
+        let mut answer = vec![i as u8];
+        answer.extend_from_slice(w.answers[i].as_bytes());
+        write("witness_bodies", &format!("answer-{i}"), 3, &answer);
+        write(
+            "witness_bodies",
+            &format!("witnessed-{i}"),
+            5,
+            fixture_witnessed(l, &w, i).as_bytes(),
+        );
+    }
+    write("witness_bodies", "size", 2, b"1234\n");
+}
+
 /// The stored fixture still verifies with today's code, and covers every state, every kind of
 /// leaf and two anchors.
 #[test]
@@ -393,6 +593,7 @@ fn regenerate_fuzz_fixtures() {
     let j = serde_json::to_string(&l.history).expect("json");
     write("history", "history", Some(0), j.as_bytes());
     write("export", "export", Some(0), &l.export);
+    write_later_seeds(&l);
     let ndjson = f.event_json.join("\n") + "\n";
     write("http_bodies", "ndjson", Some(0), ndjson.as_bytes());
     let array = format!("[{}]", f.event_json.join(","));
@@ -514,6 +715,32 @@ proptest! {
     #[test]
     fn receipt_mutated(data in choices()) {
         check_receipt_mutation(fresh(), &data);
+    }
+
+    // witness_bodies: add-checkpoint bodies, 409 sizes, witnesses' answers, `witnessed` JSON.
+    #[test]
+    fn add_checkpoint_random_bodies(text in "(old [0-9]{1,3}\n)?([A-Za-z0-9+/=]{0,46}\n){0,3}\n?\\PC{0,80}") {
+        check_add_checkpoint_body(text.as_bytes());
+    }
+
+    #[test]
+    fn add_checkpoint_mutated(data in choices()) {
+        check_add_checkpoint_mutation(fresh(), &data);
+    }
+
+    #[test]
+    fn size_bodies(data in proptest::collection::vec(any::<u8>(), 0..24)) {
+        check_size_body(&data);
+    }
+
+    #[test]
+    fn witness_answers_mutated(data in choices()) {
+        check_witness_answer_mutation(fresh(), witness(), &data);
+    }
+
+    #[test]
+    fn witnessed_mutated(data in choices()) {
+        check_witnessed_mutation(fresh(), witness(), &data);
     }
 
     // checkpoint: note::open and parse_body on random text and on mutated valid notes.

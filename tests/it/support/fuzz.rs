@@ -2455,3 +2455,228 @@ pub fn check_evidence_text(text: &str) {
         assert_eq!(back, e);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Witnessing: add-checkpoint bodies, witnesses' answers and cosigned checkpoints
+// (c2sp.org/tlog-witness, tlog-cosignature; docs/FORMAT.md §19)
+// ---------------------------------------------------------------------------------------------
+
+/// The fixture's witness: a fixed key named `witness.example/fuzz`, every fixture checkpoint
+/// cosigned by it at [`WitnessFixture::TIME`], and a policy requiring it for the fixture's log.
+pub struct WitnessFixture {
+    pub key: ed25519_dalek::SigningKey,
+    pub vkey: consentlog::core::vkey::Vkey,
+    /// For each fixture note: the witness's answer to an add-checkpoint for it (one line).
+    pub answers: Vec<String>,
+    /// For each fixture note: the note with the witness's line appended.
+    pub cosigned: Vec<String>,
+    pub policy: consentlog::core::policy::Policy,
+}
+
+impl WitnessFixture {
+    pub const NAME: &'static str = "witness.example/fuzz";
+    /// The cosignatures' timestamp (POSIX seconds): the fixture's request time, in seconds.
+    pub const TIME: u64 = 1_767_225_600;
+
+    pub fn new(l: &Loaded) -> WitnessFixture {
+        use base64::Engine;
+        use consentlog::core::cosignature::message;
+        use consentlog::core::vkey::{Vkey, TYPE_COSIGNATURE_V1, TYPE_ED25519};
+        use ed25519_dalek::Signer;
+        let key = ed25519_dalek::SigningKey::from_bytes(&[0x77; 32]);
+        let vkey = Vkey::new(Self::NAME, TYPE_COSIGNATURE_V1, key.verifying_key()).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut answers = Vec::new();
+        let mut cosigned = Vec::new();
+        for n in &l.notes {
+            let text = &n[..n.find("\n\n").expect("a signed note") + 1];
+            let mut sig = vkey.key_id().to_be_bytes().to_vec();
+            sig.extend_from_slice(&Self::TIME.to_be_bytes());
+            sig.extend_from_slice(&key.sign(&message(Self::TIME, text.as_bytes())).to_bytes());
+            let line = format!("\u{2014} {} {}\n", Self::NAME, b64.encode(&sig));
+            cosigned.push(format!("{n}{line}"));
+            answers.push(line);
+        }
+        let log = Vkey::new(&l.origin, TYPE_ED25519, l.key).unwrap();
+        let policy_text = format!(
+            "log {}\nwitness w {}\ngroup replay-w 1 w\nquorum replay-w\n",
+            log.to_text(),
+            vkey.to_text()
+        );
+        let policy = consentlog::core::policy::Policy::parse(policy_text.as_bytes()).unwrap();
+        WitnessFixture {
+            key,
+            vkey,
+            answers,
+            cosigned,
+            policy,
+        }
+    }
+
+    pub fn verifier(&self) -> consentlog::core::cosignature::CosignatureVerifier {
+        consentlog::core::cosignature::CosignatureVerifier::new(self.vkey.clone()).unwrap()
+    }
+}
+
+/// The fixture's tree, for consistency proofs between its checkpoints.
+fn fixture_tree(
+    l: &Loaded,
+) -> consentlog::core::tlog::MemoryTree<consentlog::core::tlog::Sha256Hasher> {
+    use consentlog::core::tlog::{MemoryTree, Sha256Hasher};
+    let mut tree = MemoryTree::new(Sha256Hasher);
+    for b in &l.leaves {
+        tree.push(b);
+    }
+    tree
+}
+
+/// A valid add-checkpoint body: from fixture note `old` (or size 0) to note `new`.
+pub fn fixture_add_checkpoint(l: &Loaded, old: Option<usize>, new: usize) -> Vec<u8> {
+    use consentlog::core::tlog::{prove_consistency, Sha256Hasher, TreeSize};
+    let tree = fixture_tree(l);
+    let old_size = old.map_or(0, |i| l.checkpoints[i].size);
+    let proof = if old_size == 0 {
+        Vec::new()
+    } else {
+        prove_consistency(
+            &Sha256Hasher,
+            &tree,
+            TreeSize(old_size),
+            TreeSize(l.checkpoints[new].size),
+        )
+        .unwrap()
+    };
+    consentlog::core::add_checkpoint::encode_request(old_size, &proof, &l.notes[new]).unwrap()
+}
+
+/// An add-checkpoint body as the witness reads it: whatever parses is canonical (it is exactly
+/// what `encode_request` writes for the parsed fields), holds at most 63 proof lines, and
+/// parsing is deterministic.
+pub fn check_add_checkpoint_body(data: &[u8]) {
+    use consentlog::tlog_witness::request::{parse, MAX_PROOF_LINES};
+    let Ok(req) = parse(data) else {
+        return;
+    };
+    assert!(req.proof.len() <= MAX_PROOF_LINES);
+    assert_eq!(parse(data).ok(), Some(req.clone()), "deterministic");
+    if let Ok(note) = std::str::from_utf8(req.note) {
+        if note.ends_with('\n') && !(req.old == 0 && !req.proof.is_empty()) {
+            let again = consentlog::core::add_checkpoint::encode_request(req.old, &req.proof, note)
+                .expect("a parsed body re-encodes");
+            assert_eq!(
+                again, data,
+                "a parsed add-checkpoint body re-encodes identically"
+            );
+        }
+    }
+}
+
+/// A valid add-checkpoint body of the fixture, mutated, through `check_add_checkpoint_body`.
+pub fn check_add_checkpoint_mutation(l: &Loaded, data: &[u8]) {
+    let mut c = Choices::new(data);
+    let new = c.below(l.notes.len());
+    let old = match c.below(new + 1) {
+        0 => None,
+        k => Some(k - 1),
+    };
+    let mut b = fixture_add_checkpoint(l, old, new);
+    for _ in 0..1 + c.below(4) {
+        mutate_bytes(&mut c, &mut b, &l.pool);
+    }
+    check_add_checkpoint_body(&b);
+}
+
+/// A 409 answer's body: a size is read only from its canonical form (`N\n`).
+pub fn check_size_body(data: &[u8]) {
+    if let Ok(n) = consentlog::core::add_checkpoint::parse_size(data) {
+        assert_eq!(
+            format!("{n}\n").as_bytes(),
+            data,
+            "only canonical sizes are read"
+        );
+    }
+}
+
+/// A witness's 200 answer for fixture note `i`: whatever `check_response` keeps is the
+/// witness's genuine cosignature line (Ed25519 is deterministic, so there is no other).
+pub fn check_witness_answer(l: &Loaded, w: &WitnessFixture, i: usize, body: &[u8]) {
+    let i = i % l.notes.len();
+    if let Ok(kept) =
+        consentlog::core::add_checkpoint::check_response(&l.notes[i], body, &w.verifier())
+    {
+        assert!(!kept.is_empty());
+        for k in kept {
+            assert_eq!(k.line, w.answers[i], "only the genuine cosignature is kept");
+            assert_eq!(k.timestamp, WitnessFixture::TIME);
+        }
+    }
+}
+
+/// A genuine answer, mutated, through `check_witness_answer`.
+pub fn check_witness_answer_mutation(l: &Loaded, w: &WitnessFixture, data: &[u8]) {
+    let mut c = Choices::new(data);
+    let i = c.below(l.notes.len());
+    let mut b = w.answers[i].clone().into_bytes();
+    if c.below(2) == 0 {
+        // Other witnesses' lines around it are ignored, not refused.
+        b.splice(0..0, w.answers[c.below(l.notes.len())].bytes());
+    }
+    for _ in 0..1 + c.below(3) {
+        mutate_bytes(&mut c, &mut b, &l.pool);
+    }
+    check_witness_answer(l, w, i, &b);
+}
+
+/// A proof's `witnessed` JSON checked under the fixture policy against the fixture's last
+/// checkpoint: what meets the policy is a checkpoint of the log whose body is a fixture
+/// checkpoint's, cosigned by the witness's genuine line.
+pub fn check_witnessed_text(l: &Loaded, w: &WitnessFixture, text: &str) {
+    use consentlog::core::witnessed::{check_witnessed, WitnessedJson};
+    let Ok(j) = json_object::<WitnessedJson>(text) else {
+        return;
+    };
+    let signed = l.checkpoints.last().expect("a checkpoint");
+    let now = WitnessFixture::TIME + 10;
+    let map_time = WitnessFixture::TIME * 1000;
+    if let Ok(v) = check_witnessed(&w.policy, &l.key, signed, map_time, Some(&j), now) {
+        let i = l
+            .checkpoints
+            .iter()
+            .position(|c| c.size == v.size)
+            .expect("a cosigned size of the log");
+        let body = |n: &str| n.split_once("\n\n").map(|(b, _)| b.to_string());
+        assert_eq!(body(&j.note), body(&l.notes[i]));
+        assert!(j.note.contains(&w.answers[i]), "the genuine cosignature");
+        assert!(v.map_replayed);
+    }
+}
+
+/// The genuine `witnessed` JSON for fixture note `i` against the last checkpoint.
+pub fn fixture_witnessed(l: &Loaded, w: &WitnessFixture, i: usize) -> String {
+    use consentlog::core::tlog::{prove_consistency, Sha256Hasher, TreeSize};
+    let tree = fixture_tree(l);
+    let last = l.checkpoints.last().unwrap().size;
+    let proof = prove_consistency(
+        &Sha256Hasher,
+        &tree,
+        TreeSize(l.checkpoints[i].size),
+        TreeSize(last),
+    )
+    .unwrap_or_default();
+    serde_json::to_string(&consentlog::core::witnessed::WitnessedJson {
+        note: w.cosigned[i].clone(),
+        consistency: proof.into_iter().map(HexHash).collect(),
+    })
+    .unwrap()
+}
+
+/// Genuine `witnessed` JSON, mutated as text, through `check_witnessed_text`.
+pub fn check_witnessed_mutation(l: &Loaded, w: &WitnessFixture, data: &[u8]) {
+    let mut c = Choices::new(data);
+    let i = c.below(l.notes.len());
+    let mut b = fixture_witnessed(l, w, i).into_bytes();
+    for _ in 0..1 + c.below(3) {
+        mutate_bytes(&mut c, &mut b, &l.pool);
+    }
+    check_witnessed_text(l, w, &String::from_utf8_lossy(&b));
+}
