@@ -26,6 +26,7 @@ pub mod paths {
     pub const CHECKPOINT: &str = "/v1/checkpoint";
     pub const CHECKPOINTS: &str = "/v1/checkpoints";
     pub const COSIGNED: &str = "/v1/checkpoint/cosigned";
+    pub const WITNESSED_RECEIPT: &str = "/v1/receipts/witnessed";
     pub const ENTRIES: &str = "/v1/entries";
     pub const INCLUSION: &str = "/v1/proofs/inclusion";
     pub const CONSISTENCY: &str = "/v1/proofs/consistency";

@@ -46,9 +46,24 @@ pub fn open_read(dir: &Path) -> Result<Ledger, Failure> {
     Ledger::open_read_only(dir).map_err(fail)
 }
 
-pub fn init(dir: &Path, origin: &str, engine: Engine) -> CmdResult {
-    let l = Ledger::init_with(dir, origin, engine, Options::default()).map_err(fail)?;
+pub fn init(dir: &Path, origin: &str, engine: Engine, policy: Option<&Path>) -> CmdResult {
+    let mut opts = Options::default();
+    if let Some(f) = policy {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| fail(format!("--witness-policy {}: {e}", f.display())))?;
+        crate::ledger::check_witness_policy(&text)
+            .map_err(|e| fail(format!("--witness-policy {}: {e}", f.display())))?;
+        opts = opts.witness_policy(text);
+    }
+    let l = Ledger::init_with(dir, origin, engine, opts).map_err(fail)?;
     eprintln!("created ledger {origin:?} in {}", dir.display());
+    if l.genesis().witness_policy.is_some() {
+        eprintln!(
+            "it declares the witness policy in {} (verifiers require it; serve asks its \
+             witnesses)",
+            dir.join(crate::ledger::DECLARED_POLICY_FILE).display()
+        );
+    }
     println!("{}", to_hex(l.public_key().as_bytes()));
     Ok(())
 }

@@ -88,6 +88,12 @@ pub enum Command {
         /// Storage engine, sled or redb, recorded in the directory
         #[arg(long, env = "CONSENTLOG_ENGINE", default_value_t = Engine::default())]
         backend: Engine,
+        /// A c2sp.org/tlog-policy file the log declares in its genesis leaf, so every verifier
+        /// requires its witnesses: its `witness`, `group` and `quorum` lines, without a `log`
+        /// line (init adds the one naming the key it generates, and writes the whole policy to
+        /// DIR/witness-policy.txt); docs/WITNESSING.md
+        #[arg(long, value_name = "FILE")]
+        witness_policy: Option<PathBuf>,
     },
     /// Create a person's key: OUT (secret, mode 0600) and OUT with .pub; prints the public key
     Keygen {
@@ -289,6 +295,9 @@ pub enum Command {
     },
     /// Check a receipt (a C2SP tlog-proof) offline: exit 0 valid, 2 invalid
     VerifyReceipt(receipt::VerifyReceiptArgs),
+    /// Fetch the witnessed receipt of an entry: the receipt of the same entry under the newest
+    /// checkpoint the witnesses cosigned (for verify-receipt --policy)
+    WitnessedReceipt(receipt::WitnessedReceiptArgs),
     /// Generate signed events for fresh random people, as NDJSON
     Loadgen(loadgen::LoadgenArgs),
     /// A walkthrough: people grant and revoke, a training job proves, an auditor replays;
@@ -319,7 +328,8 @@ pub fn run(cli: Cli) -> CmdResult {
             dir,
             origin,
             backend,
-        } => ledger_cmds::init(&dir, &origin, backend),
+            witness_policy,
+        } => ledger_cmds::init(&dir, &origin, backend, witness_policy.as_deref()),
         Command::Keygen { out } => person::keygen(&out),
         Command::Pubkey { key } => person::pubkey(&key),
         Command::Sign(a) => person::sign(a),
@@ -449,6 +459,7 @@ pub fn run(cli: Cli) -> CmdResult {
             no_openings,
         } => ledger_cmds::export(&dir, &out, !no_openings),
         Command::VerifyReceipt(a) => receipt::verify_receipt(a),
+        Command::WitnessedReceipt(a) => receipt::witnessed_receipt(a),
         Command::Loadgen(a) => loadgen::loadgen(a),
         Command::Demo { keep } => demo::demo(keep.as_deref()),
         Command::Serve(a) => serve::serve(a),

@@ -93,6 +93,12 @@ pub struct ServeArgs {
     /// (their `witness` lines carry the submission URLs); see docs/WITNESSING.md
     #[arg(long, value_name = "FILE")]
     pub witness_policy: Option<PathBuf>,
+    /// For a ledger this command creates: a c2sp.org/tlog-policy file (without a `log` line;
+    /// the one naming the new key is added) that the log declares in its genesis leaf, so every
+    /// verifier requires it (as `init --witness-policy`). An existing ledger must declare the
+    /// same policy. Without --witness-policy, its witnesses with URLs are the ones asked
+    #[arg(long, value_name = "FILE")]
+    pub declare_witness_policy: Option<PathBuf>,
     /// Least time (ms) between two checkpoints sent to one witness: the rate declared to the
     /// witnesses' operators
     #[arg(long, default_value_t = server::DEFAULT_WITNESS_INTERVAL.as_millis() as u64)]
@@ -157,6 +163,18 @@ pub fn config(a: ServeArgs) -> Result<(ServeConfig, Auth), String> {
             .witness_policy
             .as_deref()
             .map(|f| witness_config(f, a.witness_interval))
+            .transpose()?,
+        witness_interval: Duration::from_millis(a.witness_interval.max(1)),
+        declare_policy: a
+            .declare_witness_policy
+            .as_deref()
+            .map(|f| {
+                let text = std::fs::read_to_string(f)
+                    .map_err(|e| format!("--declare-witness-policy {}: {e}", f.display()))?;
+                crate::ledger::check_witness_policy(&text)
+                    .map_err(|e| format!("--declare-witness-policy {}: {e}", f.display()))?;
+                Ok::<_, String>(text)
+            })
             .transpose()?,
     };
     Ok((cfg, auth))

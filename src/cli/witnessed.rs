@@ -9,7 +9,9 @@ use std::path::Path;
 use crate::core::leaf::GenesisLeaf;
 use crate::core::note::SignedCheckpoint;
 use crate::core::policy::Policy;
-use crate::core::witnessed::{check_witnessed, replaying_witnesses, WitnessedJson};
+use crate::core::witnessed::{
+    check_cosigned, check_witnessed, replaying_witnesses, WitnessVerdict, WitnessedJson,
+};
 
 use super::Failure;
 
@@ -75,15 +77,48 @@ pub fn check(
     map_time: u64,
     witnessed: Option<&WitnessedJson>,
 ) -> Result<Witnessing, String> {
-    let declared = genesis
+    each_policy(policy, genesis, |p| {
+        let now = crate::ledger::clock::now_ms() / 1000;
+        check_witnessed(p, log_key, signed, map_time, witnessed, now).map_err(|e| e.to_string())
+    })
+}
+
+/// Checks that the checkpoint note of a receipt (docs/FORMAT.md §7, "Witnessed receipts")
+/// meets `policy` (the verifier's) and the policy `genesis` declares, at the verifier's clock.
+/// A receipt rests on no map leaf: there is no freshness rule beyond the policy's own.
+pub fn check_note(
+    policy: Option<&Policy>,
+    genesis: &GenesisLeaf,
+    log_key: &ed25519_dalek::VerifyingKey,
+    note: &str,
+) -> Result<Witnessing, String> {
+    each_policy(policy, genesis, |p| {
+        let now = crate::ledger::clock::now_ms() / 1000;
+        check_cosigned(p, log_key, note, now)
+            .map(|(_, v, _)| v)
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// The policy a genesis leaf declares, if any.
+pub fn declared(genesis: &GenesisLeaf) -> Result<Option<Policy>, String> {
+    genesis
         .witness_policy
         .as_deref()
         .map(|text| {
             Policy::parse(text.as_bytes())
                 .map_err(|e| format!("the witness policy in the log's genesis leaf: {e}"))
         })
-        .transpose()?;
-    let now = crate::ledger::clock::now_ms() / 1000;
+        .transpose()
+}
+
+/// Applies `check` under `policy` and under the one `genesis` declares; every one must pass.
+fn each_policy(
+    policy: Option<&Policy>,
+    genesis: &GenesisLeaf,
+    check: impl Fn(&Policy) -> Result<WitnessVerdict, String>,
+) -> Result<Witnessing, String> {
+    let declared = declared(genesis)?;
     let mut out = Witnessing {
         witnessed: false,
         map_replayed: false,
@@ -95,8 +130,7 @@ pub fn check(
         (declared.as_ref(), "the log's declared policy"),
     ] {
         let Some(p) = p else { continue };
-        let v = check_witnessed(p, log_key, signed, map_time, witnessed, now)
-            .map_err(|e| format!("{whose}: {e}"))?;
+        let v = check(p).map_err(|e| format!("{whose}: {e}"))?;
         out.witnessed = true;
         out.map_replayed |= v.map_replayed;
         out.cosigned_size = Some(v.size);

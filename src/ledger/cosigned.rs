@@ -99,7 +99,7 @@ impl Ledger {
     }
 
     /// The sizes of the largest cosigned checkpoint and the largest that met the policy.
-    fn sizes(&self) -> Result<Sizes, LedgerError> {
+    pub(super) fn sizes(&self) -> Result<Sizes, LedgerError> {
         let mut sizes = self.cosigned_sizes.lock().expect("cosigned sizes");
         if let Some(z) = *sizes {
             return Ok(z);
@@ -258,6 +258,122 @@ mod tests {
         drop(ledger);
         let l = Ledger::open_with(dir.path(), Options::default().clock(clock)).unwrap();
         assert_eq!(l.cosigned_from(0, 10).unwrap(), vec![(cp.size, note)]);
+    }
+
+    #[test]
+    fn witnessed_receipts_are_under_the_newest_cosigned_checkpoint_that_covers_the_entry() {
+        let t = ledger();
+        let l = &t.ledger;
+        let rs = t.accept(first_events(2, T0));
+        let not_cosigned = |r: &crate::core::receipt::Receipt| {
+            matches!(
+                l.witnessed_receipt(r),
+                Err(LedgerError::Invalid(Invalid::NotCosigned { .. }))
+            )
+        };
+        assert!(not_cosigned(&rs[0]));
+        t.clock.advance(1_000);
+        let cp = l.checkpoint().unwrap();
+        let a = cosign("w.example/a", 1, 100, &cp.note);
+        l.add_cosignatures(&cp, std::slice::from_ref(&a)).unwrap();
+        // A later entry is not covered by it.
+        t.clock.advance(1_000);
+        let later = t.accept(first_events(1, T0 + 2_000)).remove(0);
+        assert!(not_cosigned(&later));
+        for r in &rs {
+            let w = l.witnessed_receipt(r).unwrap();
+            assert_eq!(w.anchor.checkpoint, format!("{}{a}", cp.note));
+            assert_eq!((w.index, w.leaf, &w.opening), (r.index, r.leaf, &r.opening));
+            let c = w.check_for(&l.public_key(), &r.opening.event).unwrap();
+            assert_eq!(c.checkpoint.size, cp.size);
+            // Parsed back from its text, it is the same receipt.
+            assert_eq!(
+                crate::core::receipt::Receipt::parse(&w.to_text()).unwrap(),
+                w
+            );
+        }
+        // Another opening (nonce) or another index: not this log's receipt.
+        let mut other = rs[0].clone();
+        other.opening.nonce[0] ^= 1;
+        let mut moved = rs[0].clone();
+        moved.index = rs[1].index;
+        for bad in [other, moved] {
+            assert!(matches!(
+                l.witnessed_receipt(&bad),
+                Err(LedgerError::Invalid(Invalid::NotOurReceipt { .. }))
+            ));
+        }
+        // Once one met the policy, only those that met it count.
+        l.set_witnessed(cp.size).unwrap();
+        t.clock.advance(1_000);
+        let cp2 = l.checkpoint().unwrap();
+        l.add_cosignatures(&cp2, &[cosign("w.example/a", 1, 101, &cp2.note)])
+            .unwrap();
+        assert!(not_cosigned(&later));
+        l.set_witnessed(cp2.size).unwrap();
+        let w = l.witnessed_receipt(&later).unwrap();
+        assert_eq!(
+            w.to_tlog_proof().checkpoint.lines().nth(1),
+            Some(&*cp2.size.to_string())
+        );
+    }
+
+    #[test]
+    fn a_declared_policy_names_the_new_log_key_first() {
+        let text = format!(
+            "witness a {}\nquorum a",
+            Vkey::new(
+                "w.example/a",
+                TYPE_COSIGNATURE_V1,
+                SigningKey::from_bytes(&[1; 32]).verifying_key()
+            )
+            .unwrap()
+            .to_text()
+        );
+        let key = SigningKey::from_bytes(&[5; 32]).verifying_key();
+        let done = super::super::complete_witness_policy(&text, "log.example/x", &key).unwrap();
+        let vkey = Vkey::new("log.example/x", crate::core::vkey::TYPE_ED25519, key).unwrap();
+        assert_eq!(done, format!("log {}\n{text}\n", vkey.to_text()));
+        let p = crate::core::policy::Policy::parse(done.as_bytes()).unwrap();
+        assert_eq!(p.logs[0].vkey.key, key);
+        for bad in [
+            format!("log {}\n{text}", vkey.to_text()),
+            "quorum none\n".to_string(),
+            "not a policy\n".to_string(),
+        ] {
+            assert!(super::super::check_witness_policy(&bad).is_err(), "{bad}");
+        }
+        // Too long for the genesis leaf: init refuses it and leaves no ledger.
+        let long = format!(
+            "{}{text}\n",
+            "# padding padding padding padding\n".repeat(200)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let r = Ledger::init_with(
+            &dir.path().join("l"),
+            "log.example/x",
+            Engine::Sled,
+            Options::default().witness_policy(long),
+        );
+        assert!(matches!(
+            r,
+            Err(LedgerError::Invalid(Invalid::WitnessPolicy(_)))
+        ));
+        assert!(!dir.path().join("l").join("engine").exists());
+        // One that fits is in the genesis leaf, and in witness-policy.txt.
+        let l = Ledger::init_with(
+            &dir.path().join("m"),
+            "log.example/x",
+            Engine::Sled,
+            Options::default().witness_policy(text.clone()),
+        )
+        .unwrap();
+        let declared = l.genesis().witness_policy.clone().unwrap();
+        assert!(declared.ends_with(&format!("{text}\n")));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("m").join("witness-policy.txt")).unwrap(),
+            declared
+        );
     }
 
     #[test]

@@ -223,6 +223,19 @@ pub enum Invalid {
     CosignatureLine(String),
     #[error("the opening of leaf {index} was erased")]
     Erased { index: u64 },
+    /// A witness policy a new ledger cannot declare.
+    #[error("witness policy: {0}")]
+    WitnessPolicy(String),
+    /// A receipt given to be witnessed is not one of this log's leaves and openings.
+    #[error("leaf {index} of this log is not the receipt's event (or its opening was erased)")]
+    NotOurReceipt { index: u64 },
+    /// No cosigned checkpoint covers the leaf yet.
+    #[error(
+        "no cosigned checkpoint covers leaf {index} yet (the largest cosigned is {}); retry once \
+         the witnesses have cosigned a newer one",
+        .cosigned.map_or("none".to_string(), |s| format!("of size {s}"))
+    )]
+    NotCosigned { index: u64, cosigned: Option<u64> },
     /// A controller or purpose that no event can name.
     #[error("{0}")]
     Name(#[from] crate::core::text::NameError),

@@ -68,6 +68,9 @@ fn sync_dir(dir: &Path) -> Result<(), LedgerError> {
         .map_err(|e| LedgerError::io("cannot sync directory", dir, e))
 }
 
+/// The file `init` writes the witness policy a new ledger declares to (docs/FORMAT.md §3).
+pub const DECLARED_POLICY_FILE: &str = "witness-policy.txt";
+
 /// The text of `log.pub`: the log's public key in hex, one line.
 pub(crate) fn log_pub_text(key: &SigningKey) -> String {
     format!("{}\n", to_hex(key.verifying_key().as_bytes()))
@@ -101,7 +104,14 @@ pub(crate) fn read_vrf_key(dir: &Path) -> Result<VrfSecretKey, LedgerError> {
 /// Removes the leftovers of an interrupted `init` from `dir` (which has no `engine` marker,
 /// so nothing was served or acknowledged from them): the log key files and the store.
 pub(crate) fn remove_leftovers(dir: &Path) -> Result<(), LedgerError> {
-    for name in ["log.key", "vrf.key", "log.pub", "log.pub.tmp", "engine.tmp"] {
+    for name in [
+        "log.key",
+        "vrf.key",
+        "log.pub",
+        "log.pub.tmp",
+        "engine.tmp",
+        DECLARED_POLICY_FILE,
+    ] {
         let p = dir.join(name);
         if p.exists() {
             fs::remove_file(&p).map_err(|e| LedgerError::io("cannot remove", &p, e))?;

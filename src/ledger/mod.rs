@@ -40,8 +40,9 @@ mod testing;
 
 pub use append::{precheck, precheck_one, Prechecked};
 pub use error::{Corrupt, CorruptKind, Invalid, Key, LedgerError};
-pub use files::{compact, open_store, open_store_read_only, recorded_engine};
+pub use files::{compact, open_store, open_store_read_only, recorded_engine, DECLARED_POLICY_FILE};
 pub use nodes::{CachedNodes, NodeError, StoreNodes, UpperNodes};
+pub use open::{check_witness_policy, complete_witness_policy};
 pub use prove::{ConsistencyProof, InclusionProof, ProofBatch};
 pub use schema::node_key;
 
@@ -90,6 +91,10 @@ pub struct Options {
     /// Open the store for reading only (reading commands: see [`Engine::open_read_only`]
     /// (crate::store::Engine::open_read_only)); appends and checkpoints then fail.
     pub read_only: bool,
+    /// A c2sp.org/tlog-policy a new ledger declares in its genesis leaf (docs/FORMAT.md §3),
+    /// without its `log` line: [`Ledger::init_with`] adds the line naming the key it generates
+    /// ([`complete_witness_policy`]). Not used when a ledger is opened.
+    pub witness_policy: Option<String>,
 }
 
 impl Default for Options {
@@ -100,6 +105,7 @@ impl Default for Options {
             map_bytes: DEFAULT_MAP_BYTES,
             map_leaf_interval_ms: checkpoint::MAP_LEAF_INTERVAL_MS,
             read_only: false,
+            witness_policy: None,
         }
     }
 }
@@ -114,6 +120,13 @@ impl Options {
     /// These options with map leaves at least `ms` apart (at least 1).
     pub fn map_leaf_interval_ms(mut self, ms: u64) -> Options {
         self.map_leaf_interval_ms = ms.max(1);
+        self
+    }
+
+    /// These options with a witness policy for a new ledger to declare (its text without the
+    /// `log` line; see [`Options::witness_policy`]).
+    pub fn witness_policy(mut self, text: impl Into<String>) -> Options {
+        self.witness_policy = Some(text.into());
         self
     }
 

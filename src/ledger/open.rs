@@ -12,7 +12,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 
 use super::error::{CorruptKind, Invalid, Key};
-use super::files::{read_vrf_key, recorded_engine, remove_leftovers, write_engine, write_log_keys};
+use super::files::{
+    read_vrf_key, recorded_engine, remove_leftovers, write_durable, write_engine, write_log_keys,
+    DECLARED_POLICY_FILE,
+};
 use super::leaves::{LeafSource, MAP_BUCKET};
 use super::schema::{self, index_key};
 use super::Ledger;
@@ -21,13 +24,62 @@ use crate::core::hash::Hash;
 use crate::core::leaf::{GenesisLeaf, Leaf, MapLeaf, LEAF_VERSION};
 use crate::core::map::{MapValue, StateMap};
 use crate::core::note::{self, SignedCheckpoint};
+use crate::core::policy::Policy;
 use crate::core::tlog::{self, Frontier, Sha256Hasher, TreeSize};
+use crate::core::vkey::{Vkey, TYPE_ED25519};
 use crate::core::vrf::VrfSecretKey;
 use crate::keyfile;
 use crate::store::{Engine, Store, StoreError, Table, WriteBatch};
 
 /// Leaves read per step while the map is rebuilt.
 const LEAF_CHUNK: usize = 65536;
+
+/// Checks a witness policy a new ledger is to declare, before its key exists: a
+/// c2sp.org/tlog-policy with at least one witness and a quorum other than `none`, and no `log`
+/// line (the log's key is generated with the ledger; [`complete_witness_policy`] names it).
+pub fn check_witness_policy(text: &str) -> Result<Policy, String> {
+    let p = Policy::parse(text.as_bytes()).map_err(|e| e.to_string())?;
+    if !p.logs.is_empty() {
+        return Err(
+            "the policy has a `log` line, but this log's key does not exist yet: leave \
+                    the `log` line out (init adds the one naming the key it generates)"
+                .into(),
+        );
+    }
+    if p.witnesses.is_empty() || p.quorum.is_none() {
+        return Err(
+            "the policy requires no witness (no `witness` line, or `quorum none`): \
+                    declaring it would require nothing"
+                .into(),
+        );
+    }
+    Ok(p)
+}
+
+/// The policy a new ledger declares: `log <vkey>\n` (the log's C2SP vkey, `origin+key
+/// id+base64(0x01 || key)`) followed by `text`, which [`check_witness_policy`] accepts.
+pub fn complete_witness_policy(
+    text: &str,
+    origin: &str,
+    key: &VerifyingKey,
+) -> Result<String, String> {
+    check_witness_policy(text)?;
+    let vkey = Vkey::new(origin, TYPE_ED25519, *key).map_err(|e| e.to_string())?;
+    let mut out = format!("log {}\n", vkey.to_text());
+    out.push_str(text);
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    Policy::parse(out.as_bytes()).map_err(|e| e.to_string())?;
+    if out.len() > crate::core::leaf::MAX_POLICY {
+        return Err(format!(
+            "the policy is {} bytes with its `log` line (at most {})",
+            out.len(),
+            crate::core::leaf::MAX_POLICY
+        ));
+    }
+    Ok(out)
+}
 
 impl Ledger {
     /// Creates a ledger in `dir` (which must not hold one): its keys, the genesis leaf and
@@ -49,6 +101,9 @@ impl Ledger {
         if dir.join("engine").exists() {
             return Err(LedgerError::Exists(dir.to_path_buf()));
         }
+        if let Some(text) = &opts.witness_policy {
+            check_witness_policy(text).map_err(Invalid::WitnessPolicy)?;
+        }
         fs::create_dir_all(dir).map_err(|e| LedgerError::io("cannot create", dir, e))?;
         // No `engine` marker: any files here are the leftovers of an init that was
         // interrupted (the marker is written last). Start over.
@@ -56,20 +111,39 @@ impl Ledger {
         let key = keyfile::generate();
         let vrf = VrfSecretKey::from_random(&keyfile::random64());
         write_log_keys(dir, &key, &vrf)?;
-        let store = engine.open(&dir.join("db"), opts.cache_bytes)?;
+        let witness_policy = opts
+            .witness_policy
+            .as_deref()
+            .map(|text| complete_witness_policy(text, origin, &key.verifying_key()))
+            .transpose()
+            .map_err(Invalid::WitnessPolicy)?;
         let genesis = Leaf::Genesis(GenesisLeaf {
             version: LEAF_VERSION,
             origin: origin.to_string(),
             vrf_key: vrf.public_key().to_bytes(),
             genesis_time: opts.clock.now_ms(),
-            witness_policy: None,
+            witness_policy,
         });
+        if let Err(e) = Leaf::decode(&genesis.to_bytes()) {
+            return Err(
+                Invalid::WitnessPolicy(format!("the genesis leaf would not decode: {e}")).into(),
+            );
+        }
+        let store = engine.open(&dir.join("db"), opts.cache_bytes)?;
         let mut b = WriteBatch::new();
         b.put(Table::Meta, schema::ORIGIN, origin.as_bytes());
         b.put(Table::Meta, schema::FORMAT, schema::FORMAT_VERSION);
         b.put(Table::Leaf, index_key(0), genesis.to_bytes());
         b.put(Table::Meta, schema::SIZE, schema::size_value(1));
         store.commit(b)?;
+        if let Leaf::Genesis(GenesisLeaf {
+            witness_policy: Some(p),
+            ..
+        }) = &genesis
+        {
+            // The policy as declared, for the operator to publish and to serve with.
+            write_durable(&dir.join(DECLARED_POLICY_FILE), p)?;
+        }
         let ledger = Ledger::from_store(dir, store, key, vrf, opts)?;
         ledger.checkpoint()?;
         // The engine file marks the directory as a complete ledger: written last.

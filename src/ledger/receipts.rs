@@ -14,7 +14,7 @@ use crate::core::opening::Opening;
 use crate::core::receipt::{Receipt, ReceiptAnchor};
 use crate::core::tlog::{self, Frontier, HashReader, LeafIndex, Sha256Hasher, TreeSize};
 
-use super::error::Key;
+use super::error::{Invalid, Key};
 use super::nodes::{CachedNodes, NodeError, UPPER_LEVEL};
 use super::prove::prove_error;
 use super::{Ledger, LedgerError};
@@ -151,5 +151,61 @@ impl Ledger {
         let store = self.store();
         let anchor = self.receipt_anchor(size, root, &self.nodes(&*store))?;
         self.stored_receipt(&anchor, size, index)
+    }
+
+    /// The **witnessed receipt** of the entry `given` is a receipt of (docs/FORMAT.md §7):
+    /// the same leaf and opening, proven under the newest cosigned checkpoint that covers it,
+    /// the cosigned note being the checkpoint (the log's signature line and the witnesses'
+    /// cosignature lines): the newest that met the server's policy ([`Ledger::set_witnessed`]),
+    /// or, while none has met it, the newest cosigned at all. `given` must be this log's leaf at its index with its stored
+    /// opening, byte for byte (so nothing is handed out that its holder did not hold: the
+    /// opening names a person); its signatures are not checked here.
+    pub fn witnessed_receipt(&self, given: &Receipt) -> Result<Receipt, LedgerError> {
+        let index = given.index;
+        let ours = index > 0
+            && index < self.size()
+            && self.event_leaf(index)?.as_ref() == Some(&given.leaf)
+            && self
+                .opening(index)?
+                .is_some_and(|o| o.to_bytes() == given.opening.to_bytes());
+        if !ours {
+            return Err(Invalid::NotOurReceipt { index }.into());
+        }
+        let z = self.sizes()?;
+        let size = match (z.witnessed, z.cosigned) {
+            (Some(w), _) if w > index => w,
+            (None, Some(c)) if c > index => c,
+            (w, c) => {
+                return Err(Invalid::NotCosigned {
+                    index,
+                    cosigned: w.or(c),
+                }
+                .into())
+            }
+        };
+        let note = self.cosigned(size)?.ok_or(Invalid::NotCosigned {
+            index,
+            cosigned: None,
+        })?;
+        let path = |i| -> Result<Vec<Hash>, LedgerError> {
+            Ok(self
+                .prove_inclusion(i, Some(size))?
+                .path
+                .into_iter()
+                .map(|h| h.0)
+                .collect())
+        };
+        let anchor = Arc::new(ReceiptAnchor {
+            checkpoint: note,
+            genesis: self.genesis.to_bytes(),
+            genesis_inclusion: path(0)?,
+        });
+        Ok(Receipt {
+            index,
+            leaf: given.leaf,
+            opening: given.opening.clone(),
+            inclusion: path(index)?,
+            anchor,
+        })
     }
 }

@@ -123,6 +123,12 @@ impl From<LedgerError> for ApiError {
                 e.retry_after = Some(retry_after_ms.div_ceil(1000).max(1));
                 e
             }
+            LedgerError::Invalid(m @ Invalid::NotOurReceipt { .. }) => {
+                ApiError::new(StatusCode::NOT_FOUND, "unknown_receipt", m)
+            }
+            LedgerError::Invalid(m @ Invalid::NotCosigned { .. }) => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_cosigned", m)
+            }
             // These two name directories and are the operator's, not a request's.
             LedgerError::Invalid(m @ (Invalid::FormatV1(_) | Invalid::NotEmpty(_))) => {
                 ApiError::internal("ledger error", m)

@@ -62,8 +62,15 @@ pub struct ServeConfig {
     /// Most (subject, nonce) pairs of signed requests remembered; beyond it, signed requests
     /// get 503 until the oldest expire.
     pub replay_cache: usize,
-    /// The witnesses to ask for cosignatures (`--witness-policy`), if any.
+    /// The witnesses to ask for cosignatures (`--witness-policy`), if any. None: those of
+    /// the policy the ledger declares in its genesis leaf, if it declares one.
     pub witnesses: Option<WitnessConfig>,
+    /// Least time between two submissions to one witness, when the witnesses are those of the
+    /// ledger's declared policy.
+    pub witness_interval: Duration,
+    /// A witness policy (without its `log` line) for a ledger `serve` creates to declare
+    /// (`--declare-witness-policy`); an existing ledger must declare the same one.
+    pub declare_policy: Option<String>,
 }
 
 impl ServeConfig {
@@ -146,6 +153,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::get_checkpoint))
         .routes(routes!(routes::get_checkpoints))
         .routes(routes!(routes::get_cosigned))
+        .routes(routes!(routes::post_witnessed_receipt))
         .routes(routes!(routes::get_entries))
         .routes(routes!(routes::get_inclusion))
         .routes(routes!(routes::get_consistency))
@@ -189,13 +197,16 @@ impl App {
     /// address only as the default audience, [`ServeConfig::audience`]). Signed requests are
     /// taken from now on, on the ledger's clock.
     pub fn new(ledger: Arc<Ledger>, cfg: &ServeConfig, auth: Auth) -> Result<App, String> {
-        if let Some(w) = &cfg.witnesses {
+        let witnesses = match &cfg.witnesses {
+            Some(w) => Some(w.clone()),
+            None => declared_witnesses(&ledger, cfg.witness_interval)?,
+        };
+        if let Some(w) = &witnesses {
             w.check_for(&ledger)?;
         }
         let cp = ledger.checkpoint_all().map_err(|e| e.to_string())?;
         let metrics = Arc::new(metrics::Metrics::default());
-        let witnessing = cfg
-            .witnesses
+        let witnessing = witnesses
             .as_ref()
             .map(|w| witnessing::Witnessing::start(ledger.clone(), w, metrics.clone()));
         let (covered_tx, covered) = watch::channel(cp.size);
@@ -283,15 +294,65 @@ pub fn serve(cfg: ServeConfig, auth: Auth) -> Result<(), String> {
     })
 }
 
+/// The witnesses of the policy `ledger` declares in its genesis leaf, to ask when `serve` is
+/// given no `--witness-policy`: None if it declares none, or none of its witnesses has a URL
+/// (said in the log: proofs will not meet the declared policy until witnesses cosign).
+fn declared_witnesses(
+    ledger: &Ledger,
+    interval: Duration,
+) -> Result<Option<WitnessConfig>, String> {
+    let Some(text) = &ledger.genesis().witness_policy else {
+        return Ok(None);
+    };
+    let policy = crate::core::policy::Policy::parse(text.as_bytes())
+        .map_err(|e| format!("the witness policy in the genesis leaf: {e}"))?;
+    if !policy.witnesses.iter().any(|w| w.url.is_some()) {
+        tracing::warn!(
+            "the log declares a witness policy, but none of its witnesses has a submission URL \
+             and no --witness-policy names one: no witness is asked, and proofs will not meet \
+             the declared policy"
+        );
+        return Ok(None);
+    }
+    tracing::info!("asking the witnesses of the log's declared policy");
+    Ok(Some(WitnessConfig { policy, interval }))
+}
+
 /// The ledger `serve` serves: `cfg.dir`'s, opened with its cache; or, if the directory holds
-/// no ledger, a new one with `cfg`'s origin and engine. Refuses a log key others can read.
+/// no ledger, a new one with `cfg`'s origin, engine and declared witness policy. Refuses a log
+/// key others can read, and a declared policy that differs from the existing ledger's.
 pub fn open(cfg: &ServeConfig) -> Result<Arc<Ledger>, String> {
     let ledger = if cfg.dir.join("engine").exists() {
         // A log key others can read is a key others may have copied: refuse to serve with it.
         crate::keyfile::read(&cfg.dir.join("log.key"), true).map_err(|e| e.to_string())?;
-        Ledger::open_with_cache(&cfg.dir, cfg.cache_bytes).map_err(|e| e.to_string())?
+        let l = Ledger::open_with_cache(&cfg.dir, cfg.cache_bytes).map_err(|e| e.to_string())?;
+        if let Some(text) = &cfg.declare_policy {
+            let want = crate::ledger::complete_witness_policy(text, l.origin(), &l.public_key())
+                .map_err(|e| format!("--declare-witness-policy: {e}"))?;
+            if l.genesis().witness_policy.as_deref() != Some(want.as_str()) {
+                return Err(format!(
+                    "--declare-witness-policy: the ledger in {} exists and declares {}; a log's \
+                     declared policy is fixed when it is created (its genesis leaf)",
+                    cfg.dir.display(),
+                    if l.genesis().witness_policy.is_some() {
+                        "another policy"
+                    } else {
+                        "none"
+                    }
+                ));
+            }
+        }
+        l
     } else {
-        Ledger::init(&cfg.dir, &cfg.origin, &cfg.engine).map_err(|e| e.to_string())?
+        let engine = cfg
+            .engine
+            .parse::<crate::store::Engine>()
+            .map_err(|e| e.to_string())?;
+        let mut opts = crate::ledger::Options::default();
+        if let Some(text) = &cfg.declare_policy {
+            opts = opts.witness_policy(text.clone());
+        }
+        Ledger::init_with(&cfg.dir, &cfg.origin, engine, opts).map_err(|e| e.to_string())?
     };
     Ok(Arc::new(ledger))
 }

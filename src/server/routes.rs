@@ -322,6 +322,44 @@ pub async fn get_cosigned(State(st): State<AppState>) -> Result<Response, ApiErr
     }
 }
 
+/// The witnessed receipt of an entry: given any receipt of it (its JSON or tlog-proof text),
+/// the receipt of the same entry under the newest checkpoint the witnesses cosigned that covers
+/// it (docs/FORMAT.md §7); 404 `not_cosigned` until one does
+#[utoipa::path(
+    post,
+    path = paths::WITNESSED_RECEIPT,
+    request_body(
+        description = "A receipt of the entry: the JSON grant, revoke, append and POST /v1/events \
+                       hand out, or its tlog-proof text",
+        content(
+            (ReceiptSchema = "application/json"),
+            (String = "text/plain"),
+        )
+    ),
+    responses(
+        (status = 200, body = ReceiptSchema),
+        (status = 400, description = "Not a receipt", body = ErrorBody),
+        (status = 404, description = "`unknown_receipt`: not this log's entry and opening; \
+                                      `not_cosigned`: no cosigned checkpoint covers it yet", body = ErrorBody),
+    )
+)]
+pub async fn post_witnessed_receipt(
+    State(st): State<AppState>,
+    body: Body,
+) -> Result<Json<crate::core::receipt::Receipt>, ApiError> {
+    let text = body.text()?;
+    use crate::core::receipt::Receipt;
+    let given = if text.trim_start().starts_with('{') {
+        crate::core::hash::json_object::<Receipt>(text).map_err(|e| e.to_string())
+    } else {
+        Receipt::parse(text).map_err(|e| e.to_string())
+    }
+    .map_err(|e| ApiError::bad_request(format!("not a receipt: {e}")))?;
+    let ledger = st.ledger.clone();
+    let r = blocking(move || Ok(ledger.witnessed_receipt(&given)?)).await?;
+    Ok(Json(r))
+}
+
 /// Stored checkpoints by number
 #[utoipa::path(
     get,
@@ -736,6 +774,11 @@ pub async fn home(State(st): State<AppState>) -> Response {
             "a person's own history (signed by the person)",
         ),
         route(
+            "POST",
+            paths::WITNESSED_RECEIPT,
+            "the witnessed receipt of an entry (send any receipt of it)",
+        ),
+        route(
             "GET",
             "/v1/proofs/inclusion?index=I&size=N",
             "inclusion proof of an entry",
@@ -775,7 +818,7 @@ and signs checkpoints, and anyone can check what it hands out with its public ke
 everything offline with it:</p>
 <ul>
 <li>a consent proof: <code>consentlog verify --log-key {key} --subject S --controller C --purpose P --at T proof.json</code></li>
-<li>a receipt: <code>consentlog verify-receipt --log-key {key} receipt.json</code></li>
+<li>a receipt: <code>consentlog verify-receipt --log-key {key} receipt.json</code> (under witnesses: <code>consentlog witnessed-receipt --server {url} --log-key {key} receipt.json --out witnessed.json</code>, then <code>verify-receipt --policy policy.txt witnessed.json</code>)</li>
 <li>a person's history: <code>consentlog verify-history --log-key {key} --subject me.pub history.json</code></li>
 <li>the whole log: <code>consentlog audit --url {url} --log-key {key}</code></li>
 </ul>

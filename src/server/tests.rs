@@ -43,6 +43,8 @@ fn config(dir: &std::path::Path) -> ServeConfig {
         public_url: None,
         replay_cache: DEFAULT_REPLAY_CACHE,
         witnesses: None,
+        witness_interval: DEFAULT_WITNESS_INTERVAL,
+        declare_policy: None,
     }
 }
 

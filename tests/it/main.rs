@@ -31,4 +31,5 @@ mod time_invariant;
 mod vectors;
 mod witness_network;
 mod witness_server;
+mod witnessed_receipts;
 mod witnessing;

@@ -6,6 +6,9 @@
 //! (leaf 1), two events of one chain (leaves 2 and 3), a map leaf over both (leaf 4), the plain
 //! checkpoint of those five leaves, and a consent proof against it.
 
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use consentlog::core::cosignature::Cosigner;
 use consentlog::core::event::{
     ConsentEvent, EventJson, SignedEvent, EVENT_VERSION, KIND_DECISION, SIGNER_SUBJECT,
 };
@@ -21,7 +24,9 @@ use consentlog::core::receipt::{Receipt, ReceiptAnchor};
 use consentlog::core::tlog::{
     check_inclusion, prove_inclusion, LeafIndex, MemoryTree, Sha256Hasher, TreeHasher, TreeSize,
 };
+use consentlog::core::vkey::{Vkey, TYPE_COSIGNATURE_V1, TYPE_ED25519};
 use consentlog::core::vrf::VrfSecretKey;
+use consentlog::core::witnessed::check_cosigned;
 use ed25519_dalek::SigningKey;
 
 const ORIGIN: &str = "example.org/consent";
@@ -41,6 +46,20 @@ fn subject_key() -> SigningKey {
 
 fn log_key() -> SigningKey {
     SigningKey::from_bytes(&[0x42; 32])
+}
+
+/// The witness of the witnessed receipt, and when it cosigned (POSIX seconds).
+const WITNESS: &str = "witness.example/w1";
+const COSIGNED_AT: u64 = 1_767_225_700;
+
+/// A policy requiring witness w1 for the log.
+fn receipt_policy(lk: &SigningKey, w: &Vkey) -> String {
+    let log = Vkey::new(ORIGIN, TYPE_ED25519, lk.verifying_key()).unwrap();
+    format!(
+        "log {}\nwitness w1 {}\nquorum w1\n",
+        log.to_text(),
+        w.to_text()
+    )
 }
 
 fn hexes(v: &[Hash]) -> String {
@@ -217,6 +236,40 @@ fn vectors() -> Vec<(String, String)> {
     };
     put("receipt_extra", to_hex(&r.extra()));
     put("receipt_text", r.to_text().replace('\n', "\\n"));
+
+    // Its witnessed receipt (§7): the same proof, the checkpoint cosigned by witness w1.
+    let wk = SigningKey::from_bytes(&[0x43; 32]);
+    let wvkey = Vkey::new(WITNESS, TYPE_COSIGNATURE_V1, wk.verifying_key()).unwrap();
+    put("witness_seed", to_hex(wk.as_bytes()));
+    put("witness_vkey", wvkey.to_text());
+    let cosignature = {
+        use signed_note::Signer as _;
+        let c = Cosigner {
+            name: WITNESS,
+            key: &wk,
+            timestamp: COSIGNED_AT,
+        };
+        let body = signed_note::Note::from_bytes(note_text.as_bytes()).unwrap();
+        let mut sig = c.key_id().to_be_bytes().to_vec();
+        sig.extend(c.sign(body.text()).unwrap());
+        format!("\u{2014} {WITNESS} {}\n", B64.encode(sig))
+    };
+    put("cosignature_line", cosignature.replace('\n', "\\n"));
+    let witnessed = Receipt {
+        anchor: std::sync::Arc::new(ReceiptAnchor {
+            checkpoint: format!("{note_text}{cosignature}"),
+            ..(*r.anchor).clone()
+        }),
+        ..r.clone()
+    };
+    put(
+        "witnessed_receipt_text",
+        witnessed.to_text().replace('\n', "\\n"),
+    );
+    put(
+        "receipt_policy",
+        receipt_policy(&lk, &wvkey).replace('\n', "\\n"),
+    );
 
     // A consent proof at PROOF_AT: event 1 in force, shown with its direct successor.
     let proven_leaf = |i: u64| ProvenLeaf {
@@ -411,6 +464,31 @@ fn vectors_decode_back() {
         (c.index, c.leaf_hash, c.leaf.integrated_at),
         (3, hash("leaf3_hash"), l3.integrated_at)
     );
+
+    // The witnessed receipt: the same receipt, and its checkpoint meets the policy at the
+    // cosignature's time but not a second before it; the plain receipt does not meet it.
+    let w = Receipt::parse(&get("witnessed_receipt_text").replace("\\n", "\n")).unwrap();
+    assert_eq!(w.extra(), r.extra());
+    assert_eq!(w.inclusion, r.inclusion);
+    assert_eq!(
+        w.anchor.checkpoint,
+        format!(
+            "{}{}",
+            get("checkpoint_note").replace("\\n", "\n"),
+            get("cosignature_line").replace("\\n", "\n")
+        )
+    );
+    w.check(&lk).expect("the witnessed receipt checks");
+    let policy = consentlog::core::policy::Policy::parse(
+        get("receipt_policy").replace("\\n", "\n").as_bytes(),
+    )
+    .unwrap();
+    assert!(get("receipt_policy").contains(&get("witness_vkey")));
+    let (_, verdict, newest) =
+        check_cosigned(&policy, &lk, &w.anchor.checkpoint, COSIGNED_AT).expect("meets it");
+    assert_eq!((verdict.size, newest), (5, COSIGNED_AT));
+    assert!(check_cosigned(&policy, &lk, &w.anchor.checkpoint, COSIGNED_AT - 1).is_err());
+    assert!(check_cosigned(&policy, &lk, &r.anchor.checkpoint, COSIGNED_AT).is_err());
 
     // The proof.
     let p: ConsentProof = serde_json::from_str(&get("proof_json")).unwrap();

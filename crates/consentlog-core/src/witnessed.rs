@@ -114,11 +114,7 @@ pub fn check_witnessed(
     now: u64,
 ) -> Result<WitnessVerdict, WitnessError> {
     let w = witnessed.ok_or(WitnessError::Missing)?;
-    let checked = policy.check_note(w.note.as_bytes(), now)?;
-    if policy.logs[checked.log].vkey.key != *log_key {
-        return Err(WitnessError::OtherLog);
-    }
-    let cosigned = note::open(&w.note, log_key).map_err(|e| WitnessError::Note(e.to_string()))?;
+    let (cosigned, verdict, newest) = check_cosigned(policy, log_key, &w.note, now)?;
     if cosigned.origin != signed.origin {
         return Err(WitnessError::Origin {
             cosigned: cosigned.origin,
@@ -141,7 +137,6 @@ pub fn check_witnessed(
         &path,
     )
     .map_err(|e| WitnessError::Inconsistent(e.to_string()))?;
-    let newest = checked.cosigned.iter().map(|&(_, t)| t).max().unwrap_or(0);
     if map_time
         > newest
             .saturating_mul(1000)
@@ -152,8 +147,30 @@ pub fn check_witnessed(
             cosigned: newest,
         });
     }
+    Ok(verdict)
+}
+
+/// Checks that `cosigned_note` meets `policy` at the verifier's clock `now` (POSIX seconds)
+/// and is signed by `log_key` as a log of the policy ([`Policy::check_note`]: a log signature,
+/// every signature line by a known key valid, unknown lines ignored, no cosignature dated
+/// after `now`, the quorum met). Returns the opened checkpoint, the verdict and the newest
+/// counted cosignature's timestamp (s). Used for the cosigned checkpoint a proof carries
+/// ([`check_witnessed`]) and for the checkpoint of a witnessed receipt (docs/FORMAT.md §7).
+pub fn check_cosigned(
+    policy: &Policy,
+    log_key: &VerifyingKey,
+    cosigned_note: &str,
+    now: u64,
+) -> Result<(SignedCheckpoint, WitnessVerdict, u64), WitnessError> {
+    let checked = policy.check_note(cosigned_note.as_bytes(), now)?;
+    if policy.logs[checked.log].vkey.key != *log_key {
+        return Err(WitnessError::OtherLog);
+    }
+    let cosigned =
+        note::open(cosigned_note, log_key).map_err(|e| WitnessError::Note(e.to_string()))?;
+    let newest = checked.cosigned.iter().map(|&(_, t)| t).max().unwrap_or(0);
     let replaying = replaying_witnesses(policy);
-    Ok(WitnessVerdict {
+    let verdict = WitnessVerdict {
         size: cosigned.size,
         map_replayed: checked.cosigned.iter().any(|(w, _)| replaying.contains(w)),
         cosigners: checked
@@ -161,7 +178,8 @@ pub fn check_witnessed(
             .iter()
             .map(|&(w, t)| (policy.witnesses[w].name.clone(), t))
             .collect(),
-    })
+    };
+    Ok((cosigned, verdict, newest))
 }
 
 #[cfg(test)]

@@ -2560,7 +2560,7 @@ pub fn check_add_checkpoint_body(data: &[u8]) {
     assert!(req.proof.len() <= MAX_PROOF_LINES);
     assert_eq!(parse(data).ok(), Some(req.clone()), "deterministic");
     if let Ok(note) = std::str::from_utf8(req.note) {
-        if note.ends_with('\n') && !(req.old == 0 && !req.proof.is_empty()) {
+        if note.ends_with('\n') && (req.old != 0 || req.proof.is_empty()) {
             let again = consentlog::core::add_checkpoint::encode_request(req.old, &req.proof, note)
                 .expect("a parsed body re-encodes");
             assert_eq!(
