@@ -85,6 +85,10 @@ pub struct ServeArgs {
     /// Storage cache (bytes)
     #[arg(long, default_value_t = crate::ledger::DEFAULT_CACHE_BYTES)]
     pub cache_bytes: u64,
+    /// Most memory (bytes) for the state map's upper levels; past it larger subtrees are read
+    /// from the store instead (proofs and roots do not change; 0: no cap)
+    #[arg(long, default_value_t = crate::ledger::DEFAULT_MAP_BYTES)]
+    pub map_bytes: usize,
     /// Most signed requests remembered at once (their nonces, each for 5 minutes); when full,
     /// further signed requests get 503 until the oldest expire
     #[arg(long, default_value_t = server::DEFAULT_REPLAY_CACHE)]
@@ -157,6 +161,7 @@ pub fn config(a: ServeArgs) -> Result<(ServeConfig, Auth), String> {
         header_timeout: Duration::from_millis(a.header_timeout.max(1)),
         max_connections: a.max_connections.max(1),
         cache_bytes: a.cache_bytes,
+        map_bytes: a.map_bytes,
         public_url,
         replay_cache: a.replay_cache.max(1),
         witnesses: a

@@ -50,6 +50,9 @@ pub struct ServeConfig {
     pub request_timeout: Duration,
     pub body_limit: usize,
     pub cache_bytes: u64,
+    /// The most bytes of the state map's upper levels kept in memory
+    /// ([`Options::map_bytes`](crate::ledger::Options::map_bytes)).
+    pub map_bytes: usize,
     /// Longest wait for a request's headers, on a new connection or between the requests of
     /// a kept-alive one (hyper's header-read timeout): a client that sends nothing, or half a
     /// request head, is disconnected after it.
@@ -325,7 +328,10 @@ pub fn open(cfg: &ServeConfig) -> Result<Arc<Ledger>, String> {
     let ledger = if cfg.dir.join("engine").exists() {
         // A log key others can read is a key others may have copied: refuse to serve with it.
         crate::keyfile::read(&cfg.dir.join("log.key"), true).map_err(|e| e.to_string())?;
-        let l = Ledger::open_with_cache(&cfg.dir, cfg.cache_bytes).map_err(|e| e.to_string())?;
+        let opts = crate::ledger::Options::default()
+            .cache_bytes(cfg.cache_bytes)
+            .map_bytes(cfg.map_bytes);
+        let l = Ledger::open_with(&cfg.dir, opts).map_err(|e| e.to_string())?;
         if let Some(text) = &cfg.declare_policy {
             let want = crate::ledger::complete_witness_policy(text, l.origin(), &l.public_key())
                 .map_err(|e| format!("--declare-witness-policy: {e}"))?;
@@ -348,7 +354,9 @@ pub fn open(cfg: &ServeConfig) -> Result<Arc<Ledger>, String> {
             .engine
             .parse::<crate::store::Engine>()
             .map_err(|e| e.to_string())?;
-        let mut opts = crate::ledger::Options::default();
+        let mut opts = crate::ledger::Options::default()
+            .cache_bytes(cfg.cache_bytes)
+            .map_bytes(cfg.map_bytes);
         if let Some(text) = &cfg.declare_policy {
             opts = opts.witness_policy(text.clone());
         }

@@ -38,6 +38,7 @@ fn config(dir: &std::path::Path) -> ServeConfig {
         request_timeout: Duration::from_secs(30),
         body_limit: 1 << 20,
         cache_bytes: crate::ledger::DEFAULT_CACHE_BYTES,
+        map_bytes: crate::ledger::DEFAULT_MAP_BYTES,
         header_timeout: Duration::from_millis(300),
         max_connections: 1,
         public_url: None,
