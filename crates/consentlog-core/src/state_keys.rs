@@ -75,12 +75,24 @@ impl StateKeys {
         alpha: &[u8],
         proof: &VrfProof,
     ) -> Result<Hash, VrfError> {
+        self.check_lazy(|| Ok(*key), alpha, proof)
+    }
+
+    /// [`StateKeys::check`] with the VRF public key decoded by `key` only when the answer is
+    /// not remembered (decoding the point costs a few microseconds; every remembered triple
+    /// of one batch or replay shares one key). A failure to decode is not remembered.
+    pub fn check_lazy(
+        &self,
+        key: impl FnOnce() -> Result<VrfPublicKey, VrfError>,
+        alpha: &[u8],
+        proof: &VrfProof,
+    ) -> Result<Hash, VrfError> {
         let t: Triple = (alpha.to_vec(), proof.0);
         let id = Self::id(&t);
         if let Some(r) = self.0.lock().expect("state keys").get(&id) {
             return *r;
         }
-        let r = key.check(alpha, proof).map(|beta| state_key(&beta));
+        let r = key()?.check(alpha, proof).map(|beta| state_key(&beta));
         let mut known = self.0.lock().expect("state keys");
         if known.len() < Self::MAX {
             known.insert(id, r);

@@ -378,8 +378,8 @@ fn check_with_anchor_in(
     };
     let key = match keys {
         None => state_key(anchor, &triple, &p.vrf_proof)?,
-        Some(k) => k.check(
-            &VrfPublicKey::from_bytes(anchor.genesis.vrf_key)?,
+        Some(k) => k.check_lazy(
+            || VrfPublicKey::from_bytes(anchor.genesis.vrf_key),
             &triple.alpha(),
             &VrfProof(p.vrf_proof),
         )?,
