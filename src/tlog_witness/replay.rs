@@ -121,6 +121,35 @@ fn lies(a: &Auditor) -> Vec<String> {
         .collect()
 }
 
+/// Pages of entries fetched ahead of the replay.
+const PREFETCH: usize = 2;
+
+/// The leaves `at..` (up to `end`, as many as the server gives in one page), checked to be a
+/// page starting at `at`, in order.
+fn fetch_page(client: &Client, at: u64, end: u64) -> Round<Vec<Vec<u8>>> {
+    let page = client
+        .entries(&PageQuery {
+            start: Some(at),
+            end: Some(end),
+        })
+        .map_err(|e| format!("entries from {at}: {e}"))?;
+    if page.start != at
+        || page.end <= at
+        || page.end > end
+        || page.entries.len() as u64 != page.end - at
+    {
+        return Err(format!("the log sent a bad page of entries at {at}"));
+    }
+    let mut bytes = Vec::with_capacity(page.entries.len());
+    for (k, row) in page.entries.into_iter().enumerate() {
+        if row.index != at + k as u64 {
+            return Err(format!("entries out of order at {}", at + k as u64));
+        }
+        bytes.push(row.entry);
+    }
+    Ok(bytes)
+}
+
 impl Replay {
     /// Opens (or creates) `dir/replay.redb` for the log `origin` (key `log_key`) served at
     /// `url`, and replays the leaves it holds (from its own disk).
@@ -371,40 +400,48 @@ impl Replay {
                 cp.size
             ));
         }
+        // Pages are fetched (and their JSON decoded) on a thread of their own, at most
+        // `PREFETCH` ahead, while this one replays and stores the page before: the log server
+        // works on the next page while the witness checks this one.
         let mut next = start;
-        while next < cp.size {
-            if self.stop.load(Ordering::SeqCst) {
-                return Ok(next > start);
-            }
-            let page = client
-                .entries(&PageQuery {
-                    start: Some(next),
-                    end: Some(cp.size),
-                })
-                .map_err(|e| format!("entries from {next}: {e}"))?;
-            if page.start != next
-                || page.end <= next
-                || page.end > cp.size
-                || page.entries.len() as u64 != page.end - next
-            {
-                return Err(format!("the log sent a bad page of entries at {next}"));
-            }
-            let mut bytes = Vec::with_capacity(page.entries.len());
-            for (k, row) in page.entries.into_iter().enumerate() {
-                if row.index != next + k as u64 {
-                    return Err(format!("entries out of order at {}", next + k as u64));
+        std::thread::scope(|scope| -> Round<()> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Round<(u64, Vec<Vec<u8>>)>>(PREFETCH);
+            let url = &self.url;
+            let stop = &self.stop;
+            let end = cp.size;
+            scope.spawn(move || {
+                let client = Client::new(url, None);
+                let mut at = start;
+                while at < end && !stop.load(Ordering::SeqCst) {
+                    let page = fetch_page(&client, at, end);
+                    let failed = page.is_err();
+                    let sent = page.map(|p| {
+                        let from = at;
+                        at += p.len() as u64;
+                        (from, p)
+                    });
+                    if tx.send(sent).is_err() || failed {
+                        return;
+                    }
                 }
-                bytes.push(row.entry);
+            });
+            for page in rx {
+                let (at, bytes) = page?;
+                debug_assert_eq!(at, next);
+                if self.stop.load(Ordering::SeqCst) {
+                    return Ok(());
+                }
+                match self.replay_page(&cp, next, bytes)? {
+                    Some(end) => next = end,
+                    // Held back: a map leaf ahead of the clock.
+                    None => return Ok(()),
+                }
+                if self.refused().is_some() {
+                    return Ok(());
+                }
             }
-            match self.replay_page(&cp, next, bytes)? {
-                Some(end) => next = end,
-                // Held back: a map leaf ahead of the clock.
-                None => return Ok(self.replayed() > start),
-            }
-            if self.refused().is_some() {
-                return Ok(true);
-            }
-        }
+            Ok(())
+        })?;
         if self.refused().is_none() && next == cp.size {
             let root = self.progress.lock().expect("replay lock").auditor.root();
             if root != cp.root {
@@ -421,7 +458,7 @@ impl Replay {
                 );
             }
         }
-        Ok(next > start)
+        Ok(self.replayed() > start)
     }
 
     /// Replays the leaves `bytes` starting at `start`, all covered by `cp`, and stores them;
