@@ -124,9 +124,30 @@ fn lies(a: &Auditor) -> Vec<String> {
 /// Pages of entries fetched ahead of the replay.
 const PREFETCH: usize = 2;
 
+/// A page of leaves as served, each strictly decoded (or why not) with its leaf hash: done on
+/// the fetching thread, so the replay only replays.
+struct Page {
+    bytes: Vec<Vec<u8>>,
+    decoded: Vec<Result<(Leaf, Hash), String>>,
+}
+
+impl Page {
+    fn new(bytes: Vec<Vec<u8>>) -> Page {
+        let decoded = bytes
+            .iter()
+            .map(|b| {
+                Leaf::decode(b)
+                    .map(|l| (l, crate::core::leaf::leaf_hash(b)))
+                    .map_err(|e| e.to_string())
+            })
+            .collect();
+        Page { bytes, decoded }
+    }
+}
+
 /// The leaves `at..` (up to `end`, as many as the server gives in one page), checked to be a
 /// page starting at `at`, in order.
-fn fetch_page(client: &Client, at: u64, end: u64) -> Round<Vec<Vec<u8>>> {
+fn fetch_page(client: &Client, at: u64, end: u64) -> Round<Page> {
     let page = client
         .entries(&PageQuery {
             start: Some(at),
@@ -147,7 +168,7 @@ fn fetch_page(client: &Client, at: u64, end: u64) -> Round<Vec<Vec<u8>>> {
         }
         bytes.push(row.entry);
     }
-    Ok(bytes)
+    Ok(Page::new(bytes))
 }
 
 impl Replay {
@@ -236,12 +257,12 @@ impl Replay {
                     }
                     let leaf = Leaf::decode(v.value())
                         .map_err(|e| damaged(format!("leaf {}: {e}", i.value())))?;
-                    chunk.push((leaf, None));
+                    chunk.push((leaf, crate::core::leaf::leaf_hash(v.value())));
                 }
                 if chunk.len() as u64 != end - next {
                     return Err(damaged(format!("leaves {next}..{end} missing")));
                 }
-                a.push_chunk(chunk);
+                a.push_public(chunk);
                 next = end;
             }
             let lied = lies(&a);
@@ -405,7 +426,7 @@ impl Replay {
         // works on the next page while the witness checks this one.
         let mut next = start;
         std::thread::scope(|scope| -> Round<()> {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Round<(u64, Vec<Vec<u8>>)>>(PREFETCH);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Round<(u64, Page)>>(PREFETCH);
             let url = &self.url;
             let stop = &self.stop;
             let end = cp.size;
@@ -417,7 +438,7 @@ impl Replay {
                     let failed = page.is_err();
                     let sent = page.map(|p| {
                         let from = at;
-                        at += p.len() as u64;
+                        at += p.bytes.len() as u64;
                         (from, p)
                     });
                     if tx.send(sent).is_err() || failed {
@@ -426,12 +447,12 @@ impl Replay {
                 }
             });
             for page in rx {
-                let (at, bytes) = page?;
+                let (at, page) = page?;
                 debug_assert_eq!(at, next);
                 if self.stop.load(Ordering::SeqCst) {
                     return Ok(());
                 }
-                match self.replay_page(&cp, next, bytes)? {
+                match self.replay_page(&cp, next, page)? {
                     Some(end) => next = end,
                     // Held back: a map leaf ahead of the clock.
                     None => return Ok(()),
@@ -464,19 +485,15 @@ impl Replay {
     /// Replays the leaves `bytes` starting at `start`, all covered by `cp`, and stores them;
     /// the new replayed size, or None if it stopped before a map leaf ahead of the clock
     /// (what came before it was replayed).
-    fn replay_page(
-        &self,
-        cp: &SignedCheckpoint,
-        start: u64,
-        bytes: Vec<Vec<u8>>,
-    ) -> Round<Option<u64>> {
+    fn replay_page(&self, cp: &SignedCheckpoint, start: u64, page: Page) -> Round<Option<u64>> {
         let now = self.clock.now_ms();
+        let Page { bytes, decoded } = page;
         let mut leaves = Vec::with_capacity(bytes.len());
         let mut held = false;
-        for (k, b) in bytes.iter().enumerate() {
+        for (k, d) in decoded.into_iter().enumerate() {
             let i = start + k as u64;
-            match Leaf::decode(b) {
-                Ok(Leaf::Map(m)) if m.time > now => {
+            match d {
+                Ok((Leaf::Map(m), _)) if m.time > now => {
                     tracing::info!(
                         log = %self.origin,
                         "replay: map leaf {i} is dated {} ms ahead of this witness's clock; \
@@ -503,17 +520,17 @@ impl Replay {
         let mut p = self.progress.lock().expect("replay lock");
         let mut chunk = Vec::new();
         let mut i = start;
-        for leaf in leaves {
+        for (leaf, hash) in leaves {
             let is_map = matches!(leaf, Leaf::Map(_));
-            chunk.push((leaf, None));
+            chunk.push((leaf, hash));
             i += 1;
             if is_map {
-                p.auditor.push_chunk(std::mem::take(&mut chunk));
+                p.auditor.push_public(std::mem::take(&mut chunk));
                 roots.push((i, p.auditor.root()));
             }
         }
         if !chunk.is_empty() {
-            p.auditor.push_chunk(chunk);
+            p.auditor.push_public(chunk);
         }
         let lied = lies(&p.auditor);
         if !lied.is_empty() {

@@ -227,8 +227,9 @@ pub struct Auditor {
     last_map_time: Option<u64>,
     /// Every key's public chain head.
     heads: HashMap<Hash, PublicHead>,
-    /// Every key's latest signed event (seq, event hash); None after an erased opening.
-    signed: HashMap<Hash, Option<Head>>,
+    /// Every key's latest signed event (seq, event hash), for keys whose latest event leaf
+    /// came with its opening; absent for a key with a public head: its opening was erased.
+    signed: HashMap<Hash, Head>,
     report: Report,
 }
 
@@ -432,6 +433,14 @@ impl Auditor {
         self.push_checked(checked);
     }
 
+    /// Replays the next leaves in order, public leaves only (no openings), each with its leaf
+    /// hash: that of the bytes it was strictly decoded from (a replaying witness hashes them as
+    /// it fetches them). The same replay as [`Auditor::push_chunk`] without openings.
+    pub fn push_public(&mut self, leaves: Vec<(Leaf, Hash)>) {
+        let checked = leaves.into_iter().map(|(l, h)| (l, h, None)).collect();
+        self.push_checked(CheckedChunk(checked));
+    }
+
     /// Replays the next leaves in order, already through [`Auditor::check_chunk`] for this
     /// replay's origin.
     pub fn push_checked(&mut self, checked: CheckedChunk) {
@@ -534,8 +543,11 @@ impl Auditor {
         );
         match o {
             None => {
+                // The key's latest opening is missing: no signed head (a key with a public
+                // head and no signed one is one whose latest opening was erased). Nothing is
+                // kept per key for a replay of public leaves only.
                 self.report.openings_missing += 1;
-                self.signed.insert(e.key, None);
+                self.signed.remove(&e.key);
             }
             Some((o, event_hash, r)) => {
                 self.report.openings_checked += 1;
@@ -545,8 +557,9 @@ impl Auditor {
                 // After an erased opening the person's prev hash cannot be checked across the
                 // gap (the public chain above still is).
                 let before = self.signed.get(&e.key);
-                if !matches!(before, Some(None)) {
-                    if let Err(r) = check_chain(&o.event, before.and_then(Option::as_ref)) {
+                let erased = before.is_none() && head.is_some();
+                if !erased {
+                    if let Err(r) = check_chain(&o.event, before) {
                         self.violation(Some(i), Problem::Chain(r));
                     }
                 }
@@ -555,7 +568,7 @@ impl Auditor {
                     seq: o.event.event.seq,
                     event_hash,
                 };
-                self.signed.insert(e.key, Some(signed));
+                self.signed.insert(e.key, signed);
             }
         }
         self.pending.push((
