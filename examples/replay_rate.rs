@@ -168,6 +168,20 @@ fn events(
     all.into_iter().map(|(_, e)| e).collect()
 }
 
+/// Appends a map leaf (the server's heartbeat may just have appended one: then after the
+/// interval).
+fn map_leaf(ledger: &Ledger) -> consentlog::core::note::SignedCheckpoint {
+    loop {
+        match ledger.checkpoint() {
+            Ok(cp) => return cp,
+            Err(consentlog::ledger::LedgerError::Invalid(
+                consentlog::ledger::Invalid::MapLeafTooSoon { retry_after_ms },
+            )) => std::thread::sleep(Duration::from_millis(retry_after_ms)),
+            Err(e) => panic!("map leaf: {e}"),
+        }
+    }
+}
+
 /// Grows `ledger` to `size` events (plus its genesis and map leaves).
 fn grow(
     ledger: &Ledger,
@@ -189,7 +203,7 @@ fn grow(
                 .all(|o| matches!(o, consentlog::ledger::Outcome::Accepted(_))),
             "every event accepted"
         );
-        ledger.checkpoint_waiting().expect("map leaf");
+        map_leaf(ledger);
         *done = to;
     }
     if size > start {
@@ -314,7 +328,7 @@ fn main() {
     let log_key = hex::encode(ledger.public_key().as_bytes());
     for size in sizes {
         grow(&ledger, &mut done, size, people, &mut heads);
-        let cp = ledger.checkpoint_all().expect("checkpoint");
+        let cp = map_leaf(&ledger);
         let fdir = tempfile::tempdir().expect("tempdir");
         // $REPLAY_RATE_WRAP, if set, runs the follower under a profiler (for example
         // `perf record -g -o replay.perf --`).

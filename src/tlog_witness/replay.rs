@@ -31,7 +31,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use super::AddError;
 use crate::api::PageQuery;
 use crate::client::Client;
-use crate::core::audit::{Auditor, Problem};
+use crate::core::audit::{Auditor, KeyStore, Problem, StoredKey};
 use crate::core::evidence_finder::Finder;
 use crate::core::hash::{to_hex, Hash};
 use crate::core::leaf::Leaf;
@@ -46,6 +46,12 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("replay_meta");
 const LEAVES: TableDefinition<u64, &[u8]> = TableDefinition::new("replay_leaves");
 /// Tree size that ends at a map leaf → the tree's root at that size.
 const ROOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("replay_roots");
+/// State key → its latest event leaf as of the latest map leaf replayed (index and seq as u64
+/// BE, then the leaf hash): the replay's per-key state ([`KeyStore`]), rebuilt by each open.
+const KEYS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("replay_keys");
+/// The most bytes of state map nodes the replay keeps in memory (the keys below its stubs are
+/// read from `KEYS`).
+const MAP_CAP: usize = 32 << 20;
 const META_SIZE: &str = "size";
 const META_REFUSED: &str = "refused";
 const META_ORIGIN: &str = "origin";
@@ -83,7 +89,9 @@ pub struct Replay {
     log_key: VerifyingKey,
     url: String,
     dir: PathBuf,
-    db: Database,
+    db: Arc<Database>,
+    /// The auditor's per-key state: written with each page.
+    keys: Keys,
     clock: Arc<dyn Clock>,
     progress: Mutex<Progress>,
     stop: AtomicBool,
@@ -105,10 +113,132 @@ fn be(n: u64) -> [u8; 8] {
     n.to_be_bytes()
 }
 
-fn auditor(log_key: &VerifyingKey, origin: &str) -> Auditor {
+fn auditor(log_key: &VerifyingKey, origin: &str, keys: &Keys) -> Auditor {
     // Checkpoints are checked here, one at a time, as they are fetched; map leaves in the
     // future are held back before the auditor sees them, so its own bound is not needed.
-    Auditor::new(log_key, origin, &[], u64::MAX)
+    Auditor::new(log_key, origin, &[], u64::MAX).with_key_store(Box::new(keys.clone()), MAP_CAP)
+}
+
+fn encode_key(v: &StoredKey) -> [u8; 48] {
+    let mut out = [0u8; 48];
+    out[..8].copy_from_slice(&v.index.to_be_bytes());
+    out[8..16].copy_from_slice(&v.seq.to_be_bytes());
+    out[16..].copy_from_slice(&v.leaf_hash);
+    out
+}
+
+fn decode_key(k: &[u8], v: &[u8]) -> Result<(Hash, StoredKey), String> {
+    let key: Hash = k
+        .try_into()
+        .map_err(|_| "a replay key of the wrong length (damaged state)".to_string())?;
+    if v.len() != 48 {
+        return Err("a replay key entry of the wrong length (damaged state)".into());
+    }
+    let n = |r: std::ops::Range<usize>| u64::from_be_bytes(v[r].try_into().expect("8 bytes"));
+    Ok((
+        key,
+        StoredKey {
+            index: n(0..8),
+            seq: n(8..16),
+            leaf_hash: v[16..].try_into().expect("32 bytes"),
+        },
+    ))
+}
+
+/// The replay's per-key state in `DIR/replay.redb` (`KEYS`), as the auditor's [`KeyStore`]:
+/// what the auditor puts waits in memory (at most the keys of one page) until the page is
+/// committed with it; reads see it at once. Memory does not grow with the number of keys.
+#[derive(Clone)]
+struct Keys(Arc<KeysInner>);
+
+struct KeysInner {
+    db: Arc<Database>,
+    /// Put and not yet committed.
+    dirty: Mutex<std::collections::BTreeMap<Hash, StoredKey>>,
+    /// A read snapshot of `KEYS` as last committed (None: open one).
+    reader: Mutex<Option<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>>,
+}
+
+impl Keys {
+    fn new(db: Arc<Database>) -> Keys {
+        Keys(Arc::new(KeysInner {
+            db,
+            dirty: Mutex::new(Default::default()),
+            reader: Mutex::new(None),
+        }))
+    }
+
+    /// Runs `f` on the committed table.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&redb::ReadOnlyTable<&'static [u8], &'static [u8]>) -> Result<T, String>,
+    ) -> Result<T, String> {
+        let mut r = self.0.reader.lock().expect("keys reader");
+        if r.is_none() {
+            let t = self.0.db.begin_read().map_err(|e| e.to_string())?;
+            *r = Some(t.open_table(KEYS).map_err(|e| e.to_string())?);
+        }
+        f(r.as_ref().expect("opened"))
+    }
+
+    /// Writes what was put into `w`; [`Keys::committed`] once `w` is committed.
+    fn write(&self, w: &redb::WriteTransaction) -> Result<(), String> {
+        let dirty = self.0.dirty.lock().expect("keys");
+        let mut t = w.open_table(KEYS).map_err(|e| e.to_string())?;
+        for (k, v) in dirty.iter() {
+            t.insert(k.as_slice(), encode_key(v).as_slice())
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn committed(&self) {
+        self.0.dirty.lock().expect("keys").clear();
+        *self.0.reader.lock().expect("keys reader") = None;
+    }
+}
+
+impl KeyStore for Keys {
+    fn get(&self, key: &Hash) -> Result<Option<StoredKey>, String> {
+        if let Some(v) = self.0.dirty.lock().expect("keys").get(key) {
+            return Ok(Some(*v));
+        }
+        self.read(
+            |t| match t.get(key.as_slice()).map_err(|e| e.to_string())? {
+                None => Ok(None),
+                Some(v) => decode_key(key, v.value()).map(|(_, v)| Some(v)),
+            },
+        )
+    }
+
+    fn range(&self, lo: &Hash, hi: Option<&Hash>) -> Result<Vec<(Hash, StoredKey)>, String> {
+        let mut out = std::collections::BTreeMap::new();
+        self.read(|t| {
+            let items = match hi {
+                Some(hi) => t.range(lo.as_slice()..hi.as_slice()),
+                None => t.range(lo.as_slice()..),
+            }
+            .map_err(|e| e.to_string())?;
+            for item in items {
+                let (k, v) = item.map_err(|e| e.to_string())?;
+                let (k, v) = decode_key(k.value(), v.value())?;
+                out.insert(k, v);
+            }
+            Ok(())
+        })?;
+        let dirty = self.0.dirty.lock().expect("keys");
+        let put = match hi {
+            Some(hi) => dirty.range(*lo..*hi),
+            None => dirty.range(*lo..),
+        };
+        out.extend(put.map(|(k, v)| (*k, *v)));
+        Ok(out.into_iter().collect())
+    }
+
+    fn put(&mut self, entries: Vec<(Hash, StoredKey)>) -> Result<(), String> {
+        self.0.dirty.lock().expect("keys").extend(entries);
+        Ok(())
+    }
 }
 
 /// The violations of a replay that mean the log lied (the auditor complains that it was given
@@ -191,10 +321,13 @@ impl Replay {
             detail,
         };
         std::fs::create_dir_all(dir).map_err(|x| engine(&x))?;
-        let db = redb::Builder::new()
-            .set_cache_size(64 << 20)
-            .create(&path)
-            .map_err(|x| engine(&x))?;
+        let db = Arc::new(
+            redb::Builder::new()
+                .set_cache_size(64 << 20)
+                .create(&path)
+                .map_err(|x| engine(&x))?,
+        );
+        let keys = Keys::new(db.clone());
         let (size, refused) = {
             let mut w = db.begin_write().map_err(|x| engine(&x))?;
             w.set_durability(Durability::Immediate)
@@ -233,12 +366,15 @@ impl Replay {
                     .map(|v| String::from_utf8_lossy(v.value()).into_owned());
                 w.open_table(LEAVES).map_err(|x| engine(&x))?;
                 w.open_table(ROOTS).map_err(|x| engine(&x))?;
+                // The per-key state is rebuilt by the replay below.
+                w.delete_table(KEYS).map_err(|x| engine(&x))?;
+                w.open_table(KEYS).map_err(|x| engine(&x))?;
                 (size, refused)
             };
             w.commit().map_err(|x| engine(&x))?;
             out
         };
-        let mut a = auditor(&log_key, origin);
+        let mut a = auditor(&log_key, origin, &keys);
         if refused.is_none() {
             // Replay what was already checked, from this witness's own disk.
             let r = db.begin_read().map_err(|x| engine(&x))?;
@@ -263,6 +399,16 @@ impl Replay {
                     return Err(damaged(format!("leaves {next}..{end} missing")));
                 }
                 a.push_public(chunk);
+                if let Some(e) = a.storage_error() {
+                    return Err(engine(&e));
+                }
+                // The keys put so far, to the disk (not synced: an interrupted open starts
+                // the rebuild over).
+                let mut w = db.begin_write().map_err(|x| engine(&x))?;
+                w.set_durability(Durability::None).map_err(|x| engine(&x))?;
+                keys.write(&w).map_err(|x| engine(&x))?;
+                w.commit().map_err(|x| engine(&x))?;
+                keys.committed();
                 next = end;
             }
             let lied = lies(&a);
@@ -287,6 +433,7 @@ impl Replay {
             url: url.trim_end_matches('/').to_string(),
             dir: dir.to_path_buf(),
             db,
+            keys,
             clock,
             progress: Mutex::new(Progress {
                 auditor: a,
@@ -532,6 +679,12 @@ impl Replay {
         if !chunk.is_empty() {
             p.auditor.push_public(chunk);
         }
+        if let Some(e) = p.auditor.storage_error() {
+            // The in-memory replay is now unreliable: rebuilt from the disk on the next open.
+            let e = format!("replay state could not be read: {e}");
+            p.refused = Some(e.clone());
+            return Err(e);
+        }
         let lied = lies(&p.auditor);
         if !lied.is_empty() {
             drop(p);
@@ -568,7 +721,10 @@ impl Replay {
             let mut t = w.open_table(META).map_err(|x| e(&x))?;
             t.insert(META_SIZE, be(end).as_slice()).map_err(|x| e(&x))?;
         }
-        w.commit().map_err(|x| e(&x))
+        self.keys.write(&w)?;
+        w.commit().map_err(|x| e(&x))?;
+        self.keys.committed();
+        Ok(())
     }
 
     /// The log broke a rule: stop cosigning it for good and write what was found.

@@ -231,7 +231,7 @@ mod tests {
         assert_eq!(from_hex("abc"), Err(HexError::OddLength(3)));
         assert_eq!(from_hex("0A"), Err(HexError::BadChar('A')));
         assert_eq!(from_hex("00g0"), Err(HexError::BadChar('g')));
-        assert_eq!(from_hex("0é"), Err(HexError::BadChar('é')));
+        assert_eq!(from_hex("0é0"), Err(HexError::BadChar('é')));
         for b in 0..=255u8 {
             assert_eq!(from_hex(&to_hex(&[b])), Ok(vec![b]));
         }
