@@ -49,6 +49,8 @@ const ROOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("replay_roots");
 /// State key → its latest event leaf as of the latest map leaf replayed (index and seq as u64
 /// BE, then the leaf hash): the replay's per-key state ([`KeyStore`]), rebuilt by each open.
 const KEYS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("replay_keys");
+/// Tree size → the log-signed checkpoint note of that size whose root the replay matched.
+const NOTES: TableDefinition<u64, &[u8]> = TableDefinition::new("replay_notes");
 /// The most bytes of state map nodes the replay keeps in memory (the keys below its stubs are
 /// read from `KEYS`).
 const MAP_CAP: usize = 32 << 20;
@@ -366,6 +368,7 @@ impl Replay {
                     .map(|v| String::from_utf8_lossy(v.value()).into_owned());
                 w.open_table(LEAVES).map_err(|x| engine(&x))?;
                 w.open_table(ROOTS).map_err(|x| engine(&x))?;
+                w.open_table(NOTES).map_err(|x| engine(&x))?;
                 // The per-key state is rebuilt by the replay below.
                 w.delete_table(KEYS).map_err(|x| engine(&x))?;
                 w.open_table(KEYS).map_err(|x| engine(&x))?;
@@ -471,8 +474,79 @@ impl Replay {
         Ok(v.and_then(|v| v.value().try_into().ok()))
     }
 
-    /// Whether the witness may cosign the checkpoint of `size` and `root` of `origin`.
-    pub fn gate(&self, origin: &str, size: u64, root: &Hash) -> Result<(), AddError> {
+    /// The log-signed checkpoint note of `size` the replay matched, if the follower fetched one
+    /// of that size; or else the smallest one larger.
+    fn note_at_or_after(&self, size: u64) -> Result<Option<(u64, String)>, String> {
+        let r = self.db.begin_read().map_err(|e| e.to_string())?;
+        let t = r.open_table(NOTES).map_err(|e| e.to_string())?;
+        let mut it = t.range(size..).map_err(|e| e.to_string())?;
+        match it.next() {
+            None => Ok(None),
+            Some(item) => {
+                let (k, v) = item.map_err(|e| e.to_string())?;
+                Ok(Some((
+                    k.value(),
+                    String::from_utf8_lossy(v.value()).into_owned(),
+                )))
+            }
+        }
+    }
+
+    /// Remembers `cp`, whose root the replay matched at its size.
+    fn keep_note(&self, cp: &SignedCheckpoint) -> Round<()> {
+        let e = |x: &dyn std::fmt::Display| x.to_string();
+        let mut w = self.db.begin_write().map_err(|x| e(&x))?;
+        w.set_durability(Durability::Immediate).map_err(|x| e(&x))?;
+        {
+            let mut t = w.open_table(NOTES).map_err(|x| e(&x))?;
+            t.insert(cp.size, cp.note.as_bytes()).map_err(|x| e(&x))?;
+        }
+        w.commit().map_err(|x| e(&x))
+    }
+
+    /// A log-signed checkpoint (`note`, of `size`) whose root is not the replayed tree's at
+    /// its size: the log signed two trees. With a log-signed note of the same size whose root
+    /// the replay matched, that is conclusive evidence (same_size_different_roots); with only a
+    /// larger one, the witness knows it (the leaves it replayed hash to that one's root, and
+    /// to another root at `size`), but no evidence kind shows it without the leaves: a text
+    /// report. Either way the log is no longer cosigned.
+    fn conflicting(&self, size: u64, note: &str, replayed: &Hash) {
+        let held = match self.note_at_or_after(size) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!("replay state: {e}");
+                None
+            }
+        };
+        let why = format!(
+            "the log signed a checkpoint of size {size} whose root is not that of the leaves \
+             it served (replayed root {} at that size)",
+            to_hex(replayed)
+        );
+        match held {
+            Some((s, held)) if s == size => {
+                let found = crate::core::evidence::compare(&self.log_key, &held, note, None);
+                match found {
+                    Ok(crate::core::evidence::Comparison::Fork(e))
+                        if crate::core::evidence::check(&e).is_ok() =>
+                    {
+                        self.caught_with(&why, Some(*e), None, None, &[note]);
+                    }
+                    other => {
+                        tracing::warn!("replay: no conclusive evidence from the notes: {other:?}");
+                        self.caught_with(&why, None, None, None, &[&held, note]);
+                    }
+                }
+            }
+            Some((_, held)) => self.caught_with(&why, None, None, None, &[&held, note]),
+            None => self.caught_with(&why, None, None, None, &[note]),
+        }
+    }
+
+    /// Whether the witness may cosign the checkpoint `note` of `size` and `root` of `origin`
+    /// (its log signature already verified). One that conflicts with the replayed tree is
+    /// refused, and the log with it ([`Replay::conflicting`]).
+    pub fn gate(&self, origin: &str, size: u64, root: &Hash, note: &str) -> Result<(), AddError> {
         if origin != self.origin {
             return Ok(());
         }
@@ -492,14 +566,10 @@ impl Replay {
         })?;
         match at {
             Some(r) if r == *root => Ok(()),
-            Some(r) => Err(AddError::NotReplayedRoot {
-                size,
-                detail: format!(
-                    "the replayed leaves have root {} at this size, the checkpoint {}",
-                    to_hex(&r),
-                    to_hex(root)
-                ),
-            }),
+            Some(r) => {
+                self.conflicting(size, note, &r);
+                Err(AddError::LogCaught(self.refused().unwrap_or_default()))
+            }
             None => Err(AddError::NotReplayedRoot {
                 size,
                 detail: "no map leaf ends the log at this size".into(),
@@ -612,7 +682,12 @@ impl Replay {
         })?;
         if self.refused().is_none() && next == cp.size {
             let root = self.progress.lock().expect("replay lock").auditor.root();
-            if root != cp.root {
+            if root == cp.root {
+                self.keep_note(&cp)?;
+            } else if matches!(self.note_at_or_after(cp.size), Ok(Some((s, _))) if s == cp.size) {
+                // A note of this size matched the replay before: the log signed two roots.
+                self.conflicting(cp.size, &cp.note, &root);
+            } else {
                 self.caught(
                     &format!(
                         "the leaves served do not hash to the signed checkpoint of size {} \
@@ -730,7 +805,20 @@ impl Replay {
     /// The log broke a rule: stop cosigning it for good and write what was found.
     /// `fresh` holds leaves fetched but not stored (from their index), for the evidence.
     fn caught(&self, why: &str, cp: Option<&SignedCheckpoint>, fresh: Option<(u64, &[Vec<u8>])>) {
-        let path = self.write_evidence(why, cp, fresh);
+        self.caught_with(why, None, cp, fresh, &[]);
+    }
+
+    /// [`Replay::caught`], with the evidence if it is already known, and the log-signed notes
+    /// the text report (if no evidence is found) quotes.
+    fn caught_with(
+        &self,
+        why: &str,
+        evidence: Option<crate::core::evidence::Evidence>,
+        cp: Option<&SignedCheckpoint>,
+        fresh: Option<(u64, &[Vec<u8>])>,
+        notes: &[&str],
+    ) {
+        let path = self.write_evidence(why, evidence, cp, fresh, notes);
         let reason = match &path {
             Ok(p) => format!("{why} (written to {})", p.display()),
             Err(e) => format!("{why} (the evidence could not be written: {e})"),
@@ -757,20 +845,24 @@ impl Replay {
         self.progress.lock().expect("replay lock").refused = Some(reason);
     }
 
-    /// Writes conclusive evidence (if the finder makes some from the leaves under `cp`) or a
-    /// text report; the file's path.
+    /// Writes conclusive evidence (`evidence`, or what the finder makes from the leaves under
+    /// `cp`) or, where there is none, a text report quoting `cp` and `notes`; the file's path.
     fn write_evidence(
         &self,
         why: &str,
+        evidence: Option<crate::core::evidence::Evidence>,
         cp: Option<&SignedCheckpoint>,
         fresh: Option<(u64, &[Vec<u8>])>,
+        notes: &[&str],
     ) -> Result<PathBuf, String> {
-        let found = cp.and_then(|cp| match self.find(cp, fresh) {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!("replay: no conclusive evidence: {e}");
-                None
-            }
+        let found = evidence.or_else(|| {
+            cp.and_then(|cp| match self.find(cp, fresh) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!("replay: no conclusive evidence: {e}");
+                    None
+                }
+            })
         });
         if let Some(e) = found {
             let path = self.dir.join(format!("evidence-{}.json", e.claim.kind()));
@@ -783,6 +875,10 @@ impl Replay {
         if let Some(cp) = cp {
             text.push_str("\nthe log's signed checkpoint:\n\n");
             text.push_str(&cp.note);
+        }
+        for note in notes {
+            text.push_str("\na checkpoint the log signed:\n\n");
+            text.push_str(note);
         }
         std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(path)
