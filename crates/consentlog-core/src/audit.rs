@@ -389,7 +389,7 @@ impl Auditor {
     pub fn with_key_store(mut self, store: Box<dyn KeyStore>, map_cap: usize) -> Self {
         assert_eq!(self.size(), 0, "a key store is given before any leaf");
         self.keys = Some(store);
-        self.map = StateMap::with_buckets(16).capped(map_cap);
+        self.map = StateMap::with_buckets(2).capped(map_cap);
         self
     }
 
