@@ -38,6 +38,12 @@ const PER_PERSON: u64 = 20;
 /// Events appended between map leaves.
 const SEGMENT: u64 = 10_000;
 
+/// A person's latest event: its seq and hash.
+type Head = Option<(u64, [u8; 32])>;
+
+/// A person, their events signed (each with its index in the ledger), and their new head.
+type Signed = (u64, Vec<(u64, SignedEvent)>, Head);
+
 fn person(u: u64) -> SigningKey {
     let seed = blake3::derive_key("consentlog replay_rate person", &u.to_le_bytes());
     SigningKey::from_bytes(&seed)
@@ -120,12 +126,7 @@ fn measure_ceiling() -> (f64, f64) {
 
 /// Events `from..to` of the ledger: event `i` is person `i % people`'s event number
 /// `i / people`, where `people` = the final size / 20 (so each person's chain is in order).
-fn events(
-    from: u64,
-    to: u64,
-    people: u64,
-    heads: &mut [Option<(u64, [u8; 32])>],
-) -> Vec<SignedEvent> {
+fn events(from: u64, to: u64, people: u64, heads: &mut [Head]) -> Vec<SignedEvent> {
     let now = now_ms();
     // Each person's events in this range, in order, signed on all cores (one person's chain
     // on one thread).
@@ -133,7 +134,7 @@ fn events(
     for i in from..to {
         by_person[(i % people) as usize].push(i);
     }
-    let chains: Vec<(u64, Vec<(u64, SignedEvent)>, Option<(u64, [u8; 32])>)> = by_person
+    let chains: Vec<Signed> = by_person
         .into_par_iter()
         .enumerate()
         .filter(|(_, is)| !is.is_empty())
@@ -183,13 +184,7 @@ fn map_leaf(ledger: &Ledger) -> consentlog::core::note::SignedCheckpoint {
 }
 
 /// Grows `ledger` to `size` events (plus its genesis and map leaves).
-fn grow(
-    ledger: &Ledger,
-    done: &mut u64,
-    size: u64,
-    people: u64,
-    heads: &mut [Option<(u64, [u8; 32])>],
-) {
+fn grow(ledger: &Ledger, done: &mut u64, size: u64, people: u64, heads: &mut [Head]) {
     let t = Instant::now();
     let start = *done;
     while *done < size {
@@ -304,7 +299,7 @@ fn main() {
     );
     let ledger = consentlog::server::open(&cfg).expect("open the ledger");
     let mut done = 0;
-    let mut heads: Vec<Option<(u64, [u8; 32])>> = vec![None; people as usize];
+    let mut heads: Vec<Head> = vec![None; people as usize];
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (url_tx, url_rx) = std::sync::mpsc::channel();
     let served = ledger.clone();
