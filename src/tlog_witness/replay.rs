@@ -13,12 +13,21 @@
 //! checkpoint the log signed, the witness stops cosigning the log for good (recorded in its
 //! state, so a restart does not forget) and writes what it found to a file in its directory:
 //! conclusive evidence (`core::evidence`, checked with `consentlog verify-evidence`) when the
-//! rule broken is one of its kinds, found by `core::evidence_finder`; otherwise a text report.
+//! rule broken is one of its kinds, found by `core::evidence_finder`, or, for a submitted
+//! checkpoint that conflicts with a log-signed one of the same size the replay matched,
+//! same_size_different_roots; otherwise a text report.
+//!
+//! Pages of entries are fetched, parsed, decoded and hashed on a thread of their own, a page
+//! or two ahead of the replay (examples/replay_rate.rs measures the rate).
 //!
 //! State: `DIR/replay.redb` holds the replayed size, every leaf replayed (so a restart replays
 //! from its own disk, not from the log), the tree root at each size that ends at a map leaf,
-//! and the refusal if any. Each page of leaves is committed durably in one transaction, after
-//! it was checked: the gate only ever sees checked sizes.
+//! the checkpoint notes the replay matched, the auditor's per-key state ([`KeyStore`]: each
+//! key's latest event leaf as of the latest map leaf; rebuilt by each open), and the refusal if
+//! any. Each page of leaves is committed durably in one transaction with the per-key state it
+//! changed, after it was checked: the gate only ever sees checked sizes. In memory: the state
+//! map's upper levels (capped, `MAP_CAP`), the keys changed since the latest map leaf, the
+//! tree's frontier and redb's cache, whatever the size of the log.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -545,7 +554,7 @@ impl Replay {
 
     /// Whether the witness may cosign the checkpoint `note` of `size` and `root` of `origin`
     /// (its log signature already verified). One that conflicts with the replayed tree is
-    /// refused, and the log with it ([`Replay::conflicting`]).
+    /// refused, and the log with it (see `Replay::conflicting`).
     pub fn gate(&self, origin: &str, size: u64, root: &Hash, note: &str) -> Result<(), AddError> {
         if origin != self.origin {
             return Ok(());
