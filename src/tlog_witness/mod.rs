@@ -330,7 +330,12 @@ impl Witness {
             });
         }
         if let Some(r) = &self.replay {
-            r.gate(&cp.origin, cp.size, &cp.root)?;
+            r.gate(
+                &cp.origin,
+                cp.size,
+                &cp.root,
+                &String::from_utf8_lossy(req.note),
+            )?;
         }
         let h = Sha256Hasher;
         let empty = h.empty_root();

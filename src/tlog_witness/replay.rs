@@ -13,12 +13,21 @@
 //! checkpoint the log signed, the witness stops cosigning the log for good (recorded in its
 //! state, so a restart does not forget) and writes what it found to a file in its directory:
 //! conclusive evidence (`core::evidence`, checked with `consentlog verify-evidence`) when the
-//! rule broken is one of its kinds, found by `core::evidence_finder`; otherwise a text report.
+//! rule broken is one of its kinds, found by `core::evidence_finder`, or, for a submitted
+//! checkpoint that conflicts with a log-signed one of the same size the replay matched,
+//! same_size_different_roots; otherwise a text report.
+//!
+//! Pages of entries are fetched, parsed, decoded and hashed on a thread of their own, a page
+//! or two ahead of the replay (examples/replay_rate.rs measures the rate).
 //!
 //! State: `DIR/replay.redb` holds the replayed size, every leaf replayed (so a restart replays
 //! from its own disk, not from the log), the tree root at each size that ends at a map leaf,
-//! and the refusal if any. Each page of leaves is committed durably in one transaction, after
-//! it was checked: the gate only ever sees checked sizes.
+//! the checkpoint notes the replay matched, the auditor's per-key state ([`KeyStore`]: each
+//! key's latest event leaf as of the latest map leaf; rebuilt by each open), and the refusal if
+//! any. Each page of leaves is committed durably in one transaction with the per-key state it
+//! changed, after it was checked: the gate only ever sees checked sizes. In memory: the state
+//! map's upper levels (capped, `MAP_CAP`), the keys changed since the latest map leaf, the
+//! tree's frontier and redb's cache, whatever the size of the log.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,7 +40,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use super::AddError;
 use crate::api::PageQuery;
 use crate::client::Client;
-use crate::core::audit::{Auditor, Problem};
+use crate::core::audit::{Auditor, KeyStore, Problem, StoredKey};
 use crate::core::evidence_finder::Finder;
 use crate::core::hash::{to_hex, Hash};
 use crate::core::leaf::Leaf;
@@ -46,6 +55,14 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("replay_meta");
 const LEAVES: TableDefinition<u64, &[u8]> = TableDefinition::new("replay_leaves");
 /// Tree size that ends at a map leaf → the tree's root at that size.
 const ROOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("replay_roots");
+/// State key → its latest event leaf as of the latest map leaf replayed (index and seq as u64
+/// BE, then the leaf hash): the replay's per-key state ([`KeyStore`]), rebuilt by each open.
+const KEYS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("replay_keys");
+/// Tree size → the log-signed checkpoint note of that size whose root the replay matched.
+const NOTES: TableDefinition<u64, &[u8]> = TableDefinition::new("replay_notes");
+/// The most bytes of state map nodes the replay keeps in memory (the keys below its stubs are
+/// read from `KEYS`).
+const MAP_CAP: usize = 32 << 20;
 const META_SIZE: &str = "size";
 const META_REFUSED: &str = "refused";
 const META_ORIGIN: &str = "origin";
@@ -83,7 +100,9 @@ pub struct Replay {
     log_key: VerifyingKey,
     url: String,
     dir: PathBuf,
-    db: Database,
+    db: Arc<Database>,
+    /// The auditor's per-key state: written with each page.
+    keys: Keys,
     clock: Arc<dyn Clock>,
     progress: Mutex<Progress>,
     stop: AtomicBool,
@@ -105,10 +124,132 @@ fn be(n: u64) -> [u8; 8] {
     n.to_be_bytes()
 }
 
-fn auditor(log_key: &VerifyingKey, origin: &str) -> Auditor {
+fn auditor(log_key: &VerifyingKey, origin: &str, keys: &Keys) -> Auditor {
     // Checkpoints are checked here, one at a time, as they are fetched; map leaves in the
     // future are held back before the auditor sees them, so its own bound is not needed.
-    Auditor::new(log_key, origin, &[], u64::MAX)
+    Auditor::new(log_key, origin, &[], u64::MAX).with_key_store(Box::new(keys.clone()), MAP_CAP)
+}
+
+fn encode_key(v: &StoredKey) -> [u8; 48] {
+    let mut out = [0u8; 48];
+    out[..8].copy_from_slice(&v.index.to_be_bytes());
+    out[8..16].copy_from_slice(&v.seq.to_be_bytes());
+    out[16..].copy_from_slice(&v.leaf_hash);
+    out
+}
+
+fn decode_key(k: &[u8], v: &[u8]) -> Result<(Hash, StoredKey), String> {
+    let key: Hash = k
+        .try_into()
+        .map_err(|_| "a replay key of the wrong length (damaged state)".to_string())?;
+    if v.len() != 48 {
+        return Err("a replay key entry of the wrong length (damaged state)".into());
+    }
+    let n = |r: std::ops::Range<usize>| u64::from_be_bytes(v[r].try_into().expect("8 bytes"));
+    Ok((
+        key,
+        StoredKey {
+            index: n(0..8),
+            seq: n(8..16),
+            leaf_hash: v[16..].try_into().expect("32 bytes"),
+        },
+    ))
+}
+
+/// The replay's per-key state in `DIR/replay.redb` (`KEYS`), as the auditor's [`KeyStore`]:
+/// what the auditor puts waits in memory (at most the keys of one page) until the page is
+/// committed with it; reads see it at once. Memory does not grow with the number of keys.
+#[derive(Clone)]
+struct Keys(Arc<KeysInner>);
+
+struct KeysInner {
+    db: Arc<Database>,
+    /// Put and not yet committed.
+    dirty: Mutex<std::collections::BTreeMap<Hash, StoredKey>>,
+    /// A read snapshot of `KEYS` as last committed (None: open one).
+    reader: Mutex<Option<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>>,
+}
+
+impl Keys {
+    fn new(db: Arc<Database>) -> Keys {
+        Keys(Arc::new(KeysInner {
+            db,
+            dirty: Mutex::new(Default::default()),
+            reader: Mutex::new(None),
+        }))
+    }
+
+    /// Runs `f` on the committed table.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&redb::ReadOnlyTable<&'static [u8], &'static [u8]>) -> Result<T, String>,
+    ) -> Result<T, String> {
+        let mut r = self.0.reader.lock().expect("keys reader");
+        if r.is_none() {
+            let t = self.0.db.begin_read().map_err(|e| e.to_string())?;
+            *r = Some(t.open_table(KEYS).map_err(|e| e.to_string())?);
+        }
+        f(r.as_ref().expect("opened"))
+    }
+
+    /// Writes what was put into `w`; [`Keys::committed`] once `w` is committed.
+    fn write(&self, w: &redb::WriteTransaction) -> Result<(), String> {
+        let dirty = self.0.dirty.lock().expect("keys");
+        let mut t = w.open_table(KEYS).map_err(|e| e.to_string())?;
+        for (k, v) in dirty.iter() {
+            t.insert(k.as_slice(), encode_key(v).as_slice())
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn committed(&self) {
+        self.0.dirty.lock().expect("keys").clear();
+        *self.0.reader.lock().expect("keys reader") = None;
+    }
+}
+
+impl KeyStore for Keys {
+    fn get(&self, key: &Hash) -> Result<Option<StoredKey>, String> {
+        if let Some(v) = self.0.dirty.lock().expect("keys").get(key) {
+            return Ok(Some(*v));
+        }
+        self.read(
+            |t| match t.get(key.as_slice()).map_err(|e| e.to_string())? {
+                None => Ok(None),
+                Some(v) => decode_key(key, v.value()).map(|(_, v)| Some(v)),
+            },
+        )
+    }
+
+    fn range(&self, lo: &Hash, hi: Option<&Hash>) -> Result<Vec<(Hash, StoredKey)>, String> {
+        let mut out = std::collections::BTreeMap::new();
+        self.read(|t| {
+            let items = match hi {
+                Some(hi) => t.range(lo.as_slice()..hi.as_slice()),
+                None => t.range(lo.as_slice()..),
+            }
+            .map_err(|e| e.to_string())?;
+            for item in items {
+                let (k, v) = item.map_err(|e| e.to_string())?;
+                let (k, v) = decode_key(k.value(), v.value())?;
+                out.insert(k, v);
+            }
+            Ok(())
+        })?;
+        let dirty = self.0.dirty.lock().expect("keys");
+        let put = match hi {
+            Some(hi) => dirty.range(*lo..*hi),
+            None => dirty.range(*lo..),
+        };
+        out.extend(put.map(|(k, v)| (*k, *v)));
+        Ok(out.into_iter().collect())
+    }
+
+    fn put(&mut self, entries: Vec<(Hash, StoredKey)>) -> Result<(), String> {
+        self.0.dirty.lock().expect("keys").extend(entries);
+        Ok(())
+    }
 }
 
 /// The violations of a replay that mean the log lied (the auditor complains that it was given
@@ -119,6 +260,56 @@ fn lies(a: &Auditor) -> Vec<String> {
         .filter(|v| !matches!(v.problem, Problem::NoCheckpoints))
         .map(|v| v.to_string())
         .collect()
+}
+
+/// Pages of entries fetched ahead of the replay.
+const PREFETCH: usize = 2;
+
+/// A page of leaves as served, each strictly decoded (or why not) with its leaf hash: done on
+/// the fetching thread, so the replay only replays.
+struct Page {
+    bytes: Vec<Vec<u8>>,
+    decoded: Vec<Result<(Leaf, Hash), String>>,
+}
+
+impl Page {
+    fn new(bytes: Vec<Vec<u8>>) -> Page {
+        let decoded = bytes
+            .iter()
+            .map(|b| {
+                Leaf::decode(b)
+                    .map(|l| (l, crate::core::leaf::leaf_hash(b)))
+                    .map_err(|e| e.to_string())
+            })
+            .collect();
+        Page { bytes, decoded }
+    }
+}
+
+/// The leaves `at..` (up to `end`, as many as the server gives in one page), checked to be a
+/// page starting at `at`, in order.
+fn fetch_page(client: &Client, at: u64, end: u64) -> Round<Page> {
+    let page = client
+        .entries(&PageQuery {
+            start: Some(at),
+            end: Some(end),
+        })
+        .map_err(|e| format!("entries from {at}: {e}"))?;
+    if page.start != at
+        || page.end <= at
+        || page.end > end
+        || page.entries.len() as u64 != page.end - at
+    {
+        return Err(format!("the log sent a bad page of entries at {at}"));
+    }
+    let mut bytes = Vec::with_capacity(page.entries.len());
+    for (k, row) in page.entries.into_iter().enumerate() {
+        if row.index != at + k as u64 {
+            return Err(format!("entries out of order at {}", at + k as u64));
+        }
+        bytes.push(row.entry);
+    }
+    Ok(Page::new(bytes))
 }
 
 impl Replay {
@@ -141,10 +332,13 @@ impl Replay {
             detail,
         };
         std::fs::create_dir_all(dir).map_err(|x| engine(&x))?;
-        let db = redb::Builder::new()
-            .set_cache_size(64 << 20)
-            .create(&path)
-            .map_err(|x| engine(&x))?;
+        let db = Arc::new(
+            redb::Builder::new()
+                .set_cache_size(64 << 20)
+                .create(&path)
+                .map_err(|x| engine(&x))?,
+        );
+        let keys = Keys::new(db.clone());
         let (size, refused) = {
             let mut w = db.begin_write().map_err(|x| engine(&x))?;
             w.set_durability(Durability::Immediate)
@@ -183,12 +377,16 @@ impl Replay {
                     .map(|v| String::from_utf8_lossy(v.value()).into_owned());
                 w.open_table(LEAVES).map_err(|x| engine(&x))?;
                 w.open_table(ROOTS).map_err(|x| engine(&x))?;
+                w.open_table(NOTES).map_err(|x| engine(&x))?;
+                // The per-key state is rebuilt by the replay below.
+                w.delete_table(KEYS).map_err(|x| engine(&x))?;
+                w.open_table(KEYS).map_err(|x| engine(&x))?;
                 (size, refused)
             };
             w.commit().map_err(|x| engine(&x))?;
             out
         };
-        let mut a = auditor(&log_key, origin);
+        let mut a = auditor(&log_key, origin, &keys);
         if refused.is_none() {
             // Replay what was already checked, from this witness's own disk.
             let r = db.begin_read().map_err(|x| engine(&x))?;
@@ -207,12 +405,22 @@ impl Replay {
                     }
                     let leaf = Leaf::decode(v.value())
                         .map_err(|e| damaged(format!("leaf {}: {e}", i.value())))?;
-                    chunk.push((leaf, None));
+                    chunk.push((leaf, crate::core::leaf::leaf_hash(v.value())));
                 }
                 if chunk.len() as u64 != end - next {
                     return Err(damaged(format!("leaves {next}..{end} missing")));
                 }
-                a.push_chunk(chunk);
+                a.push_public(chunk);
+                if let Some(e) = a.storage_error() {
+                    return Err(engine(&e));
+                }
+                // The keys put so far, to the disk (not synced: an interrupted open starts
+                // the rebuild over).
+                let mut w = db.begin_write().map_err(|x| engine(&x))?;
+                w.set_durability(Durability::None).map_err(|x| engine(&x))?;
+                keys.write(&w).map_err(|x| engine(&x))?;
+                w.commit().map_err(|x| engine(&x))?;
+                keys.committed();
                 next = end;
             }
             let lied = lies(&a);
@@ -237,6 +445,7 @@ impl Replay {
             url: url.trim_end_matches('/').to_string(),
             dir: dir.to_path_buf(),
             db,
+            keys,
             clock,
             progress: Mutex::new(Progress {
                 auditor: a,
@@ -274,8 +483,79 @@ impl Replay {
         Ok(v.and_then(|v| v.value().try_into().ok()))
     }
 
-    /// Whether the witness may cosign the checkpoint of `size` and `root` of `origin`.
-    pub fn gate(&self, origin: &str, size: u64, root: &Hash) -> Result<(), AddError> {
+    /// The log-signed checkpoint note of `size` the replay matched, if the follower fetched one
+    /// of that size; or else the smallest one larger.
+    fn note_at_or_after(&self, size: u64) -> Result<Option<(u64, String)>, String> {
+        let r = self.db.begin_read().map_err(|e| e.to_string())?;
+        let t = r.open_table(NOTES).map_err(|e| e.to_string())?;
+        let mut it = t.range(size..).map_err(|e| e.to_string())?;
+        match it.next() {
+            None => Ok(None),
+            Some(item) => {
+                let (k, v) = item.map_err(|e| e.to_string())?;
+                Ok(Some((
+                    k.value(),
+                    String::from_utf8_lossy(v.value()).into_owned(),
+                )))
+            }
+        }
+    }
+
+    /// Remembers `cp`, whose root the replay matched at its size.
+    fn keep_note(&self, cp: &SignedCheckpoint) -> Round<()> {
+        let e = |x: &dyn std::fmt::Display| x.to_string();
+        let mut w = self.db.begin_write().map_err(|x| e(&x))?;
+        w.set_durability(Durability::Immediate).map_err(|x| e(&x))?;
+        {
+            let mut t = w.open_table(NOTES).map_err(|x| e(&x))?;
+            t.insert(cp.size, cp.note.as_bytes()).map_err(|x| e(&x))?;
+        }
+        w.commit().map_err(|x| e(&x))
+    }
+
+    /// A log-signed checkpoint (`note`, of `size`) whose root is not the replayed tree's at
+    /// its size: the log signed two trees. With a log-signed note of the same size whose root
+    /// the replay matched, that is conclusive evidence (same_size_different_roots); with only a
+    /// larger one, the witness knows it (the leaves it replayed hash to that one's root, and
+    /// to another root at `size`), but no evidence kind shows it without the leaves: a text
+    /// report. Either way the log is no longer cosigned.
+    fn conflicting(&self, size: u64, note: &str, replayed: &Hash) {
+        let held = match self.note_at_or_after(size) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!("replay state: {e}");
+                None
+            }
+        };
+        let why = format!(
+            "the log signed a checkpoint of size {size} whose root is not that of the leaves \
+             it served (replayed root {} at that size)",
+            to_hex(replayed)
+        );
+        match held {
+            Some((s, held)) if s == size => {
+                let found = crate::core::evidence::compare(&self.log_key, &held, note, None);
+                match found {
+                    Ok(crate::core::evidence::Comparison::Fork(e))
+                        if crate::core::evidence::check(&e).is_ok() =>
+                    {
+                        self.caught_with(&why, Some(*e), None, None, &[note]);
+                    }
+                    other => {
+                        tracing::warn!("replay: no conclusive evidence from the notes: {other:?}");
+                        self.caught_with(&why, None, None, None, &[&held, note]);
+                    }
+                }
+            }
+            Some((_, held)) => self.caught_with(&why, None, None, None, &[&held, note]),
+            None => self.caught_with(&why, None, None, None, &[note]),
+        }
+    }
+
+    /// Whether the witness may cosign the checkpoint `note` of `size` and `root` of `origin`
+    /// (its log signature already verified). One that conflicts with the replayed tree is
+    /// refused, and the log with it (see `Replay::conflicting`).
+    pub fn gate(&self, origin: &str, size: u64, root: &Hash, note: &str) -> Result<(), AddError> {
         if origin != self.origin {
             return Ok(());
         }
@@ -295,14 +575,10 @@ impl Replay {
         })?;
         match at {
             Some(r) if r == *root => Ok(()),
-            Some(r) => Err(AddError::NotReplayedRoot {
-                size,
-                detail: format!(
-                    "the replayed leaves have root {} at this size, the checkpoint {}",
-                    to_hex(&r),
-                    to_hex(root)
-                ),
-            }),
+            Some(r) => {
+                self.conflicting(size, note, &r);
+                Err(AddError::LogCaught(self.refused().unwrap_or_default()))
+            }
             None => Err(AddError::NotReplayedRoot {
                 size,
                 detail: "no map leaf ends the log at this size".into(),
@@ -371,43 +647,56 @@ impl Replay {
                 cp.size
             ));
         }
+        // Pages are fetched (and their JSON decoded) on a thread of their own, at most
+        // `PREFETCH` ahead, while this one replays and stores the page before: the log server
+        // works on the next page while the witness checks this one.
         let mut next = start;
-        while next < cp.size {
-            if self.stop.load(Ordering::SeqCst) {
-                return Ok(next > start);
-            }
-            let page = client
-                .entries(&PageQuery {
-                    start: Some(next),
-                    end: Some(cp.size),
-                })
-                .map_err(|e| format!("entries from {next}: {e}"))?;
-            if page.start != next
-                || page.end <= next
-                || page.end > cp.size
-                || page.entries.len() as u64 != page.end - next
-            {
-                return Err(format!("the log sent a bad page of entries at {next}"));
-            }
-            let mut bytes = Vec::with_capacity(page.entries.len());
-            for (k, row) in page.entries.into_iter().enumerate() {
-                if row.index != next + k as u64 {
-                    return Err(format!("entries out of order at {}", next + k as u64));
+        std::thread::scope(|scope| -> Round<()> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Round<(u64, Page)>>(PREFETCH);
+            let url = &self.url;
+            let stop = &self.stop;
+            let end = cp.size;
+            scope.spawn(move || {
+                let client = Client::new(url, None);
+                let mut at = start;
+                while at < end && !stop.load(Ordering::SeqCst) {
+                    let page = fetch_page(&client, at, end);
+                    let failed = page.is_err();
+                    let sent = page.map(|p| {
+                        let from = at;
+                        at += p.bytes.len() as u64;
+                        (from, p)
+                    });
+                    if tx.send(sent).is_err() || failed {
+                        return;
+                    }
                 }
-                bytes.push(row.entry);
+            });
+            for page in rx {
+                let (at, page) = page?;
+                debug_assert_eq!(at, next);
+                if self.stop.load(Ordering::SeqCst) {
+                    return Ok(());
+                }
+                match self.replay_page(&cp, next, page)? {
+                    Some(end) => next = end,
+                    // Held back: a map leaf ahead of the clock.
+                    None => return Ok(()),
+                }
+                if self.refused().is_some() {
+                    return Ok(());
+                }
             }
-            match self.replay_page(&cp, next, bytes)? {
-                Some(end) => next = end,
-                // Held back: a map leaf ahead of the clock.
-                None => return Ok(self.replayed() > start),
-            }
-            if self.refused().is_some() {
-                return Ok(true);
-            }
-        }
+            Ok(())
+        })?;
         if self.refused().is_none() && next == cp.size {
             let root = self.progress.lock().expect("replay lock").auditor.root();
-            if root != cp.root {
+            if root == cp.root {
+                self.keep_note(&cp)?;
+            } else if matches!(self.note_at_or_after(cp.size), Ok(Some((s, _))) if s == cp.size) {
+                // A note of this size matched the replay before: the log signed two roots.
+                self.conflicting(cp.size, &cp.note, &root);
+            } else {
                 self.caught(
                     &format!(
                         "the leaves served do not hash to the signed checkpoint of size {} \
@@ -421,25 +710,21 @@ impl Replay {
                 );
             }
         }
-        Ok(next > start)
+        Ok(self.replayed() > start)
     }
 
     /// Replays the leaves `bytes` starting at `start`, all covered by `cp`, and stores them;
     /// the new replayed size, or None if it stopped before a map leaf ahead of the clock
     /// (what came before it was replayed).
-    fn replay_page(
-        &self,
-        cp: &SignedCheckpoint,
-        start: u64,
-        bytes: Vec<Vec<u8>>,
-    ) -> Round<Option<u64>> {
+    fn replay_page(&self, cp: &SignedCheckpoint, start: u64, page: Page) -> Round<Option<u64>> {
         let now = self.clock.now_ms();
+        let Page { bytes, decoded } = page;
         let mut leaves = Vec::with_capacity(bytes.len());
         let mut held = false;
-        for (k, b) in bytes.iter().enumerate() {
+        for (k, d) in decoded.into_iter().enumerate() {
             let i = start + k as u64;
-            match Leaf::decode(b) {
-                Ok(Leaf::Map(m)) if m.time > now => {
+            match d {
+                Ok((Leaf::Map(m), _)) if m.time > now => {
                     tracing::info!(
                         log = %self.origin,
                         "replay: map leaf {i} is dated {} ms ahead of this witness's clock; \
@@ -466,17 +751,23 @@ impl Replay {
         let mut p = self.progress.lock().expect("replay lock");
         let mut chunk = Vec::new();
         let mut i = start;
-        for leaf in leaves {
+        for (leaf, hash) in leaves {
             let is_map = matches!(leaf, Leaf::Map(_));
-            chunk.push((leaf, None));
+            chunk.push((leaf, hash));
             i += 1;
             if is_map {
-                p.auditor.push_chunk(std::mem::take(&mut chunk));
+                p.auditor.push_public(std::mem::take(&mut chunk));
                 roots.push((i, p.auditor.root()));
             }
         }
         if !chunk.is_empty() {
-            p.auditor.push_chunk(chunk);
+            p.auditor.push_public(chunk);
+        }
+        if let Some(e) = p.auditor.storage_error() {
+            // The in-memory replay is now unreliable: rebuilt from the disk on the next open.
+            let e = format!("replay state could not be read: {e}");
+            p.refused = Some(e.clone());
+            return Err(e);
         }
         let lied = lies(&p.auditor);
         if !lied.is_empty() {
@@ -514,13 +805,29 @@ impl Replay {
             let mut t = w.open_table(META).map_err(|x| e(&x))?;
             t.insert(META_SIZE, be(end).as_slice()).map_err(|x| e(&x))?;
         }
-        w.commit().map_err(|x| e(&x))
+        self.keys.write(&w)?;
+        w.commit().map_err(|x| e(&x))?;
+        self.keys.committed();
+        Ok(())
     }
 
     /// The log broke a rule: stop cosigning it for good and write what was found.
     /// `fresh` holds leaves fetched but not stored (from their index), for the evidence.
     fn caught(&self, why: &str, cp: Option<&SignedCheckpoint>, fresh: Option<(u64, &[Vec<u8>])>) {
-        let path = self.write_evidence(why, cp, fresh);
+        self.caught_with(why, None, cp, fresh, &[]);
+    }
+
+    /// [`Replay::caught`], with the evidence if it is already known, and the log-signed notes
+    /// the text report (if no evidence is found) quotes.
+    fn caught_with(
+        &self,
+        why: &str,
+        evidence: Option<crate::core::evidence::Evidence>,
+        cp: Option<&SignedCheckpoint>,
+        fresh: Option<(u64, &[Vec<u8>])>,
+        notes: &[&str],
+    ) {
+        let path = self.write_evidence(why, evidence, cp, fresh, notes);
         let reason = match &path {
             Ok(p) => format!("{why} (written to {})", p.display()),
             Err(e) => format!("{why} (the evidence could not be written: {e})"),
@@ -547,20 +854,24 @@ impl Replay {
         self.progress.lock().expect("replay lock").refused = Some(reason);
     }
 
-    /// Writes conclusive evidence (if the finder makes some from the leaves under `cp`) or a
-    /// text report; the file's path.
+    /// Writes conclusive evidence (`evidence`, or what the finder makes from the leaves under
+    /// `cp`) or, where there is none, a text report quoting `cp` and `notes`; the file's path.
     fn write_evidence(
         &self,
         why: &str,
+        evidence: Option<crate::core::evidence::Evidence>,
         cp: Option<&SignedCheckpoint>,
         fresh: Option<(u64, &[Vec<u8>])>,
+        notes: &[&str],
     ) -> Result<PathBuf, String> {
-        let found = cp.and_then(|cp| match self.find(cp, fresh) {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!("replay: no conclusive evidence: {e}");
-                None
-            }
+        let found = evidence.or_else(|| {
+            cp.and_then(|cp| match self.find(cp, fresh) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!("replay: no conclusive evidence: {e}");
+                    None
+                }
+            })
         });
         if let Some(e) = found {
             let path = self.dir.join(format!("evidence-{}.json", e.claim.kind()));
@@ -573,6 +884,10 @@ impl Replay {
         if let Some(cp) = cp {
             text.push_str("\nthe log's signed checkpoint:\n\n");
             text.push_str(&cp.note);
+        }
+        for note in notes {
+            text.push_str("\na checkpoint the log signed:\n\n");
+            text.push_str(note);
         }
         std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(path)

@@ -182,6 +182,71 @@ fn a_lying_map_leaf_is_refused_with_evidence_while_a_plain_witness_cosigns_it() 
     w.add_checkpoint(body.as_bytes()).expect(409);
 }
 
+/// A log that signs two checkpoints of one size (a fork): the replaying witness, which matched
+/// the first while following the log, refuses the second when it is submitted, stops cosigning
+/// the log and writes conclusive evidence (same_size_different_roots) that
+/// `consentlog verify-evidence` accepts. A conflicting checkpoint of a size the follower never
+/// fetched a note of is refused too, with a text report (no evidence kind shows it without the
+/// leaves).
+#[test]
+fn a_forked_checkpoint_is_refused_with_evidence() {
+    let log = LyingLog::start("forked.test/log");
+    let vkey = log.vkey();
+    log.honest_batch(3);
+    let honest = log.checkpoint();
+    let size = log.size();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("replaying");
+    let key = consentlog::keyfile::generate();
+    let w = replaying(&dir, &key, &vkey, &log.url, Arc::new(SystemClock));
+    wait_replayed(&w, size);
+    let body = add_checkpoint_body(0, &[], &honest);
+    assert_cosigns(
+        &w,
+        &honest,
+        &w.add_checkpoint(body.as_bytes()).expect(200).body,
+    );
+
+    // The same size, another root, signed by the log's key.
+    let forked = log.sign(size, [7; 32]);
+    let resp = w.add_checkpoint(add_checkpoint_body(size, &[], &forked).as_bytes());
+    resp.expect(409);
+    assert!(resp.body.contains("no longer cosigns"), "{}", resp.body);
+    let ev = dir.join("evidence-same_size_different_roots.json");
+    assert!(
+        ev.is_file(),
+        "evidence in {}: {:?}",
+        dir.display(),
+        std::fs::read_dir(&dir).unwrap().collect::<Vec<_>>()
+    );
+    let out = run(&["verify-evidence", ev.to_str().unwrap()]);
+    out.assert_code(0);
+    assert!(!dir.join("refusal.txt").exists());
+    // Nothing of the log is cosigned any more, the honest checkpoint included.
+    w.add_checkpoint(body.as_bytes()).expect(409);
+    drop(w);
+
+    // A conflicting checkpoint at a size where the follower holds no note (a map leaf inside
+    // the tree, not the end of a checkpoint it fetched): refused, with a text report.
+    let log = LyingLog::start("forked2.test/log");
+    let vkey = log.vkey();
+    let first = log.honest_batch(2);
+    log.honest_batch(2);
+    let dir = tmp.path().join("replaying2");
+    let w = replaying(&dir, &key, &vkey, &log.url, Arc::new(SystemClock));
+    wait_replayed(&w, log.size());
+    let forked = log.sign(first, [9; 32]);
+    let resp = w.add_checkpoint(add_checkpoint_body(first, &[], &forked).as_bytes());
+    resp.expect(409);
+    let report = std::fs::read_to_string(dir.join("refusal.txt")).expect("a text report");
+    assert!(
+        report.contains("whose root is not that of the leaves"),
+        "{report}"
+    );
+    assert!(report.contains(&forked), "{report}");
+    assert!(w.witness.replay().unwrap().refused().is_some());
+}
+
 /// The consistency proof of the lying log from `old` to its size, computed from its leaves
 /// as anyone holding them would.
 fn tree_proof(log: &LyingLog, old: u64) -> Vec<Hash> {

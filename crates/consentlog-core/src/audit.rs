@@ -14,6 +14,7 @@ use ed25519_dalek::VerifyingKey;
 use super::event::{signatures_valid, subject_keys, SignedEvent, SIGNATURE_CHUNK};
 use super::hash::Hash;
 use super::leaf::{EventLeaf, Leaf};
+use super::map::source::MapSource;
 use super::map::{MapValue, StateMap};
 use super::note::{self, SignedCheckpoint};
 use super::opening::Opening;
@@ -199,6 +200,82 @@ impl CheckedChunk {
     }
 }
 
+/// What a replay keeps per key in a [`KeyStore`]: the key's latest event leaf as of the
+/// latest map leaf (its index, its `seq` and its leaf hash: the public head and the map value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredKey {
+    pub index: u64,
+    pub seq: u64,
+    pub leaf_hash: Hash,
+}
+
+/// Where an auditor keeps what it knows per key outside memory (a replaying witness: its own
+/// database), so that its memory does not grow with the log: every key's public head and the
+/// state map's keys below the map's stubs. The auditor reads it and hands it what changed at
+/// each map leaf ([`KeyStore::put`]); the store decides when that reaches its disk (reads must
+/// see every put at once). The core does no I/O: the caller brings the store.
+pub trait KeyStore: Send {
+    /// The key's entry, as last put.
+    fn get(&self, key: &Hash) -> Result<Option<StoredKey>, String>;
+    /// Every entry with a key in `lo..hi` (`hi` None: to the end), sorted by key.
+    fn range(&self, lo: &Hash, hi: Option<&Hash>) -> Result<Vec<(Hash, StoredKey)>, String>;
+    /// Records the entries of the keys that changed, as of a map leaf.
+    fn put(&mut self, entries: Vec<(Hash, StoredKey)>) -> Result<(), String>;
+}
+
+/// A [`KeyStore`] as the source of the state map's keys below its stubs.
+struct KeySource<'a>(&'a dyn KeyStore);
+
+impl MapSource for KeySource<'_> {
+    type Error = String;
+
+    fn load(&self, prefix: &Hash, bits: usize) -> Result<Vec<(Hash, MapValue)>, String> {
+        let (lo, hi) = prefix_bounds(prefix, bits);
+        Ok(self
+            .0
+            .range(&lo, hi.as_ref())?
+            .into_iter()
+            .map(|(k, v)| {
+                let value = MapValue {
+                    index: v.index,
+                    leaf_hash: v.leaf_hash,
+                };
+                (k, value)
+            })
+            .collect())
+    }
+}
+
+/// The key range of the keys sharing the first `bits` bits of `prefix`: from those bits
+/// followed by zeros, up to (not including) the next such prefix (None: to the end).
+pub fn prefix_bounds(prefix: &Hash, bits: usize) -> (Hash, Option<Hash>) {
+    let mut lo = [0u8; 32];
+    for (i, byte) in lo.iter_mut().enumerate() {
+        let keep = bits.saturating_sub(i * 8).min(8);
+        let mask = if keep == 0 { 0 } else { 0xffu8 << (8 - keep) };
+        *byte = prefix[i] & mask;
+    }
+    if bits == 0 {
+        return (lo, None);
+    }
+    // Add 1 at bit `bits - 1`, carrying; past the last key: None.
+    let mut hi = lo;
+    let mut byte = (bits - 1) / 8;
+    let mut add = 1u16 << (7 - (bits - 1) % 8);
+    loop {
+        let sum = hi[byte] as u16 + add;
+        hi[byte] = sum as u8;
+        if sum < 256 {
+            return (lo, Some(hi));
+        }
+        if byte == 0 {
+            return (lo, None);
+        }
+        byte -= 1;
+        add = 1;
+    }
+}
+
 /// A key's latest event leaf in the public chain.
 #[derive(Clone, Copy)]
 struct PublicHead {
@@ -225,10 +302,16 @@ pub struct Auditor {
     last_time: u64,
     /// Time of the latest map leaf.
     last_map_time: Option<u64>,
-    /// Every key's public chain head.
+    /// Every key's public chain head (with a [`KeyStore`]: of the keys changed since the
+    /// latest map leaf; the others are in the store).
     heads: HashMap<Hash, PublicHead>,
-    /// Every key's latest signed event (seq, event hash); None after an erased opening.
-    signed: HashMap<Hash, Option<Head>>,
+    /// Where the per-key state lives outside memory, if anywhere.
+    keys: Option<Box<dyn KeyStore>>,
+    /// The store failed: the replay stopped at the leaf it was replaying.
+    storage_error: Option<String>,
+    /// Every key's latest signed event (seq, event hash), for keys whose latest event leaf
+    /// came with its opening; absent for a key with a public head: its opening was erased.
+    signed: HashMap<Hash, Head>,
     report: Report,
 }
 
@@ -290,11 +373,92 @@ impl Auditor {
             last_time: 0,
             last_map_time: None,
             heads: HashMap::new(),
+            keys: None,
+            storage_error: None,
             signed: HashMap::new(),
             report,
         };
         a.check_reached_checkpoints();
         a
+    }
+
+    /// This replay, keeping its per-key state in `store` (which must be empty) instead of
+    /// memory, and the state map's nodes in memory within `map_cap` bytes (the keys below its
+    /// stubs are read back from the store): memory no longer grows with the number of keys,
+    /// except for the keys changed since the latest map leaf. Before any leaf is pushed.
+    pub fn with_key_store(mut self, store: Box<dyn KeyStore>, map_cap: usize) -> Self {
+        assert_eq!(self.size(), 0, "a key store is given before any leaf");
+        self.keys = Some(store);
+        self.map = StateMap::with_buckets(2).capped(map_cap);
+        self
+    }
+
+    /// Why the key store failed, if it did: the replay stopped (see [`Auditor::size`]), and
+    /// its violations may be incomplete.
+    pub fn storage_error(&self) -> Option<&str> {
+        self.storage_error.as_deref()
+    }
+
+    /// The key's public head: changed since the latest map leaf, or in the store.
+    fn head_of(&mut self, key: &Hash) -> Option<PublicHead> {
+        if let Some(h) = self.heads.get(key) {
+            return Some(*h);
+        }
+        let store = self.keys.as_ref()?;
+        match store.get(key) {
+            Ok(v) => v.map(|v| PublicHead {
+                index: v.index,
+                seq: v.seq,
+            }),
+            Err(e) => {
+                self.storage_error.get_or_insert(e);
+                None
+            }
+        }
+    }
+
+    /// The pending map values into the map (and, with a key store, the changed keys into it).
+    fn apply_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        match &mut self.keys {
+            None => self.map.insert_batch(&self.pending),
+            Some(store) => {
+                let inserted = self
+                    .map
+                    .insert_batch_from(&self.pending, &KeySource(&**store))
+                    .map_err(|e| e.to_string());
+                let put = inserted.and_then(|()| {
+                    let mut latest: HashMap<Hash, MapValue> =
+                        HashMap::with_capacity(self.heads.len());
+                    for (k, v) in &self.pending {
+                        latest.insert(*k, *v);
+                    }
+                    let heads = &self.heads;
+                    let entries = latest
+                        .into_iter()
+                        .map(|(k, v)| {
+                            let seq = heads.get(&k).map_or(0, |h| h.seq);
+                            let entry = StoredKey {
+                                index: v.index,
+                                seq,
+                                leaf_hash: v.leaf_hash,
+                            };
+                            (k, entry)
+                        })
+                        .collect();
+                    store.put(entries)
+                });
+                match put {
+                    Ok(()) => self.heads.clear(),
+                    Err(e) => {
+                        self.storage_error.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        self.pending.clear();
     }
 
     fn violation(&mut self, index: Option<u64>, problem: Problem) {
@@ -432,10 +596,21 @@ impl Auditor {
         self.push_checked(checked);
     }
 
+    /// Replays the next leaves in order, public leaves only (no openings), each with its leaf
+    /// hash: that of the bytes it was strictly decoded from (a replaying witness hashes them as
+    /// it fetches them). The same replay as [`Auditor::push_chunk`] without openings.
+    pub fn push_public(&mut self, leaves: Vec<(Leaf, Hash)>) {
+        let checked = leaves.into_iter().map(|(l, h)| (l, h, None)).collect();
+        self.push_checked(CheckedChunk(checked));
+    }
+
     /// Replays the next leaves in order, already through [`Auditor::check_chunk`] for this
     /// replay's origin.
     pub fn push_checked(&mut self, checked: CheckedChunk) {
         for (leaf, hash, o) in checked.0 {
+            if self.storage_error.is_some() {
+                return;
+            }
             let i = self.frontier.size().0;
             match (i, &leaf) {
                 (0, Leaf::Genesis(g)) => {
@@ -472,9 +647,9 @@ impl Auditor {
                         self.violation(Some(i), Problem::MapInFuture { time: m.time });
                     }
                     self.last_map_time = Some(m.time);
-                    if !self.pending.is_empty() {
-                        self.map.insert_batch(&self.pending);
-                        self.pending.clear();
+                    self.apply_pending();
+                    if self.storage_error.is_some() {
+                        return;
                     }
                     if self.map.root() != m.map_root {
                         self.violation(Some(i), Problem::MapRoot);
@@ -511,7 +686,7 @@ impl Auditor {
             self.violation(Some(i), problem);
         }
         self.last_time = self.last_time.max(e.integrated_at);
-        let head = self.heads.get(&e.key).copied();
+        let head = self.head_of(&e.key);
         let (want_prev, want_seq) = match head {
             None => (None, 0),
             Some(h) => (Some(h.index), h.seq + 1),
@@ -534,8 +709,11 @@ impl Auditor {
         );
         match o {
             None => {
+                // The key's latest opening is missing: no signed head (a key with a public
+                // head and no signed one is one whose latest opening was erased). Nothing is
+                // kept per key for a replay of public leaves only.
                 self.report.openings_missing += 1;
-                self.signed.insert(e.key, None);
+                self.signed.remove(&e.key);
             }
             Some((o, event_hash, r)) => {
                 self.report.openings_checked += 1;
@@ -545,8 +723,9 @@ impl Auditor {
                 // After an erased opening the person's prev hash cannot be checked across the
                 // gap (the public chain above still is).
                 let before = self.signed.get(&e.key);
-                if !matches!(before, Some(None)) {
-                    if let Err(r) = check_chain(&o.event, before.and_then(Option::as_ref)) {
+                let erased = before.is_none() && head.is_some();
+                if !erased {
+                    if let Err(r) = check_chain(&o.event, before) {
                         self.violation(Some(i), Problem::Chain(r));
                     }
                 }
@@ -555,7 +734,7 @@ impl Auditor {
                     seq: o.event.event.seq,
                     event_hash,
                 };
-                self.signed.insert(e.key, Some(signed));
+                self.signed.insert(e.key, signed);
             }
         }
         self.pending.push((
@@ -872,6 +1051,132 @@ mod tests {
         let r = a.finish();
         assert!(r.ok(), "{:?}", r.violations);
         assert_eq!(r.openings_checked, 2);
+    }
+
+    /// A [`KeyStore`] in a sorted map, counting its puts.
+    #[derive(Default)]
+    struct SortedKeys(std::collections::BTreeMap<Hash, StoredKey>, usize);
+
+    impl KeyStore for SortedKeys {
+        fn get(&self, key: &Hash) -> Result<Option<StoredKey>, String> {
+            Ok(self.0.get(key).copied())
+        }
+        fn range(&self, lo: &Hash, hi: Option<&Hash>) -> Result<Vec<(Hash, StoredKey)>, String> {
+            let r: Vec<_> = match hi {
+                Some(hi) => self.0.range(*lo..*hi).map(|(k, v)| (*k, *v)).collect(),
+                None => self.0.range(*lo..).map(|(k, v)| (*k, *v)).collect(),
+            };
+            Ok(r)
+        }
+        fn put(&mut self, entries: Vec<(Hash, StoredKey)>) -> Result<(), String> {
+            self.1 += entries.len();
+            self.0.extend(entries);
+            Ok(())
+        }
+    }
+
+    /// A store that fails every read.
+    struct Broken;
+
+    impl KeyStore for Broken {
+        fn get(&self, _: &Hash) -> Result<Option<StoredKey>, String> {
+            Err("disk gone".into())
+        }
+        fn range(&self, _: &Hash, _: Option<&Hash>) -> Result<Vec<(Hash, StoredKey)>, String> {
+            Err("disk gone".into())
+        }
+        fn put(&mut self, _: Vec<(Hash, StoredKey)>) -> Result<(), String> {
+            Err("disk gone".into())
+        }
+    }
+
+    /// With its per-key state in a key store (and a map whose keys live there), a public
+    /// replay finds the same problems as in memory: none in an honest log, the lying map leaf
+    /// and the forked chain in the others; a failing store stops the replay and says so.
+    #[test]
+    fn a_replay_with_a_key_store_finds_what_one_in_memory_finds() {
+        let public = |log: &Log| -> Vec<(Leaf, Hash)> {
+            log.leaves
+                .iter()
+                .map(|l| (l.clone(), l.leaf_hash()))
+                .collect()
+        };
+        let run = |log: &Log, cp: &str, store: Option<Box<dyn KeyStore>>| {
+            let mut a = Auditor::new(&log.key.verifying_key(), ORIGIN, &[cp.to_string()], NOW);
+            if let Some(s) = store {
+                a = a.with_key_store(s, 1 << 20);
+            }
+            for leaf in public(log) {
+                a.push_public(vec![leaf]);
+            }
+            let err = a.storage_error().map(String::from);
+            let root = a.root();
+            let problems: Vec<Problem> = a
+                .finish()
+                .violations
+                .into_iter()
+                .map(|v| v.problem)
+                .collect();
+            (problems, err, root)
+        };
+        // Many keys, two map leaves, chains across them.
+        let mut log = Log::new();
+        let mut heads = Vec::new();
+        for k in 0..40u8 {
+            let ev = log.event(None, true, T0 + k as u64);
+            let o = log.opening([k; 32], ev);
+            let key = log.key_of(&o.event).0;
+            let mut key = key;
+            key[0] = k.wrapping_mul(37);
+            log.append_leaf(o.leaf(T0 + 100, key, None), o.clone());
+            heads.push((key, log.leaves.len() as u64 - 1, o));
+        }
+        log.checkpoint(T0 + 1_000);
+        for (key, prev, o) in heads.iter().take(25) {
+            let mut leaf = o.leaf(T0 + 2_000, *key, Some(*prev));
+            leaf.seq = 1;
+            log.append_leaf(leaf, o.clone());
+        }
+        log.checkpoint(T0 + 3_000);
+        let cp = log.sign().note;
+        let (mem, _, root) = run(&log, &cp, None);
+        assert_eq!(mem, []);
+        let (stored, err, root2) = run(&log, &cp, Some(Box::new(SortedKeys::default())));
+        assert_eq!((stored, err, root2), (mem, None, root));
+
+        // The lying map leaf and the fork.
+        let (mut lying, key) = Log::chain_of_two();
+        let mut stale = StateMap::new();
+        let first = match &lying.leaves[1] {
+            Leaf::Event(e) => *e,
+            _ => unreachable!(),
+        };
+        let value = MapValue {
+            index: 1,
+            leaf_hash: first.leaf_hash(),
+        };
+        stale.insert(key, value);
+        lying.push(map_leaf(T0 + 120_000, stale.root()));
+        let copy = lying.openings[&2].clone();
+        lying.append_leaf(copy.leaf(T0 + 120_400, key, Some(1)), copy);
+        let cp = lying.sign().note;
+        let (mem, _, _) = run(&lying, &cp, None);
+        assert!(mem.contains(&Problem::MapRoot), "{mem:?}");
+        let (stored, err, _) = run(&lying, &cp, Some(Box::new(SortedKeys::default())));
+        assert_eq!((stored, err), (mem, None));
+
+        let (_, err, _) = run(&log, &log.sign().note, Some(Box::new(Broken)));
+        assert_eq!(err.as_deref(), Some("disk gone"));
+    }
+
+    #[test]
+    fn prefix_bounds_cover_the_prefix() {
+        let mut p = [0u8; 32];
+        p[0] = 0b1010_1111;
+        let (lo, hi) = prefix_bounds(&p, 4);
+        assert_eq!((lo[0], hi.map(|h| h[0])), (0b1010_0000, Some(0b1011_0000)));
+        assert_eq!(prefix_bounds(&[0xff; 32], 8).1, None);
+        assert_eq!(prefix_bounds(&p, 0), ([0; 32], None));
     }
 
     #[test]

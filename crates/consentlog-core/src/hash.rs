@@ -178,8 +178,18 @@ pub mod hex_bytes {
     }
 
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let s = <String as serde::Deserialize>::deserialize(d)?;
-        from_hex(&s).map_err(serde::de::Error::custom)
+        // From the borrowed string where the input allows (no copy of every entry's text).
+        struct Bytes;
+        impl serde::de::Visitor<'_> for Bytes {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string of lowercase hex digits")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Vec<u8>, E> {
+                from_hex(s).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Bytes)
     }
 }
 
@@ -227,6 +237,29 @@ pub mod hex_array_opt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_decoding_is_strict() {
+        assert_eq!(from_hex("00ff7a"), Ok(vec![0, 255, 0x7a]));
+        assert_eq!(from_hex(""), Ok(vec![]));
+        assert_eq!(from_hex("abc"), Err(HexError::OddLength(3)));
+        assert_eq!(from_hex("0A"), Err(HexError::BadChar('A')));
+        assert_eq!(from_hex("00g0"), Err(HexError::BadChar('g')));
+        assert_eq!(from_hex("0é0"), Err(HexError::BadChar('é')));
+        for b in 0..=255u8 {
+            assert_eq!(from_hex(&to_hex(&[b])), Ok(vec![b]));
+        }
+        #[derive(Debug, PartialEq, serde::Deserialize)]
+        struct B {
+            #[serde(with = "hex_bytes")]
+            b: Vec<u8>,
+        }
+        let b: B = serde_json::from_str(r#"{"b":"0a1b"}"#).unwrap();
+        assert_eq!(b.b, [0x0a, 0x1b]);
+        let b: B = serde_json::from_str(r#"{"b":"0\u0061"}"#).unwrap();
+        assert_eq!(b.b, [0x0a], "escaped strings are decoded too");
+        assert!(serde_json::from_str::<B>(r#"{"b":"0A"}"#).is_err());
+    }
 
     #[test]
     fn json_objects_only() {

@@ -124,6 +124,18 @@ impl LyingLog {
         i.map_leaf(stale)
     }
 
+    /// A checkpoint of `size` and `root` signed with the log key, whatever the tree holds (a
+    /// fork: another history of that size).
+    pub fn sign(&self, size: u64, root: Hash) -> String {
+        let i = self.inner.lock().unwrap();
+        Checkpoint {
+            origin: &i.origin,
+            size,
+            root,
+        }
+        .sign(&i.key)
+    }
+
     /// The signed checkpoint of the whole tree.
     pub fn checkpoint(&self) -> String {
         self.inner.lock().unwrap().note()
