@@ -329,13 +329,23 @@ impl Witness {
                 size: cp.size,
             });
         }
+        // A replaying witness first asks its replay: a conflict with what it replayed, or a
+        // log it caught, is answered at once (with evidence where there is some). "Not
+        // replayed yet" waits until the checks every witness makes have passed, so that a
+        // stale `old` still gets 409 and a bad proof 422 (a forked branch larger than the
+        // replay is refused, not told to come back later).
+        let mut not_yet = None;
         if let Some(r) = &self.replay {
-            r.gate(
+            match r.gate(
                 &cp.origin,
                 cp.size,
                 &cp.root,
                 &String::from_utf8_lossy(req.note),
-            )?;
+            ) {
+                Ok(()) => {}
+                Err(e @ AddError::NotReplayed { .. }) => not_yet = Some(e),
+                Err(e) => return Err(e),
+            }
         }
         let h = Sha256Hasher;
         let empty = h.empty_root();
@@ -361,6 +371,9 @@ impl Witness {
                     return (None, Err(AddError::RootConflict { size }))
                 }
                 Err(e) => return (None, Err(AddError::BadProof(e))),
+            }
+            if let Some(e) = not_yet.take() {
+                return (None, Err(e));
             }
             let now = self.clock.now_ms() / 1000;
             let timestamp = rec.map_or(now, |r| now.max(self.cosigned_at(r)));

@@ -15,7 +15,7 @@
 //! - a log that appends a lying map leaf ([`LyingLog`]) is cosigned by the plain witnesses,
 //!   refused by the replaying one, and its checkpoint fails the policy;
 //! - hostile add-checkpoint bodies against the replaying witness get the spec's status codes
-//!   (before its "not replayed yet" gate) and change nothing.
+//!   (a stale `old` and a bad proof before its "not replayed yet" answer) and change nothing.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -756,6 +756,19 @@ fn hostile_bodies_against_the_replaying_witness_get_the_spec_codes_and_change_no
     for (what, body, status) in &hostile {
         check(what, body, *status);
     }
+    assert_eq!(replay.replayed(), replayed, "the replay did not move");
+    // Not replayed yet is said only of a checkpoint that passes every other check: a stale
+    // `old` gets 409 with the witness's size and a proof that does not verify 422 at once,
+    // so that a forked branch larger than the replay is refused, not told to come back.
+    let resp = check(
+        "old 1, not yet replayed",
+        add_checkpoint_body(1, &[], &note).as_bytes(),
+        409,
+    );
+    assert_eq!(resp.body, format!("{old}\n"));
+    let wrong = add_checkpoint_body(old, &vec![[7u8; 32]; proof.len()], &note);
+    check("a wrong proof, not yet replayed", wrong.as_bytes(), 422);
+    r.add_checkpoint(good.as_bytes()).expect(503);
     assert_eq!(replay.replayed(), replayed, "the replay did not move");
 
     // Once replayed, the same bodies get the same answers, and the checks behind the gate
