@@ -30,11 +30,11 @@ pub fn prove(dir: &Path, queries: &Path, out: Option<&Path>, cache_bytes: u64) -
     let now = crate::ledger::clock::now_ms();
     let snap = l.latest();
     let (genesis, map_leaf) = l.anchor(&snap).map_err(fail)?;
-    let sink: Box<dyn Write> = match out {
+    let sink: Box<dyn Write + Send> = match out {
         Some(p) => {
             Box::new(std::fs::File::create(p).map_err(|e| fail(format!("{}: {e}", p.display())))?)
         }
-        None => Box::new(std::io::stdout().lock()),
+        None => Box::new(std::io::stdout()),
     };
     let mut w = BufWriter::with_capacity(1 << 20, sink);
     let header = BatchHeader {
@@ -46,9 +46,20 @@ pub fn prove(dir: &Path, queries: &Path, out: Option<&Path>, cache_bytes: u64) -
     };
     serde_json::to_writer(&mut w, &header).map_err(fail)?;
     w.write_all(b"\n").map_err(fail)?;
-    // Streamed in rounds: memory holds one round of queries and proofs, whatever the file.
+    // Streamed in rounds: memory holds two rounds of queries and proofs, whatever the file.
     // Each line is parsed, proven and written out as JSON on the worker threads; the main
-    // thread only reads lines and writes the results in order.
+    // thread reads lines, and a writer thread writes one round's results in order while the
+    // next round is proven (a round of proofs is tens of MB of JSON).
+    let (to_writer, rounds) = std::sync::mpsc::sync_channel::<Vec<(bool, String)>>(1);
+    let writer = std::thread::spawn(move || -> std::io::Result<()> {
+        for answers in rounds {
+            for (_, line) in answers {
+                w.write_all(line.as_bytes())?;
+                w.write_all(b"\n")?;
+            }
+        }
+        w.flush()
+    });
     let store = l.store();
     let (mut total, mut failed, mut line_no) = (0usize, 0usize, 0usize);
     loop {
@@ -101,13 +112,17 @@ pub fn prove(dir: &Path, queries: &Path, out: Option<&Path>, cache_bytes: u64) -
                 },
             )
             .collect();
-        for (ok, line) in answers {
-            failed += usize::from(!ok);
-            w.write_all(line.as_bytes()).map_err(fail)?;
-            w.write_all(b"\n").map_err(fail)?;
+        failed += answers.iter().filter(|(ok, _)| !ok).count();
+        if to_writer.send(answers).is_err() {
+            // The writer stopped on an error: it is reported below.
+            break;
         }
     }
-    w.flush().map_err(fail)?;
+    drop(to_writer);
+    writer
+        .join()
+        .map_err(|_| fail("the writer thread panicked"))?
+        .map_err(fail)?;
     eprintln!(
         "{} proofs as of the map leaf at {} ({} ms), under a checkpoint of {} leaves; \
          {failed} queries failed",
@@ -125,7 +140,7 @@ pub fn prove(dir: &Path, queries: &Path, out: Option<&Path>, cache_bytes: u64) -
 pub fn verify(key: &VerifyingKey, file: &str, a: &VerifyArgs) -> CmdResult {
     let invalid = |m: String| Failure::new(2, m);
     let q = question(a).map_err(|f| invalid(f.message))?;
-    let reader: Box<dyn BufRead> = if file == "-" {
+    let reader: Box<dyn BufRead + Send> = if file == "-" {
         Box::new(BufReader::new(std::io::stdin()))
     } else {
         Box::new(BufReader::with_capacity(
@@ -170,10 +185,35 @@ pub fn verify(key: &VerifyingKey, file: &str, a: &VerifyArgs) -> CmdResult {
     let stdout = std::io::stdout();
     let mut w = BufWriter::with_capacity(1 << 20, stdout.lock());
     let (mut total, mut bad, mut not_held) = (0usize, 0usize, 0usize);
-    // (line number in the file, line)
-    let mut round: Vec<(usize, String)> = Vec::with_capacity(ROUND);
-    let mut flush = |round: &mut Vec<(usize, String)>, w: &mut BufWriter<_>| -> CmdResult {
-        let verdicts: Vec<_> = round
+    // A reader thread reads the next round of lines while this one is checked; each line is
+    // parsed, checked and its verdict written as JSON on the worker threads, and this thread
+    // only counts and writes them in order.
+    let (to_checker, rounds) = std::sync::mpsc::sync_channel::<Vec<(usize, String)>>(1);
+    let reader = std::thread::spawn(move || -> Result<(), String> {
+        let mut round: Vec<(usize, String)> = Vec::with_capacity(ROUND);
+        for (i, line) in lines.enumerate() {
+            let line = line.map_err(|e| e.to_string())?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            // Line 1 is the header.
+            round.push((i + 2, line));
+            if round.len() == ROUND {
+                let full = std::mem::replace(&mut round, Vec::with_capacity(ROUND));
+                if to_checker.send(full).is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        if !round.is_empty() {
+            let _ = to_checker.send(round);
+        }
+        Ok(())
+    });
+    let checkpoint_root = crate::core::hash::to_hex(&anchor.checkpoint.root);
+    for round in rounds {
+        // (invalid, valid but not held, the verdict line)
+        let verdicts: Vec<(bool, bool, String)> = round
             .par_iter()
             .map(|(n, line)| {
                 let r = crate::core::hash::json_object::<BatchProof>(line)
@@ -185,54 +225,43 @@ pub fn verify(key: &VerifyingKey, file: &str, a: &VerifyArgs) -> CmdResult {
                             .map(|v| (id, p, v, witnessing.clone()))
                             .map_err(|e| e.to_string())
                     });
-                match r {
-                    Ok((id, p, v, w)) => (*n, id, Ok((p, v, w))),
-                    Err(e) => (*n, line_id(line), Err(e)),
+                let (id, v) = match r {
+                    Ok((id, p, v, w)) => (id, Ok((p, v, w))),
+                    Err(e) => (line_id(line), Err(e)),
+                };
+                let invalid = v.is_err();
+                let unheld =
+                    matches!(&v, Ok((_, verdict, _)) if !verdict.state.held(a.default_allow));
+                // The verdict names the line it judged and the query's id.
+                let mut out = serde_json::Map::new();
+                out.insert("id".into(), json!(id));
+                out.insert("line".into(), json!(n));
+                if let serde_json::Value::Object(m) = verdict_json(a, &v) {
+                    out.extend(m);
                 }
+                // When, as people read it, and which log and checkpoint answered.
+                if let Some(at) = out.get("at").and_then(|t| t.as_u64()) {
+                    out.insert("at_rfc3339".into(), json!(super::time::rfc3339(at)));
+                }
+                out.insert("log".into(), json!(anchor.checkpoint.origin));
+                out.insert("checkpoint_size".into(), json!(anchor.checkpoint.size));
+                out.insert("checkpoint_root".into(), json!(checkpoint_root));
+                let text = serde_json::to_string(&out).expect("JSON");
+                (invalid, unheld, text)
             })
             .collect();
-        for (n, id, v) in verdicts {
+        for (invalid, unheld, text) in verdicts {
             total += 1;
-            match &v {
-                Err(_) => bad += 1,
-                Ok((_, verdict, _)) if !verdict.state.held(a.default_allow) => not_held += 1,
-                Ok(_) => {}
-            }
-            // The verdict names the line it judged and the query's id.
-            let mut out = serde_json::Map::new();
-            out.insert("id".into(), json!(id));
-            out.insert("line".into(), json!(n));
-            if let serde_json::Value::Object(m) = verdict_json(a, &v) {
-                out.extend(m);
-            }
-            // When, as people read it, and which log and checkpoint answered.
-            if let Some(at) = out.get("at").and_then(|t| t.as_u64()) {
-                out.insert("at_rfc3339".into(), json!(super::time::rfc3339(at)));
-            }
-            out.insert("log".into(), json!(anchor.checkpoint.origin));
-            out.insert("checkpoint_size".into(), json!(anchor.checkpoint.size));
-            out.insert(
-                "checkpoint_root".into(),
-                json!(crate::core::hash::to_hex(&anchor.checkpoint.root)),
-            );
-            serde_json::to_writer(&mut *w, &out).map_err(fail)?;
+            bad += usize::from(invalid);
+            not_held += usize::from(unheld);
+            w.write_all(text.as_bytes()).map_err(fail)?;
             w.write_all(b"\n").map_err(fail)?;
         }
-        round.clear();
-        Ok(())
-    };
-    for (i, line) in lines.enumerate() {
-        let line = line.map_err(|e| invalid(format!("{file}: {e}")))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        // Line 1 is the header.
-        round.push((i + 2, line));
-        if round.len() == ROUND {
-            flush(&mut round, &mut w)?;
-        }
     }
-    flush(&mut round, &mut w)?;
+    reader
+        .join()
+        .map_err(|_| fail("the reader thread panicked"))?
+        .map_err(|e| invalid(format!("{file}: {e}")))?;
     w.flush().map_err(fail)?;
     eprintln!(
         "log {}, checkpoint of {} leaves with root {}, map leaf at {}",
