@@ -9,20 +9,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::support::witnessed_server::copy_dir;
 use crate::support::{run, run_env, s, Server};
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
 
 struct Fork {
     _tmp: tempfile::TempDir,

@@ -24,16 +24,17 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use consentlog::core::policy::Policy;
-use consentlog::core::vkey::{Vkey, TYPE_COSIGNATURE_V1, TYPE_ED25519};
+use consentlog::core::vkey::{Vkey, TYPE_COSIGNATURE_V1};
 use consentlog::ledger::clock::{ManualClock, SystemClock};
 use consentlog::tlog_witness::Limits;
 use ed25519_dalek::SigningKey;
 use serde_json::Value;
 
 use crate::support::http::bearer;
-use crate::support::process::{run, Run, Server};
+use crate::support::process::{run, Server};
 use crate::support::replay::LyingLog;
 use crate::support::witness::{add_checkpoint_body, cosignature_times, TestLog, TestWitness};
+use crate::support::witnessed_server::{copy_dir, init_ledger, verify_as_user, witness_metric};
 use crate::support::{free_port, now_ms, wait_until, wall_past, Person};
 
 const READER: &str = "witness-network-reader-01";
@@ -45,13 +46,6 @@ const R: &str = "replaying.test/r";
 const WAIT: Duration = Duration::from_secs(90);
 /// How often the replaying witness looks for new leaves.
 const FOLLOW: Duration = Duration::from_millis(100);
-
-/// A new ledger in `dir` (`consentlog init`) and its vkey.
-fn init(dir: &Path) -> Vkey {
-    run(&["init", "--dir", dir.to_str().unwrap(), "--origin", ORIGIN]).ok();
-    let l = consentlog::ledger::Ledger::open(dir).expect("open the new ledger");
-    Vkey::new(ORIGIN, TYPE_ED25519, l.public_key()).expect("vkey")
-}
 
 fn addr() -> String {
     format!("127.0.0.1:{}", free_port())
@@ -136,16 +130,6 @@ fn serve(dir: &Path, policy: &Path, quiet: bool) -> Server {
     Server::start_in(dir, &args)
 }
 
-/// A metric's value for one witness (0 when absent).
-fn witness_metric(srv: &Server, name: &str, witness: &str) -> f64 {
-    let text = srv.get("/metrics").expect(200).body.clone();
-    let prefix = format!("{name}{{witness=\"{witness}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// The consent proof the server gives now for `p` (its newest state).
 fn proof(srv: &Server, p: &Person) -> Value {
     srv.get_auth(&p.consent_path(None), &bearer(READER))
@@ -187,25 +171,6 @@ fn save(dir: &Path, name: &str, v: &Value) -> PathBuf {
     f
 }
 
-/// `consentlog verify` of the proof in `file` for `p`, as a user runs it, with `extra`.
-fn verify(srv: &Server, p: &Person, file: &Path, extra: &[&str]) -> Run {
-    let mut args = vec![
-        "verify".to_string(),
-        "--log-key".into(),
-        srv.log_key_hex.clone(),
-        "--subject".into(),
-        p.hex(),
-        "--controller".into(),
-        p.controller.clone(),
-        "--purpose".into(),
-        p.purpose.clone(),
-        "--any-question".into(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args.push(file.to_str().unwrap().into());
-    run(&args)
-}
-
 /// Waits until `witness`'s cosigned size, as the server sees it, is beyond leaf `index`.
 #[track_caller]
 fn wait_cosigned_beyond(srv: &Server, witness: &str, index: u64) {
@@ -224,7 +189,7 @@ fn two_plain_witnesses_and_a_replaying_one_under_one_policy() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
     let dir = t.join("ledger");
-    let log = init(&dir);
+    let log = init_ledger(&dir, ORIGIN);
     let [ka, kb, kr] = keys();
     let (a_addr, b_addr, r_addr) = (addr(), addr(), addr());
     let url = |a: &str| format!("http://{a}");
@@ -256,7 +221,7 @@ fn two_plain_witnesses_and_a_replaying_one_under_one_policy() {
     let first = srv.append(&p.step(&srv.origin, true));
     let p0 = witnessed_proof(&srv, &p, first.index);
     let p0f = save(t, "p0.json", &p0);
-    let ok = verify(&srv, &p, &p0f, &["--policy", pol]).ok();
+    let ok = verify_as_user(&srv, &p, &p0f, &["--policy", pol]).ok();
     assert!(
         ok.stdout.lines().any(|l| l.starts_with("witnessed by "))
             && ok.stdout.contains("(map_replayed: yes)"),
@@ -268,7 +233,7 @@ fn two_plain_witnesses_and_a_replaying_one_under_one_policy() {
             "{name} among the cosigners: {ok:#?}"
         );
     }
-    let json = verify(&srv, &p, &p0f, &["--policy", pol, "--json"])
+    let json = verify_as_user(&srv, &p, &p0f, &["--policy", pol, "--json"])
         .ok()
         .json();
     assert_eq!(
@@ -296,7 +261,7 @@ fn two_plain_witnesses_and_a_replaying_one_under_one_policy() {
     let held = witnessed_size(&p1).expect("p1 carries a cosigned checkpoint");
     assert!(held <= last.index, "cosigned at {held} without b");
     let p1f = save(t, "p1.json", &p1);
-    verify(&srv, &p, &p1f, &["--policy", pol]).ok();
+    verify_as_user(&srv, &p, &p1f, &["--policy", pol]).ok();
 
     // b comes back on its URL with its state: the quorum is met again, beyond those appends.
     let b = TestWitness::start_on(
@@ -310,7 +275,7 @@ fn two_plain_witnesses_and_a_replaying_one_under_one_policy() {
     );
     let p2 = witnessed_proof(&srv, &p, last.index);
     let p2f = save(t, "p2.json", &p2);
-    let ok = verify(&srv, &p, &p2f, &["--policy", pol]).ok();
+    let ok = verify_as_user(&srv, &p, &p2f, &["--policy", pol]).ok();
     assert!(ok.stdout.contains("(map_replayed: yes)"), "{ok:#?}");
 
     // The replaying witness goes down. a and b cosign what is appended after it, but no
@@ -326,7 +291,7 @@ fn two_plain_witnesses_and_a_replaying_one_under_one_policy() {
     // last checkpoint the policy's witnesses cosigned.
     let frozen_f = save(t, "frozen.json", &frozen);
     // (The opt-out is proven: a valid proof of consent not held, exit 1.)
-    let valid = verify(&srv, &p, &frozen_f, &["--policy", pol]);
+    let valid = verify_as_user(&srv, &p, &frozen_f, &["--policy", pol]);
     valid.assert_code(1);
     assert!(valid.stdout.contains("witnessed by "), "{valid:#?}");
     let note = frozen["witnessed"]["note"].as_str().unwrap();
@@ -345,14 +310,14 @@ fn two_plain_witnesses_and_a_replaying_one_under_one_policy() {
         "still the checkpoint r cosigned"
     );
     let p3f = save(t, "p3.json", &p3);
-    let refused = verify(&srv, &p, &p3f, &["--policy", pol]);
+    let refused = verify_as_user(&srv, &p, &p3f, &["--policy", pol]);
     refused.assert_code(2);
     assert!(
         refused.stderr.contains("not witnessed recently enough")
             && refused.stderr.contains("ms after the newest cosignature"),
         "{refused:#?}"
     );
-    let json = verify(&srv, &p, &p3f, &["--policy", pol, "--json"]);
+    let json = verify_as_user(&srv, &p, &p3f, &["--policy", pol, "--json"]);
     json.assert_code(2);
     let v = json.json();
     assert_eq!(v["valid"], false, "{v}");
@@ -364,7 +329,7 @@ fn two_plain_witnesses_and_a_replaying_one_under_one_policy() {
         "{v}"
     );
     // The proof itself is sound: without a policy it verifies, trusting the operator.
-    let plain_run = verify(&srv, &p, &p3f, &[]).ok();
+    let plain_run = verify_as_user(&srv, &p, &p3f, &[]).ok();
     assert!(
         plain_run
             .stdout
@@ -374,7 +339,7 @@ fn two_plain_witnesses_and_a_replaying_one_under_one_policy() {
     );
     // Proofs cosigned while r was up still verify under the policy.
     for f in [&p0f, &p2f] {
-        let ok = verify(&srv, &p, f, &["--policy", pol]).ok();
+        let ok = verify_as_user(&srv, &p, f, &["--policy", pol]).ok();
         assert!(ok.stdout.contains("(map_replayed: yes)"), "{ok:#?}");
     }
     drop((a, b));
@@ -385,7 +350,7 @@ fn a_forked_log_is_cosigned_on_one_branch_and_the_other_gives_evidence() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
     let dir = t.join("ledger");
-    let log = init(&dir);
+    let log = init_ledger(&dir, ORIGIN);
     // One key and genesis, two histories: a copy of the ledger before either grows.
     let fork = t.join("fork");
     copy_dir(&dir, &fork);
@@ -493,7 +458,7 @@ fn a_forked_log_is_cosigned_on_one_branch_and_the_other_gives_evidence() {
     // A person shown the other branch: its proof fails the policy.
     let shown = proof(&other, &q);
     let shown_f = save(t, "shown.json", &shown);
-    let refused = verify(&other, &q, &shown_f, &["--policy", pol]);
+    let refused = verify_as_user(&other, &q, &shown_f, &["--policy", pol]);
     refused.assert_code(2);
     assert!(
         refused.stderr.contains("no cosigned checkpoint"),
@@ -801,17 +766,4 @@ fn hostile_bodies_against_the_replaying_witness_get_the_spec_codes_and_change_no
     let (ok, _) = n.verify(&list).expect("the cosignature verifies");
     assert_eq!(ok.len(), 1);
     assert_eq!(r.latest(&origin).map(|(s, _)| s), Some(new));
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
 }

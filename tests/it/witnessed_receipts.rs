@@ -18,6 +18,7 @@ use crate::support::people::Person;
 use crate::support::process::{run, Run, Server};
 use crate::support::wait_until;
 use crate::support::witness::TestWitness;
+use crate::support::witnessed_server::{cosigners, verify_as_user};
 
 const READER: &str = "witnessed-receipts-reader-01";
 const ORIGIN: &str = "receipts.test/log";
@@ -62,49 +63,13 @@ fn serve(dir: &Path, extra: &[&str]) -> Server {
     Server::start_in(dir, &args)
 }
 
-/// The size and cosigners (names) of the server's newest cosigned checkpoint.
-fn cosigners(srv: &Server) -> Option<(u64, Vec<String>)> {
-    let r = srv.get("/v1/checkpoint/cosigned");
-    if r.status != 200 {
-        return None;
-    }
-    let size: u64 = r.body.lines().nth(1)?.parse().ok()?;
-    let names = r
-        .body
-        .lines()
-        .filter_map(|l| l.strip_prefix("\u{2014} "))
-        .map(|l| l.split(' ').next().unwrap_or("").to_string())
-        .filter(|n| n != ORIGIN)
-        .collect();
-    Some((size, names))
-}
-
 /// Waits until the newest cosigned checkpoint covers leaf `index` with `n` cosigners.
 fn wait_cosigned(srv: &Server, index: u64, n: usize) {
     wait_until(
         Duration::from_secs(30),
-        || format!("cosigned: {:?}", cosigners(srv)),
-        || cosigners(srv).filter(|(size, names)| *size > index && names.len() >= n),
+        || format!("cosigned: {:?}", cosigners(srv, ORIGIN)),
+        || cosigners(srv, ORIGIN).filter(|(size, names)| *size > index && names.len() >= n),
     );
-}
-
-/// `verify` of a consent proof for `who`, with `extra` arguments.
-fn verify(srv: &Server, who: &Person, file: &Path, extra: &[&str]) -> Run {
-    let mut args = vec![
-        "verify".to_string(),
-        "--log-key".into(),
-        srv.log_key_hex.clone(),
-        "--subject".into(),
-        who.hex(),
-        "--controller".into(),
-        who.controller.clone(),
-        "--purpose".into(),
-        who.purpose.clone(),
-        "--any-question".into(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args.push(p(file).into());
-    run(&args)
 }
 
 fn proof(srv: &Server, who: &Person, file: &Path) -> PathBuf {
@@ -443,7 +408,7 @@ fn a_log_that_declares_a_policy_needs_its_quorum_in_every_proof_and_receipt() {
     // Cosigned by a alone: proofs carry it, and verify (no --policy) refuses them.
     wait_cosigned(&srv, fresh.index, 1);
     let p1 = proof(&srv, &alice, &t.join("proof-1.json"));
-    let refused = verify(&srv, &alice, &p1, &[]).expect_code(2);
+    let refused = verify_as_user(&srv, &alice, &p1, &[]).expect_code(2);
     refused.assert_fails_with("the log's declared policy");
     refused.assert_fails_with("quorum");
     // witnessed-receipt refuses to write a receipt the declared policy refuses.
@@ -466,10 +431,10 @@ fn a_log_that_declares_a_policy_needs_its_quorum_in_every_proof_and_receipt() {
         || "a proof under the quorum",
         || {
             let f = proof(&srv, &alice, &t.join("proof-2.json"));
-            (verify(&srv, &alice, &f, &[]).code == 0).then_some(f)
+            (verify_as_user(&srv, &alice, &f, &[]).code == 0).then_some(f)
         },
     );
-    let ok = verify(&srv, &alice, &p2, &[]).ok();
+    let ok = verify_as_user(&srv, &alice, &p2, &[]).ok();
     assert!(ok.stdout.contains("\nwitnessed by "), "{ok:#?}");
     let w2 = t.join("w2.json");
     fetch(&srv, &fresh_file, &w2, &["--wait", "30"]).ok();

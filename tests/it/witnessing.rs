@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use consentlog::core::vkey::{Vkey, TYPE_ED25519};
+use consentlog::core::vkey::Vkey;
 use consentlog::ledger::clock::SystemClock;
 use consentlog::tlog_witness::Limits;
 
@@ -16,16 +16,12 @@ use crate::support::people::Person;
 use crate::support::process::{run, Server};
 use crate::support::wait_until;
 use crate::support::witness::TestWitness;
+use crate::support::witnessed_server::{
+    copy_dir, cosigners, init_ledger, verify_as_user, witness_metric,
+};
 
 const READER: &str = "witnessing-reader-token-01";
 const ORIGIN: &str = "witnessed.test/log";
-
-/// A new ledger in `dir` (created with `consentlog init`) and its vkey, as a policy names it.
-fn init(dir: &Path) -> Vkey {
-    run(&["init", "--dir", dir.to_str().unwrap(), "--origin", ORIGIN]).ok();
-    let l = consentlog::ledger::Ledger::open(dir).expect("open the new ledger");
-    Vkey::new(ORIGIN, TYPE_ED25519, l.public_key()).expect("vkey")
-}
 
 /// A witness named `name` with a fresh key and its own directory under `tmp`.
 fn witness(tmp: &Path, name: &str, log: &Vkey) -> TestWitness {
@@ -70,57 +66,11 @@ fn serve(dir: &Path, policy: &Path) -> Server {
     )
 }
 
-/// The cosignature lines of the server's newest cosigned checkpoint, by witness name.
-fn cosigners(srv: &Server) -> Option<(u64, Vec<String>)> {
-    let r = srv.get("/v1/checkpoint/cosigned");
-    if r.status != 200 {
-        return None;
-    }
-    let size: u64 = r.body.lines().nth(1)?.parse().ok()?;
-    let names = r
-        .body
-        .lines()
-        .filter_map(|l| l.strip_prefix("\u{2014} "))
-        .map(|l| l.split(' ').next().unwrap_or("").to_string())
-        .filter(|n| n != ORIGIN)
-        .collect();
-    Some((size, names))
-}
-
-/// A metric's value for one witness (0 when absent).
-fn witness_metric(srv: &Server, name: &str, witness: &str) -> f64 {
-    let text = srv.get("/metrics").expect(200).body.clone();
-    let prefix = format!("{name}{{witness=\"{witness}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
-/// `verify` of the proof in `file` for `p`, with `extra` arguments.
-fn verify(srv: &Server, p: &Person, file: &Path, extra: &[&str]) -> crate::support::process::Run {
-    let mut args = vec![
-        "verify".to_string(),
-        "--log-key".into(),
-        srv.log_key_hex.clone(),
-        "--subject".into(),
-        p.hex(),
-        "--controller".into(),
-        p.controller.clone(),
-        "--purpose".into(),
-        p.purpose.clone(),
-        "--any-question".into(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args.push(file.to_str().unwrap().into());
-    run(&args)
-}
-
 #[test]
 fn witnesses_cosign_proofs_carry_it_and_a_down_witness_blocks_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("ledger");
-    let log = init(&dir);
+    let log = init_ledger(&dir, ORIGIN);
     let a = witness(tmp.path(), "witness.test/a", &log);
     let b = witness(tmp.path(), "witness.test/b", &log);
     let policy = policy(tmp.path(), &log, &a, &b);
@@ -131,8 +81,8 @@ fn witnesses_cosign_proofs_carry_it_and_a_down_witness_blocks_nothing() {
     // Both witnesses cosign a checkpoint that covers the opt-in.
     wait_until(
         Duration::from_secs(30),
-        || format!("cosigned: {:?}", cosigners(&srv)),
-        || cosigners(&srv).filter(|(size, names)| *size > first.index && names.len() == 2),
+        || format!("cosigned: {:?}", cosigners(&srv, ORIGIN)),
+        || cosigners(&srv, ORIGIN).filter(|(size, names)| *size > first.index && names.len() == 2),
     );
     assert!(witness_metric(&srv, "consentlog_witness_cosigned_size", "a") > first.index as f64);
 
@@ -151,18 +101,18 @@ fn witnesses_cosign_proofs_carry_it_and_a_down_witness_blocks_nothing() {
     let file = tmp.path().join("proof.json");
     std::fs::write(&file, proof.to_string()).unwrap();
     let policy_arg = policy.to_str().unwrap();
-    let ok = verify(&srv, &p, &file, &["--policy", policy_arg]).ok();
+    let ok = verify_as_user(&srv, &p, &file, &["--policy", policy_arg]).ok();
     assert!(
         ok.stdout.contains("witnessed by a, b") || ok.stdout.contains("witnessed by b, a"),
         "{ok:#?}"
     );
-    let json = verify(&srv, &p, &file, &["--policy", policy_arg, "--json"])
+    let json = verify_as_user(&srv, &p, &file, &["--policy", policy_arg, "--json"])
         .ok()
         .json();
     assert_eq!(json["witnessed"], true);
     assert_eq!(json["map_replayed"], false);
     // No policy: the verdict says whom it trusts.
-    let plain = verify(&srv, &p, &file, &[]).ok();
+    let plain = verify_as_user(&srv, &p, &file, &[]).ok();
     assert!(
         plain
             .stdout
@@ -174,7 +124,7 @@ fn witnesses_cosign_proofs_carry_it_and_a_down_witness_blocks_nothing() {
     bare.as_object_mut().unwrap().remove("witnessed");
     let bare_file = tmp.path().join("bare.json");
     std::fs::write(&bare_file, bare.to_string()).unwrap();
-    verify(&srv, &p, &bare_file, &["--policy", policy_arg])
+    verify_as_user(&srv, &p, &bare_file, &["--policy", policy_arg])
         .assert_fails_with("no cosigned checkpoint");
     // The person's history carries it too; under the policy, the checkpoint remembered for
     // the next stale-view check is the cosigned one.
@@ -216,7 +166,7 @@ fn witnesses_cosign_proofs_carry_it_and_a_down_witness_blocks_nothing() {
         ),
     )
     .unwrap();
-    verify(&srv, &p, &file, &["--policy", strict.to_str().unwrap()])
+    verify_as_user(&srv, &p, &file, &["--policy", strict.to_str().unwrap()])
         .assert_fails_with("quorum not met");
 
     // The auditor replays the log and finds the cosigned checkpoint among those it recomputed.
@@ -253,17 +203,17 @@ fn witnesses_cosign_proofs_carry_it_and_a_down_witness_blocks_nothing() {
             (failures >= 1.0 && a_size > last.index as f64).then_some(())
         },
     );
-    let (_, names) = cosigners(&srv).unwrap();
+    let (_, names) = cosigners(&srv, ORIGIN).unwrap();
     assert_eq!(names, vec!["witness.test/a".to_string()]);
     // The proof witnessed earlier still verifies under the policy.
-    verify(&srv, &p, &file, &["--policy", policy_arg]).ok();
+    verify_as_user(&srv, &p, &file, &["--policy", policy_arg]).ok();
 }
 
 #[test]
 fn a_forked_log_gets_no_cosignature_for_its_second_branch() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("ledger");
-    let log = init(&dir);
+    let log = init_ledger(&dir, ORIGIN);
     // The same key and genesis, copied before either history grows.
     let fork = tmp.path().join("fork");
     copy_dir(&dir, &fork);
@@ -275,8 +225,8 @@ fn a_forked_log_gets_no_cosignature_for_its_second_branch() {
     let r = srv.append(&p.step(ORIGIN, true));
     wait_until(
         Duration::from_secs(30),
-        || format!("cosigned: {:?}", cosigners(&srv)),
-        || cosigners(&srv).filter(|(size, n)| *size > r.index && n.len() == 2),
+        || format!("cosigned: {:?}", cosigners(&srv, ORIGIN)),
+        || cosigners(&srv, ORIGIN).filter(|(size, n)| *size > r.index && n.len() == 2),
     );
     // The other branch: other events under the same key.
     let forked = serve(&fork, &policy);
@@ -292,23 +242,10 @@ fn a_forked_log_gets_no_cosignature_for_its_second_branch() {
             (fa >= 2.0 && fb >= 2.0).then_some(())
         },
     );
-    assert_eq!(cosigners(&forked), None, "a fork was cosigned");
+    assert_eq!(cosigners(&forked, ORIGIN), None, "a fork was cosigned");
     assert_eq!(
         forked.get("/v1/checkpoint/cosigned").status,
         404,
         "the fork has no cosigned checkpoint"
     );
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
 }

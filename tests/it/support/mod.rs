@@ -23,6 +23,7 @@ pub mod people;
 pub mod process;
 pub mod replay;
 pub mod witness;
+pub mod witnessed_server;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
