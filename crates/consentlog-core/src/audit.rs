@@ -230,7 +230,7 @@ impl MapSource for KeySource<'_> {
     type Error = String;
 
     fn load(&self, prefix: &Hash, bits: usize) -> Result<Vec<(Hash, MapValue)>, String> {
-        let (lo, hi) = prefix_bounds(prefix, bits);
+        let (lo, hi) = crate::map::prefix_bounds(prefix, bits);
         Ok(self
             .0
             .range(&lo, hi.as_ref())?
@@ -243,36 +243,6 @@ impl MapSource for KeySource<'_> {
                 (k, value)
             })
             .collect())
-    }
-}
-
-/// The key range of the keys sharing the first `bits` bits of `prefix`: from those bits
-/// followed by zeros, up to (not including) the next such prefix (None: to the end).
-pub fn prefix_bounds(prefix: &Hash, bits: usize) -> (Hash, Option<Hash>) {
-    let mut lo = [0u8; 32];
-    for (i, byte) in lo.iter_mut().enumerate() {
-        let keep = bits.saturating_sub(i * 8).min(8);
-        let mask = if keep == 0 { 0 } else { 0xffu8 << (8 - keep) };
-        *byte = prefix[i] & mask;
-    }
-    if bits == 0 {
-        return (lo, None);
-    }
-    // Add 1 at bit `bits - 1`, carrying; past the last key: None.
-    let mut hi = lo;
-    let mut byte = (bits - 1) / 8;
-    let mut add = 1u16 << (7 - (bits - 1) % 8);
-    loop {
-        let sum = hi[byte] as u16 + add;
-        hi[byte] = sum as u8;
-        if sum < 256 {
-            return (lo, Some(hi));
-        }
-        if byte == 0 {
-            return (lo, None);
-        }
-        byte -= 1;
-        add = 1;
     }
 }
 
@@ -1167,16 +1137,6 @@ mod tests {
 
         let (_, err, _) = run(&log, &log.sign().note, Some(Box::new(Broken)));
         assert_eq!(err.as_deref(), Some("disk gone"));
-    }
-
-    #[test]
-    fn prefix_bounds_cover_the_prefix() {
-        let mut p = [0u8; 32];
-        p[0] = 0b1010_1111;
-        let (lo, hi) = prefix_bounds(&p, 4);
-        assert_eq!((lo[0], hi.map(|h| h[0])), (0b1010_0000, Some(0b1011_0000)));
-        assert_eq!(prefix_bounds(&[0xff; 32], 8).1, None);
-        assert_eq!(prefix_bounds(&p, 0), ([0; 32], None));
     }
 
     #[test]
