@@ -21,9 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use consentlog::core::event::{
-    signatures_valid, subject_keys, ConsentEvent, SignedEvent, SIGNATURE_CHUNK,
-};
+use consentlog::core::event::{ConsentEvent, SignedEvent};
 use consentlog::ledger::clock::SystemClock;
 use consentlog::ledger::Ledger;
 use consentlog::tlog_witness::replay::Replay;
@@ -85,39 +83,10 @@ fn cpu_secs() -> f64 {
 /// CPU-second used (what one core does when the machine is shared).
 fn measure_ceiling() -> (f64, f64) {
     let n = 30_000usize;
-    let people: Vec<_> = (0..1_000u64).map(person).collect();
-    let t0 = now_ms();
-    let events: Vec<SignedEvent> = (0..n)
-        .into_par_iter()
-        .map(|i| {
-            let key = &people[i % people.len()];
-            ConsentEvent::next(
-                ORIGIN,
-                key.verifying_key().to_bytes(),
-                (CONTROLLER, PURPOSE),
-                true,
-                None,
-                t0 + i as u64,
-                None,
-            )
-            .sign(key)
-        })
-        .collect();
-    let keys = subject_keys(events.iter());
-    let check = |evs: &[SignedEvent]| -> usize {
-        evs.par_chunks(SIGNATURE_CHUNK)
-            .map(|c| {
-                let refs: Vec<_> = c.iter().collect();
-                signatures_valid(&refs, &keys)
-                    .iter()
-                    .filter(|ok| **ok)
-                    .count()
-            })
-            .sum()
-    };
-    check(&events[..4_096]);
+    let w = consentlog::testing::SignatureWorkload::new(n);
+    w.check(4_096);
     let (t, cpu) = (Instant::now(), cpu_secs());
-    assert_eq!(check(&events), n);
+    assert_eq!(w.check(n), n);
     (
         n as f64 / t.elapsed().as_secs_f64(),
         n as f64 / (cpu_secs() - cpu),
