@@ -182,6 +182,7 @@ pub fn verify(key: &VerifyingKey, file: &str, a: &VerifyArgs) -> CmdResult {
     );
     // Each triple's VRF proof is checked once per batch.
     let keys = crate::core::state_keys::StateKeys::default();
+    let subjects = crate::core::event::SubjectKeyCache::default();
     let stdout = std::io::stdout();
     let mut w = BufWriter::with_capacity(1 << 20, stdout.lock());
     let (mut total, mut bad, mut not_held) = (0usize, 0usize, 0usize);
@@ -221,7 +222,7 @@ pub fn verify(key: &VerifyingKey, file: &str, a: &VerifyArgs) -> CmdResult {
                     .and_then(|bp| {
                         let id = bp.id.clone();
                         let p = bp.into_proof(&header);
-                        check_with_anchor_keys(&p, &anchor, &q, &keys)
+                        check_with_anchor_keys(&p, &anchor, &q, &keys, &subjects)
                             .map(|v| (id, p, v, witnessing.clone()))
                             .map_err(|e| e.to_string())
                     });

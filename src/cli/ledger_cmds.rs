@@ -198,7 +198,7 @@ pub fn append(dir: &Path, file: &str) -> CmdResult {
                 let events: Vec<_> = chunk.par_iter().map(|s| EventJson::parse(s)).collect();
                 drop(chunk);
                 let checked = lr
-                    .resolve_keys(crate::ledger::precheck(events))
+                    .resolve_keys(crate::ledger::precheck(events, lr.subject_keys()))
                     .map_err(fail)?;
                 if tx.send(checked).is_err() {
                     return Ok(()); // the writer stopped on an error of its own
@@ -210,11 +210,27 @@ pub fn append(dir: &Path, file: &str) -> CmdResult {
                 let first = n;
                 n += checked.len();
                 let outcomes = l.append_checked(checked).map_err(fail)?;
+                // Each outcome's JSON (a receipt's tlog-proof text is most of it) on all
+                // cores; this thread only writes the lines in order.
+                let lines: Vec<String> = outcomes
+                    .par_iter()
+                    .map(|o| {
+                        match o {
+                            Outcome::Accepted(r) | Outcome::Duplicate(r) => {
+                                serde_json::to_string(r)
+                            }
+                            Outcome::Rejected(r) => serde_json::to_string(
+                                &json!({"error": r.to_string(), "rule": r.code()}),
+                            ),
+                        }
+                        .expect("json")
+                    })
+                    .collect();
                 pb.suspend(|| -> CmdResult {
-                    for (k, o) in outcomes.iter().enumerate() {
-                        let line = match o {
-                            Outcome::Accepted(r) => serde_json::to_string(r),
-                            Outcome::Duplicate(r) => {
+                    for (k, (o, line)) in outcomes.iter().zip(&lines).enumerate() {
+                        match o {
+                            Outcome::Accepted(_) => {}
+                            Outcome::Duplicate(_) => {
                                 duplicates += 1;
                                 if duplicates <= DUPLICATES_SHOWN {
                                     eprintln!(
@@ -223,17 +239,11 @@ pub fn append(dir: &Path, file: &str) -> CmdResult {
                                         first + k + 1
                                     );
                                 }
-                                serde_json::to_string(r)
                             }
-                            Outcome::Rejected(r) => {
-                                rejected += 1;
-                                serde_json::to_string(
-                                    &json!({"error": r.to_string(), "rule": r.code()}),
-                                )
-                            }
+                            Outcome::Rejected(_) => rejected += 1,
                         }
-                        .expect("json");
-                        writeln!(w, "{line}").map_err(fail)?;
+                        w.write_all(line.as_bytes()).map_err(fail)?;
+                        w.write_all(b"\n").map_err(fail)?;
                     }
                     w.flush().map_err(fail)
                 })?;

@@ -10,7 +10,7 @@ use super::leaves::LeafSource;
 use super::receipts::{ChunkNodes, LowNodes};
 use super::schema::{self, index_key, node_key};
 use super::{Ledger, LedgerError, Outcome, State, CHUNK};
-use crate::core::event::{signatures_valid, subject_keys, SignedEvent, SIGNATURE_CHUNK};
+use crate::core::event::{signatures_valid, SignedEvent, SubjectKeyCache, SIGNATURE_CHUNK};
 use crate::core::hash::Hash;
 use crate::core::leaf::EventLeaf;
 use crate::core::map::{MapValue, StateMap};
@@ -53,9 +53,13 @@ pub fn precheck_one(event: SignedEvent) -> Prechecked {
     }
 }
 
-/// The stateless checks of many events on all cores (see [`precheck_one`]).
-pub fn precheck(events: Vec<Result<SignedEvent, Reject>>) -> Vec<Result<Prechecked, Reject>> {
-    let keys = subject_keys(events.iter().flatten());
+/// The stateless checks of many events on all cores (see [`precheck_one`]), with the subjects'
+/// keys from `cache` ([`Ledger::subject_keys`]).
+pub fn precheck(
+    events: Vec<Result<SignedEvent, Reject>>,
+    cache: &SubjectKeyCache,
+) -> Vec<Result<Prechecked, Reject>> {
+    let keys = cache.keys_for(events.iter().flatten());
     events
         .into_par_iter()
         .chunks(SIGNATURE_CHUNK)
@@ -227,7 +231,7 @@ impl Ledger {
         events: Vec<Result<SignedEvent, Reject>>,
     ) -> Result<Vec<Outcome>, LedgerError> {
         // The expensive, stateless checks and the state keys on all cores, outside the lock.
-        self.append_checked(self.resolve_keys(precheck(events))?)
+        self.append_checked(self.resolve_keys(precheck(events, &self.subject_keys))?)
     }
 
     /// Finds the state key and VRF proof of each well-signed event's triple in the private

@@ -219,6 +219,8 @@ pub struct Ledger {
     map_leaf_interval_ms: u64,
     /// State keys computed for events not yet committed (bounded).
     fresh_keys: fresh_keys::FreshKeys,
+    /// Subjects' keys decompressed by earlier appends (bounded).
+    subject_keys: crate::core::event::SubjectKeyCache,
     /// The receipt checkpoint signed last, with the tree size it is for.
     receipt_anchor: Mutex<Option<(u64, Arc<crate::core::receipt::ReceiptAnchor>)>>,
     /// Held while a checkpoint's cosignatures are read, merged and written back.
@@ -231,6 +233,10 @@ pub struct Ledger {
 }
 
 impl Ledger {
+    /// Subjects' keys already decompressed, for [`precheck`].
+    pub fn subject_keys(&self) -> &crate::core::event::SubjectKeyCache {
+        &self.subject_keys
+    }
     pub fn origin(&self) -> &str {
         &self.origin
     }

@@ -237,6 +237,7 @@ impl Ledger {
             cosigned_sizes: Mutex::new(None),
             witnessed_last: Mutex::new(None),
             fresh_keys: Default::default(),
+            subject_keys: Default::default(),
         })
     }
 

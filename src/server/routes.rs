@@ -101,7 +101,7 @@ async fn submit(
         let checked = if events.len() == 1 {
             events.into_iter().map(|r| r.map(precheck_one)).collect()
         } else {
-            precheck(events)
+            precheck(events, ledger.subject_keys())
         };
         Ok(ledger.resolve_keys(checked)?)
     })

@@ -17,8 +17,10 @@ pub use crate::text::NameError;
 use crate::vrf::StateKeyInput;
 
 pub mod json;
+pub mod subject_key_cache;
 
 pub use json::{count_batch, parse_batch, BatchError, EventJson};
+pub use subject_key_cache::SubjectKeyCache;
 
 /// Domain-separation prefix of an event signature.
 pub const EVENT_DOMAIN: &[u8] = b"consentlog/v2/event\n";

@@ -6,7 +6,7 @@
 use ed25519_dalek::VerifyingKey;
 
 use crate::codec::DecodeError;
-use crate::event::{subject_key, SignedEvent};
+use crate::event::{subject_key, SignedEvent, SubjectKeyCache};
 use crate::hash::Hash;
 use crate::leaf::{EventLeaf, Leaf, LeafError};
 use crate::map::{self, MapProof, MapProofError};
@@ -132,6 +132,18 @@ pub fn check_event(
     key: &Hash,
     triple: &StateKeyInput<'_>,
 ) -> Result<CheckedEvent, EventError> {
+    check_event_in(pe, a, key, triple, None)
+}
+
+/// [`check_event`], with the subject's key from `subjects` when given (a batch of proofs
+/// meets a person's key in many of them).
+pub fn check_event_in(
+    pe: &ProvenEvent,
+    a: &Anchor,
+    key: &Hash,
+    triple: &StateKeyInput<'_>,
+    subjects: Option<&SubjectKeyCache>,
+) -> Result<CheckedEvent, EventError> {
     let leaf = Leaf::decode_event(&pe.leaf).map_err(EventError::Leaf)?;
     let leaf_hash = leaf.leaf_hash();
     check_inclusion_of(&leaf_hash, pe.index, &pe.inclusion, &a.checkpoint)?;
@@ -139,7 +151,10 @@ pub fn check_event(
     if commitment(&pe.opening.nonce, event.as_bytes()) != leaf.commitment {
         return Err(EventError::Commitment);
     }
-    event.check_self()?;
+    match subjects {
+        Some(cache) => event.check_self_with(&cache.get(&event.event.subject))?,
+        None => event.check_self()?,
+    }
     event.check_log(&a.genesis.origin)?;
     if event.event.state_key_input() != *triple {
         return Err(EventError::OtherKey);

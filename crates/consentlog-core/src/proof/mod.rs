@@ -7,7 +7,7 @@
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
-use crate::event::{check_name, ConsentEvent, Decision};
+use crate::event::{check_name, ConsentEvent, Decision, SubjectKeyCache};
 use crate::hash::{hex_array, hex_bytes, to_hex, HexHash};
 use crate::note::{self, NoteError, SignedCheckpoint};
 use crate::opening::Opening;
@@ -20,8 +20,8 @@ pub mod logged_event;
 pub use anchor::{check_anchor, Anchor, AnchorError, ProvenLeaf};
 
 pub use logged_event::{
-    check_event, check_issued_at, check_link, check_map_head, CheckedEvent, EventError, LinkError,
-    MapHeadError,
+    check_event, check_event_in, check_issued_at, check_link, check_map_head, CheckedEvent,
+    EventError, LinkError, MapHeadError,
 };
 
 /// The `format` string of a consent proof.
@@ -319,21 +319,23 @@ pub fn check_with_anchor(
 }
 
 /// [`check_with_anchor`], checking the VRF proof of each triple once across the calls that
-/// share `keys` (a batch of proofs often asks about one triple at several times).
+/// share `keys` (a batch of proofs often asks about one triple at several times), and
+/// decompressing each subject's key once across the calls that share `subjects`.
 pub fn check_with_anchor_keys(
     p: &ConsentProof,
     anchor: &Anchor,
     q: &Question,
     keys: &crate::state_keys::StateKeys,
+    subjects: &SubjectKeyCache,
 ) -> Result<Verdict, ProofError> {
-    check_with_anchor_in(p, anchor, q, Some(keys))
+    check_with_anchor_in(p, anchor, q, Some((keys, subjects)))
 }
 
 fn check_with_anchor_in(
     p: &ConsentProof,
     anchor: &Anchor,
     q: &Question,
-    keys: Option<&crate::state_keys::StateKeys>,
+    known: Option<(&crate::state_keys::StateKeys, &SubjectKeyCache)>,
 ) -> Result<Verdict, ProofError> {
     if p.format != PROOF_FORMAT {
         return Err(ProofError::Format(p.format.clone()));
@@ -376,9 +378,9 @@ fn check_with_anchor_in(
         controller: &p.controller,
         purpose: &p.purpose,
     };
-    let key = match keys {
+    let key = match known {
         None => state_key(anchor, &triple, &p.vrf_proof)?,
-        Some(k) => k.check_lazy(
+        Some((k, _)) => k.check_lazy(
             || VrfPublicKey::from_bytes(anchor.genesis.vrf_key),
             &triple.alpha(),
             &VrfProof(p.vrf_proof),
@@ -386,7 +388,7 @@ fn check_with_anchor_in(
     };
     let mut evs = Vec::with_capacity(p.events.len());
     for (pos, pe) in p.events.iter().enumerate() {
-        let ev = check_event(pe, anchor, &key, &triple)
+        let ev = check_event_in(pe, anchor, &key, &triple, known.map(|(_, s)| s))
             .map_err(|reason| ProofError::Event { pos, reason })?;
         evs.push(ev);
     }
