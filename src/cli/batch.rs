@@ -180,9 +180,8 @@ pub fn verify(key: &VerifyingKey, file: &str, a: &VerifyArgs) -> CmdResult {
         anchor.checkpoint.size,
         anchor.checkpoint.origin
     );
-    // Each triple's VRF proof is checked once per batch.
-    let keys = crate::core::state_keys::StateKeys::default();
-    let subjects = crate::core::event::SubjectKeyCache::default();
+    // Each triple's VRF proof is checked once per batch, each key decompressed once.
+    let known = crate::core::proof::Known::default();
     let stdout = std::io::stdout();
     let mut w = BufWriter::with_capacity(1 << 20, stdout.lock());
     let (mut total, mut bad, mut not_held) = (0usize, 0usize, 0usize);
@@ -222,7 +221,7 @@ pub fn verify(key: &VerifyingKey, file: &str, a: &VerifyArgs) -> CmdResult {
                     .and_then(|bp| {
                         let id = bp.id.clone();
                         let p = bp.into_proof(&header);
-                        check_with_anchor_keys(&p, &anchor, &q, &keys, &subjects)
+                        check_with_anchor_keys(&p, &anchor, &q, &known)
                             .map(|v| (id, p, v, witnessing.clone()))
                             .map_err(|e| e.to_string())
                     });

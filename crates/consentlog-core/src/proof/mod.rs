@@ -7,7 +7,7 @@
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
-use crate::event::{check_name, ConsentEvent, Decision, SubjectKeyCache};
+use crate::event::{check_name, ConsentEvent, Decision};
 use crate::hash::{hex_array, hex_bytes, to_hex, HexHash};
 use crate::note::{self, NoteError, SignedCheckpoint};
 use crate::opening::Opening;
@@ -15,9 +15,11 @@ use crate::text::NameError;
 use crate::vrf::{StateKeyInput, VrfError, VrfProof, VrfPublicKey, PROOF_LEN};
 
 pub mod anchor;
+pub mod known;
 pub mod logged_event;
 
 pub use anchor::{check_anchor, Anchor, AnchorError, ProvenLeaf};
+pub use known::Known;
 
 pub use logged_event::{
     check_event, check_event_in, check_issued_at, check_link, check_map_head, CheckedEvent,
@@ -318,24 +320,23 @@ pub fn check_with_anchor(
     check_with_anchor_in(p, anchor, q, None)
 }
 
-/// [`check_with_anchor`], checking the VRF proof of each triple once across the calls that
-/// share `keys` (a batch of proofs often asks about one triple at several times), and
-/// decompressing each subject's key once across the calls that share `subjects`.
+/// [`check_with_anchor`], with what the calls sharing `known` have in common checked once: the
+/// VRF proof of each triple (a batch of proofs often asks about one triple at several times),
+/// each subject's key and the log's VRF key.
 pub fn check_with_anchor_keys(
     p: &ConsentProof,
     anchor: &Anchor,
     q: &Question,
-    keys: &crate::state_keys::StateKeys,
-    subjects: &SubjectKeyCache,
+    known: &Known,
 ) -> Result<Verdict, ProofError> {
-    check_with_anchor_in(p, anchor, q, Some((keys, subjects)))
+    check_with_anchor_in(p, anchor, q, Some(known))
 }
 
 fn check_with_anchor_in(
     p: &ConsentProof,
     anchor: &Anchor,
     q: &Question,
-    known: Option<(&crate::state_keys::StateKeys, &SubjectKeyCache)>,
+    known: Option<&Known>,
 ) -> Result<Verdict, ProofError> {
     if p.format != PROOF_FORMAT {
         return Err(ProofError::Format(p.format.clone()));
@@ -380,15 +381,15 @@ fn check_with_anchor_in(
     };
     let key = match known {
         None => state_key(anchor, &triple, &p.vrf_proof)?,
-        Some((k, _)) => k.check_lazy(
-            || VrfPublicKey::from_bytes(anchor.genesis.vrf_key),
+        Some(k) => k.state_keys.check_lazy(
+            || k.vrf_key(anchor.genesis.vrf_key),
             &triple.alpha(),
             &VrfProof(p.vrf_proof),
         )?,
     };
     let mut evs = Vec::with_capacity(p.events.len());
     for (pos, pe) in p.events.iter().enumerate() {
-        let ev = check_event_in(pe, anchor, &key, &triple, known.map(|(_, s)| s))
+        let ev = check_event_in(pe, anchor, &key, &triple, known.map(|k| &k.subjects))
             .map_err(|reason| ProofError::Event { pos, reason })?;
         evs.push(ev);
     }
