@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use super::{fail, parse_log_key, read_input, CmdResult, Failure};
-use crate::api::ConsistencyQuery;
+use crate::api::{ConsistencyQuery, InclusionQuery};
 use crate::client::Client;
 use crate::core::evidence::{self, compare, Comparison, Evidence};
-use crate::core::hash::HexHash;
+use crate::core::hash::{Hash, HexHash};
 use crate::ledger::Ledger;
 use crate::witness::{self, Proven, Seen};
 
@@ -34,6 +34,24 @@ pub fn fetch_proof(
         return Ok(Some(p.path));
     }
     Ok(None)
+}
+
+/// The root the log gives for its first `size` leaves (the root of its inclusion proof at that
+/// size), from `--server` or `--dir`. Nothing is trusted: [`evidence::not_a_prefix`] holds only
+/// if the log's consistency proof leads from this root to its signed larger tree.
+fn prefix_root(server: Option<&str>, dir: Option<&Path>, size: u64) -> Option<Hash> {
+    if size == 0 {
+        return None;
+    }
+    if let Some(url) = server {
+        let q = InclusionQuery {
+            index: size - 1,
+            size: Some(size),
+        };
+        return Client::new(url, None).inclusion(&q).ok().map(|p| p.root.0);
+    }
+    let dir = dir?;
+    Ledger::open_read_only(dir).ok()?.root_at(size).ok()
 }
 
 pub(super) fn write_evidence(e: &Evidence, out: Option<&Path>) -> Result<(), Failure> {
@@ -70,7 +88,17 @@ pub fn check_consistency(
                     ),
                 ))
             }
-            Some(p) => compare(&key, &na, &nb, Some(&p)).map_err(|e| Failure::new(2, e))?,
+            Some(p) => match compare(&key, &na, &nb, Some(&p)).map_err(|e| Failure::new(2, e))? {
+                // A smaller size that is a power of two: the proof starts from the root of
+                // that many leaves, so ask the log for it (a wrong one proves nothing).
+                Comparison::Unproven { old, new } => prefix_root(server, dir, old)
+                    .and_then(|root| {
+                        evidence::not_a_prefix(&key, &na, &nb, root, p.clone())
+                            .or_else(|| evidence::not_a_prefix(&key, &nb, &na, root, p.clone()))
+                    })
+                    .map_or(Comparison::Unproven { old, new }, |e| Comparison::Fork(Box::new(e))),
+                other => other,
+            },
         },
         other => other,
     };

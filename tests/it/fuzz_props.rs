@@ -387,6 +387,8 @@ fn write_later_seeds(l: &Loaded) {
         serde_json::json!({"kind": "same_size_different_roots", "first": first, "second": cp}),
         serde_json::json!({"kind": "different_leaves", "first": first, "second": cp,
             "first_leaf": proven(events[0]), "second_leaf": proven(events[1])}),
+        serde_json::json!({"kind": "not_a_prefix", "first": first, "second": cp,
+            "prefix_root": to_hex(&[7u8; 32]), "consistency": []}),
         serde_json::json!({"kind": "stale_map_value", "checkpoint": cp,
             "event": proven(events[0]), "map_leaf": map_leaf, "map": map}),
         serde_json::json!({"kind": "wrong_map_value", "checkpoint": cp, "map_leaf": map_leaf,

@@ -137,11 +137,82 @@ fn a_fork_is_caught_and_the_evidence_rechecks() {
         "--out",
         s(&ev2),
     ]);
-    // A's proof cannot show that A's tree extends B's: not proven. That is no evidence by
-    // itself (anyone can send a bad proof), so no evidence file is written.
+    // Branches of two sizes: A's own consistency proof from size 4 starts from A's root of 4
+    // leaves (4 is a power of two: the root comes from A, as its inclusion proof at size 4),
+    // and leads to A's signed root of 6. B signed another root for 4 leaves: conclusive.
     assert_eq!(o.code, 1, "{}", o.all());
-    assert!(o.all().contains("NOT PROVEN"), "{}", o.all());
-    assert!(!ev2.exists());
+    assert!(o.all().contains("THE LOG LIED"), "{}", o.all());
+    let o = run(&["verify-evidence", s(&ev2)]);
+    assert_eq!(o.code, 0, "{}", o.all());
+    assert!(o.all().contains("(not_a_prefix)"), "{}", o.all());
+    // The same from a server of branch A.
+    let srv = Server::start_in(&f.a, &[]);
+    let ev3 = f.root.join("ev3.json");
+    let o = run(&[
+        "check-consistency",
+        "--log-key",
+        &f.key,
+        s(&n3),
+        s(&n2),
+        "--server",
+        &srv.url,
+        "--out",
+        s(&ev3),
+    ]);
+    assert_eq!(o.code, 1, "{}", o.all());
+    assert_eq!(run(&["verify-evidence", s(&ev3)]).code, 0);
+    drop(srv);
+    // B grows twice (sizes 6, then 8); A's 6 is not a power of two, so B's proof from 6 to 8
+    // shows by itself the root B has for its first 6 leaves, which is not A's.
+    let (n5, n6) = (f.root.join("n5"), f.root.join("n6"));
+    for (purpose, note) in [("ads", &n5), ("cawg.data_mining", &n6)] {
+        let mut args = vec!["grant", "--dir", s(&f.b)];
+        args.extend([
+            "--key",
+            s(&f.person),
+            "--controller",
+            "example.com",
+            "--purpose",
+            purpose,
+        ]);
+        let device = f.root.join("other-device").join("checkpoints.json");
+        assert_eq!(run_env(&args, &[("CONSENTLOG_STATE", &device)]).code, 0);
+        checkpoint(&f.b, note);
+    }
+    let ev4 = f.root.join("ev4.json");
+    let o = run(&[
+        "check-consistency",
+        "--log-key",
+        &f.key,
+        s(&n3),
+        s(&n6),
+        "--dir",
+        s(&f.b),
+        "--out",
+        s(&ev4),
+    ]);
+    assert_eq!(o.code, 1, "{}", o.all());
+    assert!(o.all().contains("THE LOG LIED"), "{}", o.all());
+    let e: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&ev4).unwrap()).unwrap();
+    assert_eq!(e["claim"]["kind"], "not_a_prefix");
+    assert!(
+        run(&["verify-evidence", s(&ev4)])
+            .stdout
+            .contains("6 leaves"),
+        "the lie names the smaller size"
+    );
+    // B's own earlier views extend to its later one.
+    let o = run(&[
+        "check-consistency",
+        "--log-key",
+        &f.key,
+        s(&n5),
+        s(&n6),
+        "--dir",
+        s(&f.b),
+    ]);
+    assert_eq!(o.code, 0, "{}", o.all());
 
     // Without a way to get a proof, differing sizes are undecided, not passed.
     let o = run(&["check-consistency", "--log-key", &f.key, s(&n2), s(&n3)]);

@@ -12,7 +12,7 @@ use super::leaf::{Leaf, LeafError};
 use super::map::{self, MapProof, MapValue, StateMap};
 use super::note::{self, SignedCheckpoint};
 use super::proof::ProvenLeaf;
-use super::tlog::{check_consistency, MemoryTree, Sha256Hasher, TreeSize};
+use super::tlog::{check_consistency, implied_roots, MemoryTree, Sha256Hasher, TreeSize};
 
 /// The `format` of an evidence file.
 pub const EVIDENCE_FORMAT: &str = "consentlog-evidence/v2";
@@ -41,6 +41,19 @@ pub enum Claim {
         second: String,
         first_leaf: ProvenLeaf,
         second_leaf: ProvenLeaf,
+    },
+    /// A smaller tree (`first`) and a larger one (`second`) where the log's own consistency
+    /// proof between them leads to `second`'s root from another root of the first
+    /// `first.size` leaves than `first`'s: the larger tree does not extend the smaller. (A
+    /// consistency proof commits to both roots; a second pair leading to one new root would
+    /// be a SHA-256 collision.)
+    NotAPrefix {
+        first: String,
+        second: String,
+        /// The root of `second`'s first `first.size` leaves, as the proof shows it.
+        #[serde(with = "hex_array")]
+        prefix_root: Hash,
+        consistency: Vec<HexHash>,
     },
     /// An event leaf of key K before a map leaf whose map gives K an older index (or none).
     StaleMapValue {
@@ -92,6 +105,7 @@ impl Claim {
         match self {
             Claim::SameSizeDifferentRoots { .. } => "same_size_different_roots",
             Claim::DifferentLeaves { .. } => "different_leaves",
+            Claim::NotAPrefix { .. } => "not_a_prefix",
             Claim::StaleMapValue { .. } => "stale_map_value",
             Claim::WrongMapValue { .. } => "wrong_map_value",
             Claim::TimeViolation { .. } => "time_violation",
@@ -125,8 +139,9 @@ pub enum Comparison {
     Fork(Box<Evidence>),
     /// Sizes differ: a consistency proof from `old` to `new` is needed to decide.
     NeedProof { old: u64, new: u64 },
-    /// The consistency proof given does not verify. That is not evidence (anyone can send a
-    /// bad proof), but the log has not shown that `new` extends `old`.
+    /// The consistency proof given does not verify, and shows nothing conclusive either (see
+    /// [`not_a_prefix`]): that is not evidence (anyone can send a bad proof), but the log has
+    /// not shown that `new` extends `old`.
     Unproven { old: u64, new: u64 },
 }
 
@@ -161,6 +176,10 @@ pub enum NotEvidence {
     /// The map proof does not verify against the map leaf's root.
     #[error("map proof: {0}")]
     MapProof(String),
+    /// The consistency proof does not lead from the roots it is given with to the second
+    /// checkpoint's root.
+    #[error("consistency proof: {0}")]
+    Consistency(String),
     /// Everything verifies, and it is what an honest log would sign.
     #[error("{0}")]
     Honest(String),
@@ -232,8 +251,41 @@ pub fn compare(
     );
     Ok(match ok {
         Ok(()) => Comparison::Consistent,
-        Err(_) => Comparison::Unproven { old: o, new: n },
+        Err(_) => match implied_roots(&Sha256Hasher, TreeSize(o), TreeSize(n), &hashes) {
+            Some((prefix_root, _)) => {
+                match not_a_prefix(key, &old.note, &new.note, prefix_root, path.to_vec()) {
+                    Some(e) => Comparison::Fork(Box::new(e)),
+                    None => Comparison::Unproven { old: o, new: n },
+                }
+            }
+            None => Comparison::Unproven { old: o, new: n },
+        },
     })
+}
+
+/// `not_a_prefix` evidence from a smaller and a larger checkpoint (`first`, `second`), the
+/// root of the larger tree's first `first.size` leaves as the log shows it (`prefix_root`: for
+/// a size that is not a power of two, [`implied_roots`] of the proof; for a power of two the
+/// proof starts from that root, so it must come from the log otherwise, for example the root
+/// of an inclusion proof at that size) and the log's consistency proof from that size to the
+/// larger one; `None` unless it holds ([`check`]).
+pub fn not_a_prefix(
+    key: &VerifyingKey,
+    first: &str,
+    second: &str,
+    prefix_root: Hash,
+    consistency: Vec<HexHash>,
+) -> Option<Evidence> {
+    let e = evidence(
+        key,
+        Claim::NotAPrefix {
+            first: first.into(),
+            second: second.into(),
+            prefix_root,
+            consistency,
+        },
+    );
+    check(&e).is_ok().then_some(e)
 }
 
 /// Evidence from two checkpoints and one leaf index proven under each with different leaves.
@@ -326,6 +378,43 @@ pub fn check(e: &Evidence) -> Result<String, EvidenceError> {
             } else {
                 honest("the leaves are at different indices, or the same".into())
             }
+        }
+        Claim::NotAPrefix {
+            first,
+            second,
+            prefix_root,
+            consistency,
+        } => {
+            let (a, b) = open2(&key, first, second)?;
+            if a.size >= b.size {
+                return honest(format!(
+                    "the first checkpoint ({} leaves) is not the smaller tree ({} leaves)",
+                    a.size, b.size
+                ));
+            }
+            let path: Vec<Hash> = consistency.iter().map(|h| h.0).collect();
+            check_consistency(
+                &Sha256Hasher,
+                TreeSize(a.size),
+                TreeSize(b.size),
+                prefix_root,
+                &b.root,
+                &path,
+            )
+            .map_err(|e| NotEvidence::Consistency(e.to_string()))?;
+            if *prefix_root == a.root {
+                return honest("the larger tree extends the smaller".into());
+            }
+            Ok(format!(
+                "{} signed a tree of {} leaves with root {} and one of {} leaves whose first {} \
+                 leaves have root {}: the larger does not extend the smaller",
+                who(&a, &e.log_key),
+                a.size,
+                to_hex(&a.root),
+                b.size,
+                a.size,
+                to_hex(prefix_root)
+            ))
         }
         Claim::StaleMapValue {
             checkpoint,
@@ -650,6 +739,83 @@ mod tests {
                 old: small.size,
                 new: big.size
             }
+        );
+    }
+
+    /// A fork of two sizes: a larger tree that does not extend a smaller one. The log's own
+    /// consistency proof between them shows it: by itself when the smaller size is not a
+    /// power of two, with the larger tree's root at that size when it is.
+    #[test]
+    fn a_larger_tree_that_does_not_extend_the_smaller() {
+        let (a, _) = Log::chain_of_two();
+        let small = a.sign();
+        assert_eq!(small.size, 3);
+        // The same key and first event; another second event, and one more.
+        let first = a.openings[&1].event.clone();
+        let mut b = Log::new();
+        b.append(first.clone());
+        let other = b.event(Some(&first), true, T0 + 60_000);
+        b.append(other.clone());
+        b.append(b.event(Some(&other), false, T0 + 90_000));
+        let big = b.checkpoint(T0 + 120_000);
+        assert_eq!(big.size, 5);
+        let k = key(&a);
+        let proof = |old: u64| -> Vec<HexHash> {
+            prove_consistency(&Sha256Hasher, &b.tree, TreeSize(old), TreeSize(big.size))
+                .unwrap()
+                .into_iter()
+                .map(HexHash)
+                .collect()
+        };
+        let path = proof(3);
+        for (x, y) in [(&small, &big), (&big, &small)] {
+            let Comparison::Fork(e) = compare(&k, &x.note, &y.note, Some(&path)).unwrap() else {
+                panic!("a fork")
+            };
+            assert_eq!(e.claim.kind(), "not_a_prefix");
+            assert!(check(&e).unwrap().contains("does not extend the smaller"));
+        }
+        let Comparison::Fork(e) = compare(&k, &small.note, &big.note, Some(&path)).unwrap() else {
+            unreachable!()
+        };
+        // Every single-bit change of the file is refused, or decodes to the same evidence.
+        let json = serde_json::to_string(&*e).unwrap().into_bytes();
+        for bit in 0..json.len() * 8 {
+            let mut bad = json.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            let Ok(text) = std::str::from_utf8(&bad) else {
+                continue;
+            };
+            if let Ok(x) = serde_json::from_str::<Evidence>(text) {
+                assert!(x == *e || check(&x).is_err(), "bit {bit} still holds");
+            }
+        }
+        // The claimed root must be the one the proof leads from, and not the smaller's.
+        assert_eq!(
+            not_a_prefix(&k, &small.note, &big.note, a.tree.root(), path.clone()),
+            None
+        );
+        assert_eq!(
+            not_a_prefix(&k, &big.note, &small.note, [1; 32], path.clone()),
+            None
+        );
+        // Size 4 is a power of two: the proof starts from the root, which the log gives.
+        let mut a4 = a;
+        let small4 = a4.checkpoint(T0 + 120_000);
+        assert_eq!(small4.size, 4);
+        let path4 = proof(4);
+        assert_eq!(
+            compare(&k, &small4.note, &big.note, Some(&path4)).unwrap(),
+            Comparison::Unproven { old: 4, new: 5 }
+        );
+        let root4 = crate::tlog::tree_hash::tree_hash(&Sha256Hasher, &b.tree, TreeSize(4)).unwrap();
+        let e4 = not_a_prefix(&k, &small4.note, &big.note, root4, path4.clone()).expect("holds");
+        assert!(check(&e4)
+            .unwrap()
+            .contains("whose first 4 leaves have root"));
+        assert_eq!(
+            not_a_prefix(&k, &small4.note, &big.note, a4.tree.root(), path4),
+            None
         );
     }
 

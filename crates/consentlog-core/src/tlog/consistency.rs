@@ -184,6 +184,33 @@ pub fn check_consistency<H: TreeHasher>(
     } else {
         (&proof[0], &proof[1..])
     };
+    let wrong_length = ConsistencyError::WrongProofLength {
+        old,
+        new,
+        expected,
+        got: proof.len(),
+    };
+    let (fr, sr) = roots(h, old, new, seed, rest).ok_or(wrong_length)?;
+    if fr != *old_root {
+        return Err(ConsistencyError::OldRootMismatch);
+    }
+    if sr != *new_root {
+        return Err(ConsistencyError::NewRootMismatch);
+    }
+    Ok(())
+}
+
+/// Steps 3–7 of RFC 9162 §2.1.4.2 for `0 < old < new`: the old and new roots (`fr`, `sr`) a
+/// consistency proof leads to from its first node `seed` (the old root itself when `old` is a
+/// power of two, else the proof's first hash) and the rest of the proof; `None` when the proof
+/// has the wrong number of hashes.
+fn roots<H: TreeHasher>(
+    h: &H,
+    old: u64,
+    new: u64,
+    seed: &Hash,
+    rest: &[Hash],
+) -> Option<(Hash, Hash)> {
     // Steps 3-4.
     let (mut fn_, mut sn) = (old - 1, new - 1);
     while fn_ & 1 == 1 {
@@ -195,13 +222,7 @@ pub fn check_consistency<H: TreeHasher>(
     // Step 6.
     for c in rest {
         if sn == 0 {
-            // Unreachable after the length check; kept as in the RFC.
-            return Err(ConsistencyError::WrongProofLength {
-                old,
-                new,
-                expected,
-                got: proof.len(),
-            });
+            return None;
         }
         if fn_ & 1 == 1 || fn_ == sn {
             fr = h.hash_children(c, &fr);
@@ -217,21 +238,32 @@ pub fn check_consistency<H: TreeHasher>(
         sn >>= 1;
     }
     // Step 7.
-    if sn != 0 {
-        return Err(ConsistencyError::WrongProofLength {
-            old,
-            new,
-            expected,
-            got: proof.len(),
-        });
+    (sn == 0).then_some((fr, sr))
+}
+
+/// The root of the first `old` leaves that a consistency proof from `old` to `new` shows, with
+/// the root of all `new` leaves it leads to: `(old root, new root)`. Whoever made the proof
+/// committed to both, so a proof that leads to a signed `new` root and to an old root other
+/// than the one signed for `old` shows that the two signed trees cannot both be honest
+/// (docs/FORMAT.md §16, `not_a_prefix`).
+///
+/// Only when `0 < old < new`, `old` is not a power of two (then the proof starts at the old
+/// root itself and shows nothing about it) and the proof has the length RFC 9162 gives;
+/// otherwise `None`.
+pub fn implied_roots<H: TreeHasher>(
+    h: &H,
+    old: TreeSize,
+    new: TreeSize,
+    proof: &[Hash],
+) -> Option<(Hash, Hash)> {
+    let (old, new) = (old.0, new.0);
+    if old == 0 || old >= new || old.is_power_of_two() {
+        return None;
     }
-    if fr != *old_root {
-        return Err(ConsistencyError::OldRootMismatch);
+    if proof.len() != consistency_proof_len(old, new) {
+        return None;
     }
-    if sr != *new_root {
-        return Err(ConsistencyError::NewRootMismatch);
-    }
-    Ok(())
+    roots(h, old, new, &proof[0], &proof[1..])
 }
 
 #[cfg(test)]
@@ -292,6 +324,55 @@ mod tests {
             )
             .unwrap();
         }
+    }
+
+    /// A proof from the reference PROOF shows the reference roots of both sizes whenever the
+    /// old size is not a power of two, for every pair of sizes up to 40, and of a forked tree
+    /// (another leaf before `old`) the forked roots: what `not_a_prefix` evidence rests on.
+    #[test]
+    fn implied_roots_are_the_roots_the_proof_commits_to() {
+        let h = Sha256Hasher;
+        let leaves: Vec<Hash> = (0u8..40).map(|i| h.hash_leaf(&[i])).collect();
+        for new in 1..=40usize {
+            for old in 1..new {
+                let proof = ref_proof(&h, old, &leaves[..new]);
+                let got = implied_roots(&h, TreeSize(old as u64), TreeSize(new as u64), &proof);
+                if old.is_power_of_two() {
+                    assert_eq!(got, None, "({old}, {new})");
+                    continue;
+                }
+                let want = (ref_mth(&h, &leaves[..old]), ref_mth(&h, &leaves[..new]));
+                assert_eq!(got, Some(want), "({old}, {new})");
+                let mut forked = leaves[..new].to_vec();
+                forked[old - 1] = h.hash_leaf(b"another");
+                let proof = ref_proof(&h, old, &forked);
+                let got = implied_roots(&h, TreeSize(old as u64), TreeSize(new as u64), &proof);
+                assert_eq!(
+                    got,
+                    Some((ref_mth(&h, &forked[..old]), ref_mth(&h, &forked))),
+                    "forked ({old}, {new})"
+                );
+                // A hash more or fewer shows nothing.
+                let mut longer = proof.clone();
+                longer.push([0; 32]);
+                assert_eq!(
+                    implied_roots(&h, TreeSize(old as u64), TreeSize(new as u64), &longer),
+                    None
+                );
+                assert_eq!(
+                    implied_roots(
+                        &h,
+                        TreeSize(old as u64),
+                        TreeSize(new as u64),
+                        &proof[..proof.len() - 1]
+                    ),
+                    None
+                );
+            }
+        }
+        assert_eq!(implied_roots(&h, TreeSize(0), TreeSize(3), &[]), None);
+        assert_eq!(implied_roots(&h, TreeSize(3), TreeSize(3), &[]), None);
+        assert_eq!(implied_roots(&h, TreeSize(5), TreeSize(3), &[]), None);
     }
 
     fn rejects_consistency<H: TreeHasher + Copy>(h: H, max: u64) {

@@ -41,7 +41,7 @@ mod testutil;
 
 /// A tree hash: leaf hash, interior node hash or root.
 pub use super::hash::Hash;
-pub use consistency::{check_consistency, prove_consistency, ConsistencyError};
+pub use consistency::{check_consistency, implied_roots, prove_consistency, ConsistencyError};
 pub use frontier::Frontier;
 #[cfg(test)]
 pub use hasher::Blake3Hasher;
