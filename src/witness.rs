@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use ed25519_dalek::VerifyingKey;
 
-use crate::core::evidence::{compare, Comparison, Evidence};
+use crate::core::evidence::{self, compare, Comparison, Evidence};
 use crate::core::hash::{to_hex, HexHash};
 
 /// The default state file: `$CONSENTLOG_STATE`, else `$HOME/.consentlog/checkpoints.json`.
@@ -40,8 +40,13 @@ pub enum Seen {
 
 /// How the caller can show that one of two checkpoints extends the other.
 pub enum Proven {
-    /// A consistency proof from the smaller tree to the larger, from the log.
-    Path(Vec<HexHash>),
+    /// A consistency proof from the smaller tree to the larger, from the log, and the root
+    /// the log gives for its first (smaller size) leaves when that size is a power of two (the
+    /// proof then starts from that root: see `evidence::not_a_prefix`).
+    Path {
+        proof: Vec<HexHash>,
+        prefix_root: Option<crate::core::hash::Hash>,
+    },
     /// The caller recomputed the smaller tree's root from the very leaves under the larger
     /// checkpoint (an audit of an export, replaying both), and it matched.
     Replayed,
@@ -111,10 +116,22 @@ pub fn check_and_remember(
                     },
                     None => Seen::Unchecked { seen, shown },
                     Some(Proven::Replayed) => consistent(true),
-                    Some(Proven::Path(p)) => {
-                        match compare(key, old, note, Some(&p)).map_err(|e| e.to_string())? {
+                    Some(Proven::Path { proof, prefix_root }) => {
+                        match compare(key, old, note, Some(&proof)).map_err(|e| e.to_string())? {
                             Comparison::Fork(e) => Seen::Fork(e),
-                            Comparison::Unproven { .. } => Seen::Unproven { seen, shown },
+                            Comparison::Unproven { .. } => {
+                                let (small, large) = if seen < shown {
+                                    (old.as_str(), note)
+                                } else {
+                                    (note, old.as_str())
+                                };
+                                match prefix_root.and_then(|r| {
+                                    evidence::not_a_prefix(key, small, large, r, proof.clone())
+                                }) {
+                                    Some(e) => Seen::Fork(Box::new(e)),
+                                    None => Seen::Unproven { seen, shown },
+                                }
+                            }
                             _ => consistent(true),
                         }
                     }

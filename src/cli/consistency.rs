@@ -168,7 +168,15 @@ pub fn remember(
     let server = r.server;
     let seen = witness::check_and_remember(&path, key, note, |o, n| {
         if let Some(p) = fetch_proof(server, None, o, n).ok().flatten() {
-            return Some(Proven::Path(p));
+            let prefix_root = if o.is_power_of_two() {
+                prefix_root(server, None, o)
+            } else {
+                None
+            };
+            return Some(Proven::Path {
+                proof: p,
+                prefix_root,
+            });
         }
         replayed.then_some(Proven::Replayed)
     })

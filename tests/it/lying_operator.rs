@@ -289,6 +289,44 @@ fn a_person_who_saw_one_branch_catches_the_other() {
     assert_eq!(o.code, 0, "{}", o.all());
     // The first branch still verifies against what was remembered.
     assert_eq!(verify(&h1).code, 0);
+
+    // B grows (size 6) and its history reaches the person, with B's server to prove that it
+    // extends what was remembered (A's 4 leaves). 4 is a power of two: B's proof starts from
+    // B's own root of 4 leaves, which the server gives, and that is not A's.
+    let mut args = vec!["grant", "--dir", s(&f.b)];
+    args.extend([
+        "--key",
+        s(&f.person),
+        "--controller",
+        "example.com",
+        "--purpose",
+        "ads",
+    ]);
+    let device = f.root.join("other-device").join("checkpoints.json");
+    assert_eq!(run_env(&args, &[("CONSENTLOG_STATE", &device)]).code, 0);
+    checkpoint(&f.b, &f.root.join("n3"));
+    let h3 = f.root.join("h3.json");
+    let o = run(&["history", "--dir", s(&f.b), "--subject", &f.subject]);
+    std::fs::write(&h3, &o.stdout).unwrap();
+    std::fs::remove_file(&ev).unwrap();
+    let srv = Server::start_in(&f.b, &[]);
+    let o = run(&[
+        "verify-history",
+        "--log-key",
+        &f.key,
+        s(&h3),
+        "--subject",
+        &f.subject,
+        "--state",
+        s(&state),
+        "--server",
+        &srv.url,
+    ]);
+    assert_eq!(o.code, 2, "{}", o.all());
+    assert!(o.all().contains("THE LOG LIED"), "{}", o.all());
+    assert!(o.all().contains("not_a_prefix"), "{}", o.all());
+    let o = run(&["verify-evidence", s(&ev)]);
+    assert_eq!(o.code, 0, "{}", o.all());
 }
 
 #[test]
