@@ -45,14 +45,19 @@ use crate::core::evidence_finder::Finder;
 use crate::core::hash::{to_hex, Hash};
 use crate::core::leaf::Leaf;
 use crate::core::note::{self, SignedCheckpoint};
+use crate::core::tlog::tile::{split_bundle, EntryTile, TileError, BUNDLE_WIDTH};
 use crate::ledger::clock::Clock;
 
 /// The replay database inside the witness directory.
 pub const FILE: &str = "replay.redb";
 /// `size` (u64 BE) / `refused` (text) / `url`.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("replay_meta");
-/// Leaf index → the leaf's bytes, as served and checked.
-const LEAVES: TableDefinition<u64, &[u8]> = TableDefinition::new("replay_leaves");
+/// Entry bundle index `N` → the leaves `N * 256 ..` replayed, as an entry bundle
+/// (c2sp.org/tlog-tiles: each leaf a big-endian uint16 length, then its bytes, as served and
+/// checked); full but for the last.
+const BUNDLES: TableDefinition<u64, &[u8]> = TableDefinition::new("replay_bundles");
+/// Before the bundles: leaf index → the leaf's bytes (moved into `BUNDLES` by the next open).
+const LEGACY_LEAVES: TableDefinition<u64, &[u8]> = TableDefinition::new("replay_leaves");
 /// Tree size that ends at a map leaf → the tree's root at that size.
 const ROOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("replay_roots");
 /// State key → its latest event leaf as of the latest map leaf replayed (index and seq as u64
@@ -66,8 +71,8 @@ const MAP_CAP: usize = 32 << 20;
 const META_SIZE: &str = "size";
 const META_REFUSED: &str = "refused";
 const META_ORIGIN: &str = "origin";
-/// Leaves read back per chunk when a restart replays its own disk.
-const LOCAL_CHUNK: u64 = 16_384;
+/// Bundles read back per chunk when a restart replays its own disk (16,384 leaves).
+const LOCAL_CHUNK: u64 = 64;
 
 /// Why the replay state could not be opened or kept.
 #[derive(Debug, thiserror::Error)]
@@ -262,54 +267,113 @@ fn lies(a: &Auditor) -> Vec<String> {
         .collect()
 }
 
-/// Pages of entries fetched ahead of the replay.
+/// Pages fetched ahead of the replay.
 const PREFETCH: usize = 2;
+/// Entry bundles in a page (a page is replayed, then stored in one transaction): 10,240
+/// leaves.
+const PAGE_BUNDLES: usize = 40;
 
-/// A page of leaves as served, each strictly decoded (or why not) with its leaf hash: done on
-/// the fetching thread, so the replay only replays.
+/// An entry bundle as served (c2sp.org/tlog-tiles), checked to hold exactly its width of
+/// entries: its body and where each entry lies in it.
+struct Fetched {
+    tile: EntryTile,
+    body: Vec<u8>,
+    spans: Vec<std::ops::Range<usize>>,
+}
+
+impl Fetched {
+    fn new(tile: EntryTile, body: Vec<u8>) -> Result<Fetched, TileError> {
+        let spans = split_bundle(&body, usize::from(tile.width))?;
+        Ok(Fetched { tile, body, spans })
+    }
+
+    /// The bundle's first entry's index.
+    fn first(&self) -> u64 {
+        self.tile.index * BUNDLE_WIDTH
+    }
+
+    /// Entries `from..to` (positions in the bundle) as bundle bytes: each length and entry.
+    fn encoded(&self, from: usize, to: usize) -> &[u8] {
+        if from >= to {
+            return &[];
+        }
+        &self.body[self.spans[from].start - 2..self.spans[to - 1].end]
+    }
+}
+
+/// A page of leaves from `start`, in whole bundles (the first may begin before `start`: its
+/// earlier entries were replayed before), each leaf strictly decoded (or why not) with its leaf
+/// hash: done on the fetching thread, so the replay only replays.
 struct Page {
-    bytes: Vec<Vec<u8>>,
+    start: u64,
+    bundles: Vec<Fetched>,
     decoded: Vec<Result<(Leaf, Hash), String>>,
 }
 
 impl Page {
-    fn new(bytes: Vec<Vec<u8>>) -> Page {
-        let decoded = bytes
-            .iter()
+    fn new(start: u64, bundles: Vec<Fetched>) -> Page {
+        let mut page = Page {
+            start,
+            bundles,
+            decoded: Vec::new(),
+        };
+        let decoded = page
+            .leaves()
             .map(|b| {
                 Leaf::decode(b)
                     .map(|l| (l, crate::core::leaf::leaf_hash(b)))
                     .map_err(|e| e.to_string())
             })
             .collect();
-        Page { bytes, decoded }
+        page.decoded = decoded;
+        page
+    }
+
+    /// The page's leaves, from `start`.
+    fn leaves(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let start = self.start;
+        self.bundles.iter().flat_map(move |f| {
+            let skip = start.saturating_sub(f.first()) as usize;
+            f.spans[skip.min(f.spans.len())..]
+                .iter()
+                .map(move |r| &f.body[r.clone()])
+        })
+    }
+
+    /// How many leaves from `start`.
+    fn len(&self) -> u64 {
+        self.decoded.len() as u64
+    }
+
+    /// Leaves from `start`, copied (for the evidence finder).
+    fn to_vecs(&self) -> Vec<Vec<u8>> {
+        self.leaves().map(<[u8]>::to_vec).collect()
     }
 }
 
-/// The leaves `at..` (up to `end`, as many as the server gives in one page), checked to be a
-/// page starting at `at`, in order.
+/// The bundles that hold the leaves `at..` of a tree of `end` leaves, at most
+/// `PAGE_BUNDLES` of them, fetched one after the other and each checked to hold exactly its
+/// width of entries: a bundle cut short, with a length past its end, or with more or fewer
+/// entries is refused (nothing is replayed from this page).
 fn fetch_page(client: &Client, at: u64, end: u64) -> Round<Page> {
-    let page = client
-        .entries(&PageQuery {
-            start: Some(at),
-            end: Some(end),
-        })
-        .map_err(|e| format!("entries from {at}: {e}"))?;
-    if page.start != at
-        || page.end <= at
-        || page.end > end
-        || page.entries.len() as u64 != page.end - at
-    {
-        return Err(format!("the log sent a bad page of entries at {at}"));
+    let mut bundles = Vec::new();
+    let mut next = at;
+    while next < end && bundles.len() < PAGE_BUNDLES {
+        let tile = EntryTile::containing(next, end);
+        let body = client
+            .entry_bundle(&tile)
+            .map_err(|e| format!("entry bundle {}: {e}", tile.path()))?;
+        let f = Fetched::new(tile, body).map_err(|e| {
+            format!(
+                "the log sent a bad entry bundle {} (entries {}..): {e}",
+                tile.path(),
+                tile.index * BUNDLE_WIDTH
+            )
+        })?;
+        next = f.first() + u64::from(tile.width);
+        bundles.push(f);
     }
-    let mut bytes = Vec::with_capacity(page.entries.len());
-    for (k, row) in page.entries.into_iter().enumerate() {
-        if row.index != at + k as u64 {
-            return Err(format!("entries out of order at {}", at + k as u64));
-        }
-        bytes.push(row.entry);
-    }
-    Ok(Page::new(bytes))
+    Ok(Page::new(at, bundles))
 }
 
 impl Replay {
@@ -375,7 +439,8 @@ impl Replay {
                     .get(META_REFUSED)
                     .map_err(|x| engine(&x))?
                     .map(|v| String::from_utf8_lossy(v.value()).into_owned());
-                w.open_table(LEAVES).map_err(|x| engine(&x))?;
+                w.open_table(BUNDLES).map_err(|x| engine(&x))?;
+                migrate_leaves(&w, size).map_err(|x| engine(&x))?;
                 w.open_table(ROOTS).map_err(|x| engine(&x))?;
                 w.open_table(NOTES).map_err(|x| engine(&x))?;
                 // The per-key state is rebuilt by the replay below.
@@ -390,25 +455,31 @@ impl Replay {
         if refused.is_none() {
             // Replay what was already checked, from this witness's own disk.
             let r = db.begin_read().map_err(|x| engine(&x))?;
-            let leaves = r.open_table(LEAVES).map_err(|x| engine(&x))?;
+            let bundles = r.open_table(BUNDLES).map_err(|x| engine(&x))?;
             let mut next = 0;
             while next < size {
-                let end = size.min(next + LOCAL_CHUNK);
-                let mut chunk = Vec::with_capacity((end - next) as usize);
-                for item in leaves.range(next..end).map_err(|x| engine(&x))? {
-                    let (i, v) = item.map_err(|x| engine(&x))?;
-                    if i.value() != next + chunk.len() as u64 {
-                        return Err(damaged(format!(
-                            "leaf {} missing",
-                            next + chunk.len() as u64
-                        )));
+                let first = next / BUNDLE_WIDTH;
+                let last = (size - 1) / BUNDLE_WIDTH;
+                let end_bundle = last.min(first + LOCAL_CHUNK - 1);
+                let mut chunk = Vec::with_capacity((LOCAL_CHUNK * BUNDLE_WIDTH) as usize);
+                for item in bundles.range(first..=end_bundle).map_err(|x| engine(&x))? {
+                    let (n, v) = item.map_err(|x| engine(&x))?;
+                    if n.value() != next / BUNDLE_WIDTH {
+                        return Err(damaged(format!("leaf {next} missing")));
                     }
-                    let leaf = Leaf::decode(v.value())
-                        .map_err(|e| damaged(format!("leaf {}: {e}", i.value())))?;
-                    chunk.push((leaf, crate::core::leaf::leaf_hash(v.value())));
+                    let tile = EntryTile::containing(next, size);
+                    let f = Fetched::new(tile, v.value().to_vec())
+                        .map_err(|e| damaged(format!("entry bundle {}: {e}", tile.index)))?;
+                    for r in &f.spans {
+                        let b = &f.body[r.clone()];
+                        let leaf =
+                            Leaf::decode(b).map_err(|e| damaged(format!("leaf {next}: {e}")))?;
+                        chunk.push((leaf, crate::core::leaf::leaf_hash(b)));
+                        next += 1;
+                    }
                 }
-                if chunk.len() as u64 != end - next {
-                    return Err(damaged(format!("leaves {next}..{end} missing")));
+                if next <= end_bundle * BUNDLE_WIDTH {
+                    return Err(damaged(format!("leaf {next} missing")));
                 }
                 a.push_public(chunk);
                 if let Some(e) = a.storage_error() {
@@ -421,7 +492,6 @@ impl Replay {
                 keys.write(&w).map_err(|x| engine(&x))?;
                 w.commit().map_err(|x| engine(&x))?;
                 keys.committed();
-                next = end;
             }
             let lied = lies(&a);
             if let Some(first) = lied.first() {
@@ -664,7 +734,7 @@ impl Replay {
                     let failed = page.is_err();
                     let sent = page.map(|p| {
                         let from = at;
-                        at += p.bytes.len() as u64;
+                        at += p.len();
                         (from, p)
                     });
                     if tx.send(sent).is_err() || failed {
@@ -713,13 +783,14 @@ impl Replay {
         Ok(self.replayed() > start)
     }
 
-    /// Replays the leaves `bytes` starting at `start`, all covered by `cp`, and stores them;
+    /// Replays the leaves of `page`, starting at `start`, all covered by `cp`, and stores them;
     /// the new replayed size, or None if it stopped before a map leaf ahead of the clock
     /// (what came before it was replayed).
-    fn replay_page(&self, cp: &SignedCheckpoint, start: u64, page: Page) -> Round<Option<u64>> {
+    fn replay_page(&self, cp: &SignedCheckpoint, start: u64, mut page: Page) -> Round<Option<u64>> {
+        debug_assert_eq!(start, page.start);
         let now = self.clock.now_ms();
-        let Page { bytes, decoded } = page;
-        let mut leaves = Vec::with_capacity(bytes.len());
+        let decoded = std::mem::take(&mut page.decoded);
+        let mut leaves = Vec::with_capacity(decoded.len());
         let mut held = false;
         for (k, d) in decoded.into_iter().enumerate() {
             let i = start + k as u64;
@@ -739,7 +810,7 @@ impl Replay {
                     self.caught(
                         &format!("leaf {i} does not decode: {e}"),
                         Some(cp),
-                        Some((start, &bytes)),
+                        Some((start, &page.to_vecs())),
                     );
                     return Ok(Some(start));
                 }
@@ -772,12 +843,13 @@ impl Replay {
         let lied = lies(&p.auditor);
         if !lied.is_empty() {
             drop(p);
-            self.caught(&lied.join("; "), Some(cp), Some((start, &bytes)));
+            self.caught(&lied.join("; "), Some(cp), Some((start, &page.to_vecs())));
             return Ok(Some(start));
         }
         let end = p.auditor.size();
         // Stored while the lock is held, so the gate sees a size only once it is on disk.
-        let stored = self.store(start, &bytes[..count], end, &roots);
+        debug_assert_eq!(end, start + count as u64);
+        let stored = self.store(&page, end, &roots);
         if let Err(e) = stored {
             // The in-memory replay is ahead of the disk: rebuild it from the disk on the next
             // open; until then, stop here.
@@ -788,15 +860,33 @@ impl Replay {
         Ok((!held).then_some(end))
     }
 
-    fn store(&self, start: u64, leaves: &[Vec<u8>], end: u64, roots: &[(u64, Hash)]) -> Round<()> {
+    /// Stores the leaves of `page` up to `end` (into its bundles' rows), the roots at the map
+    /// leaves among them, the per-key state and the new size, in one durable transaction.
+    fn store(&self, page: &Page, end: u64, roots: &[(u64, Hash)]) -> Round<()> {
         let e = |x: &dyn std::fmt::Display| x.to_string();
         let mut w = self.db.begin_write().map_err(|x| e(&x))?;
         w.set_durability(Durability::Immediate).map_err(|x| e(&x))?;
         {
-            let mut t = w.open_table(LEAVES).map_err(|x| e(&x))?;
-            for (k, b) in leaves.iter().enumerate() {
-                t.insert(start + k as u64, b.as_slice())
-                    .map_err(|x| e(&x))?;
+            let mut t = w.open_table(BUNDLES).map_err(|x| e(&x))?;
+            for f in &page.bundles {
+                // Entries of this bundle stored before, and replayed now.
+                let from = page.start.saturating_sub(f.first()) as usize;
+                let to = (end.saturating_sub(f.first()) as usize).min(f.spans.len());
+                if to <= from {
+                    continue;
+                }
+                let new = f.encoded(from, to);
+                if from == 0 {
+                    t.insert(f.tile.index, new).map_err(|x| e(&x))?;
+                } else {
+                    // A partial bundle grown: what was stored (and replayed), then the rest.
+                    let mut row = match t.get(f.tile.index).map_err(|x| e(&x))? {
+                        Some(v) => v.value().to_vec(),
+                        None => return Err(format!("entry bundle {} missing", f.tile.index)),
+                    };
+                    row.extend_from_slice(new);
+                    t.insert(f.tile.index, row.as_slice()).map_err(|x| e(&x))?;
+                }
             }
             let mut t = w.open_table(ROOTS).map_err(|x| e(&x))?;
             for (size, root) in roots {
@@ -904,11 +994,28 @@ impl Replay {
         let stored_end = fresh.map_or(u64::MAX, |(s, _)| s).min(cp.size);
         {
             let r = self.db.begin_read().map_err(|e| e.to_string())?;
-            let t = r.open_table(LEAVES).map_err(|e| e.to_string())?;
-            for item in t.range(0..stored_end).map_err(|e| e.to_string())? {
-                let (_, v) = item.map_err(|e| e.to_string())?;
-                f.push(v.value().to_vec());
-                next += 1;
+            let t = r.open_table(BUNDLES).map_err(|e| e.to_string())?;
+            let size = match r
+                .open_table(META)
+                .map_err(|e| e.to_string())?
+                .get(META_SIZE)
+                .map_err(|e| e.to_string())?
+            {
+                Some(v) => u64::from_be_bytes(v.value().try_into().map_err(|_| "replayed size")?),
+                None => 0,
+            };
+            let stored = size.min(stored_end);
+            for item in t.iter().map_err(|e| e.to_string())? {
+                if next >= stored {
+                    break;
+                }
+                let (n, v) = item.map_err(|e| e.to_string())?;
+                let tile = EntryTile::containing(n.value() * BUNDLE_WIDTH, size);
+                let b = Fetched::new(tile, v.value().to_vec()).map_err(|e| e.to_string())?;
+                for r in b.spans.iter().take((stored - next) as usize) {
+                    f.push(b.body[r.clone()].to_vec());
+                    next += 1;
+                }
             }
         }
         if let Some((s, leaves)) = fresh {
@@ -945,4 +1052,32 @@ impl Replay {
             None => Ok(None),
         }
     }
+}
+
+/// Moves the leaves of a replay state from before the bundles (one row each, `LEGACY_LEAVES`)
+/// into `BUNDLES`, in `w`; nothing if there are none.
+fn migrate_leaves(w: &redb::WriteTransaction, size: u64) -> Result<(), String> {
+    let e = |x: &dyn std::fmt::Display| x.to_string();
+    let mut bundles = w.open_table(BUNDLES).map_err(|x| e(&x))?;
+    {
+        let legacy = w.open_table(LEGACY_LEAVES).map_err(|x| e(&x))?;
+        let mut row = Vec::new();
+        let mut next = 0u64;
+        for item in legacy.range(0..size).map_err(|x| e(&x))? {
+            let (i, v) = item.map_err(|x| e(&x))?;
+            if i.value() != next {
+                return Err(format!("leaf {next} missing (damaged state)"));
+            }
+            crate::core::tlog::tile::push_entry(&mut row, v.value()).map_err(|x| e(&x))?;
+            next += 1;
+            if next % BUNDLE_WIDTH == 0 || next == size {
+                bundles
+                    .insert((next - 1) / BUNDLE_WIDTH, row.as_slice())
+                    .map_err(|x| e(&x))?;
+                row.clear();
+            }
+        }
+    }
+    w.delete_table(LEGACY_LEAVES).map_err(|x| e(&x))?;
+    Ok(())
 }
