@@ -161,9 +161,14 @@ fn decode_key(k: &[u8], v: &[u8]) -> Result<(Hash, StoredKey), String> {
     ))
 }
 
+/// The most keys [`Keys`] keeps in memory once committed (about 11 MiB; emptied when full).
+const KEYS_CACHED: usize = 100_000;
+
 /// The replay's per-key state in `DIR/replay.redb` (`KEYS`), as the auditor's [`KeyStore`]:
 /// what the auditor puts waits in memory (at most the keys of one page) until the page is
-/// committed with it; reads see it at once. Memory does not grow with the number of keys.
+/// committed with it; reads see it at once. The keys read or committed lately stay in memory
+/// too (at most `KEYS_CACHED`), so an event's head is mostly not a redb read. Memory does not
+/// grow with the number of keys.
 #[derive(Clone)]
 struct Keys(Arc<KeysInner>);
 
@@ -171,6 +176,8 @@ struct KeysInner {
     db: Arc<Database>,
     /// Put and not yet committed.
     dirty: Mutex<std::collections::BTreeMap<Hash, StoredKey>>,
+    /// Committed entries read or written lately (as in `KEYS`).
+    cached: Mutex<std::collections::HashMap<Hash, StoredKey>>,
     /// A read snapshot of `KEYS` as last committed (None: open one).
     reader: Mutex<Option<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>>,
 }
@@ -180,6 +187,7 @@ impl Keys {
         Keys(Arc::new(KeysInner {
             db,
             dirty: Mutex::new(Default::default()),
+            cached: Mutex::new(Default::default()),
             reader: Mutex::new(None),
         }))
     }
@@ -209,8 +217,20 @@ impl Keys {
     }
 
     fn committed(&self) {
-        self.0.dirty.lock().expect("keys").clear();
+        let dirty = std::mem::take(&mut *self.0.dirty.lock().expect("keys"));
         *self.0.reader.lock().expect("keys reader") = None;
+        let mut cached = self.0.cached.lock().expect("keys cache");
+        for (k, v) in dirty {
+            Self::cache(&mut cached, k, v);
+        }
+    }
+
+    /// Keeps `k` in memory, emptying the cache first if it is full.
+    fn cache(cached: &mut std::collections::HashMap<Hash, StoredKey>, k: Hash, v: StoredKey) {
+        if cached.len() >= KEYS_CACHED && !cached.contains_key(&k) {
+            cached.clear();
+        }
+        cached.insert(k, v);
     }
 }
 
@@ -219,12 +239,19 @@ impl KeyStore for Keys {
         if let Some(v) = self.0.dirty.lock().expect("keys").get(key) {
             return Ok(Some(*v));
         }
-        self.read(
+        if let Some(v) = self.0.cached.lock().expect("keys cache").get(key) {
+            return Ok(Some(*v));
+        }
+        let found = self.read(
             |t| match t.get(key.as_slice()).map_err(|e| e.to_string())? {
                 None => Ok(None),
                 Some(v) => decode_key(key, v.value()).map(|(_, v)| Some(v)),
             },
-        )
+        )?;
+        if let Some(v) = found {
+            Self::cache(&mut self.0.cached.lock().expect("keys cache"), *key, v);
+        }
+        Ok(found)
     }
 
     fn range(&self, lo: &Hash, hi: Option<&Hash>) -> Result<Vec<(Hash, StoredKey)>, String> {
