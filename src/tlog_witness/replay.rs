@@ -1,6 +1,6 @@
 //! The replaying witness's follower (`consentlog witness --replay URL --log VKEY`): it reads a
-//! consentlog log's public leaves from the log server (`GET /v1/checkpoint`,
-//! `GET /v1/entries`), replays them with the auditor of `core::audit` (the RFC 6962 tree, the
+//! consentlog log's public leaves from the log server (`GET /v1/checkpoint`, and the
+//! c2sp.org/tlog-tiles entry bundles of `GET /tile/entries/...`), replays them with the auditor of `core::audit` (the RFC 6962 tree, the
 //! genesis leaf, every key's public `prev`/`seq` chain, the time invariant and every map
 //! leaf's root), and records how far it got. [`Replay::gate`] is what the witness asks before
 //! it cosigns: a checkpoint beyond the replayed size is "not yet" (503 with `Retry-After`, a
@@ -17,17 +17,21 @@
 //! checkpoint that conflicts with a log-signed one of the same size the replay matched,
 //! same_size_different_roots; otherwise a text report.
 //!
-//! Pages of entries are fetched, parsed, decoded and hashed on a thread of their own, a page
-//! or two ahead of the replay (examples/replay_rate.rs measures the rate).
+//! Pages of entry bundles (40 bundles, 10,240 leaves) are fetched, split, decoded and hashed on
+//! a thread of their own, a page or two ahead of the replay (examples/replay_rate.rs measures
+//! the rate). A bundle that does not hold exactly the entries its path names is refused with
+//! an error; nothing of its page is replayed, and the next round fetches it again.
 //!
-//! State: `DIR/replay.redb` holds the replayed size, every leaf replayed (so a restart replays
-//! from its own disk, not from the log), the tree root at each size that ends at a map leaf,
+//! State: `DIR/replay.redb` holds the replayed size, every leaf replayed (one row per entry
+//! bundle, in the bundle's own encoding, so a restart replays from its own disk, not from the
+//! log), the tree root at each size that ends at a map leaf,
 //! the checkpoint notes the replay matched, the auditor's per-key state ([`KeyStore`]: each
 //! key's latest event leaf as of the latest map leaf; rebuilt by each open), and the refusal if
 //! any. Each page of leaves is committed durably in one transaction with the per-key state it
 //! changed, after it was checked: the gate only ever sees checked sizes. In memory: the state
-//! map's upper levels (capped, `MAP_CAP`), the keys changed since the latest map leaf, the
-//! tree's frontier and redb's cache, whatever the size of the log.
+//! map (whole while it fits `MAP_CAP`, then its upper levels), the keys changed since the
+//! latest map leaf, up to `KEYS_UNWRITTEN` keys' state not yet in `replay_keys` and twice as
+//! many heads, the tree's frontier and redb's cache, whatever the size of the log.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -161,102 +165,136 @@ fn decode_key(k: &[u8], v: &[u8]) -> Result<(Hash, StoredKey), String> {
     ))
 }
 
-/// The most keys [`Keys`] keeps in memory once committed (about 11 MiB; emptied when full).
-const KEYS_CACHED: usize = 100_000;
+/// The most keys [`Keys`] keeps committed in memory and not in `KEYS` (about 9 MiB).
+const KEYS_UNWRITTEN: usize = 100_000;
+// [`Keys`] keeps at most twice as many in memory for heads, the unwritten ones included (about
+// 21 MiB), so that emptying them of what was read from `KEYS` frees at least half.
 
-/// The replay's per-key state in `DIR/replay.redb` (`KEYS`), as the auditor's [`KeyStore`]:
-/// what the auditor puts waits in memory (at most the keys of one page) until the page is
-/// committed with it; reads see it at once. The keys read or committed lately stay in memory
-/// too (at most `KEYS_CACHED`), so an event's head is mostly not a redb read. Memory does not
-/// grow with the number of keys.
+/// The replay's per-key state, as the auditor's [`KeyStore`]: in memory while it fits, in
+/// `DIR/replay.redb` (`KEYS`) beyond. `KEYS` is rebuilt by each open (the leaves are the
+/// state; the keys are derived from them), so what it holds need not be durable, only
+/// complete once read: what the auditor puts waits in memory until its page is committed,
+/// then stays in memory (`unwritten`, sorted, for the state map's loads; `cached` for heads)
+/// until there are `KEYS_UNWRITTEN` of them, when they are all written to `KEYS` with the
+/// page.
+/// Reads see every put at once. Memory does not grow with the number of keys.
 #[derive(Clone)]
-struct Keys(Arc<KeysInner>);
+struct Keys(Arc<Mutex<KeysInner>>);
 
 struct KeysInner {
     db: Arc<Database>,
     /// Put and not yet committed.
-    dirty: Mutex<std::collections::BTreeMap<Hash, StoredKey>>,
-    /// Committed entries read or written lately (as in `KEYS`).
-    cached: Mutex<std::collections::HashMap<Hash, StoredKey>>,
+    dirty: std::collections::BTreeMap<Hash, StoredKey>,
+    /// Committed and not in `KEYS` (newer than what `KEYS` holds for the key, if anything).
+    unwritten: std::collections::BTreeMap<Hash, StoredKey>,
+    /// `unwritten`, and entries read from `KEYS` lately: for heads.
+    cached: std::collections::HashMap<Hash, StoredKey>,
+    /// The page being written also writes `unwritten` and `dirty` to `KEYS`.
+    flushing: bool,
+    /// At most this many in `unwritten` (`KEYS_UNWRITTEN`; `cached`: twice as many).
+    limit: usize,
     /// A read snapshot of `KEYS` as last committed (None: open one).
-    reader: Mutex<Option<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>>,
+    reader: Option<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>,
+}
+
+impl KeysInner {
+    /// Runs `f` on the committed table.
+    fn read<T>(
+        &mut self,
+        f: impl FnOnce(&redb::ReadOnlyTable<&'static [u8], &'static [u8]>) -> Result<T, String>,
+    ) -> Result<T, String> {
+        if self.reader.is_none() {
+            let t = self.db.begin_read().map_err(|e| e.to_string())?;
+            self.reader = Some(t.open_table(KEYS).map_err(|e| e.to_string())?);
+        }
+        f(self.reader.as_ref().expect("opened"))
+    }
 }
 
 impl Keys {
     fn new(db: Arc<Database>) -> Keys {
-        Keys(Arc::new(KeysInner {
+        Self::with_limit(db, KEYS_UNWRITTEN)
+    }
+
+    fn with_limit(db: Arc<Database>, limit: usize) -> Keys {
+        Keys(Arc::new(Mutex::new(KeysInner {
             db,
-            dirty: Mutex::new(Default::default()),
-            cached: Mutex::new(Default::default()),
-            reader: Mutex::new(None),
-        }))
+            dirty: Default::default(),
+            unwritten: Default::default(),
+            cached: Default::default(),
+            flushing: false,
+            limit,
+            reader: None,
+        })))
     }
 
-    /// Runs `f` on the committed table.
-    fn read<T>(
-        &self,
-        f: impl FnOnce(&redb::ReadOnlyTable<&'static [u8], &'static [u8]>) -> Result<T, String>,
-    ) -> Result<T, String> {
-        let mut r = self.0.reader.lock().expect("keys reader");
-        if r.is_none() {
-            let t = self.0.db.begin_read().map_err(|e| e.to_string())?;
-            *r = Some(t.open_table(KEYS).map_err(|e| e.to_string())?);
-        }
-        f(r.as_ref().expect("opened"))
+    fn lock(&self) -> std::sync::MutexGuard<'_, KeysInner> {
+        self.0.lock().expect("replay keys")
     }
 
-    /// Writes what was put into `w`; [`Keys::committed`] once `w` is committed.
+    /// With the page in `w`: writes what is in memory to `KEYS` once there is too much of it
+    /// (else nothing); [`Keys::committed`] once `w` is committed.
     fn write(&self, w: &redb::WriteTransaction) -> Result<(), String> {
-        let dirty = self.0.dirty.lock().expect("keys");
+        let mut k = self.lock();
+        k.flushing = k.unwritten.len() + k.dirty.len() > k.limit;
+        if !k.flushing {
+            return Ok(());
+        }
         let mut t = w.open_table(KEYS).map_err(|e| e.to_string())?;
-        for (k, v) in dirty.iter() {
-            t.insert(k.as_slice(), encode_key(v).as_slice())
+        for (key, v) in k.unwritten.iter().chain(k.dirty.iter()) {
+            t.insert(key.as_slice(), encode_key(v).as_slice())
                 .map_err(|e| e.to_string())?;
         }
         Ok(())
     }
 
     fn committed(&self) {
-        let dirty = std::mem::take(&mut *self.0.dirty.lock().expect("keys"));
-        *self.0.reader.lock().expect("keys reader") = None;
-        let mut cached = self.0.cached.lock().expect("keys cache");
-        for (k, v) in dirty {
-            Self::cache(&mut cached, k, v);
+        let mut guard = self.lock();
+        let k = &mut *guard;
+        let dirty = std::mem::take(&mut k.dirty);
+        if k.flushing {
+            k.flushing = false;
+            k.unwritten.clear();
+            k.cached.clear();
+            k.reader = None;
+            return;
         }
-    }
-
-    /// Keeps `k` in memory, emptying the cache first if it is full.
-    fn cache(cached: &mut std::collections::HashMap<Hash, StoredKey>, k: Hash, v: StoredKey) {
-        if cached.len() >= KEYS_CACHED && !cached.contains_key(&k) {
-            cached.clear();
+        for (key, v) in dirty {
+            k.unwritten.insert(key, v);
+            k.cached.insert(key, v);
         }
-        cached.insert(k, v);
     }
 }
 
 impl KeyStore for Keys {
     fn get(&self, key: &Hash) -> Result<Option<StoredKey>, String> {
-        if let Some(v) = self.0.dirty.lock().expect("keys").get(key) {
+        let mut k = self.lock();
+        if let Some(v) = k.dirty.get(key).or_else(|| k.cached.get(key)) {
             return Ok(Some(*v));
         }
-        if let Some(v) = self.0.cached.lock().expect("keys cache").get(key) {
-            return Ok(Some(*v));
-        }
-        let found = self.read(
+        let found = k.read(
             |t| match t.get(key.as_slice()).map_err(|e| e.to_string())? {
                 None => Ok(None),
                 Some(v) => decode_key(key, v.value()).map(|(_, v)| Some(v)),
             },
         )?;
         if let Some(v) = found {
-            Self::cache(&mut self.0.cached.lock().expect("keys cache"), *key, v);
+            if k.cached.len() >= 2 * k.limit {
+                // Only entries read from `KEYS` can go (at least half): keep the unwritten.
+                let unwritten = &k.unwritten;
+                let kept: std::collections::HashMap<Hash, StoredKey> =
+                    unwritten.iter().map(|(a, b)| (*a, *b)).collect();
+                k.cached = kept;
+            }
+            k.cached.insert(*key, v);
         }
         Ok(found)
     }
 
     fn range(&self, lo: &Hash, hi: Option<&Hash>) -> Result<Vec<(Hash, StoredKey)>, String> {
+        let mut k = self.lock();
         let mut out = std::collections::BTreeMap::new();
-        self.read(|t| {
+        k.read(|t| {
             let items = match hi {
                 Some(hi) => t.range(lo.as_slice()..hi.as_slice()),
                 None => t.range(lo.as_slice()..),
@@ -269,17 +307,18 @@ impl KeyStore for Keys {
             }
             Ok(())
         })?;
-        let dirty = self.0.dirty.lock().expect("keys");
-        let put = match hi {
-            Some(hi) => dirty.range(*lo..*hi),
-            None => dirty.range(*lo..),
-        };
-        out.extend(put.map(|(k, v)| (*k, *v)));
+        for newer in [&k.unwritten, &k.dirty] {
+            let put = match hi {
+                Some(hi) => newer.range(*lo..*hi),
+                None => newer.range(*lo..),
+            };
+            out.extend(put.map(|(k, v)| (*k, *v)));
+        }
         Ok(out.into_iter().collect())
     }
 
     fn put(&mut self, entries: Vec<(Hash, StoredKey)>) -> Result<(), String> {
-        self.0.dirty.lock().expect("keys").extend(entries);
+        self.lock().dirty.extend(entries);
         Ok(())
     }
 }
@@ -1107,4 +1146,122 @@ fn migrate_leaves(w: &redb::WriteTransaction, size: u64) -> Result<(), String> {
     }
     w.delete_table(LEGACY_LEAVES).map_err(|x| e(&x))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redb::ReadableTableMetadata;
+
+    fn db(dir: &Path) -> Arc<Database> {
+        Arc::new(Database::create(dir.join(FILE)).expect("db"))
+    }
+
+    fn entry(n: u64) -> StoredKey {
+        StoredKey {
+            index: n,
+            seq: n / 2,
+            leaf_hash: [n as u8; 32],
+        }
+    }
+
+    /// One page's puts, written and committed as `Replay::store` does.
+    fn page(keys: &mut Keys, db: &Database, puts: &[(u8, u64)]) {
+        keys.put(puts.iter().map(|(k, n)| ([*k; 32], entry(*n))).collect())
+            .unwrap();
+        let w = db.begin_write().unwrap();
+        keys.write(&w).unwrap();
+        w.commit().unwrap();
+        keys.committed();
+    }
+
+    /// Reads see every put at once, whether it is still put, committed in memory, or written
+    /// to `KEYS` (which happens once more than the limit are in memory), and ranges merge them,
+    /// newest first.
+    #[test]
+    fn keys_in_memory_and_written_read_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(dir.path());
+        let mut keys = Keys::with_limit(db.clone(), 3);
+        let w = db.begin_write().unwrap();
+        w.open_table(KEYS).unwrap();
+        w.commit().unwrap();
+        let mut want = std::collections::BTreeMap::new();
+        let rounds: [&[(u8, u64)]; 5] = [
+            &[(1, 10), (2, 11)],
+            &[(3, 12)],
+            &[(1, 13), (4, 14)],
+            &[(5, 15), (2, 16)],
+            &[(6, 17)],
+        ];
+        for (r, puts) in rounds.iter().enumerate() {
+            keys.put(puts.iter().map(|(k, n)| ([*k; 32], entry(*n))).collect())
+                .unwrap();
+            for (k, n) in puts.iter() {
+                want.insert([*k; 32], entry(*n));
+            }
+            let check = |keys: &Keys| {
+                for k in 0..8u8 {
+                    assert_eq!(keys.get(&[k; 32]).unwrap(), want.get(&[k; 32]).copied());
+                }
+                let all: Vec<_> = want.iter().map(|(k, v)| (*k, *v)).collect();
+                assert_eq!(keys.range(&[0; 32], None).unwrap(), all, "round {r}");
+                let some: Vec<_> = want
+                    .range([2; 32]..[5; 32])
+                    .map(|(k, v)| (*k, *v))
+                    .collect();
+                assert_eq!(keys.range(&[2; 32], Some(&[5; 32])).unwrap(), some);
+            };
+            check(&keys);
+            let w = db.begin_write().unwrap();
+            keys.write(&w).unwrap();
+            w.commit().unwrap();
+            keys.committed();
+            check(&keys);
+        }
+        // More than 3 were in memory at some page: they were all written; the rest is not yet.
+        let r = db.begin_read().unwrap();
+        let t = r.open_table(KEYS).unwrap();
+        assert!(t.len().unwrap() >= 4);
+        let k = keys.lock();
+        assert!(k.unwritten.len() <= 3);
+        assert!(k.cached.len() <= 6);
+        drop(k);
+        page(&mut keys, &db, &[(7, 18)]);
+        assert_eq!(keys.get(&[7; 32]).unwrap(), Some(entry(18)));
+    }
+
+    /// A state of one row per leaf is moved into bundles of 256: full ones, then the rest.
+    #[test]
+    fn leaves_move_into_bundles() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(dir.path());
+        let leaves: Vec<Vec<u8>> = (0..300u32)
+            .map(|i| i.to_be_bytes().repeat(1 + i as usize % 5))
+            .collect();
+        let w = db.begin_write().unwrap();
+        {
+            let mut t = w.open_table(LEGACY_LEAVES).unwrap();
+            for (i, b) in leaves.iter().enumerate() {
+                t.insert(i as u64, b.as_slice()).unwrap();
+            }
+        }
+        migrate_leaves(&w, leaves.len() as u64).unwrap();
+        w.commit().unwrap();
+        let r = db.begin_read().unwrap();
+        let t = r.open_table(BUNDLES).unwrap();
+        let mut got = Vec::new();
+        for (n, width) in [(0u64, 256usize), (1, 44)] {
+            let row = t.get(n).unwrap().expect("a bundle row");
+            for s in split_bundle(row.value(), width).unwrap() {
+                got.push(row.value()[s].to_vec());
+            }
+        }
+        assert_eq!(got, leaves);
+        assert_eq!(t.len().unwrap(), 2);
+        assert!(
+            r.open_table(LEGACY_LEAVES).is_err(),
+            "the old table is gone"
+        );
+    }
 }
