@@ -1136,7 +1136,7 @@ fn migrate_leaves(w: &redb::WriteTransaction, size: u64) -> Result<(), String> {
             }
             crate::core::tlog::tile::push_entry(&mut row, v.value()).map_err(|x| e(&x))?;
             next += 1;
-            if next % BUNDLE_WIDTH == 0 || next == size {
+            if next.is_multiple_of(BUNDLE_WIDTH) || next == size {
                 bundles
                     .insert((next - 1) / BUNDLE_WIDTH, row.as_slice())
                     .map_err(|x| e(&x))?;
