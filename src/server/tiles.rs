@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::AppState;
+use crate::api::schema::EntryBundleSchema;
 use crate::api::{paths, ErrorBody};
 use crate::core::tlog::tile::{self, EntryTile};
 
@@ -26,7 +27,7 @@ pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
         description = "<N>[.p/<W>]: N in zero-padded 3-digit elements, all but the last \
                        prefixed with x (1234067 is x001/x234/067); W from 1 to 255")),
     responses(
-        (status = 200, description = "The bundle", body = [u8],
+        (status = 200, description = "The bundle", body = EntryBundleSchema,
             content_type = "application/octet-stream"),
         (status = 400, body = ErrorBody),
         (status = 404, description = "Past the tree", body = ErrorBody),

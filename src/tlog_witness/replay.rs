@@ -406,11 +406,6 @@ impl Page {
         })
     }
 
-    /// How many leaves from `start`.
-    fn len(&self) -> u64 {
-        self.decoded.len() as u64
-    }
-
     /// Leaves from `start`, copied (for the evidence finder).
     fn to_vecs(&self) -> Vec<Vec<u8>> {
         self.leaves().map(<[u8]>::to_vec).collect()
@@ -421,7 +416,8 @@ impl Page {
 /// `PAGE_BUNDLES` of them, fetched one after the other and each checked to hold exactly its
 /// width of entries: a bundle cut short, with a length past its end, or with more or fewer
 /// entries is refused (nothing is replayed from this page).
-fn fetch_page(client: &Client, at: u64, end: u64) -> Round<Page> {
+/// The bundles, and the index of the first leaf after them.
+fn fetch_page(client: &Client, at: u64, end: u64) -> Round<(Vec<Fetched>, u64)> {
     let mut bundles = Vec::new();
     let mut next = at;
     while next < end && bundles.len() < PAGE_BUNDLES {
@@ -439,7 +435,7 @@ fn fetch_page(client: &Client, at: u64, end: u64) -> Round<Page> {
         next = f.first() + u64::from(tile.width);
         bundles.push(f);
     }
-    Ok(Page::new(at, bundles))
+    Ok((bundles, next))
 }
 
 impl Replay {
@@ -783,11 +779,15 @@ impl Replay {
                 cp.size
             ));
         }
-        // Pages are fetched (and their JSON decoded) on a thread of their own, at most
+        // Pages are fetched (and their leaves decoded) on threads of their own, at most
         // `PREFETCH` ahead, while this one replays and stores the page before: the log server
         // works on the next page while the witness checks this one.
         let mut next = start;
         std::thread::scope(|scope| -> Round<()> {
+            // Two threads: one waits for the server, bundle after bundle; the other decodes
+            // and hashes the leaves of the page before.
+            let (fetched_tx, fetched_rx) =
+                std::sync::mpsc::sync_channel::<Round<(u64, Vec<Fetched>)>>(1);
             let (tx, rx) = std::sync::mpsc::sync_channel::<Round<(u64, Page)>>(PREFETCH);
             let url = &self.url;
             let stop = &self.stop;
@@ -798,12 +798,21 @@ impl Replay {
                 while at < end && !stop.load(Ordering::SeqCst) {
                     let page = fetch_page(&client, at, end);
                     let failed = page.is_err();
-                    let sent = page.map(|p| {
+                    let sent = page.map(|(bundles, next)| {
                         let from = at;
-                        at += p.len();
-                        (from, p)
+                        at = next;
+                        (from, bundles)
                     });
-                    if tx.send(sent).is_err() || failed {
+                    if fetched_tx.send(sent).is_err() || failed {
+                        return;
+                    }
+                }
+            });
+            scope.spawn(move || {
+                for fetched in fetched_rx {
+                    let failed = fetched.is_err();
+                    let page = fetched.map(|(at, bundles)| (at, Page::new(at, bundles)));
+                    if tx.send(page).is_err() || failed {
                         return;
                     }
                 }

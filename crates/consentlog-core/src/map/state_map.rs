@@ -220,7 +220,10 @@ impl StateMap {
             bucket: self.bucket,
             src,
         };
-        let before = self.root.clone();
+        // Kept to undo a merge that fails (a stub's keys could not be loaded). A map that
+        // has never had stubs (bucket 0) cannot fail, and not holding a second reference
+        // lets the merge change its nodes in place instead of copying every path it touches.
+        let before = (self.bucket > 0).then(|| self.root.clone());
         let result = match &mut self.root {
             None => {
                 self.root = Some(build(&distinct, 0, cx.bucket));
@@ -237,7 +240,7 @@ impl StateMap {
                 Ok(())
             }
             Err(e) => {
-                self.root = before;
+                self.root = before.expect("only a map with stubs fails");
                 Err(e)
             }
         }
