@@ -138,6 +138,37 @@ impl Client {
         Self::finish(&url, req.call()).map(|(_, text)| text)
     }
 
+    /// GET `path` for its body's bytes (a binary answer, e.g. an entry bundle).
+    pub fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let transport = |e: ureq::Error| ClientError::Transport {
+            url: url.clone(),
+            message: e.to_string(),
+        };
+        let mut resp = self.agent.get(&url).call().map_err(transport)?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec()
+            .map_err(transport)?;
+        if (200..300).contains(&status) {
+            return Ok(bytes);
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(e) => (Some(e.error.code), e.error.message),
+            Err(_) => (None, text.into_owned()),
+        };
+        Err(ClientError::Status {
+            url,
+            status,
+            code,
+            message,
+        })
+    }
+
     /// POST `body` (JSON) to `path`.
     pub fn post(&self, path: &str, body: &str) -> Result<String, ClientError> {
         self.post_with_status(path, body).map(|(_, text)| text)
@@ -251,6 +282,15 @@ impl Client {
     /// `GET /v1/checkpoints`.
     pub fn checkpoints(&self, q: &CheckpointsQuery) -> Result<CheckpointList, ClientError> {
         self.get_json(&with_query(paths::CHECKPOINTS, q), None)
+    }
+
+    /// `GET /tile/entries/<N>[.p/<W>]`: an entry bundle's body, as served (not yet split:
+    /// `core::tlog::tile::split_bundle`).
+    pub fn entry_bundle(
+        &self,
+        tile: &crate::core::tlog::EntryTile,
+    ) -> Result<Vec<u8>, ClientError> {
+        self.get_bytes(&format!("/{}", tile.path()))
     }
 
     /// `GET /v1/entries`.

@@ -28,6 +28,11 @@ pub mod paths {
     pub const COSIGNED: &str = "/v1/checkpoint/cosigned";
     pub const WITNESSED_RECEIPT: &str = "/v1/receipts/witnessed";
     pub const ENTRIES: &str = "/v1/entries";
+    /// c2sp.org/tlog-tiles entry bundles: `{bundle}` is `<N>[.p/<W>]` and spans path
+    /// segments (the router matches it as `{*bundle}`).
+    pub const TILE_ENTRIES: &str = "/tile/entries/{bundle}";
+    /// What precedes `<N>[.p/<W>]` in an entry bundle's path.
+    pub const TILE_ENTRIES_PREFIX: &str = "/tile/entries/";
     pub const INCLUSION: &str = "/v1/proofs/inclusion";
     pub const CONSISTENCY: &str = "/v1/proofs/consistency";
     pub const CONSENT: &str = "/v1/proofs/consent";

@@ -185,3 +185,10 @@ impl PartialSchema for ConsistencyProof {
 }
 
 impl ToSchema for ConsistencyProof {}
+
+/// An entry bundle (c2sp.org/tlog-tiles; docs/FORMAT.md §14): for each leaf, its length as a
+/// big-endian u16, then its bytes.
+#[allow(dead_code)]
+#[derive(ToSchema)]
+#[schema(as = EntryBundle, value_type = String, format = Binary)]
+pub struct EntryBundleSchema(Vec<u8>);

@@ -121,3 +121,27 @@ pub fn read_range(
     }
     Ok(out)
 }
+
+/// Leaves `start..end` exactly as stored (the bytes hashed into the tree, not decoded), each
+/// given to `each` in order. A missing leaf is an error naming its index.
+pub fn read_leaf_bytes(
+    store: &dyn Store,
+    start: u64,
+    end: u64,
+    mut each: impl FnMut(&[u8]) -> Result<(), LedgerError>,
+) -> Result<(), LedgerError> {
+    let mut expect = start;
+    let (from, to) = (index_key(start), index_key(end));
+    for r in store.scan(Table::Leaf, &from, Some(&to)) {
+        let (k, v) = r?;
+        if k != index_key(expect) {
+            return Err(LedgerError::missing(Table::Leaf, Key::Index(expect)));
+        }
+        each(&v)?;
+        expect += 1;
+    }
+    if start < end && expect != end {
+        return Err(LedgerError::missing(Table::Leaf, Key::Index(expect)));
+    }
+    Ok(())
+}

@@ -11,6 +11,7 @@ mod routes;
 mod sequencer;
 #[cfg(test)]
 mod tests;
+mod tiles;
 mod witnessing;
 
 pub use auth::{check_token, parse_tokens, Auth, DEFAULT_REPLAY_CACHE};
@@ -158,6 +159,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::get_cosigned))
         .routes(routes!(routes::post_witnessed_receipt))
         .routes(routes!(routes::get_entries))
+        .routes_spanning(routes!(tiles::get_entry_bundle))
         .routes(routes!(routes::get_inclusion))
         .routes(routes!(routes::get_consistency))
         .routes(routes!(routes::get_consent, routes::post_consent))
@@ -167,6 +169,33 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::openapi))
         .routes(routes!(routes::healthz))
         .routes(routes!(routes::metrics))
+}
+
+/// A route whose last path parameter spans path segments (an entry bundle's `x001/234`):
+/// documented as `{name}` (OpenAPI has no other spelling), routed as axum's `{*name}`.
+trait RoutesSpanning {
+    fn routes_spanning(self, r: utoipa_axum::router::UtoipaMethodRouter<AppState>) -> Self;
+}
+
+impl RoutesSpanning for OpenApiRouter<AppState> {
+    fn routes_spanning(
+        self,
+        (schemas, paths, method_router): utoipa_axum::router::UtoipaMethodRouter<AppState>,
+    ) -> Self {
+        let mut out = self;
+        for (path, item) in paths.paths {
+            let at = path.rfind('{').expect("a path parameter");
+            let routed = format!("{}{{*{}", &path[..at], &path[at + 1..]);
+            out = out.route(&routed, method_router.clone());
+            out.get_openapi_mut().paths.paths.insert(path, item);
+        }
+        out.get_openapi_mut()
+            .components
+            .get_or_insert_with(Default::default)
+            .schemas
+            .extend(schemas);
+        out
+    }
 }
 
 /// The OpenAPI document of every route (served at `GET /v1/openapi.json`).

@@ -82,7 +82,7 @@ fn snapshot(ledger: &Ledger, at: Option<u64>) -> Result<Arc<Snapshot>, ApiError>
     }
 }
 
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)

@@ -475,6 +475,101 @@ async fn a_storage_failure_answers_a_code_and_a_message_without_internal_details
 }
 
 // ---------------------------------------------------------------------------------------------
+// Entry bundles (c2sp.org/tlog-tiles)
+// ---------------------------------------------------------------------------------------------
+
+/// `GET uri` through the router: status, headers and the body's bytes.
+async fn get_bytes(t: &TestApp, uri: &str) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    let req = Request::builder()
+        .uri(uri)
+        .body(Body::empty())
+        .expect("request");
+    let resp = t.router().oneshot(req).await.expect("infallible");
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    (status, headers, bytes.to_vec())
+}
+
+/// A full bundle and every partial width up to the tree are the leaves `/v1/entries` serves,
+/// each as a uint16 length and its bytes, immutable; past the tree is 404; a path that is not
+/// a bundle's canonical spelling is 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entry_bundles_are_the_leaves_in_tlog_tiles_form() {
+    use crate::core::tlog::tile::encode_bundle;
+    let t = TestApp::new();
+    let lines: Vec<String> = (0..300)
+        .map(|_| event(&crate::keyfile::generate(), None, true).0)
+        .collect();
+    let (s, body) = t.post("/v1/events/batch", &lines.join("\n")).await;
+    assert!(s.is_success(), "{s} {body}");
+    t.covered().await;
+    let size = t.ledger.size();
+    assert!((257..512).contains(&size), "{size}");
+    let (s, body) = t.get(&format!("/v1/entries?end={size}"), None).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let page: EntryPage = serde_json::from_str(&body).expect("page");
+    let leaves: Vec<&[u8]> = page.entries.iter().map(|r| r.entry.as_slice()).collect();
+    assert_eq!(leaves.len() as u64, size);
+
+    let (s, h, body) = get_bytes(&t, "/tile/entries/000").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(h["content-type"], "application/octet-stream");
+    assert_eq!(h["cache-control"], tiles::IMMUTABLE);
+    assert_eq!(body, encode_bundle(leaves[..256].iter().copied()).unwrap());
+    let partial = size as usize - 256;
+    for w in [1, partial] {
+        let (s, h, body) = get_bytes(&t, &format!("/tile/entries/001.p/{w}")).await;
+        assert_eq!(s, StatusCode::OK, "width {w}");
+        assert_eq!(h["cache-control"], tiles::IMMUTABLE);
+        let want = encode_bundle(leaves[256..256 + w].iter().copied()).unwrap();
+        assert_eq!(body, want, "width {w}");
+    }
+    // The genesis leaf alone.
+    let (s, _, body) = get_bytes(&t, "/tile/entries/000.p/1").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        usize::from(u16::from_be_bytes([body[0], body[1]])),
+        leaves[0].len()
+    );
+    assert_eq!(&body[2..], leaves[0]);
+
+    for past in [
+        "/tile/entries/001".to_string(),
+        format!("/tile/entries/001.p/{}", partial + 1),
+        "/tile/entries/002.p/1".into(),
+        "/tile/entries/x001/000".into(),
+    ] {
+        let (s, _, body) = get_bytes(&t, &past).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{past}");
+        let e: ErrorBody = serde_json::from_slice(&body).expect("error body");
+        assert_eq!(e.error.code, "not_found", "{past}");
+    }
+    for bad in [
+        "/tile/entries/0",
+        "/tile/entries/00",
+        "/tile/entries/0000",
+        "/tile/entries/x000/000",
+        "/tile/entries/x001",
+        "/tile/entries/001/",
+        "/tile/entries/000.p/0",
+        "/tile/entries/000.p/256",
+        "/tile/entries/000.p/01",
+        "/tile/entries/000.p/",
+        "/tile/entries/%30%30%30",
+        "/tile/entries/x018/x446/x744/x073/x709/x551/615",
+    ] {
+        let (s, _, body) = get_bytes(&t, bad).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
+        let e: ErrorBody = serde_json::from_slice(&body).expect("error body");
+        assert_eq!(e.error.code, "bad_request", "{bad}");
+    }
+    let (s, _) = t.post("/tile/entries/000", "").await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+// ---------------------------------------------------------------------------------------------
 // The accept loop: header-read timeout and connection limit
 // ---------------------------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 //! The replaying witness's follower (`consentlog witness --replay URL --log VKEY`): it reads a
-//! consentlog log's public leaves from the log server (`GET /v1/checkpoint`,
-//! `GET /v1/entries`), replays them with the auditor of `core::audit` (the RFC 6962 tree, the
+//! consentlog log's public leaves from the log server (`GET /v1/checkpoint`, and the
+//! c2sp.org/tlog-tiles entry bundles of `GET /tile/entries/...`), replays them with the auditor of `core::audit` (the RFC 6962 tree, the
 //! genesis leaf, every key's public `prev`/`seq` chain, the time invariant and every map
 //! leaf's root), and records how far it got. [`Replay::gate`] is what the witness asks before
 //! it cosigns: a checkpoint beyond the replayed size is "not yet" (503 with `Retry-After`, a
@@ -17,17 +17,21 @@
 //! checkpoint that conflicts with a log-signed one of the same size the replay matched,
 //! same_size_different_roots; otherwise a text report.
 //!
-//! Pages of entries are fetched, parsed, decoded and hashed on a thread of their own, a page
-//! or two ahead of the replay (examples/replay_rate.rs measures the rate).
+//! Pages of entry bundles (40 bundles, 10,240 leaves) are fetched, split, decoded and hashed on
+//! a thread of their own, a page or two ahead of the replay (examples/replay_rate.rs measures
+//! the rate). A bundle that does not hold exactly the entries its path names is refused with
+//! an error; nothing of its page is replayed, and the next round fetches it again.
 //!
-//! State: `DIR/replay.redb` holds the replayed size, every leaf replayed (so a restart replays
-//! from its own disk, not from the log), the tree root at each size that ends at a map leaf,
+//! State: `DIR/replay.redb` holds the replayed size, every leaf replayed (one row per entry
+//! bundle, in the bundle's own encoding, so a restart replays from its own disk, not from the
+//! log), the tree root at each size that ends at a map leaf,
 //! the checkpoint notes the replay matched, the auditor's per-key state ([`KeyStore`]: each
 //! key's latest event leaf as of the latest map leaf; rebuilt by each open), and the refusal if
 //! any. Each page of leaves is committed durably in one transaction with the per-key state it
 //! changed, after it was checked: the gate only ever sees checked sizes. In memory: the state
-//! map's upper levels (capped, `MAP_CAP`), the keys changed since the latest map leaf, the
-//! tree's frontier and redb's cache, whatever the size of the log.
+//! map (whole while it fits `MAP_CAP`, then its upper levels), the keys changed since the
+//! latest map leaf, up to `KEYS_UNWRITTEN` keys' state not yet in `replay_keys` and twice as
+//! many heads, the tree's frontier and redb's cache, whatever the size of the log.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,14 +49,19 @@ use crate::core::evidence_finder::Finder;
 use crate::core::hash::{to_hex, Hash};
 use crate::core::leaf::Leaf;
 use crate::core::note::{self, SignedCheckpoint};
+use crate::core::tlog::tile::{split_bundle, EntryTile, TileError, BUNDLE_WIDTH};
 use crate::ledger::clock::Clock;
 
 /// The replay database inside the witness directory.
 pub const FILE: &str = "replay.redb";
 /// `size` (u64 BE) / `refused` (text) / `url`.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("replay_meta");
-/// Leaf index → the leaf's bytes, as served and checked.
-const LEAVES: TableDefinition<u64, &[u8]> = TableDefinition::new("replay_leaves");
+/// Entry bundle index `N` → the leaves `N * 256 ..` replayed, as an entry bundle
+/// (c2sp.org/tlog-tiles: each leaf a big-endian uint16 length, then its bytes, as served and
+/// checked); full but for the last.
+const BUNDLES: TableDefinition<u64, &[u8]> = TableDefinition::new("replay_bundles");
+/// Before the bundles: leaf index → the leaf's bytes (moved into `BUNDLES` by the next open).
+const LEGACY_LEAVES: TableDefinition<u64, &[u8]> = TableDefinition::new("replay_leaves");
 /// Tree size that ends at a map leaf → the tree's root at that size.
 const ROOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("replay_roots");
 /// State key → its latest event leaf as of the latest map leaf replayed (index and seq as u64
@@ -66,8 +75,8 @@ const MAP_CAP: usize = 32 << 20;
 const META_SIZE: &str = "size";
 const META_REFUSED: &str = "refused";
 const META_ORIGIN: &str = "origin";
-/// Leaves read back per chunk when a restart replays its own disk.
-const LOCAL_CHUNK: u64 = 16_384;
+/// Bundles read back per chunk when a restart replays its own disk (16,384 leaves).
+const LOCAL_CHUNK: u64 = 64;
 
 /// Why the replay state could not be opened or kept.
 #[derive(Debug, thiserror::Error)]
@@ -156,75 +165,136 @@ fn decode_key(k: &[u8], v: &[u8]) -> Result<(Hash, StoredKey), String> {
     ))
 }
 
-/// The replay's per-key state in `DIR/replay.redb` (`KEYS`), as the auditor's [`KeyStore`]:
-/// what the auditor puts waits in memory (at most the keys of one page) until the page is
-/// committed with it; reads see it at once. Memory does not grow with the number of keys.
+/// The most keys [`Keys`] keeps committed in memory and not in `KEYS` (about 9 MiB).
+const KEYS_UNWRITTEN: usize = 100_000;
+// [`Keys`] keeps at most twice as many in memory for heads, the unwritten ones included (about
+// 21 MiB), so that emptying them of what was read from `KEYS` frees at least half.
+
+/// The replay's per-key state, as the auditor's [`KeyStore`]: in memory while it fits, in
+/// `DIR/replay.redb` (`KEYS`) beyond. `KEYS` is rebuilt by each open (the leaves are the
+/// state; the keys are derived from them), so what it holds need not be durable, only
+/// complete once read: what the auditor puts waits in memory until its page is committed,
+/// then stays in memory (`unwritten`, sorted, for the state map's loads; `cached` for heads)
+/// until there are `KEYS_UNWRITTEN` of them, when they are all written to `KEYS` with the
+/// page.
+/// Reads see every put at once. Memory does not grow with the number of keys.
 #[derive(Clone)]
-struct Keys(Arc<KeysInner>);
+struct Keys(Arc<Mutex<KeysInner>>);
 
 struct KeysInner {
     db: Arc<Database>,
     /// Put and not yet committed.
-    dirty: Mutex<std::collections::BTreeMap<Hash, StoredKey>>,
+    dirty: std::collections::BTreeMap<Hash, StoredKey>,
+    /// Committed and not in `KEYS` (newer than what `KEYS` holds for the key, if anything).
+    unwritten: std::collections::BTreeMap<Hash, StoredKey>,
+    /// `unwritten`, and entries read from `KEYS` lately: for heads.
+    cached: std::collections::HashMap<Hash, StoredKey>,
+    /// The page being written also writes `unwritten` and `dirty` to `KEYS`.
+    flushing: bool,
+    /// At most this many in `unwritten` (`KEYS_UNWRITTEN`; `cached`: twice as many).
+    limit: usize,
     /// A read snapshot of `KEYS` as last committed (None: open one).
-    reader: Mutex<Option<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>>,
+    reader: Option<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>,
+}
+
+impl KeysInner {
+    /// Runs `f` on the committed table.
+    fn read<T>(
+        &mut self,
+        f: impl FnOnce(&redb::ReadOnlyTable<&'static [u8], &'static [u8]>) -> Result<T, String>,
+    ) -> Result<T, String> {
+        if self.reader.is_none() {
+            let t = self.db.begin_read().map_err(|e| e.to_string())?;
+            self.reader = Some(t.open_table(KEYS).map_err(|e| e.to_string())?);
+        }
+        f(self.reader.as_ref().expect("opened"))
+    }
 }
 
 impl Keys {
     fn new(db: Arc<Database>) -> Keys {
-        Keys(Arc::new(KeysInner {
+        Self::with_limit(db, KEYS_UNWRITTEN)
+    }
+
+    fn with_limit(db: Arc<Database>, limit: usize) -> Keys {
+        Keys(Arc::new(Mutex::new(KeysInner {
             db,
-            dirty: Mutex::new(Default::default()),
-            reader: Mutex::new(None),
-        }))
+            dirty: Default::default(),
+            unwritten: Default::default(),
+            cached: Default::default(),
+            flushing: false,
+            limit,
+            reader: None,
+        })))
     }
 
-    /// Runs `f` on the committed table.
-    fn read<T>(
-        &self,
-        f: impl FnOnce(&redb::ReadOnlyTable<&'static [u8], &'static [u8]>) -> Result<T, String>,
-    ) -> Result<T, String> {
-        let mut r = self.0.reader.lock().expect("keys reader");
-        if r.is_none() {
-            let t = self.0.db.begin_read().map_err(|e| e.to_string())?;
-            *r = Some(t.open_table(KEYS).map_err(|e| e.to_string())?);
-        }
-        f(r.as_ref().expect("opened"))
+    fn lock(&self) -> std::sync::MutexGuard<'_, KeysInner> {
+        self.0.lock().expect("replay keys")
     }
 
-    /// Writes what was put into `w`; [`Keys::committed`] once `w` is committed.
+    /// With the page in `w`: writes what is in memory to `KEYS` once there is too much of it
+    /// (else nothing); [`Keys::committed`] once `w` is committed.
     fn write(&self, w: &redb::WriteTransaction) -> Result<(), String> {
-        let dirty = self.0.dirty.lock().expect("keys");
+        let mut k = self.lock();
+        k.flushing = k.unwritten.len() + k.dirty.len() > k.limit;
+        if !k.flushing {
+            return Ok(());
+        }
         let mut t = w.open_table(KEYS).map_err(|e| e.to_string())?;
-        for (k, v) in dirty.iter() {
-            t.insert(k.as_slice(), encode_key(v).as_slice())
+        for (key, v) in k.unwritten.iter().chain(k.dirty.iter()) {
+            t.insert(key.as_slice(), encode_key(v).as_slice())
                 .map_err(|e| e.to_string())?;
         }
         Ok(())
     }
 
     fn committed(&self) {
-        self.0.dirty.lock().expect("keys").clear();
-        *self.0.reader.lock().expect("keys reader") = None;
+        let mut guard = self.lock();
+        let k = &mut *guard;
+        let dirty = std::mem::take(&mut k.dirty);
+        if k.flushing {
+            k.flushing = false;
+            k.unwritten.clear();
+            k.cached.clear();
+            k.reader = None;
+            return;
+        }
+        for (key, v) in dirty {
+            k.unwritten.insert(key, v);
+            k.cached.insert(key, v);
+        }
     }
 }
 
 impl KeyStore for Keys {
     fn get(&self, key: &Hash) -> Result<Option<StoredKey>, String> {
-        if let Some(v) = self.0.dirty.lock().expect("keys").get(key) {
+        let mut k = self.lock();
+        if let Some(v) = k.dirty.get(key).or_else(|| k.cached.get(key)) {
             return Ok(Some(*v));
         }
-        self.read(
+        let found = k.read(
             |t| match t.get(key.as_slice()).map_err(|e| e.to_string())? {
                 None => Ok(None),
                 Some(v) => decode_key(key, v.value()).map(|(_, v)| Some(v)),
             },
-        )
+        )?;
+        if let Some(v) = found {
+            if k.cached.len() >= 2 * k.limit {
+                // Only entries read from `KEYS` can go (at least half): keep the unwritten.
+                let unwritten = &k.unwritten;
+                let kept: std::collections::HashMap<Hash, StoredKey> =
+                    unwritten.iter().map(|(a, b)| (*a, *b)).collect();
+                k.cached = kept;
+            }
+            k.cached.insert(*key, v);
+        }
+        Ok(found)
     }
 
     fn range(&self, lo: &Hash, hi: Option<&Hash>) -> Result<Vec<(Hash, StoredKey)>, String> {
+        let mut k = self.lock();
         let mut out = std::collections::BTreeMap::new();
-        self.read(|t| {
+        k.read(|t| {
             let items = match hi {
                 Some(hi) => t.range(lo.as_slice()..hi.as_slice()),
                 None => t.range(lo.as_slice()..),
@@ -237,17 +307,18 @@ impl KeyStore for Keys {
             }
             Ok(())
         })?;
-        let dirty = self.0.dirty.lock().expect("keys");
-        let put = match hi {
-            Some(hi) => dirty.range(*lo..*hi),
-            None => dirty.range(*lo..),
-        };
-        out.extend(put.map(|(k, v)| (*k, *v)));
+        for newer in [&k.unwritten, &k.dirty] {
+            let put = match hi {
+                Some(hi) => newer.range(*lo..*hi),
+                None => newer.range(*lo..),
+            };
+            out.extend(put.map(|(k, v)| (*k, *v)));
+        }
         Ok(out.into_iter().collect())
     }
 
     fn put(&mut self, entries: Vec<(Hash, StoredKey)>) -> Result<(), String> {
-        self.0.dirty.lock().expect("keys").extend(entries);
+        self.lock().dirty.extend(entries);
         Ok(())
     }
 }
@@ -262,54 +333,109 @@ fn lies(a: &Auditor) -> Vec<String> {
         .collect()
 }
 
-/// Pages of entries fetched ahead of the replay.
+/// Pages fetched ahead of the replay.
 const PREFETCH: usize = 2;
+/// Entry bundles in a page (a page is replayed, then stored in one transaction): 10,240
+/// leaves.
+const PAGE_BUNDLES: usize = 40;
 
-/// A page of leaves as served, each strictly decoded (or why not) with its leaf hash: done on
-/// the fetching thread, so the replay only replays.
+/// An entry bundle as served (c2sp.org/tlog-tiles), checked to hold exactly its width of
+/// entries: its body and where each entry lies in it.
+struct Fetched {
+    tile: EntryTile,
+    body: Vec<u8>,
+    spans: Vec<std::ops::Range<usize>>,
+}
+
+impl Fetched {
+    fn new(tile: EntryTile, body: Vec<u8>) -> Result<Fetched, TileError> {
+        let spans = split_bundle(&body, usize::from(tile.width))?;
+        Ok(Fetched { tile, body, spans })
+    }
+
+    /// The bundle's first entry's index.
+    fn first(&self) -> u64 {
+        self.tile.index * BUNDLE_WIDTH
+    }
+
+    /// Entries `from..to` (positions in the bundle) as bundle bytes: each length and entry.
+    fn encoded(&self, from: usize, to: usize) -> &[u8] {
+        if from >= to {
+            return &[];
+        }
+        &self.body[self.spans[from].start - 2..self.spans[to - 1].end]
+    }
+}
+
+/// A page of leaves from `start`, in whole bundles (the first may begin before `start`: its
+/// earlier entries were replayed before), each leaf strictly decoded (or why not) with its leaf
+/// hash: done on the fetching thread, so the replay only replays.
 struct Page {
-    bytes: Vec<Vec<u8>>,
+    start: u64,
+    bundles: Vec<Fetched>,
     decoded: Vec<Result<(Leaf, Hash), String>>,
 }
 
 impl Page {
-    fn new(bytes: Vec<Vec<u8>>) -> Page {
-        let decoded = bytes
-            .iter()
+    fn new(start: u64, bundles: Vec<Fetched>) -> Page {
+        let mut page = Page {
+            start,
+            bundles,
+            decoded: Vec::new(),
+        };
+        let decoded = page
+            .leaves()
             .map(|b| {
                 Leaf::decode(b)
                     .map(|l| (l, crate::core::leaf::leaf_hash(b)))
                     .map_err(|e| e.to_string())
             })
             .collect();
-        Page { bytes, decoded }
+        page.decoded = decoded;
+        page
+    }
+
+    /// The page's leaves, from `start`.
+    fn leaves(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let start = self.start;
+        self.bundles.iter().flat_map(move |f| {
+            let skip = start.saturating_sub(f.first()) as usize;
+            f.spans[skip.min(f.spans.len())..]
+                .iter()
+                .map(move |r| &f.body[r.clone()])
+        })
+    }
+
+    /// Leaves from `start`, copied (for the evidence finder).
+    fn to_vecs(&self) -> Vec<Vec<u8>> {
+        self.leaves().map(<[u8]>::to_vec).collect()
     }
 }
 
-/// The leaves `at..` (up to `end`, as many as the server gives in one page), checked to be a
-/// page starting at `at`, in order.
-fn fetch_page(client: &Client, at: u64, end: u64) -> Round<Page> {
-    let page = client
-        .entries(&PageQuery {
-            start: Some(at),
-            end: Some(end),
-        })
-        .map_err(|e| format!("entries from {at}: {e}"))?;
-    if page.start != at
-        || page.end <= at
-        || page.end > end
-        || page.entries.len() as u64 != page.end - at
-    {
-        return Err(format!("the log sent a bad page of entries at {at}"));
+/// The bundles that hold the leaves `at..` of a tree of `end` leaves, at most
+/// `PAGE_BUNDLES` of them, fetched one after the other and each checked to hold exactly its
+/// width of entries: a bundle cut short, with a length past its end, or with more or fewer
+/// entries is refused (nothing is replayed from this page).
+/// The bundles, and the index of the first leaf after them.
+fn fetch_page(client: &Client, at: u64, end: u64) -> Round<(Vec<Fetched>, u64)> {
+    let mut bundles = Vec::new();
+    let mut next = at;
+    while next < end && bundles.len() < PAGE_BUNDLES {
+        let tile = EntryTile::containing(next, end);
+        let body = client
+            .entry_bundle(&tile)
+            .map_err(|e| format!("entry bundle {}: {e}", tile.path()))?;
+        let f = Fetched::new(tile, body).map_err(|e| {
+            format!(
+                "the log sent a bad entry bundle {} (entries {}..): {e}",
+                tile.path(),
+                tile.index * BUNDLE_WIDTH
+            )
+        })?;
+        next = f.first() + u64::from(tile.width);
+        bundles.push(f);
     }
-    let mut bytes = Vec::with_capacity(page.entries.len());
-    for (k, row) in page.entries.into_iter().enumerate() {
-        if row.index != at + k as u64 {
-            return Err(format!("entries out of order at {}", at + k as u64));
-        }
-        bytes.push(row.entry);
-    }
-    Ok(Page::new(bytes))
+    Ok((bundles, next))
 }
 
 impl Replay {
@@ -375,7 +501,8 @@ impl Replay {
                     .get(META_REFUSED)
                     .map_err(|x| engine(&x))?
                     .map(|v| String::from_utf8_lossy(v.value()).into_owned());
-                w.open_table(LEAVES).map_err(|x| engine(&x))?;
+                w.open_table(BUNDLES).map_err(|x| engine(&x))?;
+                migrate_leaves(&w, size).map_err(|x| engine(&x))?;
                 w.open_table(ROOTS).map_err(|x| engine(&x))?;
                 w.open_table(NOTES).map_err(|x| engine(&x))?;
                 // The per-key state is rebuilt by the replay below.
@@ -390,25 +517,31 @@ impl Replay {
         if refused.is_none() {
             // Replay what was already checked, from this witness's own disk.
             let r = db.begin_read().map_err(|x| engine(&x))?;
-            let leaves = r.open_table(LEAVES).map_err(|x| engine(&x))?;
+            let bundles = r.open_table(BUNDLES).map_err(|x| engine(&x))?;
             let mut next = 0;
             while next < size {
-                let end = size.min(next + LOCAL_CHUNK);
-                let mut chunk = Vec::with_capacity((end - next) as usize);
-                for item in leaves.range(next..end).map_err(|x| engine(&x))? {
-                    let (i, v) = item.map_err(|x| engine(&x))?;
-                    if i.value() != next + chunk.len() as u64 {
-                        return Err(damaged(format!(
-                            "leaf {} missing",
-                            next + chunk.len() as u64
-                        )));
+                let first = next / BUNDLE_WIDTH;
+                let last = (size - 1) / BUNDLE_WIDTH;
+                let end_bundle = last.min(first + LOCAL_CHUNK - 1);
+                let mut chunk = Vec::with_capacity((LOCAL_CHUNK * BUNDLE_WIDTH) as usize);
+                for item in bundles.range(first..=end_bundle).map_err(|x| engine(&x))? {
+                    let (n, v) = item.map_err(|x| engine(&x))?;
+                    if n.value() != next / BUNDLE_WIDTH {
+                        return Err(damaged(format!("leaf {next} missing")));
                     }
-                    let leaf = Leaf::decode(v.value())
-                        .map_err(|e| damaged(format!("leaf {}: {e}", i.value())))?;
-                    chunk.push((leaf, crate::core::leaf::leaf_hash(v.value())));
+                    let tile = EntryTile::containing(next, size);
+                    let f = Fetched::new(tile, v.value().to_vec())
+                        .map_err(|e| damaged(format!("entry bundle {}: {e}", tile.index)))?;
+                    for r in &f.spans {
+                        let b = &f.body[r.clone()];
+                        let leaf =
+                            Leaf::decode(b).map_err(|e| damaged(format!("leaf {next}: {e}")))?;
+                        chunk.push((leaf, crate::core::leaf::leaf_hash(b)));
+                        next += 1;
+                    }
                 }
-                if chunk.len() as u64 != end - next {
-                    return Err(damaged(format!("leaves {next}..{end} missing")));
+                if next <= end_bundle * BUNDLE_WIDTH {
+                    return Err(damaged(format!("leaf {next} missing")));
                 }
                 a.push_public(chunk);
                 if let Some(e) = a.storage_error() {
@@ -421,7 +554,6 @@ impl Replay {
                 keys.write(&w).map_err(|x| engine(&x))?;
                 w.commit().map_err(|x| engine(&x))?;
                 keys.committed();
-                next = end;
             }
             let lied = lies(&a);
             if let Some(first) = lied.first() {
@@ -647,11 +779,15 @@ impl Replay {
                 cp.size
             ));
         }
-        // Pages are fetched (and their JSON decoded) on a thread of their own, at most
+        // Pages are fetched (and their leaves decoded) on threads of their own, at most
         // `PREFETCH` ahead, while this one replays and stores the page before: the log server
         // works on the next page while the witness checks this one.
         let mut next = start;
         std::thread::scope(|scope| -> Round<()> {
+            // Two threads: one waits for the server, bundle after bundle; the other decodes
+            // and hashes the leaves of the page before.
+            let (fetched_tx, fetched_rx) =
+                std::sync::mpsc::sync_channel::<Round<(u64, Vec<Fetched>)>>(1);
             let (tx, rx) = std::sync::mpsc::sync_channel::<Round<(u64, Page)>>(PREFETCH);
             let url = &self.url;
             let stop = &self.stop;
@@ -662,12 +798,21 @@ impl Replay {
                 while at < end && !stop.load(Ordering::SeqCst) {
                     let page = fetch_page(&client, at, end);
                     let failed = page.is_err();
-                    let sent = page.map(|p| {
+                    let sent = page.map(|(bundles, next)| {
                         let from = at;
-                        at += p.bytes.len() as u64;
-                        (from, p)
+                        at = next;
+                        (from, bundles)
                     });
-                    if tx.send(sent).is_err() || failed {
+                    if fetched_tx.send(sent).is_err() || failed {
+                        return;
+                    }
+                }
+            });
+            scope.spawn(move || {
+                for fetched in fetched_rx {
+                    let failed = fetched.is_err();
+                    let page = fetched.map(|(at, bundles)| (at, Page::new(at, bundles)));
+                    if tx.send(page).is_err() || failed {
                         return;
                     }
                 }
@@ -713,13 +858,14 @@ impl Replay {
         Ok(self.replayed() > start)
     }
 
-    /// Replays the leaves `bytes` starting at `start`, all covered by `cp`, and stores them;
+    /// Replays the leaves of `page`, starting at `start`, all covered by `cp`, and stores them;
     /// the new replayed size, or None if it stopped before a map leaf ahead of the clock
     /// (what came before it was replayed).
-    fn replay_page(&self, cp: &SignedCheckpoint, start: u64, page: Page) -> Round<Option<u64>> {
+    fn replay_page(&self, cp: &SignedCheckpoint, start: u64, mut page: Page) -> Round<Option<u64>> {
+        debug_assert_eq!(start, page.start);
         let now = self.clock.now_ms();
-        let Page { bytes, decoded } = page;
-        let mut leaves = Vec::with_capacity(bytes.len());
+        let decoded = std::mem::take(&mut page.decoded);
+        let mut leaves = Vec::with_capacity(decoded.len());
         let mut held = false;
         for (k, d) in decoded.into_iter().enumerate() {
             let i = start + k as u64;
@@ -739,7 +885,7 @@ impl Replay {
                     self.caught(
                         &format!("leaf {i} does not decode: {e}"),
                         Some(cp),
-                        Some((start, &bytes)),
+                        Some((start, &page.to_vecs())),
                     );
                     return Ok(Some(start));
                 }
@@ -772,12 +918,13 @@ impl Replay {
         let lied = lies(&p.auditor);
         if !lied.is_empty() {
             drop(p);
-            self.caught(&lied.join("; "), Some(cp), Some((start, &bytes)));
+            self.caught(&lied.join("; "), Some(cp), Some((start, &page.to_vecs())));
             return Ok(Some(start));
         }
         let end = p.auditor.size();
         // Stored while the lock is held, so the gate sees a size only once it is on disk.
-        let stored = self.store(start, &bytes[..count], end, &roots);
+        debug_assert_eq!(end, start + count as u64);
+        let stored = self.store(&page, end, &roots);
         if let Err(e) = stored {
             // The in-memory replay is ahead of the disk: rebuild it from the disk on the next
             // open; until then, stop here.
@@ -788,15 +935,33 @@ impl Replay {
         Ok((!held).then_some(end))
     }
 
-    fn store(&self, start: u64, leaves: &[Vec<u8>], end: u64, roots: &[(u64, Hash)]) -> Round<()> {
+    /// Stores the leaves of `page` up to `end` (into its bundles' rows), the roots at the map
+    /// leaves among them, the per-key state and the new size, in one durable transaction.
+    fn store(&self, page: &Page, end: u64, roots: &[(u64, Hash)]) -> Round<()> {
         let e = |x: &dyn std::fmt::Display| x.to_string();
         let mut w = self.db.begin_write().map_err(|x| e(&x))?;
         w.set_durability(Durability::Immediate).map_err(|x| e(&x))?;
         {
-            let mut t = w.open_table(LEAVES).map_err(|x| e(&x))?;
-            for (k, b) in leaves.iter().enumerate() {
-                t.insert(start + k as u64, b.as_slice())
-                    .map_err(|x| e(&x))?;
+            let mut t = w.open_table(BUNDLES).map_err(|x| e(&x))?;
+            for f in &page.bundles {
+                // Entries of this bundle stored before, and replayed now.
+                let from = page.start.saturating_sub(f.first()) as usize;
+                let to = (end.saturating_sub(f.first()) as usize).min(f.spans.len());
+                if to <= from {
+                    continue;
+                }
+                let new = f.encoded(from, to);
+                if from == 0 {
+                    t.insert(f.tile.index, new).map_err(|x| e(&x))?;
+                } else {
+                    // A partial bundle grown: what was stored (and replayed), then the rest.
+                    let mut row = match t.get(f.tile.index).map_err(|x| e(&x))? {
+                        Some(v) => v.value().to_vec(),
+                        None => return Err(format!("entry bundle {} missing", f.tile.index)),
+                    };
+                    row.extend_from_slice(new);
+                    t.insert(f.tile.index, row.as_slice()).map_err(|x| e(&x))?;
+                }
             }
             let mut t = w.open_table(ROOTS).map_err(|x| e(&x))?;
             for (size, root) in roots {
@@ -904,11 +1069,28 @@ impl Replay {
         let stored_end = fresh.map_or(u64::MAX, |(s, _)| s).min(cp.size);
         {
             let r = self.db.begin_read().map_err(|e| e.to_string())?;
-            let t = r.open_table(LEAVES).map_err(|e| e.to_string())?;
-            for item in t.range(0..stored_end).map_err(|e| e.to_string())? {
-                let (_, v) = item.map_err(|e| e.to_string())?;
-                f.push(v.value().to_vec());
-                next += 1;
+            let t = r.open_table(BUNDLES).map_err(|e| e.to_string())?;
+            let size = match r
+                .open_table(META)
+                .map_err(|e| e.to_string())?
+                .get(META_SIZE)
+                .map_err(|e| e.to_string())?
+            {
+                Some(v) => u64::from_be_bytes(v.value().try_into().map_err(|_| "replayed size")?),
+                None => 0,
+            };
+            let stored = size.min(stored_end);
+            for item in t.iter().map_err(|e| e.to_string())? {
+                if next >= stored {
+                    break;
+                }
+                let (n, v) = item.map_err(|e| e.to_string())?;
+                let tile = EntryTile::containing(n.value() * BUNDLE_WIDTH, size);
+                let b = Fetched::new(tile, v.value().to_vec()).map_err(|e| e.to_string())?;
+                for r in b.spans.iter().take((stored - next) as usize) {
+                    f.push(b.body[r.clone()].to_vec());
+                    next += 1;
+                }
             }
         }
         if let Some((s, leaves)) = fresh {
@@ -944,5 +1126,151 @@ impl Replay {
             }
             None => Ok(None),
         }
+    }
+}
+
+/// Moves the leaves of a replay state from before the bundles (one row each, `LEGACY_LEAVES`)
+/// into `BUNDLES`, in `w`; nothing if there are none.
+fn migrate_leaves(w: &redb::WriteTransaction, size: u64) -> Result<(), String> {
+    let e = |x: &dyn std::fmt::Display| x.to_string();
+    let mut bundles = w.open_table(BUNDLES).map_err(|x| e(&x))?;
+    {
+        let legacy = w.open_table(LEGACY_LEAVES).map_err(|x| e(&x))?;
+        let mut row = Vec::new();
+        let mut next = 0u64;
+        for item in legacy.range(0..size).map_err(|x| e(&x))? {
+            let (i, v) = item.map_err(|x| e(&x))?;
+            if i.value() != next {
+                return Err(format!("leaf {next} missing (damaged state)"));
+            }
+            crate::core::tlog::tile::push_entry(&mut row, v.value()).map_err(|x| e(&x))?;
+            next += 1;
+            if next.is_multiple_of(BUNDLE_WIDTH) || next == size {
+                bundles
+                    .insert((next - 1) / BUNDLE_WIDTH, row.as_slice())
+                    .map_err(|x| e(&x))?;
+                row.clear();
+            }
+        }
+    }
+    w.delete_table(LEGACY_LEAVES).map_err(|x| e(&x))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redb::ReadableTableMetadata;
+
+    fn db(dir: &Path) -> Arc<Database> {
+        Arc::new(Database::create(dir.join(FILE)).expect("db"))
+    }
+
+    fn entry(n: u64) -> StoredKey {
+        StoredKey {
+            index: n,
+            seq: n / 2,
+            leaf_hash: [n as u8; 32],
+        }
+    }
+
+    /// One page's puts, written and committed as `Replay::store` does.
+    fn page(keys: &mut Keys, db: &Database, puts: &[(u8, u64)]) {
+        keys.put(puts.iter().map(|(k, n)| ([*k; 32], entry(*n))).collect())
+            .unwrap();
+        let w = db.begin_write().unwrap();
+        keys.write(&w).unwrap();
+        w.commit().unwrap();
+        keys.committed();
+    }
+
+    /// Reads see every put at once, whether it is still put, committed in memory, or written
+    /// to `KEYS` (which happens once more than the limit are in memory), and ranges merge them,
+    /// newest first.
+    #[test]
+    fn keys_in_memory_and_written_read_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(dir.path());
+        let mut keys = Keys::with_limit(db.clone(), 3);
+        let w = db.begin_write().unwrap();
+        w.open_table(KEYS).unwrap();
+        w.commit().unwrap();
+        let mut want = std::collections::BTreeMap::new();
+        let rounds: [&[(u8, u64)]; 5] = [
+            &[(1, 10), (2, 11)],
+            &[(3, 12)],
+            &[(1, 13), (4, 14)],
+            &[(5, 15), (2, 16)],
+            &[(6, 17)],
+        ];
+        for (r, puts) in rounds.iter().enumerate() {
+            keys.put(puts.iter().map(|(k, n)| ([*k; 32], entry(*n))).collect())
+                .unwrap();
+            for (k, n) in puts.iter() {
+                want.insert([*k; 32], entry(*n));
+            }
+            let check = |keys: &Keys| {
+                for k in 0..8u8 {
+                    assert_eq!(keys.get(&[k; 32]).unwrap(), want.get(&[k; 32]).copied());
+                }
+                let all: Vec<_> = want.iter().map(|(k, v)| (*k, *v)).collect();
+                assert_eq!(keys.range(&[0; 32], None).unwrap(), all, "round {r}");
+                let some: Vec<_> = want
+                    .range([2; 32]..[5; 32])
+                    .map(|(k, v)| (*k, *v))
+                    .collect();
+                assert_eq!(keys.range(&[2; 32], Some(&[5; 32])).unwrap(), some);
+            };
+            check(&keys);
+            let w = db.begin_write().unwrap();
+            keys.write(&w).unwrap();
+            w.commit().unwrap();
+            keys.committed();
+            check(&keys);
+        }
+        // More than 3 were in memory at some page: they were all written; the rest is not yet.
+        let r = db.begin_read().unwrap();
+        let t = r.open_table(KEYS).unwrap();
+        assert!(t.len().unwrap() >= 4);
+        let k = keys.lock();
+        assert!(k.unwritten.len() <= 3);
+        assert!(k.cached.len() <= 6);
+        drop(k);
+        page(&mut keys, &db, &[(7, 18)]);
+        assert_eq!(keys.get(&[7; 32]).unwrap(), Some(entry(18)));
+    }
+
+    /// A state of one row per leaf is moved into bundles of 256: full ones, then the rest.
+    #[test]
+    fn leaves_move_into_bundles() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(dir.path());
+        let leaves: Vec<Vec<u8>> = (0..300u32)
+            .map(|i| i.to_be_bytes().repeat(1 + i as usize % 5))
+            .collect();
+        let w = db.begin_write().unwrap();
+        {
+            let mut t = w.open_table(LEGACY_LEAVES).unwrap();
+            for (i, b) in leaves.iter().enumerate() {
+                t.insert(i as u64, b.as_slice()).unwrap();
+            }
+        }
+        migrate_leaves(&w, leaves.len() as u64).unwrap();
+        w.commit().unwrap();
+        let r = db.begin_read().unwrap();
+        let t = r.open_table(BUNDLES).unwrap();
+        let mut got = Vec::new();
+        for (n, width) in [(0u64, 256usize), (1, 44)] {
+            let row = t.get(n).unwrap().expect("a bundle row");
+            for s in split_bundle(row.value(), width).unwrap() {
+                got.push(row.value()[s].to_vec());
+            }
+        }
+        assert_eq!(got, leaves);
+        assert_eq!(t.len().unwrap(), 2);
+        assert!(
+            r.open_table(LEGACY_LEAVES).is_err(),
+            "the old table is gone"
+        );
     }
 }

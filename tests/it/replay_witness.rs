@@ -15,7 +15,7 @@ use consentlog::ledger::clock::{Clock, ManualClock, SystemClock};
 use consentlog::tlog_witness::Witness;
 use signed_note::{Note, VerifierList};
 
-use crate::support::replay::LyingLog;
+use crate::support::replay::{HostileBundle, LyingLog};
 use crate::support::witness::{add_checkpoint_body, ledger_vkey, TestWitness};
 use crate::support::{free_port, now_ms, poll, run, Person, Server};
 
@@ -451,4 +451,63 @@ fn serve_gets_the_replaying_witness_cosignature_and_verify_says_map_replayed() {
     ])
     .ok();
     assert!(out.stdout.contains("map_replayed: yes"), "{out:#?}");
+}
+
+/// An entry bundle that is not what its path names (cut short, a length past its end, an
+/// entry more or fewer than its width) is refused with an error naming it: nothing of it is
+/// replayed or stored, and the log is not taken for a liar (the next round fetches it again).
+#[test]
+fn a_hostile_entry_bundle_is_refused_and_changes_nothing() {
+    use consentlog::tlog_witness::replay::Replay;
+    let log = LyingLog::start("replay.test/hostile");
+    log.honest_batch(300);
+    let size = log.honest_batch(20);
+    assert!(size > 256, "{size}");
+    let dir = tempfile::tempdir().unwrap();
+    let vkey = log.vkey();
+    let open = || {
+        Replay::open(
+            dir.path(),
+            &vkey.name,
+            vkey.key,
+            &log.url,
+            Arc::new(SystemClock),
+        )
+        .expect("open")
+    };
+    let client = consentlog::client::Client::new(&log.url, None);
+    let r = open();
+    for h in [
+        HostileBundle::Truncated,
+        HostileBundle::LengthPastEnd,
+        HostileBundle::ExtraEntry,
+        HostileBundle::MissingEntry,
+    ] {
+        log.hostile_bundles(Some(h));
+        let e = r.round(&client).expect_err("a hostile bundle is refused");
+        assert!(
+            e.contains("the log sent a bad entry bundle tile/entries/000"),
+            "{h:?}: {e}"
+        );
+        assert_eq!(r.replayed(), 0, "{h:?}");
+        assert_eq!(r.refused(), None, "{h:?}");
+    }
+    drop(r);
+    // Nothing was stored either: a reopened state has replayed nothing, and then the honest
+    // bundles replay the whole log.
+    let r = open();
+    assert_eq!(r.replayed(), 0);
+    log.hostile_bundles(None);
+    assert_eq!(r.round(&client), Ok(true));
+    assert_eq!(r.replayed(), size);
+    assert_eq!(r.refused(), None);
+    drop(r);
+    // A restart replays the bundles it stored (one partial), then follows the log's growth.
+    let r = open();
+    assert_eq!(r.replayed(), size);
+    let grown = log.honest_batch(600);
+    assert_eq!(r.round(&client), Ok(true));
+    assert_eq!(r.replayed(), grown);
+    drop(r);
+    assert_eq!(open().replayed(), grown);
 }

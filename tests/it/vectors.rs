@@ -197,6 +197,15 @@ fn vectors() -> Vec<(String, String)> {
         Leaf::Event(ev2),
         map4.clone(),
     ];
+    // §14: the entry bundle of the five leaves.
+    let leaf_bytes: Vec<Vec<u8>> = leaves.iter().map(Leaf::to_bytes).collect();
+    put(
+        "entry_bundle_000_p_5",
+        to_hex(
+            &consentlog::core::tlog::tile::encode_bundle(leaf_bytes.iter().map(Vec::as_slice))
+                .unwrap(),
+        ),
+    );
     let mut tree = MemoryTree::new(Sha256Hasher);
     for l in &leaves {
         tree.push(&l.to_bytes());

@@ -359,7 +359,9 @@ impl Auditor {
     pub fn with_key_store(mut self, store: Box<dyn KeyStore>, map_cap: usize) -> Self {
         assert_eq!(self.size(), 0, "a key store is given before any leaf");
         self.keys = Some(store);
-        self.map = StateMap::with_buckets(2).capped(map_cap);
+        // Every key in memory while the map's nodes fit the cap (no stub to load back and
+        // re-hash), then subtrees of two keys and more out of it.
+        self.map = StateMap::in_memory_until(map_cap);
         self
     }
 
@@ -1071,10 +1073,12 @@ mod tests {
                 .map(|l| (l.clone(), l.leaf_hash()))
                 .collect()
         };
-        let run = |log: &Log, cp: &str, store: Option<Box<dyn KeyStore>>| {
+        // Caps of 1 MiB (every key stays in memory) and of 200 bytes (keys are moved out of
+        // memory at once and read back from the store).
+        let run_capped = |log: &Log, cp: &str, store: Option<Box<dyn KeyStore>>, cap: usize| {
             let mut a = Auditor::new(&log.key.verifying_key(), ORIGIN, &[cp.to_string()], NOW);
             if let Some(s) = store {
-                a = a.with_key_store(s, 1 << 20);
+                a = a.with_key_store(s, cap);
             }
             for leaf in public(log) {
                 a.push_public(vec![leaf]);
@@ -1088,6 +1092,17 @@ mod tests {
                 .map(|v| v.problem)
                 .collect();
             (problems, err, root)
+        };
+        let run = |log: &Log, cp: &str, store: Option<Box<dyn KeyStore>>| {
+            let small = store.is_some().then(|| {
+                let r = run_capped(log, cp, Some(Box::new(SortedKeys::default())), 200);
+                (r.0, r.1)
+            });
+            let r = run_capped(log, cp, store, 1 << 20);
+            if let Some(small) = small.filter(|_| r.1.is_none()) {
+                assert_eq!(small, (r.0.clone(), None), "a small cap finds the same");
+            }
+            r
         };
         // Many keys, two map leaves, chains across them.
         let mut log = Log::new();

@@ -1,8 +1,10 @@
 //! For the replaying witness's tests: [`LyingLog`], a consentlog log built leaf by leaf from
 //! `core` types (an RFC 6962 tree, checkpoints signed by its log key, a real state map for the
 //! honest map leaves) and served over HTTP on the log server's public routes
-//! (`GET /v1/checkpoint`, `GET /v1/entries`, same JSON), so that a test can make it append a
-//! leaf no honest `consentlog serve` would: a map leaf whose root lies, out-of-order times.
+//! (`GET /v1/checkpoint`, `GET /v1/entries`, same JSON, and the entry bundles of
+//! `GET /tile/entries/...`), so that a test can make it append a
+//! leaf no honest `consentlog serve` would: a map leaf whose root lies, out-of-order times; or
+//! serve entry bundles that are not what their path names ([`HostileBundle`]).
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -31,6 +33,20 @@ struct Inner {
     map: StateMap,
     heads: std::collections::HashMap<Hash, (u64, u64)>,
     time: u64,
+    hostile: Option<HostileBundle>,
+}
+
+/// How a [`LyingLog`] spoils the entry bundles it serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostileBundle {
+    /// The body cut one byte short (inside its last entry).
+    Truncated,
+    /// The last entry's length one more than the bytes left.
+    LengthPastEnd,
+    /// One entry more than the width.
+    ExtraEntry,
+    /// One entry fewer than the width.
+    MissingEntry,
 }
 
 /// A log whose operator holds the log key and appends what it likes, served in the test
@@ -55,6 +71,7 @@ impl LyingLog {
             map: StateMap::new(),
             heads: Default::default(),
             time,
+            hostile: None,
         };
         inner.push(Leaf::Genesis(GenesisLeaf {
             version: LEAF_VERSION,
@@ -67,6 +84,7 @@ impl LyingLog {
         let app = Router::new()
             .route("/v1/checkpoint", get(checkpoint))
             .route("/v1/entries", get(entries))
+            .route("/tile/entries/{*bundle}", get(bundle))
             .with_state(inner.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -134,6 +152,11 @@ impl LyingLog {
             root,
         }
         .sign(&i.key)
+    }
+
+    /// Serves entry bundles spoiled as `h` from now on (None: honest ones again).
+    pub fn hostile_bundles(&self, h: Option<HostileBundle>) {
+        self.inner.lock().unwrap().hostile = h;
     }
 
     /// The signed checkpoint of the whole tree.
@@ -255,6 +278,44 @@ async fn entries(
         end,
         entries,
     })
+}
+
+async fn bundle(
+    State(i): State<Arc<Mutex<Inner>>>,
+    uri: axum::http::Uri,
+) -> Result<Vec<u8>, axum::http::StatusCode> {
+    use consentlog::core::tlog::tile::{encode_bundle, push_entry, EntryTile};
+    let i = i.lock().unwrap();
+    let rest = uri
+        .path()
+        .strip_prefix("/tile/entries/")
+        .unwrap_or_default();
+    let t = EntryTile::parse(rest).map_err(|_| axum::http::StatusCode::BAD_REQUEST)?;
+    let r = t.entries().expect("in range");
+    if r.end > i.leaves.len() as u64 {
+        return Err(axum::http::StatusCode::NOT_FOUND);
+    }
+    let leaves = &i.leaves[r.start as usize..r.end as usize];
+    let mut body = encode_bundle(leaves.iter().map(Vec::as_slice)).expect("short leaves");
+    match i.hostile {
+        None => {}
+        Some(HostileBundle::Truncated) => {
+            body.pop();
+        }
+        Some(HostileBundle::LengthPastEnd) => {
+            let last = leaves.last().expect("an entry");
+            let at = body.len() - last.len() - 2;
+            body[at..at + 2].copy_from_slice(&(last.len() as u16 + 1).to_be_bytes());
+        }
+        Some(HostileBundle::ExtraEntry) => {
+            push_entry(&mut body, leaves.last().expect("an entry")).expect("short");
+        }
+        Some(HostileBundle::MissingEntry) => {
+            let last = leaves.last().expect("an entry");
+            body.truncate(body.len() - last.len() - 2);
+        }
+    }
+    Ok(body)
 }
 
 impl Drop for LyingLog {

@@ -86,6 +86,19 @@ impl StateMap {
         self
     }
 
+    /// The empty map, holding every key in memory until its nodes pass seven eighths of
+    /// `cap_bytes` (nonzero); from then on as [`StateMap::capped`] with buckets of 2 keys,
+    /// doubled as often as needed. Keys are loaded from a source only once some are out of
+    /// memory, so a map that stays small never loads any. Roots and proofs are those of every
+    /// other map of the same keys.
+    pub fn in_memory_until(cap_bytes: usize) -> Self {
+        assert!(cap_bytes > 0, "a cap of some bytes");
+        StateMap {
+            cap: cap_bytes,
+            ..Self::default()
+        }
+    }
+
     /// The most heap bytes one added key can add to the nodes in memory (256).
     pub const MAX_BYTES_PER_KEY: usize = MAX_BYTES_PER_KEY;
 
@@ -129,7 +142,8 @@ impl StateMap {
             if !matches!(root, Child::Branch(_)) {
                 break;
             }
-            self.bucket = self.bucket.saturating_mul(2);
+            // A map holding every key (bucket 0) starts at buckets of two keys.
+            self.bucket = self.bucket.max(1).saturating_mul(2);
             compact(root, self.bucket);
             self.counted = self.bytes_in_memory();
         }
@@ -206,7 +220,10 @@ impl StateMap {
             bucket: self.bucket,
             src,
         };
-        let before = self.root.clone();
+        // Kept to undo a merge that fails (a stub's keys could not be loaded). A map that
+        // has never had stubs (bucket 0) cannot fail, and not holding a second reference
+        // lets the merge change its nodes in place instead of copying every path it touches.
+        let before = (self.bucket > 0).then(|| self.root.clone());
         let result = match &mut self.root {
             None => {
                 self.root = Some(build(&distinct, 0, cx.bucket));
@@ -223,7 +240,7 @@ impl StateMap {
                 Ok(())
             }
             Err(e) => {
-                self.root = before;
+                self.root = before.expect("only a map with stubs fails");
                 Err(e)
             }
         }
@@ -673,6 +690,39 @@ mod tests {
         full.insert_batch(&over);
         assert_eq!(capped.bucket(), bucket);
         assert_eq!(capped.root(), full.root());
+    }
+
+    /// A map in memory until a cap holds every key (and loads none) while under it, then
+    /// moves subtrees out as a capped map does; its roots and proofs are the full map's.
+    #[test]
+    fn in_memory_until_the_cap_then_capped() {
+        let items: Vec<_> = (0..20_000u64)
+            .map(|i| (b3(&i.to_le_bytes()), value(i)))
+            .collect();
+        let cap = 1 << 20;
+        let mut m = StateMap::in_memory_until(cap);
+        let mut full = StateMap::new();
+        let mut src = Keys(BTreeMap::new());
+        for chunk in items.chunks(500) {
+            // Loads nothing while no subtree is out of memory: an empty source will do.
+            let from = if m.bucket() == 0 {
+                Keys(BTreeMap::new())
+            } else {
+                Keys(src.0.clone())
+            };
+            m.insert_batch_from(chunk, &from).unwrap();
+            full.insert_batch(chunk);
+            src.0.extend(chunk.iter().copied());
+            assert!(m.bytes_in_memory() <= cap);
+            assert_eq!(m.root(), full.root());
+        }
+        // 20k keys at about 192 bytes each are over 1 MiB: the map moved subtrees out.
+        assert!(m.bucket() >= 2, "bucket {}", m.bucket());
+        for (key, _) in items.iter().step_by(97) {
+            assert_eq!(m.prove_from(key, &src).unwrap(), full.prove(key));
+        }
+        let small = StateMap::in_memory_until(cap);
+        assert_eq!(small.bucket(), 0);
     }
 
     #[test]

@@ -26,6 +26,7 @@
 //! | [`consistency`] | [`prove_consistency`] / [`check_consistency`] (RFC 9162 §2.1.4) |
 //! | [`frontier`] | [`Frontier`], the compact range of a growing tree (RFC 9162 §2.1.2) |
 //! | [`memory`] | [`MemoryTree`], every complete subtree in memory |
+//! | [`tile`] | [`EntryTile`]: c2sp.org/tlog-tiles entry bundles, their paths and bodies |
 
 use thiserror::Error;
 
@@ -34,6 +35,7 @@ pub mod frontier;
 pub mod hasher;
 pub mod inclusion;
 pub mod memory;
+pub mod tile;
 pub mod tree_hash;
 
 #[cfg(test)]
@@ -48,6 +50,7 @@ pub use hasher::Blake3Hasher;
 pub use hasher::{Sha256Hasher, TreeHasher};
 pub use inclusion::{check_inclusion, prove_inclusion, InclusionError};
 pub use memory::{MemoryTree, MissingNode};
+pub use tile::{EntryTile, TileError};
 pub use tree_hash::{subtree_hash, tree_hash, HashReader, LeafIndex, TreeSize};
 
 /// Why a proof could not be built.
