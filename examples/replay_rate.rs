@@ -14,6 +14,10 @@
 //!
 //! `replay <leaves> leaves in <s> s: <leaves/s> leaves/s = <x>x the ceiling <c>/s; peak RSS <m> MiB`
 //!
+//! `replay_rate --follow URL LOG_KEY_HEX DIR LEAVES [ORIGIN]` is the follower alone: it
+//! replays any consentlog log served at URL (ORIGIN: default this example's) into DIR until it
+//! has replayed LEAVES leaves, and prints `<leaves> <seconds> <peak RSS MiB> <CPU seconds>`.
+//!
 //! The follower is a separate process so its peak RSS (VmHWM) is its own, not the server's;
 //! `REPLAY_RATE_WRAP="perf record -g -o replay.perf --"` runs it under a profiler.
 
@@ -181,13 +185,13 @@ fn grow(ledger: &Ledger, done: &mut u64, size: u64, people: u64, heads: &mut [He
 }
 
 /// The follower process: replays the log at `url` into `dir` until it reached `target`.
-fn follow(url: &str, log_key_hex: &str, dir: &Path, target: u64) {
+fn follow(url: &str, log_key_hex: &str, dir: &Path, target: u64, origin: &str) {
     let key: [u8; 32] = hex::decode(log_key_hex)
         .expect("hex")
         .try_into()
         .expect("32 bytes");
     let key = ed25519_dalek::VerifyingKey::from_bytes(&key).expect("log key");
-    let replay = Replay::open(dir, ORIGIN, key, url, Arc::new(SystemClock)).expect("open");
+    let replay = Replay::open(dir, origin, key, url, Arc::new(SystemClock)).expect("open");
     let client = consentlog::client::Client::new(url, None);
     let (t, cpu) = (Instant::now(), cpu_secs());
     while replay.replayed() < target {
@@ -215,6 +219,7 @@ fn main() {
             &args[3],
             Path::new(&args[4]),
             args[5].parse().expect("target"),
+            args.get(6).map_or(ORIGIN, String::as_str),
         );
         return;
     }

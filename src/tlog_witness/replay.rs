@@ -460,7 +460,10 @@ impl Replay {
         std::fs::create_dir_all(dir).map_err(|x| engine(&x))?;
         let db = Arc::new(
             redb::Builder::new()
-                .set_cache_size(64 << 20)
+                // Small: the follower writes bundles it rarely reads back, and reads keys
+                // mostly from its own memory. At 10M leaves (500,000 keys) its peak RSS was
+                // 285 MiB with 64 MiB here, 237 MiB with 16 MiB, at the same rate.
+                .set_cache_size(16 << 20)
                 .create(&path)
                 .map_err(|x| engine(&x))?,
         );
