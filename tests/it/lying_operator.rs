@@ -69,6 +69,13 @@ fn fork() -> Fork {
     }
 }
 
+/// `check-consistency --log-key KEY A B EXTRA…`.
+fn check_consistency(key: &str, a: &str, b: &str, extra: &[&str]) -> crate::support::Run {
+    let mut args = vec!["check-consistency", "--log-key", key, a, b];
+    args.extend(extra);
+    run(&args)
+}
+
 fn checkpoint(dir: &Path, out: &Path) {
     let o = run(&["checkpoint", "--dir", s(dir)]);
     assert_eq!(o.code, 0, "{}", o.all());
@@ -83,15 +90,7 @@ fn a_fork_is_caught_and_the_evidence_rechecks() {
     checkpoint(&f.b, &n2);
     // Same size (genesis, init's map leaf, the event, the new map leaf), different roots.
     let ev = f.root.join("ev.json");
-    let o = run(&[
-        "check-consistency",
-        "--log-key",
-        &f.key,
-        s(&n1),
-        s(&n2),
-        "--out",
-        s(&ev),
-    ]);
+    let o = check_consistency(&f.key, s(&n1), s(&n2), &["--out", s(&ev)]);
     assert_eq!(o.code, 1, "{}", o.all());
     assert!(o.all().contains("THE LOG LIED"), "{}", o.all());
     let o = run(&["verify-evidence", s(&ev)]);
@@ -115,28 +114,15 @@ fn a_fork_is_caught_and_the_evidence_rechecks() {
     args.extend(g);
     assert_eq!(run(&args).code, 0);
     checkpoint(&f.a, &n3);
-    let o = run(&[
-        "check-consistency",
-        "--log-key",
-        &f.key,
-        s(&n1),
-        s(&n3),
-        "--dir",
-        s(&f.a),
-    ]);
+    let o = check_consistency(&f.key, s(&n1), s(&n3), &["--dir", s(&f.a)]);
     assert_eq!(o.code, 0, "{}", o.all());
     let ev2 = f.root.join("ev2.json");
-    let o = run(&[
-        "check-consistency",
-        "--log-key",
+    let o = check_consistency(
         &f.key,
         s(&n2),
         s(&n3),
-        "--dir",
-        s(&f.a),
-        "--out",
-        s(&ev2),
-    ]);
+        &["--dir", s(&f.a), "--out", s(&ev2)],
+    );
     // Branches of two sizes: A's own consistency proof from size 4 starts from A's root of 4
     // leaves (4 is a power of two: the root comes from A, as its inclusion proof at size 4),
     // and leads to A's signed root of 6. B signed another root for 4 leaves: conclusive.
@@ -148,17 +134,12 @@ fn a_fork_is_caught_and_the_evidence_rechecks() {
     // The same from a server of branch A.
     let srv = Server::start_in(&f.a, &[]);
     let ev3 = f.root.join("ev3.json");
-    let o = run(&[
-        "check-consistency",
-        "--log-key",
+    let o = check_consistency(
         &f.key,
         s(&n3),
         s(&n2),
-        "--server",
-        &srv.url,
-        "--out",
-        s(&ev3),
-    ]);
+        &["--server", &srv.url, "--out", s(&ev3)],
+    );
     assert_eq!(o.code, 1, "{}", o.all());
     assert_eq!(run(&["verify-evidence", s(&ev3)]).code, 0);
     drop(srv);
@@ -180,17 +161,12 @@ fn a_fork_is_caught_and_the_evidence_rechecks() {
         checkpoint(&f.b, note);
     }
     let ev4 = f.root.join("ev4.json");
-    let o = run(&[
-        "check-consistency",
-        "--log-key",
+    let o = check_consistency(
         &f.key,
         s(&n3),
         s(&n6),
-        "--dir",
-        s(&f.b),
-        "--out",
-        s(&ev4),
-    ]);
+        &["--dir", s(&f.b), "--out", s(&ev4)],
+    );
     assert_eq!(o.code, 1, "{}", o.all());
     assert!(o.all().contains("THE LOG LIED"), "{}", o.all());
     let e: serde_json::Value =
@@ -203,19 +179,11 @@ fn a_fork_is_caught_and_the_evidence_rechecks() {
         "the lie names the smaller size"
     );
     // B's own earlier views extend to its later one.
-    let o = run(&[
-        "check-consistency",
-        "--log-key",
-        &f.key,
-        s(&n5),
-        s(&n6),
-        "--dir",
-        s(&f.b),
-    ]);
+    let o = check_consistency(&f.key, s(&n5), s(&n6), &["--dir", s(&f.b)]);
     assert_eq!(o.code, 0, "{}", o.all());
 
     // Without a way to get a proof, differing sizes are undecided, not passed.
-    let o = run(&["check-consistency", "--log-key", &f.key, s(&n2), s(&n3)]);
+    let o = check_consistency(&f.key, s(&n2), s(&n3), &[]);
     assert_eq!(o.code, 2, "{}", o.all());
 
     // Evidence that does not show a lie is refused.
@@ -243,7 +211,7 @@ fn a_fork_is_caught_and_the_evidence_rechecks() {
     run(&["init", "--dir", s(&other), "--origin", "fork.example/log"]);
     let n4 = f.root.join("n4");
     checkpoint(&other, &n4);
-    let o = run(&["check-consistency", "--log-key", &f.key, s(&n1), s(&n4)]);
+    let o = check_consistency(&f.key, s(&n1), s(&n4), &[]);
     assert_eq!(o.code, 2, "{}", o.all());
 }
 
