@@ -218,15 +218,8 @@ impl Store for RedbStore {
         let w = db.begin_write().map_err(err)?;
         {
             let mut t = w.open_table(TABLE).map_err(err)?;
-            // In key order: each B-tree page is then copied and written once, not once per
-            // scattered insert. The sort is stable, so writes to one key keep their order.
-            let mut ops: Vec<(Vec<u8>, Option<Vec<u8>>)> = batch
-                .ops
-                .into_iter()
-                .map(|(table, key, value)| (prefixed(table, &key), value))
-                .collect();
-            ops.sort_by(|a, b| a.0.cmp(&b.0));
-            for (k, value) in ops {
+            for (table, key, value) in batch.ops {
+                let k = prefixed(table, &key);
                 match value {
                     Some(v) => {
                         t.insert(k.as_slice(), v.as_slice()).map_err(err)?;
