@@ -50,29 +50,49 @@ pub fn to_hex(bytes: &[u8]) -> String {
     String::from_utf8(out).expect("hex digits are ASCII")
 }
 
+/// The value of each byte as a lowercase hex digit, or [`NOT_HEX`].
+const NIBBLES: [u8; 256] = {
+    let mut t = [NOT_HEX; 256];
+    let mut c = 0;
+    while c < 10 {
+        t[b'0' as usize + c] = c as u8;
+        c += 1;
+    }
+    let mut c = 0;
+    while c < 6 {
+        t[b'a' as usize + c] = 10 + c as u8;
+        c += 1;
+    }
+    t
+};
+const NOT_HEX: u8 = 0xff;
+
 /// The value of one lowercase hex digit.
 fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    }
+    let v = NIBBLES[c as usize];
+    (v != NOT_HEX).then_some(v)
 }
 
 /// Decodes lowercase hex `s` (even length, `2 * out.len()` digits) into `out` in one pass.
 fn decode_into(s: &str, out: &mut [u8]) -> Result<(), HexError> {
     let b = s.as_bytes();
     debug_assert_eq!(b.len(), 2 * out.len());
-    for (i, o) in out.iter_mut().enumerate() {
-        let (hi, lo) = (b[2 * i], b[2 * i + 1]);
-        match (nibble(hi), nibble(lo)) {
-            (Some(h), Some(l)) => *o = h << 4 | l,
-            // Every byte before this pair is an ASCII digit, so the pair starts a character.
-            (None, _) => return Err(HexError::BadChar(bad_char(s, 2 * i))),
-            (_, None) => return Err(HexError::BadChar(bad_char(s, 2 * i + 1))),
-        }
+    // Table lookups without a branch per digit; the first bad digit is found only on error.
+    let mut bad = 0u8;
+    for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+        let (h, l) = (NIBBLES[pair[0] as usize], NIBBLES[pair[1] as usize]);
+        bad |= h | l;
+        *o = h << 4 | (l & 0x0f);
     }
-    Ok(())
+    if bad & 0xf0 == 0 {
+        return Ok(());
+    }
+    let at = b[..2 * out.len()]
+        .iter()
+        .position(|c| nibble(*c).is_none())
+        .expect("a byte that is not a digit");
+    // Every byte before it is an ASCII digit, so it starts a character.
+    Err(HexError::BadChar(bad_char(s, at)))
 }
 
 /// The character at byte `at` of `s`, which follows only ASCII digits.
@@ -314,6 +334,25 @@ mod tests {
                 expected: N,
                 got: v.len(),
             })
+    }
+
+    /// Every character below U+0800 (all one- and two-byte UTF-8), in either place of a pair.
+    #[test]
+    fn every_character_is_classified_like_the_reference() {
+        for c in (0u32..0x800).filter_map(char::from_u32) {
+            let forms = [
+                format!("{c}"),
+                format!("0{c}"),
+                format!("{c}0"),
+                format!("{c}{c}"),
+                format!("00{c}0"),
+            ];
+            for s in forms {
+                if s.len() % 2 == 0 {
+                    assert_eq!(from_hex(&s), reference(&s), "{s:?}");
+                }
+            }
+        }
     }
 
     proptest::proptest! {
