@@ -17,7 +17,9 @@ fn vrf(c: &mut Criterion) {
         purpose: "cawg.ai_training",
     };
     let (_, proof) = sk.prove_state_key(&triple);
-    g.bench_function("prove_state_key", |b| b.iter(|| sk.prove_state_key(&triple)));
+    g.bench_function("prove_state_key", |b| {
+        b.iter(|| sk.prove_state_key(&triple))
+    });
     g.bench_function("check_state_key", |b| {
         b.iter(|| pk.check_state_key(&triple, &proof).unwrap())
     });

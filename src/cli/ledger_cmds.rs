@@ -158,8 +158,6 @@ pub fn append(dir: &Path, file: &str) -> CmdResult {
             std::fs::File::open(file).map_err(|e| fail(format!("{file}: {e}")))?,
         ))
     };
-    let stdout = std::io::stdout();
-    let mut w = BufWriter::new(stdout.lock());
     let (mut n, mut rejected, mut duplicates) = (0usize, 0usize, 0usize);
     // Progress only on a terminal (indicatif draws nothing to a pipe or file either).
     let pb = if std::io::stderr().is_terminal() {
@@ -205,13 +203,17 @@ pub fn append(dir: &Path, file: &str) -> CmdResult {
                 }
             }
         });
-        let written = (|| -> CmdResult {
-            for checked in rx {
-                let first = n;
-                n += checked.len();
-                let outcomes = l.append_checked(checked).map_err(fail)?;
-                // Each outcome's JSON (a receipt's tlog-proof text is most of it) on all
-                // cores; this thread only writes the lines in order.
+        // A printer thread turns each durable chunk's outcomes into lines (a receipt's
+        // tlog-proof text is most of its JSON) on all cores and writes them in order, while
+        // this thread commits the next chunk: the JSON fills the cores while a commit waits
+        // for its fsync.
+        let (to_printer, outcomes_rx) = std::sync::mpsc::sync_channel::<(usize, Vec<Outcome>)>(1);
+        let pb = &pb;
+        let printer = scope.spawn(move || -> Result<(usize, usize), Failure> {
+            let (mut rejected, mut duplicates) = (0usize, 0usize);
+            let stdout = std::io::stdout();
+            let mut w = BufWriter::new(stdout.lock());
+            for (first, outcomes) in outcomes_rx {
                 let lines: Vec<String> = outcomes
                     .par_iter()
                     .map(|o| {
@@ -249,10 +251,27 @@ pub fn append(dir: &Path, file: &str) -> CmdResult {
                 })?;
                 pb.inc(outcomes.len() as u64);
             }
+            Ok((rejected, duplicates))
+        });
+        let written = (|| -> CmdResult {
+            for checked in rx {
+                let first = n;
+                n += checked.len();
+                let outcomes = l.append_checked(checked).map_err(fail)?;
+                if to_printer.send((first, outcomes)).is_err() {
+                    return Ok(()); // the printer stopped on an error of its own
+                }
+            }
             Ok(())
         })();
+        // Every durable chunk's receipts are printed, even after a failed append.
+        drop(to_printer);
+        let printed = printer.join().expect("printer thread").map(|(r, d)| {
+            rejected = r;
+            duplicates = d;
+        });
         let read = reader.join().expect("reader thread");
-        written.and(read)
+        written.and(printed).and(read)
     })?;
     pb.finish_and_clear();
     eprintln!(
