@@ -9,8 +9,10 @@
 # NO_BUILD=1, BACKEND (sled or redb), BIN and LOAD (the binaries measured; by default
 # target/release/consentlog and target/release/examples/http_load, built first unless
 # NO_BUILD=1). Each measurement prints one line with the median over RUNS and the runs, and
-# each rate also as a ratio to the machine's signature ceiling, measured first
-# (examples/signature_ceiling.rs: strict verifications per second on all cores).
+# each rate also as a ratio to the machine's signature ceiling (examples/signature_ceiling.rs:
+# strict verifications per second on all cores), measured first and again just before and
+# just after each lettered row's runs: on a shared machine whose speed drifts within a run, a
+# rate is divided by the mean of the two ceilings around it, and both are printed.
 #
 #  (a) append: `loadgen` SCALE_EVENTS events (SCALE_EVENTS/20 people), `init`, then the whole
 #      `append` process timed -> events/s (a fresh ledger every run)
@@ -97,13 +99,27 @@ div() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.0f", a / b}'; }
 mib() { awk -v k="$1" 'BEGIN {printf "%.0f", k / 1024}'; }
 # result NAME VALUE UNIT RUNS...: one line of the table.
 result() {
-    local name=$1 value=$2 unit=$3 ratio=""
+    local name=$1 value=$2 unit=$3 ratio="" around=""
     shift 3
-    # Rates beside the machine's signature ceiling (measured first, see CEILING below).
+    # Rates beside the machine's signature ceiling (CEILING: the mean of the two measured
+    # around the row, see bracket_ceiling; the first one until a row has its own).
     if [[ $unit == */s && -n ${CEILING:-} ]]; then
         ratio=$(awk -v v="$value" -v c="$CEILING" 'BEGIN {printf "%.2fx", v / c}')
+        [[ -n ${CEILING_AROUND:-} ]] && around=" [ceiling $CEILING_AROUND]"
     fi
-    printf '%-46s %12s %-10s %6s %s\n' "$name" "$value" "$unit" "$ratio" "${*:+(runs: $*)}"
+    printf '%-46s %12s %-10s %6s %s%s\n' "$name" "$value" "$unit" "$ratio" "${*:+(runs: $*)}" "$around"
+}
+
+# ceiling_now: the signature ceiling at this moment (strict verifications/s on all cores).
+ceiling_now() { "$CEIL_BIN" 100000 | awk '{print $2}'; }
+# row_start / row_end: bracket a lettered row's runs with ceiling measurements; row_end sets
+# CEILING to their mean and CEILING_AROUND to "before/after" for the row's result lines.
+row_start() { CEIL_BEFORE=$(ceiling_now); }
+row_end() {
+    local after
+    after=$(ceiling_now)
+    CEILING=$(awk -v a="$CEIL_BEFORE" -v b="$after" 'BEGIN {printf "%.0f", (a + b) / 2}')
+    CEILING_AROUND="$CEIL_BEFORE/$after"
 }
 
 GNU_TIME=""
@@ -196,7 +212,8 @@ echo "scale: SCALE_EVENTS=$SCALE_EVENTS PROOF_LEDGER=$PROOF_LEDGER HTTP_EVENTS=$
 CEIL_BIN=${CEIL_BIN:-$ROOT/target/release/examples/signature_ceiling}
 CEILING=$("$CEIL_BIN" 100000 | awk '{print $2}')
 echo "signature ceiling: $CEILING strict verifications/s ($("$CEIL_BIN" 100000 | cut -d' ' -f3-))"
-echo "== results (median of $RUNS unless noted; ratio to the ceiling beside each rate)"
+echo "== results (median of $RUNS unless noted; ratio to the mean ceiling measured around the"
+echo "   row, the two shown in brackets as before/after)"
 
 # --- (a) append through the CLI -------------------------------------------------------------
 EV=$WORKDIR/scale.ndjson
@@ -204,6 +221,7 @@ log "loadgen $SCALE_EVENTS events"
 "$BIN" loadgen --events "$SCALE_EVENTS" --users $((SCALE_EVENTS / 20 > 0 ? SCALE_EVENTS / 20 : 1)) \
     --log "$ORIGIN" --out "$EV" 2>/dev/null
 rates=() rss=()
+row_start
 for r in $(seq "$RUNS"); do
     D=$WORKDIR/scale-$r
     "$BIN" init --dir "$D" --origin "$ORIGIN" --backend "$BACKEND" >/dev/null 2>&1
@@ -212,6 +230,7 @@ for r in $(seq "$RUNS"); do
     rates+=("$(div "$SCALE_EVENTS" "$SECS")") rss+=("$(mib "$RSS_KB")")
     [[ $r == "$RUNS" ]] || rm -rf "$D"
 done
+row_end
 D=$WORKDIR/scale-$RUNS
 n=$(entries "$D")
 [[ $n == "$SCALE_EVENTS" ]] || { echo "ledger holds $n entries, expected $SCALE_EVENTS" >&2; exit 1; }
@@ -227,6 +246,7 @@ log "loadgen $HTTP_EVENTS events for HTTP"
     --log "$ORIGIN" --out "$EV" 2>/dev/null
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 rates=() p50s=() p99s=() rss=()
+row_start
 for r in $(seq "$RUNS"); do
     D=$WORKDIR/http-$r
     log "HTTP run $r: serve on 127.0.0.1:$PORT, $HTTP_THREADS connections"
@@ -241,6 +261,7 @@ for r in $(seq "$RUNS"); do
     rates+=("$rate") p50s+=("$p50") p99s+=("$p99") rss+=("$(mib "$hwm")")
     rm -rf "$D"
 done
+row_end
 result "(b) HTTP appends, $HTTP_THREADS conns, $HTTP_EVENTS events" "$(median "${rates[@]}")" events/s "${rates[@]}"
 result "(b) HTTP append latency p50" "$(median "${p50s[@]}")" ms "${p50s[@]}"
 result "(b) HTTP append latency p99" "$(median "${p99s[@]}")" ms "${p99s[@]}"
@@ -284,12 +305,14 @@ result "    ledger open (+checkpoint), $PROOF_LEDGER" "$open_s" s "${opens[@]}"
 
 P=$WORKDIR/proofs.ndjson
 rates=() net=() rss=()
+row_start
 for r in $(seq "$RUNS"); do
     log "prove run $r ($nq queries)"
     timed "$BIN" prove --dir "$D" --batch "$Q" --out "$P" 2>"$ERR"
     rates+=("$(div "$nq" "$SECS")") rss+=("$(mib "$RSS_KB")")
     net+=("$(awk -v n="$nq" -v s="$SECS" -v o="$open_s" 'BEGIN {printf "%.0f", (s > o) ? n / (s - o) : 0}')")
 done
+row_end
 result "(c) prove --batch, $nq queries" "$(median "${rates[@]}")" proofs/s "${rates[@]}"
 result "(c)   same, without the ledger open" "$(median "${net[@]}")" proofs/s "${net[@]}"
 result "    peak RSS of prove --batch" "$(median "${rss[@]}")" MiB "${rss[@]}"
@@ -328,22 +351,26 @@ result "    HTTP appends into it, $HTTP_SERVE_EVENTS events" "$rate" events/s
 result "(g) peak RSS of serve, $PROOF_LEDGER-entry ledger" "$(mib "$hwm")" MiB
 
 rates=()
+row_start
 for r in $(seq "$RUNS"); do
     log "verify run $r"
     # Exit 1 says every proof is valid and consent is not held in some (as expected here).
     timed bash -c '"$@"; [[ $? -le 1 ]]' _ "$BIN" verify --batch "$P" --log-key "$D/log.pub" >/dev/null 2>"$ERR"
     rates+=("$(div "$nq" "$SECS")")
 done
+row_end
 result "(d) verify --batch, $nq proofs" "$(median "${rates[@]}")" proofs/s "${rates[@]}"
 [[ $KEEP == 1 ]] || rm -f "$P" "$Q"
 
 n=$(entries "$D")
 rates=() rss=()
+row_start
 for r in $(seq "$RUNS"); do
     log "audit --dir run $r"
     timed "$BIN" audit --dir "$D" >/dev/null 2>"$ERR"
     rates+=("$(div "$n" "$SECS")") rss+=("$(mib "$RSS_KB")")
 done
+row_end
 result "(e) audit --dir (openings), $n entries" "$(median "${rates[@]}")" entries/s "${rates[@]}"
 result "    peak RSS of audit --dir" "$(median "${rss[@]}")" MiB "${rss[@]}"
 
@@ -351,11 +378,13 @@ X=$WORKDIR/public.export
 timed "$BIN" export --dir "$D" --out "$X" --no-openings >/dev/null 2>"$ERR"
 result "    export --no-openings (1 run)" "$(div "$n" "$SECS")" entries/s
 rates=()
+row_start
 for r in $(seq "$RUNS"); do
     log "audit --file run $r"
     timed "$BIN" audit --file "$X" --log-key "$D/log.pub" >/dev/null 2>"$ERR"
     rates+=("$(div "$n" "$SECS")")
 done
+row_end
 result "(e) audit --file (no openings), $n entries" "$(median "${rates[@]}")" entries/s "${rates[@]}"
 result "    export size per entry (no openings)" "$(div "$(stat -c %s "$X")" "$n")" bytes
 result "(f) disk per entry, $n-entry ledger" "$(div "$(du -sb "$D" | cut -f1)" "$n")" bytes
