@@ -82,6 +82,26 @@ fn checkpoint(dir: &Path, out: &Path) {
     std::fs::write(out, &o.stdout).unwrap();
 }
 
+impl Fork {
+    /// The person grants `purpose` to example.com on B, from the other device (its own
+    /// remembered checkpoints, so its CLI does not catch the fork first).
+    fn grant_on_b(&self, purpose: &str) {
+        let args = [
+            "grant",
+            "--dir",
+            s(&self.b),
+            "--key",
+            s(&self.person),
+            "--controller",
+            "example.com",
+            "--purpose",
+            purpose,
+        ];
+        let device = self.root.join("other-device").join("checkpoints.json");
+        assert_eq!(run_env(&args, &[("CONSENTLOG_STATE", &device)]).code, 0);
+    }
+}
+
 #[test]
 fn a_fork_is_caught_and_the_evidence_rechecks() {
     let f = fork();
@@ -147,17 +167,7 @@ fn a_fork_is_caught_and_the_evidence_rechecks() {
     // shows by itself the root B has for its first 6 leaves, which is not A's.
     let (n5, n6) = (f.root.join("n5"), f.root.join("n6"));
     for (purpose, note) in [("ads", &n5), ("cawg.data_mining", &n6)] {
-        let mut args = vec!["grant", "--dir", s(&f.b)];
-        args.extend([
-            "--key",
-            s(&f.person),
-            "--controller",
-            "example.com",
-            "--purpose",
-            purpose,
-        ]);
-        let device = f.root.join("other-device").join("checkpoints.json");
-        assert_eq!(run_env(&args, &[("CONSENTLOG_STATE", &device)]).code, 0);
+        f.grant_on_b(purpose);
         checkpoint(&f.b, note);
     }
     let ev4 = f.root.join("ev4.json");
@@ -261,17 +271,7 @@ fn a_person_who_saw_one_branch_catches_the_other() {
     // B grows (size 6) and its history reaches the person, with B's server to prove that it
     // extends what was remembered (A's 4 leaves). 4 is a power of two: B's proof starts from
     // B's own root of 4 leaves, which the server gives, and that is not A's.
-    let mut args = vec!["grant", "--dir", s(&f.b)];
-    args.extend([
-        "--key",
-        s(&f.person),
-        "--controller",
-        "example.com",
-        "--purpose",
-        "ads",
-    ]);
-    let device = f.root.join("other-device").join("checkpoints.json");
-    assert_eq!(run_env(&args, &[("CONSENTLOG_STATE", &device)]).code, 0);
+    f.grant_on_b("ads");
     checkpoint(&f.b, &f.root.join("n3"));
     let h3 = f.root.join("h3.json");
     let o = run(&["history", "--dir", s(&f.b), "--subject", &f.subject]);
