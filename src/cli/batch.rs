@@ -55,17 +55,34 @@ pub fn prove(dir: &Path, queries: &Path, out: Option<&Path>, cache_bytes: u64) -
     // Each line is parsed, proven and written out as JSON on the worker threads; the main
     // thread reads lines, and a writer thread writes one round's results in order while the
     // next round is proven (a round of proofs is tens of MB of JSON).
-    let (to_writer, rounds) = std::sync::mpsc::sync_channel::<Vec<(bool, String)>>(1);
+    let (to_writer, rounds) = std::sync::mpsc::sync_channel::<Vec<(bool, Vec<u8>)>>(1);
     let writer = std::thread::spawn(move || -> std::io::Result<()> {
         for answers in rounds {
             for (_, line) in answers {
-                w.write_all(line.as_bytes())?;
+                w.write_all(&line)?;
                 w.write_all(b"\n")?;
             }
         }
         w.flush()
     });
     let store = l.store();
+    // One storage handle per worker thread where the engine has them (see
+    // `Store::another_reader`), the cache shared out between them; else all share `store`.
+    let threads = rayon::current_num_threads();
+    let mut own: Vec<Box<dyn crate::store::Store>> = Vec::with_capacity(threads);
+    for _ in 0..threads {
+        match store
+            .another_reader(cache_bytes / threads as u64)
+            .map_err(fail)?
+        {
+            Some(s) => own.push(s),
+            None => break,
+        }
+    }
+    let view_for_this_thread = || match rayon::current_thread_index().and_then(|i| own.get(i)) {
+        Some(s) => s.view(),
+        None => store.view(),
+    };
     let (mut total, mut failed, mut line_no) = (0usize, 0usize, 0usize);
     loop {
         let mut round: Vec<(usize, String)> = Vec::with_capacity(ROUND);
@@ -84,38 +101,38 @@ pub fn prove(dir: &Path, queries: &Path, out: Option<&Path>, cache_bytes: u64) -
             break;
         }
         total += round.len();
-        let answers: Vec<(bool, String)> = round
+        let answers: Vec<(bool, Vec<u8>)> = round
             .par_iter()
-            .map_init(
-                || store.view(),
-                |view, (n, line)| {
-                    // Every answer line carries its query's id (its own, else its line
-                    // number), so that answers and verdicts can be tied back to questions.
-                    let q: BatchQuery = match crate::core::hash::json_object(line) {
-                        Ok(q) => q,
-                        Err(e) => {
-                            let id = line_id(line).unwrap_or_else(|| n.to_string());
-                            let error = format!("query line {n}: {e}");
-                            return (false, json!({ "id": id, "error": error }).to_string());
-                        }
-                    };
-                    let id = q.id.clone().unwrap_or_else(|| n.to_string());
-                    match l.prove_query_with(view, &snap, now, &q) {
-                        Ok(p) => {
-                            let mut bp = BatchProof::from_proof(p);
-                            bp.id = Some(id);
-                            // A proof line is a few KiB: one allocation, not a dozen.
-                            let mut line = Vec::with_capacity(8192);
-                            serde_json::to_writer(&mut line, &bp).expect("json");
-                            (true, String::from_utf8(line).expect("JSON is UTF-8"))
-                        }
-                        Err(e) => (
-                            false,
-                            json!({ "id": id, "error": e.to_string() }).to_string(),
-                        ),
+            .map_init(view_for_this_thread, |view, (n, line)| {
+                // Every answer line carries its query's id (its own, else its line
+                // number), so that answers and verdicts can be tied back to questions.
+                let q: BatchQuery = match crate::core::hash::json_object(line) {
+                    Ok(q) => q,
+                    Err(e) => {
+                        let id = line_id(line).unwrap_or_else(|| n.to_string());
+                        let error = format!("query line {n}: {e}");
+                        let line = json!({ "id": id, "error": error }).to_string();
+                        return (false, line.into_bytes());
                     }
-                },
-            )
+                };
+                let id = q.id.clone().unwrap_or_else(|| n.to_string());
+                match l.prove_query_with(view, &snap, now, &q) {
+                    Ok(p) => {
+                        let mut bp = BatchProof::from_proof(p);
+                        bp.id = Some(id);
+                        // A proof line is a few KiB: one allocation, not a dozen.
+                        let mut line = Vec::with_capacity(8192);
+                        serde_json::to_writer(&mut line, &bp).expect("json");
+                        (true, line)
+                    }
+                    Err(e) => (
+                        false,
+                        json!({ "id": id, "error": e.to_string() })
+                            .to_string()
+                            .into_bytes(),
+                    ),
+                }
+            })
             .collect();
         failed += answers.iter().filter(|(ok, _)| !ok).count();
         if to_writer.send(answers).is_err() {

@@ -83,6 +83,8 @@ impl Ledger {
             map_leaf,
             map: st.map.clone(),
             anchor: Default::default(),
+            edge: Default::default(),
+            buckets: Default::default(),
             published: st.cp_count,
         });
         Ok(cp)

@@ -28,6 +28,7 @@ mod files;
 mod fresh_keys;
 pub mod fsck;
 pub mod leaves;
+mod map_buckets;
 pub mod migrate;
 mod nodes;
 mod open;
@@ -178,6 +179,11 @@ pub struct Snapshot {
     /// The genesis leaf and the map leaf proven under the checkpoint (every proof against
     /// this snapshot carries the same two), computed by the first proof that needs them.
     pub anchor: std::sync::OnceLock<(ProvenLeaf, ProvenLeaf)>,
+    /// The checkpoint tree's right edge (every inclusion path against this snapshot shares
+    /// it), read by the first proof that needs it and checked against the checkpoint's root.
+    pub edge: std::sync::OnceLock<crate::core::tlog::RightEdge>,
+    /// The state map's buckets as of this snapshot, read by the proofs that needed them.
+    pub buckets: map_buckets::MapBuckets,
 }
 
 /// The in-memory state, changed only after a commit succeeds.

@@ -13,7 +13,7 @@ use crate::store::{scan_prefix, StoreError, Table, View};
 
 use super::error::{CorruptKind, Invalid, Key};
 use super::leaves::LeafSource;
-use super::schema::{self, read_opening, require_event, require_leaf_bytes};
+use super::schema::{self, read_opening, require_event_bytes, require_leaf_bytes};
 use super::{Ledger, LedgerError, NodeError, Snapshot};
 
 /// The shared snapshot of a proof batch and a proof (or why not) per query.
@@ -161,7 +161,7 @@ impl Ledger {
             as_of: snap.map_index,
             upto: None,
         };
-        let proof = snap.map.prove_from(key, &src)?;
+        let proof = snap.map.prove_from(key, &snap.buckets.source(&src))?;
         map::check(&snap.map_leaf.map_root, key, &proof).map_err(|e| {
             mismatch(
                 Table::MapValue,
@@ -178,10 +178,10 @@ impl Ledger {
         &self,
         r: &dyn View,
         index: u64,
-        cp: &crate::core::note::SignedCheckpoint,
+        snap: &Snapshot,
     ) -> Result<ProvenLeaf, LedgerError> {
         let leaf = require_leaf_bytes(r, index)?;
-        let inclusion = self.checked_path(r, index, &crate::core::leaf::leaf_hash(&leaf), cp)?;
+        let inclusion = self.checked_path(r, index, &crate::core::leaf::leaf_hash(&leaf), snap)?;
         Ok(ProvenLeaf {
             index,
             leaf,
@@ -206,36 +206,42 @@ impl Ledger {
         if let Some(a) = snap.anchor.get() {
             return Ok(a.clone());
         }
-        let cp = &snap.checkpoint;
         let a = (
-            self.proven_leaf(r, 0, cp)?,
-            self.proven_leaf(r, snap.map_index, cp)?,
+            self.proven_leaf(r, 0, snap)?,
+            self.proven_leaf(r, snap.map_index, snap)?,
         );
         Ok(snap.anchor.get_or_init(|| a).clone())
     }
 
-    /// The inclusion path of leaf `index` (whose hash is `leaf_hash`) under `cp`, checked
-    /// against its root, so damaged storage is reported as such instead of being handed out.
+    /// The inclusion path of leaf `index` (whose hash is `leaf_hash`) under the snapshot's
+    /// checkpoint, checked against its root, so damaged storage is reported as such instead of
+    /// being handed out.
     fn checked_path(
         &self,
         r: &dyn View,
         index: u64,
         leaf_hash: &Hash,
-        cp: &crate::core::note::SignedCheckpoint,
+        snap: &Snapshot,
     ) -> Result<Vec<HexHash>, LedgerError> {
-        let path = tlog::prove_inclusion(
-            &Sha256Hasher,
-            &self.nodes(r),
-            LeafIndex(index),
-            TreeSize(cp.size),
-        )
-        .map_err(|e| {
-            mismatch(
-                Table::Leaf,
-                Key::Index(index),
-                format!("inclusion proof: {e}"),
-            )
-        })?;
+        let cp = &snap.checkpoint;
+        let damaged = |e: String| mismatch(Table::Leaf, Key::Index(index), e);
+        let edge = match snap.edge.get() {
+            Some(edge) => edge,
+            None => {
+                let edge = tlog::RightEdge::new(&Sha256Hasher, &self.nodes(r), TreeSize(cp.size))
+                    .map_err(|e| damaged(format!("the tree's right edge: {e}")))?;
+                if edge.root() != Some(cp.root) {
+                    return Err(damaged(format!(
+                        "stored nodes do not lead to the root of checkpoint {}",
+                        cp.size
+                    )));
+                }
+                snap.edge.get_or_init(|| edge)
+            }
+        };
+        let path = edge
+            .prove_inclusion(&Sha256Hasher, &self.nodes(r), LeafIndex(index))
+            .map_err(|e| damaged(format!("inclusion proof: {e}")))?;
         tlog::check_inclusion(
             &Sha256Hasher,
             LeafIndex(index),
@@ -244,18 +250,12 @@ impl Ledger {
             &path,
             &cp.root,
         )
-        .map_err(|e| {
-            mismatch(
-                Table::Leaf,
-                Key::Index(index),
-                format!("stored data does not match checkpoint root: {e}"),
-            )
-        })?;
+        .map_err(|e| damaged(format!("stored data does not match checkpoint root: {e}")))?;
         Ok(hexes(path))
     }
 
-    /// One event leaf (`leaf` is leaf `index`, already read) with its opening and inclusion
-    /// proof in the tree of `cp`. Before anything is served, the inclusion path is checked
+    /// One event leaf (`leaf` is leaf `index`, already read, and `bytes` its stored bytes)
+    /// with its opening and inclusion proof in the tree of `cp`. Before anything is served, the inclusion path is checked
     /// against the checkpoint root and the opening against the leaf's commitment (hashing
     /// only), so damaged storage is reported as such instead of being handed out as a proof.
     /// Returns the opening too, decoded.
@@ -264,10 +264,11 @@ impl Ledger {
         r: &dyn View,
         index: u64,
         leaf: &EventLeaf,
-        cp: &crate::core::note::SignedCheckpoint,
+        bytes: Vec<u8>,
+        snap: &Snapshot,
     ) -> Result<(ProvenEvent, Opening), LedgerError> {
         let opening = read_opening(r, index)?.ok_or(Invalid::Erased { index })?;
-        let inclusion = self.checked_path(r, index, &leaf.leaf_hash(), cp)?;
+        let inclusion = self.checked_path(r, index, &crate::core::leaf::leaf_hash(&bytes), snap)?;
         if opening.commitment() != leaf.commitment {
             return Err(mismatch(
                 Table::Opening,
@@ -277,7 +278,7 @@ impl Ledger {
         }
         let proven = ProvenEvent {
             index,
-            leaf: Leaf::Event(*leaf).to_bytes(),
+            leaf: bytes,
             opening: OpeningJson::from(&opening),
             inclusion,
         };
@@ -358,33 +359,23 @@ impl Ledger {
         };
         let (key, vrf, _) = self.state_key_or_prove_in(r, &input)?;
         let chain = KeyChain::before(r, &key, snap.map_index)?;
-        // Event leaves read while searching (with their indices), kept for the proofs.
-        let mut read: Vec<(usize, u64, EventLeaf)> = Vec::with_capacity(8);
-        let mut entry = |pos: usize| -> Result<(u64, EventLeaf), LedgerError> {
-            if let Some(&(_, i, e)) = read.iter().find(|(p, _, _)| *p == pos) {
-                return Ok((i, e));
-            }
-            let i = chain.index(r, pos as u64)?;
-            let e = require_event(r, i)?;
-            read.push((pos, i, e));
-            Ok((i, e))
-        };
+        let mut read = ChainReads::new(&chain, r);
         // `lo`: how many of the key's event leaves were integrated at or before `at`.
         // integrated_at never decreases along the log. The common questions (consent now, or
         // before the key's first event) read one or two entries; others search in O(log k).
         let n = chain.len as usize;
         let lo = if n == 0 {
             0
-        } else if entry(n - 1)?.1.integrated_at <= at {
+        } else if read.get(n - 1)?.1.integrated_at <= at {
             n
-        } else if entry(0)?.1.integrated_at > at {
+        } else if read.get(0)?.1.integrated_at > at {
             0
         } else {
             // entry 0 is at or before `at`, entry n - 1 after it.
             let (mut lo, mut hi) = (1usize, n - 1);
             while lo < hi {
                 let mid = (lo + hi) / 2;
-                if entry(mid)?.1.integrated_at <= at {
+                if read.get(mid)?.1.integrated_at <= at {
                     lo = mid + 1;
                 } else {
                     hi = mid;
@@ -397,14 +388,14 @@ impl Ledger {
         let mut events = Vec::new();
         let mut in_force_event = None;
         if let Some(p) = in_force {
-            let (i, e) = entry(p)?;
-            let (pe, opening) = self.proven_event(r, i, &e, cp)?;
+            let (i, e, b) = read.take(p)?;
+            let (pe, opening) = self.proven_event(r, i, &e, b, snap)?;
             in_force_event = Some(opening.event.event);
             events.push(pe);
         }
         if let Some(p) = next {
-            let (i, e) = entry(p)?;
-            events.push(self.proven_event(r, i, &e, cp)?.0);
+            let (i, e, b) = read.take(p)?;
+            events.push(self.proven_event(r, i, &e, b, snap)?.0);
         }
         let map = if next.is_some() {
             None
@@ -448,8 +439,8 @@ impl Ledger {
             let mut events = Vec::with_capacity(indices.len());
             let mut first = None;
             for &i in &indices {
-                let entry = require_event(r, i)?;
-                let (pe, opening) = self.proven_event(r, i, &entry, cp)?;
+                let (entry, bytes) = require_event_bytes(r, i)?;
+                let (pe, opening) = self.proven_event(r, i, &entry, bytes, snap)?;
                 first.get_or_insert((opening.event.event, opening.vrf));
                 events.push(pe);
             }
@@ -570,6 +561,9 @@ struct KeyChain {
     key: Hash,
     /// How many of the key's event leaves lie below the size: seqs `0..len`.
     len: u64,
+    /// The key's last entry (seq, index), read to find `len`: the one a proof of consent
+    /// now needs, not read twice.
+    last: Option<(u64, u64)>,
 }
 
 impl KeyChain {
@@ -577,12 +571,17 @@ impl KeyChain {
     /// exist (appends since the snapshot), by binary search over seqs (indices grow with seq).
     fn before(r: &dyn View, key: &Hash, size: u64) -> Result<KeyChain, LedgerError> {
         let Some((k, v)) = r.last_with_prefix(Table::KeyIndex, key)? else {
-            return Ok(KeyChain { key: *key, len: 0 });
+            return Ok(KeyChain {
+                key: *key,
+                len: 0,
+                last: None,
+            });
         };
         let last = schema::decode_key_index(&k, &v)?;
         let mut chain = KeyChain {
             key: *key,
             len: last.seq + 1,
+            last: Some((last.seq, last.index)),
         };
         if last.index >= size {
             // The first seq whose index is at or past `size`.
@@ -602,6 +601,11 @@ impl KeyChain {
 
     /// The leaf index of the event with `seq`.
     fn index(&self, r: &dyn View, seq: u64) -> Result<u64, LedgerError> {
+        if let Some((last_seq, index)) = self.last {
+            if last_seq == seq {
+                return Ok(index);
+            }
+        }
         let k = schema::key_index_key(&self.key, seq);
         let v = r.get(Table::KeyIndex, &k)?.ok_or_else(|| {
             LedgerError::corrupt(
@@ -611,6 +615,47 @@ impl KeyChain {
             )
         })?;
         Ok(schema::decode_key_index(&k, &v)?.index)
+    }
+}
+
+/// Event leaves of a [`KeyChain`] read while a proof searches it (by position in the chain,
+/// with their indices and stored bytes), kept for the proof.
+struct ChainReads<'a> {
+    chain: &'a KeyChain,
+    r: &'a dyn View,
+    read: Vec<(usize, u64, EventLeaf, Vec<u8>)>,
+}
+
+impl<'a> ChainReads<'a> {
+    fn new(chain: &'a KeyChain, r: &'a dyn View) -> Self {
+        ChainReads {
+            chain,
+            r,
+            read: Vec::with_capacity(8),
+        }
+    }
+
+    fn slot(&mut self, pos: usize) -> Result<usize, LedgerError> {
+        if let Some(at) = self.read.iter().position(|(p, ..)| *p == pos) {
+            return Ok(at);
+        }
+        let i = self.chain.index(self.r, pos as u64)?;
+        let (e, b) = require_event_bytes(self.r, i)?;
+        self.read.push((pos, i, e, b));
+        Ok(self.read.len() - 1)
+    }
+
+    /// The index and leaf of the chain's event at `pos`.
+    fn get(&mut self, pos: usize) -> Result<(u64, EventLeaf), LedgerError> {
+        let at = self.slot(pos)?;
+        Ok((self.read[at].1, self.read[at].2))
+    }
+
+    /// [`ChainReads::get`] with the leaf's bytes, handed over.
+    fn take(&mut self, pos: usize) -> Result<(u64, EventLeaf, Vec<u8>), LedgerError> {
+        let at = self.slot(pos)?;
+        let (_, i, e, b) = &mut self.read[at];
+        Ok((*i, *e, std::mem::take(b)))
     }
 }
 

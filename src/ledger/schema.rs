@@ -170,6 +170,13 @@ pub fn require_event(r: &dyn View, index: u64) -> Result<EventLeaf, LedgerError>
     decode_event(index, &require_leaf_bytes(r, index)?)
 }
 
+/// Event leaf `index`, which must be there, with its bytes as stored (which are its
+/// encoding: decoding refuses any other).
+pub fn require_event_bytes(r: &dyn View, index: u64) -> Result<(EventLeaf, Vec<u8>), LedgerError> {
+    let bytes = require_leaf_bytes(r, index)?;
+    Ok((decode_event(index, &bytes)?, bytes))
+}
+
 /// Map leaf `index`, which must be there.
 pub fn require_map(r: &dyn View, index: u64) -> Result<MapLeaf, LedgerError> {
     decode_map(index, &require_leaf_bytes(r, index)?)

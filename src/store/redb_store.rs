@@ -237,6 +237,22 @@ impl Store for RedbStore {
         "redb"
     }
 
+    fn another_reader(&self, cache_bytes: u64) -> Result<Option<Box<dyn Store>>, StoreError> {
+        // Only beside a read-only handle: no writer can then be open, in this process or
+        // another, so both handles read the same committed state.
+        if !matches!(self.db, Db::ReadOnly(_)) {
+            return Ok(None);
+        }
+        let db = Database::builder()
+            .set_cache_size(cache_bytes as usize)
+            .open_read_only(&self.path)
+            .map_err(err)?;
+        Ok(Some(Box::new(RedbStore {
+            db: Db::ReadOnly(db),
+            path: self.path.clone(),
+        })))
+    }
+
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         std::fs::metadata(&self.path)
             .map(|m| m.len())

@@ -5,6 +5,7 @@
 use thiserror::Error;
 
 use super::hasher::TreeHasher;
+use super::right_edge::RightEdge;
 use super::tree_hash::{bit_len, split_point, subtree_hash, HashReader, LeafIndex, TreeSize};
 use super::{Hash, ProveError};
 
@@ -24,14 +25,16 @@ pub fn prove_inclusion<H: TreeHasher, R: HashReader>(
         return Err(ProveError::IndexOutOfRange { index: m, size: n });
     }
     let mut proof = Vec::with_capacity(inclusion_proof_len(m, n));
-    inclusion_path(h, r, m, 0, n, &mut proof).map_err(ProveError::Read)?;
+    inclusion_path(h, r, None, m, 0, n, &mut proof).map_err(ProveError::Read)?;
     Ok(proof)
 }
 
-/// Appends `PATH(m - start, D[start:end])` to `out`.
-fn inclusion_path<H: TreeHasher, R: HashReader>(
+/// Appends `PATH(m - start, D[start:end])` to `out`, taking the right halves on the tree's
+/// right edge from `edge` when given.
+pub(super) fn inclusion_path<H: TreeHasher, R: HashReader>(
     h: &H,
     r: &R,
+    edge: Option<&RightEdge>,
     m: u64,
     start: u64,
     end: u64,
@@ -42,10 +45,13 @@ fn inclusion_path<H: TreeHasher, R: HashReader>(
     }
     let mid = start + split_point(end - start);
     if m < mid {
-        inclusion_path(h, r, m, start, mid, out)?;
-        out.push(subtree_hash(h, r, mid, end)?);
+        inclusion_path(h, r, edge, m, start, mid, out)?;
+        out.push(match edge.and_then(|e| e.get(mid, end)) {
+            Some(hash) => hash,
+            None => subtree_hash(h, r, mid, end)?,
+        });
     } else {
-        inclusion_path(h, r, m, mid, end, out)?;
+        inclusion_path(h, r, edge, m, mid, end, out)?;
         out.push(subtree_hash(h, r, start, mid)?);
     }
     Ok(())

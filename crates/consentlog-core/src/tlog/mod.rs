@@ -26,6 +26,7 @@
 //! | [`consistency`] | [`prove_consistency`] / [`check_consistency`] (RFC 9162 §2.1.4) |
 //! | [`frontier`] | [`Frontier`], the compact range of a growing tree (RFC 9162 §2.1.2) |
 //! | [`memory`] | [`MemoryTree`], every complete subtree in memory |
+//! | [`right_edge`] | [`RightEdge`]: one size's incomplete right-edge subtrees, for many paths |
 //! | [`tile`] | [`EntryTile`]: c2sp.org/tlog-tiles entry bundles, their paths and bodies |
 
 use thiserror::Error;
@@ -35,6 +36,7 @@ pub mod frontier;
 pub mod hasher;
 pub mod inclusion;
 pub mod memory;
+pub mod right_edge;
 pub mod tile;
 pub mod tree_hash;
 
@@ -50,6 +52,7 @@ pub use hasher::Blake3Hasher;
 pub use hasher::{Sha256Hasher, TreeHasher};
 pub use inclusion::{check_inclusion, prove_inclusion, InclusionError};
 pub use memory::{MemoryTree, MissingNode};
+pub use right_edge::RightEdge;
 pub use tile::{EntryTile, TileError};
 pub use tree_hash::{subtree_hash, tree_hash, HashReader, LeafIndex, TreeSize};
 
