@@ -85,6 +85,7 @@ impl Ledger {
             anchor: Default::default(),
             edge: Default::default(),
             buckets: Default::default(),
+            verified: Default::default(),
             published: st.cp_count,
         });
         Ok(cp)

@@ -38,6 +38,7 @@ mod receipts;
 pub mod schema;
 #[cfg(test)]
 mod testing;
+mod verified_paths;
 
 pub use append::{precheck, precheck_one, Prechecked};
 pub use error::{Corrupt, CorruptKind, Invalid, Key, LedgerError};
@@ -184,6 +185,8 @@ pub struct Snapshot {
     pub edge: std::sync::OnceLock<crate::core::tlog::RightEdge>,
     /// The state map's buckets as of this snapshot, read by the proofs that needed them.
     pub buckets: map_buckets::MapBuckets,
+    /// Inclusion paths already checked against this snapshot's checkpoint.
+    pub verified: verified_paths::VerifiedPaths,
 }
 
 /// The in-memory state, changed only after a commit succeeds.

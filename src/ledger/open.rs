@@ -345,6 +345,7 @@ fn load(
         anchor: Default::default(),
         edge: Default::default(),
         buckets: Default::default(),
+        verified: Default::default(),
         published: cp_count,
     };
     let state = State {

@@ -242,15 +242,16 @@ impl Ledger {
         let path = edge
             .prove_inclusion(&Sha256Hasher, &self.nodes(r), LeafIndex(index))
             .map_err(|e| damaged(format!("inclusion proof: {e}")))?;
-        tlog::check_inclusion(
-            &Sha256Hasher,
-            LeafIndex(index),
-            TreeSize(cp.size),
-            leaf_hash,
-            &path,
-            &cp.root,
-        )
-        .map_err(|e| damaged(format!("stored data does not match checkpoint root: {e}")))?;
+        snap.verified
+            .check(
+                &Sha256Hasher,
+                LeafIndex(index),
+                TreeSize(cp.size),
+                leaf_hash,
+                &path,
+                &cp.root,
+            )
+            .map_err(|e| damaged(format!("stored data does not match checkpoint root: {e}")))?;
         Ok(hexes(path))
     }
 
