@@ -39,15 +39,43 @@ pub fn json_object<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Json
     serde_json::from_str(text).map_err(|e| JsonError::Parse(e.to_string()))
 }
 
+/// Each byte's two lowercase hex digits.
+const PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut t = [[0u8; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = [DIGITS[b >> 4], DIGITS[b & 0x0f]];
+        b += 1;
+    }
+    t
+};
+
+/// Writes the lowercase hex of `bytes` into `out`, which is twice as long.
+fn hex_into(bytes: &[u8], out: &mut [u8]) {
+    debug_assert_eq!(out.len(), 2 * bytes.len());
+    for (b, o) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        o.copy_from_slice(&PAIRS[*b as usize]);
+    }
+}
+
 /// Lowercase hex of `bytes`.
 pub fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = Vec::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[(b >> 4) as usize]);
-        out.push(DIGITS[(b & 0x0f) as usize]);
-    }
+    let mut out = vec![0u8; bytes.len() * 2];
+    hex_into(bytes, &mut out);
     String::from_utf8(out).expect("hex digits are ASCII")
+}
+
+/// Serializes `bytes` as a string of lowercase hex digits, on the stack up to 512 bytes (proofs
+/// carry dozens of hashes and encoded leaves and events, each a heap allocation otherwise).
+fn serialize_hex<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    let mut buf = [0u8; 1024];
+    if bytes.len() > buf.len() / 2 {
+        return s.serialize_str(&to_hex(bytes));
+    }
+    let out = &mut buf[..2 * bytes.len()];
+    hex_into(bytes, out);
+    s.serialize_str(std::str::from_utf8(out).expect("hex digits are ASCII"))
 }
 
 /// The value of each byte as a lowercase hex digit, or [`NOT_HEX`].
@@ -145,14 +173,7 @@ impl fmt::Debug for HexHash {
 
 impl serde::Serialize for HexHash {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // On the stack: proofs carry dozens of hashes each.
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut out = [0u8; 64];
-        for (i, b) in self.0.iter().enumerate() {
-            out[2 * i] = DIGITS[(b >> 4) as usize];
-            out[2 * i + 1] = DIGITS[(b & 0x0f) as usize];
-        }
-        s.serialize_str(std::str::from_utf8(&out).expect("hex digits are ASCII"))
+        serialize_hex(&self.0, s)
     }
 }
 
@@ -194,7 +215,7 @@ pub mod hex_bytes {
     use super::*;
 
     pub fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&to_hex(v))
+        serialize_hex(v, s)
     }
 
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
@@ -221,7 +242,7 @@ pub mod hex_array {
         v: &[u8; N],
         s: S,
     ) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&to_hex(v))
+        serialize_hex(v, s)
     }
 
     pub fn deserialize<'de, D: serde::Deserializer<'de>, const N: usize>(
@@ -257,6 +278,30 @@ pub mod hex_array_opt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Hex out, on the stack or not, is the `hex` crate's lowercase hex, for every byte value
+    /// and on both sides of the stack buffer's 512 bytes.
+    #[test]
+    fn hex_encoding_agrees_with_the_hex_crate() {
+        #[derive(serde::Serialize)]
+        struct B<'a> {
+            #[serde(with = "hex_bytes")]
+            b: &'a [u8],
+        }
+        let all: Vec<u8> = (0..=255u8).cycle().take(1500).collect();
+        for n in [0, 1, 2, 31, 32, 33, 255, 256, 511, 512, 513, 1024, 1500] {
+            let bytes = &all[all.len() - n..];
+            let want = hex::encode(bytes);
+            assert_eq!(to_hex(bytes), want, "{n} bytes");
+            let json = serde_json::to_string(&B { b: bytes }).unwrap();
+            assert_eq!(json, format!(r#"{{"b":"{want}"}}"#), "{n} bytes");
+        }
+        let h: Hash = core::array::from_fn(|i| (i * 37) as u8);
+        assert_eq!(
+            serde_json::to_string(&HexHash(h)).unwrap(),
+            format!("\"{}\"", hex::encode(h))
+        );
+    }
 
     #[test]
     fn hex_decoding_is_strict() {
