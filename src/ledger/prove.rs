@@ -359,8 +359,9 @@ impl Ledger {
             purpose,
         };
         let (key, vrf, _) = self.state_key_or_prove_in(r, &input)?;
-        let chain = KeyChain::before(r, &key, snap.map_index)?;
+        let (chain, latest) = KeyChain::before(r, &key, snap.map_index)?;
         let mut read = ChainReads::new(&chain, r);
+        read.read.extend(latest);
         // `lo`: how many of the key's event leaves were integrated at or before `at`.
         // integrated_at never decreases along the log. The common questions (consent now, or
         // before the key's first event) read one or two entries; others search in O(log k).
@@ -567,37 +568,55 @@ struct KeyChain {
     last: Option<(u64, u64)>,
 }
 
+/// A chain entry read on the way: (seq, index, leaf, its stored bytes).
+type ChainEntry = (usize, u64, EventLeaf, Vec<u8>);
+
 impl KeyChain {
-    /// The chain of `key` below `size`: from its last entry, or, when events after `size`
-    /// exist (appends since the snapshot), by binary search over seqs (indices grow with seq).
-    fn before(r: &dyn View, key: &Hash, size: u64) -> Result<KeyChain, LedgerError> {
-        let Some((k, v)) = r.last_with_prefix(Table::KeyIndex, key)? else {
-            return Ok(KeyChain {
-                key: *key,
-                len: 0,
-                last: None,
-            });
-        };
-        let last = schema::decode_key_index(&k, &v)?;
+    /// The chain of `key` below `size`. Its length comes from the key's latest event leaf
+    /// (the map's stored value names it: one read, where the key index would need a range
+    /// read from its end); when that leaf lies at or past `size` (appends since the
+    /// snapshot), by binary search over seqs (indices grow with seq). Returns the latest
+    /// leaf too when it lies below `size`: the chain's last entry.
+    fn before(
+        r: &dyn View,
+        key: &Hash,
+        size: u64,
+    ) -> Result<(KeyChain, Option<ChainEntry>), LedgerError> {
         let mut chain = KeyChain {
             key: *key,
-            len: last.seq + 1,
-            last: Some((last.seq, last.index)),
+            len: 0,
+            last: None,
         };
-        if last.index >= size {
-            // The first seq whose index is at or past `size`.
-            let (mut lo, mut hi) = (0u64, last.seq);
-            while lo < hi {
-                let mid = lo + (hi - lo) / 2;
-                if chain.index(r, mid)? < size {
-                    lo = mid + 1;
-                } else {
-                    hi = mid;
-                }
-            }
-            chain.len = lo;
+        let Some(v) = r.get(Table::MapValue, key)? else {
+            return Ok((chain, None));
+        };
+        let (_, latest) = schema::decode_map_leaf(key, &v)?;
+        let (leaf, bytes) = require_event_bytes(r, latest.index)?;
+        if leaf.key != *key {
+            return Err(mismatch(
+                Table::MapValue,
+                Key::State(*key),
+                format!("names leaf {}, an event of another key", latest.index),
+            ));
         }
-        Ok(chain)
+        chain.last = Some((leaf.seq, latest.index));
+        if latest.index < size {
+            chain.len = leaf.seq + 1;
+            let pos = usize::try_from(leaf.seq).expect("a chain fits in memory");
+            return Ok((chain, Some((pos, latest.index, leaf, bytes))));
+        }
+        // The first seq whose index is at or past `size`.
+        let (mut lo, mut hi) = (0u64, leaf.seq);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if chain.index(r, mid)? < size {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        chain.len = lo;
+        Ok((chain, None))
     }
 
     /// The leaf index of the event with `seq`.
@@ -624,7 +643,7 @@ impl KeyChain {
 struct ChainReads<'a> {
     chain: &'a KeyChain,
     r: &'a dyn View,
-    read: Vec<(usize, u64, EventLeaf, Vec<u8>)>,
+    read: Vec<ChainEntry>,
 }
 
 impl<'a> ChainReads<'a> {
