@@ -42,5 +42,5 @@ pub use super::hash::{Hash, HexHash};
 pub use bits::{common_prefix_len, key_bit, prefix_bounds, MAP_DEPTH};
 pub use node_hash::{hash_leaf, hash_node, MapValue, EMPTY, LEAF_TAG, NODE_TAG};
 pub use proof::{check, MapLeaf, MapProof, MapProofError};
-pub use source::{InMemory, MapError, MapSource, NothingToLoad};
+pub use source::{Built, InMemory, MapError, MapSource, NothingToLoad};
 pub use state_map::StateMap;

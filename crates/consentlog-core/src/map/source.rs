@@ -20,6 +20,29 @@ pub trait MapSource {
     /// Every key whose first `bits` bits are those of `prefix`, with its value: sorted by key,
     /// distinct, and as of the state the map describes.
     fn load(&self, prefix: &Hash, bits: usize) -> Result<Vec<(Hash, MapValue)>, Self::Error>;
+
+    /// The subtree of the keys under the first `bits` bits of `prefix`, for a slot at depth
+    /// `top`, as this source was given it by [`MapSource::keep`] (none by default). The map
+    /// uses it only if it is the stub's (same depth and hash); otherwise it loads the keys.
+    fn kept(&self, _prefix: &Hash, _bits: usize, _top: usize) -> Option<Built> {
+        None
+    }
+
+    /// Offers a subtree the map built from keys this source loaded (checked against its stub),
+    /// for [`MapSource::kept`]: a source that answers for one fixed state may keep it, so that
+    /// many proofs against that state build each subtree once. Ignored by default.
+    fn keep(&self, _prefix: &Hash, _bits: usize, _top: usize, _built: &Built) {}
+}
+
+/// A subtree the map built from a [`MapSource`]'s keys (opaque; cheap to clone: shared).
+#[derive(Clone)]
+pub struct Built(pub(super) super::trie::Child);
+
+impl Built {
+    /// How many keys it holds.
+    pub fn keys(&self) -> usize {
+        self.0.count() as usize
+    }
 }
 
 impl<S: MapSource + ?Sized> MapSource for &S {
@@ -27,6 +50,14 @@ impl<S: MapSource + ?Sized> MapSource for &S {
 
     fn load(&self, prefix: &Hash, bits: usize) -> Result<Vec<(Hash, MapValue)>, Self::Error> {
         (**self).load(prefix, bits)
+    }
+
+    fn kept(&self, prefix: &Hash, bits: usize, top: usize) -> Option<Built> {
+        (**self).kept(prefix, bits, top)
+    }
+
+    fn keep(&self, prefix: &Hash, bits: usize, top: usize, built: &Built) {
+        (**self).keep(prefix, bits, top, built)
     }
 }
 

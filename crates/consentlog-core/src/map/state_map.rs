@@ -505,6 +505,87 @@ mod tests {
         );
     }
 
+    /// A source that keeps what the map builds: each bucket is loaded once for any number of
+    /// proofs, which are those of a source that keeps nothing; a kept subtree that is not the
+    /// stub's (another map's, another depth) is never used.
+    #[test]
+    fn kept_subtrees_are_reused_only_for_their_own_stub() {
+        use super::super::{prefix_bounds, Built};
+        use std::cell::{Cell, RefCell};
+        use std::collections::HashMap;
+        struct Keeping {
+            keys: Keys,
+            loads: Cell<usize>,
+            kept: RefCell<HashMap<(Hash, usize, usize), Built>>,
+            /// Hands out this subtree for every question instead of what was kept.
+            liar: Option<Built>,
+        }
+        impl MapSource for Keeping {
+            type Error = std::convert::Infallible;
+            fn load(
+                &self,
+                prefix: &Hash,
+                bits: usize,
+            ) -> Result<Vec<(Hash, MapValue)>, Self::Error> {
+                self.loads.set(self.loads.get() + 1);
+                self.keys.load(prefix, bits)
+            }
+            fn kept(&self, prefix: &Hash, bits: usize, top: usize) -> Option<Built> {
+                let id = (prefix_bounds(prefix, bits).0, bits, top);
+                self.liar
+                    .clone()
+                    .or_else(|| self.kept.borrow().get(&id).cloned())
+            }
+            fn keep(&self, prefix: &Hash, bits: usize, top: usize, built: &Built) {
+                let id = (prefix_bounds(prefix, bits).0, bits, top);
+                self.kept.borrow_mut().insert(id, built.clone());
+            }
+        }
+        let items: Vec<_> = (0..400u64)
+            .map(|i| (b3(&i.to_le_bytes()), value(i)))
+            .collect();
+        let keys = || Keys(items.iter().copied().collect());
+        let mut m = StateMap::with_buckets(8);
+        m.insert_batch_from(&items, &keys()).unwrap();
+        let plain = keys();
+        let src = Keeping {
+            keys: keys(),
+            loads: Cell::new(0),
+            kept: Default::default(),
+            liar: None,
+        };
+        for round in 0..3 {
+            for (key, v) in &items {
+                let p = m.prove_from(key, &src).unwrap();
+                assert_eq!(p, m.prove_from(key, &plain).unwrap(), "round {round}");
+                assert_eq!(check(&m.root(), key, &p), Ok(Some(*v)));
+            }
+            let absent = flip(&items[0].0, 200);
+            assert_eq!(
+                check(&m.root(), &absent, &m.prove_from(&absent, &src).unwrap()),
+                Ok(None)
+            );
+        }
+        let buckets = src.kept.borrow().len();
+        assert!(buckets > 20, "{buckets} buckets");
+        assert_eq!(src.loads.get(), buckets, "each bucket loaded once");
+        // Every stub handed another stub's subtree loads its own keys, and proves the same.
+        let liar = Keeping {
+            keys: keys(),
+            loads: Cell::new(0),
+            kept: Default::default(),
+            liar: src.kept.borrow().values().next().cloned(),
+        };
+        for (key, v) in &items {
+            let p = m.prove_from(key, &liar).unwrap();
+            assert_eq!(check(&m.root(), key, &p), Ok(Some(*v)));
+        }
+        assert!(
+            liar.loads.get() >= items.len() - 8,
+            "the wrong subtree was not used"
+        );
+    }
+
     /// Keys whose paths share up to 255 bits: chains of single-child levels everywhere.
     #[test]
     fn long_shared_prefixes() {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use super::bits::{common_prefix_len, key_bit, MAP_DEPTH};
 use super::node_hash::{hash_leaf, hash_node, lift, MapValue, EMPTY};
-use super::source::{MapError, MapSource};
+use super::source::{Built, MapError, MapSource};
 use super::Hash;
 
 /// A stored key and its value (72 bytes).
@@ -196,6 +196,11 @@ pub(super) fn expand<S: MapSource + ?Sized>(
     src: &S,
 ) -> Result<Child, MapError<S::Error>> {
     let bits = stub.bit as usize;
+    if let Some(Built(kept)) = src.kept(&stub.rep, bits, top) {
+        if matches!(&kept, Child::Branch(b) if b.bit == stub.bit && b.own_hash() == stub.own) {
+            return Ok(kept);
+        }
+    }
     let items = src.load(&stub.rep, bits).map_err(MapError::Source)?;
     let damaged = || MapError::Damaged {
         prefix: stub.rep,
@@ -212,7 +217,10 @@ pub(super) fn expand<S: MapSource + ?Sized>(
     // moved out of (a split above it, during the merge that asks for this load).
     let built = build(&items, top, 0);
     match &built {
-        Child::Branch(b) if b.bit == stub.bit && b.own_hash() == stub.own => Ok(built),
+        Child::Branch(b) if b.bit == stub.bit && b.own_hash() == stub.own => {
+            src.keep(&stub.rep, bits, top, &Built(built.clone()));
+            Ok(built)
+        }
         _ => Err(damaged()),
     }
 }
