@@ -57,8 +57,71 @@ pub fn decode<T: Serialize + DeserializeOwned>(bytes: &[u8]) -> Result<T, Decode
     if used != bytes.len() {
         return Err(DecodeError::TrailingBytes(bytes.len() - used));
     }
-    if encode(&value) != bytes {
+    if !encodes_to(&value, bytes) {
         return Err(DecodeError::NonCanonical);
     }
     Ok(value)
+}
+
+/// Whether `value` encodes to exactly `bytes`: re-encoded into a buffer of `bytes`' length (on
+/// the stack up to 512 bytes, as every leaf and most events are), so an encoding that is
+/// longer fails to fit and one that is shorter leaves bytes unwritten; neither matches.
+fn encodes_to<T: Serialize>(value: &T, bytes: &[u8]) -> bool {
+    let mut stack = [0u8; 512];
+    let mut heap = Vec::new();
+    let buf = if bytes.len() <= stack.len() {
+        &mut stack[..bytes.len()]
+    } else {
+        heap.resize(bytes.len(), 0);
+        &mut heap[..]
+    };
+    matches!(
+        bincode::serde::encode_into_slice(value, buf, CONFIG),
+        Ok(n) if n == bytes.len() && *buf == *bytes
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::{Deserialize, Deserializer, Serialize};
+
+    /// A string whose decoding changes it by `f`: the re-encoding then differs from the input.
+    #[derive(Debug, PartialEq, Serialize)]
+    struct Changed<const F: u8>(String);
+
+    impl<'de, const F: u8> Deserialize<'de> for Changed<F> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let s = String::deserialize(d)?;
+            Ok(Changed(match F {
+                0 => s,                           // unchanged
+                1 => s.to_lowercase(),            // same length, other bytes
+                2 => s.chars().skip(1).collect(), // shorter
+                _ => format!("{s}x"),             // longer
+            }))
+        }
+    }
+
+    /// Decoding accepts exactly the bytes its value encodes to, short or long (past the
+    /// 512-byte stack buffer), and names trailing bytes and changed re-encodings.
+    #[test]
+    fn decoding_is_canonical() {
+        for len in [1, 3, 100, 503, 504, 505, 600, 2000] {
+            let bytes = encode(&"A".repeat(len));
+            assert_eq!(decode::<Changed<0>>(&bytes), Ok(Changed("A".repeat(len))));
+            assert_eq!(decode::<Changed<1>>(&bytes), Err(DecodeError::NonCanonical));
+            assert_eq!(decode::<Changed<2>>(&bytes), Err(DecodeError::NonCanonical));
+            assert_eq!(decode::<Changed<3>>(&bytes), Err(DecodeError::NonCanonical));
+            let mut longer = bytes.clone();
+            longer.push(0);
+            assert_eq!(
+                decode::<Changed<0>>(&longer),
+                Err(DecodeError::TrailingBytes(1))
+            );
+        }
+        assert!(matches!(
+            decode::<Changed<0>>(&[5, 0, 0, 0, 0, 0, 0, 0, b'a']),
+            Err(DecodeError::Malformed(_))
+        ));
+    }
 }
