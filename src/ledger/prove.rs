@@ -256,9 +256,10 @@ impl Ledger {
     }
 
     /// One event leaf (`leaf` is leaf `index`, already read, and `bytes` its stored bytes)
-    /// with its opening and inclusion proof in the tree of `cp`. Before anything is served, the inclusion path is checked
-    /// against the checkpoint root and the opening against the leaf's commitment (hashing
-    /// only), so damaged storage is reported as such instead of being handed out as a proof.
+    /// with its opening and inclusion proof under the snapshot's checkpoint. Before anything
+    /// is served, the inclusion path is checked against the checkpoint root and the opening
+    /// against the leaf's commitment (hashing only), so damaged storage is reported as such
+    /// instead of being handed out as a proof.
     /// Returns the opening too, decoded.
     fn proven_event(
         &self,
