@@ -361,8 +361,7 @@ impl Ledger {
         };
         let (key, vrf, _) = self.state_key_or_prove_in(r, &input)?;
         let (chain, latest) = KeyChain::before(r, &key, snap.map_index)?;
-        let mut read = ChainReads::new(&chain, r);
-        read.read.extend(latest);
+        let mut read = ChainReads::new(&chain, r, latest);
         // `lo`: how many of the key's event leaves were integrated at or before `at`.
         // integrated_at never decreases along the log. The common questions (consent now, or
         // before the key's first event) read one or two entries; others search in O(log k).
@@ -569,7 +568,7 @@ struct KeyChain {
     last: Option<(u64, u64)>,
 }
 
-/// A chain entry read on the way: (seq, index, leaf, its stored bytes).
+/// A chain entry read on the way: (position = seq, index, leaf, its stored bytes).
 type ChainEntry = (usize, u64, EventLeaf, Vec<u8>);
 
 impl KeyChain {
@@ -648,12 +647,12 @@ struct ChainReads<'a> {
 }
 
 impl<'a> ChainReads<'a> {
-    fn new(chain: &'a KeyChain, r: &'a dyn View) -> Self {
-        ChainReads {
-            chain,
-            r,
-            read: Vec::with_capacity(8),
-        }
+    /// Reads of `chain` through `r`, starting with `known` (the chain's last entry, when
+    /// [`KeyChain::before`] read it).
+    fn new(chain: &'a KeyChain, r: &'a dyn View, known: Option<ChainEntry>) -> Self {
+        let mut read = Vec::with_capacity(8);
+        read.extend(known);
+        ChainReads { chain, r, read }
     }
 
     fn slot(&mut self, pos: usize) -> Result<usize, LedgerError> {
