@@ -67,16 +67,19 @@ pub fn prove(dir: &Path, queries: &Path, out: Option<&Path>, cache_bytes: u64) -
     });
     let store = l.store();
     // One storage handle per worker thread where the engine has them (see
-    // `Store::another_reader`), the cache shared out between them; else all share `store`.
+    // `Store::another_reader`), the cache shared out between them; else all share `store`,
+    // which answers the same (only slower), so a handle that fails to open is not an error.
     let threads = rayon::current_num_threads();
     let mut own: Vec<Box<dyn crate::store::Store>> = Vec::with_capacity(threads);
     for _ in 0..threads {
-        match store
-            .another_reader(cache_bytes / threads as u64)
-            .map_err(fail)?
-        {
-            Some(s) => own.push(s),
-            None => break,
+        match store.another_reader(cache_bytes / threads as u64) {
+            Ok(Some(s)) => own.push(s),
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!("a reader of its own per thread: {e}; the threads share one");
+                own.clear();
+                break;
+            }
         }
     }
     let view_for_this_thread = || match rayon::current_thread_index().and_then(|i| own.get(i)) {
