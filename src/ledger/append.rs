@@ -18,10 +18,10 @@ use crate::core::opening::Opening;
 use crate::core::receipt::Receipt;
 use crate::core::reject::Reject;
 use crate::core::rules::{self, Head};
-use crate::core::tlog::{Frontier, Sha256Hasher};
+use crate::core::tlog::{Frontier, RightEdge, Sha256Hasher, TreeSize};
 use crate::core::vrf::{StateKeyInput, VrfProof};
 use crate::keyfile;
-use crate::store::{Table, WriteBatch};
+use crate::store::{Table, View, WriteBatch};
 
 /// Below this many events a chunk's receipts are signed on the calling thread: handing a few
 /// signatures to other threads costs more in wake-ups than it saves.
@@ -164,7 +164,8 @@ impl Chunk {
             event,
         };
         let entry = opening.leaf(self.now, key, prev);
-        let leaf = entry.leaf_hash();
+        let entry_bytes = entry.to_bytes();
+        let leaf = crate::core::leaf::leaf_hash(&entry_bytes);
         let (batch, new_nodes) = (&mut self.batch, &mut self.new_nodes);
         self.frontier
             .append_with(&Sha256Hasher, leaf, |level, i, node| {
@@ -174,8 +175,7 @@ impl Chunk {
                 }
             });
         let ev = &opening.event.event;
-        self.batch
-            .put(Table::Leaf, index_key(index), entry.to_bytes());
+        self.batch.put(Table::Leaf, index_key(index), entry_bytes);
         self.batch
             .put(Table::Opening, index_key(index), opening.to_bytes());
         let seq = ev.seq;
@@ -264,13 +264,24 @@ impl Ledger {
                 first.entry(*id).or_insert(i);
             }
         }
+        let store = self.store();
         let answers: HashMap<Hash, (Hash, VrfProof, bool)> = first
             .into_par_iter()
-            .filter_map(|(id, i)| {
-                let p = checked[i].as_ref().ok()?;
-                let input = p.event.event.state_key_input();
-                self.state_key_or_prove_input(&input).ok().map(|a| (id, a))
-            })
+            // A read transaction per piece of work, not per triple.
+            .map_init(
+                || store.view().ok(),
+                |view, (id, i)| {
+                    let p = checked[i].as_ref().ok()?;
+                    let input = p.event.event.state_key_input();
+                    match view {
+                        Some(v) => self.state_key_or_prove_in(&**v, &input),
+                        None => self.state_key_or_prove_input(&input),
+                    }
+                    .ok()
+                    .map(|a| (id, a))
+                },
+            )
+            .flatten()
             .collect();
         Ok(checked
             .into_iter()
@@ -378,13 +389,18 @@ impl Ledger {
         self.recover(&mut st)?;
         let now = self.clock.after(st.last_map_time).max(st.last_time);
         let mut chunk = Chunk::new(&st, now, checked.len());
+        let store = self.store();
+        // One read transaction for the chunk's reads: the state as of its start (what the
+        // chunk changes is in `chunk`).
+        let view = store.view()?;
         for c in checked {
-            self.place(&mut chunk, c)?;
+            self.place(&*view, &mut chunk, c)?;
         }
         let before = if chunk.accepted.is_empty() {
             None
         } else {
-            let map = self.stage_map(&st, &mut chunk)?;
+            let map = self.stage_map(&*view, &st, &mut chunk)?;
+            drop(view);
             self.commit(std::mem::take(&mut chunk.batch))?;
             // Durable: now the in-memory state may change.
             self.upper.extend(&chunk.new_nodes);
@@ -402,7 +418,12 @@ impl Ledger {
 
     /// Decides one event of a chunk: refused, a resubmission of a logged or of an earlier
     /// event of the chunk, or accepted (and staged).
-    fn place(&self, chunk: &mut Chunk, c: Result<Prechecked, Reject>) -> Result<(), LedgerError> {
+    fn place(
+        &self,
+        view: &dyn View,
+        chunk: &mut Chunk,
+        c: Result<Prechecked, Reject>,
+    ) -> Result<(), LedgerError> {
         let Prechecked {
             event,
             hash,
@@ -428,16 +449,16 @@ impl Ledger {
                 chunk.slots.push(Slot::Done(Outcome::Rejected(r)));
                 return Ok(());
             }
-            None => self.state_key_or_prove_input(&event.event.state_key_input())?,
+            None => self.state_key_or_prove_in(view, &event.event.state_key_input())?,
         };
         let key = state.0;
         let head = match chunk.heads.get(&key) {
             Some(h) => Some(*h),
-            None => self.head(&key)?,
+            None => super::head_in(view, &key)?,
         };
         // A resubmission: an event with this seq is already logged with these bytes.
         if head.is_some_and(|hd| event.event.seq <= hd.seq) {
-            if let Some(old) = self.event_at_seq(&key, event.event.seq)? {
+            if let Some(old) = super::event_at_seq_in(view, &key, event.event.seq)? {
                 if old.event_hash == hash {
                     chunk.slots.push(Slot::Existing(old.index));
                     return Ok(());
@@ -455,16 +476,20 @@ impl Ledger {
 
     /// The map after the chunk (from the stored leaves as they are before it), with the
     /// chunk's new size and map leaves added to its batch.
-    fn stage_map(&self, st: &State, chunk: &mut Chunk) -> Result<StateMap, LedgerError> {
+    fn stage_map(
+        &self,
+        view: &dyn View,
+        st: &State,
+        chunk: &mut Chunk,
+    ) -> Result<StateMap, LedgerError> {
         let size = chunk.base + chunk.accepted.len() as u64;
         chunk
             .batch
             .put(Table::Meta, schema::SIZE, schema::size_value(size));
         let updates = chunk.map_updates();
         let mut map = st.map.clone();
-        let store = self.store();
         let src = LeafSource {
-            store: store.as_ref(),
+            store: view,
             as_of: chunk.base,
             upto: None,
         };
@@ -513,14 +538,28 @@ impl Ledger {
             low: &low,
             rest: self.nodes(&*store),
         };
-        let anchor = self.receipt_anchor(size, root, &nodes)?;
+        // The tree's right edge, hashed once for all the chunk's paths (if its nodes do not
+        // lead to the root, each path is computed on its own, as without it).
+        let edge = RightEdge::new(&Sha256Hasher, &nodes, TreeSize(size))
+            .ok()
+            .filter(|e| e.root() == Some(root));
+        let edge = edge.as_ref();
+        let anchor = self.receipt_anchor(size, root, &nodes, edge)?;
         let make = |(pos, ((leaf, _), opening)): (usize, (&(EventLeaf, Hash), Opening))| {
             let store = self.store();
             let nodes = ChunkNodes {
                 low: &low,
                 rest: self.nodes(&*store),
             };
-            self.receipt_in(&anchor, size, &nodes, base + pos as u64, *leaf, opening)
+            self.receipt_in(
+                &anchor,
+                size,
+                &nodes,
+                edge,
+                base + pos as u64,
+                *leaf,
+                opening,
+            )
         };
         let receipts: Vec<Receipt> = if accepted.len() < PARALLEL_MIN {
             accepted

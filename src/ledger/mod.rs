@@ -36,6 +36,28 @@ mod prove;
 pub mod raw;
 mod receipts;
 pub mod schema;
+
+/// [`Ledger::head`], reading through `r`.
+pub(crate) fn head_in(r: &dyn View, key: &Hash) -> Result<Option<Head>, LedgerError> {
+    match r.last_with_prefix(Table::KeyIndex, key)? {
+        None => Ok(None),
+        Some((k, v)) => schema::decode_key_index(&k, &v).map(Some),
+    }
+}
+
+/// [`Ledger::event_at_seq`], reading through `r`.
+pub(crate) fn event_at_seq_in(
+    r: &dyn View,
+    key: &Hash,
+    seq: u64,
+) -> Result<Option<Head>, LedgerError> {
+    let k = schema::key_index_key(key, seq);
+    match r.get(Table::KeyIndex, &k)? {
+        None => Ok(None),
+        Some(v) => schema::decode_key_index(&k, &v).map(Some),
+    }
+}
+
 #[cfg(test)]
 mod testing;
 mod verified_paths;
@@ -299,10 +321,7 @@ impl Ledger {
 
     /// The current head of a state key.
     pub fn head(&self, key: &Hash) -> Result<Option<Head>, LedgerError> {
-        match self.store().last_with_prefix(Table::KeyIndex, key)? {
-            None => Ok(None),
-            Some((k, v)) => schema::decode_key_index(&k, &v).map(Some),
-        }
+        head_in(&*self.store(), key)
     }
 
     /// The current head of (subject, controller, purpose) in this log, if it has an event.
@@ -320,11 +339,7 @@ impl Ledger {
 
     /// The event of `key` with `seq`, if logged.
     pub fn event_at_seq(&self, key: &Hash, seq: u64) -> Result<Option<Head>, LedgerError> {
-        let k = schema::key_index_key(key, seq);
-        match self.store().get(Table::KeyIndex, &k)? {
-            None => Ok(None),
-            Some(v) => schema::decode_key_index(&k, &v).map(Some),
-        }
+        event_at_seq_in(&*self.store(), key, seq)
     }
 
     /// The leaf at `index`.

@@ -67,6 +67,23 @@ impl HashReader for ChunkNodes<'_> {
     }
 }
 
+/// The inclusion path of leaf `index` in the tree of `size` leaves, through `edge` when it is
+/// that tree's right edge (its incomplete subtrees hashed once for a chunk's receipts).
+fn prove(
+    nodes: &impl HashReader<Error = NodeError>,
+    edge: Option<&tlog::RightEdge>,
+    index: u64,
+    size: u64,
+) -> Result<Vec<Hash>, LedgerError> {
+    match edge {
+        Some(e) if e.size() == TreeSize(size) => {
+            e.prove_inclusion(&Sha256Hasher, nodes, LeafIndex(index))
+        }
+        _ => tlog::prove_inclusion(&Sha256Hasher, nodes, LeafIndex(index), TreeSize(size)),
+    }
+    .map_err(prove_error)
+}
+
 impl Ledger {
     /// The checkpoint of the tree of `size` leaves with root `root`, signed now (or the one
     /// signed last, if it is for the same size), with the genesis leaf's inclusion under it.
@@ -76,6 +93,7 @@ impl Ledger {
         size: u64,
         root: Hash,
         nodes: &impl HashReader<Error = NodeError>,
+        edge: Option<&tlog::RightEdge>,
     ) -> Result<Arc<ReceiptAnchor>, LedgerError> {
         let mut last = self.receipt_anchor.lock().expect("receipt anchor");
         if let Some((s, a)) = last.as_ref() {
@@ -83,9 +101,7 @@ impl Ledger {
                 return Ok(a.clone());
             }
         }
-        let genesis_inclusion =
-            tlog::prove_inclusion(&Sha256Hasher, nodes, LeafIndex(0), TreeSize(size))
-                .map_err(prove_error)?;
+        let genesis_inclusion = prove(nodes, edge, 0, size)?;
         let checkpoint = Checkpoint {
             origin: &self.origin,
             size,
@@ -103,18 +119,18 @@ impl Ledger {
 
     /// The receipt of event leaf `index` (`leaf`, opened by `opening`) under `anchor`, whose
     /// tree `nodes` reads.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn receipt_in(
         &self,
         anchor: &Arc<ReceiptAnchor>,
         size: u64,
         nodes: &impl HashReader<Error = NodeError>,
+        edge: Option<&tlog::RightEdge>,
         index: u64,
         leaf: EventLeaf,
         opening: Opening,
     ) -> Result<Receipt, LedgerError> {
-        let inclusion =
-            tlog::prove_inclusion(&Sha256Hasher, nodes, LeafIndex(index), TreeSize(size))
-                .map_err(prove_error)?;
+        let inclusion = prove(nodes, edge, index, size)?;
         Ok(Receipt {
             index,
             leaf,
@@ -139,7 +155,7 @@ impl Ledger {
             .ok_or_else(|| LedgerError::missing(Table::Opening, Key::Index(index)))?;
         let store = self.store();
         let nodes = self.nodes(&*store);
-        self.receipt_in(anchor, size, &nodes, index, leaf, opening)
+        self.receipt_in(anchor, size, &nodes, None, index, leaf, opening)
     }
 
     /// A receipt for the event leaf at `index` under a checkpoint of the tree as it is now.
@@ -149,7 +165,7 @@ impl Ledger {
             (st.frontier.size().0, st.frontier.root(&Sha256Hasher))
         };
         let store = self.store();
-        let anchor = self.receipt_anchor(size, root, &self.nodes(&*store))?;
+        let anchor = self.receipt_anchor(size, root, &self.nodes(&*store), None)?;
         self.stored_receipt(&anchor, size, index)
     }
 

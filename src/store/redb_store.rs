@@ -215,11 +215,18 @@ impl Store for RedbStore {
                 "redb: the ledger was opened read-only (by a reading command)".into(),
             ));
         };
+        let mut ops = batch.ops;
+        // In key order (a stable sort: the later of two writes of one key still wins): each
+        // insert then descends into the pages the previous one just copied.
+        ops.sort_by(|a, b| (a.0 as u8, &a.1).cmp(&(b.0 as u8, &b.1)));
         let w = db.begin_write().map_err(err)?;
         {
             let mut t = w.open_table(TABLE).map_err(err)?;
-            for (table, key, value) in batch.ops {
-                let k = prefixed(table, &key);
+            let mut k = Vec::with_capacity(64);
+            for (table, key, value) in ops {
+                k.clear();
+                k.push(table as u8);
+                k.extend_from_slice(&key);
                 match value {
                     Some(v) => {
                         t.insert(k.as_slice(), v.as_slice()).map_err(err)?;

@@ -47,7 +47,15 @@ pub enum DecodeError {
 
 /// Encodes `value` in the canonical layout.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    bincode::serde::encode_to_vec(value, CONFIG).expect("encoding a well-formed value")
+    // Into a buffer on the stack, then one allocation of the exact size (bincode's own
+    // `encode_to_vec` grows a vector from empty, reallocating as it goes).
+    let mut buf = [0u8; 1024];
+    match bincode::serde::encode_into_slice(value, &mut buf, CONFIG) {
+        Ok(n) => buf[..n].to_vec(),
+        Err(_) => {
+            bincode::serde::encode_to_vec(value, CONFIG).expect("encoding a well-formed value")
+        }
+    }
 }
 
 /// Decodes `bytes` strictly: all consumed, and re-encoding reproduces them.

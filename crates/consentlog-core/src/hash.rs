@@ -59,6 +59,16 @@ fn hex_into(bytes: &[u8], out: &mut [u8]) {
     }
 }
 
+/// Appends the lowercase hex of `bytes` to `out`.
+pub fn push_hex(out: &mut String, bytes: &[u8]) {
+    out.reserve(2 * bytes.len());
+    for b in bytes {
+        let [hi, lo] = PAIRS[*b as usize];
+        out.push(hi as char);
+        out.push(lo as char);
+    }
+}
+
 /// Lowercase hex of `bytes`.
 pub fn to_hex(bytes: &[u8]) -> String {
     let mut out = vec![0u8; bytes.len() * 2];

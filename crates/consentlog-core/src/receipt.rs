@@ -171,13 +171,18 @@ impl Receipt {
     /// little-endian length then `x`, and the opening (`nonce || vrf_proof || SignedEvent`) runs
     /// to the end.
     pub fn extra(&self) -> Vec<u8> {
-        let leaf = self.leaf.to_bytes();
+        self.extra_with(&self.leaf.to_bytes())
+    }
+
+    /// [`Receipt::extra`] given the event leaf's bytes.
+    fn extra_with(&self, leaf: &[u8]) -> Vec<u8> {
         let opening = self.opening.to_bytes();
         let a = &self.anchor;
-        let mut out =
-            Vec::with_capacity(32 + leaf.len() + a.genesis.len() + 32 * a.genesis_inclusion.len());
+        let mut out = Vec::with_capacity(
+            25 + leaf.len() + a.genesis.len() + 32 * a.genesis_inclusion.len() + opening.len(),
+        );
         out.push(EXTRA_VERSION);
-        put_bytes(&mut out, &leaf);
+        put_bytes(&mut out, leaf);
         put_bytes(&mut out, &a.genesis);
         out.extend_from_slice(&(a.genesis_inclusion.len() as u64).to_le_bytes());
         for h in &a.genesis_inclusion {
@@ -199,7 +204,49 @@ impl Receipt {
 
     /// The receipt's text: a c2sp.org/tlog-proof@v1.
     pub fn to_text(&self) -> String {
-        self.to_tlog_proof().to_text()
+        self.text_with(&self.leaf.to_bytes())
+    }
+
+    /// The receipt's JSON (docs/FORMAT.md §12), the same bytes as its `Serialize` through
+    /// `serde_json`, written directly: the tlog-proof's lines go in with their newlines
+    /// already escaped, and only the checkpoint passes through the JSON string escaper.
+    pub fn to_json(&self) -> String {
+        use std::fmt::Write;
+        let leaf = self.leaf.to_bytes();
+        let extra = self.extra_with(&leaf);
+        let checkpoint = serde_json::to_string(&self.anchor.checkpoint).expect("a string");
+        let mut s = String::with_capacity(
+            256 + 2 * leaf.len()
+                + crate::tlog_proof::head_len(Some(&extra), &self.inclusion)
+                + checkpoint.len(),
+        );
+        write!(s, "{{\"index\":{},\"leaf\":\"", self.index).expect("writing to a String");
+        crate::hash::push_hex(&mut s, &leaf);
+        s.push_str("\",\"leaf_hash\":\"");
+        crate::hash::push_hex(&mut s, &crate::leaf::leaf_hash(&leaf));
+        s.push_str("\",\"event_hash\":\"");
+        crate::hash::push_hex(&mut s, &self.opening.event.event_hash());
+        write!(
+            s,
+            "\",\"integrated_at\":{},\"seq\":{},\"tlog_proof\":\"",
+            self.leaf.integrated_at, self.leaf.seq
+        )
+        .expect("writing to a String");
+        crate::tlog_proof::push_head(&mut s, Some(&extra), self.index, &self.inclusion, "\\n");
+        // The checkpoint's JSON string without its quotes.
+        s.push_str(&checkpoint[1..checkpoint.len() - 1]);
+        s.push_str("\"}");
+        s
+    }
+
+    /// [`Receipt::to_text`] given the event leaf's bytes.
+    fn text_with(&self, leaf: &[u8]) -> String {
+        crate::tlog_proof::text(
+            Some(&self.extra_with(leaf)),
+            self.index,
+            &self.inclusion,
+            &self.anchor.checkpoint,
+        )
     }
 
     /// Parses a receipt's text strictly (the tlog-proof, then its `extra`). Nothing is
@@ -366,14 +413,15 @@ struct ReceiptJson {
 
 impl Serialize for Receipt {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let leaf = self.leaf.to_bytes();
         ReceiptJson {
             index: self.index,
-            leaf: self.leaf.to_bytes(),
-            leaf_hash: self.leaf.leaf_hash(),
+            leaf_hash: crate::leaf::leaf_hash(&leaf),
             event_hash: self.opening.event.event_hash(),
             integrated_at: self.leaf.integrated_at,
             seq: self.leaf.seq,
-            tlog_proof: self.to_text(),
+            tlog_proof: self.text_with(&leaf),
+            leaf,
         }
         .serialize(s)
     }
@@ -412,6 +460,7 @@ mod tests {
             assert_eq!(c.index, r.index);
             assert_eq!(Receipt::parse(&r.to_text()).as_ref(), Ok(r));
             let json = serde_json::to_string(r).unwrap();
+            assert_eq!(r.to_json(), json);
             let back: Receipt = serde_json::from_str(&json).unwrap();
             assert_eq!(&back, r);
             assert!(r.check_for(&log.public(), &r.opening.event).is_ok());
@@ -421,6 +470,22 @@ mod tests {
             receipts[0].check_for(&log.public(), other).unwrap_err(),
             ReceiptError::OtherEvent
         );
+    }
+
+    #[test]
+    fn direct_json_is_serdes_json() {
+        let (_, receipts) = Log::with_receipts();
+        for r in &receipts {
+            assert_eq!(r.to_json(), serde_json::to_string(r).unwrap());
+            // Characters a JSON string escapes, in the one part copied verbatim.
+            let mut odd = r.clone();
+            Arc::make_mut(&mut odd.anchor).checkpoint =
+                format!("{}\"\\\t\u{1}\u{7f} — é\n", r.anchor.checkpoint);
+            assert_eq!(odd.to_json(), serde_json::to_string(&odd).unwrap());
+            let mut short = r.clone();
+            short.inclusion.clear();
+            assert_eq!(short.to_json(), serde_json::to_string(&short).unwrap());
+        }
     }
 
     #[test]

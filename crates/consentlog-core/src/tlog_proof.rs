@@ -38,6 +38,43 @@ pub struct TlogProof {
     pub checkpoint: String,
 }
 
+/// The text form of a tlog-proof made of these parts (see [`TlogProof::to_text`]), for callers
+/// that hold the parts without a [`TlogProof`].
+pub fn text(extra: Option<&[u8]>, index: u64, path: &[Hash], checkpoint: &str) -> String {
+    let mut s = String::with_capacity(head_len(extra, path) + checkpoint.len());
+    push_head(&mut s, extra, index, path, "\n");
+    s.push_str(checkpoint);
+    s
+}
+
+/// An upper bound on the length of the text before the checkpoint, each newline counted as
+/// two bytes.
+pub fn head_len(extra: Option<&[u8]>, path: &[Hash]) -> usize {
+    let extra_len = extra.map_or(0, |e| 8 + e.len().div_ceil(3) * 4);
+    64 + extra_len + path.len() * 46
+}
+
+/// Appends the text before the checkpoint (header, extra, index and path lines, the empty
+/// line), each line ended with `newline`: `"\n"` for the text itself, `"\\n"` inside a JSON
+/// string (no other character of these lines needs escaping there).
+pub fn push_head(s: &mut String, extra: Option<&[u8]>, index: u64, path: &[Hash], newline: &str) {
+    use std::fmt::Write;
+    s.push_str(HEADER);
+    s.push_str(newline);
+    if let Some(extra) = extra {
+        s.push_str("extra ");
+        B64.encode_string(extra, s);
+        s.push_str(newline);
+    }
+    write!(s, "index {index}").expect("writing to a String");
+    s.push_str(newline);
+    for h in path {
+        B64.encode_string(h, s);
+        s.push_str(newline);
+    }
+    s.push_str(newline);
+}
+
 /// Why a text is not a tlog-proof.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TlogProofError {
@@ -56,22 +93,12 @@ pub enum TlogProofError {
 impl TlogProof {
     /// The text form.
     pub fn to_text(&self) -> String {
-        let mut s = String::with_capacity(64 + self.path.len() * 45 + self.checkpoint.len());
-        s.push_str(HEADER);
-        s.push('\n');
-        if let Some(extra) = &self.extra {
-            s.push_str("extra ");
-            s.push_str(&B64.encode(extra));
-            s.push('\n');
-        }
-        s.push_str(&format!("index {}\n", self.index));
-        for h in &self.path {
-            s.push_str(&B64.encode(h));
-            s.push('\n');
-        }
-        s.push('\n');
-        s.push_str(&self.checkpoint);
-        s
+        text(
+            self.extra.as_deref(),
+            self.index,
+            &self.path,
+            &self.checkpoint,
+        )
     }
 
     /// Strict parsing: canonical base64 and decimals, 32-byte hashes, at most 63 of them, and
