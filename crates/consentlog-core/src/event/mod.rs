@@ -268,6 +268,11 @@ pub fn subject_key(subject: &[u8; 32]) -> Result<VerifyingKey, Reject> {
     if key.is_weak() {
         return Err(Reject::WeakKey);
     }
+    // Only the canonical encoding (y < p): a point with a second encoding would be a second
+    // subject, and so a second state key, for the same key.
+    if key.to_edwards().compress().as_bytes() != subject {
+        return Err(Reject::BadKey);
+    }
     Ok(key)
 }
 
@@ -320,6 +325,34 @@ mod tests {
     use crate::reject::ExpiryError;
     use crate::rules::check_expiry;
     use crate::testutil::{Log, T0};
+
+    #[test]
+    fn a_subject_must_be_its_keys_canonical_encoding() {
+        // y = p + k for small k (p = 2^255 - 19) encodes the point of y = k a second time.
+        let mut refused = 0;
+        for k in 0u8..19 {
+            for sign in [0u8, 0x80] {
+                let mut b = [0xffu8; 32];
+                b[0] = 0xed + k;
+                b[31] = 0x7f | sign;
+                let Ok(key) = VerifyingKey::from_bytes(&b) else {
+                    continue;
+                };
+                if key.is_weak() {
+                    assert_eq!(subject_key(&b), Err(Reject::WeakKey));
+                    continue;
+                }
+                assert_ne!(key.to_edwards().compress().as_bytes(), &b);
+                assert_eq!(subject_key(&b), Err(Reject::BadKey), "{b:?}");
+                refused += 1;
+            }
+        }
+        assert!(refused > 0, "no non-canonical key of large order was tried");
+        // A real key is its own canonical encoding.
+        let log = Log::new();
+        let ev = log.event(None, true, T0);
+        assert!(subject_key(&ev.event.subject).is_ok());
+    }
 
     #[test]
     fn name_and_expiry_errors() {
