@@ -216,16 +216,12 @@ pub fn append(dir: &Path, file: &str) -> CmdResult {
             for (first, outcomes) in outcomes_rx {
                 let lines: Vec<String> = outcomes
                     .par_iter()
-                    .map(|o| {
-                        match o {
-                            Outcome::Accepted(r) | Outcome::Duplicate(r) => {
-                                serde_json::to_string(r)
-                            }
-                            Outcome::Rejected(r) => serde_json::to_string(
-                                &json!({"error": r.to_string(), "rule": r.code()}),
-                            ),
-                        }
-                        .expect("json")
+                    .map(|o| match o {
+                        Outcome::Accepted(r) | Outcome::Duplicate(r) => r.to_json(),
+                        Outcome::Rejected(r) => serde_json::to_string(
+                            &json!({"error": r.to_string(), "rule": r.code()}),
+                        )
+                        .expect("json"),
                     })
                     .collect();
                 pb.suspend(|| -> CmdResult {
