@@ -2218,6 +2218,25 @@ fn cli_verify_batch_names_each_query_and_exits_by_validity_then_held() {
         (&json!(true), &json!(true))
     );
 
+    // The same proof twice, the second with one bit of its event's signature changed: the
+    // round's signatures are checked together, and only the unchanged event counts as checked.
+    let mut bent: Value = serde_json::from_str(lines[1]).unwrap();
+    let mut hex = bent["events"][0]["opening"]["event"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let last = hex.pop().unwrap().to_digit(16).unwrap() ^ 1;
+    hex.push(char::from_digit(last, 16).unwrap());
+    bent["events"][0]["opening"]["event"] = hex.into();
+    let r = verify(
+        "bent.ndjson",
+        &[lines[0], lines[1], &bent.to_string(), lines[1]],
+    );
+    r.assert_code(2);
+    let v = r.ndjson();
+    let valid: Vec<&Value> = v.iter().map(|x| &x["valid"]).collect();
+    assert_eq!(valid, [&json!(true), &json!(false), &json!(true)], "{r:#?}");
+
     // A query `prove` could not answer is an error line with its id; verifying it is exit 2.
     let late = l.path("late.ndjson");
     let future = 4_000_000_000_000u64;
