@@ -10,9 +10,8 @@ use serde_json::json;
 
 use super::verify::{question, verdict_json, VerifyArgs};
 use super::{fail, CmdResult, Failure};
-use crate::core::event::SignedEvent;
 use crate::core::note;
-use crate::core::proof::{check_anchor, check_with_anchor_keys, ConsentProof};
+use crate::core::proof::{check_anchor, check_with_anchor_keys};
 use crate::core::proof_batch::{line_id, BatchHeader, BatchProof, BatchQuery, BATCH_FORMAT};
 use crate::ledger::Ledger;
 
@@ -238,36 +237,19 @@ pub fn verify(key: &VerifyingKey, file: &str, a: &VerifyArgs) -> CmdResult {
     });
     let checkpoint_root = crate::core::hash::to_hex(&anchor.checkpoint.root);
     for round in rounds {
-        let parsed: Vec<Result<(Option<String>, ConsentProof), String>> = round
-            .par_iter()
-            .map(|(_, line)| {
-                crate::core::hash::json_object::<BatchProof>(line)
-                    .map_err(|e| format!("not a batch proof line: {e}"))
-                    .map(|bp| (bp.id.clone(), bp.into_proof(&header)))
-            })
-            .collect();
-        // The round's event signatures checked together (one field inversion per part, not
-        // one per signature); each proof's check then finds its events' answers there.
-        let events: Vec<SignedEvent> = parsed
-            .par_iter()
-            .flatten()
-            .flat_map_iter(|(_, p)| {
-                p.events
-                    .iter()
-                    .filter_map(|pe| SignedEvent::decode(&pe.opening.event).ok())
-            })
-            .collect();
-        known.signatures.check_all(events, &known.subjects);
         // (invalid, valid but not held, the verdict line)
         let verdicts: Vec<(bool, bool, String)> = round
             .par_iter()
-            .zip(parsed)
-            .map(|((n, line), parsed)| {
-                let r = parsed.and_then(|(id, p)| {
-                    check_with_anchor_keys(&p, &anchor, &q, &known)
-                        .map(|v| (id, p, v, witnessing.clone()))
-                        .map_err(|e| e.to_string())
-                });
+            .map(|(n, line)| {
+                let r = crate::core::hash::json_object::<BatchProof>(line)
+                    .map_err(|e| format!("not a batch proof line: {e}"))
+                    .and_then(|bp| {
+                        let id = bp.id.clone();
+                        let p = bp.into_proof(&header);
+                        check_with_anchor_keys(&p, &anchor, &q, &known)
+                            .map(|v| (id, p, v, witnessing.clone()))
+                            .map_err(|e| e.to_string())
+                    });
                 let (id, v) = match r {
                     Ok((id, p, v, w)) => (id, Ok((p, v, w))),
                     Err(e) => (line_id(line), Err(e)),

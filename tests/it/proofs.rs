@@ -2218,8 +2218,8 @@ fn cli_verify_batch_names_each_query_and_exits_by_validity_then_held() {
         (&json!(true), &json!(true))
     );
 
-    // The same proof twice, the second with one bit of its event's signature changed: the
-    // round's signatures are checked together, and only the unchanged event counts as checked.
+    // The same proof twice, the second with one bit of its event's signature changed: only
+    // that one is refused (each line's events are checked on their own).
     let mut bent: Value = serde_json::from_str(lines[1]).unwrap();
     let mut hex = bent["events"][0]["opening"]["event"]
         .as_str()

@@ -2,21 +2,18 @@
 
 use std::sync::OnceLock;
 
-use super::valid_signatures::ValidSignatures;
 use crate::event::SubjectKeyCache;
 use crate::state_keys::StateKeys;
 use crate::vrf::{VrfError, VrfPublicKey};
 
 /// Shared by the checks of a batch of proofs ([`super::check_with_anchor_keys`]): each
 /// triple's VRF proof is checked once, each subject's key and the log's VRF key decompressed
-/// once, and event signatures the caller checked together ([`ValidSignatures::check_all`])
-/// not checked again. Every answer is keyed by everything it depends on, so proofs of other
-/// logs checked with the same `Known` get their own answers.
+/// once. Every answer is keyed by everything it depends on, so proofs of other logs checked
+/// with the same `Known` get their own answers.
 #[derive(Default)]
 pub struct Known {
     pub state_keys: StateKeys,
     pub subjects: SubjectKeyCache,
-    pub signatures: ValidSignatures,
     /// The first VRF public key decoded, with its bytes.
     vrf_key: OnceLock<([u8; 32], VrfPublicKey)>,
 }

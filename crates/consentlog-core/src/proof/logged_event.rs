@@ -5,9 +5,8 @@
 
 use ed25519_dalek::VerifyingKey;
 
-use super::Known;
 use crate::codec::DecodeError;
-use crate::event::{subject_key, SignedEvent};
+use crate::event::{subject_key, SignedEvent, SubjectKeyCache};
 use crate::hash::Hash;
 use crate::leaf::{EventLeaf, Leaf, LeafError};
 use crate::map::{self, MapProof, MapProofError};
@@ -136,15 +135,14 @@ pub fn check_event(
     check_event_in(pe, a, key, triple, None)
 }
 
-/// [`check_event`], with what a batch's checks share from `known` when given: the subject's
-/// key (a batch of proofs meets a person's key in many of them) and whether the event's
-/// signature was already found valid among the batch's ([`Known::signatures`]).
+/// [`check_event`], with the subject's key from `subjects` when given (a batch of proofs
+/// meets a person's key in many of them).
 pub fn check_event_in(
     pe: &ProvenEvent,
     a: &Anchor,
     key: &Hash,
     triple: &StateKeyInput<'_>,
-    known: Option<&Known>,
+    subjects: Option<&SubjectKeyCache>,
 ) -> Result<CheckedEvent, EventError> {
     let leaf = Leaf::decode_event(&pe.leaf).map_err(EventError::Leaf)?;
     let leaf_hash = leaf.leaf_hash();
@@ -153,15 +151,8 @@ pub fn check_event_in(
     if commitment(&pe.opening.nonce, event.as_bytes()) != leaf.commitment {
         return Err(EventError::Commitment);
     }
-    match known {
-        Some(k) => {
-            let key = k.subjects.get(&event.event.subject);
-            if k.signatures.contains(&event) {
-                event.check_self_given(&key, |_| true)?
-            } else {
-                event.check_self_with(&key)?
-            }
-        }
+    match subjects {
+        Some(cache) => event.check_self_with(&cache.get(&event.event.subject))?,
         None => event.check_self()?,
     }
     event.check_log(&a.genesis.origin)?;

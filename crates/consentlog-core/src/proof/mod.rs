@@ -17,7 +17,6 @@ use crate::vrf::{StateKeyInput, VrfError, VrfProof, VrfPublicKey, PROOF_LEN};
 pub mod anchor;
 pub mod known;
 pub mod logged_event;
-pub mod valid_signatures;
 
 pub use anchor::{check_anchor, Anchor, AnchorError, ProvenLeaf};
 pub use known::Known;
@@ -390,7 +389,7 @@ fn check_with_anchor_in(
     };
     let mut evs = Vec::with_capacity(p.events.len());
     for (pos, pe) in p.events.iter().enumerate() {
-        let ev = check_event_in(pe, anchor, &key, &triple, known)
+        let ev = check_event_in(pe, anchor, &key, &triple, known.map(|k| &k.subjects))
             .map_err(|reason| ProofError::Event { pos, reason })?;
         evs.push(ev);
     }
