@@ -318,6 +318,48 @@ mod tests {
         );
     }
 
+    /// A hostile client's receipts: every single-bit change of a receipt's text that still
+    /// parses is either refused as a claim (not this log's entry, or not cosigned) or names the
+    /// same entry (the lookup rebuilds path and checkpoint, so changes there do not matter).
+    #[test]
+    fn every_bent_receipt_is_refused_or_names_its_own_entry() {
+        let t = ledger();
+        let l = &t.ledger;
+        let rs = t.accept(first_events(2, T0));
+        t.clock.advance(1_000);
+        let cp = l.checkpoint().unwrap();
+        l.add_cosignatures(&cp, &[cosign("w.example/a", 1, 100, &cp.note)])
+            .unwrap();
+        let original = &rs[1];
+        let want = l.witnessed_receipt(original).unwrap();
+        let text = original.to_text().into_bytes();
+        let (mut refused, mut same) = (0, 0);
+        for i in 0..text.len() {
+            for bit in 0..8 {
+                let mut bent = text.clone();
+                bent[i] ^= 1 << bit;
+                let Ok(bent) = String::from_utf8(bent) else {
+                    continue;
+                };
+                let Ok(r) = crate::core::receipt::Receipt::parse(&bent) else {
+                    continue;
+                };
+                match l.witnessed_receipt(&r) {
+                    Ok(w) => {
+                        assert_eq!(w, want, "byte {i} bit {bit}");
+                        same += 1;
+                    }
+                    Err(LedgerError::Invalid(
+                        Invalid::NotOurReceipt { .. } | Invalid::NotCosigned { .. },
+                    )) => refused += 1,
+                    Err(e) => panic!("byte {i} bit {bit}: {e}"),
+                }
+            }
+        }
+        // Changes in the identifying parts were met, and in the parts the lookup rebuilds.
+        assert!(refused > 0 && same > 0, "refused {refused}, same {same}");
+    }
+
     #[test]
     fn a_declared_policy_names_the_new_log_key_first() {
         let text = format!(

@@ -278,6 +278,11 @@ fn a_receipt_is_witnessed_once_the_quorum_cosigns_a_checkpoint_that_covers_it() 
         &serde_json::to_string(&forged).unwrap(),
     )
     .expect_error_code(404, "unknown_receipt");
+    // One naming leaf 1, the log's first map leaf: unknown too, not reported as damage.
+    let mut moved = fresh.clone();
+    moved.index = 1;
+    srv.post("/v1/receipts/witnessed", &moved.to_text())
+        .expect_error_code(404, "unknown_receipt");
     srv.post("/v1/receipts/witnessed", "hello")
         .expect_error_code(400, "bad_request");
     let direct = srv
