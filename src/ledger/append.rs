@@ -454,11 +454,11 @@ impl Ledger {
         let key = state.0;
         let head = match chunk.heads.get(&key) {
             Some(h) => Some(*h),
-            None => super::head_in(view, &key)?,
+            None => schema::read_head(view, &key)?,
         };
         // A resubmission: an event with this seq is already logged with these bytes.
         if head.is_some_and(|hd| event.event.seq <= hd.seq) {
-            if let Some(old) = super::event_at_seq_in(view, &key, event.event.seq)? {
+            if let Some(old) = schema::read_event_at_seq(view, &key, event.event.seq)? {
                 if old.event_hash == hash {
                     chunk.slots.push(Slot::Existing(old.index));
                     return Ok(());

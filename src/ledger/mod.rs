@@ -37,27 +37,6 @@ pub mod raw;
 mod receipts;
 pub mod schema;
 
-/// [`Ledger::head`], reading through `r`.
-pub(crate) fn head_in(r: &dyn View, key: &Hash) -> Result<Option<Head>, LedgerError> {
-    match r.last_with_prefix(Table::KeyIndex, key)? {
-        None => Ok(None),
-        Some((k, v)) => schema::decode_key_index(&k, &v).map(Some),
-    }
-}
-
-/// [`Ledger::event_at_seq`], reading through `r`.
-pub(crate) fn event_at_seq_in(
-    r: &dyn View,
-    key: &Hash,
-    seq: u64,
-) -> Result<Option<Head>, LedgerError> {
-    let k = schema::key_index_key(key, seq);
-    match r.get(Table::KeyIndex, &k)? {
-        None => Ok(None),
-        Some(v) => schema::decode_key_index(&k, &v).map(Some),
-    }
-}
-
 #[cfg(test)]
 mod testing;
 mod verified_paths;
@@ -87,7 +66,7 @@ use crate::core::reject::Reject;
 use crate::core::rules::Head;
 use crate::core::tlog::Frontier;
 use crate::core::vrf::VrfSecretKey;
-use crate::store::{Store, Table, View};
+use crate::store::{Store, View};
 use clock::{Clock, SystemClock};
 
 /// Default storage cache (sled's own default is 1 GiB).
@@ -321,7 +300,7 @@ impl Ledger {
 
     /// The current head of a state key.
     pub fn head(&self, key: &Hash) -> Result<Option<Head>, LedgerError> {
-        head_in(&*self.store(), key)
+        schema::read_head(&*self.store(), key)
     }
 
     /// The current head of (subject, controller, purpose) in this log, if it has an event.
@@ -339,7 +318,7 @@ impl Ledger {
 
     /// The event of `key` with `seq`, if logged.
     pub fn event_at_seq(&self, key: &Hash, seq: u64) -> Result<Option<Head>, LedgerError> {
-        event_at_seq_in(&*self.store(), key, seq)
+        schema::read_event_at_seq(&*self.store(), key, seq)
     }
 
     /// The leaf at `index`.

@@ -146,6 +146,23 @@ pub fn decode_checkpoint_pair(k: &[u8], v: Vec<u8>) -> Result<(u64, String), Led
     Ok((n, decode_checkpoint(n, v)?))
 }
 
+/// A state key's head (its latest event in the key index), read through `r`.
+pub fn read_head(r: &dyn View, key: &Hash) -> Result<Option<Head>, LedgerError> {
+    match r.last_with_prefix(Table::KeyIndex, key)? {
+        None => Ok(None),
+        Some((k, v)) => decode_key_index(&k, &v).map(Some),
+    }
+}
+
+/// A state key's event with `seq`, if logged, read through `r`.
+pub fn read_event_at_seq(r: &dyn View, key: &Hash, seq: u64) -> Result<Option<Head>, LedgerError> {
+    let k = key_index_key(key, seq);
+    match r.get(Table::KeyIndex, &k)? {
+        None => Ok(None),
+        Some(v) => decode_key_index(&k, &v).map(Some),
+    }
+}
+
 /// Leaf `index` as read through `r`.
 pub fn read_leaf(r: &dyn View, index: u64) -> Result<Option<Leaf>, LedgerError> {
     match r.get(Table::Leaf, &index_key(index))? {

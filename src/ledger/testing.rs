@@ -3,7 +3,7 @@
 use super::clock::ManualClock;
 use super::*;
 use crate::core::event::{ConsentEvent, SignedEvent};
-use crate::store::{Engine, ScanIter, StoreError, WriteBatch};
+use crate::store::{Engine, ScanIter, StoreError, Table, WriteBatch};
 
 pub const ORIGIN: &str = "unit.example/log";
 /// The manual clock's time at init.
