@@ -58,6 +58,7 @@
 
 pub mod checkpoint;
 pub mod replay;
+mod replay_keys;
 pub mod request;
 pub mod routes;
 pub mod serve;

@@ -25,7 +25,7 @@
 //! State: `DIR/replay.redb` holds the replayed size, every leaf replayed (one row per entry
 //! bundle, in the bundle's own encoding, so a restart replays from its own disk, not from the
 //! log), the tree root at each size that ends at a map leaf,
-//! the checkpoint notes the replay matched, the auditor's per-key state ([`KeyStore`]: each
+//! the checkpoint notes the replay matched, the auditor's per-key state ([`Keys`]: each
 //! key's latest event leaf as of the latest map leaf; rebuilt by each open), and the refusal if
 //! any. Each page of leaves is committed durably in one transaction with the per-key state it
 //! changed, after it was checked: the gate only ever sees checked sizes. In memory: the state
@@ -41,10 +41,11 @@ use std::time::Duration;
 use ed25519_dalek::VerifyingKey;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
+use super::replay_keys::{Keys, KEYS};
 use super::AddError;
 use crate::api::PageQuery;
 use crate::client::Client;
-use crate::core::audit::{Auditor, KeyStore, Problem, StoredKey};
+use crate::core::audit::{Auditor, Problem};
 use crate::core::evidence_finder::Finder;
 use crate::core::hash::{to_hex, Hash};
 use crate::core::leaf::Leaf;
@@ -64,9 +65,6 @@ const BUNDLES: TableDefinition<u64, &[u8]> = TableDefinition::new("replay_bundle
 const LEGACY_LEAVES: TableDefinition<u64, &[u8]> = TableDefinition::new("replay_leaves");
 /// Tree size that ends at a map leaf → the tree's root at that size.
 const ROOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("replay_roots");
-/// State key → its latest event leaf as of the latest map leaf replayed (index and seq as u64
-/// BE, then the leaf hash): the replay's per-key state ([`KeyStore`]), rebuilt by each open.
-const KEYS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("replay_keys");
 /// Tree size → the log-signed checkpoint note of that size whose root the replay matched.
 const NOTES: TableDefinition<u64, &[u8]> = TableDefinition::new("replay_notes");
 /// The most bytes of state map nodes the replay keeps in memory (the keys below its stubs are
@@ -137,190 +135,6 @@ fn auditor(log_key: &VerifyingKey, origin: &str, keys: &Keys) -> Auditor {
     // Checkpoints are checked here, one at a time, as they are fetched; map leaves in the
     // future are held back before the auditor sees them, so its own bound is not needed.
     Auditor::new(log_key, origin, &[], u64::MAX).with_key_store(Box::new(keys.clone()), MAP_CAP)
-}
-
-fn encode_key(v: &StoredKey) -> [u8; 48] {
-    let mut out = [0u8; 48];
-    out[..8].copy_from_slice(&v.index.to_be_bytes());
-    out[8..16].copy_from_slice(&v.seq.to_be_bytes());
-    out[16..].copy_from_slice(&v.leaf_hash);
-    out
-}
-
-fn decode_key(k: &[u8], v: &[u8]) -> Result<(Hash, StoredKey), String> {
-    let key: Hash = k
-        .try_into()
-        .map_err(|_| "a replay key of the wrong length (damaged state)".to_string())?;
-    if v.len() != 48 {
-        return Err("a replay key entry of the wrong length (damaged state)".into());
-    }
-    let n = |r: std::ops::Range<usize>| u64::from_be_bytes(v[r].try_into().expect("8 bytes"));
-    Ok((
-        key,
-        StoredKey {
-            index: n(0..8),
-            seq: n(8..16),
-            leaf_hash: v[16..].try_into().expect("32 bytes"),
-        },
-    ))
-}
-
-/// The most keys [`Keys`] keeps committed in memory and not in `KEYS` (about 9 MiB).
-const KEYS_UNWRITTEN: usize = 100_000;
-// [`Keys`] keeps at most twice as many in memory for heads, the unwritten ones included (about
-// 21 MiB), so that emptying them of what was read from `KEYS` frees at least half.
-
-/// The replay's per-key state, as the auditor's [`KeyStore`]: in memory while it fits, in
-/// `DIR/replay.redb` (`KEYS`) beyond. `KEYS` is rebuilt by each open (the leaves are the
-/// state; the keys are derived from them), so what it holds need not be durable, only
-/// complete once read: what the auditor puts waits in memory until its page is committed,
-/// then stays in memory (`unwritten`, sorted, for the state map's loads; `cached` for heads)
-/// until there are `KEYS_UNWRITTEN` of them, when they are all written to `KEYS` with the
-/// page.
-/// Reads see every put at once. Memory does not grow with the number of keys.
-#[derive(Clone)]
-struct Keys(Arc<Mutex<KeysInner>>);
-
-struct KeysInner {
-    db: Arc<Database>,
-    /// Put and not yet committed.
-    dirty: std::collections::BTreeMap<Hash, StoredKey>,
-    /// Committed and not in `KEYS` (newer than what `KEYS` holds for the key, if anything).
-    unwritten: std::collections::BTreeMap<Hash, StoredKey>,
-    /// `unwritten`, and entries read from `KEYS` lately: for heads.
-    cached: std::collections::HashMap<Hash, StoredKey>,
-    /// The page being written also writes `unwritten` and `dirty` to `KEYS`.
-    flushing: bool,
-    /// At most this many in `unwritten` (`KEYS_UNWRITTEN`; `cached`: twice as many).
-    limit: usize,
-    /// A read snapshot of `KEYS` as last committed (None: open one).
-    reader: Option<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>,
-}
-
-impl KeysInner {
-    /// Runs `f` on the committed table.
-    fn read<T>(
-        &mut self,
-        f: impl FnOnce(&redb::ReadOnlyTable<&'static [u8], &'static [u8]>) -> Result<T, String>,
-    ) -> Result<T, String> {
-        if self.reader.is_none() {
-            let t = self.db.begin_read().map_err(|e| e.to_string())?;
-            self.reader = Some(t.open_table(KEYS).map_err(|e| e.to_string())?);
-        }
-        f(self.reader.as_ref().expect("opened"))
-    }
-}
-
-impl Keys {
-    fn new(db: Arc<Database>) -> Keys {
-        Self::with_limit(db, KEYS_UNWRITTEN)
-    }
-
-    fn with_limit(db: Arc<Database>, limit: usize) -> Keys {
-        Keys(Arc::new(Mutex::new(KeysInner {
-            db,
-            dirty: Default::default(),
-            unwritten: Default::default(),
-            cached: Default::default(),
-            flushing: false,
-            limit,
-            reader: None,
-        })))
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, KeysInner> {
-        self.0.lock().expect("replay keys")
-    }
-
-    /// With the page in `w`: writes what is in memory to `KEYS` once there is too much of it
-    /// (else nothing); [`Keys::committed`] once `w` is committed.
-    fn write(&self, w: &redb::WriteTransaction) -> Result<(), String> {
-        let mut k = self.lock();
-        k.flushing = k.unwritten.len() + k.dirty.len() > k.limit;
-        if !k.flushing {
-            return Ok(());
-        }
-        let mut t = w.open_table(KEYS).map_err(|e| e.to_string())?;
-        for (key, v) in k.unwritten.iter().chain(k.dirty.iter()) {
-            t.insert(key.as_slice(), encode_key(v).as_slice())
-                .map_err(|e| e.to_string())?;
-        }
-        Ok(())
-    }
-
-    fn committed(&self) {
-        let mut guard = self.lock();
-        let k = &mut *guard;
-        let dirty = std::mem::take(&mut k.dirty);
-        if k.flushing {
-            k.flushing = false;
-            k.unwritten.clear();
-            k.cached.clear();
-            k.reader = None;
-            return;
-        }
-        for (key, v) in dirty {
-            k.unwritten.insert(key, v);
-            k.cached.insert(key, v);
-        }
-    }
-}
-
-impl KeyStore for Keys {
-    fn get(&self, key: &Hash) -> Result<Option<StoredKey>, String> {
-        let mut k = self.lock();
-        if let Some(v) = k.dirty.get(key).or_else(|| k.cached.get(key)) {
-            return Ok(Some(*v));
-        }
-        let found = k.read(
-            |t| match t.get(key.as_slice()).map_err(|e| e.to_string())? {
-                None => Ok(None),
-                Some(v) => decode_key(key, v.value()).map(|(_, v)| Some(v)),
-            },
-        )?;
-        if let Some(v) = found {
-            if k.cached.len() >= 2 * k.limit {
-                // Only entries read from `KEYS` can go (at least half): keep the unwritten.
-                let unwritten = &k.unwritten;
-                let kept: std::collections::HashMap<Hash, StoredKey> =
-                    unwritten.iter().map(|(a, b)| (*a, *b)).collect();
-                k.cached = kept;
-            }
-            k.cached.insert(*key, v);
-        }
-        Ok(found)
-    }
-
-    fn range(&self, lo: &Hash, hi: Option<&Hash>) -> Result<Vec<(Hash, StoredKey)>, String> {
-        let mut k = self.lock();
-        let mut out = std::collections::BTreeMap::new();
-        k.read(|t| {
-            let items = match hi {
-                Some(hi) => t.range(lo.as_slice()..hi.as_slice()),
-                None => t.range(lo.as_slice()..),
-            }
-            .map_err(|e| e.to_string())?;
-            for item in items {
-                let (k, v) = item.map_err(|e| e.to_string())?;
-                let (k, v) = decode_key(k.value(), v.value())?;
-                out.insert(k, v);
-            }
-            Ok(())
-        })?;
-        for newer in [&k.unwritten, &k.dirty] {
-            let put = match hi {
-                Some(hi) => newer.range(*lo..*hi),
-                None => newer.range(*lo..),
-            };
-            out.extend(put.map(|(k, v)| (*k, *v)));
-        }
-        Ok(out.into_iter().collect())
-    }
-
-    fn put(&mut self, entries: Vec<(Hash, StoredKey)>) -> Result<(), String> {
-        self.lock().dirty.extend(entries);
-        Ok(())
-    }
 }
 
 /// The violations of a replay that mean the log lied (the auditor complains that it was given
@@ -1167,80 +981,6 @@ mod tests {
 
     fn db(dir: &Path) -> Arc<Database> {
         Arc::new(Database::create(dir.join(FILE)).expect("db"))
-    }
-
-    fn entry(n: u64) -> StoredKey {
-        StoredKey {
-            index: n,
-            seq: n / 2,
-            leaf_hash: [n as u8; 32],
-        }
-    }
-
-    /// One page's puts, written and committed as `Replay::store` does.
-    fn page(keys: &mut Keys, db: &Database, puts: &[(u8, u64)]) {
-        keys.put(puts.iter().map(|(k, n)| ([*k; 32], entry(*n))).collect())
-            .unwrap();
-        let w = db.begin_write().unwrap();
-        keys.write(&w).unwrap();
-        w.commit().unwrap();
-        keys.committed();
-    }
-
-    /// Reads see every put at once, whether it is still put, committed in memory, or written
-    /// to `KEYS` (which happens once more than the limit are in memory), and ranges merge them,
-    /// newest first.
-    #[test]
-    fn keys_in_memory_and_written_read_the_same() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = db(dir.path());
-        let mut keys = Keys::with_limit(db.clone(), 3);
-        let w = db.begin_write().unwrap();
-        w.open_table(KEYS).unwrap();
-        w.commit().unwrap();
-        let mut want = std::collections::BTreeMap::new();
-        let rounds: [&[(u8, u64)]; 5] = [
-            &[(1, 10), (2, 11)],
-            &[(3, 12)],
-            &[(1, 13), (4, 14)],
-            &[(5, 15), (2, 16)],
-            &[(6, 17)],
-        ];
-        for (r, puts) in rounds.iter().enumerate() {
-            keys.put(puts.iter().map(|(k, n)| ([*k; 32], entry(*n))).collect())
-                .unwrap();
-            for (k, n) in puts.iter() {
-                want.insert([*k; 32], entry(*n));
-            }
-            let check = |keys: &Keys| {
-                for k in 0..8u8 {
-                    assert_eq!(keys.get(&[k; 32]).unwrap(), want.get(&[k; 32]).copied());
-                }
-                let all: Vec<_> = want.iter().map(|(k, v)| (*k, *v)).collect();
-                assert_eq!(keys.range(&[0; 32], None).unwrap(), all, "round {r}");
-                let some: Vec<_> = want
-                    .range([2; 32]..[5; 32])
-                    .map(|(k, v)| (*k, *v))
-                    .collect();
-                assert_eq!(keys.range(&[2; 32], Some(&[5; 32])).unwrap(), some);
-            };
-            check(&keys);
-            let w = db.begin_write().unwrap();
-            keys.write(&w).unwrap();
-            w.commit().unwrap();
-            keys.committed();
-            check(&keys);
-        }
-        // More than 3 were in memory at some page: they were all written; the rest is not yet.
-        let r = db.begin_read().unwrap();
-        let t = r.open_table(KEYS).unwrap();
-        assert!(t.len().unwrap() >= 4);
-        let k = keys.lock();
-        assert!(k.unwritten.len() <= 3);
-        assert!(k.cached.len() <= 6);
-        drop(k);
-        page(&mut keys, &db, &[(7, 18)]);
-        assert_eq!(keys.get(&[7; 32]).unwrap(), Some(entry(18)));
     }
 
     /// A state of one row per leaf is moved into bundles of 256: full ones, then the rest.

@@ -219,7 +219,8 @@ pub trait KeyStore: Send {
     fn get(&self, key: &Hash) -> Result<Option<StoredKey>, String>;
     /// Every entry with a key in `lo..hi` (`hi` None: to the end), sorted by key.
     fn range(&self, lo: &Hash, hi: Option<&Hash>) -> Result<Vec<(Hash, StoredKey)>, String>;
-    /// Records the entries of the keys that changed, as of a map leaf.
+    /// Records the entries of the keys that changed, as of a map leaf: sorted by key, each
+    /// key once.
     fn put(&mut self, entries: Vec<(Hash, StoredKey)>) -> Result<(), String>;
 }
 
@@ -394,30 +395,36 @@ impl Auditor {
         if self.pending.is_empty() {
             return;
         }
+        // Sorted by key, each key's latest value (the sort is stable), as the map and the
+        // store take them.
+        let mut distinct = std::mem::take(&mut self.pending);
+        distinct.sort_by_key(|item| item.0);
+        distinct.dedup_by(|later, earlier| {
+            let same = later.0 == earlier.0;
+            if same {
+                *earlier = *later;
+            }
+            same
+        });
         match &mut self.keys {
-            None => self.map.insert_batch(&self.pending),
+            None => self.map.insert_batch(&distinct),
             Some(store) => {
                 let inserted = self
                     .map
-                    .insert_batch_from(&self.pending, &KeySource(&**store))
+                    .insert_batch_from(&distinct, &KeySource(&**store))
                     .map_err(|e| e.to_string());
                 let put = inserted.and_then(|()| {
-                    let mut latest: HashMap<Hash, MapValue> =
-                        HashMap::with_capacity(self.heads.len());
-                    for (k, v) in &self.pending {
-                        latest.insert(*k, *v);
-                    }
                     let heads = &self.heads;
-                    let entries = latest
-                        .into_iter()
+                    let entries = distinct
+                        .iter()
                         .map(|(k, v)| {
-                            let seq = heads.get(&k).map_or(0, |h| h.seq);
+                            let seq = heads.get(k).map_or(0, |h| h.seq);
                             let entry = StoredKey {
                                 index: v.index,
                                 seq,
                                 leaf_hash: v.leaf_hash,
                             };
-                            (k, entry)
+                            (*k, entry)
                         })
                         .collect();
                     store.put(entries)
@@ -430,7 +437,8 @@ impl Auditor {
                 }
             }
         }
-        self.pending.clear();
+        distinct.clear();
+        self.pending = distinct;
     }
 
     fn violation(&mut self, index: Option<u64>, problem: Problem) {

@@ -207,15 +207,22 @@ impl StateMap {
         if items.is_empty() {
             return Ok(());
         }
-        let mut sorted = items.to_vec();
-        sorted.sort_by_key(|item| item.0); // stable: equal keys stay in input order
-        let mut distinct: Vec<(Hash, MapValue)> = Vec::with_capacity(sorted.len());
-        for item in sorted {
-            match distinct.last_mut() {
-                Some(last) if last.0 == item.0 => *last = item,
-                _ => distinct.push(item),
+        let copy;
+        let distinct: &[(Hash, MapValue)] = if items.windows(2).all(|w| w[0].0 < w[1].0) {
+            items // already sorted, each key once (as an auditor hands them)
+        } else {
+            let mut sorted = items.to_vec();
+            sorted.sort_by_key(|item| item.0); // stable: equal keys stay in input order
+            let mut distinct: Vec<(Hash, MapValue)> = Vec::with_capacity(sorted.len());
+            for item in sorted {
+                match distinct.last_mut() {
+                    Some(last) if last.0 == item.0 => *last = item,
+                    _ => distinct.push(item),
+                }
             }
-        }
+            copy = distinct;
+            &copy
+        };
         let cx = Cx {
             bucket: self.bucket,
             src,
@@ -226,10 +233,10 @@ impl StateMap {
         let before = (self.bucket > 0).then(|| self.root.clone());
         let result = match &mut self.root {
             None => {
-                self.root = Some(build(&distinct, 0, cx.bucket));
+                self.root = Some(build(distinct, 0, cx.bucket));
                 Ok(distinct.len())
             }
-            Some(root) => merge_into(root, 0, &distinct, None, &cx),
+            Some(root) => merge_into(root, 0, distinct, None, &cx),
         };
         match result {
             Ok(added) => {
