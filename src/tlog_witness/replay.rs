@@ -17,10 +17,11 @@
 //! checkpoint that conflicts with a log-signed one of the same size the replay matched,
 //! same_size_different_roots; otherwise a text report.
 //!
-//! Pages of entry bundles (40 bundles, 10,240 leaves) are fetched, split, decoded and hashed on
-//! a thread of their own, a page or two ahead of the replay (examples/replay_rate.rs measures
-//! the rate). A bundle that does not hold exactly the entries its path names is refused with
-//! an error; nothing of its page is replayed, and the next round fetches it again.
+//! Pages of entry bundles (40 bundles, 10,240 leaves) are fetched (`FETCHERS` requests at a
+//! time), split, decoded and hashed on threads of their own, a page or two ahead of the replay
+//! (examples/replay_rate.rs measures the rate). A bundle that does not hold exactly the
+//! entries its path names is refused with an error; nothing of its page is replayed, and the
+//! next round fetches it again.
 //!
 //! State: `DIR/replay.redb` holds the replayed size, every leaf replayed (one row per entry
 //! bundle, in the bundle's own encoding, so a restart replays from its own disk, not from the
@@ -30,8 +31,8 @@
 //! any. Each page of leaves is committed durably in one transaction with the per-key state it
 //! changed, after it was checked: the gate only ever sees checked sizes. In memory: the state
 //! map (whole while it fits `MAP_CAP`, then its upper levels), the keys changed since the
-//! latest map leaf, up to `KEYS_UNWRITTEN` keys' state not yet in `replay_keys` and twice as
-//! many heads, the tree's frontier and redb's cache, whatever the size of the log.
+//! latest map leaf, up to `KEYS_UNWRITTEN` keys' state not yet in `replay_keys` and as many
+//! again read back from it, the tree's frontier and redb's cache, whatever the size of the log.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -152,6 +153,9 @@ const PREFETCH: usize = 2;
 /// Entry bundles in a page (a page is replayed, then stored in one transaction): 10,240
 /// leaves.
 const PAGE_BUNDLES: usize = 40;
+/// Entry bundles of a page requested at once: each request waits for the log server, which
+/// reads the bundle's leaves from its store, so one at a time leaves its cores idle.
+const FETCHERS: usize = 4;
 
 /// An entry bundle as served (c2sp.org/tlog-tiles), checked to hold exactly its width of
 /// entries: its body and where each entry lies in it.
@@ -227,28 +231,63 @@ impl Page {
 }
 
 /// The bundles that hold the leaves `at..` of a tree of `end` leaves, at most
-/// `PAGE_BUNDLES` of them, fetched one after the other and each checked to hold exactly its
-/// width of entries: a bundle cut short, with a length past its end, or with more or fewer
-/// entries is refused (nothing is replayed from this page).
+/// `PAGE_BUNDLES` of them, fetched `FETCHERS` at a time (each on its own connection; the log
+/// server answers them on its own threads) and each checked to hold exactly its width of
+/// entries: a bundle cut short, with a length past its end, or with more or fewer entries is
+/// refused (nothing is replayed from this page; the first such bundle is the one named).
 /// The bundles, and the index of the first leaf after them.
 fn fetch_page(client: &Client, at: u64, end: u64) -> Round<(Vec<Fetched>, u64)> {
-    let mut bundles = Vec::new();
+    let mut tiles = Vec::new();
     let mut next = at;
-    while next < end && bundles.len() < PAGE_BUNDLES {
+    while next < end && tiles.len() < PAGE_BUNDLES {
         let tile = EntryTile::containing(next, end);
+        next = tile.index * BUNDLE_WIDTH + u64::from(tile.width);
+        tiles.push(tile);
+    }
+    let fetch = |tile: &EntryTile| -> Round<Fetched> {
         let body = client
-            .entry_bundle(&tile)
+            .entry_bundle(tile)
             .map_err(|e| format!("entry bundle {}: {e}", tile.path()))?;
-        let f = Fetched::new(tile, body).map_err(|e| {
+        Fetched::new(*tile, body).map_err(|e| {
             format!(
                 "the log sent a bad entry bundle {} (entries {}..): {e}",
                 tile.path(),
                 tile.index * BUNDLE_WIDTH
             )
-        })?;
-        next = f.first() + u64::from(tile.width);
-        bundles.push(f);
-    }
+        })
+    };
+    let fetched: Vec<Round<Fetched>> = if tiles.len() == 1 {
+        vec![fetch(&tiles[0])]
+    } else {
+        // Fetcher w fetches bundles w, w + FETCHERS, ...; the results go back in order.
+        let mut slots: Vec<Option<Round<Fetched>>> = (0..tiles.len()).map(|_| None).collect();
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..FETCHERS.min(tiles.len()))
+                .map(|w| {
+                    let (tiles, fetch) = (&tiles, &fetch);
+                    scope.spawn(move || {
+                        tiles
+                            .iter()
+                            .enumerate()
+                            .skip(w)
+                            .step_by(FETCHERS)
+                            .map(|(n, t)| (n, fetch(t)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for worker in workers {
+                for (n, r) in worker.join().expect("a bundle fetcher panicked") {
+                    slots[n] = Some(r);
+                }
+            }
+        });
+        slots
+            .into_iter()
+            .map(|r| r.expect("every bundle fetched"))
+            .collect()
+    };
+    let bundles = fetched.into_iter().collect::<Round<Vec<Fetched>>>()?;
     Ok((bundles, next))
 }
 

@@ -8,7 +8,8 @@ use super::node_hash::{lift, MapValue, EMPTY};
 use super::proof::{MapLeaf, MapProof};
 use super::source::{InMemory, MapError, MapSource};
 use super::trie::{
-    build, compact, expand, heap_bytes_of, merge_into, rep_on_path, Child, Cx, MAX_BYTES_PER_KEY,
+    build, compact, expand, heap_bytes_of, merge_in_memory, merge_into, rep_on_path, Child, Cx,
+    MAX_BYTES_PER_KEY,
 };
 use super::{Hash, HexHash};
 
@@ -236,6 +237,8 @@ impl StateMap {
                 self.root = Some(build(distinct, 0, cx.bucket));
                 Ok(distinct.len())
             }
+            // A map that never had stubs loads nothing: its large batches hash on two threads.
+            Some(root) if self.bucket == 0 => Ok(merge_in_memory(root, 0, distinct, None)),
             Some(root) => merge_into(root, 0, distinct, None, &cx),
         };
         match result {
@@ -647,6 +650,55 @@ mod tests {
             assert_eq!(check(&seq.root(), key, &batched.prove(key)), Ok(Some(*v)));
             let near = flip(key, 255);
             assert_eq!(check(&seq.root(), &near, &seq.prove(&near)), Ok(None));
+        }
+    }
+
+    /// Batches large enough to be merged on two threads (`trie::merge_in_memory`) give the
+    /// map that inserting their keys one by one gives: keys that fall on both sides of the
+    /// existing branches, keys that split above a branch (the map's keys all share a first
+    /// byte, half the batch does not), overwrites, and a batch all on one side.
+    #[test]
+    fn large_batches_match_one_by_one() {
+        let key = |first: u8, i: u64| {
+            let mut k = b3(&i.to_le_bytes());
+            k[0] = first;
+            k
+        };
+        let existing: Vec<_> = (0..6_000u64).map(|i| (key(0x00, i), value(i))).collect();
+        let batches: [Vec<(Hash, MapValue)>; 3] = [
+            // Half below the existing keys' shared byte, half a new subtree beside it.
+            (6_000..10_000u64)
+                .map(|i| (key(if i % 2 == 0 { 0x00 } else { 0xff }, i), value(i)))
+                .collect(),
+            // Overwrites of every third existing key, and keys one bit away from them.
+            existing
+                .iter()
+                .step_by(3)
+                .flat_map(|(k, _)| [(*k, value(7)), (flip(k, 255), value(8))])
+                .collect(),
+            // All under one side of the root.
+            (20_000..23_000u64)
+                .map(|i| (key(0x80, i), value(i)))
+                .collect(),
+        ];
+        let mut one_by_one = map_of(&existing);
+        let mut batched = StateMap::new();
+        batched.insert_batch(&existing);
+        let mut model: BTreeMap<_, _> = existing.iter().copied().collect();
+        for batch in &batches {
+            assert!(batch.len() >= 2_000);
+            for (k, v) in batch {
+                one_by_one.insert(*k, *v);
+                model.insert(*k, *v);
+            }
+            batched.insert_batch(batch);
+            assert_eq!(batched.root(), one_by_one.root());
+            assert_eq!(batched.root(), model_root(&model));
+            assert_eq!(batched.len(), model.len());
+        }
+        for (k, v) in model.iter().step_by(101) {
+            assert_eq!(batched.prove(k), one_by_one.prove(k));
+            assert_eq!(check(&batched.root(), k, &batched.prove(k)), Ok(Some(*v)));
         }
     }
 

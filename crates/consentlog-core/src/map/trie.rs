@@ -360,6 +360,73 @@ pub(super) fn merge_into<S: MapSource + ?Sized>(
     Ok(added)
 }
 
+/// Items at or above which [`merge_in_memory`] merges a branch's two sides on two threads
+/// (when each side gets at least a quarter of them): about a millisecond of hashing.
+const PARALLEL_ITEMS: usize = 1024;
+
+/// [`merge_into`] for a subtree with no stubs (a map that never had any): the same nodes and
+/// hashes, with a branch's two sides merged on two threads when both get many items. The
+/// path hashes of a large batch are most of what a map leaf costs a replay.
+pub(super) fn merge_in_memory(
+    slot: &mut Child,
+    top: usize,
+    items: &[(Hash, MapValue)],
+    rep: Option<Hash>,
+) -> usize {
+    let first = items[0].0;
+    if items.len() >= PARALLEL_ITEMS {
+        if let Child::Branch(br) = slot {
+            let bit = br.bit as usize;
+            // As in `merge_into`: with `bit > top`, bits `top..bit` are compared with a key
+            // below; the items then fall into this branch's two sides (no new branch above
+            // it) when they and that key agree on them.
+            let rep = if bit > top {
+                Some(rep.unwrap_or_else(|| *rep_on_path(slot, &first)))
+            } else {
+                rep
+            };
+            let items_prefix = common_prefix_len(&first, &items[items.len() - 1].0);
+            let inside = bit <= top
+                || (items_prefix >= bit
+                    && rep.is_some_and(|r| common_prefix_len(&r, &first) >= bit));
+            if inside {
+                let Child::Branch(br) = slot else {
+                    unreachable!()
+                };
+                let br = Arc::make_mut(br);
+                let mid = items.partition_point(|(k, _)| key_bit(k, bit) == 0);
+                let (left, right) = (&mut br.left, &mut br.right);
+                let (l_items, r_items) = items.split_at(mid);
+                let l_rep = rep.filter(|r| key_bit(r, bit) == 0);
+                let r_rep = rep.filter(|r| key_bit(r, bit) == 1);
+                let mut merge_left = || match l_items.is_empty() {
+                    true => 0,
+                    false => merge_in_memory(left, bit + 1, l_items, l_rep),
+                };
+                let mut merge_right = || match r_items.is_empty() {
+                    true => 0,
+                    false => merge_in_memory(right, bit + 1, r_items, r_rep),
+                };
+                let quarter = items.len() / 4;
+                let added = if l_items.len() >= quarter && r_items.len() >= quarter {
+                    let (a, b) = crate::par::join(merge_left, merge_right);
+                    a + b
+                } else {
+                    merge_left() + merge_right()
+                };
+                br.count = br.left.count().saturating_add(br.right.count());
+                br.hash = lift(br.own_hash(), bit, top, &first);
+                return added;
+            }
+        }
+    }
+    let cx = Cx {
+        bucket: 0,
+        src: &super::source::InMemory,
+    };
+    merge_into(slot, top, items, rep, &cx).expect("a subtree with no stubs loads nothing")
+}
+
 /// The union of the keys under `slot` and `items` first differs at bit `split_at`, and the keys
 /// under `slot` all share more than `split_at` bits (`rep` is one of them). Puts a new branch at
 /// `split_at` into `slot`, with the old subtree (merged with the items on its side) on one side
