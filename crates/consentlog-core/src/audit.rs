@@ -580,8 +580,12 @@ impl Auditor {
     /// hash: that of the bytes it was strictly decoded from (a replaying witness hashes them as
     /// it fetches them). The same replay as [`Auditor::push_chunk`] without openings.
     pub fn push_public(&mut self, leaves: Vec<(Leaf, Hash)>) {
-        let checked = leaves.into_iter().map(|(l, h)| (l, h, None)).collect();
-        self.push_checked(CheckedChunk(checked));
+        for (leaf, hash) in leaves {
+            if self.storage_error.is_some() {
+                return;
+            }
+            self.push_leaf(leaf, hash, None);
+        }
     }
 
     /// Replays the next leaves in order, already through [`Auditor::check_chunk`] for this
@@ -591,55 +595,60 @@ impl Auditor {
             if self.storage_error.is_some() {
                 return;
             }
-            let i = self.frontier.size().0;
-            match (i, &leaf) {
-                (0, Leaf::Genesis(g)) => {
-                    if g.origin != self.origin {
-                        let problem = Problem::GenesisOrigin {
-                            got: g.origin.clone(),
-                            want: self.origin.clone(),
-                        };
-                        self.violation(Some(0), problem);
-                    }
-                    self.genesis_time = g.genesis_time;
-                    self.vrf_key = VrfPublicKey::from_bytes(g.vrf_key).ok();
-                    if self.vrf_key.is_none() {
-                        self.violation(Some(0), Problem::GenesisVrfKey);
-                    }
+            self.push_leaf(leaf, hash, o);
+        }
+    }
+
+    /// Replays the next leaf (the key store has not failed).
+    fn push_leaf(&mut self, leaf: Leaf, hash: Hash, o: Option<CheckedOpening>) {
+        let i = self.frontier.size().0;
+        match (i, &leaf) {
+            (0, Leaf::Genesis(g)) => {
+                if g.origin != self.origin {
+                    let problem = Problem::GenesisOrigin {
+                        got: g.origin.clone(),
+                        want: self.origin.clone(),
+                    };
+                    self.violation(Some(0), problem);
                 }
-                (0, other) => {
-                    let kind = other.kind().as_str();
-                    self.violation(Some(0), Problem::NoGenesis { kind });
-                }
-                (_, Leaf::Genesis(_)) => self.violation(Some(i), Problem::GenesisNotFirst),
-                (_, Leaf::Event(e)) => self.replay_event(i, e, hash, o),
-                (_, Leaf::Map(m)) => {
-                    self.report.map_leaves += 1;
-                    self.check_time(i, m.time);
-                    if m.time < self.last_time {
-                        let problem = Problem::MapBeforeEvent {
-                            time: m.time,
-                            integrated_at: self.last_time,
-                        };
-                        self.violation(Some(i), problem);
-                    }
-                    if m.time > self.now {
-                        self.violation(Some(i), Problem::MapInFuture { time: m.time });
-                    }
-                    self.last_map_time = Some(m.time);
-                    self.apply_pending();
-                    if self.storage_error.is_some() {
-                        return;
-                    }
-                    if self.map.root() != m.map_root {
-                        self.violation(Some(i), Problem::MapRoot);
-                    }
+                self.genesis_time = g.genesis_time;
+                self.vrf_key = VrfPublicKey::from_bytes(g.vrf_key).ok();
+                if self.vrf_key.is_none() {
+                    self.violation(Some(0), Problem::GenesisVrfKey);
                 }
             }
-            self.frontier.append_with(&Sha256Hasher, hash, |_, _, _| {});
-            self.report.leaves += 1;
-            self.check_reached_checkpoints();
+            (0, other) => {
+                let kind = other.kind().as_str();
+                self.violation(Some(0), Problem::NoGenesis { kind });
+            }
+            (_, Leaf::Genesis(_)) => self.violation(Some(i), Problem::GenesisNotFirst),
+            (_, Leaf::Event(e)) => self.replay_event(i, e, hash, o),
+            (_, Leaf::Map(m)) => {
+                self.report.map_leaves += 1;
+                self.check_time(i, m.time);
+                if m.time < self.last_time {
+                    let problem = Problem::MapBeforeEvent {
+                        time: m.time,
+                        integrated_at: self.last_time,
+                    };
+                    self.violation(Some(i), problem);
+                }
+                if m.time > self.now {
+                    self.violation(Some(i), Problem::MapInFuture { time: m.time });
+                }
+                self.last_map_time = Some(m.time);
+                self.apply_pending();
+                if self.storage_error.is_some() {
+                    return;
+                }
+                if self.map.root() != m.map_root {
+                    self.violation(Some(i), Problem::MapRoot);
+                }
+            }
         }
+        self.frontier.append_with(&Sha256Hasher, hash, |_, _, _| {});
+        self.report.leaves += 1;
+        self.check_reached_checkpoints();
     }
 
     /// The time rules every leaf after genesis obeys: not before genesis, and strictly after
