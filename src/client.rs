@@ -138,19 +138,26 @@ impl Client {
         Self::finish(&url, req.call()).map(|(_, text)| text)
     }
 
-    /// GET `path` for its body's bytes (a binary answer, e.g. an entry bundle).
-    pub fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
+    /// GET `path` for its body's bytes (a binary answer, e.g. an entry bundle), reading at
+    /// most `limit` bytes of it: a longer body is refused as malformed, unread past the limit.
+    pub fn get_bytes(&self, path: &str, limit: usize) -> Result<Vec<u8>, ClientError> {
         let url = format!("{}{path}", self.base);
-        let transport = |e: ureq::Error| ClientError::Transport {
-            url: url.clone(),
-            message: e.to_string(),
+        let transport = |e: ureq::Error| match e {
+            ureq::Error::BodyExceedsLimit(_) => ClientError::Malformed {
+                url: url.clone(),
+                message: format!("the body is longer than {limit} bytes, the most it may be"),
+            },
+            e => ClientError::Transport {
+                url: url.clone(),
+                message: e.to_string(),
+            },
         };
         let mut resp = self.agent.get(&url).call().map_err(transport)?;
         let status = resp.status().as_u16();
         let bytes = resp
             .body_mut()
             .with_config()
-            .limit(1 << 30)
+            .limit(limit as u64)
             .read_to_vec()
             .map_err(transport)?;
         if (200..300).contains(&status) {
@@ -285,12 +292,13 @@ impl Client {
     }
 
     /// `GET /tile/entries/<N>[.p/<W>]`: an entry bundle's body, as served (not yet split:
-    /// `core::tlog::tile::split_bundle`).
+    /// `core::tlog::tile::split_bundle`), read up to the longest a bundle of its width can be
+    /// (`EntryTile::max_body_len`): a longer one is refused, unread past that.
     pub fn entry_bundle(
         &self,
         tile: &crate::core::tlog::EntryTile,
     ) -> Result<Vec<u8>, ClientError> {
-        self.get_bytes(&format!("/{}", tile.path()))
+        self.get_bytes(&format!("/{}", tile.path()), tile.max_body_len())
     }
 
     /// `GET /v1/entries`.

@@ -17,8 +17,8 @@
 //! checkpoint that conflicts with a log-signed one of the same size the replay matched,
 //! same_size_different_roots; otherwise a text report.
 //!
-//! Pages of entry bundles (40 bundles, 10,240 leaves) are fetched (`FETCHERS` requests at a
-//! time), split, decoded and hashed on threads of their own, a page or two ahead of the replay
+//! Pages of entry bundles (40 bundles, 10,240 leaves, fewer past `PAGE_BYTES`) are fetched
+//! (`FETCHERS` requests at a time), split, decoded and hashed on threads of their own, a page or two ahead of the replay
 //! (examples/replay_rate.rs measures the rate). A bundle that does not hold exactly the
 //! entries its path names is refused with an error; nothing of its page is replayed, and the
 //! next round fetches it again.
@@ -35,7 +35,7 @@
 //! again read back from it, the tree's frontier and redb's cache, whatever the size of the log.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -156,6 +156,11 @@ const PAGE_BUNDLES: usize = 40;
 /// Entry bundles of a page requested at once: each request waits for the log server, which
 /// reads the bundle's leaves from its store, so one at a time leaves its cores idle.
 const FETCHERS: usize = 4;
+/// Bundle bytes after which a page takes no more bundles (the rest come in the next page). A
+/// page of consentlog leaves is about 1 MiB; a hostile log's bundles may be up to 16 MiB each
+/// (`EntryTile::max_body_len`), and this keeps a page of them to this plus the `FETCHERS`
+/// bundles in flight.
+const PAGE_BYTES: usize = 8 << 20;
 
 /// An entry bundle as served (c2sp.org/tlog-tiles), checked to hold exactly its width of
 /// entries: its body and where each entry lies in it.
@@ -231,11 +236,12 @@ impl Page {
 }
 
 /// The bundles that hold the leaves `at..` of a tree of `end` leaves, at most
-/// `PAGE_BUNDLES` of them, fetched `FETCHERS` at a time (each on its own connection; the log
-/// server answers them on its own threads) and each checked to hold exactly its width of
-/// entries: a bundle cut short, with a length past its end, or with more or fewer entries is
-/// refused (nothing is replayed from this page; the first such bundle is the one named).
-/// The bundles, and the index of the first leaf after them.
+/// `PAGE_BUNDLES` of them and no more once they hold `PAGE_BYTES`, fetched `FETCHERS` at a
+/// time (each on its own connection; the log server answers them on its own threads), each
+/// read up to the longest body its width allows and checked to hold exactly its width of
+/// entries: a bundle too long, cut short, with a length past its end, or with more or fewer
+/// entries is refused (nothing is replayed from this page; the first such bundle is the one
+/// named). The bundles, and the index of the first leaf after them.
 fn fetch_page(client: &Client, at: u64, end: u64) -> Round<(Vec<Fetched>, u64)> {
     let mut tiles = Vec::new();
     let mut next = at;
@@ -256,39 +262,46 @@ fn fetch_page(client: &Client, at: u64, end: u64) -> Round<(Vec<Fetched>, u64)> 
             )
         })
     };
-    let fetched: Vec<Round<Fetched>> = if tiles.len() == 1 {
-        vec![fetch(&tiles[0])]
-    } else {
-        // Fetcher w fetches bundles w, w + FETCHERS, ...; the results go back in order.
-        let mut slots: Vec<Option<Round<Fetched>>> = (0..tiles.len()).map(|_| None).collect();
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..FETCHERS.min(tiles.len()))
-                .map(|w| {
-                    let (tiles, fetch) = (&tiles, &fetch);
-                    scope.spawn(move || {
-                        tiles
-                            .iter()
-                            .enumerate()
-                            .skip(w)
-                            .step_by(FETCHERS)
-                            .map(|(n, t)| (n, fetch(t)))
-                            .collect::<Vec<_>>()
-                    })
+    // Fetcher w fetches bundles w, w + FETCHERS, ... until the page holds `PAGE_BYTES`; the
+    // results go back in order.
+    let mut slots: Vec<Option<Round<Fetched>>> = (0..tiles.len()).map(|_| None).collect();
+    let held = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..FETCHERS.min(tiles.len()))
+            .map(|w| {
+                let (tiles, fetch, held) = (&tiles, &fetch, &held);
+                scope.spawn(move || {
+                    let mut out = Vec::new();
+                    for (n, t) in tiles.iter().enumerate().skip(w).step_by(FETCHERS) {
+                        // The first bundle always: a page holds at least one.
+                        if n > 0 && held.load(Ordering::Relaxed) >= PAGE_BYTES {
+                            break;
+                        }
+                        let r = fetch(t);
+                        if let Ok(f) = &r {
+                            held.fetch_add(f.body.len(), Ordering::Relaxed);
+                        }
+                        out.push((n, r));
+                    }
+                    out
                 })
-                .collect();
-            for worker in workers {
-                for (n, r) in worker.join().expect("a bundle fetcher panicked") {
-                    slots[n] = Some(r);
-                }
+            })
+            .collect();
+        for worker in workers {
+            for (n, r) in worker.join().expect("a bundle fetcher panicked") {
+                slots[n] = Some(r);
             }
-        });
-        slots
-            .into_iter()
-            .map(|r| r.expect("every bundle fetched"))
-            .collect()
-    };
-    let bundles = fetched.into_iter().collect::<Round<Vec<Fetched>>>()?;
+        }
+    });
+    let bundles = leading(slots)?;
+    let last = bundles.last().expect("the first bundle is always fetched");
+    let next = last.first() + u64::from(last.tile.width);
     Ok((bundles, next))
+}
+
+/// The results up to the first slot left empty, or the first error among them.
+fn leading<T>(slots: Vec<Option<Round<T>>>) -> Round<Vec<T>> {
+    slots.into_iter().map_while(|s| s).collect()
 }
 
 impl Replay {
@@ -1017,6 +1030,22 @@ fn migrate_leaves(w: &redb::WriteTransaction, size: u64) -> Result<(), String> {
 mod tests {
     use super::*;
     use redb::ReadableTableMetadata;
+
+    /// A page keeps the bundles before the first one not fetched (the page was full), and
+    /// names the first bad one among those only: a later one is fetched again next round.
+    #[test]
+    fn a_page_is_its_leading_bundles() {
+        let ok = |n: u32| Some(Ok(n));
+        let bad = |m: &str| Some(Err(m.to_string()));
+        assert_eq!(leading(vec![ok(0), ok(1), ok(2)]), Ok(vec![0, 1, 2]));
+        assert_eq!(leading(vec![ok(0), ok(1), None, ok(3)]), Ok(vec![0, 1]));
+        assert_eq!(leading(vec![ok(0), None, bad("later")]), Ok(vec![0]));
+        assert_eq!(
+            leading(vec![ok(0), bad("first"), bad("second"), None]),
+            Err("first".into())
+        );
+        assert_eq!(leading::<u32>(vec![None, ok(1)]), Ok(vec![]));
+    }
 
     fn db(dir: &Path) -> Arc<Database> {
         Arc::new(Database::create(dir.join(FILE)).expect("db"))

@@ -454,8 +454,9 @@ fn serve_gets_the_replaying_witness_cosignature_and_verify_says_map_replayed() {
 }
 
 /// An entry bundle that is not what its path names (cut short, a length past its end, an
-/// entry more or fewer than its width) is refused with an error naming it: nothing of it is
-/// replayed or stored, and the log is not taken for a liar (the next round fetches it again).
+/// entry more or fewer than its width, longer than any bundle of its width, which is not read
+/// past that length) is refused with an error naming it: nothing of it is replayed or stored,
+/// and the log is not taken for a liar (the next round fetches it again).
 #[test]
 fn a_hostile_entry_bundle_is_refused_and_changes_nothing() {
     use consentlog::tlog_witness::replay::Replay;
@@ -482,13 +483,19 @@ fn a_hostile_entry_bundle_is_refused_and_changes_nothing() {
         HostileBundle::LengthPastEnd,
         HostileBundle::ExtraEntry,
         HostileBundle::MissingEntry,
+        HostileBundle::Oversized,
     ] {
         log.hostile_bundles(Some(h));
         let e = r.round(&client).expect_err("a hostile bundle is refused");
-        assert!(
-            e.contains("the log sent a bad entry bundle tile/entries/000"),
-            "{h:?}: {e}"
-        );
+        let named = match h {
+            // 256 entries of at most 65,535 bytes, each after its 2-byte length.
+            HostileBundle::Oversized => {
+                e.contains("entry bundle tile/entries/000")
+                    && e.contains("the body is longer than 16777472 bytes")
+            }
+            _ => e.contains("the log sent a bad entry bundle tile/entries/000"),
+        };
+        assert!(named, "{h:?}: {e}");
         assert_eq!(r.replayed(), 0, "{h:?}");
         assert_eq!(r.refused(), None, "{h:?}");
     }

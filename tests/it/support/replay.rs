@@ -47,6 +47,8 @@ pub enum HostileBundle {
     ExtraEntry,
     /// One entry fewer than the width.
     MissingEntry,
+    /// The bundle followed by more bytes than any bundle of its width can hold.
+    Oversized,
 }
 
 /// A log whose operator holds the log key and appends what it likes, served in the test
@@ -313,6 +315,9 @@ async fn bundle(
         Some(HostileBundle::MissingEntry) => {
             let last = leaves.last().expect("an entry");
             body.truncate(body.len() - last.len() - 2);
+        }
+        Some(HostileBundle::Oversized) => {
+            body.resize(t.max_body_len() + 1, 0);
         }
     }
     Ok(body)

@@ -71,6 +71,13 @@ impl EntryTile {
         }
     }
 
+    /// The longest body a bundle of this width can have: every entry [`MAX_ENTRY`] bytes
+    /// after its 2-byte length. A reader stops at this many bytes; any longer body cannot
+    /// hold exactly `width` entries.
+    pub fn max_body_len(&self) -> usize {
+        usize::from(self.width) * (2 + MAX_ENTRY)
+    }
+
     /// The path below a log's prefix: `tile/entries/<N>[.p/<W>]`.
     pub fn path(&self) -> String {
         let mut out = String::from("tile/entries/");
@@ -245,6 +252,20 @@ mod tests {
         assert_eq!(p.path(), "tile/entries/005.p/7");
         assert_eq!(EntryTile::parse("005.p/7"), Ok(p));
         assert_eq!(EntryTile::parse("x001/x234/067.p/255").unwrap().width, 255);
+    }
+
+    #[test]
+    fn the_longest_body_is_its_width_of_longest_entries() {
+        for width in [1u16, 2, 255, 256] {
+            let t = EntryTile { index: 0, width };
+            let longest = vec![0xa5; MAX_ENTRY];
+            let body = encode_bundle((0..width).map(|_| longest.as_slice())).unwrap();
+            assert_eq!(body.len(), t.max_body_len(), "{width}");
+            assert!(split_bundle(&body, usize::from(width)).is_ok());
+            let mut longer = body;
+            longer.push(0);
+            assert!(split_bundle(&longer, usize::from(width)).is_err());
+        }
     }
 
     #[test]
