@@ -13,10 +13,14 @@ use crate::api::*;
 use crate::core::event::EventJson;
 use crate::core::hash::to_hex;
 use crate::core::history::History;
+use crate::core::note::MAX_NOTE;
 use crate::core::proof::ConsentProof;
 use crate::core::receipt::Receipt;
 use crate::core::request::{normalize_audience, sign_request, Target};
 use crate::ledger::clock;
+
+/// The most bytes of an answer read, unless a route bounds its answers more tightly.
+const ANSWER_LIMIT: usize = 1 << 30;
 
 /// A server base URL and optional bearer token.
 pub struct Client {
@@ -43,6 +47,21 @@ pub enum ClientError {
     },
     #[error("{url}: the server sent a malformed answer: {message}")]
     Malformed { url: String, message: String },
+}
+
+/// A failed read of `url`'s answer: one longer than `limit` is malformed, anything else a
+/// transport error.
+fn read_error(url: &str, e: ureq::Error, limit: usize) -> ClientError {
+    match e {
+        ureq::Error::BodyExceedsLimit(_) => ClientError::Malformed {
+            url: url.to_string(),
+            message: format!("the body is longer than {limit} bytes, the most it may be"),
+        },
+        e => ClientError::Transport {
+            url: url.to_string(),
+            message: e.to_string(),
+        },
+    }
 }
 
 impl ClientError {
@@ -130,28 +149,30 @@ impl Client {
 
     /// GET `path` (with query); `auth` overrides the bearer token's Authorization header.
     pub fn get(&self, path: &str, auth: Option<&str>) -> Result<String, ClientError> {
+        self.get_at_most(path, auth, ANSWER_LIMIT)
+    }
+
+    /// [`Client::get`], reading at most `limit` bytes of the answer: a longer one is refused
+    /// as malformed, unread past the limit.
+    fn get_at_most(
+        &self,
+        path: &str,
+        auth: Option<&str>,
+        limit: usize,
+    ) -> Result<String, ClientError> {
         let url = format!("{}{path}", self.base);
         let mut req = self.agent.get(&url);
         if let Some(a) = self.authorization(auth) {
             req = req.header("Authorization", &a);
         }
-        Self::finish(&url, req.call()).map(|(_, text)| text)
+        Self::finish(&url, req.call(), limit).map(|(_, text)| text)
     }
 
     /// GET `path` for its body's bytes (a binary answer, e.g. an entry bundle), reading at
     /// most `limit` bytes of it: a longer body is refused as malformed, unread past the limit.
     pub fn get_bytes(&self, path: &str, limit: usize) -> Result<Vec<u8>, ClientError> {
         let url = format!("{}{path}", self.base);
-        let transport = |e: ureq::Error| match e {
-            ureq::Error::BodyExceedsLimit(_) => ClientError::Malformed {
-                url: url.clone(),
-                message: format!("the body is longer than {limit} bytes, the most it may be"),
-            },
-            e => ClientError::Transport {
-                url: url.clone(),
-                message: e.to_string(),
-            },
-        };
+        let transport = |e| read_error(&url, e, limit);
         let mut resp = self.agent.get(&url).call().map_err(transport)?;
         let status = resp.status().as_u16();
         let bytes = resp
@@ -190,7 +211,7 @@ impl Client {
         if let Some(a) = self.authorization(None) {
             req = req.header("Authorization", &a);
         }
-        Self::finish(&url, req.send(body))
+        Self::finish(&url, req.send(body), ANSWER_LIMIT)
     }
 
     fn authorization(&self, auth: Option<&str>) -> Option<String> {
@@ -201,17 +222,15 @@ impl Client {
     fn finish(
         url: &str,
         r: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+        limit: usize,
     ) -> Result<(u16, String), ClientError> {
-        let transport = |e: ureq::Error| ClientError::Transport {
-            url: url.to_string(),
-            message: e.to_string(),
-        };
+        let transport = |e| read_error(url, e, limit);
         let mut resp = r.map_err(transport)?;
         let status = resp.status().as_u16();
         let text = resp
             .body_mut()
             .with_config()
-            .limit(1 << 30)
+            .limit(limit as u64)
             .read_to_string()
             .map_err(transport)?;
         if (200..300).contains(&status) {
@@ -276,14 +295,15 @@ impl Client {
         self.get_json(&path, auth.as_deref())
     }
 
-    /// `GET /v1/checkpoint`: the latest signed note.
+    /// `GET /v1/checkpoint`: the latest signed note (read up to the longest note,
+    /// `note::MAX_NOTE` bytes).
     pub fn checkpoint(&self) -> Result<String, ClientError> {
-        self.get(paths::CHECKPOINT, None)
+        self.get_at_most(paths::CHECKPOINT, None, MAX_NOTE)
     }
 
-    /// `GET /v1/checkpoint/cosigned`: the newest cosigned note.
+    /// `GET /v1/checkpoint/cosigned`: the newest cosigned note (read up to the longest note).
     pub fn cosigned(&self) -> Result<String, ClientError> {
-        self.get(paths::COSIGNED, None)
+        self.get_at_most(paths::COSIGNED, None, MAX_NOTE)
     }
 
     /// `GET /v1/checkpoints`.

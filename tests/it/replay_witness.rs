@@ -456,7 +456,8 @@ fn serve_gets_the_replaying_witness_cosignature_and_verify_says_map_replayed() {
 /// An entry bundle that is not what its path names (cut short, a length past its end, an
 /// entry more or fewer than its width, longer than any bundle of its width, which is not read
 /// past that length) is refused with an error naming it: nothing of it is replayed or stored,
-/// and the log is not taken for a liar (the next round fetches it again).
+/// and the log is not taken for a liar (the next round fetches it again). So is a checkpoint
+/// longer than any note.
 #[test]
 fn a_hostile_entry_bundle_is_refused_and_changes_nothing() {
     use consentlog::tlog_witness::replay::Replay;
@@ -499,6 +500,17 @@ fn a_hostile_entry_bundle_is_refused_and_changes_nothing() {
         assert_eq!(r.replayed(), 0, "{h:?}");
         assert_eq!(r.refused(), None, "{h:?}");
     }
+    // A checkpoint longer than any note is refused as such, unread past that length.
+    log.hostile_bundles(None);
+    log.oversized_note(true);
+    let e = r.round(&client).expect_err("an oversized note is refused");
+    assert!(
+        e.starts_with("checkpoint: ") && e.contains("the body is longer than 16384 bytes"),
+        "{e}"
+    );
+    assert_eq!(r.replayed(), 0);
+    assert_eq!(r.refused(), None);
+    log.oversized_note(false);
     drop(r);
     // Nothing was stored either: a reopened state has replayed nothing, and then the honest
     // bundles replay the whole log.

@@ -34,6 +34,8 @@ struct Inner {
     heads: std::collections::HashMap<Hash, (u64, u64)>,
     time: u64,
     hostile: Option<HostileBundle>,
+    /// Its checkpoint is followed by more bytes than any note can hold.
+    oversized_note: bool,
 }
 
 /// How a [`LyingLog`] spoils the entry bundles it serves.
@@ -74,6 +76,7 @@ impl LyingLog {
             heads: Default::default(),
             time,
             hostile: None,
+            oversized_note: false,
         };
         inner.push(Leaf::Genesis(GenesisLeaf {
             version: LEAF_VERSION,
@@ -159,6 +162,12 @@ impl LyingLog {
     /// Serves entry bundles spoiled as `h` from now on (None: honest ones again).
     pub fn hostile_bundles(&self, h: Option<HostileBundle>) {
         self.inner.lock().unwrap().hostile = h;
+    }
+
+    /// Serves its checkpoint followed by more bytes than any note can hold from now on
+    /// (false: the note alone again).
+    pub fn oversized_note(&self, on: bool) {
+        self.inner.lock().unwrap().oversized_note = on;
     }
 
     /// The signed checkpoint of the whole tree.
@@ -254,7 +263,12 @@ impl Inner {
 }
 
 async fn checkpoint(State(i): State<Arc<Mutex<Inner>>>) -> String {
-    i.lock().unwrap().note()
+    let i = i.lock().unwrap();
+    let mut note = i.note();
+    if i.oversized_note {
+        note.push_str(&"\n".repeat(consentlog::core::note::MAX_NOTE));
+    }
+    note
 }
 
 async fn entries(
