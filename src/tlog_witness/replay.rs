@@ -18,10 +18,11 @@
 //! same_size_different_roots; otherwise a text report.
 //!
 //! Pages of entry bundles (40 bundles, 10,240 leaves, fewer past `PAGE_BYTES`) are fetched
-//! (`FETCHERS` requests at a time), split, decoded and hashed on threads of their own, a page or two ahead of the replay
-//! (examples/replay_rate.rs measures the rate). A bundle that does not hold exactly the
-//! entries its path names is refused with an error; nothing of its page is replayed, and the
-//! next round fetches it again.
+//! (`FETCHERS` requests at a time), split, decoded and hashed on threads of their own, a page
+//! or two ahead of the replay (examples/replay_rate.rs measures the rate). A bundle that does
+//! not hold exactly the entries its path names, or is longer than any bundle of its width, is
+//! refused with an error; nothing of its page is replayed, and the next round fetches it
+//! again.
 //!
 //! State: `DIR/replay.redb` holds the replayed size, every leaf replayed (one row per entry
 //! bundle, in the bundle's own encoding, so a restart replays from its own disk, not from the
