@@ -15,6 +15,7 @@ use super::event::{signatures_valid, subject_keys, SignedEvent, SIGNATURE_CHUNK}
 use super::hash::Hash;
 use super::leaf::{EventLeaf, Leaf};
 use super::map::source::MapSource;
+use super::map::state_map::latest_per_key;
 use super::map::{MapValue, StateMap};
 use super::note::{self, SignedCheckpoint};
 use super::opening::Opening;
@@ -395,17 +396,9 @@ impl Auditor {
         if self.pending.is_empty() {
             return;
         }
-        // Sorted by key, each key's latest value (the sort is stable), as the map and the
-        // store take them.
+        // Sorted by key, each key's latest value, as the map and the store take them.
         let mut distinct = std::mem::take(&mut self.pending);
-        distinct.sort_by_key(|item| item.0);
-        distinct.dedup_by(|later, earlier| {
-            let same = later.0 == earlier.0;
-            if same {
-                *earlier = *later;
-            }
-            same
-        });
+        latest_per_key(&mut distinct);
         match &mut self.keys {
             None => self.map.insert_batch(&distinct),
             Some(store) => {

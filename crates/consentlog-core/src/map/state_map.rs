@@ -13,6 +13,19 @@ use super::trie::{
 };
 use super::{Hash, HexHash};
 
+/// Sorts `items` by key and keeps each key's last item in input order (the sort is stable):
+/// the changes a batch makes, as [`StateMap::insert_batch`] applies them.
+pub fn latest_per_key(items: &mut Vec<(Hash, MapValue)>) {
+    items.sort_by_key(|item| item.0);
+    items.dedup_by(|later, earlier| {
+        let same = later.0 == earlier.0;
+        if same {
+            *earlier = *later;
+        }
+        same
+    });
+}
+
 /// The state map. Cheap to clone (persistent: `Arc`-shared nodes with path copying), so a
 /// snapshot taken at a checkpoint can keep answering proofs while the live map changes.
 ///
@@ -213,15 +226,8 @@ impl StateMap {
             items // already sorted, each key once (as an auditor hands them)
         } else {
             let mut sorted = items.to_vec();
-            sorted.sort_by_key(|item| item.0); // stable: equal keys stay in input order
-            let mut distinct: Vec<(Hash, MapValue)> = Vec::with_capacity(sorted.len());
-            for item in sorted {
-                match distinct.last_mut() {
-                    Some(last) if last.0 == item.0 => *last = item,
-                    _ => distinct.push(item),
-                }
-            }
-            copy = distinct;
+            latest_per_key(&mut sorted);
+            copy = sorted;
             &copy
         };
         let cx = Cx {
