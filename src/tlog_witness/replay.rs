@@ -45,7 +45,6 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 
 use super::replay_keys::{Keys, KEYS};
 use super::AddError;
-use crate::api::PageQuery;
 use crate::client::Client;
 use crate::core::audit::{Auditor, Problem};
 use crate::core::evidence_finder::Finder;
@@ -971,19 +970,16 @@ impl Replay {
                 }
             }
         }
+        // The rest from the log, in entry bundles of `cp`'s tree: each read only up to the
+        // longest its width allows, as the replay reads them.
         let client = Client::new(&self.url, None);
         while next < cp.size {
-            let page = client
-                .entries(&PageQuery {
-                    start: Some(next),
-                    end: Some(cp.size),
-                })
-                .map_err(|e| e.to_string())?;
-            if page.start != next || page.end <= next || page.entries.is_empty() {
-                return Err(format!("bad page at {next}"));
-            }
-            for row in page.entries {
-                f.push(row.entry);
+            let tile = EntryTile::containing(next, cp.size);
+            let body = client.entry_bundle(&tile).map_err(|e| e.to_string())?;
+            let b = Fetched::new(tile, body)
+                .map_err(|e| format!("entry bundle {}: {e}", tile.path()))?;
+            for r in &b.spans[(next - b.first()) as usize..] {
+                f.push(b.body[r.clone()].to_vec());
                 next += 1;
             }
         }

@@ -530,3 +530,52 @@ fn a_hostile_entry_bundle_is_refused_and_changes_nothing() {
     drop(r);
     assert_eq!(open().replayed(), grown);
 }
+
+/// A lie early in a log longer than one page (10,240 leaves) is caught in the first page; the
+/// evidence then needs every leaf of the checkpoint followed, so the rest is read from the
+/// log's entry bundles (each capped at the longest its width allows, as the replay reads
+/// them). The evidence is conclusive, and `consentlog verify-evidence` accepts it.
+#[test]
+fn a_lie_early_in_a_long_log_gives_evidence_from_the_bundles_after_it() {
+    use consentlog::tlog_witness::replay::Replay;
+    let log = LyingLog::start("replay.test/long");
+    log.honest_batch(3);
+    let lie = log.lying_batch();
+    let size = log.honest_batch(12_000);
+    assert!(size > 10_240 + lie, "{size}");
+    let dir = tempfile::tempdir().unwrap();
+    let vkey = log.vkey();
+    let r = Replay::open(
+        dir.path(),
+        &vkey.name,
+        vkey.key,
+        &log.url,
+        Arc::new(SystemClock),
+    )
+    .expect("open");
+    let client = consentlog::client::Client::new(&log.url, None);
+    let _ = r.round(&client);
+    let why = r.refused().expect("the lie is caught");
+    assert!(why.contains("evidence-map_root_mismatch.json"), "{why}");
+    let ev = dir.path().join("evidence-map_root_mismatch.json");
+    let out = run(&["verify-evidence", ev.to_str().unwrap()]);
+    out.assert_code(0);
+    let text = std::fs::read_to_string(&ev).unwrap();
+    // Under the checkpoint followed, the whole log's: its leaves past the first page were read.
+    assert!(
+        text.contains(&format!("\\n{size}\\n")),
+        "the evidence is not under the checkpoint of {size}: {text}"
+    );
+    // Nothing of the page holding the lie was stored, and the refusal was.
+    drop(r);
+    let r = Replay::open(
+        dir.path(),
+        &vkey.name,
+        vkey.key,
+        &log.url,
+        Arc::new(SystemClock),
+    )
+    .expect("reopen");
+    assert_eq!(r.replayed(), 0);
+    assert!(r.refused().is_some());
+}
