@@ -33,6 +33,12 @@ pub mod paths {
     pub const TILE_ENTRIES: &str = "/tile/entries/{bundle}";
     /// What precedes `<N>[.p/<W>]` in an entry bundle's path.
     pub const TILE_ENTRIES_PREFIX: &str = "/tile/entries/";
+    /// c2sp.org/tlog-tiles hash tiles: `{tile}` is `<N>[.p/<W>]` and spans path segments.
+    pub const TILE_HASHES: &str = "/tile/{level}/{tile}";
+    /// What precedes `<L>/<N>[.p/<W>]` in a hash tile's path.
+    pub const TILE_PREFIX: &str = "/tile/";
+    /// c2sp.org/tlog-tiles: the newest checkpoint, at the log's prefix.
+    pub const TLOG_CHECKPOINT: &str = "/checkpoint";
     pub const INCLUSION: &str = "/v1/proofs/inclusion";
     pub const CONSISTENCY: &str = "/v1/proofs/consistency";
     pub const CONSENT: &str = "/v1/proofs/consent";

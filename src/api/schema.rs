@@ -192,3 +192,10 @@ impl ToSchema for ConsistencyProof {}
 #[derive(ToSchema)]
 #[schema(as = EntryBundle, value_type = String, format = Binary)]
 pub struct EntryBundleSchema(Vec<u8>);
+
+/// A hash tile's body (c2sp.org/tlog-tiles; docs/FORMAT.md §14): its hashes concatenated,
+/// 32 bytes each.
+#[allow(dead_code)]
+#[derive(ToSchema)]
+#[schema(as = HashTile, value_type = String, format = Binary)]
+pub struct HashTileSchema(Vec<u8>);

@@ -159,6 +159,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::get_cosigned))
         .routes(routes!(routes::post_witnessed_receipt))
         .routes(routes!(routes::get_entries))
+        .routes(routes!(tiles::get_tlog_checkpoint))
+        .routes_spanning(routes!(tiles::get_hash_tile))
         .routes_spanning(routes!(tiles::get_entry_bundle))
         .routes(routes!(routes::get_inclusion))
         .routes(routes!(routes::get_consistency))

@@ -750,6 +750,11 @@ pub async fn home(State(st): State<AppState>) -> Response {
         route("GET", paths::CHECKPOINT, "the newest signed checkpoint"),
         route(
             "GET",
+            "/tile/{L}/{N}, /tile/entries/{N}",
+            "the tree's hashes and the entries as c2sp.org/tlog-tiles (with /checkpoint)",
+        ),
+        route(
+            "GET",
             "/v1/checkpoints?from=0",
             "signed checkpoints, oldest first",
         ),

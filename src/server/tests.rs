@@ -569,6 +569,140 @@ async fn entry_bundles_are_the_leaves_in_tlog_tiles_form() {
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
 }
 
+/// The tlog-tiles read API: `/checkpoint` is the newest signed note (not cached), and every
+/// hash tile the checkpoint's tree has is the tree's hashes at height 8·L (immutable), so that an
+/// independent tlog-tiles client (the `tlog_tiles` crate's `TileHashReader`, a port of Go's
+/// sumdb/tlog, which checks the tiles against the checkpoint's root) computes the root and
+/// inclusion proofs that verify. A tile the tree does not hold yet is 404; a path that is not a
+/// tile's canonical spelling is 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hash_tiles_let_a_tlog_tiles_client_read_the_log() {
+    use crate::core::tlog::{HashTile, MemoryTree, Sha256Hasher};
+    use std::collections::HashMap;
+    use tlog_tiles as go;
+
+    let t = TestApp::new();
+    let lines: Vec<String> = (0..300)
+        .map(|_| event(&crate::keyfile::generate(), None, true).0)
+        .collect();
+    let (s, body) = t.post("/v1/events/batch", &lines.join("\n")).await;
+    assert!(s.is_success(), "{s} {body}");
+    t.covered().await;
+
+    let (s, h, note) = get_bytes(&t, "/checkpoint").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(h["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(h["cache-control"], "no-cache");
+    let note = String::from_utf8(note).expect("a note is text");
+    let (_, v1) = t.get("/v1/checkpoint", None).await;
+    assert_eq!(note, v1);
+    let cp = crate::core::note::open(&note, &t.ledger.public_key()).expect("a signed checkpoint");
+    let size = cp.size;
+    assert!((257..512).contains(&size), "{size}");
+
+    // The tree, from the leaves `/v1/entries` serves.
+    let (_, body) = t.get(&format!("/v1/entries?end={size}"), None).await;
+    let page: EntryPage = serde_json::from_str(&body).expect("page");
+    let mut tree = MemoryTree::new(Sha256Hasher);
+    for row in &page.entries {
+        tree.push(&row.entry);
+    }
+
+    // Every tile of the tree: level 0 full, level 0 partial, level 1 partial of width 1.
+    let mut served = HashMap::new();
+    let tiles = go::Tile::new_tiles(8, 0, size);
+    assert_eq!(tiles.len(), 3, "{tiles:?}");
+    for gt in &tiles {
+        let ours = HashTile {
+            level: gt.level(),
+            index: gt.level_index(),
+            width: gt.width() as u16,
+        };
+        let path = format!("/{}", ours.path());
+        assert_eq!(
+            path,
+            format!("/{}", gt.path().replacen("tile/8/", "tile/", 1))
+        );
+        let (s, h, body) = get_bytes(&t, &path).await;
+        assert_eq!(s, StatusCode::OK, "{path}");
+        assert_eq!(h["content-type"], "application/octet-stream");
+        assert_eq!(h["cache-control"], tiles::IMMUTABLE);
+        assert_eq!(body, ours.read(&tree).unwrap().unwrap(), "{path}");
+        served.insert(*gt, body);
+    }
+
+    struct Served(HashMap<go::Tile, Vec<u8>>);
+    impl go::TileReader for Served {
+        fn height(&self) -> u8 {
+            8
+        }
+        fn read_tiles(&self, tiles: &[go::Tile]) -> Result<Vec<Vec<u8>>, go::Error> {
+            tiles
+                .iter()
+                .map(|t| self.0.get(t).cloned().ok_or(go::Error::IndexesNotInTree))
+                .collect()
+        }
+        fn save_tiles(&self, _: &[go::Tile], _: &[Vec<u8>]) {}
+    }
+    let served = Served(served);
+    let root = go::Hash(cp.root);
+    let reader = go::TileHashReader::new(size, root, &served);
+    assert_eq!(
+        go::tree_hash(size, &reader).expect("the root from the tiles"),
+        root
+    );
+    for i in [0, 1, 255, 256, size - 1] {
+        let proof = go::prove_record(size, i, &reader).expect("a proof from the tiles");
+        let leaf = go::record_hash(&page.entries[i as usize].entry);
+        go::check_record(&proof, size, root, i, leaf).expect("the proof verifies");
+    }
+
+    let partial = size - 256;
+    for past in [
+        format!("/tile/0/001.p/{}", partial + 1),
+        "/tile/0/001".into(),
+        "/tile/0/002.p/1".into(),
+        "/tile/1/000.p/2".into(),
+        "/tile/1/000".into(),
+        "/tile/2/000.p/1".into(),
+        "/tile/7/000.p/1".into(),
+        "/tile/8/000.p/1".into(),
+        "/tile/63/x018/x446/x744/x073/x709/x551/615".into(),
+    ] {
+        let (s, _, body) = get_bytes(&t, &past).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{past}");
+        let e: ErrorBody = serde_json::from_slice(&body).expect("error body");
+        assert_eq!(e.error.code, "not_found", "{past}");
+    }
+    for bad in [
+        "/tile/00/000",
+        "/tile/01/000",
+        "/tile/64/000",
+        "/tile/a/000",
+        "/tile/-1/000",
+        "/tile/0/0",
+        "/tile/0/0000",
+        "/tile/0/x000/001",
+        "/tile/0/000/",
+        "/tile/0/000.p/0",
+        "/tile/0/000.p/256",
+        "/tile/0/000.p/01",
+        "/tile/%30/000",
+    ] {
+        let (s, _, body) = get_bytes(&t, bad).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
+        let e: ErrorBody = serde_json::from_slice(&body).expect("error body");
+        assert_eq!(e.error.code, "bad_request", "{bad}");
+    }
+    let (s, _) = t.post("/tile/0/000", "").await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    let (s, _) = t.post("/checkpoint", "").await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    // Entry bundles are still theirs: `entries` is not a level.
+    let (s, _, _) = get_bytes(&t, "/tile/entries/000").await;
+    assert_eq!(s, StatusCode::OK);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The accept loop: header-read timeout and connection limit
 // ---------------------------------------------------------------------------------------------

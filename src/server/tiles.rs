@@ -1,9 +1,15 @@
-//! c2sp.org/tlog-tiles entry bundles: `GET /tile/entries/<N>[.p/<W>]`, the log's public leaves
-//! (exactly as hashed into the tree, what `/v1/entries` gives in hex) in bundles of 256, each
-//! a big-endian uint16 length then the leaf's bytes (docs/FORMAT.md, "Entry bundles";
-//! `core::tlog::tile`). Bounded as `/v1/entries` is, by the current tree: a bundle past it is
-//! 404; a path that is not the canonical spelling of a bundle is 400. A bundle's bytes never
-//! change (a partial one names its width), so every answer may be cached for good.
+//! The c2sp.org/tlog-tiles read API, so that any tlog-tiles client reads the log:
+//!
+//! - `GET /checkpoint`: the newest signed checkpoint, as `/v1/checkpoint` (not cached);
+//! - `GET /tile/<L>/<N>[.p/<W>]`: hash tiles, 256 (or `W`) consecutive Merkle Tree Hashes of
+//!   height `8·L` (docs/FORMAT.md, "Hash tiles"; `core::tlog::hash_tile`);
+//! - `GET /tile/entries/<N>[.p/<W>]`: the log's public leaves (exactly as hashed into the tree,
+//!   what `/v1/entries` gives in hex) in bundles of 256, each a big-endian uint16 length then
+//!   the leaf's bytes (docs/FORMAT.md, "Entry bundles"; `core::tlog::tile`).
+//!
+//! Tiles and bundles are bounded as `/v1/entries` is, by the current tree: one that needs a
+//! larger tree is 404; a path that is not the canonical spelling of one is 400. Their bytes
+//! never change (a partial one names its width), so every answer may be cached for good.
 
 use axum::extract::State;
 use axum::http::{header, Uri};
@@ -11,12 +17,85 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::AppState;
-use crate::api::schema::EntryBundleSchema;
+use crate::api::schema::{EntryBundleSchema, HashTileSchema};
 use crate::api::{paths, ErrorBody};
 use crate::core::tlog::tile::{self, EntryTile};
+use crate::core::tlog::HashTile;
+use crate::ledger::{LedgerError, StoreNodes};
 
-/// Cache-Control of every bundle: immutable.
+/// Cache-Control of every tile and bundle: immutable.
 pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// The newest signed checkpoint (C2SP signed note) at the log's prefix, as c2sp.org/tlog-tiles
+/// serves it: the note `/v1/checkpoint` gives, not to be cached
+#[utoipa::path(
+    get,
+    path = paths::TLOG_CHECKPOINT,
+    responses((status = 200, description = "The note", body = String, content_type = "text/plain"))
+)]
+pub async fn get_tlog_checkpoint(State(st): State<AppState>) -> Response {
+    let note = st.ledger.latest().checkpoint.note.clone();
+    (
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        note,
+    )
+        .into_response()
+}
+
+/// A hash tile (c2sp.org/tlog-tiles): the 256 Merkle Tree Hashes of height 8·L from the N·256-th,
+/// or `.p/<W>` for the first W of a partial tile, 32 bytes each; level 0 holds leaf hashes
+#[utoipa::path(
+    get,
+    path = paths::TILE_HASHES,
+    params(
+        ("level" = u8, Path, description = "L, from 0 to 63, in decimal without leading zeros"),
+        ("tile" = String, Path,
+            description = "<N>[.p/<W>]: N in zero-padded 3-digit elements, all but the last \
+                           prefixed with x (1234067 is x001/x234/067); W from 1 to 255")),
+    responses(
+        (status = 200, description = "The tile", body = HashTileSchema,
+            content_type = "application/octet-stream"),
+        (status = 400, body = ErrorBody),
+        (status = 404, description = "Past the tree", body = ErrorBody),
+    )
+)]
+pub async fn get_hash_tile(State(st): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
+    let rest = uri
+        .path()
+        .strip_prefix(paths::TILE_PREFIX)
+        .unwrap_or_default();
+    let t = HashTile::parse(rest).map_err(ApiError::bad_request)?;
+    let size = st.ledger.size();
+    match t.tree_size_needed() {
+        Some(needed) if needed <= size => {}
+        needed => {
+            return Err(ApiError::not_found(format!(
+                "hash tile {rest} needs a tree of {} leaves; this one has {size}",
+                needed.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string())
+            )))
+        }
+    }
+    let ledger = st.ledger.clone();
+    let body = super::routes::blocking(move || {
+        let store = ledger.store();
+        let view = store.view().map_err(LedgerError::from)?;
+        t.read(&StoreNodes(&*view))
+            .map_err(LedgerError::from)?
+            .ok_or_else(|| ApiError::internal("hash tile", "a tile of no tree"))
+    })
+    .await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::CACHE_CONTROL, IMMUTABLE),
+        ],
+        body,
+    )
+        .into_response())
+}
 
 /// An entry bundle (c2sp.org/tlog-tiles): 256 leaves, or `.p/<W>` for the first W of a
 /// partial bundle; each leaf a big-endian uint16 length, then its bytes

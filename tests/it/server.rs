@@ -1132,7 +1132,7 @@ fn openapi_lists_exactly_the_routes_and_every_route_is_live() {
             }
         }
     }
-    assert_eq!(documented.len(), 19, "{documented:?}");
+    assert_eq!(documented.len(), 21, "{documented:?}");
 
     // Every documented route is served, and a documented path has no other method: the
     // router serves exactly the documented routes (both are built from one list).

@@ -22,7 +22,8 @@ use consentlog::core::proof::{
 };
 use consentlog::core::receipt::{Receipt, ReceiptAnchor};
 use consentlog::core::tlog::{
-    check_inclusion, prove_inclusion, LeafIndex, MemoryTree, Sha256Hasher, TreeHasher, TreeSize,
+    check_inclusion, prove_inclusion, HashTile, LeafIndex, MemoryTree, Sha256Hasher, TreeHasher,
+    TreeSize,
 };
 use consentlog::core::vkey::{Vkey, TYPE_COSIGNATURE_V1, TYPE_ED25519};
 use consentlog::core::vrf::VrfSecretKey;
@@ -210,6 +211,16 @@ fn vectors() -> Vec<(String, String)> {
     for l in &leaves {
         tree.push(&l.to_bytes());
     }
+    // §14: the hash tile of the five leaves, their leaf hashes.
+    let tile = HashTile {
+        level: 0,
+        index: 0,
+        width: 5,
+    };
+    put(
+        "hash_tile_0_000_p_5",
+        to_hex(&tile.read(&tree).unwrap().expect("a tile of the tree")),
+    );
     put("empty_root", to_hex(&Sha256Hasher.empty_root()));
     let mut two = MemoryTree::new(Sha256Hasher);
     two.push(&genesis.to_bytes());

@@ -28,11 +28,13 @@
 //! | [`memory`] | [`MemoryTree`], every complete subtree in memory |
 //! | [`right_edge`] | [`RightEdge`]: one size's incomplete right-edge subtrees, for many paths |
 //! | [`tile`] | [`EntryTile`]: c2sp.org/tlog-tiles entry bundles, their paths and bodies |
+//! | [`hash_tile`] | [`HashTile`]: c2sp.org/tlog-tiles hash tiles, their paths and bodies |
 
 use thiserror::Error;
 
 pub mod consistency;
 pub mod frontier;
+pub mod hash_tile;
 pub mod hasher;
 pub mod inclusion;
 pub mod memory;
@@ -47,6 +49,7 @@ mod testutil;
 pub use super::hash::Hash;
 pub use consistency::{check_consistency, implied_roots, prove_consistency, ConsistencyError};
 pub use frontier::Frontier;
+pub use hash_tile::HashTile;
 #[cfg(test)]
 pub use hasher::Blake3Hasher;
 pub use hasher::{Sha256Hasher, TreeHasher};

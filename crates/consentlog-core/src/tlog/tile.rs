@@ -130,7 +130,7 @@ pub fn encode_index(mut n: u64) -> String {
 }
 
 /// The inverse of [`encode_index`]: only its output is accepted.
-fn parse_index(s: &str) -> Result<u64, &'static str> {
+pub(crate) fn parse_index(s: &str) -> Result<u64, &'static str> {
     let parts: Vec<&str> = s.split('/').collect();
     let last = parts.len() - 1;
     let mut n: u64 = 0;
@@ -157,7 +157,7 @@ fn parse_index(s: &str) -> Result<u64, &'static str> {
 }
 
 /// A partial width: 1 to 255 in decimal, no leading zeros.
-fn parse_width(s: &str) -> Option<u16> {
+pub(crate) fn parse_width(s: &str) -> Option<u16> {
     if s.is_empty() || s.len() > 3 || s.starts_with('0') || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
