@@ -19,8 +19,25 @@ use crate::core::receipt::Receipt;
 use crate::core::request::{normalize_audience, sign_request, Target};
 use crate::ledger::clock;
 
-/// The most bytes of an answer read, unless a route bounds its answers more tightly.
+/// The most bytes of an answer read, unless a route bounds its answers more tightly (pages of
+/// entries and exports, histories, bulk answers: their size grows with what they list).
 const ANSWER_LIMIT: usize = 1 << 30;
+
+/// The most bytes of an inclusion or consistency proof: at most 128 hashes of 66 JSON bytes
+/// and a few numbers, far under this.
+pub const PROOF_LIMIT: usize = 64 << 10;
+
+/// The most bytes of a person's heads answer: names bounded as events' are, and a hash.
+pub const HEADS_LIMIT: usize = 64 << 10;
+
+/// The most bytes of one consent proof: a checkpoint and a cosigned one (each at most
+/// `MAX_NOTE`), leaf 0, at most two events with openings, a map proof of at most 256 hashes and
+/// the inclusion and consistency paths, all far under this.
+pub const CONSENT_LIMIT: usize = 4 << 20;
+
+/// The most bytes of a page of checkpoints: at most `MAX_PAGE` notes of at most `MAX_NOTE` bytes,
+/// each in JSON with its number (escaping at most doubles a note).
+pub const CHECKPOINTS_LIMIT: usize = MAX_PAGE as usize * (2 * MAX_NOTE + 64);
 
 /// A server base URL and optional bearer token.
 pub struct Client {
@@ -260,7 +277,17 @@ impl Client {
         path: &str,
         auth: Option<&str>,
     ) -> Result<T, ClientError> {
-        let text = self.get(path, auth)?;
+        self.get_json_at_most(path, auth, ANSWER_LIMIT)
+    }
+
+    /// [`Client::get_json`], reading at most `limit` bytes of the answer.
+    fn get_json_at_most<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        auth: Option<&str>,
+        limit: usize,
+    ) -> Result<T, ClientError> {
+        let text = self.get_at_most(path, auth, limit)?;
         self.json(path, &text)
     }
 
@@ -292,7 +319,7 @@ impl Client {
     ) -> Result<HeadResponse, ClientError> {
         let path = with_query(paths::HEADS, q);
         let auth = key.map(|k| self.sign(k, "GET", &path, b"")).transpose()?;
-        self.get_json(&path, auth.as_deref())
+        self.get_json_at_most(&path, auth.as_deref(), HEADS_LIMIT)
     }
 
     /// `GET /v1/checkpoint`: the latest signed note (read up to the longest note,
@@ -306,9 +333,9 @@ impl Client {
         self.get_at_most(paths::COSIGNED, None, MAX_NOTE)
     }
 
-    /// `GET /v1/checkpoints`.
+    /// `GET /v1/checkpoints` (read up to [`CHECKPOINTS_LIMIT`]).
     pub fn checkpoints(&self, q: &CheckpointsQuery) -> Result<CheckpointList, ClientError> {
-        self.get_json(&with_query(paths::CHECKPOINTS, q), None)
+        self.get_json_at_most(&with_query(paths::CHECKPOINTS, q), None, CHECKPOINTS_LIMIT)
     }
 
     /// `GET /tile/entries/<N>[.p/<W>]`: an entry bundle's body, as served (not yet split:
@@ -331,19 +358,20 @@ impl Client {
         self.get_json(&with_query(paths::EXPORT, q), None)
     }
 
-    /// `GET /v1/proofs/inclusion`.
+    /// `GET /v1/proofs/inclusion` (read up to [`PROOF_LIMIT`]).
     pub fn inclusion(&self, q: &InclusionQuery) -> Result<InclusionProof, ClientError> {
-        self.get_json(&with_query(paths::INCLUSION, q), None)
+        self.get_json_at_most(&with_query(paths::INCLUSION, q), None, PROOF_LIMIT)
     }
 
-    /// `GET /v1/proofs/consistency`.
+    /// `GET /v1/proofs/consistency` (read up to [`PROOF_LIMIT`]).
     pub fn consistency(&self, q: &ConsistencyQuery) -> Result<ConsistencyProof, ClientError> {
-        self.get_json(&with_query(paths::CONSISTENCY, q), None)
+        self.get_json_at_most(&with_query(paths::CONSISTENCY, q), None, PROOF_LIMIT)
     }
 
-    /// `GET /v1/proofs/consent` (the bearer token must be a reader's).
+    /// `GET /v1/proofs/consent` (the bearer token must be a reader's; read up to
+    /// [`CONSENT_LIMIT`]).
     pub fn consent(&self, q: &ConsentQuery) -> Result<ConsentProof, ClientError> {
-        self.get_json(&with_query(paths::CONSENT, q), None)
+        self.get_json_at_most(&with_query(paths::CONSENT, q), None, CONSENT_LIMIT)
     }
 
     /// `POST /v1/proofs/consent`.
@@ -383,5 +411,113 @@ impl Client {
             std::thread::sleep(Duration::from_millis(100));
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// Answers each request on a loopback port with `200` and a JSON body of `len(path)` bytes:
+    /// `start` (an honest answer, or nothing), then spaces, written as they are read, until the
+    /// test ends; the base URL.
+    fn answering(start: &'static [u8], len: impl Fn(&str) -> usize + Send + 'static) -> String {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", l.local_addr().expect("address"));
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut r = BufReader::new(conn.try_clone().expect("clone"));
+                let mut line = String::new();
+                r.read_line(&mut line).expect("request line");
+                let path = line.split(' ').nth(1).unwrap_or_default().to_string();
+                while r.read_line(&mut line).is_ok_and(|n| n > 2) {}
+                let len = len(&path);
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\
+                     Connection: close\r\n\r\n"
+                );
+                let _ = conn.write_all(head.as_bytes());
+                let _ = conn.write_all(start);
+                let spaces = [b' '; 1 << 16];
+                let mut left = len - start.len();
+                while left > 0 {
+                    let n = left.min(spaces.len());
+                    if conn.write_all(&spaces[..n]).is_err() {
+                        break;
+                    }
+                    left -= n;
+                }
+            }
+        });
+        url
+    }
+
+    /// An honest inclusion proof's JSON.
+    const INCLUSION: &[u8] = b"{\"index\":1,\"tree_size\":2,\"leaf_hash\":\"\
+        0000000000000000000000000000000000000000000000000000000000000000\",\"root\":\"\
+        0000000000000000000000000000000000000000000000000000000000000000\",\"path\":[\"\
+        0000000000000000000000000000000000000000000000000000000000000000\"]}";
+
+    /// A lying server cannot make a proof's reader take more than a proof can be: an answer one
+    /// byte over [`PROOF_LIMIT`] is refused as malformed, naming the limit, unread past it; one
+    /// of exactly the limit is read. So for consistency proofs, checkpoint pages and consent
+    /// proofs, each at its own limit.
+    #[test]
+    fn answers_longer_than_their_route_allows_are_refused() {
+        let over = answering(b"", |path| {
+            1 + if path.starts_with(paths::INCLUSION) || path.starts_with(paths::CONSISTENCY) {
+                PROOF_LIMIT
+            } else if path.starts_with(paths::CHECKPOINTS) {
+                CHECKPOINTS_LIMIT
+            } else {
+                CONSENT_LIMIT
+            }
+        });
+        let c = Client::new(&over, None);
+        let refused = |r: Result<(), ClientError>, limit: usize| match r {
+            Err(ClientError::Malformed { message, .. }) => {
+                assert!(
+                    message.contains(&format!("longer than {limit} bytes")),
+                    "{message}"
+                )
+            }
+            other => panic!("not refused as too long: {other:?}"),
+        };
+        let q = InclusionQuery {
+            index: 1,
+            size: Some(2),
+        };
+        refused(c.inclusion(&q).map(drop), PROOF_LIMIT);
+        let q = ConsistencyQuery {
+            old: 1,
+            new: Some(2),
+        };
+        refused(c.consistency(&q).map(drop), PROOF_LIMIT);
+        let q = CheckpointsQuery {
+            from: Some(0),
+            to: None,
+        };
+        refused(c.checkpoints(&q).map(drop), CHECKPOINTS_LIMIT);
+        let q = ConsentQuery {
+            subject: [0; 32],
+            controller: "c".into(),
+            purpose: "p".into(),
+            at: None,
+        };
+        refused(c.consent(&q).map(drop), CONSENT_LIMIT);
+
+        let exact = answering(INCLUSION, |_| PROOF_LIMIT);
+        let q = InclusionQuery {
+            index: 1,
+            size: Some(2),
+        };
+        let p = Client::new(&exact, None)
+            .inclusion(&q)
+            .expect("a proof of the limit's length");
+        assert_eq!((p.index, p.tree_size, p.path.len()), (1, 2, 1));
     }
 }
