@@ -492,6 +492,19 @@ async fn get_bytes(t: &TestApp, uri: &str) -> (StatusCode, axum::http::HeaderMap
     (status, headers, bytes.to_vec())
 }
 
+impl TestApp {
+    /// Appends 300 people's first events (a tree of two entry bundles, the second partial) and
+    /// waits until a checkpoint covers them.
+    async fn log_300_people(&self) {
+        let lines: Vec<String> = (0..300)
+            .map(|_| event(&crate::keyfile::generate(), None, true).0)
+            .collect();
+        let (s, body) = self.post("/v1/events/batch", &lines.join("\n")).await;
+        assert!(s.is_success(), "{s} {body}");
+        self.covered().await;
+    }
+}
+
 /// A full bundle and every partial width up to the tree are the leaves `/v1/entries` serves,
 /// each as a uint16 length and its bytes, immutable; past the tree is 404; a path that is not
 /// a bundle's canonical spelling is 400.
@@ -499,12 +512,7 @@ async fn get_bytes(t: &TestApp, uri: &str) -> (StatusCode, axum::http::HeaderMap
 async fn entry_bundles_are_the_leaves_in_tlog_tiles_form() {
     use crate::core::tlog::tile::encode_bundle;
     let t = TestApp::new();
-    let lines: Vec<String> = (0..300)
-        .map(|_| event(&crate::keyfile::generate(), None, true).0)
-        .collect();
-    let (s, body) = t.post("/v1/events/batch", &lines.join("\n")).await;
-    assert!(s.is_success(), "{s} {body}");
-    t.covered().await;
+    t.log_300_people().await;
     let size = t.ledger.size();
     assert!((257..512).contains(&size), "{size}");
     let (s, body) = t.get(&format!("/v1/entries?end={size}"), None).await;
@@ -582,12 +590,7 @@ async fn hash_tiles_let_a_tlog_tiles_client_read_the_log() {
     use tlog_tiles as go;
 
     let t = TestApp::new();
-    let lines: Vec<String> = (0..300)
-        .map(|_| event(&crate::keyfile::generate(), None, true).0)
-        .collect();
-    let (s, body) = t.post("/v1/events/batch", &lines.join("\n")).await;
-    assert!(s.is_success(), "{s} {body}");
-    t.covered().await;
+    t.log_300_people().await;
 
     let (s, h, note) = get_bytes(&t, "/checkpoint").await;
     assert_eq!(s, StatusCode::OK);

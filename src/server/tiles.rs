@@ -33,14 +33,23 @@ pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
     path = paths::TLOG_CHECKPOINT,
     responses((status = 200, description = "The note", body = String, content_type = "text/plain"))
 )]
-pub async fn get_tlog_checkpoint(State(st): State<AppState>) -> Response {
-    let note = st.ledger.latest().checkpoint.note.clone();
+pub async fn get_tlog_checkpoint(state: State<AppState>) -> Response {
+    let mut r = super::routes::get_checkpoint(state).await;
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-cache"),
+    );
+    r
+}
+
+/// A tile's or a bundle's answer: its bytes, cached for good.
+fn immutable(body: Vec<u8>) -> Response {
     (
         [
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-cache"),
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::CACHE_CONTROL, IMMUTABLE),
         ],
-        note,
+        body,
     )
         .into_response()
 }
@@ -87,14 +96,7 @@ pub async fn get_hash_tile(State(st): State<AppState>, uri: Uri) -> Result<Respo
             .ok_or_else(|| ApiError::internal("hash tile", "a tile of no tree"))
     })
     .await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/octet-stream"),
-            (header::CACHE_CONTROL, IMMUTABLE),
-        ],
-        body,
-    )
-        .into_response())
+    Ok(immutable(body))
 }
 
 /// An entry bundle (c2sp.org/tlog-tiles): 256 leaves, or `.p/<W>` for the first W of a
@@ -143,12 +145,5 @@ pub async fn get_entry_bundle(State(st): State<AppState>, uri: Uri) -> Result<Re
         }
     })
     .await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/octet-stream"),
-            (header::CACHE_CONTROL, IMMUTABLE),
-        ],
-        body,
-    )
-        .into_response())
+    Ok(immutable(body))
 }

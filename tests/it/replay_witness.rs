@@ -545,14 +545,17 @@ fn a_lie_early_in_a_long_log_gives_evidence_from_the_bundles_after_it() {
     assert!(size > 10_240 + lie, "{size}");
     let dir = tempfile::tempdir().unwrap();
     let vkey = log.vkey();
-    let r = Replay::open(
-        dir.path(),
-        &vkey.name,
-        vkey.key,
-        &log.url,
-        Arc::new(SystemClock),
-    )
-    .expect("open");
+    let open = || {
+        Replay::open(
+            dir.path(),
+            &vkey.name,
+            vkey.key,
+            &log.url,
+            Arc::new(SystemClock),
+        )
+        .expect("open")
+    };
+    let r = open();
     let client = consentlog::client::Client::new(&log.url, None);
     let _ = r.round(&client);
     let why = r.refused().expect("the lie is caught");
@@ -568,14 +571,7 @@ fn a_lie_early_in_a_long_log_gives_evidence_from_the_bundles_after_it() {
     );
     // Nothing of the page holding the lie was stored, and the refusal was.
     drop(r);
-    let r = Replay::open(
-        dir.path(),
-        &vkey.name,
-        vkey.key,
-        &log.url,
-        Arc::new(SystemClock),
-    )
-    .expect("reopen");
+    let r = open();
     assert_eq!(r.replayed(), 0);
     assert!(r.refused().is_some());
 }

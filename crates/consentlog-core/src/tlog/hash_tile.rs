@@ -11,7 +11,7 @@
 
 use std::ops::Range;
 
-use super::tile::{encode_index, parse_index, parse_width, TileError, BUNDLE_WIDTH};
+use super::tile::{encode_index, parse_index_and_width, TileError, BUNDLE_WIDTH};
 use super::tree_hash::HashReader;
 
 /// Hashes in a full tile.
@@ -75,11 +75,7 @@ impl HashTile {
         };
         let (level, tail) = rest.split_once('/').ok_or_else(|| bad("no level"))?;
         let level = parse_level(level).ok_or_else(|| bad("level not 0 to 63"))?;
-        let (n, width) = match tail.split_once(".p/") {
-            None => (tail, TILE_WIDTH as u16),
-            Some((n, w)) => (n, parse_width(w).ok_or_else(|| bad("width not 1 to 255"))?),
-        };
-        let index = parse_index(n).map_err(bad)?;
+        let (index, width) = parse_index_and_width(tail).map_err(bad)?;
         Ok(HashTile {
             level,
             index,

@@ -94,11 +94,7 @@ impl EntryTile {
             path: rest.to_string(),
             reason,
         };
-        let (n, width) = match rest.split_once(".p/") {
-            None => (rest, BUNDLE_WIDTH as u16),
-            Some((n, w)) => (n, parse_width(w).ok_or_else(|| bad("width not 1 to 255"))?),
-        };
-        let index = parse_index(n).map_err(bad)?;
+        let (index, width) = parse_index_and_width(rest).map_err(bad)?;
         let tile = EntryTile { index, width };
         tile.entries().ok_or_else(|| bad("index out of range"))?;
         Ok(tile)
@@ -129,8 +125,17 @@ pub fn encode_index(mut n: u64) -> String {
         .join("/")
 }
 
+/// `<N>[.p/<W>]`, as tile and bundle paths end: the index and the width (256 without `.p/`).
+pub(crate) fn parse_index_and_width(s: &str) -> Result<(u64, u16), &'static str> {
+    let (n, width) = match s.split_once(".p/") {
+        None => (s, BUNDLE_WIDTH as u16),
+        Some((n, w)) => (n, parse_width(w).ok_or("width not 1 to 255")?),
+    };
+    Ok((parse_index(n)?, width))
+}
+
 /// The inverse of [`encode_index`]: only its output is accepted.
-pub(crate) fn parse_index(s: &str) -> Result<u64, &'static str> {
+fn parse_index(s: &str) -> Result<u64, &'static str> {
     let parts: Vec<&str> = s.split('/').collect();
     let last = parts.len() - 1;
     let mut n: u64 = 0;
@@ -157,7 +162,7 @@ pub(crate) fn parse_index(s: &str) -> Result<u64, &'static str> {
 }
 
 /// A partial width: 1 to 255 in decimal, no leading zeros.
-pub(crate) fn parse_width(s: &str) -> Option<u16> {
+fn parse_width(s: &str) -> Option<u16> {
     if s.is_empty() || s.len() > 3 || s.starts_with('0') || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
