@@ -453,6 +453,20 @@ fn serve_gets_the_replaying_witness_cosignature_and_verify_says_map_replayed() {
     assert!(out.stdout.contains("map_replayed: yes"), "{out:#?}");
 }
 
+/// The follower of `log` (what `witness --replay` runs) with its state in `dir`, on the system
+/// clock, driven round by round by the test.
+fn open_replay(dir: &Path, log: &LyingLog) -> consentlog::tlog_witness::replay::Replay {
+    let vkey = log.vkey();
+    consentlog::tlog_witness::replay::Replay::open(
+        dir,
+        &vkey.name,
+        vkey.key,
+        &log.url,
+        Arc::new(SystemClock),
+    )
+    .expect("open")
+}
+
 /// An entry bundle that is not what its path names (cut short, a length past its end, an
 /// entry more or fewer than its width, longer than any bundle of its width, which is not read
 /// past that length) is refused with an error naming it: nothing of it is replayed or stored,
@@ -460,23 +474,12 @@ fn serve_gets_the_replaying_witness_cosignature_and_verify_says_map_replayed() {
 /// longer than any note.
 #[test]
 fn a_hostile_entry_bundle_is_refused_and_changes_nothing() {
-    use consentlog::tlog_witness::replay::Replay;
     let log = LyingLog::start("replay.test/hostile");
     log.honest_batch(300);
     let size = log.honest_batch(20);
     assert!(size > 256, "{size}");
     let dir = tempfile::tempdir().unwrap();
-    let vkey = log.vkey();
-    let open = || {
-        Replay::open(
-            dir.path(),
-            &vkey.name,
-            vkey.key,
-            &log.url,
-            Arc::new(SystemClock),
-        )
-        .expect("open")
-    };
+    let open = || open_replay(dir.path(), &log);
     let client = consentlog::client::Client::new(&log.url, None);
     let r = open();
     for h in [
@@ -537,24 +540,13 @@ fn a_hostile_entry_bundle_is_refused_and_changes_nothing() {
 /// them). The evidence is conclusive, and `consentlog verify-evidence` accepts it.
 #[test]
 fn a_lie_early_in_a_long_log_gives_evidence_from_the_bundles_after_it() {
-    use consentlog::tlog_witness::replay::Replay;
     let log = LyingLog::start("replay.test/long");
     log.honest_batch(3);
     let lie = log.lying_batch();
     let size = log.honest_batch(12_000);
     assert!(size > 10_240 + lie, "{size}");
     let dir = tempfile::tempdir().unwrap();
-    let vkey = log.vkey();
-    let open = || {
-        Replay::open(
-            dir.path(),
-            &vkey.name,
-            vkey.key,
-            &log.url,
-            Arc::new(SystemClock),
-        )
-        .expect("open")
-    };
+    let open = || open_replay(dir.path(), &log);
     let r = open();
     let client = consentlog::client::Client::new(&log.url, None);
     let _ = r.round(&client);
