@@ -1,6 +1,6 @@
 //! Hash tiles of c2sp.org/tlog-tiles: `tile/<L>/<N>[.p/<W>]`, 256 (or, partial, `W`) consecutive
 //! Merkle Tree Hashes at one height of the tree, so that a client fetching tiles can compute any
-//! root or proof itself. docs/FORMAT.md ("Hash tiles") specifies them; the log serves them
+//! root or proof itself. docs/FORMAT.md (§14, "Hash tiles and the checkpoint") specifies them; the log serves them
 //! (`GET /tile/<L>/<N>[.p/<W>]`).
 //!
 //! Hash `i` of tile `N` at level `L` is `MTH(D[(N·256 + i)·256^L .. (N·256 + i + 1)·256^L])`: the
@@ -114,6 +114,31 @@ mod tests {
     use super::super::memory::MemoryTree;
     use super::super::Sha256Hasher;
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Every tile has exactly one path: its own parses back to it, and any text that
+        /// parses is that tile's path (nothing else spells it).
+        #[test]
+        fn tile_paths_are_canonical(
+            level in 0u8..=63,
+            index in prop_oneof![0u64..5000, (u64::MAX - 2)..=u64::MAX],
+            width in 1u16..=256,
+            text in "[0-9]{1,3}/(x[0-9]{2,4}/){0,2}[0-9]{2,4}(\\.p/[0-9]{1,3})?",
+            noise in "[0-9x./]{0,30}",
+        ) {
+            let t = HashTile { level, index, width };
+            let path = t.path();
+            prop_assert_eq!(HashTile::parse(&path["tile/".len()..]), Ok(t));
+            for text in [text, noise] {
+                if let Ok(u) = HashTile::parse(&text) {
+                    prop_assert_eq!(u.path(), format!("tile/{text}"));
+                }
+            }
+        }
+    }
 
     fn tile(level: u8, index: u64, width: u16) -> HashTile {
         HashTile {

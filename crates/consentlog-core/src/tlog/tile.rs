@@ -229,6 +229,44 @@ pub fn split_bundle(bytes: &[u8], width: usize) -> Result<Vec<Range<usize>>, Til
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Every bundle has exactly one path: its own parses back to it, and any text that
+        /// parses is that bundle's path (nothing else spells it).
+        #[test]
+        fn bundle_paths_are_canonical(
+            index in prop_oneof![0u64..5000, (u64::MAX / 256 - 2)..=(u64::MAX / 256 - 1)],
+            width in 1u16..=256,
+            text in "(x[0-9]{2,4}/){0,2}[0-9]{2,4}(\\.p/[0-9]{1,3})?",
+            noise in "[0-9x./]{0,30}",
+        ) {
+            let t = EntryTile { index, width };
+            let path = t.path();
+            prop_assert_eq!(EntryTile::parse(&path["tile/entries/".len()..]), Ok(t));
+            for text in [text, noise] {
+                if let Ok(u) = EntryTile::parse(&text) {
+                    prop_assert_eq!(u.path(), format!("tile/entries/{text}"));
+                }
+            }
+        }
+
+        /// A bundle body is split only when it is exactly `width` entries: then the entries
+        /// re-encode to the same bytes; anything else is refused, without a panic.
+        #[test]
+        fn bundle_bodies_split_strictly(
+            bytes in proptest::collection::vec(any::<u8>(), 0..64),
+            width in 0usize..8,
+        ) {
+            if let Ok(spans) = split_bundle(&bytes, width) {
+                prop_assert_eq!(spans.len(), width);
+                let again = encode_bundle(spans.iter().map(|r| &bytes[r.clone()])).unwrap();
+                prop_assert_eq!(again, bytes);
+            }
+        }
+    }
 
     #[test]
     fn index_paths_are_the_specs() {
