@@ -11,7 +11,7 @@
 
 use std::ops::Range;
 
-use super::tile::{encode_index, parse_index_and_width, TileError, BUNDLE_WIDTH};
+use super::tile::{encode_index_and_width, parse_index_and_width, TileError, BUNDLE_WIDTH};
 use super::tree_hash::HashReader;
 
 /// Hashes in a full tile.
@@ -53,17 +53,17 @@ impl HashTile {
     /// subtrees: `(N·256 + W)·256^L` (None if that is past `u64::MAX`). A log serves the tile
     /// once its tree is at least this large.
     pub fn tree_size_needed(&self) -> Option<u64> {
-        let (height, nodes) = self.nodes()?;
-        nodes.end.checked_mul(1u64 << height)
+        // `nodes` checked that this does not overflow.
+        self.nodes().map(|(height, nodes)| nodes.end << height)
     }
 
     /// The path below a log's prefix: `tile/<L>/<N>[.p/<W>]`.
     pub fn path(&self) -> String {
-        let mut out = format!("tile/{}/{}", self.level, encode_index(self.index));
-        if !self.is_full() {
-            out.push_str(&format!(".p/{}", self.width));
-        }
-        out
+        format!(
+            "tile/{}/{}",
+            self.level,
+            encode_index_and_width(self.index, self.width)
+        )
     }
 
     /// Parses what follows `tile/` in a hash tile's path (`<L>/<N>[.p/<W>]`), in its canonical

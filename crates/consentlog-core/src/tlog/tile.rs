@@ -80,12 +80,10 @@ impl EntryTile {
 
     /// The path below a log's prefix: `tile/entries/<N>[.p/<W>]`.
     pub fn path(&self) -> String {
-        let mut out = String::from("tile/entries/");
-        out.push_str(&encode_index(self.index));
-        if !self.is_full() {
-            out.push_str(&format!(".p/{}", self.width));
-        }
-        out
+        format!(
+            "tile/entries/{}",
+            encode_index_and_width(self.index, self.width)
+        )
     }
 
     /// Parses what follows `tile/entries/` in a bundle's path, in its canonical spelling only.
@@ -125,7 +123,17 @@ pub fn encode_index(mut n: u64) -> String {
         .join("/")
 }
 
-/// `<N>[.p/<W>]`, as tile and bundle paths end: the index and the width (256 without `.p/`).
+/// `<N>[.p/<W>]`, as tile and bundle paths end: `.p/<W>` only for a partial width (below 256).
+pub(crate) fn encode_index_and_width(index: u64, width: u16) -> String {
+    let n = encode_index(index);
+    if u64::from(width) == BUNDLE_WIDTH {
+        n
+    } else {
+        format!("{n}.p/{width}")
+    }
+}
+
+/// The inverse of [`encode_index_and_width`]: the index and the width (256 without `.p/`).
 pub(crate) fn parse_index_and_width(s: &str) -> Result<(u64, u16), &'static str> {
     let (n, width) = match s.split_once(".p/") {
         None => (s, BUNDLE_WIDTH as u16),
